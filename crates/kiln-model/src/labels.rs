@@ -1,0 +1,341 @@
+//! Label sets.
+//!
+//! A [`Labels`] is a set of `name="value"` pairs sorted by name with unique names, stored as
+//! one packed byte buffer: for each pair `uvarint(len(name)) name uvarint(len(value)) value`.
+//! One allocation per series keeps the memory per active series small and makes cloning,
+//! hashing and equality a single pass over contiguous bytes.
+//!
+//! Invariants (upheld by every constructor):
+//! - pairs are sorted by name, byte-wise, and names are unique;
+//! - no pair has an empty value (Prometheus treats an empty value as "label absent");
+//! - the buffer is canonical, so two equal label sets have identical buffers, and
+//!   [`Labels::hash`] is a hash of the buffer.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// The label name that holds the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// One borrowed label pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// A sorted, packed label set. See the module docs for the layout and invariants.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Labels {
+    buf: Box<[u8]>,
+}
+
+impl Labels {
+    /// The empty label set.
+    pub fn empty() -> Labels {
+        Labels::default()
+    }
+
+    /// Builds a label set from pairs in any order. Later duplicates of a name win; pairs
+    /// with an empty value are dropped.
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Labels {
+        let mut b = LabelsBuilder::new();
+        for (n, v) in pairs {
+            b.set(n.as_ref(), v.as_ref());
+        }
+        b.build()
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Iterates the pairs in name order. Does not allocate.
+    pub fn iter(&self) -> LabelsIter<'_> {
+        LabelsIter { rest: &self.buf }
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        for l in self.iter() {
+            match l.name.cmp(name) {
+                Ordering::Less => continue,
+                Ordering::Equal => return Some(l.value),
+                Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+
+    /// The metric name (`__name__`), if present.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    /// A 64-bit hash of the label set (xxh3 of the canonical buffer). Stable within one
+    /// build of Kiln; not a persisted format.
+    pub fn hash(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&self.buf)
+    }
+
+    /// Bytes used by the packed buffer (for memory accounting).
+    pub fn packed_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// A builder seeded with these labels, to add, change or remove pairs.
+    pub fn to_builder(&self) -> LabelsBuilder {
+        LabelsBuilder {
+            pairs: self.iter().map(|l| (l.name.to_owned(), l.value.to_owned())).collect(),
+        }
+    }
+}
+
+impl Ord for Labels {
+    /// Prometheus's order: pair by pair, by name then value; a prefix sorts first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        let mut a = self.iter();
+        let mut b = other.iter();
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
+                (Some(x), Some(y)) => match x.name.cmp(y.name).then(x.value.cmp(y.value)) {
+                    Ordering::Equal => continue,
+                    o => return o,
+                },
+            }
+        }
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Formats like Prometheus's `Labels.String()`: `{a="1", b="2"}` with values quoted
+    /// as Go's `strconv.Quote` does. `promtool tsdb dump` prints this form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(self.buf.len() + 8);
+        s.push('{');
+        for (i, l) in self.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(l.name);
+            s.push('=');
+            go_quote_into(&mut s, l.value);
+        }
+        s.push('}');
+        f.write_str(&s)
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Iterator over the pairs of a [`Labels`].
+pub struct LabelsIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for LabelsIter<'a> {
+    type Item = Label<'a>;
+
+    fn next(&mut self) -> Option<Label<'a>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let name = take_str(&mut self.rest);
+        let value = take_str(&mut self.rest);
+        Some(Label { name, value })
+    }
+}
+
+fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
+    let mut len = 0usize;
+    let mut shift = 0;
+    let mut i = 0;
+    loop {
+        let b = rest[i];
+        len |= ((b & 0x7f) as usize) << shift;
+        i += 1;
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    let bytes = &rest[i..i + len];
+    *rest = &rest[i + len..];
+    // The buffer is only ever built from `&str` pairs by `LabelsBuilder::build`.
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    let mut n = s.len();
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Collects pairs in any order and builds a canonical [`Labels`].
+#[derive(Debug, Default, Clone)]
+pub struct LabelsBuilder {
+    pairs: Vec<(String, String)>,
+}
+
+impl LabelsBuilder {
+    pub fn new() -> LabelsBuilder {
+        LabelsBuilder::default()
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value. An empty value removes it.
+    pub fn set(&mut self, name: &str, value: &str) -> &mut Self {
+        match self.pairs.iter_mut().find(|(n, _)| n == name) {
+            Some(p) => value.clone_into(&mut p.1),
+            None => self.pairs.push((name.to_owned(), value.to_owned())),
+        }
+        self
+    }
+
+    /// Removes `name`.
+    pub fn del(&mut self, name: &str) -> &mut Self {
+        self.pairs.retain(|(n, _)| n != name);
+        self
+    }
+
+    /// Clears the builder for reuse, keeping its allocation.
+    pub fn reset(&mut self) {
+        self.pairs.clear();
+    }
+
+    /// Builds the canonical label set.
+    pub fn build(&self) -> Labels {
+        let mut sorted: Vec<&(String, String)> =
+            self.pairs.iter().filter(|(_, v)| !v.is_empty()).collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let cap = sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+        let mut buf = Vec::with_capacity(cap);
+        for (n, v) in sorted {
+            put_str(&mut buf, n);
+            put_str(&mut buf, v);
+        }
+        Labels { buf: buf.into_boxed_slice() }
+    }
+}
+
+/// Appends `s` quoted the way Go's `strconv.Quote` does: printable characters as they are,
+/// `\a \b \f \n \r \t \v \\ \"` escaped, other control and non-printable characters as
+/// `\xNN`, `\uNNNN` or `\UNNNNNNNN`.
+pub fn go_quote_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            c if go_is_print(c) => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    out.push('"');
+}
+
+/// An approximation of Go's `unicode.IsPrint`: letters, marks, numbers, punctuation,
+/// symbols and the ASCII space. Rust's std exposes no general categories, so control
+/// characters, non-ASCII spaces, the common format characters (Cf), surrogates and
+/// private-use code points are treated as non-printable.
+fn go_is_print(c: char) -> bool {
+    if c == ' ' {
+        return true;
+    }
+    if c.is_control() || c.is_whitespace() {
+        return false;
+    }
+    let u = c as u32;
+    let format_or_private = matches!(u,
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0x200B..=0x200F
+        | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB
+        | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF | 0xFFFE | 0xFFFF);
+    !format_or_private
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_and_deduplicated() {
+        let l = Labels::from_pairs(&[("b", "2"), ("a", "1"), ("b", "3"), ("c", "")]);
+        let got: Vec<_> = l.iter().map(|l| (l.name, l.value)).collect();
+        assert_eq!(got, vec![("a", "1"), ("b", "3")]);
+        assert_eq!(l.get("b"), Some("3"));
+        assert_eq!(l.get("c"), None);
+        assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn order_matches_prometheus() {
+        let a = Labels::from_pairs(&[("a", "1")]);
+        let ab = Labels::from_pairs(&[("a", "1"), ("b", "1")]);
+        let a2 = Labels::from_pairs(&[("a", "2")]);
+        assert!(a < ab);
+        assert!(ab < a2);
+        assert_eq!(a.cmp(&a.clone()), Ordering::Equal);
+    }
+
+    #[test]
+    fn display_quotes_like_go() {
+        let cases = [
+            ("plain", r#"{__name__="up", v="plain"}"#),
+            ("a\"b\\c\nd", r#"{__name__="up", v="a\"b\\c\nd"}"#),
+            ("日本", r#"{__name__="up", v="日本"}"#),
+            ("\u{1}", r#"{__name__="up", v="\x01"}"#),
+            ("\u{a0}", r#"{__name__="up", v="\u00a0"}"#),
+        ];
+        for (v, want) in cases {
+            let l = Labels::from_pairs(&[("__name__", "up"), ("v", v)]);
+            assert_eq!(l.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn long_strings_round_trip() {
+        let long = "x".repeat(300);
+        let l = Labels::from_pairs(&[("k", long.as_str())]);
+        assert_eq!(l.get("k"), Some(long.as_str()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn builder_round_trips(pairs in proptest::collection::btree_map("[a-z_]{1,8}", ".{1,20}", 0..10)) {
+            let v: Vec<(String, String)> = pairs.clone().into_iter().collect();
+            let l = Labels::from_pairs(&v);
+            let back: Vec<(String, String)> = l.iter().map(|l| (l.name.to_owned(), l.value.to_owned())).collect();
+            proptest::prop_assert_eq!(back, v);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Kiln's data model, shared by every other crate: label sets ([`Labels`]), label
+//! matchers ([`Matcher`]), samples and timestamps, and the Prometheus staleness marker.
+//!
+//! Module map:
+//! - [`labels`]: the packed, sorted label set and its builder.
+//! - [`matcher`]: `=`, `!=`, `=~`, `!~` with Prometheus 3 semantics.
+//! - [`value`]: sample values, the StaleNaN marker and Go-compatible float formatting.
+//!
+//! Nothing here does I/O; nothing here depends on tokio.
+
+pub mod labels;
+pub mod matcher;
+pub mod value;
+
+pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use matcher::{MatchType, Matcher, MatcherError};
+pub use value::{format_go_float, is_stale_nan, STALE_NAN, STALE_NAN_BITS};
+
+/// A timestamp in milliseconds since the Unix epoch, as Prometheus stores them.
+pub type Timestamp = i64;
+
+/// One float sample: a timestamp and its value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub t: Timestamp,
+    pub v: f64,
+}
