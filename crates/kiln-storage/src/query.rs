@@ -1,0 +1,240 @@
+//! The read contract.
+//!
+//! A [`Queryable`] opens a [`Querier`] over a closed time range `[mint, maxt]` (both in
+//! milliseconds, inclusive). The querier answers `select` with a [`SeriesSet`] whose
+//! series, when `sorted` was asked for, come in [`Labels`] order; each [`Series`] hands
+//! out a [`SampleIterator`], a cursor with `next`/`seek`/`at` that yields samples in
+//! time order within the querier's range. Warnings (a skipped corrupt block, a partial
+//! response) travel beside results instead of failing the query.
+
+use kiln_model::{Labels, Matcher, Timestamp};
+
+use crate::StorageError;
+
+/// What the query engine knows about a selection, so that a storage can read less.
+#[derive(Debug, Clone, Default)]
+pub struct SelectHints {
+    /// Start of the time range the caller needs, ms.
+    pub start: Timestamp,
+    /// End of the time range the caller needs, ms.
+    pub end: Timestamp,
+    /// Query resolution step, ms (0 for instant queries).
+    pub step: i64,
+    /// Range of the surrounding range vector selector, ms (0 when none).
+    pub range: i64,
+    /// The surrounding function (e.g. `rate`), when there is one.
+    pub func: Option<String>,
+}
+
+/// What a cursor is positioned on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// Exhausted (or failed: see [`SampleIterator::err`]).
+    None,
+    Float,
+}
+
+/// A cursor over one series' samples in time order.
+///
+/// Before the first `next`/`seek` the cursor is positioned before the first sample.
+/// `seek(t)` moves to the first sample with timestamp `>= t` and never moves backwards:
+/// if the current sample already satisfies it, the cursor stays.
+pub trait SampleIterator {
+    fn next(&mut self) -> ValueKind;
+    fn seek(&mut self, t: Timestamp) -> ValueKind;
+    /// The current sample; only meaningful after `next`/`seek` returned `Float`.
+    fn at(&self) -> (Timestamp, f64);
+    /// The error that ended iteration early, if any.
+    fn err(&self) -> Option<&StorageError>;
+}
+
+/// One series of a [`SeriesSet`].
+pub trait Series {
+    fn labels(&self) -> &Labels;
+    fn iterator(&self) -> Box<dyn SampleIterator + '_>;
+}
+
+/// The result of a `select`: a stream of series.
+pub trait SeriesSet<'a> {
+    /// The next series, or `None` when done (check [`err`](SeriesSet::err)).
+    fn next(&mut self) -> Option<Box<dyn Series + 'a>>;
+    fn err(&self) -> Option<&StorageError>;
+    /// Non-fatal problems met while answering, e.g. a block that could not be read.
+    fn warnings(&self) -> Vec<String>;
+}
+
+/// Reads series over one time range.
+pub trait Querier {
+    /// Series matching all `matchers`. With `sorted`, series come in label order (needed
+    /// for merging); unsorted may be faster.
+    fn select<'a>(
+        &'a self,
+        sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> Box<dyn SeriesSet<'a> + 'a>;
+
+    /// Sorted, unique values of label `name` among series matching `matchers` (all series
+    /// when empty). Returns warnings beside the values.
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), StorageError>;
+
+    /// Sorted, unique label names among series matching `matchers`.
+    fn label_names(&self, matchers: &[Matcher]) -> Result<(Vec<String>, Vec<String>), StorageError>;
+}
+
+/// A source of queriers.
+pub trait Queryable: Send + Sync {
+    fn querier(&self, mint: Timestamp, maxt: Timestamp) -> Result<Box<dyn Querier + '_>, StorageError>;
+}
+
+/// One encoded chunk as stored: time bounds, the Prometheus encoding byte and the data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedChunk {
+    pub min_time: Timestamp,
+    pub max_time: Timestamp,
+    pub encoding: u8,
+    pub data: Vec<u8>,
+}
+
+/// One series with its encoded chunks, for remote read, store gateways and compaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkSeries {
+    pub labels: Labels,
+    pub chunks: Vec<EncodedChunk>,
+}
+
+/// A stream of [`ChunkSeries`] in label order.
+pub trait ChunkSeriesSet {
+    fn next(&mut self) -> Option<ChunkSeries>;
+    fn err(&self) -> Option<&StorageError>;
+    fn warnings(&self) -> Vec<String>;
+}
+
+/// Like [`Querier`], but yields encoded chunks instead of decoded samples.
+pub trait ChunkQuerier {
+    fn select_chunks<'a>(
+        &'a self,
+        sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> Box<dyn ChunkSeriesSet + 'a>;
+}
+
+/// A series held as plain vectors; used by tests and by in-memory sources.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VecSeries {
+    pub labels: Labels,
+    pub ts: Vec<Timestamp>,
+    pub vals: Vec<f64>,
+}
+
+impl Series for VecSeries {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    fn iterator(&self) -> Box<dyn SampleIterator + '_> {
+        Box::new(SliceIterator { ts: &self.ts, vals: &self.vals, pos: None })
+    }
+}
+
+/// A cursor over borrowed timestamp and value columns.
+pub struct SliceIterator<'a> {
+    ts: &'a [Timestamp],
+    vals: &'a [f64],
+    pos: Option<usize>,
+}
+
+impl<'a> SliceIterator<'a> {
+    pub fn new(ts: &'a [Timestamp], vals: &'a [f64]) -> Self {
+        SliceIterator { ts, vals, pos: None }
+    }
+}
+
+impl SampleIterator for SliceIterator<'_> {
+    fn next(&mut self) -> ValueKind {
+        let p = self.pos.map_or(0, |p| p + 1);
+        self.pos = Some(p.min(self.ts.len()));
+        if p < self.ts.len() { ValueKind::Float } else { ValueKind::None }
+    }
+
+    fn seek(&mut self, t: Timestamp) -> ValueKind {
+        let start = self.pos.unwrap_or(0);
+        if start >= self.ts.len() {
+            self.pos = Some(self.ts.len());
+            return ValueKind::None;
+        }
+        if self.pos.is_some() && self.ts[start] >= t {
+            return ValueKind::Float;
+        }
+        let p = start + self.ts[start..].partition_point(|&x| x < t);
+        self.pos = Some(p);
+        if p < self.ts.len() { ValueKind::Float } else { ValueKind::None }
+    }
+
+    fn at(&self) -> (Timestamp, f64) {
+        match self.pos {
+            Some(p) if p < self.ts.len() => (self.ts[p], self.vals[p]),
+            _ => (0, 0.0),
+        }
+    }
+
+    fn err(&self) -> Option<&StorageError> {
+        None
+    }
+}
+
+/// A series set over owned [`VecSeries`].
+pub struct VecSeriesSet {
+    series: std::vec::IntoIter<VecSeries>,
+    warnings: Vec<String>,
+}
+
+impl VecSeriesSet {
+    pub fn new(series: Vec<VecSeries>, warnings: Vec<String>) -> Self {
+        VecSeriesSet { series: series.into_iter(), warnings }
+    }
+}
+
+impl<'a> SeriesSet<'a> for VecSeriesSet {
+    fn next(&mut self) -> Option<Box<dyn Series + 'a>> {
+        self.series.next().map(|s| Box::new(s) as Box<dyn Series + 'a>)
+    }
+
+    fn err(&self) -> Option<&StorageError> {
+        None
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+}
+
+/// Whether a series with `labels` satisfies every matcher (absent labels match as `""`).
+pub fn labels_match(labels: &Labels, matchers: &[Matcher]) -> bool {
+    matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_iterator_next_and_seek() {
+        let ts = [10, 20, 30, 40];
+        let vals = [1.0, 2.0, 3.0, 4.0];
+        let mut it = SliceIterator::new(&ts, &vals);
+        assert_eq!(it.seek(15), ValueKind::Float);
+        assert_eq!(it.at(), (20, 2.0));
+        assert_eq!(it.seek(5), ValueKind::Float, "seek never moves backwards");
+        assert_eq!(it.at(), (20, 2.0));
+        assert_eq!(it.next(), ValueKind::Float);
+        assert_eq!(it.at(), (30, 3.0));
+        assert_eq!(it.seek(41), ValueKind::None);
+        assert_eq!(it.next(), ValueKind::None);
+    }
+}
