@@ -4,16 +4,19 @@
 //! Module map:
 //! - [`labels`]: the packed, sorted label set and its builder.
 //! - [`matcher`]: `=`, `!=`, `=~`, `!~` with Prometheus 3 semantics.
+//! - [`selector`]: parsing series selectors (`up{job="a"}`) into matchers.
 //! - [`value`]: sample values, the StaleNaN marker and Go-compatible float formatting.
 //!
 //! Nothing here does I/O; nothing here depends on tokio.
 
 pub mod labels;
 pub mod matcher;
+pub mod selector;
 pub mod value;
 
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchType, Matcher, MatcherError};
+pub use selector::{parse_selector, SelectorError};
 pub use value::{format_go_float, is_stale_nan, STALE_NAN, STALE_NAN_BITS};
 
 /// A timestamp in milliseconds since the Unix epoch, as Prometheus stores them.
