@@ -2,6 +2,7 @@
 //! matchers ([`Matcher`]), samples and timestamps, and the Prometheus staleness marker.
 //!
 //! Module map:
+//! - [`duration`]: Prometheus duration strings (`1d12h`).
 //! - [`labels`]: the packed, sorted label set and its builder.
 //! - [`matcher`]: `=`, `!=`, `=~`, `!~` with Prometheus 3 semantics.
 //! - [`selector`]: parsing series selectors (`up{job="a"}`) into matchers.
@@ -9,11 +10,13 @@
 //!
 //! Nothing here does I/O; nothing here depends on tokio.
 
+pub mod duration;
 pub mod labels;
 pub mod matcher;
 pub mod selector;
 pub mod value;
 
+pub use duration::{parse_duration_ms, DurationError};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchType, Matcher, MatcherError};
 pub use selector::{parse_selector, SelectorError};
