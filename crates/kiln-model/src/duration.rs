@@ -47,7 +47,10 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, DurationError> {
         }
         next_unit = idx + 1;
         rest = &rest[unit.0.len()..];
-        total = n.checked_mul(unit.1).and_then(|v| total.checked_add(v)).ok_or_else(err)?;
+        total = n
+            .checked_mul(unit.1)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(err)?;
     }
     Ok(total)
 }
@@ -58,10 +61,26 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (s, want) in [("0", 0), ("2h", 7_200_000), ("1d12h", 129_600_000), ("90s", 90_000), ("5m30s100ms", 330_100), ("1w", 604_800_000)] {
+        for (s, want) in [
+            ("0", 0),
+            ("2h", 7_200_000),
+            ("1d12h", 129_600_000),
+            ("90s", 90_000),
+            ("5m30s100ms", 330_100),
+            ("1w", 604_800_000),
+        ] {
             assert_eq!(parse_duration_ms(s).expect(s), want, "{s}");
         }
-        for bad in ["", "h", "2", "1h1d", "1h1h", "-1h", "1x", "99999999999999999y"] {
+        for bad in [
+            "",
+            "h",
+            "2",
+            "1h1d",
+            "1h1h",
+            "-1h",
+            "1x",
+            "99999999999999999y",
+        ] {
             assert!(parse_duration_ms(bad).is_err(), "{bad}");
         }
     }

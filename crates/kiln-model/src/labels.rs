@@ -91,7 +91,10 @@ impl Labels {
     /// A builder seeded with these labels, to add, change or remove pairs.
     pub fn to_builder(&self) -> LabelsBuilder {
         LabelsBuilder {
-            pairs: self.iter().map(|l| (l.name.to_owned(), l.value.to_owned())).collect(),
+            pairs: self
+                .iter()
+                .map(|l| (l.name.to_owned(), l.value.to_owned()))
+                .collect(),
         }
     }
 }
@@ -235,7 +238,9 @@ impl LabelsBuilder {
             put_str(&mut buf, n);
             put_str(&mut buf, v);
         }
-        Labels { buf: buf.into_boxed_slice() }
+        Labels {
+            buf: buf.into_boxed_slice(),
+        }
     }
 }
 

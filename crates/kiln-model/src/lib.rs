@@ -16,11 +16,11 @@ pub mod matcher;
 pub mod selector;
 pub mod value;
 
-pub use duration::{parse_duration_ms, DurationError};
+pub use duration::{DurationError, parse_duration_ms};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchType, Matcher, MatcherError};
-pub use selector::{parse_selector, SelectorError};
-pub use value::{format_go_float, is_stale_nan, STALE_NAN, STALE_NAN_BITS};
+pub use selector::{SelectorError, parse_selector};
+pub use value::{STALE_NAN, STALE_NAN_BITS, format_go_float, is_stale_nan};
 
 /// A timestamp in milliseconds since the Unix epoch, as Prometheus stores them.
 pub type Timestamp = i64;

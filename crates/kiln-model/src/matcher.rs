@@ -95,12 +95,22 @@ impl Matcher {
             }
             _ => None,
         };
-        Ok(Matcher { kind, name: name.to_owned(), value: value.to_owned(), plan })
+        Ok(Matcher {
+            kind,
+            name: name.to_owned(),
+            value: value.to_owned(),
+            plan,
+        })
     }
 
     /// `name="value"`; cannot fail.
     pub fn equal(name: &str, value: &str) -> Matcher {
-        Matcher { kind: MatchType::Equal, name: name.to_owned(), value: value.to_owned(), plan: None }
+        Matcher {
+            kind: MatchType::Equal,
+            name: name.to_owned(),
+            value: value.to_owned(),
+            plan: None,
+        }
     }
 
     /// Whether `value` satisfies the matcher. An absent label is passed as `""`.
@@ -174,7 +184,7 @@ fn plan_regex(pattern: &str) -> Result<RegexPlan, regex::Error> {
         ".*" => RegexPlan::Any,
         ".+" => RegexPlan::NonEmpty,
         p if is_literal(p) => RegexPlan::Literal(p.to_owned()),
-        p if p.contains('|') && p.split('|').all(|a| is_literal(a)) => {
+        p if p.contains('|') && p.split('|').all(is_literal) => {
             RegexPlan::Set(p.split('|').map(str::to_owned).collect())
         }
         p if p.ends_with(".*") && is_literal(&p[..p.len() - 2]) => {

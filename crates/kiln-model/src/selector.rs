@@ -4,8 +4,8 @@
 //! `match[]` parameters, recording tools. String literals accept the PromQL forms:
 //! double or single quotes with Go escapes, or backticks with no escapes.
 
-use crate::matcher::{MatchType, Matcher, MatcherError};
 use crate::labels::METRIC_NAME;
+use crate::matcher::{MatchType, Matcher, MatcherError};
 
 /// Why a selector did not parse; `pos` is a byte offset into the input.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +103,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn err(&self, msg: &str) -> SelectorError {
-        SelectorError::Syntax { pos: self.pos, msg: msg.to_owned() }
+        SelectorError::Syntax {
+            pos: self.pos,
+            msg: msg.to_owned(),
+        }
     }
 
     fn eat(&mut self, tok: &str) -> bool {
@@ -167,7 +170,9 @@ impl<'a> Cursor<'a> {
                         'u' => 4,
                         _ => 8,
                     };
-                    let hex: String = (0..n).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
+                    let hex: String = (0..n)
+                        .filter_map(|_| chars.next().map(|(_, h)| h))
+                        .collect();
                     let code = u32::from_str_radix(&hex, 16)
                         .ok()
                         .filter(|_| hex.len() == n)
@@ -199,15 +204,30 @@ mod tests {
     fn selectors() {
         check("up", &[r#"__name__="up""#]);
         check(r#"up{job="a"}"#, &[r#"__name__="up""#, r#"job="a""#]);
-        check(r#"{__name__=~"gpu_.*", i!="x" , }"#, &[r#"__name__=~"gpu_.*""#, r#"i!="x""#]);
+        check(
+            r#"{__name__=~"gpu_.*", i!="x" , }"#,
+            &[r#"__name__=~"gpu_.*""#, r#"i!="x""#],
+        );
         check(r#"{x="1",a!~'b\'c'}"#, &[r#"x="1""#, r#"a!~"b'c""#]);
         check(r#"{a=`x\y`}"#, &[r#"a="x\\y""#]);
-        check(r#"ns:metric:rate5m{a="\u00e9\n"}"#, &[r#"__name__="ns:metric:rate5m""#, r#"a="é\n""#]);
+        check(
+            r#"ns:metric:rate5m{a="\u00e9\n"}"#,
+            &[r#"__name__="ns:metric:rate5m""#, r#"a="é\n""#],
+        );
     }
 
     #[test]
     fn bad_selectors() {
-        for bad in ["", "{}", r#"{a=""}"#, r#"{a="x"#, r#"{a~"x"}"#, r#"up{a="x"} extra"#, r#"{a=~"("}"#, "{1a=\"x\"}"] {
+        for bad in [
+            "",
+            "{}",
+            r#"{a=""}"#,
+            r#"{a="x"#,
+            r#"{a~"x"}"#,
+            r#"up{a="x"} extra"#,
+            r#"{a=~"("}"#,
+            "{1a=\"x\"}",
+        ] {
             assert!(parse_selector(bad).is_err(), "{bad:?} should fail");
         }
     }

@@ -27,10 +27,19 @@ pub enum StorageError {
     OutOfOrderSample { labels: Labels, t: Timestamp },
     #[error("duplicate sample for timestamp: series {labels}, timestamp {t}")]
     DuplicateSampleForTimestamp { labels: Labels, t: Timestamp },
-    #[error("out of bounds: series {labels}, timestamp {t} is before the head's minimum {min_valid}")]
-    OutOfBounds { labels: Labels, t: Timestamp, min_valid: Timestamp },
+    #[error(
+        "out of bounds: series {labels}, timestamp {t} is before the head's minimum {min_valid}"
+    )]
+    OutOfBounds {
+        labels: Labels,
+        t: Timestamp,
+        min_valid: Timestamp,
+    },
     #[error("invalid series labels {labels}: {reason}")]
-    InvalidLabels { labels: Labels, reason: &'static str },
+    InvalidLabels {
+        labels: Labels,
+        reason: &'static str,
+    },
     #[error("unknown series reference {series_ref}")]
     UnknownSeriesRef { series_ref: u64 },
     #[error("appender was already committed or rolled back")]
@@ -64,6 +73,10 @@ impl StorageError {
         context: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> StorageError {
-        StorageError::Backend { kind, context: context.into(), source: Box::new(source) }
+        StorageError::Backend {
+            kind,
+            context: context.into(),
+            source: Box::new(source),
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use kiln_model::{Labels, Matcher, Timestamp};
 use parking_lot::RwLock;
 
-use crate::query::{labels_match, VecSeries, VecSeriesSet};
+use crate::query::{VecSeries, VecSeriesSet, labels_match};
 use crate::{
     Appendable, Appender, Querier, Queryable, SampleValue, SelectHints, SeriesRef, SeriesSet,
     StorageError,
@@ -38,17 +38,26 @@ impl Appender for MemAppender<'_> {
         v: SampleValue,
     ) -> Result<SeriesRef, StorageError> {
         if labels.is_empty() {
-            return Err(StorageError::InvalidLabels { labels: labels.clone(), reason: "empty label set" });
+            return Err(StorageError::InvalidLabels {
+                labels: labels.clone(),
+                reason: "empty label set",
+            });
         }
         let SampleValue::Float(v) = v;
         if let Some(s) = self.storage.series.read().get(labels)
             && let Some(&last) = s.ts.last()
         {
             if t < last {
-                return Err(StorageError::OutOfOrderSample { labels: labels.clone(), t });
+                return Err(StorageError::OutOfOrderSample {
+                    labels: labels.clone(),
+                    t,
+                });
             }
             if t == last && s.vals.last().map(|x| x.to_bits()) != Some(v.to_bits()) {
-                return Err(StorageError::DuplicateSampleForTimestamp { labels: labels.clone(), t });
+                return Err(StorageError::DuplicateSampleForTimestamp {
+                    labels: labels.clone(),
+                    t,
+                });
             }
         }
         self.pending.push((labels.clone(), t, v));
@@ -58,9 +67,11 @@ impl Appender for MemAppender<'_> {
     fn commit(&mut self) -> Result<(), StorageError> {
         let mut map = self.storage.series.write();
         for (labels, t, v) in self.pending.drain(..) {
-            let s = map
-                .entry(labels.clone())
-                .or_insert_with(|| VecSeries { labels, ts: Vec::new(), vals: Vec::new() });
+            let s = map.entry(labels.clone()).or_insert_with(|| VecSeries {
+                labels,
+                ts: Vec::new(),
+                vals: Vec::new(),
+            });
             if s.ts.last().is_some_and(|&last| t <= last) {
                 continue;
             }
@@ -78,7 +89,10 @@ impl Appender for MemAppender<'_> {
 
 impl Appendable for MemStorage {
     fn appender(&self) -> Box<dyn Appender + '_> {
-        Box::new(MemAppender { storage: self, pending: Vec::new() })
+        Box::new(MemAppender {
+            storage: self,
+            pending: Vec::new(),
+        })
     }
 }
 
@@ -131,11 +145,19 @@ impl Querier for MemQuerier<'_> {
         Ok((v, Vec::new()))
     }
 
-    fn label_names(&self, matchers: &[Matcher]) -> Result<(Vec<String>, Vec<String>), StorageError> {
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), StorageError> {
         let mut v: Vec<String> = self
             .matching(matchers)
             .iter()
-            .flat_map(|s| s.labels.iter().map(|l| l.name.to_owned()).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.labels
+                    .iter()
+                    .map(|l| l.name.to_owned())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         v.sort_unstable();
         v.dedup();
@@ -144,8 +166,16 @@ impl Querier for MemQuerier<'_> {
 }
 
 impl Queryable for MemStorage {
-    fn querier(&self, mint: Timestamp, maxt: Timestamp) -> Result<Box<dyn Querier + '_>, StorageError> {
-        Ok(Box::new(MemQuerier { storage: self, mint, maxt }))
+    fn querier(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Box<dyn Querier + '_>, StorageError> {
+        Ok(Box::new(MemQuerier {
+            storage: self,
+            mint,
+            maxt,
+        }))
     }
 }
 
@@ -159,14 +189,21 @@ mod tests {
         let st = MemStorage::new();
         let up = Labels::from_pairs(&[("__name__", "up"), ("job", "a")]);
         let mut app = st.appender();
-        app.append(0, &up, 10, SampleValue::Float(1.0)).expect("append");
-        app.append(0, &up, 20, SampleValue::Float(2.0)).expect("append");
+        app.append(0, &up, 10, SampleValue::Float(1.0))
+            .expect("append");
+        app.append(0, &up, 20, SampleValue::Float(2.0))
+            .expect("append");
         {
             let q = st.querier(0, 100).expect("querier");
-            assert!(q.select(true, None, &[]).next().is_none(), "uncommitted samples are invisible");
+            assert!(
+                q.select(true, None, &[]).next().is_none(),
+                "uncommitted samples are invisible"
+            );
         }
         app.commit().expect("commit");
-        let err = app.append(0, &up, 5, SampleValue::Float(0.0)).expect_err("out of order");
+        let err = app
+            .append(0, &up, 5, SampleValue::Float(0.0))
+            .expect_err("out of order");
         assert!(err.to_string().starts_with("out of order sample"), "{err}");
 
         let q = st.querier(15, 100).expect("querier");
@@ -176,6 +213,9 @@ mod tests {
         assert_eq!(it.next(), ValueKind::Float);
         assert_eq!(it.at(), (20, 2.0));
         assert_eq!(it.next(), ValueKind::None);
-        assert_eq!(q.label_values("job", &[]).expect("values").0, vec!["a".to_string()]);
+        assert_eq!(
+            q.label_values("job", &[]).expect("values").0,
+            vec!["a".to_string()]
+        );
     }
 }

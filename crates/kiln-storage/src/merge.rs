@@ -9,8 +9,8 @@
 
 use kiln_model::{Labels, Matcher, Timestamp};
 
-use crate::query::{Querier, SampleIterator, SelectHints, Series, SeriesSet, ValueKind};
 use crate::StorageError;
+use crate::query::{Querier, SampleIterator, SelectHints, Series, SeriesSet, ValueKind};
 
 /// A querier over several queriers. See the module docs.
 pub struct MergeQuerier<'q> {
@@ -34,7 +34,11 @@ impl Querier for MergeQuerier<'_> {
             return self.queriers[0].select(sorted, hints, matchers);
         }
         // Merging needs sorted inputs whatever the caller asked for.
-        let sets = self.queriers.iter().map(|q| q.select(true, hints, matchers)).collect();
+        let sets = self
+            .queriers
+            .iter()
+            .map(|q| q.select(true, hints, matchers))
+            .collect();
         Box::new(MergeSeriesSet::new(sets))
     }
 
@@ -55,7 +59,10 @@ impl Querier for MergeQuerier<'_> {
         Ok((values, warnings))
     }
 
-    fn label_names(&self, matchers: &[Matcher]) -> Result<(Vec<String>, Vec<String>), StorageError> {
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), StorageError> {
         let mut names = Vec::new();
         let mut warnings = Vec::new();
         for q in &self.queriers {
@@ -80,7 +87,11 @@ pub struct MergeSeriesSet<'a> {
 impl<'a> MergeSeriesSet<'a> {
     pub fn new(sets: Vec<Box<dyn SeriesSet<'a> + 'a>>) -> Self {
         let heads = sets.iter().map(|_| None).collect();
-        MergeSeriesSet { sets, heads, started: false }
+        MergeSeriesSet {
+            sets,
+            heads,
+            started: false,
+        }
     }
 }
 
@@ -135,7 +146,9 @@ impl Series for MergedSeries<'_> {
     }
 
     fn iterator(&self) -> Box<dyn SampleIterator + '_> {
-        Box::new(MergeSampleIterator::new(self.parts.iter().map(|p| p.iterator()).collect()))
+        Box::new(MergeSampleIterator::new(
+            self.parts.iter().map(|p| p.iterator()).collect(),
+        ))
     }
 }
 
@@ -151,7 +164,12 @@ pub struct MergeSampleIterator<'a> {
 impl<'a> MergeSampleIterator<'a> {
     pub fn new(its: Vec<Box<dyn SampleIterator + 'a>>) -> Self {
         let heads = its.iter().map(|_| None).collect();
-        MergeSampleIterator { its, heads, cur: None, started: false }
+        MergeSampleIterator {
+            its,
+            heads,
+            cur: None,
+            started: false,
+        }
     }
 
     fn pick(&mut self) -> ValueKind {
@@ -161,7 +179,11 @@ impl<'a> MergeSampleIterator<'a> {
                 self.cur = Some(*h);
             }
         }
-        if self.cur.is_some() { ValueKind::Float } else { ValueKind::None }
+        if self.cur.is_some() {
+            ValueKind::Float
+        } else {
+            ValueKind::None
+        }
     }
 }
 
@@ -182,7 +204,9 @@ impl SampleIterator for MergeSampleIterator<'_> {
             }
             return self.pick();
         }
-        let Some((cur_t, _)) = self.cur else { return ValueKind::None };
+        let Some((cur_t, _)) = self.cur else {
+            return ValueKind::None;
+        };
         for (i, it) in self.its.iter_mut().enumerate() {
             if self.heads[i].is_some_and(|(t, _)| t <= cur_t) {
                 let k = it.next();
@@ -245,13 +269,19 @@ mod tests {
             vec![],
         );
         let b = VecSeriesSet::new(
-            vec![series("a", &[(2, 20.0), (3, 30.0), (4, 40.0)]), series("b", &[(5, 5.0)])],
+            vec![
+                series("a", &[(2, 20.0), (3, 30.0), (4, 40.0)]),
+                series("b", &[(5, 5.0)]),
+            ],
             vec!["w".into()],
         );
         let mut m = MergeSeriesSet::new(vec![Box::new(a), Box::new(b)]);
         let s = m.next().expect("a");
         assert_eq!(s.labels().metric_name(), Some("a"));
-        assert_eq!(collect(s.as_ref()), vec![(1, 1.0), (2, 20.0), (3, 3.0), (4, 40.0)]);
+        assert_eq!(
+            collect(s.as_ref()),
+            vec![(1, 1.0), (2, 20.0), (3, 3.0), (4, 40.0)]
+        );
         assert_eq!(m.next().expect("b").labels().metric_name(), Some("b"));
         assert_eq!(m.next().expect("c").labels().metric_name(), Some("c"));
         assert!(m.next().is_none());
@@ -262,7 +292,10 @@ mod tests {
     fn merged_seek() {
         let a = series("a", &[(1, 1.0), (5, 5.0), (9, 9.0)]);
         let b = series("a", &[(2, 2.0), (6, 6.0)]);
-        let m = MergedSeries { labels: a.labels.clone(), parts: vec![Box::new(a), Box::new(b)] };
+        let m = MergedSeries {
+            labels: a.labels.clone(),
+            parts: vec![Box::new(a), Box::new(b)],
+        };
         let mut it = m.iterator();
         assert_eq!(it.seek(3), ValueKind::Float);
         assert_eq!(it.at(), (5, 5.0));

@@ -83,12 +83,17 @@ pub trait Querier {
     ) -> Result<(Vec<String>, Vec<String>), StorageError>;
 
     /// Sorted, unique label names among series matching `matchers`.
-    fn label_names(&self, matchers: &[Matcher]) -> Result<(Vec<String>, Vec<String>), StorageError>;
+    fn label_names(&self, matchers: &[Matcher])
+    -> Result<(Vec<String>, Vec<String>), StorageError>;
 }
 
 /// A source of queriers.
 pub trait Queryable: Send + Sync {
-    fn querier(&self, mint: Timestamp, maxt: Timestamp) -> Result<Box<dyn Querier + '_>, StorageError>;
+    fn querier(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Box<dyn Querier + '_>, StorageError>;
 }
 
 /// One encoded chunk as stored: time bounds, the Prometheus encoding byte and the data.
@@ -138,7 +143,11 @@ impl Series for VecSeries {
     }
 
     fn iterator(&self) -> Box<dyn SampleIterator + '_> {
-        Box::new(SliceIterator { ts: &self.ts, vals: &self.vals, pos: None })
+        Box::new(SliceIterator {
+            ts: &self.ts,
+            vals: &self.vals,
+            pos: None,
+        })
     }
 }
 
@@ -151,7 +160,11 @@ pub struct SliceIterator<'a> {
 
 impl<'a> SliceIterator<'a> {
     pub fn new(ts: &'a [Timestamp], vals: &'a [f64]) -> Self {
-        SliceIterator { ts, vals, pos: None }
+        SliceIterator {
+            ts,
+            vals,
+            pos: None,
+        }
     }
 }
 
@@ -159,7 +172,11 @@ impl SampleIterator for SliceIterator<'_> {
     fn next(&mut self) -> ValueKind {
         let p = self.pos.map_or(0, |p| p + 1);
         self.pos = Some(p.min(self.ts.len()));
-        if p < self.ts.len() { ValueKind::Float } else { ValueKind::None }
+        if p < self.ts.len() {
+            ValueKind::Float
+        } else {
+            ValueKind::None
+        }
     }
 
     fn seek(&mut self, t: Timestamp) -> ValueKind {
@@ -173,7 +190,11 @@ impl SampleIterator for SliceIterator<'_> {
         }
         let p = start + self.ts[start..].partition_point(|&x| x < t);
         self.pos = Some(p);
-        if p < self.ts.len() { ValueKind::Float } else { ValueKind::None }
+        if p < self.ts.len() {
+            ValueKind::Float
+        } else {
+            ValueKind::None
+        }
     }
 
     fn at(&self) -> (Timestamp, f64) {
@@ -196,13 +217,18 @@ pub struct VecSeriesSet {
 
 impl VecSeriesSet {
     pub fn new(series: Vec<VecSeries>, warnings: Vec<String>) -> Self {
-        VecSeriesSet { series: series.into_iter(), warnings }
+        VecSeriesSet {
+            series: series.into_iter(),
+            warnings,
+        }
     }
 }
 
 impl<'a> SeriesSet<'a> for VecSeriesSet {
     fn next(&mut self) -> Option<Box<dyn Series + 'a>> {
-        self.series.next().map(|s| Box::new(s) as Box<dyn Series + 'a>)
+        self.series
+            .next()
+            .map(|s| Box::new(s) as Box<dyn Series + 'a>)
     }
 
     fn err(&self) -> Option<&StorageError> {
@@ -216,7 +242,9 @@ impl<'a> SeriesSet<'a> for VecSeriesSet {
 
 /// Whether a series with `labels` satisfies every matcher (absent labels match as `""`).
 pub fn labels_match(labels: &Labels, matchers: &[Matcher]) -> bool {
-    matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+    matchers
+        .iter()
+        .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
 }
 
 #[cfg(test)]

@@ -1,0 +1,483 @@
+//! The XOR ("Gorilla") float chunk, bit-compatible with Prometheus's `EncXOR`.
+//!
+//! See `docs/format/xor.md` for the layout. In short: a 2-byte big-endian sample count,
+//! then sample 0 as `varint(t)` + 64 raw value bits, sample 1 as `uvarint(t - t0)` + an
+//! XOR-coded value, and every later sample as a delta-of-delta coded timestamp + an
+//! XOR-coded value, zero-padded to a whole byte.
+
+use crate::bstream::{BitReader, BitWriter};
+use crate::{ChunkError, HEADER_LEN};
+
+/// Marks "no leading/trailing window chosen yet" in the encoder.
+const NO_WINDOW: u8 = 0xff;
+
+/// Initial capacity of a new encoder's buffer, as Prometheus allocates for a chunk.
+const INITIAL_CAPACITY: usize = 128;
+
+/// Appends float samples to an XOR chunk it owns.
+///
+/// [`bytes`](XorEncoder::bytes) is a complete chunk after every append. Appending never
+/// allocates except when the buffer grows (amortized, like `Vec::push`).
+#[derive(Debug, Clone)]
+pub struct XorEncoder {
+    w: BitWriter,
+    num: u16,
+    t: i64,
+    v: u64,
+    t_delta: u64,
+    leading: u8,
+    trailing: u8,
+}
+
+impl Default for XorEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl XorEncoder {
+    /// An empty chunk (just the zero sample-count header).
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(INITIAL_CAPACITY);
+        buf.extend_from_slice(&[0; HEADER_LEN]);
+        XorEncoder {
+            w: BitWriter::from_aligned(buf),
+            num: 0,
+            t: 0,
+            v: 0,
+            t_delta: 0,
+            leading: NO_WINDOW,
+            trailing: 0,
+        }
+    }
+
+    /// Resumes appending to an existing chunk: decodes it to the end to restore the
+    /// encoder state, then continues at the exact bit where the last sample ends (bytes
+    /// after that are dropped and padding bits cleared).
+    ///
+    /// The result appends exactly the bits an encoder that had seen all samples from the
+    /// start would append. (Prometheus's own `Appender()` on a decoded chunk differs in
+    /// two corner cases: it restarts at the next byte boundary, and if no value window
+    /// has been chosen yet it reuses an empty one; both decode the same way.)
+    ///
+    /// Allocates nothing beyond `bytes`; decoding is `O(samples)`.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, ChunkError> {
+        let mut it = XorIterator::new(&bytes);
+        while it.next() {}
+        if let Some(e) = it.err {
+            return Err(e);
+        }
+        let (num, t, v, t_delta) = (it.read, it.t, it.v, it.t_delta);
+        let (leading, trailing) = if it.window_seen {
+            (it.leading, it.trailing)
+        } else {
+            (NO_WINDOW, 0)
+        };
+        let end = it.r.pos();
+        Ok(XorEncoder {
+            w: BitWriter::resume_at(bytes, end),
+            num,
+            t,
+            v,
+            t_delta,
+            leading,
+            trailing,
+        })
+    }
+
+    /// Appends one sample. Timestamps are expected to increase (the format itself also
+    /// encodes equal or decreasing ones; it stores wrapping 64-bit differences).
+    ///
+    /// A chunk holds at most `u16::MAX` samples; appends beyond that are ignored, use
+    /// [`try_append`](XorEncoder::try_append) to be told. Allocates only when the buffer
+    /// has to grow.
+    #[inline]
+    pub fn append(&mut self, t: i64, v: f64) {
+        let _ = self.try_append(t, v);
+    }
+
+    /// Like [`append`](XorEncoder::append), but fails with [`ChunkError::Full`] instead
+    /// of ignoring a sample past `u16::MAX`.
+    pub fn try_append(&mut self, t: i64, v: f64) -> Result<(), ChunkError> {
+        if self.num == u16::MAX {
+            return Err(ChunkError::Full { max: u16::MAX });
+        }
+        let vbits = v.to_bits();
+        match self.num {
+            0 => {
+                self.w.write_varint(t);
+                self.w.write_bits(vbits, 64);
+            }
+            1 => {
+                let t_delta = t.wrapping_sub(self.t) as u64;
+                self.w.write_uvarint(t_delta);
+                self.write_value(vbits);
+                self.t_delta = t_delta;
+            }
+            _ => {
+                let t_delta = t.wrapping_sub(self.t) as u64;
+                let dod = t_delta.wrapping_sub(self.t_delta) as i64;
+                self.write_dod(dod);
+                self.write_value(vbits);
+                self.t_delta = t_delta;
+            }
+        }
+        self.t = t;
+        self.v = vbits;
+        self.num += 1;
+        let count = self.num.to_be_bytes();
+        if let Some(h) = self.w.bytes_mut().get_mut(..HEADER_LEN) {
+            h.copy_from_slice(&count);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn write_dod(&mut self, dod: i64) {
+        // Each bucket holds -(2^(n-1) - 1) ..= 2^(n-1): the range is shifted by one
+        // against two's complement, matching how the reader sign-extends.
+        let fits = |n: u32| -((1i64 << (n - 1)) - 1) <= dod && dod <= 1i64 << (n - 1);
+        let w = &mut self.w;
+        if dod == 0 {
+            w.write_bit(false);
+        } else if fits(14) {
+            w.write_bits(0b10, 2);
+            w.write_bits(dod as u64, 14);
+        } else if fits(17) {
+            w.write_bits(0b110, 3);
+            w.write_bits(dod as u64, 17);
+        } else if fits(20) {
+            w.write_bits(0b1110, 4);
+            w.write_bits(dod as u64, 20);
+        } else {
+            w.write_bits(0b1111, 4);
+            w.write_bits(dod as u64, 64);
+        }
+    }
+
+    #[inline]
+    fn write_value(&mut self, vbits: u64) {
+        let delta = vbits ^ self.v;
+        let w = &mut self.w;
+        if delta == 0 {
+            w.write_bit(false);
+            return;
+        }
+        w.write_bit(true);
+        // The 5-bit field caps leading zeros at 31.
+        let leading = (delta.leading_zeros() as u8).min(31);
+        let trailing = delta.trailing_zeros() as u8;
+        if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
+            w.write_bit(false);
+            w.write_bits(delta >> self.trailing, 64 - self.leading - self.trailing);
+            return;
+        }
+        self.leading = leading;
+        self.trailing = trailing;
+        let sigbits = 64 - leading - trailing;
+        w.write_bit(true);
+        w.write_bits(u64::from(leading), 5);
+        // 64 significant bits do not fit in 6 bits and are written as 0; 0 itself never
+        // occurs (that is the unchanged-value case).
+        w.write_bits(u64::from(sigbits), 6);
+        w.write_bits(delta >> trailing, sigbits);
+    }
+
+    /// Number of samples appended.
+    pub fn num_samples(&self) -> u16 {
+        self.num
+    }
+
+    /// Whether the chunk has reached `u16::MAX` samples.
+    pub fn is_full(&self) -> bool {
+        self.num == u16::MAX
+    }
+
+    /// The complete chunk data (header included) as it stands now.
+    pub fn bytes(&self) -> &[u8] {
+        self.w.bytes()
+    }
+
+    /// The chunk data, giving up the encoder.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.w.into_bytes()
+    }
+
+    /// Empties the chunk, keeping the buffer's allocation.
+    pub fn reset(&mut self) {
+        self.w.truncate_aligned(HEADER_LEN);
+        self.w.bytes_mut().fill(0);
+        let w = std::mem::take(&mut self.w);
+        *self = XorEncoder {
+            w,
+            num: 0,
+            t: 0,
+            v: 0,
+            t_delta: 0,
+            leading: NO_WINDOW,
+            trailing: 0,
+        };
+    }
+}
+
+/// A cursor over the samples of an XOR chunk.
+///
+/// Borrows the bytes and never allocates. After [`next`](XorIterator::next) returns
+/// `false`, [`err`](XorIterator::err) tells whether the end was reached or the data was
+/// bad; samples decoded before an error are still valid.
+#[derive(Debug, Clone)]
+pub struct XorIterator<'a> {
+    r: BitReader<'a>,
+    total: u16,
+    read: u16,
+    t: i64,
+    v: u64,
+    t_delta: u64,
+    leading: u8,
+    trailing: u8,
+    /// Whether a '11' control block has set `leading`/`trailing`.
+    window_seen: bool,
+    err: Option<ChunkError>,
+}
+
+impl<'a> XorIterator<'a> {
+    /// A cursor before the first sample of `bytes` (chunk data, header included).
+    pub fn new(bytes: &'a [u8]) -> Self {
+        let mut it = XorIterator {
+            r: BitReader::new(&[], 0),
+            total: 0,
+            read: 0,
+            t: 0,
+            v: 0,
+            t_delta: 0,
+            leading: 0,
+            trailing: 0,
+            window_seen: false,
+            err: None,
+        };
+        it.reset(bytes);
+        it
+    }
+
+    /// Restarts the cursor on other chunk data, without allocating.
+    pub fn reset(&mut self, bytes: &'a [u8]) {
+        let (total, err) = match crate::num_samples(bytes) {
+            Ok(n) => (n, None),
+            Err(e) => (0, Some(e)),
+        };
+        *self = XorIterator {
+            r: BitReader::new(bytes, HEADER_LEN * 8),
+            total,
+            read: 0,
+            t: 0,
+            v: 0,
+            t_delta: 0,
+            // A reused window before any '11' block is the full 64 bits, as in
+            // Prometheus's reader.
+            leading: 0,
+            trailing: 0,
+            window_seen: false,
+            err,
+        };
+    }
+
+    /// Advances to the next sample. Returns `false` at the end of the chunk or on bad
+    /// data (then [`err`](XorIterator::err) is set and stays set).
+    // A cursor (`next`/`at`/`err`) rather than `Iterator`, as in every Kiln sample cursor.
+    #[allow(clippy::should_implement_trait)]
+    #[inline]
+    pub fn next(&mut self) -> bool {
+        if self.err.is_some() || self.read == self.total {
+            return false;
+        }
+        match self.step() {
+            Ok(()) => {
+                self.read += 1;
+                true
+            }
+            Err(mut e) => {
+                if let ChunkError::Truncated {
+                    sample,
+                    num_samples,
+                    ..
+                } = &mut e
+                {
+                    *sample = self.read;
+                    *num_samples = self.total;
+                }
+                self.err = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Advances to the first sample with timestamp `>= t`; returns whether there is one.
+    /// Never moves backwards: if the current sample already qualifies it stays (but a
+    /// fresh cursor always advances onto its first sample).
+    pub fn seek(&mut self, t: i64) -> bool {
+        if self.err.is_some() {
+            return false;
+        }
+        while self.read == 0 || self.t < t {
+            if !self.next() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The current sample. Only meaningful after `next` or `seek` returned `true`.
+    #[inline]
+    pub fn at(&self) -> (i64, f64) {
+        (self.t, f64::from_bits(self.v))
+    }
+
+    /// The decoding error, if the data was truncated or corrupt.
+    pub fn err(&self) -> Option<&ChunkError> {
+        self.err.as_ref()
+    }
+
+    /// Decodes the next sample into the cursor state; on error the state is unchanged.
+    #[inline]
+    fn step(&mut self) -> Result<(), ChunkError> {
+        let r = &mut self.r;
+        if self.read == 0 {
+            let t = r.read_varint()?;
+            let v = r.read_bits(64)?;
+            self.t = t;
+            self.v = v;
+            return Ok(());
+        }
+        let t_delta = if self.read == 1 {
+            r.read_uvarint()?
+        } else {
+            let dod = read_dod(r)?;
+            (self.t_delta as i64).wrapping_add(dod) as u64
+        };
+        self.read_value()?;
+        self.t_delta = t_delta;
+        self.t = self.t.wrapping_add(t_delta as i64);
+        Ok(())
+    }
+
+    #[inline]
+    fn read_value(&mut self) -> Result<(), ChunkError> {
+        let r = &mut self.r;
+        if !r.read_bit()? {
+            return Ok(());
+        }
+        let new_window = r.read_bit()?;
+        let (leading, sigbits) = if !new_window {
+            (self.leading, 64 - self.leading - self.trailing)
+        } else {
+            let at = r.pos() as u64;
+            let leading = r.read_bits(5)? as u8;
+            let sigbits = match r.read_bits(6)? as u8 {
+                0 => 64,
+                n => n,
+            };
+            if u16::from(leading) + u16::from(sigbits) > 64 {
+                return Err(ChunkError::BadXorWindow {
+                    offset_bits: at,
+                    leading,
+                    sigbits,
+                });
+            }
+            (leading, sigbits)
+        };
+        let bits = r.read_bits(sigbits)?;
+        let trailing = 64 - leading - sigbits;
+        self.v ^= bits.checked_shl(u32::from(trailing)).unwrap_or(0);
+        self.leading = leading;
+        self.trailing = trailing;
+        self.window_seen |= new_window;
+        Ok(())
+    }
+}
+
+/// Reads a delta-of-delta timestamp field (see `XorEncoder::write_dod`).
+#[inline]
+fn read_dod(r: &mut BitReader<'_>) -> Result<i64, ChunkError> {
+    let mut prefix = 0u8;
+    while prefix < 4 && r.read_bit()? {
+        prefix += 1;
+    }
+    let size: u8 = match prefix {
+        0 => return Ok(0),
+        1 => 14,
+        2 => 17,
+        3 => 20,
+        _ => return Ok(r.read_bits(64)? as i64),
+    };
+    let bits = r.read_bits(size)?;
+    // Values above 2^(size-1) are negative (see the writer's bucket ranges).
+    let dod = if bits > 1 << (size - 1) {
+        bits as i64 - (1i64 << size)
+    } else {
+        bits as i64
+    };
+    Ok(dod)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Bits the third sample's timestamp field takes for a given delta-of-delta.
+    fn dod_bits(dod: i64) -> usize {
+        let mut e = XorEncoder::new();
+        e.append(0, 1.0);
+        e.append(1000, 1.0);
+        let before = e.w.bit_len();
+        e.append(2000 + dod, 1.0);
+        e.w.bit_len() - before - 1 // minus the unchanged-value bit
+    }
+
+    #[test]
+    fn dod_buckets_and_their_edges() {
+        let cases: &[(i64, usize)] = &[
+            (0, 1),
+            (1, 16),
+            (-1, 16),
+            (8191, 16),
+            (-8191, 16),
+            (8192, 16), // the positive edge is one further than two's complement allows
+            (-8192, 20),
+            (8193, 20),
+            (65536, 20),
+            (-65535, 20),
+            (-65536, 24),
+            (65537, 24),
+            (524288, 24),
+            (-524287, 24),
+            (-524288, 68),
+            (524289, 68),
+            (i64::MAX / 4, 68),
+        ];
+        for &(dod, bits) in cases {
+            assert_eq!(dod_bits(dod), bits, "dod {dod}");
+            let mut e = XorEncoder::new();
+            for t in [0, 1000, 2000 + dod, 3000 + 2 * dod] {
+                e.append(t, 1.0);
+            }
+            let mut it = XorIterator::new(e.bytes());
+            let mut ts = Vec::new();
+            while it.next() {
+                ts.push(it.at().0);
+            }
+            assert_eq!(ts, [0, 1000, 2000 + dod, 3000 + 2 * dod], "dod {dod}");
+        }
+    }
+
+    #[test]
+    fn leading_zeros_are_capped_at_31() {
+        let mut e = XorEncoder::new();
+        e.append(0, f64::from_bits(0));
+        e.append(1, f64::from_bits(1)); // 63 leading zeros -> written as 31, 33 sigbits
+        assert_eq!((e.leading, e.trailing), (31, 0));
+        let mut it = XorIterator::new(e.bytes());
+        assert!(it.next() && it.next());
+        assert_eq!(it.at().1.to_bits(), 1);
+    }
+}

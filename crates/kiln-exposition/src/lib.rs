@@ -1,0 +1,142 @@
+//! Parsers for the Prometheus text exposition format 0.0.4 and the OpenMetrics 1.0 text
+//! format (encoders will join them here). Pure: no I/O, no async.
+//!
+//! Module map:
+//! - `parse` (private): [`Parser`], one line at a time, for both formats.
+//! - `error` (private): [`ParseError`] (line, column, [`ParseErrorReason`]).
+//! - this file: the entry types ([`Entry`], [`SampleLine`], [`MetricType`]), the
+//!   [`Format`] switch and the [`ParserOptions`] limits.
+//!
+//! Read path: `Parser::new(bytes, format)` is an `Iterator` of
+//! `Result<Entry, ParseError>`; the first error ends it. The format's rules are in
+//! `docs/format/openmetrics.md`, including how OpenMetrics' float-second timestamps
+//! become milliseconds (truncated, as promtool 2.42 does).
+//!
+//! Allocation: the parser borrows the input; each sample allocates its label set, and
+//! a label value or help text with escapes allocates its unescaped copy. Line length,
+//! label size and label count are limited by [`ParserOptions`], so no input makes it
+//! scan or allocate beyond those bounds per line.
+
+mod error;
+mod parse;
+
+use std::borrow::Cow;
+
+pub use error::{ParseError, ParseErrorReason};
+pub use parse::Parser;
+
+/// Which text format to parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Prometheus text exposition format 0.0.4 (`text/plain; version=0.0.4`).
+    Text004,
+    /// OpenMetrics 1.0 text (`application/openmetrics-text; version=1.0.0`).
+    OpenMetrics,
+}
+
+/// A metric family's type, from a `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+    /// OpenMetrics `unknown`, text format `untyped`, or no `# TYPE` line.
+    Unknown,
+}
+
+impl MetricType {
+    /// The OpenMetrics name (`unknown` for [`MetricType::Unknown`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::GaugeHistogram => "gaugehistogram",
+            MetricType::Summary => "summary",
+            MetricType::Info => "info",
+            MetricType::StateSet => "stateset",
+            MetricType::Unknown => "unknown",
+        }
+    }
+
+    /// Parses an OpenMetrics type name (case-sensitive, as the format requires).
+    pub fn from_openmetrics(s: &str) -> Option<MetricType> {
+        Some(match s {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "gaugehistogram" => MetricType::GaugeHistogram,
+            "summary" => MetricType::Summary,
+            "info" => MetricType::Info,
+            "stateset" => MetricType::StateSet,
+            "unknown" => MetricType::Unknown,
+            _ => return None,
+        })
+    }
+
+    /// Parses a text-format 0.0.4 type name (`untyped` is [`MetricType::Unknown`]).
+    pub fn from_text(s: &str) -> Option<MetricType> {
+        Some(match s {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "summary" => MetricType::Summary,
+            "untyped" => MetricType::Unknown,
+            _ => return None,
+        })
+    }
+}
+
+/// One parsed line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry<'a> {
+    /// `# HELP family text`, escapes resolved.
+    Help { family: &'a str, text: Cow<'a, str> },
+    /// `# TYPE family type`.
+    Type { family: &'a str, kind: MetricType },
+    /// `# UNIT family unit` (OpenMetrics only).
+    Unit { family: &'a str, unit: &'a str },
+    /// A sample line.
+    Sample(SampleLine),
+    /// `# EOF`, the last entry of an OpenMetrics document.
+    Eof,
+}
+
+/// One sample line. Exemplars are checked for syntax and dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleLine {
+    /// All labels, the metric name as `__name__` included. Labels with an empty value
+    /// are absent, as everywhere in Kiln.
+    pub labels: kiln_model::Labels,
+    /// The value; `NaN` has Go's NaN bits (`0x7ff8000000000001`), as Prometheus stores.
+    pub value: f64,
+    /// Milliseconds since the epoch, if the line had a timestamp. OpenMetrics gives
+    /// seconds: they are multiplied by 1000 and truncated toward zero.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Limits that keep hostile input from costing more than a bounded amount per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParserOptions {
+    /// Longest line accepted, in bytes without the newline. Default 1 MiB.
+    pub max_line_bytes: usize,
+    /// Longest label name, and longest label value after unescaping, in bytes.
+    /// Default 64 KiB.
+    pub max_label_bytes: usize,
+    /// Most labels on one sample, the metric name included. Default 512.
+    pub max_labels: usize,
+}
+
+impl Default for ParserOptions {
+    fn default() -> Self {
+        ParserOptions {
+            max_line_bytes: 1 << 20,
+            max_label_bytes: 64 << 10,
+            max_labels: 512,
+        }
+    }
+}
