@@ -13,7 +13,8 @@ declare -A LAYER=(
     [kiln-server]=4
     [kiln]=5
 )
-SIDEWAYS=" kiln-query->kiln-remote kiln-query->kiln-objstore "
+# kiln-model is the base of L0: the other L0 crates may build on its types.
+SIDEWAYS=" kiln-query->kiln-remote kiln-query->kiln-objstore kiln-exposition->kiln-model kiln-chunkenc->kiln-model "
 # L0-L2 must not pull in an async runtime or an HTTP stack.
 FORBIDDEN_LOW="tokio hyper axum reqwest"
 

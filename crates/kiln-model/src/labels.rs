@@ -208,11 +208,10 @@ impl LabelsBuilder {
     }
 
     /// Sets `name` to `value`, replacing an earlier value. An empty value removes it.
+    /// Constant time: duplicates are resolved by [`build`](Self::build), the last one
+    /// set winning.
     pub fn set(&mut self, name: &str, value: &str) -> &mut Self {
-        match self.pairs.iter_mut().find(|(n, _)| n == name) {
-            Some(p) => value.clone_into(&mut p.1),
-            None => self.pairs.push((name.to_owned(), value.to_owned())),
-        }
+        self.pairs.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -229,9 +228,18 @@ impl LabelsBuilder {
 
     /// Builds the canonical label set.
     pub fn build(&self) -> Labels {
-        let mut sorted: Vec<&(String, String)> =
-            self.pairs.iter().filter(|(_, v)| !v.is_empty()).collect();
+        // A stable sort keeps the order of `set` calls among equal names; the last wins.
+        let mut sorted: Vec<&(String, String)> = self.pairs.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut deduped: Vec<&(String, String)> = Vec::with_capacity(sorted.len());
+        for p in sorted {
+            match deduped.last_mut() {
+                Some(last) if last.0 == p.0 => *last = p,
+                _ => deduped.push(p),
+            }
+        }
+        deduped.retain(|(_, v)| !v.is_empty());
+        let sorted = deduped;
         let cap = sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
         let mut buf = Vec::with_capacity(cap);
         for (n, v) in sorted {

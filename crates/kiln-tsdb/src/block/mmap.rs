@@ -1,0 +1,53 @@
+//! Read-only file contents for the readers: memory-mapped files, or owned bytes (tests and
+//! fuzzing). The one `unsafe` call of the block module lives here.
+
+use std::fs::File;
+use std::ops::Deref;
+use std::path::Path;
+
+use memmap2::Mmap;
+
+use super::error::{BlockError, Result};
+
+/// The bytes of one immutable file.
+#[derive(Debug)]
+pub(crate) enum FileBytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Owned(v) => v,
+        }
+    }
+}
+
+impl FileBytes {
+    /// Maps the file at `path` read-only. Empty files are not mapped (mapping zero bytes
+    /// fails on some platforms).
+    pub(crate) fn map(path: &Path) -> Result<FileBytes> {
+        let file = File::open(path).map_err(BlockError::io("open", path))?;
+        let len = file.metadata().map_err(BlockError::io("stat", path))?.len();
+        if len == 0 {
+            return Ok(FileBytes::Owned(Vec::new()));
+        }
+        map_readonly(&file)
+            .map(FileBytes::Mapped)
+            .map_err(BlockError::io("mmap", path))
+    }
+}
+
+#[allow(unsafe_code)]
+fn map_readonly(file: &File) -> std::io::Result<Mmap> {
+    // SAFETY: `Mmap::map` is unsafe because the mapping aliases the file: if another process
+    // truncated or rewrote it while mapped, reads could fault or see changing bytes. Block
+    // files (index, chunk segments) are immutable once their block directory is renamed
+    // into place, and Kiln never truncates or rewrites a block file while it is open; blocks
+    // are deleted only after every reader has closed them.
+    unsafe { Mmap::map(file) }
+}

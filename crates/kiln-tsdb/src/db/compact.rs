@@ -1,0 +1,356 @@
+//! Cutting blocks from the head and merging blocks into larger ranges.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_chunkenc::{Encoding, SAMPLES_PER_CHUNK, XorEncoder};
+use kiln_model::Timestamp;
+use kiln_storage::merge::MergeSeriesSet;
+use kiln_storage::{Querier, SeriesSet, ValueKind};
+use tracing::info;
+
+use super::querier::BlockQuerier;
+use super::{Db, DbError};
+use crate::block::{BlockDesc, BlockReader, BlockWriter, ChunkData, FinishOptions, Interval};
+use crate::head::Head;
+use crate::wal::checkpoint;
+
+/// What one maintenance round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompactStats {
+    /// Blocks written from the head.
+    pub head_blocks: usize,
+    /// Blocks written by merging other blocks.
+    pub merged_blocks: usize,
+    /// Blocks deleted by retention.
+    pub deleted_blocks: usize,
+}
+
+impl Db {
+    /// One maintenance round: persist full head ranges, merge blocks, apply retention.
+    pub fn compact(&self) -> Result<CompactStats, DbError> {
+        if self.opts.read_only {
+            return Err(DbError::ReadOnly);
+        }
+        let _m = self.maintenance.lock();
+        let mut stats = CompactStats::default();
+        let range = self.opts.chunk_range;
+        // Prometheus cuts a block once the head spans 1.5 ranges, so that samples up to
+        // half a range late still land in the head.
+        while let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) {
+            if max - min <= range / 2 * 3 {
+                break;
+            }
+            let lo = min.div_euclid(range) * range;
+            self.persist_head_range(lo, lo + range)?;
+            self.truncate_head(lo + range)?;
+            stats.head_blocks += 1;
+        }
+        while let Some(group) = self.plan_merge() {
+            self.merge_blocks(&group)?;
+            stats.merged_blocks += 1;
+        }
+        stats.deleted_blocks = self.apply_retention()?;
+        Ok(stats)
+    }
+
+    /// Writes everything in the head to blocks (one per chunk range) and empties it.
+    /// Used on demand (snapshots, tests, a clean shutdown that wants no WAL replay).
+    pub fn flush_head(&self) -> Result<usize, DbError> {
+        if self.opts.read_only {
+            return Err(DbError::ReadOnly);
+        }
+        let _m = self.maintenance.lock();
+        let range = self.opts.chunk_range;
+        let mut written = 0;
+        while let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) {
+            let lo = min.div_euclid(range) * range;
+            self.persist_head_range(lo, lo + range)?;
+            written += 1;
+            self.truncate_head(lo + range)?;
+            if lo + range > max {
+                break;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Writes the head's samples in `[lo, hi)` as a new level-1 block and opens it.
+    fn persist_head_range(&self, lo: Timestamp, hi: Timestamp) -> Result<(), DbError> {
+        let dir = write_head_block(&self.head, &self.dir, lo, hi)?;
+        self.add_block(&dir)?;
+        Ok(())
+    }
+
+    /// Drops head data before `mint` and checkpoints the WAL segments that only held it.
+    fn truncate_head(&self, mint: Timestamp) -> Result<(), DbError> {
+        self.head.truncate_before(mint);
+        let Some(wal) = self.head.wal.as_ref() else {
+            return Ok(());
+        };
+        let (first, last) = {
+            let mut w = wal.lock();
+            let (first, _) = w.segments()?;
+            // Start a new segment so that every older one is complete and immutable.
+            let current = w.next_segment()?;
+            (first, current.saturating_sub(1))
+        };
+        if last < first {
+            return Ok(());
+        }
+        let head = &self.head;
+        checkpoint::checkpoint(
+            &self.dir.join("wal"),
+            first,
+            last,
+            |id| head.series_exists(id),
+            mint,
+        )?;
+        wal.lock().truncate(last + 1)?;
+        Ok(())
+    }
+
+    /// Opens a freshly written block and adds it to the list.
+    fn add_block(&self, dir: &Path) -> Result<Arc<BlockReader>, DbError> {
+        let block = Arc::new(BlockReader::open(dir)?);
+        info!(block = %dir.display(), min_time = block.meta().min_time, max_time = block.meta().max_time, "persisted block");
+        let mut blocks = self.blocks.write();
+        blocks.push(block.clone());
+        blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+        self.head.set_min_valid_time(block.meta().max_time);
+        Ok(block)
+    }
+
+    /// The block ranges compaction builds: the chunk range times 3, 9, 27, ... up to
+    /// the maximum block duration.
+    pub(crate) fn block_ranges(&self) -> Vec<i64> {
+        let mut ranges = vec![self.opts.chunk_range];
+        loop {
+            let next = ranges[ranges.len() - 1].saturating_mul(3);
+            if next > self.opts.max_block_duration {
+                break ranges;
+            }
+            ranges.push(next);
+        }
+    }
+
+    /// The next group of blocks to merge: overlapping blocks first, then, for each
+    /// larger range, two or more blocks inside one aligned window that newer data has
+    /// already passed.
+    fn plan_merge(&self) -> Option<Vec<Arc<BlockReader>>> {
+        let blocks = self.blocks.read();
+        for pair in blocks.windows(2) {
+            if pair[1].meta().min_time < pair[0].meta().max_time {
+                let lo = pair[0].meta().min_time;
+                let mut group: Vec<Arc<BlockReader>> = Vec::new();
+                let mut hi = pair[0].meta().max_time;
+                for b in blocks.iter().filter(|b| b.meta().min_time >= lo) {
+                    if b.meta().min_time < hi || group.is_empty() {
+                        hi = hi.max(b.meta().max_time);
+                        group.push(b.clone());
+                    }
+                }
+                return Some(group);
+            }
+        }
+        let newest = blocks.iter().map(|b| b.meta().max_time).max()?;
+        for &r in self.block_ranges().iter().skip(1) {
+            let mut i = 0;
+            while i < blocks.len() {
+                let window = blocks[i].meta().min_time.div_euclid(r) * r;
+                let n = blocks[i..]
+                    .iter()
+                    .take_while(|b| b.meta().min_time >= window && b.meta().max_time <= window + r)
+                    .count();
+                if n >= 2 && window + r <= newest {
+                    return Some(blocks[i..i + n].to_vec());
+                }
+                i += n.max(1);
+            }
+        }
+        None
+    }
+
+    /// Merges `group` into one block and deletes the originals.
+    fn merge_blocks(&self, group: &[Arc<BlockReader>]) -> Result<(), DbError> {
+        let mint = group.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
+        let maxt = group.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
+        let queriers: Vec<BlockQuerier> = group
+            .iter()
+            .map(|b| BlockQuerier::new(b.clone(), mint, maxt - 1))
+            .collect();
+        let sets: Vec<Box<dyn SeriesSet<'_> + '_>> =
+            queriers.iter().map(|q| q.select(true, None, &[])).collect();
+        let mut merged = MergeSeriesSet::new(sets);
+        let mut writer = BlockWriter::create(&self.dir, mint, maxt)?;
+        let mut chunks = Vec::new();
+        let mut ts = Vec::new();
+        let mut vals = Vec::new();
+        while let Some(series) = merged.next() {
+            ts.clear();
+            vals.clear();
+            let mut it = series.iterator();
+            while it.next() == ValueKind::Float {
+                let (t, v) = it.at();
+                ts.push(t);
+                vals.push(v);
+            }
+            if let Some(e) = it.err() {
+                return Err(DbError::Merge {
+                    series: series.labels().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            chunks.clear();
+            encode_samples(&ts, &vals, &mut chunks);
+            if !chunks.is_empty() {
+                writer.add_series(series.labels(), &as_chunk_data(&chunks))?;
+            }
+        }
+        if let Some(e) = merged.err() {
+            return Err(DbError::Merge {
+                series: String::new(),
+                reason: e.to_string(),
+            });
+        }
+        let mut sources: Vec<ulid::Ulid> = group
+            .iter()
+            .flat_map(|b| {
+                let m = b.meta();
+                if m.compaction.sources.is_empty() {
+                    vec![m.ulid]
+                } else {
+                    m.compaction.sources.clone()
+                }
+            })
+            .collect();
+        sources.sort();
+        sources.dedup();
+        let opts = FinishOptions {
+            level: group
+                .iter()
+                .map(|b| b.meta().compaction.level)
+                .max()
+                .unwrap_or(1)
+                + 1,
+            sources,
+            parents: group
+                .iter()
+                .map(|b| BlockDesc {
+                    ulid: b.meta().ulid,
+                    min_time: b.meta().min_time,
+                    max_time: b.meta().max_time,
+                })
+                .collect(),
+            ..FinishOptions::default()
+        };
+        let dir = self.dir.join(writer.finish(opts)?.to_string());
+        drop(merged);
+        drop(queriers);
+        {
+            let mut blocks = self.blocks.write();
+            blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
+        }
+        self.add_block(&dir)?;
+        for b in group {
+            delete_block_dir(b.dir())?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the samples of `head` in `[lo, hi)` as a new level-1 block under `parent`
+/// (its meta.json time range is exactly `[lo, hi)`) and returns its directory.
+pub(crate) fn write_head_block(
+    head: &Head,
+    parent: &Path,
+    lo: Timestamp,
+    hi: Timestamp,
+) -> Result<PathBuf, DbError> {
+    let mut series = head.all_series();
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut writer = BlockWriter::create(parent, lo, hi)?;
+    let mut encoded: Vec<OwnedChunk> = Vec::new();
+    for s in &series {
+        let deleted = head.tombstones_for(s.id);
+        let held = s.data.lock().chunks_in(lo, hi - 1);
+        if deleted.is_empty() && held.iter().all(|c| c.min_time >= lo && c.max_time < hi) {
+            // Head chunks never cross a range boundary: write them as they are.
+            let chunks: Vec<ChunkData<'_>> = held
+                .iter()
+                .map(|c| (c.min_time, c.max_time, Encoding::Xor.as_u8(), &*c.data))
+                .collect();
+            if !chunks.is_empty() {
+                writer.add_series(&s.labels, &chunks)?;
+            }
+            continue;
+        }
+        let views: Vec<(Timestamp, Timestamp, &[u8])> = held
+            .iter()
+            .map(|c| (c.min_time, c.max_time, &*c.data))
+            .collect();
+        encoded.clear();
+        reencode(&views, lo, hi - 1, &deleted, &mut encoded);
+        if !encoded.is_empty() {
+            writer.add_series(&s.labels, &as_chunk_data(&encoded))?;
+        }
+    }
+    let ulid = writer.finish(FinishOptions::default())?;
+    Ok(parent.join(ulid.to_string()))
+}
+
+/// A chunk encoded during compaction: `(min_time, max_time, data)`, XOR.
+type OwnedChunk = (Timestamp, Timestamp, Vec<u8>);
+
+fn as_chunk_data(chunks: &[OwnedChunk]) -> Vec<ChunkData<'_>> {
+    chunks
+        .iter()
+        .map(|(lo, hi, d)| (*lo, *hi, Encoding::Xor.as_u8(), d.as_slice()))
+        .collect()
+}
+
+/// Renames a block directory out of the way, then removes it, so a crash in between
+/// leaves a `.tmp-for-deletion` directory that the next open cleans up.
+pub(crate) fn delete_block_dir(dir: &Path) -> Result<(), DbError> {
+    let mut tmp = dir.as_os_str().to_owned();
+    tmp.push(".tmp-for-deletion");
+    std::fs::rename(dir, &tmp).map_err(|e| DbError::io("renaming block for deletion", dir, e))?;
+    std::fs::remove_dir_all(&tmp).map_err(|e| DbError::io("removing block", Path::new(&tmp), e))
+}
+
+/// Re-encodes the samples of `chunks` within `[mint, maxt]` that are not deleted.
+fn reencode(
+    chunks: &[(Timestamp, Timestamp, &[u8])],
+    mint: Timestamp,
+    maxt: Timestamp,
+    deleted: &[Interval],
+    out: &mut Vec<OwnedChunk>,
+) {
+    let mut ts = Vec::new();
+    let mut vals = Vec::new();
+    for (_, _, data) in chunks {
+        let mut it = kiln_chunkenc::XorIterator::new(data);
+        while it.next() {
+            let (t, v) = it.at();
+            if t >= mint && t <= maxt && !deleted.iter().any(|d| t >= d.mint && t <= d.maxt) {
+                ts.push(t);
+                vals.push(v);
+            }
+        }
+    }
+    encode_samples(&ts, &vals, out);
+}
+
+/// Encodes samples into XOR chunks of at most 120 samples.
+fn encode_samples(ts: &[Timestamp], vals: &[f64], out: &mut Vec<OwnedChunk>) {
+    for (tc, vc) in ts
+        .chunks(SAMPLES_PER_CHUNK)
+        .zip(vals.chunks(SAMPLES_PER_CHUNK))
+    {
+        let mut enc = XorEncoder::new();
+        for (&t, &v) in tc.iter().zip(vc) {
+            enc.append(t, v);
+        }
+        out.push((tc[0], tc[tc.len() - 1], enc.into_bytes()));
+    }
+}

@@ -1,0 +1,148 @@
+//! The database: a data directory with persisted blocks, a WAL and the head.
+//!
+//! ```text
+//! <dir>/
+//!   01J.../          a block: meta.json, index, chunks/000001, tombstones
+//!   wal/00000000     WAL segments; wal/checkpoint.NNNNNNNN after a truncation
+//! ```
+//!
+//! Write path: appenders write to the head and, at commit, to the WAL.
+//! Maintenance ([`Db::compact`]): when the head spans more than 1.5 chunk ranges, its
+//! oldest full range is written out as a block, the head is truncated and the WAL is
+//! checkpointed; then adjacent blocks are merged into larger ranges (2h, 6h, 18h, ... like
+//! Prometheus); then retention deletes the oldest blocks by time and size.
+//! Read path: a querier merges the head and every block overlapping the range.
+//!
+//! Lock order: `maintenance` (one compaction at a time) before `blocks`; the head has its
+//! own (see [`crate::head`]).
+
+mod compact;
+mod open;
+mod querier;
+mod retention;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+pub use compact::CompactStats;
+pub(crate) use compact::write_head_block;
+pub use querier::BlockQuerier;
+pub(crate) use retention::dir_size;
+
+use crate::block::BlockReader;
+use crate::head::{DEFAULT_CHUNK_RANGE, Head, HeadAppender};
+
+/// Options of a [`Db`]; `Default` gives Prometheus's defaults.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Width of blocks cut from the head, ms (`2h`).
+    pub chunk_range: i64,
+    /// Largest block compaction may produce, ms. Prometheus uses 10% of the retention
+    /// time, at most 31 days.
+    pub max_block_duration: i64,
+    /// Delete blocks whose data is entirely older than this (relative to the newest
+    /// block), ms; `None` keeps everything.
+    pub retention_time: Option<i64>,
+    /// Delete the oldest blocks while the blocks, WAL and head chunks together take more
+    /// than this many bytes; `None` means no limit.
+    pub retention_size: Option<u64>,
+    /// WAL segment size in bytes.
+    pub wal_segment_size: u64,
+    /// Open without writing anything: no WAL writer, no repair, no cleanup. Used by the
+    /// `kiln tsdb` tools on a directory another process may own.
+    pub read_only: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        let retention = 15 * 24 * 3_600_000;
+        DbOptions {
+            chunk_range: DEFAULT_CHUNK_RANGE,
+            max_block_duration: (retention / 10).min(31 * 24 * 3_600_000),
+            retention_time: Some(retention),
+            retention_size: None,
+            wal_segment_size: crate::wal::DEFAULT_SEGMENT_SIZE,
+            read_only: false,
+        }
+    }
+}
+
+/// A block that could not be opened; the database goes on without it.
+#[derive(Debug, Clone)]
+pub struct SkippedBlock {
+    pub dir: PathBuf,
+    pub reason: String,
+}
+
+/// An open data directory. See the module docs.
+pub struct Db {
+    dir: PathBuf,
+    opts: DbOptions,
+    head: Head,
+    /// Open blocks sorted by min time.
+    blocks: RwLock<Vec<Arc<BlockReader>>>,
+    skipped: Mutex<Vec<SkippedBlock>>,
+    maintenance: Mutex<()>,
+}
+
+/// Errors of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Block(#[from] crate::block::BlockError),
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
+    #[error("reading series {series} while merging blocks: {reason}")]
+    Merge { series: String, reason: String },
+    #[error("the database was opened read-only")]
+    ReadOnly,
+}
+
+impl DbError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> DbError {
+        DbError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+impl Db {
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn options(&self) -> &DbOptions {
+        &self.opts
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// A write transaction.
+    pub fn appender(&self) -> HeadAppender<'_> {
+        self.head.appender()
+    }
+
+    /// The open blocks, oldest first.
+    pub fn blocks(&self) -> Vec<Arc<BlockReader>> {
+        self.blocks.read().clone()
+    }
+
+    /// Blocks that were skipped because they could not be read.
+    pub fn skipped_blocks(&self) -> Vec<SkippedBlock> {
+        self.skipped.lock().clone()
+    }
+}

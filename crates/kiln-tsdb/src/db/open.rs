@@ -1,0 +1,239 @@
+//! Opening a data directory: loading blocks and replaying the WAL into the head.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tracing::{info, warn};
+
+use super::{Db, DbError, DbOptions, SkippedBlock};
+use crate::block::BlockReader;
+use crate::head::series::MemSeries;
+use crate::head::{Head, HeadOptions};
+use crate::wal::record::{self, RecordType, RefSample, RefSeries, Stone};
+use crate::wal::segment::segment_range;
+use crate::wal::{Wal, WalOptions, WalReader, checkpoint, repair};
+
+/// Suffixes of directories left behind by an interrupted block write or delete.
+const TMP_SUFFIXES: [&str; 2] = [".tmp-for-creation", ".tmp-for-deletion"];
+
+impl Db {
+    /// Opens (creating if needed) the data directory `dir`: loads its blocks, skipping
+    /// and reporting unreadable ones, replays the WAL into the head (repairing a torn or
+    /// corrupt tail unless read-only) and opens the WAL for writing.
+    pub fn open(dir: impl AsRef<Path>, opts: DbOptions) -> Result<Db, DbError> {
+        let dir = dir.as_ref().to_owned();
+        if !opts.read_only {
+            std::fs::create_dir_all(&dir).map_err(|e| DbError::io("creating", &dir, e))?;
+        }
+        let (blocks, skipped) = load_blocks(&dir, opts.read_only)?;
+        let head_opts = HeadOptions {
+            chunk_range: opts.chunk_range,
+            ..HeadOptions::default()
+        };
+        let wal_dir = dir.join("wal");
+
+        let mut replay_head = Head::new(head_opts.clone());
+        let min_valid = blocks.iter().map(|b| b.meta().max_time).max();
+        if let Some(t) = min_valid {
+            replay_head.set_min_valid_time(t);
+        }
+        if wal_dir.is_dir() {
+            replay_wal(&replay_head, &wal_dir, opts.read_only)?;
+        }
+        let head = if opts.read_only {
+            replay_head
+        } else {
+            let wal = Wal::open(
+                &wal_dir,
+                WalOptions {
+                    segment_size: opts.wal_segment_size,
+                },
+            )?;
+            replay_head.attach_wal(wal);
+            replay_head
+        };
+        info!(dir = %dir.display(), blocks = blocks.len(), series = head.num_series(), "opened TSDB");
+        Ok(Db {
+            dir,
+            opts,
+            head,
+            blocks: RwLock::new(blocks),
+            skipped: Mutex::new(skipped),
+            maintenance: Mutex::new(()),
+        })
+    }
+}
+
+/// Opens every block directory under `dir`, oldest first. Leftovers of interrupted
+/// writes are removed (unless read-only); a block that fails to open is skipped and
+/// reported, never fatal.
+fn load_blocks(
+    dir: &Path,
+    read_only: bool,
+) -> Result<(Vec<Arc<BlockReader>>, Vec<SkippedBlock>), DbError> {
+    let mut blocks = Vec::new();
+    let mut skipped = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && read_only => {
+            return Err(DbError::io("opening data directory", dir, e));
+        }
+        Err(e) => return Err(DbError::io("listing", dir, e)),
+    };
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| DbError::io("listing", dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if TMP_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            if !read_only && let Err(e) = std::fs::remove_dir_all(&path) {
+                warn!(path = %path.display(), error = %e, "removing leftover block directory");
+            }
+            continue;
+        }
+        if path.is_dir() && ulid::Ulid::from_string(&name).is_ok() {
+            paths.push(path);
+        }
+    }
+    for path in paths {
+        match BlockReader::open(&path) {
+            Ok(b) => blocks.push(Arc::new(b)),
+            Err(e) => {
+                warn!(block = %path.display(), error = %e, "skipping unreadable block");
+                skipped.push(SkippedBlock {
+                    dir: path,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+    Ok((blocks, skipped))
+}
+
+/// Replays the newest checkpoint and the segments after it into `head`.
+fn replay_wal(head: &Head, wal_dir: &Path, read_only: bool) -> Result<(), DbError> {
+    let mut state = Replay {
+        head,
+        by_wal_id: HashMap::new(),
+        series: Vec::new(),
+        samples: Vec::new(),
+        stones: Vec::new(),
+        unknown_refs: 0,
+    };
+    let mut first_segment = 0;
+    if let Some((cp_dir, cp_index)) = checkpoint::last_checkpoint(wal_dir)? {
+        let mut reader = WalReader::open(&cp_dir)?;
+        // A corrupt checkpoint is not repairable by truncation: fail loudly.
+        while let Some(rec) = reader.next_record()? {
+            state.apply(rec);
+        }
+        first_segment = cp_index + 1;
+    }
+    while let Some((lo, hi)) = segment_range(wal_dir)? {
+        let start = first_segment.max(lo);
+        if start > hi {
+            break;
+        }
+        let mut reader = WalReader::open_range(wal_dir, Some(start), None)?;
+        let err = loop {
+            match reader.next_record() {
+                Ok(Some(rec)) => state.apply(rec),
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        match err {
+            None => break,
+            Some(e) if e.as_corruption().is_some() && !read_only => {
+                warn!(error = %e, "WAL corruption; repairing by dropping everything after it");
+                if let Some(c) = e.as_corruption() {
+                    repair::repair(wal_dir, c)?;
+                }
+                // Re-read from the start: records before the damage are replayed again,
+                // which is harmless (appends of known samples are ignored).
+            }
+            Some(e) if e.is_corruption() => {
+                warn!(error = %e, "WAL corruption; read-only open stops replay here");
+                break;
+            }
+            Some(e) => return Err(e.into()),
+        }
+    }
+    if state.unknown_refs > 0 {
+        warn!(
+            samples = state.unknown_refs,
+            "WAL samples for unknown series were dropped"
+        );
+    }
+    Ok(())
+}
+
+struct Replay<'h> {
+    head: &'h Head,
+    by_wal_id: HashMap<u64, Arc<MemSeries>>,
+    series: Vec<RefSeries>,
+    samples: Vec<RefSample>,
+    stones: Vec<Stone>,
+    unknown_refs: u64,
+}
+
+impl Replay<'_> {
+    fn apply(&mut self, rec: &[u8]) {
+        let range = self.head.options().chunk_range;
+        let min_valid = self.head.min_valid_time();
+        match record::record_type(rec) {
+            RecordType::Series => {
+                self.series.clear();
+                if let Err(e) = record::decode_series(rec, &mut self.series) {
+                    warn!(error = %e, "skipping undecodable WAL series record");
+                    return;
+                }
+                for s in self.series.drain(..) {
+                    let series = self.head.create_with_id(s.id, s.labels);
+                    self.by_wal_id.insert(s.id, series);
+                }
+            }
+            RecordType::Samples => {
+                self.samples.clear();
+                if let Err(e) = record::decode_samples(rec, &mut self.samples) {
+                    warn!(error = %e, "skipping undecodable WAL samples record");
+                    return;
+                }
+                let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+                for s in &self.samples {
+                    if s.t < min_valid {
+                        continue;
+                    }
+                    let Some(series) = self.by_wal_id.get(&s.id) else {
+                        self.unknown_refs += 1;
+                        continue;
+                    };
+                    if series.data.lock().append(s.t, s.v, range) {
+                        lo = lo.min(s.t);
+                        hi = hi.max(s.t);
+                    }
+                }
+                if lo <= hi {
+                    self.head.note_sample_time(lo);
+                    self.head.note_sample_time(hi);
+                }
+            }
+            RecordType::Tombstones => {
+                self.stones.clear();
+                if let Err(e) = record::decode_tombstones(rec, &mut self.stones) {
+                    warn!(error = %e, "skipping undecodable WAL tombstones record");
+                    return;
+                }
+                for st in self.stones.drain(..) {
+                    if let Some(series) = self.by_wal_id.get(&st.id) {
+                        self.head.add_tombstone(series.id, st.mint, st.maxt);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Write transactions on the head.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use kiln_model::{Labels, Timestamp};
+use kiln_storage::{Appender, ErrorKind, SampleValue, SeriesRef, StorageError};
+
+use super::Head;
+use super::series::{MemSeries, Rejection};
+use crate::wal::record::{self, RefSample, RefSeries};
+
+struct Pending {
+    series: Arc<MemSeries>,
+    t: Timestamp,
+    v: f64,
+}
+
+/// One write transaction on the [`Head`]; see [`Appender`] for the contract. The
+/// appender can be used again after `commit` or `rollback`.
+pub struct HeadAppender<'h> {
+    head: &'h Head,
+    pending: Vec<Pending>,
+    /// Samples before this are out of bounds: already in a block, or more than half a
+    /// chunk range behind the newest sample.
+    min_valid: Timestamp,
+    series_buf: Vec<u8>,
+    samples_buf: Vec<u8>,
+}
+
+impl<'h> HeadAppender<'h> {
+    pub(super) fn new(head: &'h Head) -> Self {
+        HeadAppender {
+            head,
+            pending: Vec::new(),
+            min_valid: Self::compute_min_valid(head),
+            series_buf: Vec::new(),
+            samples_buf: Vec::new(),
+        }
+    }
+
+    fn compute_min_valid(head: &Head) -> Timestamp {
+        let from_blocks = head.min_valid_time();
+        match head.max_time() {
+            Some(max) => from_blocks.max(max.saturating_sub(head.opts.chunk_range / 2)),
+            None => from_blocks,
+        }
+    }
+
+    /// Number of samples waiting for commit.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn resolve(
+        &self,
+        series_ref: SeriesRef,
+        labels: &Labels,
+    ) -> Result<Arc<MemSeries>, StorageError> {
+        if series_ref != 0
+            && let Some(s) = self.head.series_by_id(series_ref)
+            && (labels.is_empty() || s.labels == *labels)
+        {
+            return Ok(s);
+        }
+        if labels.is_empty() {
+            return Err(StorageError::InvalidLabels {
+                labels: labels.clone(),
+                reason: "empty label set",
+            });
+        }
+        Ok(self.head.get_or_create(labels).0)
+    }
+
+    /// Logs to the WAL the series records not logged yet and this transaction's samples.
+    fn log(&mut self) -> Result<(), StorageError> {
+        let Some(wal) = self.head.wal.as_ref() else {
+            return Ok(());
+        };
+        let mut new_series: Vec<RefSeries> = Vec::new();
+        let mut samples: Vec<RefSample> = Vec::with_capacity(self.pending.len());
+        for p in &self.pending {
+            if !p.series.logged.load(Ordering::Acquire) {
+                new_series.push(RefSeries {
+                    id: p.series.id,
+                    labels: p.series.labels.clone(),
+                });
+            }
+            samples.push(RefSample {
+                id: p.series.id,
+                t: p.t,
+                v: p.v,
+            });
+        }
+        new_series.sort_by_key(|s| s.id);
+        new_series.dedup_by_key(|s| s.id);
+        self.series_buf.clear();
+        self.samples_buf.clear();
+        record::encode_series(&new_series, &mut self.series_buf);
+        record::encode_samples(&samples, &mut self.samples_buf);
+        let mut recs: Vec<&[u8]> = Vec::with_capacity(2);
+        if !new_series.is_empty() {
+            recs.push(&self.series_buf);
+        }
+        recs.push(&self.samples_buf);
+        wal.lock()
+            .log(&recs)
+            .map_err(|e| StorageError::backend(ErrorKind::Unavailable, "writing the WAL", e))?;
+        for p in &self.pending {
+            p.series.logged.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self) {
+        let range = self.head.opts.chunk_range;
+        let mut appended = 0u64;
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        for p in self.pending.drain(..) {
+            let mut data = p.series.data.lock();
+            data.pending = None;
+            if data.append(p.t, p.v, range) {
+                appended += 1;
+                min_t = min_t.min(p.t);
+                max_t = max_t.max(p.t);
+            }
+        }
+        if appended > 0 {
+            self.head.note_sample_time(min_t);
+            self.head.note_sample_time(max_t);
+        }
+        self.head
+            .stats
+            .samples_appended
+            .fetch_add(appended, Ordering::Relaxed);
+        self.min_valid = Self::compute_min_valid(self.head);
+    }
+}
+
+impl Appender for HeadAppender<'_> {
+    fn append(
+        &mut self,
+        series_ref: SeriesRef,
+        labels: &Labels,
+        t: Timestamp,
+        v: SampleValue,
+    ) -> Result<SeriesRef, StorageError> {
+        let SampleValue::Float(v) = v;
+        if t < self.min_valid {
+            self.head
+                .stats
+                .out_of_bounds_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(StorageError::OutOfBounds {
+                labels: labels.clone(),
+                t,
+                min_valid: self.min_valid,
+            });
+        }
+        let series = self.resolve(series_ref, labels)?;
+        let check = {
+            let mut data = series.data.lock();
+            let c = data.check(t, v);
+            if c.is_ok() && data.pending.is_none_or(|(pt, _)| t > pt) {
+                data.pending = Some((t, v));
+            }
+            c
+        };
+        match check {
+            Ok(()) => {}
+            Err(Rejection::OutOfOrder) => {
+                self.head
+                    .stats
+                    .out_of_order_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(StorageError::OutOfOrderSample {
+                    labels: series.labels.clone(),
+                    t,
+                });
+            }
+            Err(Rejection::Duplicate) => {
+                self.head
+                    .stats
+                    .duplicate_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(StorageError::DuplicateSampleForTimestamp {
+                    labels: series.labels.clone(),
+                    t,
+                });
+            }
+        }
+        let id = series.id;
+        self.pending.push(Pending { series, t, v });
+        Ok(id)
+    }
+
+    fn commit(&mut self) -> Result<(), StorageError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        match self.head.wal.as_ref() {
+            Some(_) => {
+                // Log and apply under one lock so the WAL's order is the head's order:
+                // a replay then rebuilds exactly what readers saw.
+                let _order = self.head.commit_order.lock();
+                if let Err(e) = self.log() {
+                    self.rollback()?;
+                    return Err(e);
+                }
+                self.apply();
+            }
+            None => self.apply(),
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(), StorageError> {
+        for p in self.pending.drain(..) {
+            p.series.data.lock().pending = None;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HeadAppender<'_> {
+    /// An appender dropped without commit rolls back, clearing its pending marks.
+    fn drop(&mut self) {
+        for p in self.pending.drain(..) {
+            p.series.data.lock().pending = None;
+        }
+    }
+}

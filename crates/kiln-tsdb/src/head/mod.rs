@@ -1,0 +1,295 @@
+//! The head: the in-memory part of the TSDB that receives every append.
+//!
+//! Write path: an [`HeadAppender`] looks series up (or creates them) and checks each
+//! sample against the series' newest sample; at commit it logs new series and the
+//! samples to the WAL (when the head has one) and only then applies the samples to the
+//! series, so a sample visible to a reader is always in the WAL.
+//!
+//! Read path: a [`HeadQuerier`] resolves matchers through the postings index, then
+//! snapshots the chunks of each matching series (cheap `Arc` clones of closed chunks and
+//! a copy of the open chunk's bytes) so iteration holds no lock.
+//!
+//! Lock order, outermost first: a stripe lock, then the postings lock, then one series'
+//! data lock; the WAL lock is taken before series locks at commit. No code holds two
+//! stripe locks or two series locks at once.
+
+mod appender;
+mod postings;
+mod querier;
+pub(crate) mod series;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use kiln_model::{Labels, Timestamp};
+use parking_lot::{Mutex, RwLock};
+
+pub use appender::HeadAppender;
+pub use querier::HeadQuerier;
+
+use crate::block::tombstones::Interval;
+use crate::wal::Wal;
+use postings::MemPostings;
+use series::MemSeries;
+
+/// Default chunk range: the span of one block cut from the head (2 h).
+pub const DEFAULT_CHUNK_RANGE: i64 = 2 * 60 * 60 * 1000;
+
+/// Options of the head.
+#[derive(Debug, Clone)]
+pub struct HeadOptions {
+    /// Width of the block ranges the head is cut into, ms. Chunks never cross a multiple
+    /// of it.
+    pub chunk_range: i64,
+    /// Number of lock stripes for the series maps (a power of two).
+    pub stripes: usize,
+}
+
+impl Default for HeadOptions {
+    fn default() -> Self {
+        HeadOptions {
+            chunk_range: DEFAULT_CHUNK_RANGE,
+            stripes: 256,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stripe {
+    by_hash: HashMap<u64, Vec<Arc<MemSeries>>>,
+    by_id: HashMap<u64, Arc<MemSeries>>,
+}
+
+/// Counters the head keeps about itself.
+#[derive(Debug, Default)]
+pub struct HeadStats {
+    pub samples_appended: AtomicU64,
+    pub out_of_order_rejected: AtomicU64,
+    pub duplicate_rejected: AtomicU64,
+    pub out_of_bounds_rejected: AtomicU64,
+    pub series_created: AtomicU64,
+    pub series_removed: AtomicU64,
+}
+
+/// The in-memory head. See the module docs.
+pub struct Head {
+    opts: HeadOptions,
+    stripes: Box<[RwLock<Stripe>]>,
+    postings: RwLock<MemPostings>,
+    next_id: AtomicU64,
+    /// Oldest and newest sample times; `i64::MAX` / `i64::MIN` while empty.
+    min_time: AtomicI64,
+    max_time: AtomicI64,
+    /// Samples before this time are rejected (already persisted in blocks).
+    min_valid_time: AtomicI64,
+    pub(crate) wal: Option<Mutex<Wal>>,
+    /// Serializes log-then-apply of commits when there is a WAL.
+    commit_order: Mutex<()>,
+    /// Deleted time ranges per series id, hidden from queriers.
+    tombstones: RwLock<HashMap<u64, Vec<Interval>>>,
+    pub stats: HeadStats,
+}
+
+impl Head {
+    /// A head without a WAL (used by backfill and tests).
+    pub fn new(opts: HeadOptions) -> Head {
+        Head::with_wal(opts, None)
+    }
+
+    /// A head that logs every commit to `wal`.
+    pub fn with_wal(opts: HeadOptions, wal: Option<Wal>) -> Head {
+        let n = opts.stripes.max(1).next_power_of_two();
+        Head {
+            stripes: (0..n).map(|_| RwLock::new(Stripe::default())).collect(),
+            opts,
+            postings: RwLock::new(MemPostings::default()),
+            next_id: AtomicU64::new(1),
+            min_time: AtomicI64::new(i64::MAX),
+            max_time: AtomicI64::new(i64::MIN),
+            min_valid_time: AtomicI64::new(i64::MIN),
+            wal: wal.map(Mutex::new),
+            commit_order: Mutex::new(()),
+            tombstones: RwLock::new(HashMap::new()),
+            stats: HeadStats::default(),
+        }
+    }
+
+    /// Gives the head its WAL once replay is done.
+    pub(crate) fn attach_wal(&mut self, wal: Wal) {
+        self.wal = Some(Mutex::new(wal));
+    }
+
+    /// Hides samples of series `id` in `[mint, maxt]` from queriers.
+    pub(crate) fn add_tombstone(&self, id: u64, mint: Timestamp, maxt: Timestamp) {
+        let mut ts = self.tombstones.write();
+        let list = ts.entry(id).or_default();
+        crate::block::tombstones::add_interval(list, Interval { mint, maxt });
+    }
+
+    /// Deleted intervals of series `id`.
+    pub(crate) fn tombstones_for(&self, id: u64) -> Vec<Interval> {
+        self.tombstones.read().get(&id).cloned().unwrap_or_default()
+    }
+
+    pub fn options(&self) -> &HeadOptions {
+        &self.opts
+    }
+
+    /// Opens a write transaction.
+    pub fn appender(&self) -> HeadAppender<'_> {
+        HeadAppender::new(self)
+    }
+
+    /// A querier over `[mint, maxt]`.
+    pub fn querier(&self, mint: Timestamp, maxt: Timestamp) -> HeadQuerier<'_> {
+        HeadQuerier::new(self, mint, maxt)
+    }
+
+    /// Oldest sample time, `None` when empty.
+    pub fn min_time(&self) -> Option<Timestamp> {
+        let t = self.min_time.load(Ordering::Acquire);
+        (t != i64::MAX).then_some(t)
+    }
+
+    /// Newest sample time, `None` when empty.
+    pub fn max_time(&self) -> Option<Timestamp> {
+        let t = self.max_time.load(Ordering::Acquire);
+        (t != i64::MIN).then_some(t)
+    }
+
+    /// Samples before this are rejected as out of bounds.
+    pub fn min_valid_time(&self) -> Timestamp {
+        self.min_valid_time.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_min_valid_time(&self, t: Timestamp) {
+        self.min_valid_time.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// Number of series in memory.
+    pub fn num_series(&self) -> usize {
+        self.stripes.iter().map(|s| s.read().by_id.len()).sum()
+    }
+
+    fn stripe_for(&self, key: u64) -> &RwLock<Stripe> {
+        &self.stripes[(key as usize) & (self.stripes.len() - 1)]
+    }
+
+    /// The series with these labels, creating it when absent. Returns whether it was
+    /// created by this call.
+    pub(crate) fn get_or_create(&self, labels: &Labels) -> (Arc<MemSeries>, bool) {
+        let hash = labels.hash();
+        if let Some(s) = self.lookup(hash, labels) {
+            return (s, false);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        self.insert(hash, id, labels.clone())
+    }
+
+    fn lookup(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
+        let stripe = self.stripe_for(hash).read();
+        stripe
+            .by_hash
+            .get(&hash)?
+            .iter()
+            .find(|s| s.labels == *labels)
+            .cloned()
+    }
+
+    /// Inserts a series with a known id (WAL replay) or a fresh one. If another thread
+    /// created the same labels first, that series wins.
+    fn insert(&self, hash: u64, id: u64, labels: Labels) -> (Arc<MemSeries>, bool) {
+        let series = {
+            let mut stripe = self.stripe_for(hash).write();
+            let bucket = stripe.by_hash.entry(hash).or_default();
+            if let Some(s) = bucket.iter().find(|s| s.labels == labels) {
+                return (s.clone(), false);
+            }
+            let s = Arc::new(MemSeries::new(id, labels));
+            bucket.push(s.clone());
+            s
+        };
+        self.stripe_for(id).write().by_id.insert(id, series.clone());
+        // Postings need increasing ids: take the lock and add in id order. Ids from
+        // concurrent creators may arrive out of order, so insert sorted.
+        self.postings.write().add(id, &series.labels);
+        self.stats.series_created.fetch_add(1, Ordering::Relaxed);
+        (series, true)
+    }
+
+    /// Creates a series with the id recorded in the WAL. Keeps `next_id` above it.
+    pub(crate) fn create_with_id(&self, id: u64, labels: Labels) -> Arc<MemSeries> {
+        self.next_id.fetch_max(id + 1, Ordering::AcqRel);
+        let hash = labels.hash();
+        let s = match self.lookup(hash, &labels) {
+            Some(s) => s,
+            None => self.insert(hash, id, labels).0,
+        };
+        s.logged.store(true, Ordering::Release);
+        s
+    }
+
+    /// Whether series `id` is in the head.
+    pub(crate) fn series_exists(&self, id: u64) -> bool {
+        self.stripe_for(id).read().by_id.contains_key(&id)
+    }
+
+    /// The series with this id.
+    pub(crate) fn series_by_id(&self, id: u64) -> Option<Arc<MemSeries>> {
+        self.stripe_for(id).read().by_id.get(&id).cloned()
+    }
+
+    pub(crate) fn note_sample_time(&self, t: Timestamp) {
+        self.min_time.fetch_min(t, Ordering::AcqRel);
+        self.max_time.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// Drops every chunk older than `mint` and the series left empty; returns the ids of
+    /// the removed series. Called after a block covering everything before `mint` has
+    /// been persisted.
+    pub(crate) fn truncate_before(&self, mint: Timestamp) -> HashSet<u64> {
+        self.set_min_valid_time(mint);
+        let mut dead = HashSet::new();
+        let mut new_min = i64::MAX;
+        for stripe in self.stripes.iter() {
+            let all: Vec<Arc<MemSeries>> = stripe.read().by_id.values().cloned().collect();
+            for s in all {
+                let mut d = s.data.lock();
+                if d.truncate_before(mint) {
+                    dead.insert(s.id);
+                } else if let Some(t) = d.min_time() {
+                    new_min = new_min.min(t);
+                }
+            }
+        }
+        for stripe in self.stripes.iter() {
+            let mut st = stripe.write();
+            st.by_id.retain(|id, _| !dead.contains(id));
+            for bucket in st.by_hash.values_mut() {
+                bucket.retain(|s| !dead.contains(&s.id));
+            }
+            st.by_hash.retain(|_, b| !b.is_empty());
+        }
+        self.postings.write().remove(&dead);
+        self.tombstones.write().retain(|id, _| !dead.contains(id));
+        self.stats
+            .series_removed
+            .fetch_add(dead.len() as u64, Ordering::Relaxed);
+        self.min_time.store(new_min.max(mint), Ordering::Release);
+        if new_min == i64::MAX {
+            self.min_time.store(i64::MAX, Ordering::Release);
+            self.max_time.store(i64::MIN, Ordering::Release);
+        }
+        dead
+    }
+
+    /// Every series, in no particular order.
+    pub(crate) fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        let mut out = Vec::new();
+        for stripe in self.stripes.iter() {
+            out.extend(stripe.read().by_id.values().cloned());
+        }
+        out
+    }
+}

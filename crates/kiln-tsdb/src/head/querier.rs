@@ -1,0 +1,119 @@
+//! Reading the head.
+
+use std::sync::Arc;
+
+use kiln_model::{Matcher, Timestamp};
+use kiln_storage::{Querier, SelectHints, SeriesSet, StorageError};
+
+use super::Head;
+use crate::querier::{ChunkView, ChunkedSeries, OwnedSeriesSet};
+
+/// A querier over the head for `[mint, maxt]`. Each `select` snapshots the matching
+/// series' chunks, so results reflect the commits done before the call.
+pub struct HeadQuerier<'h> {
+    head: &'h Head,
+    mint: Timestamp,
+    maxt: Timestamp,
+}
+
+impl<'h> HeadQuerier<'h> {
+    pub(super) fn new(head: &'h Head, mint: Timestamp, maxt: Timestamp) -> Self {
+        HeadQuerier { head, mint, maxt }
+    }
+
+    /// Matching series with samples in range, in label order.
+    pub(crate) fn snapshot(&self, matchers: &[Matcher]) -> Vec<ChunkedSeries<Arc<[u8]>>> {
+        let ids = self.head.postings.read().select(matchers);
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(s) = self.head.series_by_id(id) else {
+                continue;
+            };
+            let chunks = s.data.lock().chunks_in(self.mint, self.maxt);
+            if chunks.is_empty() {
+                continue;
+            }
+            out.push(ChunkedSeries {
+                labels: s.labels.clone(),
+                chunks: chunks
+                    .into_iter()
+                    .map(|c| ChunkView {
+                        min_time: c.min_time,
+                        max_time: c.max_time,
+                        data: c.data,
+                    })
+                    .collect(),
+                mint: self.mint,
+                maxt: self.maxt,
+                deleted: self.head.tombstones_for(id),
+            });
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+}
+
+impl Querier for HeadQuerier<'_> {
+    fn select<'a>(
+        &'a self,
+        _sorted: bool,
+        _hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> Box<dyn SeriesSet<'a> + 'a> {
+        Box::new(OwnedSeriesSet {
+            series: self.snapshot(matchers).into_iter(),
+            warnings: Vec::new(),
+        })
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), StorageError> {
+        let mut values: Vec<String> = if matchers.is_empty() {
+            self.head
+                .postings
+                .read()
+                .values(name)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        } else {
+            self.snapshot(matchers)
+                .iter()
+                .filter_map(|s| s.labels.get(name).map(str::to_owned))
+                .collect()
+        };
+        values.sort_unstable();
+        values.dedup();
+        Ok((values, Vec::new()))
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), StorageError> {
+        let mut names: Vec<String> = if matchers.is_empty() {
+            self.head
+                .postings
+                .read()
+                .names()
+                .map(str::to_owned)
+                .collect()
+        } else {
+            self.snapshot(matchers)
+                .iter()
+                .flat_map(|s| {
+                    s.labels
+                        .iter()
+                        .map(|l| l.name.to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        names.sort_unstable();
+        names.dedup();
+        Ok((names, Vec::new()))
+    }
+}

@@ -1,0 +1,197 @@
+//! One in-memory series: its closed chunks and the open chunk being appended to.
+//!
+//! Chunks are cut at 120 samples or when a sample crosses the next multiple of the head's
+//! chunk range (2 h), so no chunk ever straddles a block boundary and truncating the head
+//! after a block is cut drops whole chunks.
+
+use std::sync::Arc;
+
+use kiln_chunkenc::{SAMPLES_PER_CHUNK, XorEncoder};
+use kiln_model::{Labels, Timestamp};
+
+/// A full, immutable chunk of a head series.
+#[derive(Debug, Clone)]
+pub(crate) struct ClosedChunk {
+    pub(crate) min_time: Timestamp,
+    pub(crate) max_time: Timestamp,
+    pub(crate) data: Arc<[u8]>,
+}
+
+/// Why a sample cannot be appended to a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    OutOfOrder,
+    Duplicate,
+}
+
+/// The mutable part of a series, guarded by the series' mutex.
+#[derive(Debug)]
+pub(crate) struct SeriesData {
+    pub(crate) closed: Vec<ClosedChunk>,
+    /// The open chunk; empty when the series has no samples since the last cut.
+    pub(crate) open: XorEncoder,
+    pub(crate) open_min_time: Timestamp,
+    /// Timestamp and value of the newest sample, `None` for a series with no samples.
+    pub(crate) last: Option<(Timestamp, f64)>,
+    /// Newest sample accepted by an appender but not committed yet. Later appends are
+    /// checked against it too, so a transaction cannot go back in time unnoticed.
+    pub(crate) pending: Option<(Timestamp, f64)>,
+    /// The open chunk is cut when a sample reaches this time (the next chunk-range
+    /// boundary).
+    next_cut_at: Timestamp,
+}
+
+/// An in-memory series. The labels and id never change; the data is behind a mutex so
+/// that appends to different series never contend.
+#[derive(Debug)]
+pub(crate) struct MemSeries {
+    pub(crate) id: u64,
+    pub(crate) labels: Labels,
+    /// Whether the WAL holds this series' record (samples may then refer to it).
+    pub(crate) logged: std::sync::atomic::AtomicBool,
+    pub(crate) data: parking_lot::Mutex<SeriesData>,
+}
+
+impl MemSeries {
+    pub(crate) fn new(id: u64, labels: Labels) -> Self {
+        MemSeries {
+            id,
+            labels,
+            logged: std::sync::atomic::AtomicBool::new(false),
+            data: parking_lot::Mutex::new(SeriesData {
+                closed: Vec::new(),
+                open: XorEncoder::new(),
+                open_min_time: 0,
+                last: None,
+                pending: None,
+                next_cut_at: Timestamp::MIN,
+            }),
+        }
+    }
+}
+
+impl SeriesData {
+    /// Checks whether `(t, v)` may be appended. Re-appending the newest sample with an
+    /// identical value is accepted (and later ignored), as Prometheus does.
+    pub(crate) fn check(&self, t: Timestamp, v: f64) -> Result<(), Rejection> {
+        let newest = match (self.last, self.pending) {
+            (Some(l), Some(p)) => Some(if p.0 >= l.0 { p } else { l }),
+            (l, p) => l.or(p),
+        };
+        match newest {
+            Some((lt, _)) if t < lt => Err(Rejection::OutOfOrder),
+            Some((lt, lv)) if t == lt && lv.to_bits() != v.to_bits() => Err(Rejection::Duplicate),
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends a sample that passed [`check`](Self::check). Returns false when the sample
+    /// was ignored (an exact duplicate, or out of order by now).
+    pub(crate) fn append(&mut self, t: Timestamp, v: f64, chunk_range: i64) -> bool {
+        if self.last.is_some_and(|(lt, _)| t <= lt) {
+            return false;
+        }
+        let n = self.open.num_samples() as usize;
+        if n > 0 && (n >= SAMPLES_PER_CHUNK || t >= self.next_cut_at) {
+            self.cut_open();
+        }
+        if self.open.num_samples() == 0 {
+            self.open_min_time = t;
+            self.next_cut_at = next_boundary(t, chunk_range);
+        }
+        self.open.append(t, v);
+        self.last = Some((t, v));
+        true
+    }
+
+    fn cut_open(&mut self) {
+        let max_time = self.last.map_or(self.open_min_time, |(t, _)| t);
+        let data: Arc<[u8]> = Arc::from(self.open.bytes());
+        self.closed.push(ClosedChunk {
+            min_time: self.open_min_time,
+            max_time,
+            data,
+        });
+        self.open.reset();
+    }
+
+    /// Drops every chunk whose samples are all before `mint`. Returns whether the series
+    /// is now empty.
+    pub(crate) fn truncate_before(&mut self, mint: Timestamp) -> bool {
+        self.closed.retain(|c| c.max_time >= mint);
+        if self.open.num_samples() > 0 && self.last.is_some_and(|(t, _)| t < mint) {
+            self.open.reset();
+        }
+        self.closed.is_empty() && self.open.num_samples() == 0
+    }
+
+    /// Snapshot of the chunks overlapping `[mint, maxt]`, oldest first, for a querier.
+    pub(crate) fn chunks_in(&self, mint: Timestamp, maxt: Timestamp) -> Vec<ClosedChunk> {
+        let mut out: Vec<ClosedChunk> = self
+            .closed
+            .iter()
+            .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+            .cloned()
+            .collect();
+        if self.open.num_samples() > 0 {
+            let max_time = self.last.map_or(self.open_min_time, |(t, _)| t);
+            if max_time >= mint && self.open_min_time <= maxt {
+                out.push(ClosedChunk {
+                    min_time: self.open_min_time,
+                    max_time,
+                    data: Arc::from(self.open.bytes()),
+                });
+            }
+        }
+        out
+    }
+
+    /// Oldest sample time held, if any.
+    pub(crate) fn min_time(&self) -> Option<Timestamp> {
+        match self.closed.first() {
+            Some(c) => Some(c.min_time),
+            None if self.open.num_samples() > 0 => Some(self.open_min_time),
+            None => None,
+        }
+    }
+}
+
+/// The first multiple of `range` strictly after `t` (the end of `t`'s block range).
+pub(crate) fn next_boundary(t: Timestamp, range: i64) -> Timestamp {
+    t.div_euclid(range).saturating_add(1).saturating_mul(range)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_at_120_samples_and_at_range_boundaries() {
+        let s = MemSeries::new(1, Labels::from_pairs(&[("__name__", "x")]));
+        let mut d = s.data.lock();
+        for i in 0..250 {
+            assert!(d.append(i * 10, i as f64, 1_000_000));
+        }
+        assert_eq!(d.closed.len(), 2);
+        assert_eq!(d.closed[0].min_time, 0);
+        assert_eq!(d.closed[0].max_time, 1190);
+        assert_eq!(d.open.num_samples(), 10);
+        // Crossing the range boundary cuts even a short chunk.
+        assert!(d.append(1_000_000, 1.0, 1_000_000));
+        assert_eq!(d.closed.len(), 3);
+        assert!(!d.truncate_before(1_000_000));
+        assert_eq!(d.closed.len(), 0);
+        assert_eq!(d.min_time(), Some(1_000_000));
+    }
+
+    #[test]
+    fn rejects_like_prometheus() {
+        let s = MemSeries::new(1, Labels::from_pairs(&[("__name__", "x")]));
+        let mut d = s.data.lock();
+        d.append(100, 1.0, 7_200_000);
+        assert_eq!(d.check(99, 1.0), Err(Rejection::OutOfOrder));
+        assert_eq!(d.check(100, 2.0), Err(Rejection::Duplicate));
+        assert_eq!(d.check(100, 1.0), Ok(()));
+        assert!(!d.append(100, 1.0, 7_200_000), "exact duplicate is ignored");
+    }
+}

@@ -1,0 +1,16 @@
+//! Kiln's storage engine.
+//!
+//! Module map:
+//! - [`block`]: the persistent block format (index v2, chunk segments, meta.json,
+//!   tombstones): writers and readers.
+//! - [`wal`]: the write-ahead log (segments, records, checkpoints, repair).
+//! - [`head`]: the in-memory head: series, postings, appenders, head querier.
+//! - [`db`]: a data directory: open and replay, compaction, retention, the merged querier.
+//! - [`tools`]: the `kiln tsdb` tools (list, analyze, dump, backfill).
+
+pub mod block;
+pub mod db;
+pub mod head;
+mod querier;
+pub mod tools;
+pub mod wal;

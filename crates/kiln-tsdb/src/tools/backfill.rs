@@ -1,0 +1,146 @@
+//! `kiln tsdb create-blocks-from openmetrics`: backfilling blocks from an OpenMetrics
+//! text file, as `promtool tsdb create-blocks-from openmetrics` does.
+//!
+//! The input is read twice or more: once to validate it and find its time bounds, then
+//! once per block window, appending only that window's samples to a fresh in-memory head
+//! and writing it out as one block. Memory is bounded by one window's data, not the file.
+//! Like promtool, a block's time range is its first sample to its last sample + 1 ms, and
+//! the windows are aligned to the block duration.
+
+use std::path::{Path, PathBuf};
+
+use kiln_exposition::{Entry, Format, Parser};
+use kiln_storage::{Appender, SampleValue};
+
+use super::ToolError;
+use crate::db::write_head_block;
+use crate::head::{DEFAULT_CHUNK_RANGE, Head, HeadOptions};
+
+/// Options of a backfill.
+#[derive(Debug, Clone)]
+pub struct BackfillOptions {
+    /// Largest span of one block, ms. Rounded down to the largest compaction range
+    /// (2 h times a power of 3) that fits, and never below 2 h.
+    pub max_block_duration: i64,
+    /// Samples appended per transaction.
+    pub commit_every: usize,
+}
+
+impl Default for BackfillOptions {
+    fn default() -> Self {
+        BackfillOptions {
+            max_block_duration: DEFAULT_CHUNK_RANGE,
+            commit_every: 5000,
+        }
+    }
+}
+
+/// The block duration promtool would use for `max`: the largest of 2h, 6h, 18h, ...
+/// that is at most `max`, and at least 2h.
+pub fn block_duration(max: i64) -> i64 {
+    let mut d = DEFAULT_CHUNK_RANGE;
+    while d.saturating_mul(3) <= max {
+        d *= 3;
+    }
+    d
+}
+
+fn input_error(line: usize, message: impl Into<String>) -> ToolError {
+    ToolError::Input {
+        line,
+        message: message.into(),
+    }
+}
+
+/// Imports `input` (OpenMetrics text, ending in `# EOF`) into new blocks under `out_dir`
+/// (created if missing). Returns the directories of the blocks written, oldest first.
+/// `progress` is called with the fraction of the work done, from 0 to 1.
+pub fn create_blocks_from_openmetrics(
+    input: &[u8],
+    out_dir: &Path,
+    opts: &BackfillOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<PathBuf>, ToolError> {
+    // Pass 1: validate everything and find the time bounds.
+    let (mut mint, mut maxt, mut total) = (i64::MAX, i64::MIN, 0usize);
+    let mut parser = Parser::new(input, Format::OpenMetrics);
+    while let Some(entry) = parser.next() {
+        let entry = entry.map_err(|e| input_error(e.line, e.to_string()))?;
+        if let Entry::Sample(s) = entry {
+            let t = s.timestamp_ms.ok_or_else(|| {
+                input_error(
+                    parser.line(),
+                    format!("expected timestamp for series {}, got none", s.labels),
+                )
+            })?;
+            mint = mint.min(t);
+            maxt = maxt.max(t);
+            total += 1;
+        }
+    }
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| crate::db::DbError::io("creating", out_dir, e))?;
+
+    let duration = block_duration(opts.max_block_duration);
+    let mut blocks = Vec::new();
+    let mut done = 0usize;
+    let first_window = mint.div_euclid(duration) * duration;
+    let mut window = first_window;
+    while window <= maxt {
+        let end = window + duration;
+        // A chunk range of twice the block duration keeps every sample of the window
+        // appendable: the head rejects samples more than half a range behind its newest.
+        let head = Head::new(HeadOptions {
+            chunk_range: 2 * duration,
+            ..HeadOptions::default()
+        });
+        let mut app = head.appender();
+        let mut parser = Parser::new(input, Format::OpenMetrics);
+        while let Some(entry) = parser.next() {
+            let Ok(Entry::Sample(s)) = entry else {
+                continue;
+            };
+            let line = parser.line();
+            let Some(t) = s.timestamp_ms else { continue };
+            if t < window || t >= end {
+                continue;
+            }
+            app.append(0, &s.labels, t, SampleValue::Float(s.value))
+                .map_err(|e| input_error(line, format!("add sample: {e}")))?;
+            if app.pending() >= opts.commit_every {
+                app.commit()
+                    .map_err(|e| input_error(line, format!("commit: {e}")))?;
+            }
+            done += 1;
+            if done.is_multiple_of(10_000) {
+                progress(done as f64 / total as f64);
+            }
+        }
+        app.commit()
+            .map_err(|e| input_error(0, format!("commit: {e}")))?;
+        drop(app);
+        if let (Some(lo), Some(hi)) = (head.min_time(), head.max_time()) {
+            blocks.push(write_head_block(&head, out_dir, lo, hi + 1)?);
+        }
+        window = end;
+    }
+    progress(1.0);
+    Ok(blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_duration_like_promtool() {
+        let h = 3_600_000;
+        assert_eq!(block_duration(0), 2 * h);
+        assert_eq!(block_duration(2 * h), 2 * h);
+        assert_eq!(block_duration(5 * h), 2 * h);
+        assert_eq!(block_duration(6 * h), 6 * h);
+        assert_eq!(block_duration(24 * h), 18 * h);
+    }
+}

@@ -1,0 +1,30 @@
+//! The `kiln tsdb` tools, in the spirit of `promtool tsdb`: list, analyze, dump and
+//! backfill (create-blocks-from). Output formats match promtool's so that scripts and
+//! diffs keep working.
+
+pub mod analyze;
+pub mod backfill;
+pub mod dump;
+mod format;
+pub mod list;
+
+/// Errors of the tools.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error(transparent)]
+    Block(#[from] crate::block::BlockError),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("querying: {0}")]
+    Query(#[from] kiln_storage::StorageError),
+    #[error("no blocks found in {0}")]
+    NoBlocks(std::path::PathBuf),
+    #[error("block {0} not found")]
+    BlockNotFound(String),
+    #[error("reading series {series}: {reason}")]
+    Read { series: String, reason: String },
+    #[error("line {line}: {message}")]
+    Input { line: usize, message: String },
+}

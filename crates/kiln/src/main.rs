@@ -1,0 +1,203 @@
+//! The `kiln` binary: command-line parsing and wiring of the modes. Logic lives in the
+//! library crates; this file only turns flags into calls and errors into exit codes.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kiln_model::{Matcher, parse_selector};
+use kiln_tsdb::tools;
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Prometheus-compatible monitoring for AI/ML infrastructure"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tools for TSDB data directories, in the spirit of `promtool tsdb`.
+    #[command(subcommand)]
+    Tsdb(TsdbCommand),
+}
+
+#[derive(Subcommand)]
+enum TsdbCommand {
+    /// List the blocks of a data directory.
+    List {
+        /// Print times and sizes for humans.
+        #[arg(short = 'r', long = "human-readable")]
+        human_readable: bool,
+        /// The data directory.
+        #[arg(default_value = "data/")]
+        db_path: PathBuf,
+    },
+    /// Analyze churn, label pair cardinality and compaction efficiency of a block.
+    Analyze {
+        /// The data directory.
+        #[arg(default_value = "data/")]
+        db_path: PathBuf,
+        /// Block to analyze (default is the last block).
+        block_id: Option<String>,
+        /// How many items to show in each list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Dump samples from a data directory (blocks and WAL), like `promtool tsdb dump`.
+    Dump {
+        /// The data directory.
+        #[arg(default_value = "data/")]
+        db_path: PathBuf,
+        /// Minimum timestamp to dump, ms.
+        #[arg(long = "min-time", default_value_t = i64::MIN, allow_hyphen_values = true)]
+        min_time: i64,
+        /// Maximum timestamp to dump, ms.
+        #[arg(long = "max-time", default_value_t = i64::MAX, allow_hyphen_values = true)]
+        max_time: i64,
+        /// Series selector; may be repeated (series matching any are dumped).
+        #[arg(long = "match")]
+        matchers: Vec<String>,
+    },
+    /// Create blocks from data in another format.
+    #[command(name = "create-blocks-from", subcommand)]
+    CreateBlocksFrom(CreateBlocksFrom),
+}
+
+#[derive(Subcommand)]
+enum CreateBlocksFrom {
+    /// Import samples from an OpenMetrics text file into TSDB blocks.
+    Openmetrics {
+        /// Maximum duration a created block may span (e.g. 2h, 24h); below 2h is raised
+        /// to 2h.
+        #[arg(long = "max-block-duration", value_parser = parse_duration_ms)]
+        max_block_duration: Option<i64>,
+        /// Print times and sizes for humans.
+        #[arg(short = 'r', long = "human-readable")]
+        human_readable: bool,
+        /// Do not print the created blocks.
+        #[arg(short = 'q', long = "quiet")]
+        quiet: bool,
+        /// OpenMetrics input file.
+        input: PathBuf,
+        /// Output directory for the blocks.
+        #[arg(default_value = "data/")]
+        output_dir: PathBuf,
+    },
+}
+
+/// Parses a Prometheus duration such as `2h`, `90m`, `1d12h` into milliseconds.
+fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match cli.command {
+        Command::Tsdb(TsdbCommand::List {
+            human_readable,
+            db_path,
+        }) => {
+            tools::list::list_blocks(&db_path, human_readable, &mut out)
+                .with_context(|| format!("listing blocks in {}", db_path.display()))?;
+        }
+        Command::Tsdb(TsdbCommand::Analyze {
+            db_path,
+            block_id,
+            limit,
+        }) => {
+            tools::analyze::analyze(&db_path, block_id.as_deref(), limit, &mut out)
+                .with_context(|| format!("analyzing {}", db_path.display()))?;
+        }
+        Command::Tsdb(TsdbCommand::Dump {
+            db_path,
+            min_time,
+            max_time,
+            matchers,
+        }) => {
+            let selectors = parse_selectors(&matchers)?;
+            tools::dump::dump(&db_path, min_time, max_time, &selectors, &mut out)
+                .with_context(|| format!("dumping {}", db_path.display()))?;
+        }
+        Command::Tsdb(TsdbCommand::CreateBlocksFrom(CreateBlocksFrom::Openmetrics {
+            max_block_duration,
+            human_readable,
+            quiet,
+            input,
+            output_dir,
+        })) => {
+            let data =
+                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let bar = progress_bar(data.len() as u64);
+            let opts = tools::backfill::BackfillOptions {
+                max_block_duration: max_block_duration
+                    .unwrap_or(kiln_tsdb::head::DEFAULT_CHUNK_RANGE),
+                ..Default::default()
+            };
+            let blocks = tools::backfill::create_blocks_from_openmetrics(
+                &data,
+                &output_dir,
+                &opts,
+                &mut |done| {
+                    if let Some(b) = &bar {
+                        b.set_position(done as u64);
+                    }
+                },
+            )
+            .with_context(|| format!("importing {}", input.display()))?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            if !quiet {
+                tools::list::print_blocks(&blocks, human_readable, &mut out)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A progress bar over `total` input bytes when stderr is a terminal.
+fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta})",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+fn parse_selectors(raw: &[String]) -> anyhow::Result<Vec<Vec<Matcher>>> {
+    raw.iter()
+        .map(|s| parse_selector(s).with_context(|| format!("bad --match selector {s:?}")))
+        .collect()
+}

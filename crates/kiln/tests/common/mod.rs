@@ -1,0 +1,168 @@
+//! Helpers shared by the `kiln` binary's integration tests.
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Whether interop tests against real Prometheus tools should run. Prints a loud notice
+/// when they are skipped.
+pub(crate) fn interop_enabled(test: &str) -> bool {
+    if std::env::var("KILN_INTEROP").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED {test}: interop tests need KILN_INTEROP=1 and Debian's `prometheus` package (promtool); .ci/run sets both up"
+    );
+    false
+}
+
+/// Runs the `kiln` binary built for this test run.
+pub(crate) fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .expect("run kiln")
+}
+
+/// Runs `promtool`.
+pub(crate) fn promtool(args: &[&str]) -> Output {
+    Command::new("promtool")
+        .args(args)
+        .output()
+        .expect("run promtool (is Debian's prometheus package installed?)")
+}
+
+/// `promtool tsdb dump [args] DIR`. promtool 2.42 fails on a directory without a `wal/`
+/// subdirectory (blocks only, as backfill and snapshots leave them), so one is created.
+pub(crate) fn promtool_dump(dir: &Path, args: &[&str]) -> String {
+    std::fs::create_dir_all(dir.join("wal")).expect("create wal dir for promtool");
+    let d = dir.to_str().expect("utf-8 path");
+    let mut all = vec!["tsdb", "dump"];
+    all.extend_from_slice(args);
+    all.push(d);
+    ok_stdout("promtool tsdb dump", promtool(&all))
+}
+
+/// Stdout of a command that must succeed.
+pub(crate) fn ok_stdout(what: &str, out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Asserts two dumps are identical, showing the first differing line.
+pub(crate) fn assert_same_dump(what: &str, want: &str, got: &str) {
+    if want == got {
+        return;
+    }
+    let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
+    for (i, (a, b)) in w.iter().zip(&g).enumerate() {
+        assert_eq!(a, b, "{what}: first difference at line {}", i + 1);
+    }
+    panic!(
+        "{what}: line counts differ: want {} got {}",
+        w.len(),
+        g.len()
+    );
+}
+
+/// Writes an OpenMetrics file spanning `hours` hours from `start_s` (Unix seconds) with
+/// the shapes the lecture's ML fleets produce: GPU gauges, training counters with resets,
+/// classic histogram buckets, gaps, NaN/±Inf, escaped and non-ASCII label values.
+pub(crate) fn write_openmetrics(path: &Path, start_s: i64, hours: i64, step_s: i64) {
+    let steps = hours * 3600 / step_s;
+    let mut s = String::new();
+    s.push_str(
+        "# HELP gpu_temperature_celsius GPU temperature.\n# TYPE gpu_temperature_celsius gauge\n",
+    );
+    for gpu in 0..4 {
+        for i in 0..steps {
+            // A 20-minute gap for gpu 3.
+            if gpu == 3 && (100..180).contains(&i) {
+                continue;
+            }
+            let v = 40.0 + gpu as f64 * 1.5 + (i as f64 * 0.37).sin() * 7.25;
+            let _ = writeln!(
+                s,
+                "gpu_temperature_celsius{{gpu=\"{gpu}\",host=\"nœud-α\",model=\"H100 \\\"SXM\\\"\"}} {v} {}",
+                start_s + i * step_s
+            );
+        }
+    }
+    s.push_str("# TYPE gpu_power_watts gauge\n");
+    for i in 0..steps {
+        let v = match i % 50 {
+            7 => "NaN".to_string(),
+            13 => "+Inf".to_string(),
+            29 => "-Inf".to_string(),
+            _ => format!("{}", 300.0 + (i % 17) as f64 * 12.125 - 0.001),
+        };
+        let _ = writeln!(
+            s,
+            "gpu_power_watts{{gpu=\"0\",path=\"C:\\\\data\\nline\"}} {v} {}",
+            start_s + i * step_s
+        );
+    }
+    s.push_str("# TYPE training_steps counter\n");
+    for rank in 0..2 {
+        let mut c = 0u64;
+        for i in 0..steps {
+            // A restart (counter reset) every 200 steps.
+            if i % 200 == 0 {
+                c = 0;
+            }
+            c += 3 + rank;
+            let _ = writeln!(
+                s,
+                "training_steps_total{{job=\"trainer\",rank=\"{rank}\"}} {c} {}",
+                start_s + i * step_s
+            );
+        }
+    }
+    s.push_str("# TYPE inference_latency_seconds histogram\n");
+    let bounds = ["0.005", "0.01", "0.05", "0.1", "0.5", "1", "+Inf"];
+    for (b, le) in bounds.iter().enumerate() {
+        for i in 0..steps {
+            let v = (i * (b as i64 + 1) * 7) / 3;
+            let _ = writeln!(
+                s,
+                "inference_latency_seconds_bucket{{le=\"{le}\",model=\"llama\"}} {v} {}",
+                start_s + i * step_s
+            );
+        }
+    }
+    for i in 0..steps {
+        let _ = writeln!(
+            s,
+            "inference_latency_seconds_sum{{model=\"llama\"}} {} {}",
+            i as f64 * 0.123,
+            start_s + i * step_s
+        );
+    }
+    for i in 0..steps {
+        let _ = writeln!(
+            s,
+            "inference_latency_seconds_count{{model=\"llama\"}} {} {}",
+            (i * 49) / 3,
+            start_s + i * step_s
+        );
+    }
+    s.push_str("# TYPE small_values gauge\n");
+    for i in 0..steps {
+        let v = [1e-9, 2.5e-7, 123456789.125, -0.0001, 1e21, 0.1 + 0.2][(i % 6) as usize];
+        let _ = writeln!(
+            s,
+            "small_values{{kind=\"mixed\"}} {v:e} {}",
+            start_s + i * step_s
+        );
+    }
+    s.push_str("# EOF\n");
+    std::fs::write(path, s).expect("write openmetrics file");
+}

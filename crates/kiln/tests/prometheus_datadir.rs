@@ -1,0 +1,131 @@
+//! Kiln reads a data directory written by a real Prometheus server: its WAL (and
+//! head chunks) and a block from its snapshot API.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Kills the Prometheus server it holds (by PID) when dropped.
+struct ServerGuard(Child);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A minimal HTTP/1.0 request; returns (status, body).
+fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+#[test]
+fn kiln_reads_a_real_prometheus_data_dir() {
+    if !interop_enabled("kiln_reads_a_real_prometheus_data_dir") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("prom-data");
+    let port = free_port();
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .expect("write config");
+    let child = Command::new("prometheus")
+        .args([
+            &format!("--config.file={}", config.display()),
+            &format!("--storage.tsdb.path={}", data.display()),
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+            "--web.enable-admin-api",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let mut server = ServerGuard(child);
+
+    // Wait until it has scraped itself a few times.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not scrape itself in time"
+        );
+        // Non-empty once `up` has more than 5 samples.
+        if let Some((200, body)) = http(
+            port,
+            "GET",
+            "/api/v1/query?query=count_over_time(up%5B1m%5D)%3E5",
+        ) && body.contains("\"result\":[{")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The snapshot API writes the head as a real block.
+    let (status, body) =
+        http(port, "POST", "/api/v1/admin/tsdb/snapshot").expect("snapshot request");
+    assert_eq!(status, 200, "snapshot: {body}");
+    // Stop the server cleanly: its WAL stays behind for us to replay.
+    let pid = server.0.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("send SIGTERM");
+    let _ = server.0.wait();
+
+    let snapshots = data.join("snapshots");
+    let snap = std::fs::read_dir(&snapshots)
+        .expect("snapshots dir")
+        .flatten()
+        .next()
+        .expect("one snapshot")
+        .path();
+    check_same_dump(&snap, "snapshot block");
+    // The data directory itself: WAL (and head chunks) only, no blocks yet.
+    check_same_dump(&data, "WAL of a stopped Prometheus");
+}
+
+fn check_same_dump(dir: &Path, what: &str) {
+    let d = dir.to_str().expect("utf-8 path");
+    let want = promtool_dump(dir, &[]);
+    assert!(
+        want.lines().count() > 500,
+        "{what}: promtool dumped a real amount of data"
+    );
+    let got = ok_stdout("kiln dump", kiln(&["tsdb", "dump", d]));
+    assert_same_dump(what, &want, &got);
+}
