@@ -171,6 +171,23 @@ impl<'a, S: Series + 'a> SeriesSet<'a> for OwnedSeriesSet<S> {
     }
 }
 
+/// A series set that failed before yielding anything.
+pub(crate) struct FailedSeriesSet(pub(crate) StorageError);
+
+impl<'a> SeriesSet<'a> for FailedSeriesSet {
+    fn next(&mut self) -> Option<Box<dyn Series + 'a>> {
+        None
+    }
+
+    fn err(&self) -> Option<&StorageError> {
+        Some(&self.0)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,7 +172,7 @@ impl Db {
     }
 
     /// Merges `group` into one block and deletes the originals.
-    fn merge_blocks(&self, group: &[Arc<BlockReader>]) -> Result<(), DbError> {
+    pub(super) fn merge_blocks(&self, group: &[Arc<BlockReader>]) -> Result<(), DbError> {
         let mint = group.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
         let maxt = group.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
         let queriers: Vec<BlockQuerier> = group
@@ -186,6 +186,7 @@ impl Db {
         let mut chunks = Vec::new();
         let mut ts = Vec::new();
         let mut vals = Vec::new();
+        let mut written = 0usize;
         while let Some(series) = merged.next() {
             ts.clear();
             vals.clear();
@@ -205,6 +206,7 @@ impl Db {
             encode_samples(&ts, &vals, &mut chunks);
             if !chunks.is_empty() {
                 writer.add_series(series.labels(), &as_chunk_data(&chunks))?;
+                written += 1;
             }
         }
         if let Some(e) = merged.err() {
@@ -212,6 +214,20 @@ impl Db {
                 series: String::new(),
                 reason: e.to_string(),
             });
+        }
+        if written == 0 {
+            // Everything was deleted: drop the unfinished writer (it removes its
+            // temporary directory) and the originals.
+            drop(writer);
+            drop(merged);
+            drop(queriers);
+            self.blocks
+                .write()
+                .retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
+            for b in group {
+                delete_block_dir(b.dir())?;
+            }
+            return Ok(());
         }
         let mut sources: Vec<ulid::Ulid> = group
             .iter()
@@ -273,12 +289,26 @@ pub(crate) fn write_head_block(
     let mut encoded: Vec<OwnedChunk> = Vec::new();
     for s in &series {
         let deleted = head.tombstones_for(s.id);
-        let held = s.data.lock().chunks_in(lo, hi - 1);
+        let held = s
+            .data
+            .lock()
+            .chunks_in(lo, hi - 1, head.chunk_disk.as_ref())
+            .map_err(|e| DbError::HeadChunks {
+                series: s.labels.to_string(),
+                source: Box::new(e),
+            })?;
         if deleted.is_empty() && held.iter().all(|c| c.min_time >= lo && c.max_time < hi) {
             // Head chunks never cross a range boundary: write them as they are.
             let chunks: Vec<ChunkData<'_>> = held
                 .iter()
-                .map(|c| (c.min_time, c.max_time, Encoding::Xor.as_u8(), &*c.data))
+                .map(|c| {
+                    (
+                        c.min_time,
+                        c.max_time,
+                        Encoding::Xor.as_u8(),
+                        c.data.as_ref(),
+                    )
+                })
                 .collect();
             if !chunks.is_empty() {
                 writer.add_series(&s.labels, &chunks)?;
@@ -287,7 +317,7 @@ pub(crate) fn write_head_block(
         }
         let views: Vec<(Timestamp, Timestamp, &[u8])> = held
             .iter()
-            .map(|c| (c.min_time, c.max_time, &*c.data))
+            .map(|c| (c.min_time, c.max_time, c.data.as_ref()))
             .collect();
         encoded.clear();
         reencode(&views, lo, hi - 1, &deleted, &mut encoded);
@@ -300,7 +330,7 @@ pub(crate) fn write_head_block(
 }
 
 /// A chunk encoded during compaction: `(min_time, max_time, data)`, XOR.
-type OwnedChunk = (Timestamp, Timestamp, Vec<u8>);
+pub(super) type OwnedChunk = (Timestamp, Timestamp, Vec<u8>);
 
 fn as_chunk_data(chunks: &[OwnedChunk]) -> Vec<ChunkData<'_>> {
     chunks
@@ -319,7 +349,7 @@ pub(crate) fn delete_block_dir(dir: &Path) -> Result<(), DbError> {
 }
 
 /// Re-encodes the samples of `chunks` within `[mint, maxt]` that are not deleted.
-fn reencode(
+pub(super) fn reencode(
     chunks: &[(Timestamp, Timestamp, &[u8])],
     mint: Timestamp,
     maxt: Timestamp,

@@ -16,7 +16,9 @@
 //! Lock order: `maintenance` (one compaction at a time) before `blocks`; the head has its
 //! own (see [`crate::head`]).
 
+mod chunk_querier;
 mod compact;
+mod delete;
 mod open;
 mod querier;
 mod retention;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+pub use chunk_querier::DbChunkQuerier;
 pub use compact::CompactStats;
 pub(crate) use compact::write_head_block;
 pub use querier::BlockQuerier;
@@ -101,6 +104,14 @@ pub enum DbError {
     Block(#[from] crate::block::BlockError),
     #[error(transparent)]
     Wal(#[from] crate::wal::WalError),
+    #[error("head chunk files: {0}")]
+    HeadChunkFiles(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("reading the head chunks of series {series}: {source}")]
+    HeadChunks {
+        series: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("reading series {series} while merging blocks: {reason}")]
     Merge { series: String, reason: String },
     #[error("the database was opened read-only")]
@@ -139,6 +150,20 @@ impl Db {
     /// The open blocks, oldest first.
     pub fn blocks(&self) -> Vec<Arc<BlockReader>> {
         self.blocks.read().clone()
+    }
+
+    /// Syncs and closes the WAL. Dropping a `Db` without closing loses nothing that was
+    /// committed (every commit reached the kernel); closing also makes the WAL's tail
+    /// survive a power loss.
+    pub fn close(self) -> Result<(), DbError> {
+        if let Some(wal) = self.head.wal {
+            wal.into_inner().close()?;
+        }
+        if let Some(disk) = self.head.chunk_disk {
+            disk.close()
+                .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
+        }
+        Ok(())
     }
 
     /// Blocks that were skipped because they could not be read.

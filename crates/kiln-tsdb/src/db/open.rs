@@ -4,11 +4,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use kiln_chunkenc::{Encoding, XorIterator};
 use parking_lot::{Mutex, RwLock};
 use tracing::{info, warn};
 
 use super::{Db, DbError, DbOptions, SkippedBlock};
 use crate::block::BlockReader;
+use crate::head::chunk_disk::{ChunkDiskMapper, HeadChunksError};
 use crate::head::series::MemSeries;
 use crate::head::{Head, HeadOptions};
 use crate::wal::record::{self, RecordType, RefSample, RefSeries, Stone};
@@ -39,8 +41,15 @@ impl Db {
         if let Some(t) = min_valid {
             replay_head.set_min_valid_time(t);
         }
+        let mut disk_chunks = HashMap::new();
+        if !opts.read_only {
+            let disk = ChunkDiskMapper::open(&dir.join("chunks_head"))
+                .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
+            disk_chunks = load_disk_chunks(&disk, min_valid.unwrap_or(i64::MIN))?;
+            replay_head.attach_chunk_disk(disk);
+        }
         if wal_dir.is_dir() {
-            replay_wal(&replay_head, &wal_dir, opts.read_only)?;
+            replay_wal(&replay_head, &wal_dir, opts.read_only, disk_chunks)?;
         }
         let head = if opts.read_only {
             replay_head
@@ -113,11 +122,73 @@ fn load_blocks(
     Ok((blocks, skipped))
 }
 
-/// Replays the newest checkpoint and the segments after it into `head`.
-fn replay_wal(head: &Head, wal_dir: &Path, read_only: bool) -> Result<(), DbError> {
+/// Full chunks of an earlier run found in `chunks_head/`, by series id: `(min, max, ref)`
+/// in time order, and the newest sample they hold.
+type DiskChunks = HashMap<u64, (Vec<(i64, i64, u64)>, (i64, f64))>;
+
+/// Reads the chunk files' index: every XOR chunk not older than `min_valid`, grouped by
+/// series. The WAL still holds these samples; adopting the chunks only saves
+/// re-encoding them on start.
+fn load_disk_chunks(disk: &ChunkDiskMapper, min_valid: i64) -> Result<DiskChunks, DbError> {
+    let mut metas: HashMap<u64, Vec<(i64, i64, u64)>> = HashMap::new();
+    disk.iterate(|m| -> Result<(), HeadChunksError> {
+        // Only in-order XOR chunks; Prometheus marks out-of-order chunks with the high bit.
+        if m.encoding == Encoding::Xor.as_u8() && m.maxt >= min_valid && m.num_samples > 0 {
+            metas
+                .entry(m.series_ref)
+                .or_default()
+                .push((m.mint, m.maxt, m.chunk_ref));
+        }
+        Ok(())
+    })
+    .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
+    let mut out = HashMap::with_capacity(metas.len());
+    for (series, mut chunks) in metas {
+        chunks.sort_unstable();
+        // Chunks must not overlap; keep an ordered run from the oldest.
+        let mut kept: Vec<(i64, i64, u64)> = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            if kept.last().is_none_or(|l| c.0 > l.1) {
+                kept.push(c);
+            }
+        }
+        let Some(&(_, _, last_ref)) = kept.last() else {
+            continue;
+        };
+        let bytes = disk
+            .chunk(last_ref)
+            .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
+        let mut it = XorIterator::new(bytes.as_ref());
+        let mut last = None;
+        while it.next() {
+            last = Some(it.at());
+        }
+        if it.err().is_some() {
+            warn!(
+                series,
+                "undecodable chunk in chunks_head; replaying this series from the WAL only"
+            );
+            continue;
+        }
+        if let Some(last) = last {
+            out.insert(series, (kept, last));
+        }
+    }
+    Ok(out)
+}
+
+/// Replays the newest checkpoint and the segments after it into `head`, adopting the
+/// full chunks found on disk as each series is created.
+fn replay_wal(
+    head: &Head,
+    wal_dir: &Path,
+    read_only: bool,
+    disk_chunks: DiskChunks,
+) -> Result<(), DbError> {
     let mut state = Replay {
         head,
         by_wal_id: HashMap::new(),
+        disk_chunks,
         series: Vec::new(),
         samples: Vec::new(),
         stones: Vec::new(),
@@ -174,6 +245,7 @@ fn replay_wal(head: &Head, wal_dir: &Path, read_only: bool) -> Result<(), DbErro
 struct Replay<'h> {
     head: &'h Head,
     by_wal_id: HashMap<u64, Arc<MemSeries>>,
+    disk_chunks: DiskChunks,
     series: Vec<RefSeries>,
     samples: Vec<RefSample>,
     stones: Vec<Stone>,
@@ -193,6 +265,13 @@ impl Replay<'_> {
                 }
                 for s in self.series.drain(..) {
                     let series = self.head.create_with_id(s.id, s.labels);
+                    if let Some((chunks, last)) = self.disk_chunks.remove(&s.id) {
+                        if let (Some(first), Some(newest)) = (chunks.first(), chunks.last()) {
+                            self.head.note_sample_time(first.0);
+                            self.head.note_sample_time(newest.1);
+                        }
+                        series.data.lock().adopt_disk_chunks(&chunks, last);
+                    }
                     self.by_wal_id.insert(s.id, series);
                 }
             }
@@ -211,7 +290,13 @@ impl Replay<'_> {
                         self.unknown_refs += 1;
                         continue;
                     };
-                    if series.data.lock().append(s.t, s.v, range) {
+                    if series.data.lock().append(
+                        series.id,
+                        s.t,
+                        s.v,
+                        range,
+                        self.head.chunk_disk.as_ref(),
+                    ) {
                         lo = lo.min(s.t);
                         hi = hi.max(s.t);
                     }

@@ -9,7 +9,7 @@ use kiln_storage::{ErrorKind, Querier, SelectHints, SeriesSet, StorageError};
 use super::Db;
 use crate::block::BlockReader;
 use crate::block::index::postings;
-use crate::querier::{ChunkView, ChunkedSeries, OwnedSeriesSet};
+use crate::querier::{ChunkView, ChunkedSeries, FailedSeriesSet, OwnedSeriesSet};
 
 /// A querier over one persisted block for `[mint, maxt]`.
 pub struct BlockQuerier {
@@ -34,8 +34,20 @@ impl BlockQuerier {
         BlockQuerier { block, mint, maxt }
     }
 
+    pub(crate) fn block(&self) -> &BlockReader {
+        &self.block
+    }
+
+    pub(crate) fn mint(&self) -> Timestamp {
+        self.mint
+    }
+
+    pub(crate) fn maxt(&self) -> Timestamp {
+        self.maxt
+    }
+
     /// Sorted ids of the series matching every matcher (absent labels match as `""`).
-    fn postings_for(&self, matchers: &[Matcher]) -> Result<Vec<u32>, StorageError> {
+    pub(crate) fn postings_for(&self, matchers: &[Matcher]) -> Result<Vec<u32>, StorageError> {
         let index = self.block.index();
         let err = |e| block_err(&self.block, e);
         let (narrowing, widening): (Vec<&Matcher>, Vec<&Matcher>) =
@@ -107,23 +119,6 @@ impl BlockQuerier {
         }
         // Index order is label order already.
         Ok(out)
-    }
-}
-
-/// A series set that failed before yielding anything.
-struct FailedSeriesSet(StorageError);
-
-impl<'a> SeriesSet<'a> for FailedSeriesSet {
-    fn next(&mut self) -> Option<Box<dyn kiln_storage::Series + 'a>> {
-        None
-    }
-
-    fn err(&self) -> Option<&StorageError> {
-        Some(&self.0)
-    }
-
-    fn warnings(&self) -> Vec<String> {
-        Vec::new()
     }
 }
 

@@ -119,7 +119,7 @@ impl<'h> HeadAppender<'h> {
         for p in self.pending.drain(..) {
             let mut data = p.series.data.lock();
             data.pending = None;
-            if data.append(p.t, p.v, range) {
+            if data.append(p.series.id, p.t, p.v, range, self.head.chunk_disk.as_ref()) {
                 appended += 1;
                 min_t = min_t.min(p.t);
                 max_t = max_t.max(p.t);

@@ -14,6 +14,7 @@
 //! stripe locks or two series locks at once.
 
 mod appender;
+pub(crate) mod chunk_disk;
 mod postings;
 mod querier;
 pub(crate) mod series;
@@ -30,6 +31,7 @@ pub use querier::HeadQuerier;
 
 use crate::block::tombstones::Interval;
 use crate::wal::Wal;
+use chunk_disk::ChunkDiskMapper;
 use postings::MemPostings;
 use series::MemSeries;
 
@@ -84,6 +86,8 @@ pub struct Head {
     /// Samples before this time are rejected (already persisted in blocks).
     min_valid_time: AtomicI64,
     pub(crate) wal: Option<Mutex<Wal>>,
+    /// Where full chunks go (`chunks_head/`); `None` keeps them in memory.
+    pub(crate) chunk_disk: Option<ChunkDiskMapper>,
     /// Serializes log-then-apply of commits when there is a WAL.
     commit_order: Mutex<()>,
     /// Deleted time ranges per series id, hidden from queriers.
@@ -109,10 +113,16 @@ impl Head {
             max_time: AtomicI64::new(i64::MIN),
             min_valid_time: AtomicI64::new(i64::MIN),
             wal: wal.map(Mutex::new),
+            chunk_disk: None,
             commit_order: Mutex::new(()),
             tombstones: RwLock::new(HashMap::new()),
             stats: HeadStats::default(),
         }
+    }
+
+    /// Gives the head a store for full chunks; chunks cut from now on go there.
+    pub(crate) fn attach_chunk_disk(&mut self, disk: ChunkDiskMapper) {
+        self.chunk_disk = Some(disk);
     }
 
     /// Gives the head its WAL once replay is done.
@@ -273,6 +283,11 @@ impl Head {
         }
         self.postings.write().remove(&dead);
         self.tombstones.write().retain(|id, _| !dead.contains(id));
+        if let Some(disk) = &self.chunk_disk
+            && let Err(e) = disk.truncate(mint)
+        {
+            tracing::warn!(error = %e, "deleting old head chunk files");
+        }
         self.stats
             .series_removed
             .fetch_add(dead.len() as u64, Ordering::Relaxed);

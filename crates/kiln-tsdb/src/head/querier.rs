@@ -1,12 +1,11 @@
 //! Reading the head.
 
-use std::sync::Arc;
-
 use kiln_model::{Matcher, Timestamp};
 use kiln_storage::{Querier, SelectHints, SeriesSet, StorageError};
 
 use super::Head;
-use crate::querier::{ChunkView, ChunkedSeries, OwnedSeriesSet};
+use super::series::HeadChunkData;
+use crate::querier::{ChunkView, ChunkedSeries, FailedSeriesSet, OwnedSeriesSet};
 
 /// A querier over the head for `[mint, maxt]`. Each `select` snapshots the matching
 /// series' chunks, so results reflect the commits done before the call.
@@ -21,15 +20,40 @@ impl<'h> HeadQuerier<'h> {
         HeadQuerier { head, mint, maxt }
     }
 
+    /// Ids of the matching series with samples in range.
+    pub(crate) fn matching_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
+        let ids = self.head.postings.read().select(matchers);
+        ids.into_iter()
+            .filter(|&id| {
+                self.head
+                    .series_by_id(id)
+                    .is_some_and(|s| s.data.lock().has_samples_in(self.mint, self.maxt))
+            })
+            .collect()
+    }
+
     /// Matching series with samples in range, in label order.
-    pub(crate) fn snapshot(&self, matchers: &[Matcher]) -> Vec<ChunkedSeries<Arc<[u8]>>> {
+    pub(crate) fn snapshot(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<Vec<ChunkedSeries<HeadChunkData>>, StorageError> {
         let ids = self.head.postings.read().select(matchers);
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(s) = self.head.series_by_id(id) else {
                 continue;
             };
-            let chunks = s.data.lock().chunks_in(self.mint, self.maxt);
+            let chunks = s
+                .data
+                .lock()
+                .chunks_in(self.mint, self.maxt, self.head.chunk_disk.as_ref())
+                .map_err(|e| {
+                    StorageError::backend(
+                        e.kind(),
+                        format!("reading head chunks of series {}", s.labels),
+                        e,
+                    )
+                })?;
             if chunks.is_empty() {
                 continue;
             }
@@ -49,7 +73,7 @@ impl<'h> HeadQuerier<'h> {
             });
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+        Ok(out)
     }
 }
 
@@ -60,10 +84,13 @@ impl Querier for HeadQuerier<'_> {
         _hints: Option<&SelectHints>,
         matchers: &[Matcher],
     ) -> Box<dyn SeriesSet<'a> + 'a> {
-        Box::new(OwnedSeriesSet {
-            series: self.snapshot(matchers).into_iter(),
-            warnings: Vec::new(),
-        })
+        match self.snapshot(matchers) {
+            Ok(series) => Box::new(OwnedSeriesSet {
+                series: series.into_iter(),
+                warnings: Vec::new(),
+            }),
+            Err(e) => Box::new(FailedSeriesSet(e)),
+        }
     }
 
     fn label_values(
@@ -80,7 +107,7 @@ impl Querier for HeadQuerier<'_> {
                 .map(str::to_owned)
                 .collect()
         } else {
-            self.snapshot(matchers)
+            self.snapshot(matchers)?
                 .iter()
                 .filter_map(|s| s.labels.get(name).map(str::to_owned))
                 .collect()
@@ -102,7 +129,7 @@ impl Querier for HeadQuerier<'_> {
                 .map(str::to_owned)
                 .collect()
         } else {
-            self.snapshot(matchers)
+            self.snapshot(matchers)?
                 .iter()
                 .flat_map(|s| {
                     s.labels

@@ -3,18 +3,59 @@
 //! Chunks are cut at 120 samples or when a sample crosses the next multiple of the head's
 //! chunk range (2 h), so no chunk ever straddles a block boundary and truncating the head
 //! after a block is cut drops whole chunks.
+//!
+//! A cut chunk is written to the head's [`ChunkDiskMapper`] (`chunks_head/`) when the
+//! head has one, and the series keeps only its reference: resident memory holds the open
+//! chunks, and full chunks are paged in from the memory-mapped files when read. If the
+//! write fails the chunk simply stays in memory.
 
 use std::sync::Arc;
 
-use kiln_chunkenc::{SAMPLES_PER_CHUNK, XorEncoder};
+use kiln_chunkenc::{Encoding, SAMPLES_PER_CHUNK, XorEncoder};
 use kiln_model::{Labels, Timestamp};
+use tracing::warn;
+
+use super::chunk_disk::{ChunkBytes, ChunkDiskMapper, HeadChunksError};
+
+/// Where a full chunk's bytes are.
+#[derive(Debug, Clone)]
+pub(crate) enum ChunkLocation {
+    Memory(Arc<[u8]>),
+    /// A reference into the head's chunk files.
+    Disk(u64),
+}
 
 /// A full, immutable chunk of a head series.
 #[derive(Debug, Clone)]
 pub(crate) struct ClosedChunk {
     pub(crate) min_time: Timestamp,
     pub(crate) max_time: Timestamp,
-    pub(crate) data: Arc<[u8]>,
+    pub(crate) loc: ChunkLocation,
+}
+
+/// The bytes of a head chunk handed to a reader: shared memory or a slice of a mapped
+/// chunk file. Holding one keeps the bytes valid without any lock.
+#[derive(Debug, Clone)]
+pub(crate) enum HeadChunkData {
+    Memory(Arc<[u8]>),
+    Disk(ChunkBytes),
+}
+
+impl AsRef<[u8]> for HeadChunkData {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            HeadChunkData::Memory(b) => b,
+            HeadChunkData::Disk(b) => b.as_ref(),
+        }
+    }
+}
+
+/// A chunk of a head series as a reader sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct ChunkSnapshot {
+    pub(crate) min_time: Timestamp,
+    pub(crate) max_time: Timestamp,
+    pub(crate) data: HeadChunkData,
 }
 
 /// Why a sample cannot be appended to a series.
@@ -85,15 +126,22 @@ impl SeriesData {
         }
     }
 
-    /// Appends a sample that passed [`check`](Self::check). Returns false when the sample
-    /// was ignored (an exact duplicate, or out of order by now).
-    pub(crate) fn append(&mut self, t: Timestamp, v: f64, chunk_range: i64) -> bool {
+    /// Appends a sample that passed [`check`](Self::check) to series `id`. Returns false
+    /// when the sample was ignored (an exact duplicate, or out of order by now).
+    pub(crate) fn append(
+        &mut self,
+        id: u64,
+        t: Timestamp,
+        v: f64,
+        chunk_range: i64,
+        disk: Option<&ChunkDiskMapper>,
+    ) -> bool {
         if self.last.is_some_and(|(lt, _)| t <= lt) {
             return false;
         }
         let n = self.open.num_samples() as usize;
         if n > 0 && (n >= SAMPLES_PER_CHUNK || t >= self.next_cut_at) {
-            self.cut_open();
+            self.cut_open(id, disk);
         }
         if self.open.num_samples() == 0 {
             self.open_min_time = t;
@@ -104,13 +152,24 @@ impl SeriesData {
         true
     }
 
-    fn cut_open(&mut self) {
-        let max_time = self.last.map_or(self.open_min_time, |(t, _)| t);
-        let data: Arc<[u8]> = Arc::from(self.open.bytes());
+    fn cut_open(&mut self, id: u64, disk: Option<&ChunkDiskMapper>) {
+        let min_time = self.open_min_time;
+        let max_time = self.last.map_or(min_time, |(t, _)| t);
+        let bytes = self.open.bytes();
+        let loc = match disk
+            .map(|d| d.write_chunk(id, min_time, max_time, Encoding::Xor.as_u8(), bytes))
+        {
+            Some(Ok(chunk_ref)) => ChunkLocation::Disk(chunk_ref),
+            Some(Err(e)) => {
+                warn!(series = id, error = %e, "writing a head chunk to disk failed; keeping it in memory");
+                ChunkLocation::Memory(Arc::from(bytes))
+            }
+            None => ChunkLocation::Memory(Arc::from(bytes)),
+        };
         self.closed.push(ClosedChunk {
-            min_time: self.open_min_time,
+            min_time,
             max_time,
-            data,
+            loc,
         });
         self.open.reset();
     }
@@ -125,25 +184,78 @@ impl SeriesData {
         self.closed.is_empty() && self.open.num_samples() == 0
     }
 
-    /// Snapshot of the chunks overlapping `[mint, maxt]`, oldest first, for a querier.
-    pub(crate) fn chunks_in(&self, mint: Timestamp, maxt: Timestamp) -> Vec<ClosedChunk> {
-        let mut out: Vec<ClosedChunk> = self
+    /// Adopts full chunks found in `chunks_head/` on start, oldest first, before any
+    /// sample is replayed from the WAL. `last` is the newest sample they hold: WAL samples
+    /// up to it are then skipped by [`append`](Self::append) as already present.
+    pub(crate) fn adopt_disk_chunks(
+        &mut self,
+        chunks: &[(Timestamp, Timestamp, u64)],
+        last: (Timestamp, f64),
+    ) {
+        if !self.closed.is_empty() || self.open.num_samples() > 0 {
+            return;
+        }
+        self.closed
+            .extend(chunks.iter().map(|&(min_time, max_time, r)| ClosedChunk {
+                min_time,
+                max_time,
+                loc: ChunkLocation::Disk(r),
+            }));
+        self.last = Some(last);
+    }
+
+    /// Whether the series has samples in `[mint, maxt]`.
+    pub(crate) fn has_samples_in(&self, mint: Timestamp, maxt: Timestamp) -> bool {
+        let open = self.open.num_samples() > 0
+            && self.open_min_time <= maxt
+            && self.last.is_some_and(|(t, _)| t >= mint);
+        open || self
+            .closed
+            .iter()
+            .any(|c| c.max_time >= mint && c.min_time <= maxt)
+    }
+
+    /// Snapshot of the chunks overlapping `[mint, maxt]`, oldest first, for a reader.
+    /// Disk chunks are mapped, not copied; the open chunk's bytes are copied.
+    pub(crate) fn chunks_in(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        disk: Option<&ChunkDiskMapper>,
+    ) -> Result<Vec<ChunkSnapshot>, HeadChunksError> {
+        let mut out = Vec::new();
+        for c in self
             .closed
             .iter()
             .filter(|c| c.max_time >= mint && c.min_time <= maxt)
-            .cloned()
-            .collect();
+        {
+            let data = match (&c.loc, disk) {
+                (ChunkLocation::Memory(b), _) => HeadChunkData::Memory(b.clone()),
+                (ChunkLocation::Disk(r), Some(d)) => HeadChunkData::Disk(d.chunk(*r)?),
+                (ChunkLocation::Disk(r), None) => {
+                    return Err(HeadChunksError::RefNotFound {
+                        chunk_ref: *r,
+                        path: Default::default(),
+                    });
+                }
+            };
+            out.push(ChunkSnapshot {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                data,
+            });
+        }
         if self.open.num_samples() > 0 {
             let max_time = self.last.map_or(self.open_min_time, |(t, _)| t);
             if max_time >= mint && self.open_min_time <= maxt {
-                out.push(ClosedChunk {
+                out.push(ChunkSnapshot {
                     min_time: self.open_min_time,
                     max_time,
-                    data: Arc::from(self.open.bytes()),
+                    data: HeadChunkData::Memory(Arc::from(self.open.bytes())),
                 });
             }
         }
-        out
+        Ok(out)
     }
 
     /// Oldest sample time held, if any.
@@ -170,14 +282,14 @@ mod tests {
         let s = MemSeries::new(1, Labels::from_pairs(&[("__name__", "x")]));
         let mut d = s.data.lock();
         for i in 0..250 {
-            assert!(d.append(i * 10, i as f64, 1_000_000));
+            assert!(d.append(1, i * 10, i as f64, 1_000_000, None));
         }
         assert_eq!(d.closed.len(), 2);
         assert_eq!(d.closed[0].min_time, 0);
         assert_eq!(d.closed[0].max_time, 1190);
         assert_eq!(d.open.num_samples(), 10);
         // Crossing the range boundary cuts even a short chunk.
-        assert!(d.append(1_000_000, 1.0, 1_000_000));
+        assert!(d.append(1, 1_000_000, 1.0, 1_000_000, None));
         assert_eq!(d.closed.len(), 3);
         assert!(!d.truncate_before(1_000_000));
         assert_eq!(d.closed.len(), 0);
@@ -188,10 +300,13 @@ mod tests {
     fn rejects_like_prometheus() {
         let s = MemSeries::new(1, Labels::from_pairs(&[("__name__", "x")]));
         let mut d = s.data.lock();
-        d.append(100, 1.0, 7_200_000);
+        d.append(1, 100, 1.0, 7_200_000, None);
         assert_eq!(d.check(99, 1.0), Err(Rejection::OutOfOrder));
         assert_eq!(d.check(100, 2.0), Err(Rejection::Duplicate));
         assert_eq!(d.check(100, 1.0), Ok(()));
-        assert!(!d.append(100, 1.0, 7_200_000), "exact duplicate is ignored");
+        assert!(
+            !d.append(1, 100, 1.0, 7_200_000, None),
+            "exact duplicate is ignored"
+        );
     }
 }

@@ -1,0 +1,454 @@
+//! The database as a whole: compaction, retention, deletes, queriers, and bad data on
+//! disk.
+
+use std::path::Path;
+
+use kiln_model::{Labels, MatchType, Matcher};
+use kiln_storage::{Appender, ChunkQuerier, Querier, SampleValue, ValueKind};
+use kiln_tsdb::db::{Db, DbOptions};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+fn opts() -> DbOptions {
+    DbOptions {
+        chunk_range: 2 * HOUR,
+        max_block_duration: 18 * HOUR,
+        retention_time: None,
+        ..DbOptions::default()
+    }
+}
+
+fn labels(gpu: usize, job: &str) -> Labels {
+    Labels::from_pairs(&[
+        ("__name__", "gpu_utilization"),
+        ("gpu", &gpu.to_string()),
+        ("job", job),
+    ])
+}
+
+/// Appends one sample per minute for `hours` hours, from `start`, to 4 series, in one
+/// commit per minute.
+fn fill(db: &Db, start: i64, hours: i64) {
+    let series: Vec<Labels> = (0..4)
+        .map(|g| labels(g, if g < 2 { "train" } else { "serve" }))
+        .collect();
+    for step in 0..hours * 60 {
+        let t = start + step * MIN;
+        let mut app = db.appender();
+        for (g, l) in series.iter().enumerate() {
+            app.append(0, l, t, SampleValue::Float(value(g, t)))
+                .expect("append");
+        }
+        app.commit().expect("commit");
+    }
+}
+
+fn value(gpu: usize, t: i64) -> f64 {
+    (t / MIN) as f64 * 0.5 + gpu as f64
+}
+
+/// Every series and sample in `[mint, maxt]` matching `matchers`.
+fn read(db: &Db, mint: i64, maxt: i64, matchers: &[Matcher]) -> Vec<(String, Vec<(i64, f64)>)> {
+    let q = db.querier(mint, maxt);
+    let mut set = q.select(true, None, matchers);
+    let mut out = Vec::new();
+    while let Some(s) = set.next() {
+        let mut it = s.iterator();
+        let mut samples = Vec::new();
+        while it.next() == ValueKind::Float {
+            samples.push(it.at());
+        }
+        assert!(it.err().is_none(), "{:?}", it.err());
+        out.push((s.labels().to_string(), samples));
+    }
+    assert!(
+        set.err().is_none(),
+        "{:?}",
+        set.err().map(ToString::to_string)
+    );
+    out
+}
+
+fn total_samples(rows: &[(String, Vec<(i64, f64)>)]) -> usize {
+    rows.iter().map(|r| r.1.len()).sum()
+}
+
+#[test]
+fn head_compaction_and_block_merging_keep_every_sample() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    fill(&db, 0, 13);
+    let before = read(&db, i64::MIN, i64::MAX, &[]);
+    assert_eq!(total_samples(&before), 4 * 13 * 60);
+
+    let stats = db.compact().expect("compact");
+    // 13 h of data: ranges [0,2h) ... [8h,10h) are cut (the head keeps > 1.5 ranges
+    // back from its newest sample), then [0,6h) is merged from three 2 h blocks.
+    assert_eq!(stats.head_blocks, 5, "{stats:?}");
+    assert!(stats.merged_blocks >= 1, "{stats:?}");
+    let ranges: Vec<(i64, i64)> = db
+        .blocks()
+        .iter()
+        .map(|b| (b.meta().min_time, b.meta().max_time))
+        .collect();
+    assert_eq!(
+        ranges,
+        vec![(0, 6 * HOUR), (6 * HOUR, 8 * HOUR), (8 * HOUR, 10 * HOUR)]
+    );
+    assert_eq!(db.blocks()[0].meta().compaction.level, 2);
+    assert_eq!(db.blocks()[0].meta().compaction.sources.len(), 3);
+    assert_eq!(
+        read(&db, i64::MIN, i64::MAX, &[]),
+        before,
+        "compaction changed data"
+    );
+    assert!(db.head().min_time().is_some_and(|t| t >= 10 * HOUR));
+
+    // Queries spanning blocks and head, with matchers.
+    let train = Matcher::equal("job", "train");
+    let rows = read(&db, 5 * HOUR, 11 * HOUR, std::slice::from_ref(&train));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].1.first().map(|s| s.0), Some(5 * HOUR));
+    assert_eq!(rows[0].1.last().map(|s| s.0), Some(11 * HOUR));
+    assert_eq!(rows[0].1.len(), 6 * 60 + 1);
+    let q = db.querier(i64::MIN, i64::MAX);
+    assert_eq!(
+        q.label_values("gpu", &[]).expect("values").0,
+        vec!["0", "1", "2", "3"]
+    );
+    assert_eq!(
+        q.label_values("gpu", &[train]).expect("values").0,
+        vec!["0", "1"]
+    );
+    assert_eq!(
+        q.label_names(&[]).expect("names").0,
+        vec!["__name__", "gpu", "job"]
+    );
+    drop(q);
+
+    // Reopening gives the same data (blocks + WAL checkpoint + segments).
+    db.close().expect("close");
+    let db = Db::open(tmp.path(), opts()).expect("reopen");
+    assert_eq!(
+        read(&db, i64::MIN, i64::MAX, &[]),
+        before,
+        "reopen changed data"
+    );
+    // The WAL was checkpointed: no segment holds data older than the head.
+    let wal = tmp.path().join("wal");
+    assert!(
+        std::fs::read_dir(&wal)
+            .expect("wal dir")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("checkpoint."))
+    );
+
+    // Chunk querier: same series, chunks covering the same samples.
+    let cq = db.chunk_querier(i64::MIN, i64::MAX);
+    let mut set = cq.select_chunks(true, None, &[Matcher::equal("gpu", "0")]);
+    let series = set.next().expect("one series");
+    assert!(set.next().is_none());
+    let n: usize = series
+        .chunks
+        .iter()
+        .map(|c| kiln_chunkenc::num_samples(&c.data).expect("chunk header") as usize)
+        .sum();
+    assert_eq!(n, 13 * 60);
+}
+
+#[test]
+fn out_of_bounds_after_compaction_and_rejections() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    fill(&db, 0, 5);
+    db.compact().expect("compact");
+    let l = labels(0, "train");
+    let mut app = db.appender();
+    let e = app
+        .append(0, &l, HOUR, SampleValue::Float(1.0))
+        .expect_err("persisted range");
+    assert!(e.to_string().starts_with("out of bounds"), "{e}");
+    let newest = 5 * 60 * MIN - MIN;
+    let e = app
+        .append(0, &l, newest - MIN, SampleValue::Float(1.0))
+        .expect_err("older than newest");
+    assert!(e.to_string().starts_with("out of order sample"), "{e}");
+    let e = app
+        .append(0, &l, newest, SampleValue::Float(-1.0))
+        .expect_err("same time, other value");
+    assert!(
+        e.to_string().starts_with("duplicate sample for timestamp"),
+        "{e}"
+    );
+    app.append(0, &l, newest, SampleValue::Float(value(0, newest)))
+        .expect("exact duplicate is accepted");
+    app.rollback().expect("rollback");
+}
+
+#[test]
+fn retention_by_time_and_size() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut o = opts();
+    o.max_block_duration = 2 * HOUR;
+    o.retention_time = Some(4 * HOUR);
+    let db = Db::open(tmp.path(), o).expect("open");
+    fill(&db, 0, 13);
+    let stats = db.compact().expect("compact");
+    assert_eq!(stats.head_blocks, 5);
+    // Blocks end at 2,4,6,8,10 h; the newest ends at 10 h, so those ending at or before
+    // 6 h are gone.
+    let ranges: Vec<i64> = db.blocks().iter().map(|b| b.meta().max_time).collect();
+    assert_eq!(ranges, vec![8 * HOUR, 10 * HOUR]);
+    assert_eq!(stats.deleted_blocks, 3);
+    drop(db);
+
+    let mut o = opts();
+    o.max_block_duration = 2 * HOUR;
+    o.retention_size = Some(1);
+    let db = Db::open(tmp.path(), o).expect("reopen with a size limit");
+    db.compact().expect("compact");
+    assert!(db.blocks().is_empty(), "every block exceeds a 1-byte limit");
+    let rows = read(&db, i64::MIN, i64::MAX, &[]);
+    assert!(
+        rows.iter().all(|r| r.1.iter().all(|s| s.0 >= 10 * HOUR)),
+        "head data stays"
+    );
+}
+
+#[test]
+fn deletes_hide_data_survive_restart_and_are_cleaned() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    fill(&db, 0, 9);
+    db.compact().expect("compact");
+    assert!(!db.blocks().is_empty());
+    let gpu1 = [Matcher::equal("gpu", "1")];
+    // Delete one hour in the blocks and one in the head.
+    db.delete(HOUR, 2 * HOUR - 1, &gpu1)
+        .expect("delete in block");
+    db.delete(8 * HOUR, 9 * HOUR, &gpu1)
+        .expect("delete in head");
+    let check = |db: &Db| {
+        let rows = read(db, i64::MIN, i64::MAX, &gpu1);
+        assert_eq!(rows.len(), 1);
+        assert!(
+            rows[0]
+                .1
+                .iter()
+                .all(|s| !(HOUR..2 * HOUR).contains(&s.0) && s.0 < 8 * HOUR),
+            "deleted samples are hidden"
+        );
+        assert_eq!(rows[0].1.len(), 9 * 60 - 60 - 60);
+        let others = read(db, i64::MIN, i64::MAX, &[Matcher::equal("gpu", "0")]);
+        assert_eq!(others[0].1.len(), 9 * 60, "other series untouched");
+    };
+    check(&db);
+    let tombstoned = db
+        .blocks()
+        .iter()
+        .filter(|b| !b.tombstones().is_empty())
+        .count();
+    assert_eq!(tombstoned, 1);
+    db.close().expect("close");
+
+    let db = Db::open(tmp.path(), opts()).expect("reopen");
+    check(&db);
+    assert_eq!(db.clean_tombstones().expect("clean"), 1);
+    assert!(db.blocks().iter().all(|b| b.tombstones().is_empty()));
+    check(&db);
+}
+
+fn first_block_dir(dir: &Path) -> std::path::PathBuf {
+    let db = Db::open(
+        dir,
+        DbOptions {
+            read_only: true,
+            ..opts()
+        },
+    )
+    .expect("open read-only");
+    db.blocks()[0].dir().to_owned()
+}
+
+#[test]
+fn corrupt_blocks_are_skipped_and_reported() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Db::open(tmp.path(), opts()).expect("open");
+        fill(&db, 0, 11);
+        db.compact().expect("compact");
+        assert_eq!(db.blocks().len(), 2, "a 6 h block and a 2 h block");
+        db.close().expect("close");
+    }
+    let block = first_block_dir(tmp.path());
+    let index = block.join("index");
+    let mut bytes = std::fs::read(&index).expect("read index");
+    let n = bytes.len();
+    bytes[n - 10] ^= 0xff; // inside the TOC
+    std::fs::write(&index, &bytes).expect("write");
+
+    let db = Db::open(tmp.path(), opts()).expect("open with a corrupt block");
+    let skipped = db.skipped_blocks();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].dir, block);
+    assert!(
+        skipped[0].reason.contains("index"),
+        "names the file: {}",
+        skipped[0].reason
+    );
+    assert_eq!(db.blocks().len(), 1, "the other block stays readable");
+    let rows = read(&db, i64::MIN, i64::MAX, &[]);
+    assert!(total_samples(&rows) >= 4 * 3 * 60);
+    drop(db);
+
+    // A corrupt meta.json is skipped the same way.
+    std::fs::write(block.join("meta.json"), b"{\"ulid\": 42").expect("write");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    assert!(
+        db.skipped_blocks()[0].reason.contains("meta.json"),
+        "{}",
+        db.skipped_blocks()[0].reason
+    );
+}
+
+#[test]
+fn corrupt_chunk_is_an_error_naming_file_and_offset() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Db::open(tmp.path(), opts()).expect("open");
+        fill(&db, 0, 5);
+        db.compact().expect("compact");
+        db.close().expect("close");
+    }
+    let seg = first_block_dir(tmp.path()).join("chunks").join("000001");
+    let mut bytes = std::fs::read(&seg).expect("read");
+    bytes[40] ^= 0x55;
+    std::fs::write(&seg, &bytes).expect("write");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    let q = db.querier(i64::MIN, i64::MAX);
+    let mut set = q.select(true, None, &[]);
+    while set.next().is_some() {}
+    let err = set.err().expect("corruption is reported").to_string();
+    assert!(err.contains("000001") && err.contains("offset"), "{err}");
+}
+
+#[test]
+fn torn_wal_tail_is_repaired() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Db::open(tmp.path(), opts()).expect("open");
+        fill(&db, 0, 1);
+        // No close: the process "dies" here.
+    }
+    let wal = tmp.path().join("wal");
+    let mut segs: Vec<_> = std::fs::read_dir(&wal)
+        .expect("wal")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    segs.sort();
+    let last = segs
+        .iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+        .expect("segment");
+    let len = std::fs::metadata(last).expect("meta").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .expect("open segment");
+    f.set_len(len - 5).expect("tear the tail");
+    drop(f);
+
+    let db = Db::open(tmp.path(), opts()).expect("open repairs the tail");
+    let rows = read(&db, i64::MIN, i64::MAX, &[]);
+    let n = total_samples(&rows);
+    // Only the last commit (4 samples) can be lost.
+    assert!((4 * 60 - 4..=4 * 60).contains(&n), "{n}");
+    let mut app = db.appender();
+    app.append(0, &labels(0, "train"), HOUR, SampleValue::Float(1.0))
+        .expect("appendable after repair");
+    app.commit().expect("commit");
+    drop(app);
+    db.close().expect("close");
+    let db = Db::open(tmp.path(), opts()).expect("reopen");
+    assert_eq!(total_samples(&read(&db, i64::MIN, i64::MAX, &[])), n + 1);
+}
+
+#[test]
+fn regex_and_negative_matchers_across_head_and_blocks() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    fill(&db, 0, 5);
+    db.compact().expect("compact");
+    let m = |k, n: &str, v: &str| Matcher::new(k, n, v).expect("matcher");
+    let cases: Vec<(Vec<Matcher>, usize)> = vec![
+        (vec![m(MatchType::Regex, "gpu", "0|3")], 2),
+        (vec![m(MatchType::NotEqual, "job", "train")], 2),
+        (vec![m(MatchType::NotRegex, "gpu", "[01]")], 2),
+        (
+            vec![
+                m(MatchType::Regex, "job", "tr.*"),
+                m(MatchType::NotEqual, "gpu", "0"),
+            ],
+            1,
+        ),
+        (vec![m(MatchType::Equal, "missing", "")], 4),
+        (vec![m(MatchType::Regex, "__name__", "gpu_.+")], 4),
+        (vec![m(MatchType::Equal, "job", "none")], 0),
+    ];
+    for (matchers, want) in cases {
+        let rows = read(&db, i64::MIN, i64::MAX, &matchers);
+        assert_eq!(rows.len(), want, "{matchers:?}");
+        for r in &rows {
+            assert_eq!(
+                r.1.len(),
+                5 * 60,
+                "{matchers:?}: every sample from blocks and head"
+            );
+        }
+    }
+}
+
+#[test]
+fn full_head_chunks_live_in_chunks_head_and_survive_restart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    // 5 hours at one sample a minute: two full 120-sample chunks per series and more.
+    fill(&db, 0, 5);
+    let before = read(&db, i64::MIN, i64::MAX, &[]);
+    drop(db); // no close, as in a crash, but the chunk store's write buffer is flushed
+    let files: Vec<_> = std::fs::read_dir(tmp.path().join("chunks_head"))
+        .expect("chunks_head")
+        .flatten()
+        .collect();
+    let size: u64 = files
+        .iter()
+        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert!(
+        size > 8 * 100,
+        "full chunks were written to chunks_head/ ({size} bytes)"
+    );
+
+    let db = Db::open(tmp.path(), opts()).expect("reopen");
+    assert_eq!(
+        read(&db, i64::MIN, i64::MAX, &[]),
+        before,
+        "restart with adopted chunk files"
+    );
+    fill(&db, 5 * HOUR, 1);
+    assert_eq!(
+        total_samples(&read(&db, i64::MIN, i64::MAX, &[])),
+        4 * 6 * 60,
+        "appends continue after restart"
+    );
+    db.compact().expect("compact");
+    db.close().expect("close");
+    let db = Db::open(tmp.path(), opts()).expect("reopen after compaction");
+    assert_eq!(
+        total_samples(&read(&db, i64::MIN, i64::MAX, &[])),
+        4 * 6 * 60
+    );
+}
