@@ -3,7 +3,7 @@
 //! still decode.
 #![no_main]
 
-use kiln_chunkenc::{num_samples, XorEncoder, XorIterator};
+use kiln_chunkenc::{XorEncoder, XorIterator, num_samples};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -153,7 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         })) => {
             let data =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-            let bar = progress_bar(data.len() as u64);
+            let bar = progress_bar();
             let opts = tools::backfill::BackfillOptions {
                 max_block_duration: max_block_duration
                     .unwrap_or(kiln_tsdb::head::DEFAULT_CHUNK_RANGE),
@@ -163,9 +163,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &data,
                 &output_dir,
                 &opts,
-                &mut |done| {
+                &mut |fraction| {
                     if let Some(b) = &bar {
-                        b.set_position(done as u64);
+                        b.set_position((fraction * 1000.0) as u64);
                     }
                 },
             )
@@ -182,14 +182,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A progress bar over `total` input bytes when stderr is a terminal.
-fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+/// A progress bar (in tenths of a percent) when stderr is a terminal.
+fn progress_bar() -> Option<indicatif::ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = indicatif::ProgressBar::new(total);
+    let bar = indicatif::ProgressBar::new(1000);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta})",
+        "{spinner} [{elapsed_precise}] {wide_bar} {percent}% ({eta})",
     ) {
         bar.set_style(style);
     }

@@ -249,7 +249,7 @@ fn section_body(mut d: Decoder<'_>, len: usize) -> Result<Decoder<'_>, DecodeErr
     let body_off = d.offset();
     if len.checked_add(4).is_none_or(|n| n > d.remaining()) {
         return Err(d.err(Corruption::Truncated {
-            need: len as u64 + 4,
+            need: (len as u64).saturating_add(4),
             available: d.remaining() as u64,
         }));
     }

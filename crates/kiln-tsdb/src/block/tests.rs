@@ -862,3 +862,21 @@ proptest! {
         let _ = BlockMeta::from_json(&body, Path::new("m"));
     }
 }
+
+/// Found by the `index_reader` fuzz target: a series entry claiming a length near
+/// `u64::MAX` overflowed while building the error.
+#[test]
+fn fuzz_regression_huge_series_length() {
+    let hex = "baaad7000200000008000000020131016195e75b9c0000000000000000000000ffffffffffffffffff012c9d0000000800000001000000025502add10000000800000001000000025502add10000000e000000020200002c02016101313cd1e4245600000000000000050000000000000015000000000000002c000000000000004c000000000000002c000000000000004c53de64d2";
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let r = IndexReader::from_bytes(bytes).unwrap();
+    let ids: Vec<u32> = r.all_postings().unwrap().collect();
+    for id in ids {
+        assert!(
+            r.series(id).is_err(),
+            "series {id} must be reported corrupt"
+        );
+    }
+}

@@ -240,10 +240,14 @@ impl WalReader {
                 };
                 let len = snap::raw::decompress_len(&self.rec)
                     .map_err(|e| bad(CorruptionReason::Snappy(e.to_string())))?;
-                if len > MAX_DECOMPRESSED_RECORD {
+                // Snappy expands at most ~21x (a 3-byte copy of 64 bytes): a larger claim
+                // is corrupt, and must not make us allocate it.
+                let limit = MAX_DECOMPRESSED_RECORD
+                    .min(self.rec.len().saturating_mul(24).saturating_add(64));
+                if len > limit {
                     return Err(bad(CorruptionReason::DecompressedTooLarge {
                         claimed: len,
-                        limit: MAX_DECOMPRESSED_RECORD,
+                        limit,
                     }));
                 }
                 self.decoded.resize(len, 0);
