@@ -65,7 +65,7 @@ pub fn create_blocks_from_openmetrics(
     let (mut mint, mut maxt, mut total) = (i64::MAX, i64::MIN, 0usize);
     let mut parser = Parser::new(input, Format::OpenMetrics);
     while let Some(entry) = parser.next() {
-        let entry = entry.map_err(|e| input_error(e.line, e.to_string()))?;
+        let entry = entry?;
         if let Entry::Sample(s) = entry {
             let t = s.timestamp_ms.ok_or_else(|| {
                 input_error(

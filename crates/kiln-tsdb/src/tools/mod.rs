@@ -25,6 +25,8 @@ pub enum ToolError {
     BlockNotFound(String),
     #[error("reading series {series}: {reason}")]
     Read { series: String, reason: String },
+    #[error(transparent)]
+    Parse(#[from] kiln_exposition::ParseError),
     #[error("line {line}: {message}")]
     Input { line: usize, message: String },
 }
