@@ -24,6 +24,7 @@ pub mod query;
 pub use append::{Appendable, Appender, SampleValue, SeriesRef};
 pub use error::{ErrorKind, StorageError};
 pub use query::{
-    ChunkQuerier, ChunkSeries, ChunkSeriesSet, EncodedChunk, Querier, Queryable, SampleIterator,
-    SelectHints, Series, SeriesSet, ValueKind, VecSeries, VecSeriesSet,
+    ChunkQuerier, ChunkSeries, ChunkSeriesSet, EncodedChunk, ErrorSeriesSet, Querier, Queryable,
+    SampleIterator, SelectHints, Series, SeriesSet, ValueKind, VecSeries, VecSeriesSet,
+    sorted_label_names, sorted_label_values,
 };

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use kiln_model::{Labels, Matcher, Timestamp};
 use parking_lot::RwLock;
 
-use crate::query::{VecSeries, VecSeriesSet, labels_match};
+use crate::query::{
+    VecSeries, VecSeriesSet, labels_match, sorted_label_names, sorted_label_values,
+};
 use crate::{
     Appendable, Appender, Querier, Queryable, SampleValue, SelectHints, SeriesRef, SeriesSet,
     StorageError,
@@ -135,33 +137,22 @@ impl Querier for MemQuerier<'_> {
         name: &str,
         matchers: &[Matcher],
     ) -> Result<(Vec<String>, Vec<String>), StorageError> {
-        let mut v: Vec<String> = self
-            .matching(matchers)
-            .iter()
-            .filter_map(|s| s.labels.get(name).map(str::to_owned))
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        Ok((v, Vec::new()))
+        let series = self.matching(matchers);
+        Ok((
+            sorted_label_values(series.iter().map(|s| &s.labels), name),
+            Vec::new(),
+        ))
     }
 
     fn label_names(
         &self,
         matchers: &[Matcher],
     ) -> Result<(Vec<String>, Vec<String>), StorageError> {
-        let mut v: Vec<String> = self
-            .matching(matchers)
-            .iter()
-            .flat_map(|s| {
-                s.labels
-                    .iter()
-                    .map(|l| l.name.to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        Ok((v, Vec::new()))
+        let series = self.matching(matchers);
+        Ok((
+            sorted_label_names(series.iter().map(|s| &s.labels)),
+            Vec::new(),
+        ))
     }
 }
 

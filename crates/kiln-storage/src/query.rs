@@ -209,14 +209,14 @@ impl SampleIterator for SliceIterator<'_> {
     }
 }
 
-/// A series set over owned [`VecSeries`].
-pub struct VecSeriesSet {
-    series: std::vec::IntoIter<VecSeries>,
+/// A series set over an owned list of series (given in the order they should come).
+pub struct VecSeriesSet<S = VecSeries> {
+    series: std::vec::IntoIter<S>,
     warnings: Vec<String>,
 }
 
-impl VecSeriesSet {
-    pub fn new(series: Vec<VecSeries>, warnings: Vec<String>) -> Self {
+impl<S> VecSeriesSet<S> {
+    pub fn new(series: Vec<S>, warnings: Vec<String>) -> Self {
         VecSeriesSet {
             series: series.into_iter(),
             warnings,
@@ -224,7 +224,7 @@ impl VecSeriesSet {
     }
 }
 
-impl<'a> SeriesSet<'a> for VecSeriesSet {
+impl<'a, S: Series + 'a> SeriesSet<'a> for VecSeriesSet<S> {
     fn next(&mut self) -> Option<Box<dyn Series + 'a>> {
         self.series
             .next()
@@ -238,6 +238,48 @@ impl<'a> SeriesSet<'a> for VecSeriesSet {
     fn warnings(&self) -> Vec<String> {
         self.warnings.clone()
     }
+}
+
+/// A series set that failed before yielding anything.
+pub struct ErrorSeriesSet(pub StorageError);
+
+impl<'a> SeriesSet<'a> for ErrorSeriesSet {
+    fn next(&mut self) -> Option<Box<dyn Series + 'a>> {
+        None
+    }
+
+    fn err(&self) -> Option<&StorageError> {
+        Some(&self.0)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Sorted, unique values of label `name` among `labels`.
+pub fn sorted_label_values<'l>(
+    labels: impl IntoIterator<Item = &'l Labels>,
+    name: &str,
+) -> Vec<String> {
+    let mut v: Vec<String> = labels
+        .into_iter()
+        .filter_map(|l| l.get(name).map(str::to_owned))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Sorted, unique label names among `labels`.
+pub fn sorted_label_names<'l>(labels: impl IntoIterator<Item = &'l Labels>) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for l in labels {
+        v.extend(l.iter().map(|p| p.name.to_owned()));
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Whether a series with `labels` satisfies every matcher (absent labels match as `""`).

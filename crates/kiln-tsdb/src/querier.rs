@@ -2,7 +2,7 @@
 
 use kiln_chunkenc::XorIterator;
 use kiln_model::{Labels, Timestamp};
-use kiln_storage::{SampleIterator, Series, SeriesSet, StorageError, ValueKind};
+use kiln_storage::{SampleIterator, Series, StorageError, ValueKind};
 
 use crate::block::tombstones::Interval;
 
@@ -146,45 +146,6 @@ impl<D: AsRef<[u8]>> SampleIterator for ChunkedIterator<'_, D> {
 
     fn err(&self) -> Option<&StorageError> {
         self.err.as_ref()
-    }
-}
-
-/// A series set over an owned, sorted list of series.
-pub(crate) struct OwnedSeriesSet<S> {
-    pub(crate) series: std::vec::IntoIter<S>,
-    pub(crate) warnings: Vec<String>,
-}
-
-impl<'a, S: Series + 'a> SeriesSet<'a> for OwnedSeriesSet<S> {
-    fn next(&mut self) -> Option<Box<dyn Series + 'a>> {
-        self.series
-            .next()
-            .map(|s| Box::new(s) as Box<dyn Series + 'a>)
-    }
-
-    fn err(&self) -> Option<&StorageError> {
-        None
-    }
-
-    fn warnings(&self) -> Vec<String> {
-        self.warnings.clone()
-    }
-}
-
-/// A series set that failed before yielding anything.
-pub(crate) struct FailedSeriesSet(pub(crate) StorageError);
-
-impl<'a> SeriesSet<'a> for FailedSeriesSet {
-    fn next(&mut self) -> Option<Box<dyn Series + 'a>> {
-        None
-    }
-
-    fn err(&self) -> Option<&StorageError> {
-        Some(&self.0)
-    }
-
-    fn warnings(&self) -> Vec<String> {
-        Vec::new()
     }
 }
 

@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use kiln_model::{Matcher, Timestamp};
 use kiln_storage::merge::MergeQuerier;
-use kiln_storage::{ErrorKind, Querier, SelectHints, SeriesSet, StorageError};
+use kiln_storage::{
+    ErrorKind, ErrorSeriesSet, Querier, SelectHints, SeriesSet, StorageError, VecSeriesSet,
+    sorted_label_names, sorted_label_values,
+};
 
 use super::Db;
 use crate::block::BlockReader;
 use crate::block::index::postings;
-use crate::querier::{ChunkView, ChunkedSeries, FailedSeriesSet, OwnedSeriesSet};
+use crate::querier::{ChunkView, ChunkedSeries};
 
 /// A querier over one persisted block for `[mint, maxt]`.
 pub struct BlockQuerier {
@@ -130,11 +133,8 @@ impl Querier for BlockQuerier {
         matchers: &[Matcher],
     ) -> Box<dyn SeriesSet<'a> + 'a> {
         match self.series(matchers) {
-            Ok(series) => Box::new(OwnedSeriesSet {
-                series: series.into_iter(),
-                warnings: Vec::new(),
-            }),
-            Err(e) => Box::new(FailedSeriesSet(e)),
+            Ok(series) => Box::new(VecSeriesSet::new(series, Vec::new())),
+            Err(e) => Box::new(ErrorSeriesSet(e)),
         }
     }
 
@@ -143,42 +143,33 @@ impl Querier for BlockQuerier {
         name: &str,
         matchers: &[Matcher],
     ) -> Result<(Vec<String>, Vec<String>), StorageError> {
-        let mut values: Vec<String> = if matchers.is_empty() {
-            self.block
+        if matchers.is_empty() {
+            let values = self
+                .block
                 .index()
                 .label_values(name)
-                .map_err(|e| block_err(&self.block, e))?
-        } else {
-            self.series(matchers)?
-                .iter()
-                .filter_map(|s| s.labels.get(name).map(str::to_owned))
-                .collect()
-        };
-        values.sort_unstable();
-        values.dedup();
-        Ok((values, Vec::new()))
+                .map_err(|e| block_err(&self.block, e))?;
+            return Ok((values, Vec::new()));
+        }
+        let series = self.series(matchers)?;
+        Ok((
+            sorted_label_values(series.iter().map(|s| &s.labels), name),
+            Vec::new(),
+        ))
     }
 
     fn label_names(
         &self,
         matchers: &[Matcher],
     ) -> Result<(Vec<String>, Vec<String>), StorageError> {
-        let mut names: Vec<String> = if matchers.is_empty() {
-            self.block.index().label_names()
-        } else {
-            self.series(matchers)?
-                .iter()
-                .flat_map(|s| {
-                    s.labels
-                        .iter()
-                        .map(|l| l.name.to_owned())
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
-        names.sort_unstable();
-        names.dedup();
-        Ok((names, Vec::new()))
+        if matchers.is_empty() {
+            return Ok((self.block.index().label_names(), Vec::new()));
+        }
+        let series = self.series(matchers)?;
+        Ok((
+            sorted_label_names(series.iter().map(|s| &s.labels)),
+            Vec::new(),
+        ))
     }
 }
 

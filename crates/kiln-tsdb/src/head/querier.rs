@@ -1,11 +1,14 @@
 //! Reading the head.
 
 use kiln_model::{Matcher, Timestamp};
-use kiln_storage::{Querier, SelectHints, SeriesSet, StorageError};
+use kiln_storage::{
+    ErrorSeriesSet, Querier, SelectHints, SeriesSet, StorageError, VecSeriesSet,
+    sorted_label_names, sorted_label_values,
+};
 
 use super::Head;
 use super::series::HeadChunkData;
-use crate::querier::{ChunkView, ChunkedSeries, FailedSeriesSet, OwnedSeriesSet};
+use crate::querier::{ChunkView, ChunkedSeries};
 
 /// A querier over the head for `[mint, maxt]`. Each `select` snapshots the matching
 /// series' chunks, so results reflect the commits done before the call.
@@ -85,11 +88,8 @@ impl Querier for HeadQuerier<'_> {
         matchers: &[Matcher],
     ) -> Box<dyn SeriesSet<'a> + 'a> {
         match self.snapshot(matchers) {
-            Ok(series) => Box::new(OwnedSeriesSet {
-                series: series.into_iter(),
-                warnings: Vec::new(),
-            }),
-            Err(e) => Box::new(FailedSeriesSet(e)),
+            Ok(series) => Box::new(VecSeriesSet::new(series, Vec::new())),
+            Err(e) => Box::new(ErrorSeriesSet(e)),
         }
     }
 
@@ -98,49 +98,44 @@ impl Querier for HeadQuerier<'_> {
         name: &str,
         matchers: &[Matcher],
     ) -> Result<(Vec<String>, Vec<String>), StorageError> {
-        let mut values: Vec<String> = if matchers.is_empty() {
-            self.head
+        if matchers.is_empty() {
+            let mut values: Vec<String> = self
+                .head
                 .postings
                 .read()
                 .values(name)
                 .into_iter()
                 .map(str::to_owned)
-                .collect()
-        } else {
-            self.snapshot(matchers)?
-                .iter()
-                .filter_map(|s| s.labels.get(name).map(str::to_owned))
-                .collect()
-        };
-        values.sort_unstable();
-        values.dedup();
-        Ok((values, Vec::new()))
+                .collect();
+            values.sort_unstable();
+            return Ok((values, Vec::new()));
+        }
+        let series = self.snapshot(matchers)?;
+        Ok((
+            sorted_label_values(series.iter().map(|s| &s.labels), name),
+            Vec::new(),
+        ))
     }
 
     fn label_names(
         &self,
         matchers: &[Matcher],
     ) -> Result<(Vec<String>, Vec<String>), StorageError> {
-        let mut names: Vec<String> = if matchers.is_empty() {
-            self.head
+        if matchers.is_empty() {
+            let mut names: Vec<String> = self
+                .head
                 .postings
                 .read()
                 .names()
                 .map(str::to_owned)
-                .collect()
-        } else {
-            self.snapshot(matchers)?
-                .iter()
-                .flat_map(|s| {
-                    s.labels
-                        .iter()
-                        .map(|l| l.name.to_owned())
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
-        names.sort_unstable();
-        names.dedup();
-        Ok((names, Vec::new()))
+                .collect();
+            names.sort_unstable();
+            return Ok((names, Vec::new()));
+        }
+        let series = self.snapshot(matchers)?;
+        Ok((
+            sorted_label_names(series.iter().map(|s| &s.labels)),
+            Vec::new(),
+        ))
     }
 }

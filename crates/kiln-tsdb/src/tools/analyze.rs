@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::ToolError;
 use super::format::go_duration;
-use crate::db::{Db, DbOptions};
+use super::open_read_only;
 
 /// Analyzes block `block_id` of `dir` (the newest block when `None`) and prints the top
 /// `limit` entries of each list.
@@ -17,13 +17,7 @@ pub fn analyze(
     limit: usize,
     out: &mut dyn Write,
 ) -> Result<(), ToolError> {
-    let db = Db::open(
-        dir,
-        DbOptions {
-            read_only: true,
-            ..DbOptions::default()
-        },
-    )?;
+    let db = open_read_only(dir)?;
     let blocks = db.blocks();
     let block = match block_id {
         Some(id) => blocks

@@ -9,7 +9,7 @@ use kiln_storage::merge::MergeSeriesSet;
 use kiln_storage::{Querier, SeriesSet, ValueKind};
 
 use super::ToolError;
-use crate::db::{Db, DbOptions};
+use super::open_read_only;
 
 /// Dumps samples in `[mint, maxt]` of the series matching any of `selectors` (all series
 /// when empty), sorted by labels then time. Warnings (skipped blocks, a WAL corruption
@@ -21,16 +21,7 @@ pub fn dump(
     selectors: &[Vec<Matcher>],
     out: &mut dyn Write,
 ) -> Result<(), ToolError> {
-    let db = Db::open(
-        dir,
-        DbOptions {
-            read_only: true,
-            ..DbOptions::default()
-        },
-    )?;
-    for s in db.skipped_blocks() {
-        eprintln!("warning: skipped block {}: {}", s.dir.display(), s.reason);
-    }
+    let db = open_read_only(dir)?;
     let q = db.querier(mint, maxt);
     let all: [Vec<Matcher>; 1] = [Vec::new()];
     let selectors = if selectors.is_empty() {

@@ -5,22 +5,13 @@ use std::path::Path;
 
 use super::ToolError;
 use super::format::{go_base2_bytes, go_duration, go_time_utc, tab_align};
+use super::open_read_only;
 use crate::block::BlockReader;
-use crate::db::{Db, DbOptions};
 
 /// Prints every readable block of `dir`, oldest first. Unreadable blocks are reported on
 /// stderr and skipped.
 pub fn list_blocks(dir: &Path, human: bool, out: &mut dyn Write) -> Result<(), ToolError> {
-    let db = Db::open(
-        dir,
-        DbOptions {
-            read_only: true,
-            ..DbOptions::default()
-        },
-    )?;
-    for s in db.skipped_blocks() {
-        eprintln!("warning: skipped block {}: {}", s.dir.display(), s.reason);
-    }
+    let db = open_read_only(dir)?;
     let blocks = db.blocks();
     let refs: Vec<&BlockReader> = blocks.iter().map(|b| b.as_ref()).collect();
     print_blocks_readers(&refs, human, out)

@@ -8,6 +8,22 @@ pub mod dump;
 mod format;
 pub mod list;
 
+/// Opens a data directory for reading only (it may belong to a running server) and
+/// reports unreadable blocks on stderr.
+fn open_read_only(dir: &std::path::Path) -> Result<crate::db::Db, ToolError> {
+    let db = crate::db::Db::open(
+        dir,
+        crate::db::DbOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )?;
+    for s in db.skipped_blocks() {
+        eprintln!("warning: skipped block {}: {}", s.dir.display(), s.reason);
+    }
+    Ok(db)
+}
+
 /// Errors of the tools.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {

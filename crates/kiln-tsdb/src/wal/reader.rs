@@ -190,10 +190,10 @@ impl WalReader {
         self.last.as_ref()
     }
 
-    /// A corruption error for the record last returned, for a caller whose record decoder
-    /// rejected it. [`super::repair::repair`] then drops that record and all after it.
-    pub fn record_corruption(&self, err: RecordError) -> WalError {
-        let (location, offset) = match &self.last {
+    /// Segment and offset of the record last returned (segment 0, offset 0 before the
+    /// first), for errors about it.
+    fn last_location(&self) -> (SegmentLocation, u64) {
+        match &self.last {
             Some(p) => (p.location.clone(), p.start),
             None => (
                 SegmentLocation {
@@ -202,7 +202,13 @@ impl WalReader {
                 },
                 0,
             ),
-        };
+        }
+    }
+
+    /// A corruption error for the record last returned, for a caller whose record decoder
+    /// rejected it. [`super::repair::repair`] then drops that record and all after it.
+    pub fn record_corruption(&self, err: RecordError) -> WalError {
+        let (location, offset) = self.last_location();
         CorruptionError {
             location,
             offset,
@@ -220,16 +226,7 @@ impl WalReader {
             None => Ok(None),
             Some(Compression::None) => Ok(Some(&self.rec)),
             Some(Compression::Snappy) => {
-                let (location, offset) = match &self.last {
-                    Some(p) => (p.location.clone(), p.start),
-                    None => (
-                        SegmentLocation {
-                            dir: None,
-                            segment: 0,
-                        },
-                        0,
-                    ),
-                };
+                let (location, offset) = self.last_location();
                 let bad = |reason| -> WalError {
                     CorruptionError {
                         location: location.clone(),
@@ -258,16 +255,7 @@ impl WalReader {
                 Ok(Some(&self.decoded))
             }
             Some(compression) => {
-                let (location, offset) = match &self.last {
-                    Some(p) => (p.location.clone(), p.start),
-                    None => (
-                        SegmentLocation {
-                            dir: None,
-                            segment: 0,
-                        },
-                        0,
-                    ),
-                };
+                let (location, offset) = self.last_location();
                 self.finish();
                 Err(WalError::Compressed {
                     location,
