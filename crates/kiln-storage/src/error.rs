@@ -42,8 +42,6 @@ pub enum StorageError {
     },
     #[error("unknown series reference {series_ref}")]
     UnknownSeriesRef { series_ref: u64 },
-    #[error("appender was already committed or rolled back")]
-    AppenderClosed,
     #[error("{context}: {source}")]
     Backend {
         kind: ErrorKind,
@@ -62,7 +60,6 @@ impl StorageError {
             | StorageError::OutOfBounds { .. }
             | StorageError::InvalidLabels { .. }
             | StorageError::UnknownSeriesRef { .. } => ErrorKind::BadData,
-            StorageError::AppenderClosed => ErrorKind::Internal,
             StorageError::Backend { kind, .. } => *kind,
         }
     }

@@ -196,11 +196,11 @@ fn retention_by_time_and_size() {
     fill(&db, 0, 13);
     let stats = db.compact().expect("compact");
     assert_eq!(stats.head_blocks, 5);
-    // Blocks end at 2,4,6,8,10 h; the newest ends at 10 h, so those ending at or before
-    // 6 h are gone.
+    // Blocks end at 2,4,6,8,10 h; the newest ends at 10 h, so those ending more than 4 h
+    // before it (at 2 and 4 h) are gone, as in Prometheus.
     let ranges: Vec<i64> = db.blocks().iter().map(|b| b.meta().max_time).collect();
-    assert_eq!(ranges, vec![8 * HOUR, 10 * HOUR]);
-    assert_eq!(stats.deleted_blocks, 3);
+    assert_eq!(ranges, vec![6 * HOUR, 8 * HOUR, 10 * HOUR]);
+    assert_eq!(stats.deleted_blocks, 2);
     drop(db);
 
     let mut o = opts();

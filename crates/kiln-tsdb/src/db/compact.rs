@@ -28,6 +28,10 @@ pub struct CompactStats {
 
 impl Db {
     /// One maintenance round: persist full head ranges, merge blocks, apply retention.
+    ///
+    /// A merge that fails (an unreadable block, say) is logged and its blocks are left
+    /// out of later planning; retention runs regardless, so one bad block never stops
+    /// old data from being deleted.
     pub fn compact(&self) -> Result<CompactStats, DbError> {
         if self.opts.read_only {
             return Err(DbError::ReadOnly);
@@ -38,17 +42,24 @@ impl Db {
         // Prometheus cuts a block once the head spans 1.5 ranges, so that samples up to
         // half a range late still land in the head.
         while let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) {
-            if max - min <= range / 2 * 3 {
+            if max.saturating_sub(min) <= range / 2 * 3 {
                 break;
             }
-            let lo = min.div_euclid(range) * range;
-            self.persist_head_range(lo, lo + range)?;
-            self.truncate_head(lo + range)?;
-            stats.head_blocks += 1;
+            let lo = min.div_euclid(range).saturating_mul(range);
+            if self.persist_head_range(lo, lo.saturating_add(range))? {
+                stats.head_blocks += 1;
+            }
         }
         while let Some(group) = self.plan_merge() {
-            self.merge_blocks(&group)?;
-            stats.merged_blocks += 1;
+            match self.merge_blocks(&group) {
+                Ok(()) => stats.merged_blocks += 1,
+                Err(e) => {
+                    tracing::error!(error = %e, blocks = group.len(), "merging blocks failed; leaving them as they are");
+                    self.failed_merges
+                        .lock()
+                        .extend(group.iter().map(|b| b.meta().ulid));
+                }
+            }
         }
         stats.deleted_blocks = self.apply_retention()?;
         Ok(stats)
@@ -56,6 +67,7 @@ impl Db {
 
     /// Writes everything in the head to blocks (one per chunk range) and empties it.
     /// Used on demand (snapshots, tests, a clean shutdown that wants no WAL replay).
+    /// Afterwards samples older than the end of the last range are out of bounds.
     pub fn flush_head(&self) -> Result<usize, DbError> {
         if self.opts.read_only {
             return Err(DbError::ReadOnly);
@@ -64,22 +76,38 @@ impl Db {
         let range = self.opts.chunk_range;
         let mut written = 0;
         while let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) {
-            let lo = min.div_euclid(range) * range;
-            self.persist_head_range(lo, lo + range)?;
-            written += 1;
-            self.truncate_head(lo + range)?;
-            if lo + range > max {
+            if min > max {
                 break;
+            }
+            let lo = min.div_euclid(range).saturating_mul(range);
+            if self.persist_head_range(lo, lo.saturating_add(range))? {
+                written += 1;
             }
         }
         Ok(written)
     }
 
-    /// Writes the head's samples in `[lo, hi)` as a new level-1 block and opens it.
-    fn persist_head_range(&self, lo: Timestamp, hi: Timestamp) -> Result<(), DbError> {
-        let dir = write_head_block(&self.head, &self.dir, lo, hi)?;
-        self.add_block(&dir)?;
-        Ok(())
+    /// Persists the head's samples in `[lo, hi)` as a level-1 block (none when the range
+    /// is empty) and drops them from the head. Returns whether a block was written.
+    ///
+    /// New samples before `hi` are refused first, and appenders still holding such
+    /// samples are waited for, so nothing committed in the range can be missed.
+    fn persist_head_range(&self, lo: Timestamp, hi: Timestamp) -> Result<bool, DbError> {
+        self.head.set_min_valid_time(hi);
+        self.head.wait_for_appenders_below(hi);
+        let written = match write_head_block(&self.head, &self.dir, lo, hi)? {
+            Some(dir) => {
+                let block = Arc::new(BlockReader::open(&dir)?);
+                info!(block = %dir.display(), min_time = lo, max_time = hi, "persisted head block");
+                let mut blocks = self.blocks.write();
+                blocks.push(block);
+                blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+                true
+            }
+            None => false,
+        };
+        self.truncate_head(hi)?;
+        Ok(written)
     }
 
     /// Drops head data before `mint` and checkpoints the WAL segments that only held it.
@@ -103,22 +131,11 @@ impl Db {
             &self.dir.join("wal"),
             first,
             last,
-            |id| head.series_exists(id),
+            |id| head.wal_id_live(id),
             mint,
         )?;
         wal.lock().truncate(last + 1)?;
         Ok(())
-    }
-
-    /// Opens a freshly written block and adds it to the list.
-    fn add_block(&self, dir: &Path) -> Result<Arc<BlockReader>, DbError> {
-        let block = Arc::new(BlockReader::open(dir)?);
-        info!(block = %dir.display(), min_time = block.meta().min_time, max_time = block.meta().max_time, "persisted block");
-        let mut blocks = self.blocks.write();
-        blocks.push(block.clone());
-        blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
-        self.head.set_min_valid_time(block.meta().max_time);
-        Ok(block)
     }
 
     /// The block ranges compaction builds: the chunk range times 3, 9, 27, ... up to
@@ -138,7 +155,14 @@ impl Db {
     /// larger range, two or more blocks inside one aligned window that newer data has
     /// already passed.
     fn plan_merge(&self) -> Option<Vec<Arc<BlockReader>>> {
-        let blocks = self.blocks.read();
+        let failed = self.failed_merges.lock().clone();
+        let blocks: Vec<Arc<BlockReader>> = self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| !failed.contains(&b.meta().ulid))
+            .cloned()
+            .collect();
         for pair in blocks.windows(2) {
             if pair[1].meta().min_time < pair[0].meta().max_time {
                 let lo = pair[0].meta().min_time;
@@ -157,12 +181,13 @@ impl Db {
         for &r in self.block_ranges().iter().skip(1) {
             let mut i = 0;
             while i < blocks.len() {
-                let window = blocks[i].meta().min_time.div_euclid(r) * r;
+                let window = blocks[i].meta().min_time.div_euclid(r).saturating_mul(r);
+                let end = window.saturating_add(r);
                 let n = blocks[i..]
                     .iter()
-                    .take_while(|b| b.meta().min_time >= window && b.meta().max_time <= window + r)
+                    .take_while(|b| b.meta().min_time >= window && b.meta().max_time <= end)
                     .count();
-                if n >= 2 && window + r <= newest {
+                if n >= 2 && end <= newest {
                     return Some(blocks[i..i + n].to_vec());
                 }
                 i += n.max(1);
@@ -263,11 +288,16 @@ impl Db {
         let dir = self.dir.join(writer.finish(opts)?.to_string());
         drop(merged);
         drop(queriers);
+        // Open the new block before touching the list, then swap it in for its parents
+        // under one lock: a query sees either the parents or the merged block.
+        let block = Arc::new(BlockReader::open(&dir)?);
+        info!(block = %dir.display(), parents = group.len(), "merged blocks");
         {
             let mut blocks = self.blocks.write();
             blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
+            blocks.push(block);
+            blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
         }
-        self.add_block(&dir)?;
         for b in group {
             delete_block_dir(b.dir())?;
         }
@@ -276,16 +306,18 @@ impl Db {
 }
 
 /// Writes the samples of `head` in `[lo, hi)` as a new level-1 block under `parent`
-/// (its meta.json time range is exactly `[lo, hi)`) and returns its directory.
+/// (its meta.json time range is exactly `[lo, hi)`) and returns its directory, or
+/// `None` when no series has samples there.
 pub(crate) fn write_head_block(
     head: &Head,
     parent: &Path,
     lo: Timestamp,
     hi: Timestamp,
-) -> Result<PathBuf, DbError> {
+) -> Result<Option<PathBuf>, DbError> {
     let mut series = head.all_series();
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     let mut writer = BlockWriter::create(parent, lo, hi)?;
+    let mut written = 0usize;
     let mut encoded: Vec<OwnedChunk> = Vec::new();
     for s in &series {
         let deleted = head.tombstones_for(s.id);
@@ -312,6 +344,7 @@ pub(crate) fn write_head_block(
                 .collect();
             if !chunks.is_empty() {
                 writer.add_series(&s.labels, &chunks)?;
+                written += 1;
             }
             continue;
         }
@@ -323,10 +356,15 @@ pub(crate) fn write_head_block(
         reencode(&views, lo, hi - 1, &deleted, &mut encoded);
         if !encoded.is_empty() {
             writer.add_series(&s.labels, &as_chunk_data(&encoded))?;
+            written += 1;
         }
     }
+    if written == 0 {
+        // Dropping the unfinished writer removes its temporary directory.
+        return Ok(None);
+    }
     let ulid = writer.finish(FinishOptions::default())?;
-    Ok(parent.join(ulid.to_string()))
+    Ok(Some(parent.join(ulid.to_string())))
 }
 
 /// A chunk encoded during compaction: `(min_time, max_time, data)`, XOR.

@@ -87,6 +87,8 @@ pub struct Db {
     /// Open blocks sorted by min time.
     blocks: RwLock<Vec<Arc<BlockReader>>>,
     skipped: Mutex<Vec<SkippedBlock>>,
+    /// Blocks whose merge failed; compaction leaves them alone until restart.
+    failed_merges: Mutex<std::collections::HashSet<ulid::Ulid>>,
     maintenance: Mutex<()>,
 }
 

@@ -70,6 +70,7 @@ impl Db {
             head,
             blocks: RwLock::new(blocks),
             skipped: Mutex::new(skipped),
+            failed_merges: Mutex::new(Default::default()),
             maintenance: Mutex::new(()),
         })
     }

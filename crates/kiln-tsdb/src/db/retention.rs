@@ -18,7 +18,8 @@ impl Db {
         if let (Some(retention), Some(newest)) = (self.opts.retention_time, newest_first.first()) {
             let newest_max = newest.meta().max_time;
             for (i, b) in newest_first.iter().enumerate().skip(1) {
-                if newest_max - b.meta().max_time >= retention {
+                // Prometheus: strictly more than the retention behind the newest block.
+                if newest_max.saturating_sub(b.meta().max_time) > retention {
                     doomed[i] = true;
                 }
             }

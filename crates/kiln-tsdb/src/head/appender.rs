@@ -1,7 +1,7 @@
 //! Write transactions on the head.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use kiln_model::{Labels, Timestamp};
 use kiln_storage::{Appender, ErrorKind, SampleValue, SeriesRef, StorageError};
@@ -18,12 +18,20 @@ struct Pending {
 
 /// One write transaction on the [`Head`]; see [`Appender`] for the contract. The
 /// appender can be used again after `commit` or `rollback`.
+///
+/// While it holds uncommitted samples, the appender publishes the oldest of their
+/// timestamps in `inflight`, so that head compaction can wait for it before persisting
+/// and dropping that time range (see [`Head::wait_for_appenders_below`]).
 pub struct HeadAppender<'h> {
     head: &'h Head,
     pending: Vec<Pending>,
     /// Samples before this are out of bounds: already in a block, or more than half a
     /// chunk range behind the newest sample.
     min_valid: Timestamp,
+    /// Oldest pending timestamp, `i64::MAX` when nothing is pending.
+    pending_min: Timestamp,
+    /// `pending_min` as the head's compaction sees it.
+    inflight: Arc<AtomicI64>,
     series_buf: Vec<u8>,
     samples_buf: Vec<u8>,
 }
@@ -34,9 +42,34 @@ impl<'h> HeadAppender<'h> {
             head,
             pending: Vec::new(),
             min_valid: Self::compute_min_valid(head),
+            pending_min: i64::MAX,
+            inflight: head.register_appender(),
             series_buf: Vec::new(),
             samples_buf: Vec::new(),
         }
+    }
+
+    fn out_of_bounds(&self, labels: &Labels, t: Timestamp, min_valid: Timestamp) -> StorageError {
+        self.head
+            .stats
+            .out_of_bounds_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        StorageError::OutOfBounds {
+            labels: labels.clone(),
+            t,
+            min_valid,
+        }
+    }
+
+    /// Forgets every pending sample: clears the series' pending marks and counts.
+    fn discard_pending(&mut self) {
+        for p in self.pending.drain(..) {
+            let mut data = p.series.data.lock();
+            data.pending = None;
+            data.pending_commits = data.pending_commits.saturating_sub(1);
+        }
+        self.pending_min = i64::MAX;
+        self.inflight.store(i64::MAX, Ordering::SeqCst);
     }
 
     fn compute_min_valid(head: &Head) -> Timestamp {
@@ -64,6 +97,9 @@ impl<'h> HeadAppender<'h> {
             return Ok(s);
         }
         if labels.is_empty() {
+            if series_ref != 0 {
+                return Err(StorageError::UnknownSeriesRef { series_ref });
+            }
             return Err(StorageError::InvalidLabels {
                 labels: labels.clone(),
                 reason: "empty label set",
@@ -116,10 +152,12 @@ impl<'h> HeadAppender<'h> {
         let range = self.head.opts.chunk_range;
         let mut appended = 0u64;
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        let disk = self.head.chunk_disk.as_ref();
         for p in self.pending.drain(..) {
             let mut data = p.series.data.lock();
             data.pending = None;
-            if data.append(p.series.id, p.t, p.v, range, self.head.chunk_disk.as_ref()) {
+            data.pending_commits = data.pending_commits.saturating_sub(1);
+            if data.append(p.series.id, p.t, p.v, range, disk) {
                 appended += 1;
                 min_t = min_t.min(p.t);
                 max_t = max_t.max(p.t);
@@ -134,6 +172,8 @@ impl<'h> HeadAppender<'h> {
             .samples_appended
             .fetch_add(appended, Ordering::Relaxed);
         self.min_valid = Self::compute_min_valid(self.head);
+        self.pending_min = i64::MAX;
+        self.inflight.store(i64::MAX, Ordering::SeqCst);
     }
 }
 
@@ -147,25 +187,42 @@ impl Appender for HeadAppender<'_> {
     ) -> Result<SeriesRef, StorageError> {
         let SampleValue::Float(v) = v;
         if t < self.min_valid {
-            self.head
-                .stats
-                .out_of_bounds_rejected
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(StorageError::OutOfBounds {
-                labels: labels.clone(),
-                t,
-                min_valid: self.min_valid,
-            });
+            return Err(self.out_of_bounds(labels, t, self.min_valid));
         }
-        let series = self.resolve(series_ref, labels)?;
-        let check = {
+        let mut series = self.resolve(series_ref, labels)?;
+        // Publish the sample before reading the head's bound: compaction raises the bound
+        // before reading the published timestamps, so one of the two sees the other.
+        self.inflight.fetch_min(t, Ordering::SeqCst);
+        let bound = self.head.min_valid_time();
+        if t < bound {
+            self.inflight.store(self.pending_min, Ordering::SeqCst);
+            return Err(self.out_of_bounds(labels, t, bound));
+        }
+        let check = loop {
             let mut data = series.data.lock();
-            let c = data.check(t, v);
-            if c.is_ok() && data.pending.is_none_or(|(pt, _)| t > pt) {
-                data.pending = Some((t, v));
+            if series.removed.load(Ordering::Acquire) {
+                // Garbage-collected since we found it: use (or create) the live one.
+                drop(data);
+                let l = if labels.is_empty() {
+                    series.labels.clone()
+                } else {
+                    labels.clone()
+                };
+                series = self.head.get_or_create(&l).0;
+                continue;
             }
-            c
+            let c = data.check(t, v);
+            if c.is_ok() {
+                if data.pending.is_none_or(|(pt, _)| t > pt) {
+                    data.pending = Some((t, v));
+                }
+                data.pending_commits += 1;
+            }
+            break c;
         };
+        if check.is_err() {
+            self.inflight.store(self.pending_min, Ordering::SeqCst);
+        }
         match check {
             Ok(()) => {}
             Err(Rejection::OutOfOrder) => {
@@ -189,6 +246,7 @@ impl Appender for HeadAppender<'_> {
                 });
             }
         }
+        self.pending_min = self.pending_min.min(t);
         let id = series.id;
         self.pending.push(Pending { series, t, v });
         Ok(id)
@@ -215,18 +273,14 @@ impl Appender for HeadAppender<'_> {
     }
 
     fn rollback(&mut self) -> Result<(), StorageError> {
-        for p in self.pending.drain(..) {
-            p.series.data.lock().pending = None;
-        }
+        self.discard_pending();
         Ok(())
     }
 }
 
 impl Drop for HeadAppender<'_> {
-    /// An appender dropped without commit rolls back, clearing its pending marks.
+    /// An appender dropped without commit rolls back.
     fn drop(&mut self) {
-        for p in self.pending.drain(..) {
-            p.series.data.lock().pending = None;
-        }
+        self.discard_pending();
     }
 }

@@ -116,6 +116,10 @@ pub struct Head {
     pub(crate) chunk_disk: Option<ChunkDiskMapper>,
     /// Serializes log-then-apply of commits when there is a WAL.
     commit_order: Mutex<()>,
+    /// WAL series ids that replay mapped onto another id with the same labels.
+    wal_aliases: Mutex<HashMap<u64, u64>>,
+    /// In-flight markers of live appenders (oldest uncommitted timestamp each).
+    appenders: Mutex<Vec<std::sync::Weak<AtomicI64>>>,
     /// Deleted time ranges per series id, hidden from queriers.
     tombstones: RwLock<HashMap<u64, Vec<Interval>>>,
     pub stats: HeadStats,
@@ -141,8 +145,38 @@ impl Head {
             wal: wal.map(Mutex::new),
             chunk_disk: None,
             commit_order: Mutex::new(()),
+            wal_aliases: Mutex::new(HashMap::new()),
+            appenders: Mutex::new(Vec::new()),
             tombstones: RwLock::new(HashMap::new()),
             stats: HeadStats::default(),
+        }
+    }
+
+    /// Registers a new appender's in-flight marker (see [`HeadAppender`]).
+    pub(crate) fn register_appender(&self) -> Arc<AtomicI64> {
+        let marker = Arc::new(AtomicI64::new(i64::MAX));
+        let mut live = self.appenders.lock();
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(&marker));
+        marker
+    }
+
+    /// Blocks until no appender holds an uncommitted sample older than `t`. Callers first
+    /// raise the minimum valid time to at least `t`, so no new such sample can appear;
+    /// then the head's data before `t` can be persisted and dropped safely.
+    pub(crate) fn wait_for_appenders_below(&self, t: Timestamp) {
+        loop {
+            let busy = {
+                let mut live = self.appenders.lock();
+                live.retain(|w| w.strong_count() > 0);
+                live.iter()
+                    .filter_map(std::sync::Weak::upgrade)
+                    .any(|m| m.load(Ordering::SeqCst) < t)
+            };
+            if !busy {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -182,7 +216,8 @@ impl Head {
         HeadQuerier::new(self, mint, maxt)
     }
 
-    /// Oldest sample time, `None` when empty.
+    /// A lower bound of the oldest sample time (exact until the head is first
+    /// truncated), `None` when nothing was ever appended.
     pub fn min_time(&self) -> Option<Timestamp> {
         let t = self.min_time.load(Ordering::Acquire);
         (t != i64::MAX).then_some(t)
@@ -196,11 +231,11 @@ impl Head {
 
     /// Samples before this are rejected as out of bounds.
     pub fn min_valid_time(&self) -> Timestamp {
-        self.min_valid_time.load(Ordering::Acquire)
+        self.min_valid_time.load(Ordering::SeqCst)
     }
 
     pub(crate) fn set_min_valid_time(&self, t: Timestamp) {
-        self.min_valid_time.fetch_max(t, Ordering::AcqRel);
+        self.min_valid_time.fetch_max(t, Ordering::SeqCst);
     }
 
     /// Number of series in memory.
@@ -239,7 +274,10 @@ impl Head {
         let series = {
             let mut stripe = self.stripe_for(hash).write();
             let bucket = stripe.by_hash.entry(hash).or_default();
-            if let Some(s) = bucket.iter().find(|s| s.labels == labels) {
+            if let Some(s) = bucket
+                .iter()
+                .find(|s| s.labels == labels && !s.removed.load(Ordering::Acquire))
+            {
                 return (s.clone(), false);
             }
             let s = Arc::new(MemSeries::new(id, labels));
@@ -262,6 +300,11 @@ impl Head {
             Some(s) => s,
             None => self.insert(hash, id, labels).0,
         };
+        if s.id != id {
+            // The WAL holds this label set under two ids (a series that went away and
+            // came back): remember the alias so that checkpoints keep its records.
+            self.wal_aliases.lock().insert(id, s.id);
+        }
         s.logged.store(true, Ordering::Release);
         s
     }
@@ -269,6 +312,16 @@ impl Head {
     /// Whether series `id` is in the head.
     pub(crate) fn series_exists(&self, id: u64) -> bool {
         self.stripe_for(id).read().by_id.contains_key(&id)
+    }
+
+    /// Whether the WAL's series id `id` still refers to a series in the head, directly
+    /// or as an alias found during replay. WAL checkpoints keep exactly those.
+    pub(crate) fn wal_id_live(&self, id: u64) -> bool {
+        if self.series_exists(id) {
+            return true;
+        }
+        let alias = self.wal_aliases.lock().get(&id).copied();
+        alias.is_some_and(|head_id| self.series_exists(head_id))
     }
 
     /// The series with this id.
@@ -287,15 +340,15 @@ impl Head {
     pub(crate) fn truncate_before(&self, mint: Timestamp) -> HashSet<u64> {
         self.set_min_valid_time(mint);
         let mut dead = HashSet::new();
-        let mut new_min = i64::MAX;
         for stripe in self.stripes.iter() {
             let all: Vec<Arc<MemSeries>> = stripe.read().by_id.values().cloned().collect();
             for s in all {
                 let mut d = s.data.lock();
-                if d.truncate_before(mint) {
+                // A series with uncommitted samples stays, even if empty: its appender
+                // is about to fill it.
+                if d.truncate_before(mint) && d.pending_commits == 0 {
+                    s.removed.store(true, Ordering::Release);
                     dead.insert(s.id);
-                } else if let Some(t) = d.min_time() {
-                    new_min = new_min.min(t);
                 }
             }
         }
@@ -317,11 +370,9 @@ impl Head {
         self.stats
             .series_removed
             .fetch_add(dead.len() as u64, Ordering::Relaxed);
-        self.min_time.store(new_min.max(mint), Ordering::Release);
-        if new_min == i64::MAX {
-            self.min_time.store(i64::MAX, Ordering::Release);
-            self.max_time.store(i64::MIN, Ordering::Release);
-        }
+        // Everything before `mint` is gone, and concurrent commits only add samples at or
+        // after it (it is now the minimum valid time): `mint` is a safe lower bound.
+        self.min_time.fetch_max(mint, Ordering::AcqRel);
         dead
     }
 

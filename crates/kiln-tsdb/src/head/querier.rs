@@ -23,6 +23,14 @@ impl<'h> HeadQuerier<'h> {
         HeadQuerier { head, mint, maxt }
     }
 
+    /// Whether `[mint, maxt]` overlaps the head's time range at all.
+    fn overlaps_head(&self) -> bool {
+        match (self.head.min_time(), self.head.max_time()) {
+            (Some(min), Some(max)) => min <= self.maxt && max >= self.mint,
+            _ => false,
+        }
+    }
+
     /// Ids of the matching series with samples in range.
     pub(crate) fn matching_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
         let ids = self.head.postings.read().select(matchers);
@@ -98,6 +106,9 @@ impl Querier for HeadQuerier<'_> {
         name: &str,
         matchers: &[Matcher],
     ) -> Result<(Vec<String>, Vec<String>), StorageError> {
+        if !self.overlaps_head() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         if matchers.is_empty() {
             let mut values: Vec<String> = self
                 .head
@@ -121,6 +132,9 @@ impl Querier for HeadQuerier<'_> {
         &self,
         matchers: &[Matcher],
     ) -> Result<(Vec<String>, Vec<String>), StorageError> {
+        if !self.overlaps_head() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         if matchers.is_empty() {
             let mut names: Vec<String> = self
                 .head

@@ -77,6 +77,9 @@ pub(crate) struct SeriesData {
     /// Newest sample accepted by an appender but not committed yet. Later appends are
     /// checked against it too, so a transaction cannot go back in time unnoticed.
     pub(crate) pending: Option<(Timestamp, f64)>,
+    /// Samples of this series held by appenders and not yet committed or rolled back.
+    /// Garbage collection never removes a series while this is non-zero.
+    pub(crate) pending_commits: u32,
     /// The open chunk is cut when a sample reaches this time (the next chunk-range
     /// boundary).
     next_cut_at: Timestamp,
@@ -90,6 +93,9 @@ pub(crate) struct MemSeries {
     pub(crate) labels: Labels,
     /// Whether the WAL holds this series' record (samples may then refer to it).
     pub(crate) logged: std::sync::atomic::AtomicBool,
+    /// Set (under the data lock) when garbage collection removes the series from the
+    /// head; an appender that finds it set looks the series up again.
+    pub(crate) removed: std::sync::atomic::AtomicBool,
     pub(crate) data: parking_lot::Mutex<SeriesData>,
 }
 
@@ -99,12 +105,14 @@ impl MemSeries {
             id,
             labels,
             logged: std::sync::atomic::AtomicBool::new(false),
+            removed: std::sync::atomic::AtomicBool::new(false),
             data: parking_lot::Mutex::new(SeriesData {
                 closed: Vec::new(),
                 open: XorEncoder::new(),
                 open_min_time: 0,
                 last: None,
                 pending: None,
+                pending_commits: 0,
                 next_cut_at: Timestamp::MIN,
             }),
         }
@@ -257,15 +265,6 @@ impl SeriesData {
         }
         Ok(out)
     }
-
-    /// Oldest sample time held, if any.
-    pub(crate) fn min_time(&self) -> Option<Timestamp> {
-        match self.closed.first() {
-            Some(c) => Some(c.min_time),
-            None if self.open.num_samples() > 0 => Some(self.open_min_time),
-            None => None,
-        }
-    }
 }
 
 /// The first multiple of `range` strictly after `t` (the end of `t`'s block range).
@@ -293,7 +292,7 @@ mod tests {
         assert_eq!(d.closed.len(), 3);
         assert!(!d.truncate_before(1_000_000));
         assert_eq!(d.closed.len(), 0);
-        assert_eq!(d.min_time(), Some(1_000_000));
+        assert!(d.has_samples_in(1_000_000, 1_000_000) && !d.has_samples_in(0, 999_999));
     }
 
     #[test]

@@ -121,8 +121,10 @@ pub fn create_blocks_from_openmetrics(
         app.commit()
             .map_err(|e| input_error(0, format!("commit: {e}")))?;
         drop(app);
-        if let (Some(lo), Some(hi)) = (head.min_time(), head.max_time()) {
-            blocks.push(write_head_block(&head, out_dir, lo, hi + 1)?);
+        if let (Some(lo), Some(hi)) = (head.min_time(), head.max_time())
+            && let Some(block) = write_head_block(&head, out_dir, lo, hi.saturating_add(1))?
+        {
+            blocks.push(block);
         }
         window = end;
     }

@@ -39,6 +39,10 @@ pub(crate) enum HeadChunksError {
     #[error("not found: chunk ref {chunk_ref:#018x}: head chunk file {} does not exist", path.display())]
     RefNotFound { chunk_ref: u64, path: PathBuf },
 
+    /// An earlier write failed; the store accepts no more chunks in this run.
+    #[error("unavailable: head chunk writes to {} are disabled after an earlier write failed", dir.display())]
+    WritesDisabled { dir: PathBuf },
+
     /// A chunk ref does not point at a whole record inside its file's data.
     #[error("bad chunk ref {chunk_ref:#018x} into {} at offset {offset}: {problem}", path.display())]
     BadRef {
@@ -94,6 +98,7 @@ impl HeadChunksError {
                 _ => ErrorKind::Unavailable,
             },
             HeadChunksError::RefNotFound { .. } => ErrorKind::NotFound,
+            HeadChunksError::WritesDisabled { .. } => ErrorKind::Unavailable,
             HeadChunksError::Corrupt { .. }
             | HeadChunksError::FileSequence { .. }
             | HeadChunksError::SequenceOverflow { .. }

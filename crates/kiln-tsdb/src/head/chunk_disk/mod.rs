@@ -39,6 +39,7 @@ use std::ops::{Deref, Range};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kiln_storage::ErrorKind;
 use memmap2::{Mmap, MmapOptions};
@@ -193,7 +194,13 @@ pub(crate) struct ChunkDiskMapper {
     dir: PathBuf,
     opts: ChunkDiskMapperOptions,
     state: RwLock<State>,
+    /// Set by the first failed write; see [`ChunkDiskMapper::write_chunk`].
+    failed: AtomicBool,
 }
+
+/// Name of the file that records a failed chunk write (not a chunk file name: those are
+/// all digits).
+const WRITE_FAILED_MARKER: &str = "write-failed";
 
 impl std::fmt::Debug for ChunkDiskMapper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -224,6 +231,16 @@ impl ChunkDiskMapper {
             });
         }
         fs::create_dir_all(dir).map_err(HeadChunksError::io("create directory", dir))?;
+        let marker = dir.join(WRITE_FAILED_MARKER);
+        if marker.exists() {
+            // A chunk write failed in an earlier run: the files may miss a chunk in the
+            // middle of a series, so they cannot be adopted. The WAL has every sample.
+            tracing::warn!(dir = %dir.display(), "an earlier head chunk write failed; discarding chunk files");
+            for (_, path) in list_files(dir)? {
+                fs::remove_file(&path).map_err(HeadChunksError::io("remove", &path))?;
+            }
+            fs::remove_file(&marker).map_err(HeadChunksError::io("remove", &marker))?;
+        }
         let listed = list_files(dir)?;
         for pair in listed.windows(2) {
             if let [(a, pa), (b, pb)] = pair
@@ -254,6 +271,7 @@ impl ChunkDiskMapper {
                 active: None,
                 next_seq,
             }),
+            failed: AtomicBool::new(false),
         })
     }
 
@@ -264,7 +282,37 @@ impl ChunkDiskMapper {
     /// of data), and `data` must be 4 bytes or longer and fit in one file.
     ///
     /// On error nothing was stored. Allocates only when the write buffer grows.
+    ///
+    /// After one failed write every later write fails at once and the next open discards
+    /// the files (a marker file records the failure): files with a hole in a series
+    /// must never be adopted on restart, as that would skip the hole's samples in the WAL.
     pub(crate) fn write_chunk(
+        &self,
+        series_ref: u64,
+        mint: i64,
+        maxt: i64,
+        encoding: u8,
+        data: &[u8],
+    ) -> Result<u64> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(HeadChunksError::WritesDisabled {
+                dir: self.dir.clone(),
+            });
+        }
+        let result = self.append_record(series_ref, mint, maxt, encoding, data);
+        if let Err(e) = &result
+            && !matches!(e, HeadChunksError::InvalidChunk { .. })
+        {
+            self.failed.store(true, Ordering::Release);
+            let marker = self.dir.join(WRITE_FAILED_MARKER);
+            if let Err(me) = fs::write(&marker, b"") {
+                tracing::error!(path = %marker.display(), error = %me, "cannot record a failed head chunk write");
+            }
+        }
+        result
+    }
+
+    fn append_record(
         &self,
         series_ref: u64,
         mint: i64,

@@ -586,3 +586,40 @@ fn concurrent_readers_and_writer() {
     assert_send_sync::<ChunkDiskMapper>();
     assert_send_sync::<ChunkBytes>();
 }
+
+#[test]
+fn a_failed_write_disables_writes_and_the_next_open_discards_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("chunks_head");
+    let m = ChunkDiskMapper::open_with_options(&dir, opts(4096, 512)).unwrap();
+    write_n(&m, 10, 0);
+    // Take the directory away: the next file cut or flush cannot create its file.
+    fs::rename(&dir, tmp.path().join("gone")).unwrap();
+    let mut failed = false;
+    for i in 0..200u64 {
+        if m.write_chunk(1, i as i64, i as i64, 1, &data_for(i))
+            .is_err()
+        {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "a write fails once its file cannot be created");
+    fs::rename(tmp.path().join("gone"), &dir).unwrap();
+    let e = m.write_chunk(1, 1_000, 1_000, 1, &data_for(1)).unwrap_err();
+    assert!(matches!(e, HeadChunksError::WritesDisabled { .. }), "{e}");
+    drop(m);
+
+    // A marker from a failed run makes the next open start from empty files.
+    fs::write(dir.join(WRITE_FAILED_MARKER), b"").unwrap();
+    let m = ChunkDiskMapper::open_with_options(&dir, opts(4096, 512)).unwrap();
+    let mut n = 0;
+    m.iterate(|_| -> Result<(), HeadChunksError> {
+        n += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, 0, "old chunk files were discarded");
+    assert!(!dir.join(WRITE_FAILED_MARKER).exists());
+    write_n(&m, 3, 0);
+}
