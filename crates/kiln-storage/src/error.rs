@@ -17,11 +17,12 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// An error from a storage implementation.
+/// An error from a storage implementation. Cheap to clone (a backend's source is
+/// shared), so that an error seen through a `&self` accessor can be passed on.
 ///
 /// The sample-rejection variants carry the same messages as Prometheus's
 /// `storage.Err*` errors, because scrapers and remote-write clients match on them.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     #[error("out of order sample: series {labels}, timestamp {t}")]
     OutOfOrderSample { labels: Labels, t: Timestamp },
@@ -47,7 +48,7 @@ pub enum StorageError {
         kind: ErrorKind,
         context: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -73,7 +74,7 @@ impl StorageError {
         StorageError::Backend {
             kind,
             context: context.into(),
-            source: Box::new(source),
+            source: std::sync::Arc::new(source),
         }
     }
 }

@@ -89,7 +89,7 @@ impl<'a, D: AsRef<[u8]>> ChunkedIterator<'a, D> {
                     self.err = Some(StorageError::backend(
                         kiln_storage::ErrorKind::Internal,
                         format!("decoding chunk of series {}", self.series.labels),
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                        e.clone(),
                     ));
                     self.idx = self.series.chunks.len();
                     self.it = None;

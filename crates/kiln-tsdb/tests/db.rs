@@ -519,3 +519,44 @@ fn concurrent_appenders_and_rollback() {
     let db = Db::open(tmp.path(), opts()).expect("reopen");
     check(&db);
 }
+
+#[test]
+fn a_new_series_with_uncommitted_samples_survives_head_truncation() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    fill(&db, 0, 5);
+    let late = Labels::from_pairs(&[("__name__", "late_series")]);
+    let mut app = db.appender();
+    app.append(0, &late, 5 * HOUR, SampleValue::Float(1.0))
+        .expect("append");
+    // Truncation runs while the new, still empty series has an uncommitted sample.
+    let stats = db.compact().expect("compact");
+    assert_eq!(stats.head_blocks, 1);
+    app.commit().expect("commit");
+    drop(app);
+    let rows = read(
+        &db,
+        i64::MIN,
+        i64::MAX,
+        &[Matcher::equal("__name__", "late_series")],
+    );
+    assert_eq!(
+        rows.len(),
+        1,
+        "the series was not garbage-collected under its appender"
+    );
+    assert_eq!(rows[0].1, vec![(5 * HOUR, 1.0)]);
+    db.close().expect("close");
+    let db = Db::open(tmp.path(), opts()).expect("reopen");
+    let rows = read(
+        &db,
+        i64::MIN,
+        i64::MAX,
+        &[Matcher::equal("__name__", "late_series")],
+    );
+    assert_eq!(
+        rows[0].1,
+        vec![(5 * HOUR, 1.0)],
+        "and its sample is in the WAL checkpoint"
+    );
+}

@@ -47,7 +47,8 @@ fn map_readonly(file: &File) -> std::io::Result<Mmap> {
     // SAFETY: `Mmap::map` is unsafe because the mapping aliases the file: if another process
     // truncated or rewrote it while mapped, reads could fault or see changing bytes. Block
     // files (index, chunk segments) are immutable once their block directory is renamed
-    // into place, and Kiln never truncates or rewrites a block file while it is open; blocks
-    // are deleted only after every reader has closed them.
+    // into place, and Kiln never truncates or rewrites a block file while it is open. Blocks
+    // are deleted (retention, merges) while readers may still hold them: deleting only
+    // unlinks the files, and on Unix an existing mapping stays valid until it is dropped.
     unsafe { Mmap::map(file) }
 }

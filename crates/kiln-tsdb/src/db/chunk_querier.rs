@@ -44,23 +44,26 @@ impl Db {
     }
 }
 
-/// Adds one series' chunks to `out`, re-encoding those that overlap a deletion.
+/// Adds one series' chunks, `(min_time, max_time, encoding, data)`, to `out`,
+/// re-encoding XOR chunks that overlap a deletion. Chunks in other encodings (native
+/// histograms) pass through as stored.
 fn add_chunks<'d>(
     out: &mut BTreeMap<Labels, Vec<EncodedChunk>>,
     labels: Labels,
-    chunks: impl Iterator<Item = (Timestamp, Timestamp, &'d [u8])>,
+    chunks: impl Iterator<Item = (Timestamp, Timestamp, u8, &'d [u8])>,
     deleted: &[Interval],
 ) {
+    let xor = Encoding::Xor.as_u8();
     let entry = out.entry(labels).or_default();
-    for (min_time, max_time, data) in chunks {
+    for (min_time, max_time, encoding, data) in chunks {
         let touched = deleted
             .iter()
             .any(|d| d.mint <= max_time && d.maxt >= min_time);
-        if !touched {
+        if !touched || encoding != xor {
             entry.push(EncodedChunk {
                 min_time,
                 max_time,
-                encoding: Encoding::Xor.as_u8(),
+                encoding,
                 data: data.to_vec(),
             });
             continue;
@@ -76,10 +79,43 @@ fn add_chunks<'d>(
         entry.extend(kept.into_iter().map(|(lo, hi, data)| EncodedChunk {
             min_time: lo,
             max_time: hi,
-            encoding: Encoding::Xor.as_u8(),
+            encoding: xor,
             data,
         }));
     }
+}
+
+/// Sorts a series' chunks by time and, when XOR chunks overlap (the same samples in the
+/// head and a just-written block, or overlapping blocks), merges them into
+/// non-overlapping chunks without duplicate samples.
+fn dedupe_chunks(mut chunks: Vec<EncodedChunk>) -> Vec<EncodedChunk> {
+    let xor = Encoding::Xor.as_u8();
+    chunks.sort_by_key(|c| (c.min_time, c.max_time));
+    let overlap = chunks
+        .iter()
+        .filter(|c| c.encoding == xor)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|w| w[1].min_time <= w[0].max_time);
+    if !overlap {
+        return chunks;
+    }
+    let (xor_chunks, mut others): (Vec<EncodedChunk>, Vec<EncodedChunk>) =
+        chunks.into_iter().partition(|c| c.encoding == xor);
+    let views: Vec<(Timestamp, Timestamp, &[u8])> = xor_chunks
+        .iter()
+        .map(|c| (c.min_time, c.max_time, c.data.as_slice()))
+        .collect();
+    let mut merged: Vec<OwnedChunk> = Vec::new();
+    reencode(&views, Timestamp::MIN, Timestamp::MAX, &[], &mut merged);
+    others.extend(merged.into_iter().map(|(lo, hi, data)| EncodedChunk {
+        min_time: lo,
+        max_time: hi,
+        encoding: xor,
+        data,
+    }));
+    others.sort_by_key(|c| (c.min_time, c.max_time));
+    others
 }
 
 impl DbChunkQuerier<'_> {
@@ -87,54 +123,32 @@ impl DbChunkQuerier<'_> {
         let mut out: BTreeMap<Labels, Vec<EncodedChunk>> = BTreeMap::new();
         for b in &self.blocks {
             let q = BlockQuerier::new(b.clone(), self.mint, self.maxt);
-            let index = b.index();
-            for id in q.postings_for(matchers)? {
-                let (labels, metas) = index.series(id).map_err(|e| block_read_error(b, e))?;
-                let mut chunks = Vec::with_capacity(metas.len());
-                for m in metas
-                    .iter()
-                    .filter(|m| m.max_time >= self.mint && m.min_time <= self.maxt)
-                {
-                    let (_, data) = b
-                        .chunks()
-                        .chunk(m.chunk_ref)
-                        .map_err(|e| block_read_error(b, e))?;
-                    chunks.push((m.min_time, m.max_time, data));
-                }
-                if !chunks.is_empty() {
-                    add_chunks(
-                        &mut out,
-                        labels,
-                        chunks.into_iter(),
-                        b.tombstones().get(u64::from(id)),
-                    );
-                }
+            for s in q.series_chunks(matchers)? {
+                add_chunks(
+                    &mut out,
+                    s.labels,
+                    s.chunks.into_iter(),
+                    b.tombstones().get(u64::from(s.id)),
+                );
             }
         }
+        let xor = Encoding::Xor.as_u8();
         for s in self.head.querier(self.mint, self.maxt).snapshot(matchers)? {
             let chunks = s
                 .chunks
                 .iter()
-                .map(|c| (c.min_time, c.max_time, c.data.as_ref()));
+                .map(|c| (c.min_time, c.max_time, xor, c.data.as_ref()));
             add_chunks(&mut out, s.labels.clone(), chunks, &s.deleted);
         }
         Ok(out
             .into_iter()
             .filter(|(_, chunks)| !chunks.is_empty())
-            .map(|(labels, mut chunks)| {
-                chunks.sort_by_key(|c| (c.min_time, c.max_time));
-                ChunkSeries { labels, chunks }
+            .map(|(labels, chunks)| ChunkSeries {
+                labels,
+                chunks: dedupe_chunks(chunks),
             })
             .collect())
     }
-}
-
-fn block_read_error(b: &BlockReader, e: crate::block::BlockError) -> StorageError {
-    StorageError::backend(
-        kiln_storage::ErrorKind::Internal,
-        format!("reading block {}", b.dir().display()),
-        e,
-    )
 }
 
 /// A chunk series set over an owned list.

@@ -222,9 +222,9 @@ impl Db {
                 vals.push(v);
             }
             if let Some(e) = it.err() {
-                return Err(DbError::Merge {
-                    series: series.labels().to_string(),
-                    reason: e.to_string(),
+                return Err(DbError::Read {
+                    context: format!("merging blocks: reading series {}", series.labels()),
+                    source: e.clone(),
                 });
             }
             chunks.clear();
@@ -235,9 +235,17 @@ impl Db {
             }
         }
         if let Some(e) = merged.err() {
-            return Err(DbError::Merge {
-                series: String::new(),
-                reason: e.to_string(),
+            return Err(DbError::Read {
+                context: "merging blocks".into(),
+                source: e.clone(),
+            });
+        }
+        let warnings = merged.warnings();
+        if !warnings.is_empty() {
+            // Rewriting would drop what Kiln cannot decode (native histograms): keep the
+            // blocks as they are.
+            return Err(DbError::UnsupportedChunks {
+                detail: warnings.join("; "),
             });
         }
         if written == 0 {

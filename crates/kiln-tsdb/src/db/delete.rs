@@ -96,9 +96,12 @@ impl BlockQuerier {
     /// Ids of the block's series matching `matchers` with chunks overlapping the
     /// querier's range.
     pub(crate) fn matching_ids(&self, matchers: &[Matcher]) -> Result<Vec<u32>, DbError> {
-        let to_db = |e: kiln_storage::StorageError| DbError::Merge {
-            series: String::new(),
-            reason: e.to_string(),
+        let to_db = |source| DbError::Read {
+            context: format!(
+                "finding series to delete in block {}",
+                self.block().dir().display()
+            ),
+            source,
         };
         let mut out = Vec::new();
         for id in self.postings_for(matchers).map_err(to_db)? {

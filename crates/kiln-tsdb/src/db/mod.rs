@@ -114,8 +114,14 @@ pub enum DbError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("reading series {series} while merging blocks: {reason}")]
-    Merge { series: String, reason: String },
+    #[error("{context}")]
+    Read {
+        context: String,
+        #[source]
+        source: kiln_storage::StorageError,
+    },
+    #[error("blocks hold chunks Kiln cannot rewrite yet: {detail}")]
+    UnsupportedChunks { detail: String },
     #[error("the database was opened read-only")]
     ReadOnly,
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use kiln_chunkenc::Encoding;
 use kiln_model::{Matcher, Timestamp};
 use kiln_storage::merge::MergeQuerier;
 use kiln_storage::{
@@ -14,6 +15,17 @@ use crate::block::BlockReader;
 use crate::block::index::postings;
 use crate::querier::{ChunkView, ChunkedSeries};
 
+/// One series of a block with its chunks in range: `(min_time, max_time, encoding,
+/// data)` each.
+pub(crate) struct BlockSeries<'b> {
+    pub(crate) id: u32,
+    pub(crate) labels: kiln_model::Labels,
+    pub(crate) chunks: Vec<(Timestamp, Timestamp, u8, &'b [u8])>,
+}
+
+/// A block series as a sample source: its XOR chunks borrowed from the block's files.
+type BlockChunkedSeries<'b> = ChunkedSeries<&'b [u8]>;
+
 /// A querier over one persisted block for `[mint, maxt]`.
 pub struct BlockQuerier {
     block: Arc<BlockReader>,
@@ -21,7 +33,7 @@ pub struct BlockQuerier {
     maxt: Timestamp,
 }
 
-fn block_err(
+pub(crate) fn block_err(
     block: &BlockReader,
     e: impl std::error::Error + Send + Sync + 'static,
 ) -> StorageError {
@@ -89,39 +101,78 @@ impl BlockQuerier {
         Ok(ids.into_vec())
     }
 
-    fn series(&self, matchers: &[Matcher]) -> Result<Vec<ChunkedSeries<&[u8]>>, StorageError> {
+    /// The matching series with their chunks overlapping the range, in label order,
+    /// each chunk as `(min_time, max_time, encoding, data)`.
+    pub(crate) fn series_chunks(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<Vec<BlockSeries<'_>>, StorageError> {
         let index = self.block.index();
         let chunks = self.block.chunks();
         let mut out = Vec::new();
         for id in self.postings_for(matchers)? {
             let (labels, metas) = index.series(id).map_err(|e| block_err(&self.block, e))?;
-            let mut views = Vec::with_capacity(metas.len());
+            let mut found = Vec::with_capacity(metas.len());
             for m in metas
                 .iter()
                 .filter(|m| m.max_time >= self.mint && m.min_time <= self.maxt)
             {
-                let (_encoding, data) = chunks
+                let (encoding, data) = chunks
                     .chunk(m.chunk_ref)
                     .map_err(|e| block_err(&self.block, e))?;
-                views.push(ChunkView {
-                    min_time: m.min_time,
-                    max_time: m.max_time,
-                    data,
+                found.push((m.min_time, m.max_time, encoding, data));
+            }
+            if !found.is_empty() {
+                out.push(BlockSeries {
+                    id,
+                    labels,
+                    chunks: found,
                 });
             }
-            if views.is_empty() {
-                continue;
-            }
-            out.push(ChunkedSeries {
-                labels,
-                chunks: views,
-                mint: self.mint,
-                maxt: self.maxt,
-                deleted: self.block.tombstones().get(u64::from(id)).to_vec(),
-            });
         }
-        // Index order is label order already.
         Ok(out)
+    }
+
+    /// The matching series as sample sources, and a warning when chunks in encodings
+    /// Kiln does not read yet (native histograms) were left out.
+    fn series(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<(Vec<BlockChunkedSeries<'_>>, Vec<String>), StorageError> {
+        let mut skipped = 0usize;
+        let mut out = Vec::new();
+        for s in self.series_chunks(matchers)? {
+            let mut views = Vec::with_capacity(s.chunks.len());
+            for (min_time, max_time, encoding, data) in s.chunks {
+                if encoding == Encoding::Xor.as_u8() {
+                    views.push(ChunkView {
+                        min_time,
+                        max_time,
+                        data,
+                    });
+                } else {
+                    skipped += 1;
+                }
+            }
+            if !views.is_empty() {
+                out.push(ChunkedSeries {
+                    deleted: self.block.tombstones().get(u64::from(s.id)).to_vec(),
+                    labels: s.labels,
+                    chunks: views,
+                    mint: self.mint,
+                    maxt: self.maxt,
+                });
+            }
+        }
+        let warnings = if skipped > 0 {
+            vec![format!(
+                "block {}: {skipped} chunks in an unsupported encoding (native histograms) were skipped",
+                self.block.dir().display()
+            )]
+        } else {
+            Vec::new()
+        };
+        Ok((out, warnings))
     }
 }
 
@@ -133,7 +184,7 @@ impl Querier for BlockQuerier {
         matchers: &[Matcher],
     ) -> Box<dyn SeriesSet<'a> + 'a> {
         match self.series(matchers) {
-            Ok(series) => Box::new(VecSeriesSet::new(series, Vec::new())),
+            Ok((series, warnings)) => Box::new(VecSeriesSet::new(series, warnings)),
             Err(e) => Box::new(ErrorSeriesSet(e)),
         }
     }
@@ -151,7 +202,7 @@ impl Querier for BlockQuerier {
                 .map_err(|e| block_err(&self.block, e))?;
             return Ok((values, Vec::new()));
         }
-        let series = self.series(matchers)?;
+        let (series, _) = self.series(matchers)?;
         Ok((
             sorted_label_values(series.iter().map(|s| &s.labels), name),
             Vec::new(),
@@ -165,7 +216,7 @@ impl Querier for BlockQuerier {
         if matchers.is_empty() {
             return Ok((self.block.index().label_names(), Vec::new()));
         }
-        let series = self.series(matchers)?;
+        let (series, _) = self.series(matchers)?;
         Ok((
             sorted_label_names(series.iter().map(|s| &s.labels)),
             Vec::new(),

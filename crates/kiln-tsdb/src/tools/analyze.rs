@@ -30,12 +30,12 @@ pub fn analyze(
     };
     let meta = block.meta();
     let index = block.index();
-    let span = (meta.max_time - meta.min_time).max(1);
+    let span = (meta.max_time.saturating_sub(meta.min_time)).max(1);
     writeln!(out, "Block ID: {}", meta.ulid)?;
     writeln!(
         out,
         "Duration: {}",
-        go_duration(meta.max_time - meta.min_time)
+        go_duration(meta.max_time.saturating_sub(meta.min_time))
     )?;
     writeln!(out, "Series: {}", meta.stats.num_series)?;
     let names = index.label_names();
@@ -50,7 +50,7 @@ pub fn analyze(
     for id in index.all_postings()? {
         let (labels, chunks) = index.series(id)?;
         let covered = match (chunks.first(), chunks.last()) {
-            (Some(f), Some(l)) => (l.max_time - f.min_time).max(0) as u64,
+            (Some(f), Some(l)) => l.max_time.saturating_sub(f.min_time).max(0) as u64,
             _ => 0,
         };
         let uncovered = (span as u64).saturating_sub(covered);

@@ -49,15 +49,15 @@ pub fn dump(
         }
         if let Some(e) = it.err() {
             return Err(ToolError::Read {
-                series: labels,
-                reason: e.to_string(),
+                what: format!("series {labels}"),
+                source: e.clone(),
             });
         }
     }
     if let Some(e) = set.err() {
         return Err(ToolError::Read {
-            series: String::new(),
-            reason: e.to_string(),
+            what: "series".into(),
+            source: e.clone(),
         });
     }
     for w in set.warnings() {

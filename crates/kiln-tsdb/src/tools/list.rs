@@ -59,7 +59,7 @@ fn print_blocks_readers(
             m.ulid.to_string(),
             time(m.min_time),
             time(m.max_time),
-            go_duration(m.max_time - m.min_time),
+            go_duration(m.max_time.saturating_sub(m.min_time)),
             m.stats.num_samples.to_string(),
             m.stats.num_chunks.to_string(),
             m.stats.num_series.to_string(),

@@ -31,16 +31,18 @@ pub enum ToolError {
     Db(#[from] crate::db::DbError),
     #[error(transparent)]
     Block(#[from] crate::block::BlockError),
-    #[error("writing output: {0}")]
+    #[error("writing output")]
     Output(#[from] std::io::Error),
-    #[error("querying: {0}")]
-    Query(#[from] kiln_storage::StorageError),
-    #[error("no blocks found in {0}")]
+    #[error("no blocks found in {}", .0.display())]
     NoBlocks(std::path::PathBuf),
     #[error("block {0} not found")]
     BlockNotFound(String),
-    #[error("reading series {series}: {reason}")]
-    Read { series: String, reason: String },
+    #[error("reading {what}")]
+    Read {
+        what: String,
+        #[source]
+        source: kiln_storage::StorageError,
+    },
     #[error(transparent)]
     Parse(#[from] kiln_exposition::ParseError),
     #[error("line {line}: {message}")]

@@ -113,6 +113,8 @@ impl fmt::Display for Compression {
 /// Errors of the WAL. [`WalError::kind`] says which kind each is.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
+    #[error("the WAL in {} stopped accepting writes after a failed write; reopen it to repair", dir.display())]
+    Poisoned { dir: PathBuf },
     #[error("WAL I/O: {op} {}: {source}", path.display())]
     Io {
         op: &'static str,
@@ -170,7 +172,7 @@ impl WalError {
     /// The kind of this error.
     pub fn kind(&self) -> WalErrorKind {
         match self {
-            WalError::Io { .. } => WalErrorKind::Io,
+            WalError::Io { .. } | WalError::Poisoned { .. } => WalErrorKind::Io,
             WalError::Corruption(_) => WalErrorKind::Corruption,
             WalError::Compressed { .. } | WalError::ReservedBits { .. } => {
                 WalErrorKind::Unsupported

@@ -50,8 +50,9 @@
 //! [`Wal::open`] starts a new segment after the last one.
 //!
 //! # Limits of this version
-//! Compressed records (Prometheus's `--storage.tsdb.wal-compression`, snappy or zstd) are
-//! detected and reported as [`WalError::Compressed`] (kind `Unsupported`, never repaired);
+//! Snappy-compressed records (Prometheus's default `--storage.tsdb.wal-compression`) are
+//! decompressed on read, after checking their claimed size. Zstd records (a Prometheus 3
+//! option) are reported as [`WalError::Compressed`] (kind `Unsupported`, never repaired).
 //! Kiln itself writes uncompressed records, which every Prometheus reads.
 
 pub mod checkpoint;

@@ -82,6 +82,10 @@ pub struct Wal {
     flushed: usize,
     /// Whole pages written to the active segment.
     done_pages: u64,
+    /// Set when a write failed part-way through a record: the segment may end in a torn
+    /// record, so nothing more may follow it. Reopening the WAL (which replays and
+    /// repairs) is the way back.
+    poisoned: bool,
 }
 
 impl Wal {
@@ -108,6 +112,7 @@ impl Wal {
             alloc: 0,
             flushed: 0,
             done_pages: 0,
+            poisoned: false,
         })
     }
 
@@ -134,11 +139,20 @@ impl Wal {
     /// Appends a batch of records, in order. When it returns `Ok`, all their bytes have
     /// been written to the segment file (not fsynced). Allocates nothing.
     ///
-    /// On an I/O error the records may be partly written; the unwritten rest of the
-    /// current page is retried by the next call.
+    /// On an I/O error the records may be partly written, and a record written after
+    /// them would be read as corruption; so after an error every later call fails with
+    /// [`WalError::Poisoned`] until the WAL is reopened, which repairs the torn tail.
     pub fn log(&mut self, recs: &[&[u8]]) -> Result<()> {
+        if self.poisoned {
+            return Err(WalError::Poisoned {
+                dir: self.dir.clone(),
+            });
+        }
         for (i, rec) in recs.iter().enumerate() {
-            self.log_one(rec, i + 1 == recs.len())?;
+            if let Err(e) = self.log_one(rec, i + 1 == recs.len()) {
+                self.poisoned = true;
+                return Err(e);
+            }
         }
         Ok(())
     }
