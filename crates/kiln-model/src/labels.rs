@@ -17,6 +17,14 @@ use std::fmt;
 /// The label name that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
+/// Whether `name` is a valid label name in the classic Prometheus syntax
+/// (`[a-zA-Z_][a-zA-Z0-9_]*`).
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// One borrowed label pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label<'a> {

@@ -2,6 +2,7 @@
 //! matchers ([`Matcher`]), samples and timestamps, and the Prometheus staleness marker.
 //!
 //! Module map:
+//! - [`calendar`]: civil dates from Unix days.
 //! - [`duration`]: Prometheus duration strings (`1d12h`).
 //! - [`labels`]: the packed, sorted label set and its builder.
 //! - [`matcher`]: `=`, `!=`, `=~`, `!~` with Prometheus 3 semantics.
@@ -10,6 +11,7 @@
 //!
 //! Nothing here does I/O; nothing here depends on tokio.
 
+pub mod calendar;
 pub mod duration;
 pub mod labels;
 pub mod matcher;

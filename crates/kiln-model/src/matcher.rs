@@ -176,10 +176,16 @@ fn is_literal(s: &str) -> bool {
     !s.chars().any(regex_syntax::is_meta_character)
 }
 
+/// Compiles `pattern` the way Prometheus 3 does for label matching and `label_replace`:
+/// fully anchored, `.` matching newline, RE2's ASCII Perl classes.
+pub fn compile_anchored(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?s:{})$", rewrite_perl_classes(pattern)))
+}
+
 fn plan_regex(pattern: &str) -> Result<RegexPlan, regex::Error> {
     // Compile first so that an invalid pattern is an error even when a fast path would
     // have answered it.
-    let re = Regex::new(&format!("^(?s:{})$", rewrite_perl_classes(pattern)))?;
+    let re = compile_anchored(pattern)?;
     Ok(match pattern {
         ".*" => RegexPlan::Any,
         ".+" => RegexPlan::NonEmpty,

@@ -385,3 +385,19 @@ impl Head {
         out
     }
 }
+
+impl kiln_storage::Appendable for Head {
+    fn appender(&self) -> Box<dyn kiln_storage::Appender + '_> {
+        Box::new(Head::appender(self))
+    }
+}
+
+impl kiln_storage::Queryable for Head {
+    fn querier(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Box<dyn kiln_storage::Querier + '_>, kiln_storage::StorageError> {
+        Ok(Box::new(Head::querier(self, mint, maxt)))
+    }
+}

@@ -1,0 +1,312 @@
+//! Aggregation operators at one evaluation time.
+
+use std::collections::HashMap;
+
+use kiln_model::{Labels, LabelsBuilder, METRIC_NAME, Timestamp};
+
+use super::{Evaluator, Instant};
+use crate::ast::{AggOp, Grouping};
+use crate::error::QueryError;
+use crate::functions::quantile;
+use crate::value::Sample;
+
+/// The label set identifying a sample's group.
+fn group_labels(l: &Labels, grouping: Option<&Grouping>) -> Labels {
+    match grouping {
+        None => Labels::empty(),
+        Some(Grouping::By(names)) => {
+            let mut b = LabelsBuilder::new();
+            for n in names {
+                if let Some(v) = l.get(n) {
+                    b.set(n, v);
+                }
+            }
+            b.build()
+        }
+        Some(Grouping::Without(names)) => {
+            let mut b = l.to_builder();
+            b.del(METRIC_NAME);
+            for n in names {
+                b.del(n);
+            }
+            b.build()
+        }
+    }
+}
+
+/// Kahan-compensated running sum, as Prometheus uses for `sum` and `avg`.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KahanSum {
+    sum: f64,
+    c: f64,
+}
+
+impl KahanSum {
+    pub(crate) fn add(&mut self, v: f64) {
+        let t = self.sum + v;
+        if t.is_infinite() {
+            self.c = 0.0;
+        } else if self.sum.abs() >= v.abs() {
+            self.c += (self.sum - t) + v;
+        } else {
+            self.c += (v - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    pub(crate) fn value(&self) -> f64 {
+        if self.sum.is_infinite() {
+            self.sum
+        } else {
+            self.sum + self.c
+        }
+    }
+}
+
+/// The scalar parameter of `topk`, `quantile`, ...
+fn scalar_param(op: AggOp, param: Option<Instant>) -> Result<f64, QueryError> {
+    match param {
+        Some(Instant::Scalar(v)) => Ok(v),
+        _ => Err(QueryError::bad_data(format!(
+            "expected a scalar parameter for {op:?}"
+        ))),
+    }
+}
+
+pub(super) fn eval(
+    ev: &mut Evaluator<'_>,
+    op: AggOp,
+    input: Vec<Sample>,
+    param: Option<Instant>,
+    grouping: Option<&Grouping>,
+    ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    match op {
+        AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio => {
+            return select_samples(ev, op, input, scalar_param(op, param)?, grouping);
+        }
+        AggOp::CountValues => {
+            let Some(Instant::String(label)) = param else {
+                return Err(QueryError::bad_data(
+                    "count_values needs a string parameter",
+                ));
+            };
+            return count_values(input, &label, grouping, ts);
+        }
+        _ => {}
+    }
+    let q = if op == AggOp::Quantile {
+        Some(scalar_param(op, param)?)
+    } else {
+        None
+    };
+    // Groups in order of first appearance.
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<f64>)> = Vec::new();
+    for s in input {
+        let g = group_labels(&s.labels, grouping);
+        let i = *index.entry(g.clone()).or_insert_with(|| {
+            groups.push((g, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(s.v);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (labels, vals) in groups {
+        let v = match op {
+            AggOp::Sum => {
+                let mut k = KahanSum::default();
+                vals.iter().for_each(|&v| k.add(v));
+                k.value()
+            }
+            AggOp::Avg => avg(&vals),
+            AggOp::Count => vals.len() as f64,
+            AggOp::Group => 1.0,
+            AggOp::Min => vals
+                .iter()
+                .copied()
+                .fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m }),
+            AggOp::Max => vals
+                .iter()
+                .copied()
+                .fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }),
+            AggOp::Stddev => variance(&vals).sqrt(),
+            AggOp::Stdvar => variance(&vals),
+            AggOp::Quantile => {
+                let mut vals = vals;
+                quantile(q.unwrap_or(f64::NAN), &mut vals)
+            }
+            _ => unreachable_op(op)?,
+        };
+        out.push(Sample { labels, t: ts, v });
+    }
+    if let Some(q) = q
+        && !(0.0..=1.0).contains(&q)
+    {
+        ev.warn(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {q}"
+        ));
+    }
+    Ok(Instant::Vector(out))
+}
+
+fn unreachable_op(op: AggOp) -> Result<f64, QueryError> {
+    Err(QueryError::bad_data(format!(
+        "aggregation {op:?} handled elsewhere"
+    )))
+}
+
+/// The mean, computed incrementally like Prometheus (a running mean, falling back to a
+/// compensated sum when values are large), so that huge values do not overflow.
+pub(crate) fn avg(vals: &[f64]) -> f64 {
+    if vals.is_empty() {
+        return f64::NAN;
+    }
+    let mut sum = KahanSum::default();
+    let mut overflow = false;
+    for &v in vals {
+        sum.add(v);
+        if sum.value().is_infinite() && !v.is_infinite() {
+            overflow = true;
+        }
+    }
+    if !overflow {
+        return sum.value() / vals.len() as f64;
+    }
+    let mut mean = 0.0;
+    for (i, &v) in vals.iter().enumerate() {
+        mean += (v - mean) / (i + 1) as f64;
+    }
+    mean
+}
+
+/// Population variance (Welford's algorithm).
+pub(crate) fn variance(vals: &[f64]) -> f64 {
+    let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for &v in vals {
+        n += 1.0;
+        let d = v - mean;
+        mean += d / n;
+        m2 += d * (v - mean);
+    }
+    if n == 0.0 { f64::NAN } else { m2 / n }
+}
+
+fn count_values(
+    input: Vec<Sample>,
+    label: &str,
+    grouping: Option<&Grouping>,
+    ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    if !kiln_model::labels::is_valid_label_name(label) {
+        return Err(QueryError::bad_data(format!(
+            "invalid label name {label:?}"
+        )));
+    }
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<Sample> = Vec::new();
+    for s in input {
+        let mut b = group_labels(&s.labels, grouping).to_builder();
+        b.set(label, &kiln_model::format_go_float(s.v));
+        let l = b.build();
+        match index.get(&l) {
+            Some(&i) => out[i].v += 1.0,
+            None => {
+                index.insert(l.clone(), out.len());
+                out.push(Sample {
+                    labels: l,
+                    t: ts,
+                    v: 1.0,
+                });
+            }
+        }
+    }
+    Ok(Instant::Vector(out))
+}
+
+/// `topk`, `bottomk`, `limitk` and `limit_ratio`: keep some of each group's samples,
+/// unchanged.
+fn select_samples(
+    ev: &mut Evaluator<'_>,
+    op: AggOp,
+    input: Vec<Sample>,
+    param: f64,
+    grouping: Option<&Grouping>,
+) -> Result<Instant, QueryError> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<Vec<Sample>> = Vec::new();
+    for s in input {
+        let g = group_labels(&s.labels, grouping);
+        let i = *index.entry(g).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[i].push(s);
+    }
+    let mut out = Vec::new();
+    match op {
+        AggOp::LimitRatio => {
+            if !(-1.0..=1.0).contains(&param) || param.is_nan() {
+                ev.warn(format!("PromQL warning: ratio value should be between -1 and 1, got {param}, capping to 1"));
+            }
+            let r = param.clamp(-1.0, 1.0);
+            for g in groups {
+                for s in g {
+                    let h = ratio_of(&s.labels);
+                    let keep = if r >= 0.0 { h < r } else { h >= 1.0 + r };
+                    if keep {
+                        out.push(s);
+                    }
+                }
+            }
+        }
+        _ => {
+            if param.is_nan() {
+                return Err(QueryError::bad_data("Parameter value is NaN"));
+            }
+            let k = if param >= 9.223_372_036_854_776e18 {
+                usize::MAX
+            } else {
+                param.max(0.0) as usize
+            };
+            if k == 0 {
+                return Ok(Instant::Vector(Vec::new()));
+            }
+            for mut g in groups {
+                match op {
+                    AggOp::Topk => g.sort_by(|a, b| cmp_desc(a.v, b.v)),
+                    AggOp::Bottomk => g.sort_by(|a, b| cmp_asc_nan_last(a.v, b.v)),
+                    _ => {}
+                }
+                g.truncate(k);
+                out.extend(g);
+            }
+        }
+    }
+    Ok(Instant::Vector(out))
+}
+
+/// Descending, NaN last.
+fn cmp_desc(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+/// Ascending, NaN last.
+fn cmp_asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+/// A stable number in `[0, 1)` from a label set, for `limit_ratio`.
+fn ratio_of(l: &Labels) -> f64 {
+    (l.hash() as f64) / (u64::MAX as f64 + 1.0)
+}

@@ -1,0 +1,258 @@
+//! Binary operators at one evaluation time: arithmetic, comparisons (filtering or
+//! `bool`), set operators, and vector matching with `on`/`ignoring` and
+//! `group_left`/`group_right`.
+
+use std::collections::{HashMap, HashSet};
+
+use kiln_model::{Labels, LabelsBuilder, METRIC_NAME, Timestamp};
+
+use super::{Instant, drop_name};
+use crate::ast::{BinOp, Cardinality, VectorMatching};
+use crate::error::QueryError;
+use crate::value::Sample;
+
+/// Applies `op` to two floats. Returns the value and, for comparisons, whether it holds.
+pub(crate) fn apply(op: BinOp, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        BinOp::Add => (l + r, true),
+        BinOp::Sub => (l - r, true),
+        BinOp::Mul => (l * r, true),
+        BinOp::Div => (l / r, true),
+        BinOp::Mod => (l % r, true),
+        BinOp::Pow => (l.powf(r), true),
+        BinOp::Atan2 => (l.atan2(r), true),
+        BinOp::Eql => (l, l == r),
+        BinOp::Neq => (l, l != r),
+        BinOp::Gtr => (l, l > r),
+        BinOp::Lss => (l, l < r),
+        BinOp::Gte => (l, l >= r),
+        BinOp::Lte => (l, l <= r),
+        BinOp::And | BinOp::Or | BinOp::Unless => (l, true),
+    }
+}
+
+/// Whether the operator removes the metric name from its result.
+fn drops_name(op: BinOp, return_bool: bool) -> bool {
+    return_bool || !(op.is_comparison() || op.is_set())
+}
+
+pub(super) fn eval(
+    op: BinOp,
+    lhs: Instant,
+    rhs: Instant,
+    return_bool: bool,
+    matching: &VectorMatching,
+    ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    match (lhs, rhs) {
+        (Instant::Scalar(l), Instant::Scalar(r)) => {
+            let (v, keep) = apply(op, l, r);
+            Ok(Instant::Scalar(if op.is_comparison() {
+                if keep { 1.0 } else { 0.0 }
+            } else {
+                v
+            }))
+        }
+        (Instant::Vector(v), Instant::Scalar(s)) => {
+            Ok(Instant::Vector(vector_scalar(op, v, s, false, return_bool)))
+        }
+        (Instant::Scalar(s), Instant::Vector(v)) => {
+            Ok(Instant::Vector(vector_scalar(op, v, s, true, return_bool)))
+        }
+        (Instant::Vector(l), Instant::Vector(r)) => {
+            let out = match op {
+                BinOp::And => and_unless(l, r, matching, true),
+                BinOp::Unless => and_unless(l, r, matching, false),
+                BinOp::Or => or(l, r, matching),
+                _ => vector_vector(op, l, r, return_bool, matching, ts)?,
+            };
+            Ok(Instant::Vector(out))
+        }
+        (l, r) => Err(QueryError::bad_data(format!(
+            "binary operator between {} and {} is not allowed",
+            l.type_name(),
+            r.type_name()
+        ))),
+    }
+}
+
+fn vector_scalar(
+    op: BinOp,
+    v: Vec<Sample>,
+    s: f64,
+    scalar_left: bool,
+    return_bool: bool,
+) -> Vec<Sample> {
+    let drop = drops_name(op, return_bool);
+    let mut out = Vec::with_capacity(v.len());
+    for sample in v {
+        let (l, r) = if scalar_left {
+            (s, sample.v)
+        } else {
+            (sample.v, s)
+        };
+        let (mut value, keep) = apply(op, l, r);
+        if op.is_comparison() {
+            // The vector's value is kept even when the scalar is on the left.
+            value = sample.v;
+            if return_bool {
+                value = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+        }
+        let labels = if drop {
+            drop_name(&sample.labels)
+        } else {
+            sample.labels
+        };
+        out.push(Sample {
+            labels,
+            t: sample.t,
+            v: value,
+        });
+    }
+    out
+}
+
+/// The matching signature of a sample's labels.
+fn signature(l: &Labels, m: &VectorMatching) -> Labels {
+    if m.on {
+        let mut b = LabelsBuilder::new();
+        for n in &m.labels {
+            if let Some(v) = l.get(n) {
+                b.set(n, v);
+            }
+        }
+        b.build()
+    } else {
+        let mut b = l.to_builder();
+        b.del(METRIC_NAME);
+        for n in &m.labels {
+            b.del(n);
+        }
+        b.build()
+    }
+}
+
+fn and_unless(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching, and: bool) -> Vec<Sample> {
+    let right: HashSet<Labels> = r.iter().map(|s| signature(&s.labels, m)).collect();
+    l.into_iter()
+        .filter(|s| right.contains(&signature(&s.labels, m)) == and)
+        .collect()
+}
+
+fn or(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching) -> Vec<Sample> {
+    let left: HashSet<Labels> = l.iter().map(|s| signature(&s.labels, m)).collect();
+    let mut out = l;
+    out.extend(
+        r.into_iter()
+            .filter(|s| !left.contains(&signature(&s.labels, m))),
+    );
+    out
+}
+
+/// The label set of a vector-vector result, from the "many" side's labels and the
+/// "one" side's.
+fn result_labels(
+    op: BinOp,
+    return_bool: bool,
+    many: &Labels,
+    one: &Labels,
+    m: &VectorMatching,
+) -> Labels {
+    let mut b = many.to_builder();
+    if drops_name(op, return_bool) {
+        b.del(METRIC_NAME);
+    }
+    match &m.card {
+        Cardinality::OneToOne => {
+            if m.on {
+                let keep: HashSet<&str> = m.labels.iter().map(String::as_str).collect();
+                for l in many.iter() {
+                    if !keep.contains(l.name) {
+                        b.del(l.name);
+                    }
+                }
+            } else {
+                for n in &m.labels {
+                    b.del(n);
+                }
+            }
+        }
+        Cardinality::ManyToOne(include) | Cardinality::OneToMany(include) => {
+            for n in include {
+                match one.get(n) {
+                    Some(v) => b.set(n, v),
+                    None => b.del(n),
+                };
+            }
+        }
+        Cardinality::ManyToMany => {}
+    }
+    b.build()
+}
+
+fn vector_vector(
+    op: BinOp,
+    lhs: Vec<Sample>,
+    rhs: Vec<Sample>,
+    return_bool: bool,
+    m: &VectorMatching,
+    ts: Timestamp,
+) -> Result<Vec<Sample>, QueryError> {
+    // The "one" side is the right one unless group_right swaps the roles.
+    let swap = matches!(m.card, Cardinality::OneToMany(_));
+    let (many, one) = if swap { (rhs, lhs) } else { (lhs, rhs) };
+    let side = if swap { "left" } else { "right" };
+    let mut one_by_sig: HashMap<Labels, Sample> = HashMap::with_capacity(one.len());
+    for s in one {
+        let sig = signature(&s.labels, m);
+        if let Some(prev) = one_by_sig.get(&sig) {
+            return Err(QueryError::execution(format!(
+                "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                prev.labels, s.labels
+            )));
+        }
+        one_by_sig.insert(sig, s);
+    }
+    let one_to_one = m.card == Cardinality::OneToOne;
+    let mut matched_sigs: HashMap<Labels, Labels> = HashMap::new();
+    let mut seen_results: HashSet<Labels> = HashSet::new();
+    let mut out = Vec::new();
+    for s in many {
+        let sig = signature(&s.labels, m);
+        let Some(o) = one_by_sig.get(&sig) else {
+            continue;
+        };
+        if one_to_one {
+            if matched_sigs.contains_key(&sig) {
+                return Err(QueryError::execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                ));
+            }
+            matched_sigs.insert(sig.clone(), s.labels.clone());
+        }
+        let (lv, rv) = if swap { (o.v, s.v) } else { (s.v, o.v) };
+        let (mut value, keep) = apply(op, lv, rv);
+        if op.is_comparison() {
+            if return_bool {
+                value = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+        }
+        let labels = result_labels(op, return_bool, &s.labels, &o.labels, m);
+        if !one_to_one && !seen_results.insert(labels.clone()) {
+            return Err(QueryError::execution(
+                "multiple matches for labels: grouping labels must ensure unique matches",
+            ));
+        }
+        out.push(Sample {
+            labels,
+            t: ts,
+            v: value,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,533 @@
+//! The evaluator.
+//!
+//! A query runs in two phases. First every selector's data is loaded from storage into
+//! memory, once, for the whole time range the query will look at (a selector's window
+//! widened by lookback, range, offsets and enclosing subqueries); the sample budget is
+//! enforced here. Then the expression is evaluated at each step: every node yields an
+//! instant value at one timestamp, and selectors slice their preloaded samples with
+//! binary searches. Subquery results are cached per inner timestamp, so overlapping
+//! windows of consecutive steps are computed once.
+
+mod aggregate;
+mod binary;
+
+pub(crate) use aggregate::{KahanSum, avg, variance};
+
+use std::collections::HashMap;
+use std::time::Instant as Clock;
+
+use kiln_model::{Labels, METRIC_NAME, Timestamp, is_stale_nan};
+use kiln_storage::{Queryable, ValueKind};
+
+use crate::ast::{self, At, Expr, Selector, ValueType};
+use crate::engine::Engine;
+use crate::error::{QueryError, QueryErrorKind};
+use crate::value::{QueryResult, Sample, Series, Value};
+
+/// Default step of a subquery without one (Prometheus's default evaluation interval).
+const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
+
+/// One series of a range vector at one evaluation time: the samples in the window.
+#[derive(Debug, Clone)]
+pub(crate) struct RangeSeries {
+    pub(crate) labels: Labels,
+    pub(crate) ts: Vec<Timestamp>,
+    pub(crate) vals: Vec<f64>,
+}
+
+/// A value at one evaluation time.
+#[derive(Debug, Clone)]
+pub(crate) enum Instant {
+    Scalar(f64),
+    String(String),
+    Vector(Vec<Sample>),
+    Range(Vec<RangeSeries>),
+}
+
+impl Instant {
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Instant::Scalar(_) => "scalar",
+            Instant::String(_) => "string",
+            Instant::Vector(_) => "instant vector",
+            Instant::Range(_) => "range vector",
+        }
+    }
+}
+
+/// A selector's series, loaded once per query.
+struct Loaded {
+    labels: Labels,
+    ts: Vec<Timestamp>,
+    vals: Vec<f64>,
+}
+
+pub(crate) struct Evaluator<'s> {
+    storage: &'s dyn Queryable,
+    /// The query's first and last step.
+    start: Timestamp,
+    end: Timestamp,
+    lookback: i64,
+    max_samples: usize,
+    loaded_samples: usize,
+    /// Selector data by the selector node's address.
+    data: HashMap<usize, Vec<Loaded>>,
+    /// Subquery results by (node address, inner evaluation time).
+    subquery_cache: HashMap<(usize, Timestamp), Vec<Sample>>,
+    deadline: Option<Clock>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) infos: Vec<String>,
+}
+
+fn key<T>(node: &T) -> usize {
+    std::ptr::from_ref(node) as usize
+}
+
+/// Runs a query from `start` to `end` every `step` ms (`step` 0: an instant query).
+pub(crate) fn run(
+    engine: &Engine,
+    storage: &dyn Queryable,
+    query: &str,
+    start: Timestamp,
+    end: Timestamp,
+    step: i64,
+) -> Result<QueryResult, QueryError> {
+    let expr = ast::parse(query)?;
+    let mut ev = Evaluator {
+        storage,
+        start,
+        end,
+        lookback: engine.opts.lookback_delta,
+        max_samples: engine.opts.max_samples,
+        loaded_samples: 0,
+        data: HashMap::new(),
+        subquery_cache: HashMap::new(),
+        deadline: engine.opts.timeout.map(|t| Clock::now() + t),
+        warnings: Vec::new(),
+        infos: Vec::new(),
+    };
+    let ty = expr.value_type();
+    if step != 0 && !matches!(ty, ValueType::Scalar | ValueType::Vector) {
+        let name = if ty == ValueType::Matrix {
+            "range vector"
+        } else {
+            "string"
+        };
+        return Err(QueryError::bad_data(format!(
+            "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
+        )));
+    }
+    ev.preload(&expr, start, end)?;
+    let value = if step == 0 {
+        match ev.eval(&expr, start)? {
+            Instant::Scalar(v) => Value::Scalar { t: start, v },
+            Instant::String(v) => Value::String { t: start, v },
+            Instant::Vector(v) => {
+                check_unique(&v)?;
+                Value::Vector(v)
+            }
+            Instant::Range(r) => Value::Matrix(
+                r.into_iter()
+                    .map(|s| Series {
+                        labels: s.labels,
+                        points: s.ts.into_iter().zip(s.vals).collect(),
+                    })
+                    .collect(),
+            ),
+        }
+    } else {
+        let mut series: HashMap<Labels, Vec<(Timestamp, f64)>> = HashMap::new();
+        let mut t = start;
+        while t <= end {
+            match ev.eval(&expr, t)? {
+                Instant::Scalar(v) => series.entry(Labels::empty()).or_default().push((t, v)),
+                Instant::Vector(v) => {
+                    for s in v {
+                        let points = series.entry(s.labels).or_default();
+                        if points.last().is_some_and(|p| p.0 == t) {
+                            return Err(QueryError::execution(
+                                "vector cannot contain metrics with the same labelset",
+                            ));
+                        }
+                        points.push((t, s.v));
+                    }
+                }
+                other => {
+                    return Err(QueryError::bad_data(format!(
+                        "unexpected {} in a range query",
+                        other.type_name()
+                    )));
+                }
+            }
+            t = match t.checked_add(step) {
+                Some(n) => n,
+                None => break,
+            };
+        }
+        let mut out: Vec<Series> = series
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Value::Matrix(out)
+    };
+    Ok(QueryResult {
+        value,
+        warnings: ev.warnings,
+        infos: ev.infos,
+    })
+}
+
+/// Checks an operation's result for duplicate label sets.
+fn unique(v: Instant) -> Result<Instant, QueryError> {
+    if let Instant::Vector(samples) = &v {
+        check_unique(samples)?;
+    }
+    Ok(v)
+}
+
+/// An instant vector must not hold two samples with the same labels.
+pub(crate) fn check_unique(v: &[Sample]) -> Result<(), QueryError> {
+    if v.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    for s in v {
+        if !seen.insert(&s.labels) {
+            return Err(QueryError::execution(
+                "vector cannot contain metrics with the same labelset",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Removes `__name__` from a label set.
+pub(crate) fn drop_name(l: &Labels) -> Labels {
+    if l.get(METRIC_NAME).is_none() {
+        return l.clone();
+    }
+    let mut b = l.to_builder();
+    b.del(METRIC_NAME);
+    b.build()
+}
+
+impl<'s> Evaluator<'s> {
+    fn check_deadline(&self) -> Result<(), QueryError> {
+        if self.deadline.is_some_and(|d| Clock::now() > d) {
+            return Err(QueryError {
+                kind: QueryErrorKind::Timeout,
+                message: "query timed out in expression evaluation".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The evaluation time of a node with `at`/`offset` at step time `ts`.
+    pub(crate) fn shifted(&self, at: Option<At>, offset: i64, ts: Timestamp) -> Timestamp {
+        let base = match at {
+            None => ts,
+            Some(At::Start) => self.start,
+            Some(At::End) => self.end,
+            Some(At::Time(t)) => t,
+        };
+        base.saturating_sub(offset)
+    }
+
+    /// The `[lo, hi]` evaluation times of a node with `at`/`offset` evaluated over
+    /// `[lo, hi]`.
+    fn shifted_span(
+        &self,
+        at: Option<At>,
+        offset: i64,
+        lo: Timestamp,
+        hi: Timestamp,
+    ) -> (Timestamp, Timestamp) {
+        match at {
+            None => (lo.saturating_sub(offset), hi.saturating_sub(offset)),
+            Some(_) => {
+                let t = self.shifted(at, offset, lo);
+                (t, t)
+            }
+        }
+    }
+
+    /// Loads every selector's data for evaluation times `[lo, hi]` of `e`.
+    fn preload(&mut self, e: &Expr, lo: Timestamp, hi: Timestamp) -> Result<(), QueryError> {
+        match e {
+            Expr::Number(_) | Expr::String(_) => Ok(()),
+            Expr::Selector(sel) => {
+                let (a, b) = self.shifted_span(sel.at, sel.offset, lo, hi);
+                self.load(sel, a.saturating_sub(self.lookback), b)
+            }
+            Expr::Matrix { sel, range } => {
+                let (a, b) = self.shifted_span(sel.at, sel.offset, lo, hi);
+                self.load(sel, a.saturating_sub(*range), b)
+            }
+            Expr::Subquery {
+                expr,
+                range,
+                offset,
+                at,
+                ..
+            } => {
+                let (a, b) = self.shifted_span(*at, *offset, lo, hi);
+                self.preload(expr, a.saturating_sub(*range), b)
+            }
+            Expr::Aggregate { expr, param, .. } => {
+                if let Some(p) = param {
+                    self.preload(p, lo, hi)?;
+                }
+                self.preload(expr, lo, hi)
+            }
+            Expr::Binary { lhs, rhs, .. } => {
+                self.preload(lhs, lo, hi)?;
+                self.preload(rhs, lo, hi)
+            }
+            Expr::Neg(e) | Expr::Paren(e) => self.preload(e, lo, hi),
+            Expr::Call { args, .. } => {
+                for a in args {
+                    self.preload(a, lo, hi)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn load(&mut self, sel: &Selector, mint: Timestamp, maxt: Timestamp) -> Result<(), QueryError> {
+        let k = key(sel);
+        let querier = self.storage.querier(mint, maxt)?;
+        let mut set = querier.select(true, None, &sel.matchers);
+        let mut out = Vec::new();
+        while let Some(series) = set.next() {
+            let mut it = series.iterator();
+            let (mut ts, mut vals) = (Vec::new(), Vec::new());
+            while it.next() == ValueKind::Float {
+                let (t, v) = it.at();
+                ts.push(t);
+                vals.push(v);
+            }
+            if let Some(e) = it.err() {
+                return Err(e.clone().into());
+            }
+            self.loaded_samples += ts.len();
+            if self.loaded_samples > self.max_samples {
+                return Err(QueryError::execution(
+                    "query processing would load too many samples into memory in query execution",
+                ));
+            }
+            out.push(Loaded {
+                labels: series.labels().clone(),
+                ts,
+                vals,
+            });
+        }
+        if let Some(e) = set.err() {
+            return Err(e.clone().into());
+        }
+        self.warnings.extend(set.warnings());
+        self.data.insert(k, out);
+        Ok(())
+    }
+
+    /// Evaluates `e` at time `ts`.
+    pub(crate) fn eval(&mut self, e: &Expr, ts: Timestamp) -> Result<Instant, QueryError> {
+        self.check_deadline()?;
+        match e {
+            Expr::Number(v) => Ok(Instant::Scalar(*v)),
+            Expr::String(s) => Ok(Instant::String(s.clone())),
+            Expr::Paren(inner) => self.eval(inner, ts),
+            Expr::Neg(inner) => Ok(match self.eval(inner, ts)? {
+                Instant::Scalar(v) => Instant::Scalar(-v),
+                Instant::Vector(v) => Instant::Vector(
+                    v.into_iter()
+                        .map(|s| Sample {
+                            labels: drop_name(&s.labels),
+                            t: s.t,
+                            v: -s.v,
+                        })
+                        .collect(),
+                ),
+                other => {
+                    return Err(QueryError::bad_data(format!(
+                        "unary minus on a {}",
+                        other.type_name()
+                    )));
+                }
+            }),
+            Expr::Selector(sel) => Ok(Instant::Vector(self.vector_at(sel, ts))),
+            Expr::Matrix { sel, range } => Ok(Instant::Range(self.range_at(sel, *range, ts))),
+            Expr::Subquery {
+                expr,
+                range,
+                step,
+                offset,
+                at,
+            } => {
+                let step = step.unwrap_or(DEFAULT_SUBQUERY_STEP).max(1);
+                let t = self.shifted(*at, *offset, ts);
+                Ok(Instant::Range(self.subquery_at(e, expr, *range, step, t)?))
+            }
+            Expr::Aggregate {
+                op,
+                expr,
+                param,
+                grouping,
+            } => {
+                let param = match param {
+                    Some(p) => Some(self.eval(p, ts)?),
+                    None => None,
+                };
+                let Instant::Vector(v) = self.eval(expr, ts)? else {
+                    return Err(QueryError::bad_data("aggregation over a non-vector"));
+                };
+                aggregate::eval(self, *op, v, param, grouping.as_ref(), ts)
+            }
+            Expr::Binary {
+                op,
+                lhs,
+                rhs,
+                return_bool,
+                matching,
+            } => {
+                let l = self.eval(lhs, ts)?;
+                let r = self.eval(rhs, ts)?;
+                unique(binary::eval(*op, l, r, *return_bool, matching, ts)?)
+            }
+            Expr::Call { func, args } => unique(crate::functions::call(self, func, args, ts)?),
+        }
+    }
+
+    /// Like [`vector_at`](Self::vector_at), but each sample keeps its stored timestamp
+    /// (for `timestamp()`).
+    pub(crate) fn vector_at_sample_times(&self, sel: &Selector, ts: Timestamp) -> Vec<Sample> {
+        self.select_at(sel, ts, true)
+    }
+
+    /// The instant vector a selector yields at `ts`: each series' newest sample in the
+    /// lookback window `(t - lookback, t]`, unless it is a staleness marker.
+    fn vector_at(&self, sel: &Selector, ts: Timestamp) -> Vec<Sample> {
+        self.select_at(sel, ts, false)
+    }
+
+    fn select_at(&self, sel: &Selector, ts: Timestamp, sample_times: bool) -> Vec<Sample> {
+        let t = self.shifted(sel.at, sel.offset, ts);
+        let Some(series) = self.data.get(&key(sel)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in series {
+            let i = s.ts.partition_point(|&x| x <= t);
+            if i == 0 {
+                continue;
+            }
+            let (st, sv) = (s.ts[i - 1], s.vals[i - 1]);
+            if st <= t - self.lookback || is_stale_nan(sv) {
+                continue;
+            }
+            out.push(Sample {
+                labels: s.labels.clone(),
+                t: if sample_times { st } else { ts },
+                v: sv,
+            });
+        }
+        out
+    }
+
+    /// The range vector a matrix selector yields at `ts`: samples in `(t - range, t]`,
+    /// staleness markers left out.
+    fn range_at(&self, sel: &Selector, range: i64, ts: Timestamp) -> Vec<RangeSeries> {
+        let t = self.shifted(sel.at, sel.offset, ts);
+        let Some(series) = self.data.get(&key(sel)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in series {
+            let lo = s.ts.partition_point(|&x| x <= t - range);
+            let hi = s.ts.partition_point(|&x| x <= t);
+            if lo >= hi {
+                continue;
+            }
+            let mut rs = RangeSeries {
+                labels: s.labels.clone(),
+                ts: Vec::with_capacity(hi - lo),
+                vals: Vec::with_capacity(hi - lo),
+            };
+            for i in lo..hi {
+                if !is_stale_nan(s.vals[i]) {
+                    rs.ts.push(s.ts[i]);
+                    rs.vals.push(s.vals[i]);
+                }
+            }
+            if !rs.ts.is_empty() {
+                out.push(rs);
+            }
+        }
+        out
+    }
+
+    /// A subquery's range vector at evaluation time `t`: the inner expression at every
+    /// multiple of `step` in `(t - range, t]`.
+    fn subquery_at(
+        &mut self,
+        node: &Expr,
+        inner: &Expr,
+        range: i64,
+        step: i64,
+        t: Timestamp,
+    ) -> Result<Vec<RangeSeries>, QueryError> {
+        let first = (t - range).div_euclid(step) * step + step;
+        let mut by_labels: HashMap<Labels, RangeSeries> = HashMap::new();
+        let mut order: Vec<Labels> = Vec::new();
+        let mut it = first;
+        while it <= t {
+            let k = (key(node), it);
+            if !self.subquery_cache.contains_key(&k) {
+                let v = match self.eval(inner, it)? {
+                    Instant::Vector(v) => v,
+                    Instant::Scalar(v) => vec![Sample {
+                        labels: Labels::empty(),
+                        t: it,
+                        v,
+                    }],
+                    other => {
+                        return Err(QueryError::bad_data(format!(
+                            "subquery over a {}",
+                            other.type_name()
+                        )));
+                    }
+                };
+                self.subquery_cache.insert(k, v);
+            }
+            for s in self.subquery_cache.get(&k).into_iter().flatten() {
+                let entry = by_labels.entry(s.labels.clone()).or_insert_with(|| {
+                    order.push(s.labels.clone());
+                    RangeSeries {
+                        labels: s.labels.clone(),
+                        ts: Vec::new(),
+                        vals: Vec::new(),
+                    }
+                });
+                entry.ts.push(it);
+                entry.vals.push(s.v);
+            }
+            it += step;
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|l| by_labels.remove(&l))
+            .collect())
+    }
+
+    pub(crate) fn info(&mut self, msg: String) {
+        if !self.infos.contains(&msg) {
+            self.infos.push(msg);
+        }
+    }
+
+    pub(crate) fn warn(&mut self, msg: String) {
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+}

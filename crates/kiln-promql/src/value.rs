@@ -1,0 +1,59 @@
+//! Query results: the four PromQL value types.
+
+use kiln_model::{Labels, Timestamp};
+
+/// One sample of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    pub t: Timestamp,
+    pub v: f64,
+}
+
+/// One series of a matrix (a range query's result, or a range vector).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    /// Points in time order.
+    pub points: Vec<(Timestamp, f64)>,
+}
+
+/// The result of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Scalar {
+        t: Timestamp,
+        v: f64,
+    },
+    String {
+        t: Timestamp,
+        v: String,
+    },
+    /// An instant vector (instant queries).
+    Vector(Vec<Sample>),
+    /// A range query's result, or a range vector returned by an instant query.
+    Matrix(Vec<Series>),
+}
+
+impl Value {
+    /// The Prometheus API name of the type: `scalar`, `string`, `vector`, `matrix`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Scalar { .. } => "scalar",
+            Value::String { .. } => "string",
+            Value::Vector(_) => "vector",
+            Value::Matrix(_) => "matrix",
+        }
+    }
+}
+
+/// A query's value with the annotations Prometheus attaches to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    pub value: Value,
+    /// Warnings (`PromQL warning: ...`), e.g. from storage or odd input.
+    pub warnings: Vec<String>,
+    /// Informational annotations (`PromQL info: ...`), e.g. a metric that might not be a
+    /// counter.
+    pub infos: Vec<String>,
+}

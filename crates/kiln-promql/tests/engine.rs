@@ -1,0 +1,124 @@
+//! End-to-end checks of the engine over the in-memory storage.
+
+use kiln_model::Labels;
+use kiln_promql::{Engine, Value};
+use kiln_storage::mem::MemStorage;
+use kiln_storage::{Appendable, SampleValue};
+
+fn storage() -> MemStorage {
+    let st = MemStorage::new();
+    let mut app = st.appender();
+    for i in 0..=60i64 {
+        let t = i * 15_000;
+        for (job, inst, mult) in [("api", "a", 1.0), ("api", "b", 2.0), ("db", "c", 3.0)] {
+            let l = Labels::from_pairs(&[
+                ("__name__", "http_requests_total"),
+                ("job", job),
+                ("instance", inst),
+            ]);
+            app.append(0, &l, t, SampleValue::Float(i as f64 * 10.0 * mult))
+                .expect("append");
+        }
+        let g = Labels::from_pairs(&[("__name__", "gpu_util"), ("gpu", "0")]);
+        app.append(0, &g, t, SampleValue::Float(0.5))
+            .expect("append");
+    }
+    app.commit().expect("commit");
+    drop(app);
+    st
+}
+
+fn instant(q: &str, t: i64) -> Value {
+    Engine::default()
+        .instant_query(&storage(), q, t)
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+        .value
+}
+
+fn vector(q: &str, t: i64) -> Vec<(String, f64)> {
+    match instant(q, t) {
+        Value::Vector(v) => {
+            let mut out: Vec<(String, f64)> =
+                v.into_iter().map(|s| (s.labels.to_string(), s.v)).collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        }
+        other => panic!("{q}: not a vector: {other:?}"),
+    }
+}
+
+#[test]
+fn selectors_aggregations_and_functions() {
+    let t = 600_000;
+    assert_eq!(
+        vector("http_requests_total{instance=\"a\"}", t),
+        vec![(
+            r#"{__name__="http_requests_total", instance="a", job="api"}"#.to_string(),
+            400.0
+        )]
+    );
+    assert_eq!(
+        vector("sum by (job) (http_requests_total)", t),
+        vec![
+            (r#"{job="api"}"#.to_string(), 1200.0),
+            (r#"{job="db"}"#.to_string(), 1200.0)
+        ]
+    );
+    let rate = vector("rate(http_requests_total{instance=\"a\"}[5m])", t);
+    assert_eq!(rate.len(), 1);
+    assert!((rate[0].1 - 10.0 / 15.0).abs() < 1e-9, "{rate:?}");
+    assert_eq!(
+        vector("count(http_requests_total > 500)", t),
+        vec![("{}".to_string(), 2.0)]
+    );
+    assert_eq!(vector("http_requests_total{job=\"db\"} / on(job) group_left sum by (job) (http_requests_total)", t).len(), 1);
+    assert_eq!(
+        instant("scalar(gpu_util) * 2", t),
+        Value::Scalar { t, v: 1.0 }
+    );
+    assert_eq!(
+        vector(
+            "label_replace(gpu_util, \"card\", \"gpu-$1\", \"gpu\", \"(.*)\")",
+            t
+        )[0]
+        .0,
+        r#"{__name__="gpu_util", card="gpu-0", gpu="0"}"#
+    );
+    assert_eq!(
+        vector("absent(nope{job=\"x\"})", t),
+        vec![(r#"{job="x"}"#.to_string(), 1.0)]
+    );
+    // The lookback window is 5 minutes: after 15m of silence nothing is returned.
+    assert!(vector("gpu_util", 900_000 + 301_000).is_empty());
+}
+
+#[test]
+fn range_query_matrix() {
+    let v = Engine::default()
+        .range_query(
+            &storage(),
+            "sum(rate(http_requests_total[1m]))",
+            60_000,
+            600_000,
+            60_000,
+        )
+        .expect("range query")
+        .value;
+    let Value::Matrix(m) = v else {
+        panic!("matrix expected")
+    };
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].points.len(), 10);
+    for (_, v) in &m[0].points {
+        assert!((v - 60.0 / 15.0).abs() < 1e-9, "{v}");
+    }
+}
+
+#[test]
+fn bad_queries_are_errors() {
+    let e = Engine::default();
+    let st = storage();
+    for q in ["sum(", "rate(x)", "x[5m]+1", "unknown_fn(x)", "{}"] {
+        assert!(e.instant_query(&st, q, 0).is_err(), "{q} must fail");
+    }
+}
