@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 mod eval;
 mod functions;
+pub mod promqltest;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions};

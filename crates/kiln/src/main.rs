@@ -26,6 +26,31 @@ enum Command {
     /// Tools for TSDB data directories, in the spirit of `promtool tsdb`.
     #[command(subcommand)]
     Tsdb(TsdbCommand),
+    /// Run PromQL test scripts (Prometheus's `promqltest` language) against the engine
+    /// and an in-memory TSDB head. Exits 1 when any test fails.
+    Promqltest(PromqltestArgs),
+}
+
+#[derive(clap::Args)]
+struct PromqltestArgs {
+    /// Test script files, or directories searched recursively for `*.test` files.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// How far back an instant selector looks for a sample.
+    #[arg(long = "lookback-delta", value_parser = parse_duration_ms, default_value = "5m")]
+    lookback_delta: i64,
+    /// Most samples a query may hold in memory (Prometheus's test runner uses 10000).
+    #[arg(long = "max-samples", default_value_t = 10_000)]
+    max_samples: usize,
+    /// Do not also evaluate instant queries as range queries (t-1m to t+1m).
+    #[arg(long = "no-range-mode-check")]
+    no_range_mode_check: bool,
+    /// Do not also evaluate instant queries with `@ t` added to every selector.
+    #[arg(long = "no-at-modifier-check")]
+    no_at_modifier_check: bool,
+    /// List every skipped eval with its reason.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -107,7 +132,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         // The reader went away (`kiln tsdb dump | head`): not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
@@ -141,10 +166,11 @@ fn render_error(e: &anyhow::Error) -> String {
     out
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match cli.command {
+        Command::Promqltest(args) => return promqltest(&args, &mut out),
         Command::Tsdb(TsdbCommand::List {
             human_readable,
             db_path,
@@ -205,7 +231,72 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln promqltest`: runs each file, printing its failures and a
+/// `file: N passed, N failed, N skipped` line, then skip reasons and the totals.
+fn promqltest(args: &PromqltestArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    use kiln_promql::promqltest::{self as pt, DisplayFailure, RunOptions, TestStorage, Totals};
+    use kiln_tsdb::head::{Head, HeadOptions};
+
+    let files = pt::collect_test_files(&args.paths).context("finding test files")?;
+    let engine = kiln_promql::Engine::new(kiln_promql::EngineOptions {
+        lookback_delta: args.lookback_delta,
+        max_samples: args.max_samples,
+        ..Default::default()
+    });
+    let opts = RunOptions {
+        range_mode_check: !args.no_range_mode_check,
+        at_modifier_check: !args.no_at_modifier_check,
+    };
+    // One head per `clear`; a chunk range of a century keeps every test in one range.
+    let new_storage = || -> Box<dyn TestStorage> {
+        Box::new(Head::new(HeadOptions {
+            chunk_range: 100 * 365 * 24 * 3_600_000,
+            ..Default::default()
+        }))
+    };
+    let mut totals = Totals::default();
+    let mut skip_reasons: Vec<(String, usize)> = Vec::new();
+    for path in &files {
+        let report = pt::run_file(path, &new_storage, &engine, &opts);
+        for f in &report.failures {
+            writeln!(
+                out,
+                "{}",
+                DisplayFailure {
+                    file: &report.name,
+                    failure: f
+                }
+            )?;
+        }
+        for s in &report.skips {
+            if args.verbose {
+                writeln!(out, "{}:{}: skipped: {}", report.name, s.line, s.reason)?;
+            }
+            match skip_reasons.iter_mut().find(|(r, _)| *r == s.reason) {
+                Some((_, n)) => *n += 1,
+                None => skip_reasons.push((s.reason.clone(), 1)),
+            }
+        }
+        let short = path
+            .file_name()
+            .map_or_else(|| report.name.clone(), |n| n.to_string_lossy().into_owned());
+        writeln!(out, "{short}: {}", Totals::from(&report))?;
+        out.flush()?;
+        totals.add(&report);
+    }
+    for (reason, n) in &skip_reasons {
+        writeln!(out, "skipped {n}: {reason}")?;
+    }
+    writeln!(out, "{totals}")?;
+    out.flush()?;
+    Ok(if totals.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// A progress bar (in tenths of a percent) when stderr is a terminal.

@@ -207,7 +207,7 @@ fn count_values(
     let mut out: Vec<Sample> = Vec::new();
     for s in input {
         let mut b = group_labels(&s.labels, grouping).to_builder();
-        b.set(label, &kiln_model::format_go_float(s.v));
+        b.set(label, &format_plain(s.v));
         let l = b.build();
         match index.get(&l) {
             Some(&i) => out[i].v += 1.0,
@@ -222,6 +222,22 @@ fn count_values(
         }
     }
     Ok(Instant::Vector(out))
+}
+
+/// Formats a value like Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as `count_values`
+/// labels its groups: shortest digits, never an exponent.
+fn format_plain(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
 }
 
 /// `topk`, `bottomk`, `limitk` and `limit_ratio`: keep some of each group's samples,

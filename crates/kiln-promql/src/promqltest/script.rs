@@ -27,7 +27,9 @@ pub struct ParseError {
 pub enum Command {
     Load(Load),
     /// `clear`: drop all loaded data.
-    Clear { line: usize },
+    Clear {
+        line: usize,
+    },
     Eval(Eval),
 }
 
@@ -148,19 +150,29 @@ pub fn parse_script(text: &str) -> Script {
             i += 1;
             continue;
         }
-        let word = l.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let word = l
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let res = if word == "clear" {
             if l.eq_ignore_ascii_case("clear") {
                 Ok((i + 1, Command::Clear { line: i + 1 }))
             } else {
-                Err(ParseError { line: i + 1, message: format!("invalid command {l:?}") })
+                Err(ParseError {
+                    line: i + 1,
+                    message: format!("invalid command {l:?}"),
+                })
             }
         } else if word.starts_with("load") {
             parse_load(&lines, i).map(|(next, c)| (next, Command::Load(c)))
         } else if word.starts_with("eval") {
             parse_eval(&lines, i).map(|(next, c)| (next, Command::Eval(c)))
         } else {
-            Err(ParseError { line: i + 1, message: format!("invalid command {l:?}") })
+            Err(ParseError {
+                line: i + 1,
+                message: format!("invalid command {l:?}"),
+            })
         };
         match res {
             Ok((next, cmd)) => {
@@ -181,7 +193,10 @@ pub fn parse_script(text: &str) -> Script {
 }
 
 fn err(line_idx: usize, message: impl Into<String>) -> ParseError {
-    ParseError { line: line_idx + 1, message: message.into() }
+    ParseError {
+        line: line_idx + 1,
+        message: message.into(),
+    }
 }
 
 fn parse_time(s: &str, what: &str, line_idx: usize) -> Result<i64, ParseError> {
@@ -202,14 +217,33 @@ fn parse_load(lines: &[&str], i: usize) -> Result<(usize, Load), ParseError> {
     let with_nhcb = match word {
         "load" => false,
         "load_with_nhcb" => true,
-        _ => return Err(err(i, format!("invalid load command {:?} (load[_with_nhcb] <step:duration>)", lines[i]))),
+        _ => {
+            return Err(err(
+                i,
+                format!(
+                    "invalid load command {:?} (load[_with_nhcb] <step:duration>)",
+                    lines[i]
+                ),
+            ));
+        }
     };
     let (interval, extra) = next_word(rest);
     if interval.is_empty() || !extra.is_empty() {
-        return Err(err(i, format!("invalid load command {:?} (load[_with_nhcb] <step:duration>)", lines[i])));
+        return Err(err(
+            i,
+            format!(
+                "invalid load command {:?} (load[_with_nhcb] <step:duration>)",
+                lines[i]
+            ),
+        ));
     }
     let interval = parse_time(interval, "load interval", i)?;
-    let mut load = Load { line: i + 1, interval, with_nhcb, series: Vec::new() };
+    let mut load = Load {
+        line: i + 1,
+        interval,
+        with_nhcb,
+        series: Vec::new(),
+    };
     let mut j = i + 1;
     while j < lines.len() && !lines[j].is_empty() {
         let s = parse_series_line(lines[j]).map_err(|m| err(j, m))?;
@@ -241,7 +275,12 @@ fn parse_eval(lines: &[&str], i: usize) -> Result<(usize, Eval), ParseError> {
             if at_kw != "at" || at.is_empty() || query.is_empty() {
                 return Err(err(i, usage));
             }
-            (EvalMode::Instant { at: parse_time(at, "evaluation time", i)? }, query)
+            (
+                EvalMode::Instant {
+                    at: parse_time(at, "evaluation time", i)?,
+                },
+                query,
+            )
         }
         "range" => {
             if expect.ordered {
@@ -253,7 +292,12 @@ fn parse_eval(lines: &[&str], i: usize) -> Result<(usize, Eval), ParseError> {
             let (end, rest) = next_word(rest);
             let (step_kw, rest) = next_word(rest);
             let (step, query) = next_word(rest);
-            if from_kw != "from" || to_kw != "to" || step_kw != "step" || step.is_empty() || query.is_empty() {
+            if from_kw != "from"
+                || to_kw != "to"
+                || step_kw != "step"
+                || step.is_empty()
+                || query.is_empty()
+            {
                 return Err(err(i, usage));
             }
             let start = parse_time(start, "start time", i)?;
@@ -281,17 +325,26 @@ fn parse_eval(lines: &[&str], i: usize) -> Result<(usize, Eval), ParseError> {
         let l = lines[j];
         if let Some(rest) = l.strip_prefix("expected_fail_message") {
             if ev.expect.fail.is_none() {
-                return Err(err(j, "expected_fail_message is only allowed after eval_fail"));
+                return Err(err(
+                    j,
+                    "expected_fail_message is only allowed after eval_fail",
+                ));
             }
             ev.expect.fail = Some(MsgMatch::Exact(rest.trim().to_owned()));
         } else if let Some(rest) = l.strip_prefix("expected_fail_regexp") {
             if ev.expect.fail.is_none() {
-                return Err(err(j, "expected_fail_regexp is only allowed after eval_fail"));
+                return Err(err(
+                    j,
+                    "expected_fail_regexp is only allowed after eval_fail",
+                ));
             }
             ev.expect.fail = Some(MsgMatch::Regex(rest.trim().to_owned()));
         } else if let Some(rest) = l.strip_prefix("expect range vector") {
             if !is_instant {
-                return Err(err(j, "expect range vector is only allowed for instant queries"));
+                return Err(err(
+                    j,
+                    "expect range vector is only allowed for instant queries",
+                ));
             }
             ev.range_vector = Some(parse_range_vector(rest, j)?);
         } else if let Some(rest) = l.strip_prefix("expect string") {
@@ -299,9 +352,13 @@ fn parse_eval(lines: &[&str], i: usize) -> Result<(usize, Eval), ParseError> {
                 return Err(err(j, "expect string is only allowed for instant queries"));
             }
             let rest = rest.trim();
-            let (s, tail) = parse_quoted(rest).map_err(|m| err(j, format!("invalid expect string: {m}")))?;
+            let (s, tail) =
+                parse_quoted(rest).map_err(|m| err(j, format!("invalid expect string: {m}")))?;
             if !tail.trim().is_empty() {
-                return Err(err(j, "invalid expect string: text after the closing quote"));
+                return Err(err(
+                    j,
+                    "invalid expect string: text after the closing quote",
+                ));
             }
             string = Some(s);
         } else if l.starts_with("expect") {
@@ -317,19 +374,33 @@ fn parse_eval(lines: &[&str], i: usize) -> Result<(usize, Eval), ParseError> {
                 return Err(err(j, "expected series has no values"));
             }
             if is_instant && ev.range_vector.is_none() && s.values.len() > 1 {
-                return Err(err(j, "expecting multiple values in instant evaluation not allowed"));
+                return Err(err(
+                    j,
+                    "expecting multiple values in instant evaluation not allowed",
+                ));
             }
             series.retain(|e| e.labels != s.labels);
-            series.push(ExpectedSeries { line: j + 1, labels: s.labels, values: s.values });
+            series.push(ExpectedSeries {
+                line: j + 1,
+                labels: s.labels,
+                values: s.values,
+            });
         }
         j += 1;
     }
     ev.expected = match (scalar, string) {
-        (Some(_), Some(_)) => return Err(err(i, "an eval cannot expect both a scalar and a string")),
+        (Some(_), Some(_)) => {
+            return Err(err(i, "an eval cannot expect both a scalar and a string"));
+        }
         (Some(v), None) if series.is_empty() => Expected::Scalar(v),
         (None, Some(s)) if series.is_empty() => Expected::String(s),
         (None, None) => Expected::Series(series),
-        _ => return Err(err(i, "an eval cannot expect both series and a scalar or string")),
+        _ => {
+            return Err(err(
+                i,
+                "an eval cannot expect both series and a scalar or string",
+            ));
+        }
     };
     validate(&ev.expect).map_err(|m| err(i, m))?;
     Ok((j, ev))
@@ -337,7 +408,8 @@ fn parse_eval(lines: &[&str], i: usize) -> Result<(usize, Eval), ParseError> {
 
 /// `[from] <start> to <end> step <step>` after `expect range vector`.
 fn parse_range_vector(rest: &str, j: usize) -> Result<RangeVectorSpec, ParseError> {
-    let usage = "invalid expect range vector (expect range vector from <start> to <end> step <step>)";
+    let usage =
+        "invalid expect range vector (expect range vector from <start> to <end> step <step>)";
     let (mut w, mut rest) = next_word(rest);
     if w == "from" {
         (w, rest) = next_word(rest);
@@ -359,7 +431,8 @@ fn parse_range_vector(rest: &str, j: usize) -> Result<RangeVectorSpec, ParseErro
 
 /// `expect <type> [msg|regex: <text>]`.
 fn parse_expect(l: &str, j: usize, e: &mut Expectations) -> Result<(), ParseError> {
-    let usage = "invalid expect statement, must match `expect <type> <match_type>: <string>` format";
+    let usage =
+        "invalid expect statement, must match `expect <type> <match_type>: <string>` format";
     let rest = l.strip_prefix("expect").unwrap_or("");
     if !rest.starts_with(char::is_whitespace) {
         return Err(err(j, usage));
@@ -377,7 +450,10 @@ fn parse_expect(l: &str, j: usize, e: &mut Expectations) -> Result<(), ParseErro
     if let MsgMatch::Exact(s) | MsgMatch::Regex(s) = &matcher
         && s.is_empty()
     {
-        return Err(err(j, "expected message or regular expression after msg:/regex:"));
+        return Err(err(
+            j,
+            "expected message or regular expression after msg:/regex:",
+        ));
     }
     let takes_message = matches!(kind, "fail" | "warn" | "info");
     if !takes_message && matcher != MsgMatch::Any {
@@ -457,7 +533,9 @@ mod tests {
                 assert_eq!(e.line, 11);
                 assert_eq!(e.query, "a");
                 assert_eq!(e.mode, EvalMode::Instant { at: 600_000 });
-                assert!(matches!(&e.expected, Expected::Series(v) if v.len() == 1 && v[0].line == 12));
+                assert!(
+                    matches!(&e.expected, Expected::Series(v) if v.len() == 1 && v[0].line == 12)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -470,15 +548,35 @@ mod tests {
             assert_eq!(e.mode, mode, "{text}");
             assert_eq!(e.query, query, "{text}");
         };
-        check("eval instant at 0 vector(1)", EvalMode::Instant { at: 0 }, "vector(1)");
-        check("eval instant at 1h30m  sum by (a) (x{y=\"z w\"})", EvalMode::Instant { at: 5_400_000 }, "sum by (a) (x{y=\"z w\"})");
-        check("eval instant at 10s53ms x", EvalMode::Instant { at: 10_053 }, "x");
+        check(
+            "eval instant at 0 vector(1)",
+            EvalMode::Instant { at: 0 },
+            "vector(1)",
+        );
+        check(
+            "eval instant at 1h30m  sum by (a) (x{y=\"z w\"})",
+            EvalMode::Instant { at: 5_400_000 },
+            "sum by (a) (x{y=\"z w\"})",
+        );
+        check(
+            "eval instant at 10s53ms x",
+            EvalMode::Instant { at: 10_053 },
+            "x",
+        );
         check(
             "eval range from 0 to 10m step 1m rate(x[5m])",
-            EvalMode::Range { start: 0, end: 600_000, step: 60_000 },
+            EvalMode::Range {
+                start: 0,
+                end: 600_000,
+                step: 60_000,
+            },
             "rate(x[5m])",
         );
-        check("eval\tinstant\tat\t5m\tx", EvalMode::Instant { at: 300_000 }, "x");
+        check(
+            "eval\tinstant\tat\t5m\tx",
+            EvalMode::Instant { at: 300_000 },
+            "x",
+        );
     }
 
     #[test]
@@ -488,37 +586,81 @@ mod tests {
         };
         let e = Expectations::default;
         check("eval instant at 0 x", e());
-        check("eval_fail instant at 0 x", Expectations { fail: Some(MsgMatch::Any), ..e() });
-        check("eval_warn instant at 0 x", Expectations { warn: vec![MsgMatch::Any], ..e() });
-        check("eval_info range from 0 to 1m step 1m x", Expectations { info: vec![MsgMatch::Any], ..e() });
-        check("eval_ordered instant at 0 x", Expectations { ordered: true, ..e() });
+        check(
+            "eval_fail instant at 0 x",
+            Expectations {
+                fail: Some(MsgMatch::Any),
+                ..e()
+            },
+        );
+        check(
+            "eval_warn instant at 0 x",
+            Expectations {
+                warn: vec![MsgMatch::Any],
+                ..e()
+            },
+        );
+        check(
+            "eval_info range from 0 to 1m step 1m x",
+            Expectations {
+                info: vec![MsgMatch::Any],
+                ..e()
+            },
+        );
+        check(
+            "eval_ordered instant at 0 x",
+            Expectations {
+                ordered: true,
+                ..e()
+            },
+        );
         check(
             "eval_fail instant at 0 x\n  expected_fail_message boom here",
-            Expectations { fail: Some(MsgMatch::Exact("boom here".into())), ..e() },
+            Expectations {
+                fail: Some(MsgMatch::Exact("boom here".into())),
+                ..e()
+            },
         );
         check(
             "eval_fail instant at 0 x\n  expected_fail_regexp bo+m",
-            Expectations { fail: Some(MsgMatch::Regex("bo+m".into())), ..e() },
+            Expectations {
+                fail: Some(MsgMatch::Regex("bo+m".into())),
+                ..e()
+            },
         );
         check(
             "eval instant at 0 x\n  expect fail msg:invalid label name \"a\\xc5z\"",
-            Expectations { fail: Some(MsgMatch::Exact("invalid label name \"a\\xc5z\"".into())), ..e() },
+            Expectations {
+                fail: Some(MsgMatch::Exact("invalid label name \"a\\xc5z\"".into())),
+                ..e()
+            },
         );
         check(
             "eval instant at 0 x\n  expect fail msg: \"vector cannot contain metrics\"",
-            Expectations { fail: Some(MsgMatch::Exact("vector cannot contain metrics".into())), ..e() },
+            Expectations {
+                fail: Some(MsgMatch::Exact("vector cannot contain metrics".into())),
+                ..e()
+            },
         );
         check(
             "eval instant at 0 x\n  expect warn msg: PromQL warning: a b (1:5)\n  expect warn regex: c.*d\n  expect no_info",
             Expectations {
-                warn: vec![MsgMatch::Exact("PromQL warning: a b (1:5)".into()), MsgMatch::Regex("c.*d".into())],
+                warn: vec![
+                    MsgMatch::Exact("PromQL warning: a b (1:5)".into()),
+                    MsgMatch::Regex("c.*d".into()),
+                ],
                 no_info: true,
                 ..e()
             },
         );
         check(
             "eval instant at 0 x\n  expect info\n  expect no_warn\n  expect ordered",
-            Expectations { info: vec![MsgMatch::Any], no_warn: true, ordered: true, ..e() },
+            Expectations {
+                info: vec![MsgMatch::Any],
+                no_warn: true,
+                ordered: true,
+                ..e()
+            },
         );
     }
 
@@ -532,10 +674,21 @@ mod tests {
         assert!(matches!(&e.expected, Expected::String(s) if s == " Foo "));
         let e = one_eval("eval instant at 0 \"\"\n\texpect string \"\"");
         assert!(matches!(&e.expected, Expected::String(s) if s.is_empty()));
-        let e = one_eval("eval instant at 1m m[1m]\n  expect range vector from 10s to 1m step 10s\n  m{a=\"1\"} 2 3 4 5 6");
-        assert_eq!(e.range_vector, Some(RangeVectorSpec { start: 10_000, end: 60_000, step: 10_000 }));
+        let e = one_eval(
+            "eval instant at 1m m[1m]\n  expect range vector from 10s to 1m step 10s\n  m{a=\"1\"} 2 3 4 5 6",
+        );
+        assert_eq!(
+            e.range_vector,
+            Some(RangeVectorSpec {
+                start: 10_000,
+                end: 60_000,
+                step: 10_000
+            })
+        );
         assert!(matches!(&e.expected, Expected::Series(s) if s[0].values.len() == 5));
-        let e = one_eval("eval range from 0 to 2m step 1m m\n  m{a=\"1\"} 1 _ 3\n  {} 1x2\n  m{a=\"1\"} 7x2");
+        let e = one_eval(
+            "eval range from 0 to 2m step 1m m\n  m{a=\"1\"} 1 _ 3\n  {} 1x2\n  m{a=\"1\"} 7x2",
+        );
         match &e.expected {
             Expected::Series(s) => {
                 assert_eq!(s.len(), 2, "a repeated label set replaces the earlier line");

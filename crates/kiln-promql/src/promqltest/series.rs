@@ -57,7 +57,10 @@ impl SeriesLine {
 pub fn parse_series_line(line: &str) -> Result<SeriesLine, String> {
     let (labels, rest) = parse_labels(line)?;
     if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
-        return Err(format!("unexpected {:?} after the label set", truncate(rest, 20)));
+        return Err(format!(
+            "unexpected {:?} after the label set",
+            truncate(rest, 20)
+        ));
     }
     let values = expand_values(rest)?;
     Ok(SeriesLine { labels, values })
@@ -118,7 +121,10 @@ pub fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
             rest = eat_separator(r.trim_start())?;
         }
     } else if name_len == 0 {
-        return Err(format!("expected a series (metric{{labels}}), got {:?}", truncate(s, 30)));
+        return Err(format!(
+            "expected a series (metric{{labels}}), got {:?}",
+            truncate(s, 30)
+        ));
     }
     Ok((b.build(), rest))
 }
@@ -138,7 +144,10 @@ fn eat_separator(rest: &str) -> Result<&str, String> {
 fn ident_len(s: &str, metric: bool) -> usize {
     let mut n = 0;
     for (i, c) in s.char_indices() {
-        let ok = c.is_ascii_alphabetic() || c == '_' || (metric && c == ':') || (i > 0 && c.is_ascii_digit());
+        let ok = c.is_ascii_alphabetic()
+            || c == '_'
+            || (metric && c == ':')
+            || (i > 0 && c.is_ascii_digit());
         if !ok {
             break;
         }
@@ -165,7 +174,10 @@ pub fn parse_quoted(s: &str) -> Result<(String, &str), String> {
         return Ok((body[..end].to_owned(), &body[end + 1..]));
     }
     if quote != '"' && quote != '\'' {
-        return Err(format!("expected a quoted string, got {:?}", truncate(s, 20)));
+        return Err(format!(
+            "expected a quoted string, got {:?}",
+            truncate(s, 20)
+        ));
     }
     let mut out: Vec<u8> = Vec::with_capacity(body.len());
     let mut chars = body.char_indices();
@@ -186,7 +198,9 @@ pub fn parse_quoted(s: &str) -> Result<(String, &str), String> {
             let mut v = 0u32;
             for _ in 0..n {
                 let (_, d) = chars.next().ok_or("short escape")?;
-                v = v * 16 + d.to_digit(16).ok_or_else(|| format!("bad hex digit {d:?} in escape"))?;
+                v = v * 16
+                    + d.to_digit(16)
+                        .ok_or_else(|| format!("bad hex digit {d:?} in escape"))?;
             }
             Ok(v)
         };
@@ -211,7 +225,9 @@ pub fn parse_quoted(s: &str) -> Result<(String, &str), String> {
                 let mut v = e as u32 - '0' as u32;
                 for _ in 0..2 {
                     let (_, d) = chars.next().ok_or("short octal escape")?;
-                    v = v * 8 + d.to_digit(8).ok_or_else(|| format!("bad octal digit {d:?}"))?;
+                    v = v * 8
+                        + d.to_digit(8)
+                            .ok_or_else(|| format!("bad octal digit {d:?}"))?;
                 }
                 if v > 255 {
                     return Err(format!("octal escape value {v} > 255"));
@@ -237,7 +253,10 @@ pub fn expand_values(s: &str) -> Result<Vec<SeqValue>, String> {
             rest = &rest[end..];
         }
         if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
-            return Err(format!("unexpected {:?} in value sequence", truncate(rest, 20)));
+            return Err(format!(
+                "unexpected {:?} in value sequence",
+                truncate(rest, 20)
+            ));
         }
         rest = rest.trim_start();
     }
@@ -247,7 +266,9 @@ pub fn expand_values(s: &str) -> Result<Vec<SeqValue>, String> {
 /// `{{...}}`, `{{...}}xN`, `{{...}}+{{...}}xN`, `{{...}}-{{...}}xN`.
 fn expand_histogram<'a>(s: &'a str, out: &mut Vec<SeqValue>) -> Result<&'a str, String> {
     let skip_literal = |s: &'a str| -> Result<&'a str, String> {
-        let end = s.find("}}").ok_or("unterminated native histogram literal: missing '}}'")?;
+        let end = s
+            .find("}}")
+            .ok_or("unterminated native histogram literal: missing '}}'")?;
         Ok(&s[end + 2..])
     };
     let mut rest = skip_literal(s)?;
@@ -261,7 +282,9 @@ fn expand_histogram<'a>(s: &'a str, out: &mut Vec<SeqValue>) -> Result<&'a str, 
     }
     let times = if let Some(r) = rest.strip_prefix('x') {
         let n = r.bytes().take_while(u8::is_ascii_digit).count();
-        let times: usize = r[..n].parse().map_err(|_| "expected a repeat count after 'x'".to_owned())?;
+        let times: usize = r[..n]
+            .parse()
+            .map_err(|_| "expected a repeat count after 'x'".to_owned())?;
         rest = &r[n..];
         Some(times)
     } else {
@@ -313,7 +336,9 @@ fn expand_item(tok: &str, out: &mut Vec<SeqValue>) -> Result<(), String> {
                 v += d;
             }
         }
-        (Some(_), None) => return Err(format!("{}: an increment needs a repeat count (xN)", bad())),
+        (Some(_), None) => {
+            return Err(format!("{}: an increment needs a repeat count (xN)", bad()));
+        }
     }
     Ok(())
 }
@@ -394,7 +419,10 @@ pub fn parse_number(s: &str) -> Option<f64> {
         _ => {}
     }
     // Rust accepts a few words Go does not ("infinity" handled above); keep to digits.
-    if !body.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) {
+    if !body
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
         return None;
     }
     body.parse::<f64>().ok().map(|v| sign * v)
@@ -441,7 +469,8 @@ mod tests {
         a.len() == b.len()
             && a.iter().zip(b).all(|(x, y)| match (x, y) {
                 (SeqValue::Float(x), SeqValue::Float(y)) => {
-                    x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan() && is_stale_nan(*x) == is_stale_nan(*y))
+                    x.to_bits() == y.to_bits()
+                        || (x.is_nan() && y.is_nan() && is_stale_nan(*x) == is_stale_nan(*y))
                 }
                 _ => x == y,
             })
@@ -462,18 +491,46 @@ mod tests {
         check("0x3", &[f(0.0); 4]);
         check("1 _x3 stale", &[f(1.0), O, O, O, f(STALE_NAN)]);
         check("_ _x0 _", &[O, O]);
-        check("NaN -Inf +Inf inf Inf", &[f(f64::NAN), f(f64::NEG_INFINITY), f(f64::INFINITY), f(f64::INFINITY), f(f64::INFINITY)]);
+        check(
+            "NaN -Inf +Inf inf Inf",
+            &[
+                f(f64::NAN),
+                f(f64::NEG_INFINITY),
+                f(f64::INFINITY),
+                f(f64::INFINITY),
+                f(f64::INFINITY),
+            ],
+        );
         check("NaNx2", &[f(f64::NAN); 3]);
         check("1e3 -1.5E-2 .5 2.", &[f(1000.0), f(-0.015), f(0.5), f(2.0)]);
         check("1e-3+1e-3x2", &[f(1e-3), f(2e-3), f(1e-3 + 1e-3 + 1e-3)]);
-        check("0.1+0.1x3", &[f(0.1), f(0.2), f(0.1 + 0.1 + 0.1), f(0.1 + 0.1 + 0.1 + 0.1)]);
+        check(
+            "0.1+0.1x3",
+            &[f(0.1), f(0.2), f(0.1 + 0.1 + 0.1), f(0.1 + 0.1 + 0.1 + 0.1)],
+        );
         check("1\t\t2", &[f(1.0), f(2.0)]);
         check("{{schema:1 sum:3 count:22 buckets:[5 10 7]}}", &[H]);
         check("5 {{count:1}}x2 _", &[f(5.0), H, H, H, O]);
-        check("{{schema:0 sum:1}}+{{schema:0 sum:2}}x3 7", &[H, H, H, H, f(7.0)]);
+        check(
+            "{{schema:0 sum:1}}+{{schema:0 sum:2}}x3 7",
+            &[H, H, H, H, f(7.0)],
+        );
         check("{{sum:1}}-{{sum:1}}x1", &[H, H]);
         check("Inf+1x1", &[f(f64::INFINITY), f(f64::INFINITY)]);
-        for bad in ["abc", "1+2", "1x", "1xy", "_x", "{{count:1", "{{a}}+1x2", "{{a}}+{{b}}", "1..2", "Infinity", "1,2", "0x1f"] {
+        for bad in [
+            "abc",
+            "1+2",
+            "1x",
+            "1xy",
+            "_x",
+            "{{count:1",
+            "{{a}}+1x2",
+            "{{a}}+{{b}}",
+            "1..2",
+            "Infinity",
+            "1,2",
+            "0x1f",
+        ] {
             assert!(expand_values(bad).is_err(), "{bad:?} should not parse");
         }
     }
@@ -490,16 +547,44 @@ mod tests {
         check("{} 1 2", &[], &[f(1.0), f(2.0)]);
         check(
             r#"http_requests{job="api", instance="0"}	0+10x1"#,
-            &[("__name__", "http_requests"), ("job", "api"), ("instance", "0")],
+            &[
+                ("__name__", "http_requests"),
+                ("job", "api"),
+                ("instance", "0"),
+            ],
             &[f(0.0), f(10.0)],
         );
-        check(r#"ns:rule_name{a="b",} 3"#, &[("__name__", "ns:rule_name"), ("a", "b")], &[f(3.0)]);
-        check(r#"{__name__="m", a='x'} 1"#, &[("__name__", "m"), ("a", "x")], &[f(1.0)]);
-        check(r#"{"my.metric", "a.b"="c"} 1"#, &[("__name__", "my.metric"), ("a.b", "c")], &[f(1.0)]);
-        check(r#"m{a="q\"}\n\x41\u00e9\101", b=`raw\n`} 1"#, &[("__name__", "m"), ("a", "q\"}\nAéA"), ("b", "raw\\n")], &[f(1.0)]);
+        check(
+            r#"ns:rule_name{a="b",} 3"#,
+            &[("__name__", "ns:rule_name"), ("a", "b")],
+            &[f(3.0)],
+        );
+        check(
+            r#"{__name__="m", a='x'} 1"#,
+            &[("__name__", "m"), ("a", "x")],
+            &[f(1.0)],
+        );
+        check(
+            r#"{"my.metric", "a.b"="c"} 1"#,
+            &[("__name__", "my.metric"), ("a.b", "c")],
+            &[f(1.0)],
+        );
+        check(
+            r#"m{a="q\"}\n\x41\u00e9\101", b=`raw\n`} 1"#,
+            &[("__name__", "m"), ("a", "q\"}\nAéA"), ("b", "raw\\n")],
+            &[f(1.0)],
+        );
         check(r#"m{a=""} 1"#, &[("__name__", "m")], &[f(1.0)]);
         check("m{} {{count:1}}", &[("__name__", "m")], &[H]);
-        for bad in ["1 2", r#"m{a="b" 1"#, r#"m{a=b} 1"#, r#"m{a!="b"} 1"#, "m{a} 1", r#"m{a="b}"#, "m{}1"] {
+        for bad in [
+            "1 2",
+            r#"m{a="b" 1"#,
+            r#"m{a=b} 1"#,
+            r#"m{a!="b"} 1"#,
+            "m{a} 1",
+            r#"m{a="b}"#,
+            "m{}1",
+        ] {
             assert!(parse_series_line(bad).is_err(), "{bad:?} should not parse");
         }
     }
