@@ -137,6 +137,9 @@ pub(crate) enum Expr {
         expr: Box<Expr>,
         param: Option<Box<Expr>>,
         grouping: Option<Grouping>,
+        /// Where the aggregation and its first argument start, for annotations.
+        pos: Pos,
+        param_pos: Pos,
     },
     Binary {
         op: BinOp,
@@ -149,6 +152,9 @@ pub(crate) enum Expr {
     Call {
         func: String,
         args: Vec<Expr>,
+        /// Where the call and each argument start in the query, for annotations.
+        pos: Pos,
+        arg_pos: Vec<Pos>,
     },
     Paren(Box<Expr>),
 }
@@ -174,10 +180,158 @@ impl Expr {
     }
 }
 
+/// A position in the query text, shown as `(line:column)` after annotations as
+/// Prometheus does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Pos {
+    pub(crate) line: usize,
+    pub(crate) col: usize,
+}
+
+impl std::fmt::Display for Pos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "({}:{})", self.line, self.col)
+    }
+}
+
 /// Parses a query.
 pub(crate) fn parse(query: &str) -> Result<Expr, QueryError> {
     let parsed = pp::parse(query).map_err(QueryError::bad_data)?;
-    convert(&parsed)
+    let mut conv = Converter {
+        text: query,
+        seen: std::collections::HashMap::new(),
+    };
+    conv.convert(&parsed)
+}
+
+/// Converts the parser's tree, finding positions in the text: the parser keeps none, but
+/// calls and aggregations are visited in pre-order, which is the order in which their
+/// names appear in the text, so the k-th visit of `name` is the k-th `name(` token.
+struct Converter<'q> {
+    text: &'q str,
+    seen: std::collections::HashMap<String, usize>,
+}
+
+impl Converter<'_> {
+    fn position(&self, offset: usize) -> Pos {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        Pos { line, col }
+    }
+
+    /// The offsets of the `k`th `name` token (case-insensitive, not inside a string or
+    /// part of a longer identifier) and of its arguments.
+    fn find_call(&mut self, name: &str) -> (Pos, Vec<Pos>) {
+        let k = {
+            let e = self.seen.entry(name.to_lowercase()).or_insert(0);
+            *e += 1;
+            *e - 1
+        };
+        let tokens = identifier_offsets(self.text, name);
+        let Some(&start) = tokens.get(k) else {
+            return (Pos::default(), Vec::new());
+        };
+        let args = argument_offsets(self.text, start + name.len());
+        (
+            self.position(start),
+            args.into_iter().map(|o| self.position(o)).collect(),
+        )
+    }
+}
+
+/// Offsets of `name` as a whole identifier outside string literals.
+fn identifier_offsets(text: &str, name: &str) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let lower = text.to_lowercase();
+    let name = name.to_lowercase();
+    let mut out = Vec::new();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if let Some(q) = quote {
+            if c == b'\\' && q != b'`' {
+                i += 2;
+                continue;
+            }
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if matches!(c, b'"' | b'\'' | b'`') {
+            quote = Some(c);
+            i += 1;
+            continue;
+        }
+        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+        if lower[i..].starts_with(&name)
+            && (i == 0 || !ident(bytes[i - 1]))
+            && bytes.get(i + name.len()).is_none_or(|&b| !ident(b))
+        {
+            out.push(i);
+            i += name.len();
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The offsets where the arguments of a call start, scanning from just after its name:
+/// an optional `by (...)`/`without (...)` clause is skipped, then the parenthesised
+/// list is split at top-level commas.
+fn argument_offsets(text: &str, from: usize) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let mut i = from;
+    let skip_ws = |mut i: usize| {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    i = skip_ws(i);
+    // A grouping clause between the name and the arguments.
+    let rest = text[i..].to_lowercase();
+    if rest.starts_with("by") || rest.starts_with("without") {
+        if let Some(open) = text[i..].find('(')
+            && let Some(close) = text[i + open..].find(')')
+        {
+            i = skip_ws(i + open + close + 1);
+        }
+    }
+    if bytes.get(i) != Some(&b'(') {
+        return Vec::new();
+    }
+    i += 1;
+    let mut out = vec![skip_ws(i)];
+    let mut depth = 0i32;
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if let Some(q) = quote {
+            if c == b'\\' && q != b'`' {
+                i += 2;
+                continue;
+            }
+            if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                b'"' | b'\'' | b'`' => quote = Some(c),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' if depth == 0 => break,
+                b')' | b']' | b'}' => depth -= 1,
+                b',' if depth == 0 => out.push(skip_ws(i + 1)),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 fn millis(d: &Duration) -> i64 {
@@ -283,97 +437,106 @@ fn bin_op(op: &pp::token::TokenType) -> Result<BinOp, QueryError> {
     })
 }
 
-fn convert(e: &pp::Expr) -> Result<Expr, QueryError> {
-    Ok(match e {
-        pp::Expr::NumberLiteral(n) => Expr::Number(n.val),
-        pp::Expr::StringLiteral(s) => Expr::String(s.val.clone()),
-        pp::Expr::VectorSelector(vs) => Expr::Selector(selector(vs)?),
-        pp::Expr::MatrixSelector(ms) => Expr::Matrix {
-            sel: selector(&ms.vs)?,
-            range: millis(&ms.range),
-        },
-        pp::Expr::Subquery(sq) => Expr::Subquery {
-            expr: Box::new(convert(&sq.expr)?),
-            range: millis(&sq.range),
-            step: sq.step.as_ref().map(millis),
-            offset: offset_ms(&sq.offset),
-            at: at(&sq.at),
-        },
-        pp::Expr::Paren(p) => Expr::Paren(Box::new(convert(&p.expr)?)),
-        pp::Expr::Unary(u) => Expr::Neg(Box::new(convert(&u.expr)?)),
-        pp::Expr::Aggregate(a) => Expr::Aggregate {
-            op: agg_op(&a.op)?,
-            expr: Box::new(convert(&a.expr)?),
-            param: a
-                .param
-                .as_ref()
-                .map(|p| convert(p).map(Box::new))
-                .transpose()?,
-            grouping: a.modifier.as_ref().map(|m| match m {
-                LabelModifier::Include(l) => Grouping::By(labels_of(l)),
-                LabelModifier::Exclude(l) => Grouping::Without(labels_of(l)),
-            }),
-        },
-        pp::Expr::Binary(b) => {
-            let op = bin_op(&b.op)?;
-            let (return_bool, matching) = match &b.modifier {
-                None => (
-                    false,
-                    VectorMatching {
-                        on: false,
-                        labels: Vec::new(),
-                        card: if op.is_set() {
+impl Converter<'_> {
+    fn convert(&mut self, e: &pp::Expr) -> Result<Expr, QueryError> {
+        Ok(match e {
+            pp::Expr::NumberLiteral(n) => Expr::Number(n.val),
+            pp::Expr::StringLiteral(s) => Expr::String(s.val.clone()),
+            pp::Expr::VectorSelector(vs) => Expr::Selector(selector(vs)?),
+            pp::Expr::MatrixSelector(ms) => Expr::Matrix {
+                sel: selector(&ms.vs)?,
+                range: millis(&ms.range),
+            },
+            pp::Expr::Subquery(sq) => Expr::Subquery {
+                expr: Box::new(self.convert(&sq.expr)?),
+                range: millis(&sq.range),
+                step: sq.step.as_ref().map(millis),
+                offset: offset_ms(&sq.offset),
+                at: at(&sq.at),
+            },
+            pp::Expr::Paren(p) => Expr::Paren(Box::new(self.convert(&p.expr)?)),
+            pp::Expr::Unary(u) => Expr::Neg(Box::new(self.convert(&u.expr)?)),
+            pp::Expr::Aggregate(a) => {
+                let op = agg_op(&a.op)?;
+                let (pos, args) = self.find_call(&a.op.to_string());
+                let param = match &a.param {
+                    Some(p) => Some(Box::new(self.convert(p)?)),
+                    None => None,
+                };
+                Expr::Aggregate {
+                    op,
+                    expr: Box::new(self.convert(&a.expr)?),
+                    param,
+                    grouping: a.modifier.as_ref().map(|m| match m {
+                        LabelModifier::Include(l) => Grouping::By(labels_of(l)),
+                        LabelModifier::Exclude(l) => Grouping::Without(labels_of(l)),
+                    }),
+                    pos,
+                    param_pos: args.first().copied().unwrap_or(pos),
+                }
+            }
+            pp::Expr::Binary(b) => {
+                let op = bin_op(&b.op)?;
+                let (return_bool, matching) = match &b.modifier {
+                    None => (
+                        false,
+                        VectorMatching {
+                            on: false,
+                            labels: Vec::new(),
+                            card: if op.is_set() {
+                                Cardinality::ManyToMany
+                            } else {
+                                Cardinality::OneToOne
+                            },
+                        },
+                    ),
+                    Some(m) => {
+                        let (on, labels) = match &m.matching {
+                            Some(LabelModifier::Include(l)) => (true, labels_of(l)),
+                            Some(LabelModifier::Exclude(l)) => (false, labels_of(l)),
+                            None => (false, Vec::new()),
+                        };
+                        let card = match &m.card {
+                            VectorMatchCardinality::OneToOne => Cardinality::OneToOne,
+                            VectorMatchCardinality::ManyToOne(l) => {
+                                Cardinality::ManyToOne(labels_of(l))
+                            }
+                            VectorMatchCardinality::OneToMany(l) => {
+                                Cardinality::OneToMany(labels_of(l))
+                            }
+                            VectorMatchCardinality::ManyToMany => Cardinality::ManyToMany,
+                        };
+                        let card = if op.is_set() {
                             Cardinality::ManyToMany
                         } else {
-                            Cardinality::OneToOne
-                        },
-                    },
-                ),
-                Some(m) => {
-                    let (on, labels) = match &m.matching {
-                        Some(LabelModifier::Include(l)) => (true, labels_of(l)),
-                        Some(LabelModifier::Exclude(l)) => (false, labels_of(l)),
-                        None => (false, Vec::new()),
-                    };
-                    let card = match &m.card {
-                        VectorMatchCardinality::OneToOne => Cardinality::OneToOne,
-                        VectorMatchCardinality::ManyToOne(l) => {
-                            Cardinality::ManyToOne(labels_of(l))
-                        }
-                        VectorMatchCardinality::OneToMany(l) => {
-                            Cardinality::OneToMany(labels_of(l))
-                        }
-                        VectorMatchCardinality::ManyToMany => Cardinality::ManyToMany,
-                    };
-                    let card = if op.is_set() {
-                        Cardinality::ManyToMany
-                    } else {
-                        card
-                    };
-                    (m.return_bool, VectorMatching { on, labels, card })
+                            card
+                        };
+                        (m.return_bool, VectorMatching { on, labels, card })
+                    }
+                };
+                Expr::Binary {
+                    op,
+                    lhs: Box::new(self.convert(&b.lhs)?),
+                    rhs: Box::new(self.convert(&b.rhs)?),
+                    return_bool,
+                    matching,
                 }
-            };
-            Expr::Binary {
-                op,
-                lhs: Box::new(convert(&b.lhs)?),
-                rhs: Box::new(convert(&b.rhs)?),
-                return_bool,
-                matching,
             }
-        }
-        pp::Expr::Call(c) => {
-            let args = c
-                .args
-                .args
-                .iter()
-                .map(|a| convert(a))
-                .collect::<Result<Vec<_>, _>>()?;
-            crate::functions::check_known(c.func.name)?;
-            Expr::Call {
-                func: c.func.name.to_owned(),
-                args,
+            pp::Expr::Call(c) => {
+                crate::functions::check_known(c.func.name)?;
+                let (pos, arg_pos) = self.find_call(c.func.name);
+                let mut args = Vec::with_capacity(c.args.args.len());
+                for a in &c.args.args {
+                    args.push(self.convert(a)?);
+                }
+                Expr::Call {
+                    func: c.func.name.to_owned(),
+                    args,
+                    pos,
+                    arg_pos,
+                }
             }
-        }
-        pp::Expr::Extension(_) => return Err(QueryError::bad_data("unsupported expression")),
-    })
+            pp::Expr::Extension(_) => return Err(QueryError::bad_data("unsupported expression")),
+        })
+    }
 }

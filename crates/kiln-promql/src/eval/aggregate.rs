@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use kiln_model::{Labels, LabelsBuilder, METRIC_NAME, Timestamp};
 
 use super::{Evaluator, Instant};
-use crate::ast::{AggOp, Grouping};
+use crate::ast::{AggOp, Grouping, Pos};
 use crate::error::QueryError;
 use crate::functions::quantile;
 use crate::value::Sample;
@@ -34,6 +34,11 @@ fn group_labels(l: &Labels, grouping: Option<&Grouping>) -> Labels {
     }
 }
 
+/// Formats a float in annotations as Go's `%v` would.
+pub(crate) fn go_float(v: f64) -> String {
+    kiln_model::format_go_float(v)
+}
+
 /// Kahan-compensated running sum, as Prometheus uses for `sum` and `avg`.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct KahanSum {
@@ -43,15 +48,7 @@ pub(crate) struct KahanSum {
 
 impl KahanSum {
     pub(crate) fn add(&mut self, v: f64) {
-        let t = self.sum + v;
-        if t.is_infinite() {
-            self.c = 0.0;
-        } else if self.sum.abs() >= v.abs() {
-            self.c += (self.sum - t) + v;
-        } else {
-            self.c += (v - t) + self.sum;
-        }
-        self.sum = t;
+        (self.sum, self.c) = kahan_inc(v, self.sum, self.c);
     }
 
     pub(crate) fn value(&self) -> f64 {
@@ -80,10 +77,11 @@ pub(super) fn eval(
     param: Option<Instant>,
     grouping: Option<&Grouping>,
     ts: Timestamp,
+    (_pos, param_pos): (Pos, Pos),
 ) -> Result<Instant, QueryError> {
     match op {
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio => {
-            return select_samples(ev, op, input, scalar_param(op, param)?, grouping);
+            return select_samples(ev, op, input, scalar_param(op, param)?, grouping, param_pos);
         }
         AggOp::CountValues => {
             let Some(Instant::String(label)) = param else {
@@ -144,7 +142,8 @@ pub(super) fn eval(
         && !(0.0..=1.0).contains(&q)
     {
         ev.warn(format!(
-            "PromQL warning: quantile value should be between 0 and 1, got {q}"
+            "PromQL warning: quantile value should be between 0 and 1, got {} {param_pos}",
+            go_float(q)
         ));
     }
     Ok(Instant::Vector(out))
@@ -156,28 +155,50 @@ fn unreachable_op(op: AggOp) -> Result<f64, QueryError> {
     )))
 }
 
-/// The mean, computed incrementally like Prometheus (a running mean, falling back to a
-/// compensated sum when values are large), so that huge values do not overflow.
+/// The mean as Prometheus computes it: a Kahan-compensated sum divided by the count,
+/// switching to an incremental mean from the point where the sum would overflow.
 pub(crate) fn avg(vals: &[f64]) -> f64 {
-    if vals.is_empty() {
+    let Some(&first) = vals.first() else {
         return f64::NAN;
-    }
-    let mut sum = KahanSum::default();
-    let mut overflow = false;
-    for &v in vals {
-        sum.add(v);
-        if sum.value().is_infinite() && !v.is_infinite() {
-            overflow = true;
+    };
+    let (mut sum, mut c) = (first, 0.0);
+    let mut incremental: Option<(f64, f64)> = None;
+    for (i, &v) in vals.iter().enumerate().skip(1) {
+        let count = (i + 1) as f64;
+        if incremental.is_none() {
+            let (ns, nc) = kahan_inc(v, sum, c);
+            if !ns.is_infinite() {
+                (sum, c) = (ns, nc);
+                continue;
+            }
+            // The sum would overflow: continue with a running mean.
+            incremental = Some((sum / (count - 1.0), c / (count - 1.0)));
+        }
+        if let Some((mean, mc)) = incremental {
+            let q = (count - 1.0) / count;
+            incremental = Some(kahan_inc(v / count, q * mean, q * mc));
         }
     }
-    if !overflow {
-        return sum.value() / vals.len() as f64;
+    match incremental {
+        Some((mean, mc)) => mean + mc,
+        None => {
+            let n = vals.len() as f64;
+            sum / n + c / n
+        }
     }
-    let mut mean = 0.0;
-    for (i, &v) in vals.iter().enumerate() {
-        mean += (v - mean) / (i + 1) as f64;
-    }
-    mean
+}
+
+/// One Kahan-Neumaier step: `(sum + inc, compensation)`.
+fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
 }
 
 /// Population variance (Welford's algorithm).
@@ -248,6 +269,7 @@ fn select_samples(
     input: Vec<Sample>,
     param: f64,
     grouping: Option<&Grouping>,
+    param_pos: Pos,
 ) -> Result<Instant, QueryError> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<Vec<Sample>> = Vec::new();
@@ -262,8 +284,14 @@ fn select_samples(
     let mut out = Vec::new();
     match op {
         AggOp::LimitRatio => {
-            if !(-1.0..=1.0).contains(&param) || param.is_nan() {
-                ev.warn(format!("PromQL warning: ratio value should be between -1 and 1, got {param}, capping to 1"));
+            if param.is_nan() {
+                return Err(QueryError::bad_data(format!(
+                    "Ratio value is NaN {param_pos}"
+                )));
+            }
+            if !(-1.0..=1.0).contains(&param) {
+                let capped = if param < 0.0 { -1 } else { 1 };
+                ev.warn(format!("PromQL warning: ratio value should be between -1 and 1, got {}, capping to {capped} {param_pos}", go_float(param)));
             }
             let r = param.clamp(-1.0, 1.0);
             for g in groups {

@@ -11,7 +11,7 @@
 mod aggregate;
 mod binary;
 
-pub(crate) use aggregate::{KahanSum, avg, variance};
+pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
 
 use std::collections::HashMap;
 use std::time::Instant as Clock;
@@ -67,6 +67,8 @@ pub(crate) struct Evaluator<'s> {
     /// The query's first and last step.
     start: Timestamp,
     end: Timestamp,
+    /// The range query's step, 0 for an instant query.
+    pub(crate) step: i64,
     lookback: i64,
     max_samples: usize,
     loaded_samples: usize,
@@ -77,6 +79,9 @@ pub(crate) struct Evaluator<'s> {
     deadline: Option<Clock>,
     pub(crate) warnings: Vec<String>,
     pub(crate) infos: Vec<String>,
+    /// Positions of the function call being evaluated and of its arguments, for
+    /// annotations.
+    pub(crate) call_pos: (ast::Pos, Vec<ast::Pos>),
 }
 
 fn key<T>(node: &T) -> usize {
@@ -97,6 +102,7 @@ pub(crate) fn run(
         storage,
         start,
         end,
+        step,
         lookback: engine.opts.lookback_delta,
         max_samples: engine.opts.max_samples,
         loaded_samples: 0,
@@ -105,6 +111,7 @@ pub(crate) fn run(
         deadline: engine.opts.timeout.map(|t| Clock::now() + t),
         warnings: Vec::new(),
         infos: Vec::new(),
+        call_pos: Default::default(),
     };
     let ty = expr.value_type();
     if step != 0 && !matches!(ty, ValueType::Scalar | ValueType::Vector) {
@@ -224,6 +231,11 @@ impl<'s> Evaluator<'s> {
     }
 
     /// The evaluation time of a node with `at`/`offset` at step time `ts`.
+    /// The query's first and last step times.
+    pub(crate) fn bounds(&self) -> (Timestamp, Timestamp) {
+        (self.start, self.end)
+    }
+
     pub(crate) fn shifted(&self, at: Option<At>, offset: i64, ts: Timestamp) -> Timestamp {
         let base = match at {
             None => ts,
@@ -373,6 +385,8 @@ impl<'s> Evaluator<'s> {
                 expr,
                 param,
                 grouping,
+                pos,
+                param_pos,
             } => {
                 let param = match param {
                     Some(p) => Some(self.eval(p, ts)?),
@@ -381,7 +395,15 @@ impl<'s> Evaluator<'s> {
                 let Instant::Vector(v) = self.eval(expr, ts)? else {
                     return Err(QueryError::bad_data("aggregation over a non-vector"));
                 };
-                aggregate::eval(self, *op, v, param, grouping.as_ref(), ts)
+                aggregate::eval(
+                    self,
+                    *op,
+                    v,
+                    param,
+                    grouping.as_ref(),
+                    ts,
+                    (*pos, *param_pos),
+                )
             }
             Expr::Binary {
                 op,
@@ -394,7 +416,12 @@ impl<'s> Evaluator<'s> {
                 let r = self.eval(rhs, ts)?;
                 unique(binary::eval(*op, l, r, *return_bool, matching, ts)?)
             }
-            Expr::Call { func, args } => unique(crate::functions::call(self, func, args, ts)?),
+            Expr::Call {
+                func,
+                args,
+                pos,
+                arg_pos,
+            } => unique(crate::functions::call(self, func, args, ts, *pos, arg_pos)?),
         }
     }
 
@@ -517,6 +544,11 @@ impl<'s> Evaluator<'s> {
             .into_iter()
             .filter_map(|l| by_labels.remove(&l))
             .collect())
+    }
+
+    /// Where argument `i` of the current function call starts.
+    pub(crate) fn arg_pos(&self, i: usize) -> ast::Pos {
+        self.call_pos.1.get(i).copied().unwrap_or(self.call_pos.0)
     }
 
     pub(crate) fn info(&mut self, msg: String) {

@@ -33,23 +33,22 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-pub(super) fn histogram_quantile(
+/// Groups classic bucket samples (argument `arg` of the current call) by their labels
+/// without `le` and the metric name: `(group labels, [(upper bound, count)])`.
+fn bucket_groups(
     ev: &mut Evaluator<'_>,
-    _args: &[Expr],
-    mut vals: Vec<Instant>,
-    ts: Timestamp,
-) -> Result<Instant, QueryError> {
-    let q = scalar_arg(&vals, 0)?;
-    let v = vector_arg(&mut vals, 1)?;
+    v: Vec<Sample>,
+    arg: usize,
+) -> Vec<(Labels, Vec<(f64, f64)>)> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
     for s in v {
-        let Some(le) = s.labels.get("le") else {
-            continue;
-        };
+        let le = s.labels.get("le").unwrap_or("");
         let Some(upper) = parse_le(le) else {
+            let pos = ev.arg_pos(arg);
+            let name = s.labels.metric_name().unwrap_or("");
             ev.warn(format!(
-                "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?}"
+                "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {name:?} {pos}"
             ));
             continue;
         };
@@ -63,25 +62,224 @@ pub(super) fn histogram_quantile(
         });
         groups[i].1.push((upper, s.v));
     }
-    if !(0.0..=1.0).contains(&q) && !q.is_nan() {
+    groups
+}
+
+fn warn_quantile(ev: &mut Evaluator<'_>, q: f64, arg: usize) {
+    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+        let pos = ev.arg_pos(arg);
         ev.warn(format!(
-            "PromQL warning: quantile value should be between 0 and 1, got {q}"
+            "PromQL warning: quantile value should be between 0 and 1, got {} {pos}",
+            crate::eval::go_float(q)
         ));
     }
-    let mut out = Vec::with_capacity(groups.len());
-    for (labels, buckets) in groups {
-        let (v, fixed) = bucket_quantile(q, buckets);
+}
+
+fn monotonicity_info(ev: &mut Evaluator<'_>, name: &str, arg: usize) {
+    let pos = ev.arg_pos(arg);
+    ev.info(format!(
+        "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?} {pos}"
+    ));
+}
+
+pub(super) fn histogram_quantile(
+    ev: &mut Evaluator<'_>,
+    _args: &[Expr],
+    mut vals: Vec<Instant>,
+    ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    let q = scalar_arg(&vals, 0)?;
+    let v = vector_arg(&mut vals, 1)?;
+    warn_quantile(ev, q, 0);
+    let mut out = Vec::new();
+    let first_name = v
+        .first()
+        .and_then(|s| s.labels.metric_name())
+        .unwrap_or("")
+        .to_owned();
+    for (labels, buckets) in bucket_groups(ev, v, 1) {
+        let (value, fixed) = bucket_quantile(q, buckets);
         if fixed {
-            ev.info("PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)".into());
+            monotonicity_info(ev, &first_name, 1);
         }
-        out.push(Sample { labels, t: ts, v });
+        out.push(Sample {
+            labels,
+            t: ts,
+            v: value,
+        });
     }
     Ok(Instant::Vector(out))
 }
 
+/// Formats a quantile for the label `histogram_quantiles` adds: shortest digits, with
+/// `.0` for whole numbers (`0.0`, `0.25`, `1.0`).
+fn quantile_label(q: f64) -> String {
+    if q.is_nan() {
+        "NaN".into()
+    } else if q.is_infinite() {
+        if q > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else if q.fract() == 0.0 {
+        format!("{q:.1}")
+    } else {
+        format!("{q}")
+    }
+}
+
+/// `histogram_quantiles(v, "label", q1, q2, ...)`: one `histogram_quantile` per `q`, told
+/// apart by `label`.
+pub(super) fn histogram_quantiles(
+    ev: &mut Evaluator<'_>,
+    _args: &[Expr],
+    mut vals: Vec<Instant>,
+    ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    let label = super::string_arg(&vals, 1)?;
+    if !kiln_model::labels::is_valid_label_name(&label) {
+        return Err(QueryError::bad_data(format!(
+            "invalid label name {label:?}"
+        )));
+    }
+    let qs: Vec<f64> = (2..vals.len())
+        .map(|i| scalar_arg(&vals, i))
+        .collect::<Result<_, _>>()?;
+    let v = vector_arg(&mut vals, 0)?;
+    for (i, &q) in qs.iter().enumerate() {
+        warn_quantile(ev, q, i + 2);
+    }
+    let first_name = v
+        .first()
+        .and_then(|s| s.labels.metric_name())
+        .unwrap_or("")
+        .to_owned();
+    let groups = bucket_groups(ev, v, 0);
+    let mut out = Vec::new();
+    for &q in &qs {
+        for (labels, buckets) in &groups {
+            if labels.get(&label).is_some() {
+                return Err(QueryError::execution(format!(
+                    "label {label:?} already exists on the input series"
+                )));
+            }
+            let (value, fixed) = bucket_quantile(q, buckets.clone());
+            if fixed {
+                monotonicity_info(ev, &first_name, 0);
+            }
+            let mut b = labels.to_builder();
+            b.set(&label, &quantile_label(q));
+            out.push(Sample {
+                labels: b.build(),
+                t: ts,
+                v: value,
+            });
+        }
+    }
+    Ok(Instant::Vector(out))
+}
+
+/// `histogram_fraction(lower, upper, v)`: the fraction of observations between the bounds,
+/// interpolating linearly inside buckets.
+pub(super) fn histogram_fraction(
+    ev: &mut Evaluator<'_>,
+    _args: &[Expr],
+    mut vals: Vec<Instant>,
+    ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    let (lower, upper) = (scalar_arg(&vals, 0)?, scalar_arg(&vals, 1)?);
+    let v = vector_arg(&mut vals, 2)?;
+    let out = bucket_groups(ev, v, 2)
+        .into_iter()
+        .map(|(labels, buckets)| Sample {
+            labels,
+            t: ts,
+            v: bucket_fraction(lower, upper, buckets),
+        })
+        .collect();
+    Ok(Instant::Vector(out))
+}
+
+/// Sorts buckets by bound and merges equal bounds; `None` without a `+Inf` bucket.
+fn prepared(mut buckets: Vec<(f64, f64)>) -> Option<Vec<(f64, f64)>> {
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    if !buckets.last().is_some_and(|b| b.0 == f64::INFINITY) {
+        return None;
+    }
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for (ub, c) in buckets {
+        match merged.last_mut() {
+            Some(last) if last.0 == ub => last.1 += c,
+            _ => merged.push((ub, c)),
+        }
+    }
+    Some(merged)
+}
+
+fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<(f64, f64)>) -> f64 {
+    let Some(buckets) = prepared(buckets) else {
+        return f64::NAN;
+    };
+    let count = buckets[buckets.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, None, None);
+    for (i, &(ub, c)) in buckets.iter().enumerate() {
+        // The first bucket starts at 0 when its bound is positive; otherwise, like the
+        // last bucket, it is infinitely wide and nothing inside it is interpolated.
+        let lb = if i > 0 {
+            buckets[i - 1].0
+        } else if ub > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let interpolate = |x: f64| -> f64 {
+            if lb.is_infinite() {
+                c
+            } else if ub.is_infinite() {
+                rank
+            } else {
+                rank + (c - rank) * (x - lb) / (ub - lb)
+            }
+        };
+        if lower_rank.is_none() && lb >= lower {
+            lower_rank = Some(rank);
+        }
+        if upper_rank.is_none() && lb >= upper {
+            upper_rank = Some(rank);
+        }
+        if lower_rank.is_some() && upper_rank.is_some() {
+            break;
+        }
+        if lower_rank.is_none() && lb < lower && ub > lower {
+            lower_rank = Some(interpolate(lower));
+        }
+        if upper_rank.is_none() && lb < upper && ub > upper {
+            upper_rank = Some(if lb.is_infinite() {
+                rank
+            } else {
+                interpolate(upper)
+            });
+        }
+        if lower_rank.is_some() && upper_rank.is_some() {
+            break;
+        }
+        rank = c;
+    }
+    let lower_rank = lower_rank.map_or(count, |r: f64| r.min(count));
+    let upper_rank = upper_rank.map_or(count, |r: f64| r.min(count));
+    (upper_rank - lower_rank) / count
+}
+
 /// The quantile of classic buckets `(upper bound, cumulative count)`, and whether the
 /// counts had to be made monotonic.
-fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> (f64, bool) {
+fn bucket_quantile(q: f64, buckets: Vec<(f64, f64)>) -> (f64, bool) {
     if q.is_nan() {
         return (f64::NAN, false);
     }
@@ -91,18 +289,9 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> (f64, bool) {
     if q > 1.0 {
         return (f64::INFINITY, false);
     }
-    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-    if !buckets.last().is_some_and(|b| b.0 == f64::INFINITY) {
+    let Some(mut merged) = prepared(buckets) else {
         return (f64::NAN, false);
-    }
-    // Merge buckets with equal bounds.
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for (ub, c) in buckets {
-        match merged.last_mut() {
-            Some(last) if last.0 == ub => last.1 += c,
-            _ => merged.push((ub, c)),
-        }
-    }
+    };
     let mut fixed = false;
     let mut max = f64::NEG_INFINITY;
     for b in merged.iter_mut() {

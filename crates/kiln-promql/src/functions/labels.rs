@@ -107,22 +107,24 @@ fn by_value(a: &Sample, b: &Sample) -> Ordering {
 }
 
 pub(super) fn sort(
-    _ev: &mut Evaluator<'_>,
+    ev: &mut Evaluator<'_>,
     _args: &[Expr],
     mut vals: Vec<Instant>,
     _ts: Timestamp,
 ) -> Result<Instant, QueryError> {
+    warn_if_range(ev);
     let mut v = vector_arg(&mut vals, 0)?;
     v.sort_by(by_value);
     Ok(Instant::Vector(v))
 }
 
 pub(super) fn sort_desc(
-    _ev: &mut Evaluator<'_>,
+    ev: &mut Evaluator<'_>,
     _args: &[Expr],
     mut vals: Vec<Instant>,
     _ts: Timestamp,
 ) -> Result<Instant, QueryError> {
+    warn_if_range(ev);
     let mut v = vector_arg(&mut vals, 0)?;
     v.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
         (true, true) => Ordering::Equal,
@@ -165,6 +167,14 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// Sorting means nothing in a range query, whose series come ordered by labels.
+fn warn_if_range(ev: &mut Evaluator<'_>) {
+    if ev.step != 0 {
+        let pos = ev.call_pos.0;
+        ev.warn(format!("PromQL warning: sort is ineffective for range queries since results are always ordered by labels {pos}"));
+    }
+}
+
 fn sort_by_labels(mut vals: Vec<Instant>, desc: bool) -> Result<Instant, QueryError> {
     let names: Vec<String> = (1..vals.len())
         .map(|i| string_arg(&vals, i))
@@ -177,26 +187,30 @@ fn sort_by_labels(mut vals: Vec<Instant>, desc: bool) -> Result<Instant, QueryEr
                 return if desc { o.reverse() } else { o };
             }
         }
-        Ordering::Equal
+        // Ties are broken by the whole label set, for a stable order.
+        let o = a.labels.cmp(&b.labels);
+        if desc { o.reverse() } else { o }
     });
     Ok(Instant::Vector(v))
 }
 
 pub(super) fn sort_by_label(
-    _ev: &mut Evaluator<'_>,
+    ev: &mut Evaluator<'_>,
     _args: &[Expr],
     vals: Vec<Instant>,
     _ts: Timestamp,
 ) -> Result<Instant, QueryError> {
+    warn_if_range(ev);
     sort_by_labels(vals, false)
 }
 
 pub(super) fn sort_by_label_desc(
-    _ev: &mut Evaluator<'_>,
+    ev: &mut Evaluator<'_>,
     _args: &[Expr],
     vals: Vec<Instant>,
     _ts: Timestamp,
 ) -> Result<Instant, QueryError> {
+    warn_if_range(ev);
     sort_by_labels(vals, true)
 }
 

@@ -134,6 +134,67 @@ pub(super) fn clamp_max(
     map(vals, move |v| go_min(hi, v))
 }
 
+pub(super) fn step(
+    ev: &mut Evaluator<'_>,
+    _args: &[Expr],
+    _vals: Vec<Instant>,
+    _ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    Ok(Instant::Scalar(ev.step as f64 / 1000.0))
+}
+
+pub(super) fn range(
+    ev: &mut Evaluator<'_>,
+    _args: &[Expr],
+    _vals: Vec<Instant>,
+    _ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    let (start, end) = ev.bounds();
+    Ok(Instant::Scalar((end - start) as f64 / 1000.0))
+}
+
+pub(super) fn start(
+    ev: &mut Evaluator<'_>,
+    _args: &[Expr],
+    _vals: Vec<Instant>,
+    _ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    Ok(Instant::Scalar(ev.bounds().0 as f64 / 1000.0))
+}
+
+pub(super) fn end(
+    ev: &mut Evaluator<'_>,
+    _args: &[Expr],
+    _vals: Vec<Instant>,
+    _ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    Ok(Instant::Scalar(ev.bounds().1 as f64 / 1000.0))
+}
+
+pub(super) fn min_of(
+    _ev: &mut Evaluator<'_>,
+    _args: &[Expr],
+    vals: Vec<Instant>,
+    _ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    Ok(Instant::Scalar(go_min(
+        scalar_arg(&vals, 0)?,
+        scalar_arg(&vals, 1)?,
+    )))
+}
+
+pub(super) fn max_of(
+    _ev: &mut Evaluator<'_>,
+    _args: &[Expr],
+    vals: Vec<Instant>,
+    _ts: Timestamp,
+) -> Result<Instant, QueryError> {
+    Ok(Instant::Scalar(go_max(
+        scalar_arg(&vals, 0)?,
+        scalar_arg(&vals, 1)?,
+    )))
+}
+
 pub(super) fn time(
     _ev: &mut Evaluator<'_>,
     _args: &[Expr],

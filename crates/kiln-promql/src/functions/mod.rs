@@ -13,7 +13,7 @@ mod range;
 
 use kiln_model::Timestamp;
 
-use crate::ast::{Expr, ValueType};
+use crate::ast::{Expr, Pos, ValueType};
 use crate::error::QueryError;
 use crate::eval::{Evaluator, Instant};
 use crate::value::Sample;
@@ -137,10 +137,17 @@ static FUNCTIONS: &[FunctionDef] = &[
     instant_fn("sort_by_label_desc", V, labels::sort_by_label_desc),
     instant_fn("absent", V, labels::absent),
     instant_fn("histogram_quantile", V, histogram::histogram_quantile),
+    instant_fn("histogram_quantiles", V, histogram::histogram_quantiles),
+    instant_fn("step", S, math::step),
+    instant_fn("range", S, math::range),
+    instant_fn("start", S, math::start),
+    instant_fn("end", S, math::end),
+    instant_fn("min_of", S, math::min_of),
+    instant_fn("max_of", S, math::max_of),
     instant_fn("histogram_count", V, histogram::native_only),
     instant_fn("histogram_sum", V, histogram::native_only),
     instant_fn("histogram_avg", V, histogram::native_only),
-    instant_fn("histogram_fraction", V, histogram::native_only),
+    instant_fn("histogram_fraction", V, histogram::histogram_fraction),
     instant_fn("histogram_stddev", V, histogram::native_only),
     instant_fn("histogram_stdvar", V, histogram::native_only),
 ];
@@ -164,23 +171,28 @@ pub(crate) fn return_type(name: &str) -> ValueType {
     lookup(name).map_or(ValueType::Vector, |f| f.returns)
 }
 
-/// Calls function `name` at time `ts`.
+/// Calls function `name` at time `ts`; `pos` and `arg_pos` locate the call in the
+/// query for annotations.
 pub(crate) fn call(
     ev: &mut Evaluator<'_>,
     name: &str,
     args: &[Expr],
     ts: Timestamp,
+    pos: Pos,
+    arg_pos: &[Pos],
 ) -> Result<Instant, QueryError> {
     let Some(def) = lookup(name) else {
         return Err(QueryError::bad_data(format!("unknown function {name:?}")));
     };
     match def.kind {
-        Kind::Range(f) => range::call(ev, name, f, args, ts),
+        Kind::Range(f) => range::call(ev, name, f, args, ts, arg_pos),
         Kind::Instant(f) => {
             let mut vals = Vec::with_capacity(args.len());
             for a in args {
                 vals.push(ev.eval(a, ts)?);
             }
+            // Set after the arguments, which may be calls themselves.
+            ev.call_pos = (pos, arg_pos.to_vec());
             f(ev, args, vals, ts)
         }
     }
@@ -231,7 +243,13 @@ pub(crate) fn quantile(q: f64, vals: &mut [f64]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    vals.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    // NaN sorts first, as Go's sort.Float64s does.
+    vals.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
     let n = vals.len() as f64;
     let rank = q * (n - 1.0);
     let lower = rank.floor().max(0.0);

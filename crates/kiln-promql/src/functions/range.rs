@@ -4,7 +4,7 @@
 use kiln_model::Timestamp;
 
 use super::quantile;
-use crate::ast::{Expr, ValueType};
+use crate::ast::{Expr, Pos, ValueType};
 use crate::error::QueryError;
 use crate::eval::{Evaluator, Instant, RangeSeries, drop_name};
 use crate::value::Sample;
@@ -13,6 +13,8 @@ use crate::value::Sample;
 pub(crate) struct RangeCtx {
     /// The window's end (evaluation time after `@` and `offset`).
     pub(crate) t: Timestamp,
+    /// The step's evaluation time (differs from `t` with `@` or `offset`).
+    pub(crate) ts: Timestamp,
     /// The window's length, ms.
     pub(crate) range: i64,
     /// The other arguments, evaluated as scalars, in order.
@@ -49,6 +51,7 @@ pub(super) fn call(
     f: RangeFn,
     args: &[Expr],
     ts: Timestamp,
+    arg_pos: &[Pos],
 ) -> Result<Instant, QueryError> {
     let Some(pos) = args
         .iter()
@@ -96,7 +99,22 @@ pub(super) fn call(
             }
         }
     }
-    let ctx = RangeCtx { t, range, scalars };
+    if name == "quantile_over_time"
+        && let Some(&q) = scalars.first()
+        && !(0.0..=1.0).contains(&q)
+    {
+        let p = arg_pos.first().copied().unwrap_or_default();
+        ev.warn(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {} {p}",
+            crate::eval::go_float(q)
+        ));
+    }
+    let ctx = RangeCtx {
+        t,
+        ts,
+        range,
+        scalars,
+    };
     let keep = KEEPS_NAME.contains(&name);
     let mut out = Vec::with_capacity(series.len());
     for s in &series {
@@ -229,7 +247,7 @@ pub(super) fn predict_linear(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
         return None;
     }
     let duration = ctx.scalars.first().copied().unwrap_or(f64::NAN);
-    let (slope, intercept) = linear_regression(s, ctx.t);
+    let (slope, intercept) = linear_regression(s, ctx.ts);
     Some(slope * duration + intercept)
 }
 
