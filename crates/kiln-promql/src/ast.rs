@@ -295,12 +295,11 @@ fn argument_offsets(text: &str, from: usize) -> Vec<usize> {
     i = skip_ws(i);
     // A grouping clause between the name and the arguments.
     let rest = text[i..].to_lowercase();
-    if rest.starts_with("by") || rest.starts_with("without") {
-        if let Some(open) = text[i..].find('(')
-            && let Some(close) = text[i + open..].find(')')
-        {
-            i = skip_ws(i + open + close + 1);
-        }
+    if (rest.starts_with("by") || rest.starts_with("without"))
+        && let Some(open) = text[i..].find('(')
+        && let Some(close) = text[i + open..].find(')')
+    {
+        i = skip_ws(i + open + close + 1);
     }
     if bytes.get(i) != Some(&b'(') {
         return Vec::new();

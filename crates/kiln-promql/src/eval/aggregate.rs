@@ -285,9 +285,7 @@ fn select_samples(
     match op {
         AggOp::LimitRatio => {
             if param.is_nan() {
-                return Err(QueryError::bad_data(format!(
-                    "Ratio value is NaN {param_pos}"
-                )));
+                return Err(QueryError::bad_data("Ratio value is NaN"));
             }
             if !(-1.0..=1.0).contains(&param) {
                 let capped = if param < 0.0 { -1 } else { 1 };

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use kiln_model::{Labels, METRIC_NAME, Timestamp};
+use kiln_model::{Labels, Timestamp};
 
 use super::{scalar_arg, vector_arg};
 use crate::ast::Expr;
@@ -34,7 +34,9 @@ fn parse_le(s: &str) -> Option<f64> {
 }
 
 /// Groups classic bucket samples (argument `arg` of the current call) by their labels
-/// without `le` and the metric name: `(group labels, [(upper bound, count)])`.
+/// without `le`: `(group labels without the metric name, [(upper bound, count)])`. Two
+/// metrics with otherwise equal labels stay apart, and then collide in the result, which
+/// is an error as in Prometheus.
 fn bucket_groups(
     ev: &mut Evaluator<'_>,
     v: Vec<Sample>,
@@ -54,10 +56,9 @@ fn bucket_groups(
         };
         let mut b = s.labels.to_builder();
         b.del("le");
-        b.del(METRIC_NAME);
         let key = b.build();
         let i = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, Vec::new()));
+            groups.push((crate::eval::drop_name(&key), Vec::new()));
             groups.len() - 1
         });
         groups[i].1.push((upper, s.v));

@@ -312,6 +312,9 @@ pub(super) fn stdvar_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
 }
 
 pub(super) fn mad_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+    if s.vals.iter().any(|v| v.is_nan()) {
+        return Some(f64::NAN);
+    }
     let mut vals = s.vals.clone();
     let median = quantile(0.5, &mut vals);
     let mut dev: Vec<f64> = s.vals.iter().map(|v| (v - median).abs()).collect();

@@ -1,0 +1,62 @@
+//! Prometheus's own PromQL test scripts, run through `kiln promqltest` against the real
+//! TSDB head. The scripts are read from `shared/promql-conformance/` beside the
+//! repository (never copied into it); without that directory the test says so and skips.
+
+mod common;
+
+use std::path::PathBuf;
+
+/// Files whose deviations are known and listed in the README; every other file must
+/// pass with zero failures.
+const KNOWN_DEVIATIONS: &[(&str, &str)] = &[(
+    "name_label_dropping.test",
+    "Prometheus's test engine enables delayed __name__ removal (a feature flag that is off by default in the Prometheus server); Kiln drops names immediately, like the default server",
+)];
+
+fn conformance_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/promql-conformance");
+    dir.is_dir().then_some(dir)
+}
+
+#[test]
+fn prometheus_promql_test_scripts_pass() {
+    let Some(dir) = conformance_dir() else {
+        eprintln!(
+            "SKIPPED prometheus_promql_test_scripts_pass: ../shared/promql-conformance is not beside the repository"
+        );
+        return;
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("list conformance dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "test"))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !KNOWN_DEVIATIONS.iter().any(|(f, _)| *f == name)
+        })
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 10,
+        "expected Prometheus's test scripts in {}",
+        dir.display()
+    );
+    let args: Vec<&str> = std::iter::once("promqltest")
+        .chain(files.iter().filter_map(|p| p.to_str()))
+        .collect();
+    let out = common::kiln(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout.lines().last().unwrap_or("").to_owned();
+    assert!(
+        out.status.success() && summary.contains(" 0 failed"),
+        "kiln promqltest failed ({summary}):\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed: usize = summary
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(passed > 600, "too few evals ran: {summary}");
+}
