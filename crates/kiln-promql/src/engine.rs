@@ -18,6 +18,11 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Longest a query may run (`--query.timeout`, default 2m).
     pub timeout: Option<Duration>,
+    /// Prometheus's `promql-delayed-name-removal` feature: operations that drop
+    /// `__name__` only mark it, and marked names are removed when the query ends, so
+    /// `label_replace` and `by (__name__)` can still see them. Off by default, as in the
+    /// Prometheus server; Prometheus's test scripts run with it on.
+    pub delayed_name_removal: bool,
 }
 
 impl Default for EngineOptions {
@@ -26,6 +31,7 @@ impl Default for EngineOptions {
             lookback_delta: 5 * 60 * 1000,
             max_samples: 50_000_000,
             timeout: Some(Duration::from_secs(120)),
+            delayed_name_removal: false,
         }
     }
 }

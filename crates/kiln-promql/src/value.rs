@@ -8,6 +8,20 @@ pub struct Sample {
     pub labels: Labels,
     pub t: Timestamp,
     pub v: f64,
+    /// During evaluation: the metric name is to be removed at the end (Prometheus's
+    /// delayed name removal). Always false in query results.
+    pub drop_name: bool,
+}
+
+impl Sample {
+    pub fn new(labels: Labels, t: Timestamp, v: f64) -> Sample {
+        Sample {
+            labels,
+            t,
+            v,
+            drop_name: false,
+        }
+    }
 }
 
 /// One series of a matrix (a range query's result, or a range vector).

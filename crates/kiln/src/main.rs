@@ -241,9 +241,12 @@ fn promqltest(args: &PromqltestArgs, out: &mut impl Write) -> anyhow::Result<Exi
     use kiln_tsdb::head::{Head, HeadOptions};
 
     let files = pt::collect_test_files(&args.paths).context("finding test files")?;
+    // Prometheus's test scripts assume its test engine's settings, which enable delayed
+    // name removal.
     let engine = kiln_promql::Engine::new(kiln_promql::EngineOptions {
         lookback_delta: args.lookback_delta,
         max_samples: args.max_samples,
+        delayed_name_removal: true,
         ..Default::default()
     });
     let opts = RunOptions {

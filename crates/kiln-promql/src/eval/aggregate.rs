@@ -100,17 +100,20 @@ pub(super) fn eval(
     };
     // Groups in order of first appearance.
     let mut index: HashMap<Labels, usize> = HashMap::new();
-    let mut groups: Vec<(Labels, Vec<f64>)> = Vec::new();
+    // Group labels, values, and whether any member's name is to be dropped (which
+    // matters only when the group keeps `__name__`, as `by (__name__)` does).
+    let mut groups: Vec<(Labels, Vec<f64>, bool)> = Vec::new();
     for s in input {
         let g = group_labels(&s.labels, grouping);
         let i = *index.entry(g.clone()).or_insert_with(|| {
-            groups.push((g, Vec::new()));
+            groups.push((g, Vec::new(), false));
             groups.len() - 1
         });
         groups[i].1.push(s.v);
+        groups[i].2 |= s.drop_name;
     }
     let mut out = Vec::with_capacity(groups.len());
-    for (labels, vals) in groups {
+    for (labels, vals, drop_name) in groups {
         let v = match op {
             AggOp::Sum => {
                 let mut k = KahanSum::default();
@@ -136,7 +139,13 @@ pub(super) fn eval(
             }
             _ => unreachable_op(op)?,
         };
-        out.push(Sample { labels, t: ts, v });
+        let drop_name = drop_name && labels.get(METRIC_NAME).is_some();
+        out.push(Sample {
+            labels,
+            t: ts,
+            v,
+            drop_name,
+        });
     }
     if let Some(q) = q
         && !(0.0..=1.0).contains(&q)
@@ -234,11 +243,7 @@ fn count_values(
             Some(&i) => out[i].v += 1.0,
             None => {
                 index.insert(l.clone(), out.len());
-                out.push(Sample {
-                    labels: l,
-                    t: ts,
-                    v: 1.0,
-                });
+                out.push(Sample::new(l, ts, 1.0));
             }
         }
     }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use kiln_model::{Labels, LabelsBuilder, METRIC_NAME, Timestamp};
 
-use super::{Instant, drop_name};
+use super::Instant;
 use crate::ast::{BinOp, Cardinality, VectorMatching};
 use crate::error::QueryError;
 use crate::value::Sample;
@@ -101,15 +101,11 @@ fn vector_scalar(
                 continue;
             }
         }
-        let labels = if drop {
-            drop_name(&sample.labels)
-        } else {
-            sample.labels
-        };
         out.push(Sample {
-            labels,
+            labels: sample.labels,
             t: sample.t,
             v: value,
+            drop_name: sample.drop_name || drop,
         });
     }
     out
@@ -153,18 +149,10 @@ fn or(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching) -> Vec<Sample> {
 }
 
 /// The label set of a vector-vector result, from the "many" side's labels and the
-/// "one" side's.
-fn result_labels(
-    op: BinOp,
-    return_bool: bool,
-    many: &Labels,
-    one: &Labels,
-    m: &VectorMatching,
-) -> Labels {
+/// "one" side's. The metric name stays; the caller marks it for removal when the
+/// operator drops it.
+fn result_labels(many: &Labels, one: &Labels, m: &VectorMatching) -> Labels {
     let mut b = many.to_builder();
-    if drops_name(op, return_bool) {
-        b.del(METRIC_NAME);
-    }
     match &m.card {
         Cardinality::OneToOne => {
             if m.on {
@@ -242,7 +230,7 @@ fn vector_vector(
                 continue;
             }
         }
-        let labels = result_labels(op, return_bool, &s.labels, &o.labels, m);
+        let labels = result_labels(&s.labels, &o.labels, m);
         if !one_to_one && !seen_results.insert(labels.clone()) {
             return Err(QueryError::execution(
                 "multiple matches for labels: grouping labels must ensure unique matches",
@@ -252,6 +240,7 @@ fn vector_vector(
             labels,
             t: ts,
             v: value,
+            drop_name: s.drop_name || drops_name(op, return_bool),
         });
     }
     Ok(out)

@@ -33,6 +33,8 @@ pub(crate) struct RangeSeries {
     pub(crate) labels: Labels,
     pub(crate) ts: Vec<Timestamp>,
     pub(crate) vals: Vec<f64>,
+    /// The metric name is to be dropped (delayed name removal through a subquery).
+    pub(crate) drop_name: bool,
 }
 
 /// A value at one evaluation time.
@@ -70,6 +72,9 @@ pub(crate) struct Evaluator<'s> {
     /// The range query's step, 0 for an instant query.
     pub(crate) step: i64,
     lookback: i64,
+    /// Keep `__name__` on results of name-dropping operations until the end of the
+    /// query (see [`crate::EngineOptions::delayed_name_removal`]).
+    delayed_name_removal: bool,
     max_samples: usize,
     loaded_samples: usize,
     /// Selector data by the selector node's address.
@@ -104,6 +109,7 @@ pub(crate) fn run(
         end,
         step,
         lookback: engine.opts.lookback_delta,
+        delayed_name_removal: engine.opts.delayed_name_removal,
         max_samples: engine.opts.max_samples,
         loaded_samples: 0,
         data: HashMap::new(),
@@ -129,14 +135,19 @@ pub(crate) fn run(
         match ev.eval(&expr, start)? {
             Instant::Scalar(v) => Value::Scalar { t: start, v },
             Instant::String(v) => Value::String { t: start, v },
-            Instant::Vector(v) => {
+            Instant::Vector(mut v) => {
+                settle_names(&mut v);
                 check_unique(&v)?;
                 Value::Vector(v)
             }
             Instant::Range(r) => Value::Matrix(
                 r.into_iter()
                     .map(|s| Series {
-                        labels: s.labels,
+                        labels: if s.drop_name {
+                            drop_name(&s.labels)
+                        } else {
+                            s.labels
+                        },
                         points: s.ts.into_iter().zip(s.vals).collect(),
                     })
                     .collect(),
@@ -148,7 +159,8 @@ pub(crate) fn run(
         while t <= end {
             match ev.eval(&expr, t)? {
                 Instant::Scalar(v) => series.entry(Labels::empty()).or_default().push((t, v)),
-                Instant::Vector(v) => {
+                Instant::Vector(mut v) => {
+                    settle_names(&mut v);
                     for s in v {
                         let points = series.entry(s.labels).or_default();
                         if points.last().is_some_and(|p| p.0 == t) {
@@ -185,12 +197,26 @@ pub(crate) fn run(
     })
 }
 
-/// Checks an operation's result for duplicate label sets.
-fn unique(v: Instant) -> Result<Instant, QueryError> {
-    if let Instant::Vector(samples) = &v {
-        check_unique(samples)?;
+/// Removes the metric name from samples marked for it.
+fn settle_names(v: &mut [Sample]) {
+    for s in v.iter_mut().filter(|s| s.drop_name) {
+        s.labels = drop_name(&s.labels);
+        s.drop_name = false;
     }
-    Ok(v)
+}
+
+impl Evaluator<'_> {
+    /// Finishes an operation's result: drops marked metric names now unless name removal
+    /// is delayed to the end of the query, then checks for duplicate label sets.
+    fn finish(&self, mut v: Instant) -> Result<Instant, QueryError> {
+        if let Instant::Vector(samples) = &mut v {
+            if !self.delayed_name_removal {
+                settle_names(samples);
+            }
+            check_unique(samples)?;
+        }
+        Ok(v)
+    }
 }
 
 /// An instant vector must not hold two samples with the same labels.
@@ -349,24 +375,28 @@ impl<'s> Evaluator<'s> {
             Expr::Number(v) => Ok(Instant::Scalar(*v)),
             Expr::String(s) => Ok(Instant::String(s.clone())),
             Expr::Paren(inner) => self.eval(inner, ts),
-            Expr::Neg(inner) => Ok(match self.eval(inner, ts)? {
-                Instant::Scalar(v) => Instant::Scalar(-v),
-                Instant::Vector(v) => Instant::Vector(
-                    v.into_iter()
-                        .map(|s| Sample {
-                            labels: drop_name(&s.labels),
-                            t: s.t,
-                            v: -s.v,
-                        })
-                        .collect(),
-                ),
-                other => {
-                    return Err(QueryError::bad_data(format!(
-                        "unary minus on a {}",
-                        other.type_name()
-                    )));
-                }
-            }),
+            Expr::Neg(inner) => {
+                let v = match self.eval(inner, ts)? {
+                    Instant::Scalar(v) => Instant::Scalar(-v),
+                    Instant::Vector(v) => Instant::Vector(
+                        v.into_iter()
+                            .map(|s| Sample {
+                                labels: s.labels,
+                                t: s.t,
+                                v: -s.v,
+                                drop_name: true,
+                            })
+                            .collect(),
+                    ),
+                    other => {
+                        return Err(QueryError::bad_data(format!(
+                            "unary minus on a {}",
+                            other.type_name()
+                        )));
+                    }
+                };
+                self.finish(v)
+            }
             Expr::Selector(sel) => Ok(Instant::Vector(self.vector_at(sel, ts))),
             Expr::Matrix { sel, range } => Ok(Instant::Range(self.range_at(sel, *range, ts))),
             Expr::Subquery {
@@ -414,14 +444,17 @@ impl<'s> Evaluator<'s> {
             } => {
                 let l = self.eval(lhs, ts)?;
                 let r = self.eval(rhs, ts)?;
-                unique(binary::eval(*op, l, r, *return_bool, matching, ts)?)
+                self.finish(binary::eval(*op, l, r, *return_bool, matching, ts)?)
             }
             Expr::Call {
                 func,
                 args,
                 pos,
                 arg_pos,
-            } => unique(crate::functions::call(self, func, args, ts, *pos, arg_pos)?),
+            } => {
+                let v = crate::functions::call(self, func, args, ts, *pos, arg_pos)?;
+                self.finish(v)
+            }
         }
     }
 
@@ -452,11 +485,11 @@ impl<'s> Evaluator<'s> {
             if st <= t - self.lookback || is_stale_nan(sv) {
                 continue;
             }
-            out.push(Sample {
-                labels: s.labels.clone(),
-                t: if sample_times { st } else { ts },
-                v: sv,
-            });
+            out.push(Sample::new(
+                s.labels.clone(),
+                if sample_times { st } else { ts },
+                sv,
+            ));
         }
         out
     }
@@ -479,6 +512,7 @@ impl<'s> Evaluator<'s> {
                 labels: s.labels.clone(),
                 ts: Vec::with_capacity(hi - lo),
                 vals: Vec::with_capacity(hi - lo),
+                drop_name: false,
             };
             for i in lo..hi {
                 if !is_stale_nan(s.vals[i]) {
@@ -512,11 +546,7 @@ impl<'s> Evaluator<'s> {
             if !self.subquery_cache.contains_key(&k) {
                 let v = match self.eval(inner, it)? {
                     Instant::Vector(v) => v,
-                    Instant::Scalar(v) => vec![Sample {
-                        labels: Labels::empty(),
-                        t: it,
-                        v,
-                    }],
+                    Instant::Scalar(v) => vec![Sample::new(Labels::empty(), it, v)],
                     other => {
                         return Err(QueryError::bad_data(format!(
                             "subquery over a {}",
@@ -533,6 +563,7 @@ impl<'s> Evaluator<'s> {
                         labels: s.labels.clone(),
                         ts: Vec::new(),
                         vals: Vec::new(),
+                        drop_name: s.drop_name,
                     }
                 });
                 entry.ts.push(it);

@@ -58,7 +58,7 @@ fn bucket_groups(
         b.del("le");
         let key = b.build();
         let i = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((crate::eval::drop_name(&key), Vec::new()));
+            groups.push((key, Vec::new()));
             groups.len() - 1
         });
         groups[i].1.push((upper, s.v));
@@ -107,6 +107,7 @@ pub(super) fn histogram_quantile(
             labels,
             t: ts,
             v: value,
+            drop_name: true,
         });
     }
     Ok(Instant::Vector(out))
@@ -175,6 +176,7 @@ pub(super) fn histogram_quantiles(
                 labels: b.build(),
                 t: ts,
                 v: value,
+                drop_name: true,
             });
         }
     }
@@ -197,6 +199,7 @@ pub(super) fn histogram_fraction(
             labels,
             t: ts,
             v: bucket_fraction(lower, upper, buckets),
+            drop_name: true,
         })
         .collect();
     Ok(Instant::Vector(out))

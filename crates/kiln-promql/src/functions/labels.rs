@@ -52,6 +52,7 @@ pub(super) fn label_replace(
             labels,
             t: s.t,
             v: s.v,
+            drop_name: s.drop_name && dst != METRIC_NAME,
         });
     }
     Ok(Instant::Vector(out))
@@ -90,6 +91,7 @@ pub(super) fn label_join(
                 labels: b.build(),
                 t: s.t,
                 v: s.v,
+                drop_name: s.drop_name && dst != METRIC_NAME,
             }
         })
         .collect();
@@ -253,11 +255,11 @@ pub(super) fn absent(
 ) -> Result<Instant, QueryError> {
     match vals.first() {
         Some(Instant::Vector(v)) if !v.is_empty() => Ok(Instant::Vector(Vec::new())),
-        _ => Ok(Instant::Vector(vec![Sample {
-            labels: absent_labels(args.first()),
-            t: ts,
-            v: 1.0,
-        }])),
+        _ => Ok(Instant::Vector(vec![Sample::new(
+            absent_labels(args.first()),
+            ts,
+            1.0,
+        )])),
     }
 }
 

@@ -6,7 +6,7 @@ use kiln_model::{Labels, Timestamp, calendar};
 use super::{scalar_arg, vector_arg};
 use crate::ast::Expr;
 use crate::error::QueryError;
-use crate::eval::{Evaluator, Instant, drop_name};
+use crate::eval::{Evaluator, Instant};
 use crate::value::Sample;
 
 /// Applies `f` to every sample of the first argument, dropping the metric name.
@@ -15,9 +15,10 @@ fn map(mut vals: Vec<Instant>, f: impl Fn(f64) -> f64) -> Result<Instant, QueryE
     Ok(Instant::Vector(
         v.into_iter()
             .map(|s| Sample {
-                labels: drop_name(&s.labels),
+                labels: s.labels,
                 t: s.t,
                 v: f(s.v),
+                drop_name: true,
             })
             .collect(),
     ))
@@ -223,9 +224,10 @@ pub(super) fn timestamp(
     Ok(Instant::Vector(
         v.into_iter()
             .map(|s| Sample {
-                labels: drop_name(&s.labels),
+                labels: s.labels,
                 t: ts,
                 v: s.t as f64 / 1000.0,
+                drop_name: true,
             })
             .collect(),
     ))
@@ -237,11 +239,11 @@ pub(super) fn vector(
     vals: Vec<Instant>,
     ts: Timestamp,
 ) -> Result<Instant, QueryError> {
-    Ok(Instant::Vector(vec![Sample {
-        labels: Labels::empty(),
-        t: ts,
-        v: scalar_arg(&vals, 0)?,
-    }]))
+    Ok(Instant::Vector(vec![Sample::new(
+        Labels::empty(),
+        ts,
+        scalar_arg(&vals, 0)?,
+    )]))
 }
 
 pub(super) fn scalar(
@@ -266,11 +268,7 @@ fn date_fn(
     f: fn(i64, u32, u32, i64) -> f64,
 ) -> Result<Instant, QueryError> {
     let v = if vals.is_empty() {
-        vec![Sample {
-            labels: Labels::empty(),
-            t: ts,
-            v: ts as f64 / 1000.0,
-        }]
+        vec![Sample::new(Labels::empty(), ts, ts as f64 / 1000.0)]
     } else {
         vector_arg(&mut vals, 0)?
     };
@@ -286,9 +284,10 @@ fn date_fn(
                 s.v
             };
             Sample {
-                labels: drop_name(&s.labels),
+                labels: s.labels,
                 t: s.t,
                 v: value,
+                drop_name: true,
             }
         })
         .collect();

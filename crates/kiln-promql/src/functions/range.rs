@@ -6,7 +6,7 @@ use kiln_model::Timestamp;
 use super::quantile;
 use crate::ast::{Expr, Pos, ValueType};
 use crate::error::QueryError;
-use crate::eval::{Evaluator, Instant, RangeSeries, drop_name};
+use crate::eval::{Evaluator, Instant, RangeSeries};
 use crate::value::Sample;
 
 /// What a range function sees besides one series' window.
@@ -119,12 +119,12 @@ pub(super) fn call(
     let mut out = Vec::with_capacity(series.len());
     for s in &series {
         if let Some(v) = f(&ctx, s) {
-            let labels = if keep {
-                s.labels.clone()
-            } else {
-                drop_name(&s.labels)
-            };
-            out.push(Sample { labels, t: ts, v });
+            out.push(Sample {
+                labels: s.labels.clone(),
+                t: ts,
+                v,
+                drop_name: s.drop_name || !keep,
+            });
         }
     }
     Ok(Instant::Vector(out))
@@ -394,10 +394,10 @@ pub(super) fn absent_over_time(
 ) -> Result<Instant, QueryError> {
     match vals.first() {
         Some(Instant::Range(r)) if !r.is_empty() => Ok(Instant::Vector(Vec::new())),
-        _ => Ok(Instant::Vector(vec![Sample {
-            labels: super::labels::absent_labels(args.first()),
-            t: ts,
-            v: 1.0,
-        }])),
+        _ => Ok(Instant::Vector(vec![Sample::new(
+            super::labels::absent_labels(args.first()),
+            ts,
+            1.0,
+        )])),
     }
 }

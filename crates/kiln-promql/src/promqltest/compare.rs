@@ -526,11 +526,7 @@ mod tests {
     }
 
     fn sample(l: &[(&str, &str)], v: f64) -> Sample {
-        Sample {
-            labels: labels(l),
-            t: 0,
-            v,
-        }
+        Sample::new(labels(l), 0, v)
     }
 
     #[test]

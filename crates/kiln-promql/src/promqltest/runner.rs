@@ -248,11 +248,10 @@ impl State<'_> {
         let vec: Vec<Sample> = m
             .iter()
             .filter_map(|s| {
-                s.points.iter().find(|p| p.0 == t).map(|p| Sample {
-                    labels: s.labels.clone(),
-                    t,
-                    v: p.1,
-                })
+                s.points
+                    .iter()
+                    .find(|p| p.0 == t)
+                    .map(|p| Sample::new(s.labels.clone(), t, p.1))
             })
             .collect();
         let value = if matches!(instant, Value::Scalar { .. }) {

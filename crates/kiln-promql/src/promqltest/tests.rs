@@ -29,11 +29,7 @@ fn select(storage: &dyn Queryable, name: &str, t: i64) -> Result<Vec<Sample>, Qu
             }
         }
         if let Some(v) = last.filter(|v| !is_stale_nan(*v)) {
-            out.push(Sample {
-                labels: s.labels().clone(),
-                t,
-                v,
-            });
+            out.push(Sample::new(s.labels().clone(), t, v));
         }
     }
     Ok(out)
@@ -114,11 +110,7 @@ impl QueryEngine for Fake {
             warnings.extend(r.warnings);
             infos.extend(r.infos);
             let samples = match r.value {
-                Value::Scalar { v, .. } => vec![Sample {
-                    labels: kiln_model::Labels::empty(),
-                    t,
-                    v,
-                }],
+                Value::Scalar { v, .. } => vec![Sample::new(kiln_model::Labels::empty(), t, v)],
                 Value::Vector(v) => v,
                 _ => return Err(QueryError::bad_data("bad range query type")),
             };
