@@ -33,9 +33,12 @@ pub struct Label<'a> {
 }
 
 /// A sorted, packed label set. See the module docs for the layout and invariants.
+///
+/// The buffer is shared (`Arc`): cloning a label set, which queries do for every series
+/// they touch, copies a pointer, not the labels.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Labels {
-    buf: Box<[u8]>,
+    buf: std::sync::Arc<[u8]>,
 }
 
 impl Labels {
@@ -94,6 +97,34 @@ impl Labels {
     /// Bytes used by the packed buffer (for memory accounting).
     pub fn packed_len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// The pairs whose names `keep` accepts, as a new label set. Copies the kept pairs'
+    /// bytes into one new buffer (one allocation); returns a clone of `self` (no
+    /// allocation) when everything is kept.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> Labels {
+        let mut rest: &[u8] = &self.buf;
+        let mut out: Option<Vec<u8>> = None;
+        let mut offset = 0;
+        while !rest.is_empty() {
+            let before = rest.len();
+            let name = take_str(&mut rest);
+            let _ = take_str(&mut rest);
+            let pair_len = before - rest.len();
+            let keep_it = keep(name);
+            match (&mut out, keep_it) {
+                (Some(buf), true) => buf.extend_from_slice(&self.buf[offset..offset + pair_len]),
+                (None, false) => out = Some(self.buf[..offset].to_vec()),
+                _ => {}
+            }
+            offset += pair_len;
+        }
+        match out {
+            None => self.clone(),
+            Some(buf) => Labels {
+                buf: std::sync::Arc::from(buf),
+            },
+        }
     }
 
     /// A builder seeded with these labels, to add, change or remove pairs.
@@ -255,7 +286,7 @@ impl LabelsBuilder {
             put_str(&mut buf, v);
         }
         Labels {
-            buf: buf.into_boxed_slice(),
+            buf: std::sync::Arc::from(buf),
         }
     }
 }
@@ -341,6 +372,18 @@ mod tests {
             let l = Labels::from_pairs(&[("__name__", "up"), ("v", v)]);
             assert_eq!(l.to_string(), want);
         }
+    }
+
+    #[test]
+    fn retain_copies_only_kept_pairs() {
+        let l = Labels::from_pairs(&[("__name__", "up"), ("a", "1"), ("b", "2")]);
+        assert_eq!(
+            l.retain(|n| n != "__name__"),
+            Labels::from_pairs(&[("a", "1"), ("b", "2")])
+        );
+        assert_eq!(l.retain(|n| n == "b"), Labels::from_pairs(&[("b", "2")]));
+        assert_eq!(l.retain(|_| true), l);
+        assert!(l.retain(|_| false).is_empty());
     }
 
     #[test]

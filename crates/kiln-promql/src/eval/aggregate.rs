@@ -2,34 +2,30 @@
 
 use std::collections::HashMap;
 
-use kiln_model::{Labels, LabelsBuilder, METRIC_NAME, Timestamp};
+use kiln_model::{Labels, METRIC_NAME, Timestamp};
 
-use super::{Evaluator, Instant};
+use super::{Evaluator, Instant, subset_hash};
 use crate::ast::{AggOp, Grouping, Pos};
 use crate::error::QueryError;
 use crate::functions::quantile;
 use crate::value::Sample;
 
+/// The hash identifying a sample's group (see [`group_labels`]).
+fn group_key(l: &Labels, grouping: Option<&Grouping>) -> u64 {
+    match grouping {
+        None => 0,
+        Some(Grouping::By(names)) => subset_hash(l, names, true),
+        Some(Grouping::Without(names)) => subset_hash(l, names, false),
+    }
+}
+
 /// The label set identifying a sample's group.
 fn group_labels(l: &Labels, grouping: Option<&Grouping>) -> Labels {
     match grouping {
         None => Labels::empty(),
-        Some(Grouping::By(names)) => {
-            let mut b = LabelsBuilder::new();
-            for n in names {
-                if let Some(v) = l.get(n) {
-                    b.set(n, v);
-                }
-            }
-            b.build()
-        }
+        Some(Grouping::By(names)) => l.retain(|name| names.iter().any(|n| n == name)),
         Some(Grouping::Without(names)) => {
-            let mut b = l.to_builder();
-            b.del(METRIC_NAME);
-            for n in names {
-                b.del(n);
-            }
-            b.build()
+            l.retain(|name| name != METRIC_NAME && !names.iter().any(|n| n == name))
         }
     }
 }
@@ -99,16 +95,17 @@ pub(super) fn eval(
         None
     };
     // Groups in order of first appearance.
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: HashMap<u64, usize> = HashMap::new();
     // Group labels, values, and whether any member's name is to be dropped (which
     // matters only when the group keeps `__name__`, as `by (__name__)` does).
     let mut groups: Vec<(Labels, Vec<f64>, bool)> = Vec::new();
     for s in input {
-        let g = group_labels(&s.labels, grouping);
-        let i = *index.entry(g.clone()).or_insert_with(|| {
-            groups.push((g, Vec::new(), false));
-            groups.len() - 1
-        });
+        let i = *index
+            .entry(group_key(&s.labels, grouping))
+            .or_insert_with(|| {
+                groups.push((group_labels(&s.labels, grouping), Vec::new(), false));
+                groups.len() - 1
+            });
         groups[i].1.push(s.v);
         groups[i].2 |= s.drop_name;
     }
@@ -276,14 +273,15 @@ fn select_samples(
     grouping: Option<&Grouping>,
     param_pos: Pos,
 ) -> Result<Instant, QueryError> {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: HashMap<u64, usize> = HashMap::new();
     let mut groups: Vec<Vec<Sample>> = Vec::new();
     for s in input {
-        let g = group_labels(&s.labels, grouping);
-        let i = *index.entry(g).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
+        let i = *index
+            .entry(group_key(&s.labels, grouping))
+            .or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
         groups[i].push(s);
     }
     let mut out = Vec::new();

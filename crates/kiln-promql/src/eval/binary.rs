@@ -4,9 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kiln_model::{Labels, LabelsBuilder, METRIC_NAME, Timestamp};
+use kiln_model::{Labels, METRIC_NAME, Timestamp};
 
-use super::Instant;
+use super::{Instant, subset_hash};
 use crate::ast::{BinOp, Cardinality, VectorMatching};
 use crate::error::QueryError;
 use crate::value::Sample;
@@ -111,35 +111,32 @@ fn vector_scalar(
     out
 }
 
-/// The matching signature of a sample's labels.
-fn signature(l: &Labels, m: &VectorMatching) -> Labels {
-    if m.on {
-        let mut b = LabelsBuilder::new();
-        for n in &m.labels {
-            if let Some(v) = l.get(n) {
-                b.set(n, v);
-            }
+/// The matching signature of a sample's labels (a hash of the labels that match).
+fn signature(l: &Labels, m: &VectorMatching) -> u64 {
+    subset_hash(l, &m.labels, m.on)
+}
+
+/// The matching labels themselves, for error messages.
+fn signature_labels(l: &Labels, m: &VectorMatching) -> Labels {
+    l.retain(|name| {
+        let listed = m.labels.iter().any(|n| n == name);
+        if m.on {
+            listed
+        } else {
+            !listed && name != METRIC_NAME
         }
-        b.build()
-    } else {
-        let mut b = l.to_builder();
-        b.del(METRIC_NAME);
-        for n in &m.labels {
-            b.del(n);
-        }
-        b.build()
-    }
+    })
 }
 
 fn and_unless(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching, and: bool) -> Vec<Sample> {
-    let right: HashSet<Labels> = r.iter().map(|s| signature(&s.labels, m)).collect();
+    let right: HashSet<u64> = r.iter().map(|s| signature(&s.labels, m)).collect();
     l.into_iter()
         .filter(|s| right.contains(&signature(&s.labels, m)) == and)
         .collect()
 }
 
 fn or(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching) -> Vec<Sample> {
-    let left: HashSet<Labels> = l.iter().map(|s| signature(&s.labels, m)).collect();
+    let left: HashSet<u64> = l.iter().map(|s| signature(&s.labels, m)).collect();
     let mut out = l;
     out.extend(
         r.into_iter()
@@ -152,33 +149,23 @@ fn or(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching) -> Vec<Sample> {
 /// "one" side's. The metric name stays; the caller marks it for removal when the
 /// operator drops it.
 fn result_labels(many: &Labels, one: &Labels, m: &VectorMatching) -> Labels {
-    let mut b = many.to_builder();
     match &m.card {
-        Cardinality::OneToOne => {
-            if m.on {
-                let keep: HashSet<&str> = m.labels.iter().map(String::as_str).collect();
-                for l in many.iter() {
-                    if !keep.contains(l.name) {
-                        b.del(l.name);
-                    }
-                }
-            } else {
-                for n in &m.labels {
-                    b.del(n);
-                }
-            }
-        }
-        Cardinality::ManyToOne(include) | Cardinality::OneToMany(include) => {
+        Cardinality::OneToOne if m.on => many.retain(|name| m.labels.iter().any(|n| n == name)),
+        Cardinality::OneToOne => many.retain(|name| !m.labels.iter().any(|n| n == name)),
+        Cardinality::ManyToOne(include) | Cardinality::OneToMany(include)
+            if !include.is_empty() =>
+        {
+            let mut b = many.to_builder();
             for n in include {
                 match one.get(n) {
                     Some(v) => b.set(n, v),
                     None => b.del(n),
                 };
             }
+            b.build()
         }
-        Cardinality::ManyToMany => {}
+        _ => many.clone(),
     }
-    b.build()
 }
 
 fn vector_vector(
@@ -193,19 +180,21 @@ fn vector_vector(
     let swap = matches!(m.card, Cardinality::OneToMany(_));
     let (many, one) = if swap { (rhs, lhs) } else { (lhs, rhs) };
     let side = if swap { "left" } else { "right" };
-    let mut one_by_sig: HashMap<Labels, Sample> = HashMap::with_capacity(one.len());
+    let mut one_by_sig: HashMap<u64, Sample> = HashMap::with_capacity(one.len());
     for s in one {
         let sig = signature(&s.labels, m);
         if let Some(prev) = one_by_sig.get(&sig) {
             return Err(QueryError::execution(format!(
-                "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                prev.labels, s.labels
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                signature_labels(&s.labels, m),
+                prev.labels,
+                s.labels
             )));
         }
         one_by_sig.insert(sig, s);
     }
     let one_to_one = m.card == Cardinality::OneToOne;
-    let mut matched_sigs: HashMap<Labels, Labels> = HashMap::new();
+    let mut matched_sigs: HashSet<u64> = HashSet::new();
     let mut seen_results: HashSet<Labels> = HashSet::new();
     let mut out = Vec::new();
     for s in many {
@@ -214,12 +203,12 @@ fn vector_vector(
             continue;
         };
         if one_to_one {
-            if matched_sigs.contains_key(&sig) {
+            if matched_sigs.contains(&sig) {
                 return Err(QueryError::execution(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
                 ));
             }
-            matched_sigs.insert(sig.clone(), s.labels.clone());
+            matched_sigs.insert(sig);
         }
         let (lv, rv) = if swap { (o.v, s.v) } else { (s.v, o.v) };
         let (mut value, keep) = apply(op, lv, rv);

@@ -14,6 +14,7 @@ mod binary;
 pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant as Clock;
 
 use kiln_model::{Labels, METRIC_NAME, Timestamp, is_stale_nan};
@@ -29,12 +30,43 @@ const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 
 /// One series of a range vector at one evaluation time: the samples in the window.
 #[derive(Debug, Clone)]
+///
+/// The samples are a window into shared arrays: a range selector's window is a slice of
+/// the data loaded for the query, so sliding it from step to step copies nothing.
 pub(crate) struct RangeSeries {
     pub(crate) labels: Labels,
-    pub(crate) ts: Vec<Timestamp>,
-    pub(crate) vals: Vec<f64>,
+    ts: Arc<[Timestamp]>,
+    vals: Arc<[f64]>,
+    window: std::ops::Range<usize>,
     /// The metric name is to be dropped (delayed name removal through a subquery).
     pub(crate) drop_name: bool,
+}
+
+impl RangeSeries {
+    /// A range series owning its samples.
+    pub(crate) fn owned(
+        labels: Labels,
+        ts: Vec<Timestamp>,
+        vals: Vec<f64>,
+        drop_name: bool,
+    ) -> Self {
+        let window = 0..ts.len();
+        RangeSeries {
+            labels,
+            ts: ts.into(),
+            vals: vals.into(),
+            window,
+            drop_name,
+        }
+    }
+
+    pub(crate) fn ts(&self) -> &[Timestamp] {
+        &self.ts[self.window.clone()]
+    }
+
+    pub(crate) fn vals(&self) -> &[f64] {
+        &self.vals[self.window.clone()]
+    }
 }
 
 /// A value at one evaluation time.
@@ -60,8 +92,10 @@ impl Instant {
 /// A selector's series, loaded once per query.
 struct Loaded {
     labels: Labels,
-    ts: Vec<Timestamp>,
-    vals: Vec<f64>,
+    ts: Arc<[Timestamp]>,
+    vals: Arc<[f64]>,
+    /// Whether any value is a staleness marker (range windows then need filtering).
+    has_stale: bool,
 }
 
 pub(crate) struct Evaluator<'s> {
@@ -142,13 +176,19 @@ pub(crate) fn run(
             }
             Instant::Range(r) => Value::Matrix(
                 r.into_iter()
-                    .map(|s| Series {
-                        labels: if s.drop_name {
+                    .map(|s| {
+                        let points = s
+                            .ts()
+                            .iter()
+                            .copied()
+                            .zip(s.vals().iter().copied())
+                            .collect();
+                        let labels = if s.drop_name {
                             drop_name(&s.labels)
                         } else {
                             s.labels
-                        },
-                        points: s.ts.into_iter().zip(s.vals).collect(),
+                        };
+                        Series { labels, points }
                     })
                     .collect(),
             ),
@@ -235,14 +275,39 @@ pub(crate) fn check_unique(v: &[Sample]) -> Result<(), QueryError> {
     Ok(())
 }
 
+/// A hash of a subset of a label set, computed without building the subset: with
+/// `include`, the labels named in `names`; otherwise every label except those and
+/// `__name__`. Used as the key of aggregation groups and vector-matching signatures;
+/// like Prometheus's signatures it is a 64-bit hash (FNV-1a), collisions being
+/// negligible.
+pub(crate) fn subset_hash(l: &Labels, names: &[String], include: bool) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    for p in l.iter() {
+        let listed = names.iter().any(|n| n == p.name);
+        let keep = if include {
+            listed
+        } else {
+            !listed && p.name != METRIC_NAME
+        };
+        if keep {
+            feed(p.name.as_bytes());
+            feed(p.value.as_bytes());
+        }
+    }
+    h
+}
+
 /// Removes `__name__` from a label set.
 pub(crate) fn drop_name(l: &Labels) -> Labels {
-    if l.get(METRIC_NAME).is_none() {
-        return l.clone();
-    }
-    let mut b = l.to_builder();
-    b.del(METRIC_NAME);
-    b.build()
+    l.retain(|n| n != METRIC_NAME)
 }
 
 impl<'s> Evaluator<'s> {
@@ -354,10 +419,12 @@ impl<'s> Evaluator<'s> {
                     "query processing would load too many samples into memory in query execution",
                 ));
             }
+            let has_stale = vals.iter().any(|v| is_stale_nan(*v));
             out.push(Loaded {
                 labels: series.labels().clone(),
-                ts,
-                vals,
+                ts: ts.into(),
+                vals: vals.into(),
+                has_stale,
             });
         }
         if let Some(e) = set.err() {
@@ -508,20 +575,25 @@ impl<'s> Evaluator<'s> {
             if lo >= hi {
                 continue;
             }
-            let mut rs = RangeSeries {
-                labels: s.labels.clone(),
-                ts: Vec::with_capacity(hi - lo),
-                vals: Vec::with_capacity(hi - lo),
-                drop_name: false,
-            };
+            if !s.has_stale {
+                out.push(RangeSeries {
+                    labels: s.labels.clone(),
+                    ts: s.ts.clone(),
+                    vals: s.vals.clone(),
+                    window: lo..hi,
+                    drop_name: false,
+                });
+                continue;
+            }
+            let (mut ts, mut vals) = (Vec::with_capacity(hi - lo), Vec::with_capacity(hi - lo));
             for i in lo..hi {
                 if !is_stale_nan(s.vals[i]) {
-                    rs.ts.push(s.ts[i]);
-                    rs.vals.push(s.vals[i]);
+                    ts.push(s.ts[i]);
+                    vals.push(s.vals[i]);
                 }
             }
-            if !rs.ts.is_empty() {
-                out.push(rs);
+            if !ts.is_empty() {
+                out.push(RangeSeries::owned(s.labels.clone(), ts, vals, false));
             }
         }
         out
@@ -538,7 +610,7 @@ impl<'s> Evaluator<'s> {
         t: Timestamp,
     ) -> Result<Vec<RangeSeries>, QueryError> {
         let first = (t - range).div_euclid(step) * step + step;
-        let mut by_labels: HashMap<Labels, RangeSeries> = HashMap::new();
+        let mut by_labels: HashMap<Labels, (Vec<Timestamp>, Vec<f64>, bool)> = HashMap::new();
         let mut order: Vec<Labels> = Vec::new();
         let mut it = first;
         while it <= t {
@@ -559,21 +631,20 @@ impl<'s> Evaluator<'s> {
             for s in self.subquery_cache.get(&k).into_iter().flatten() {
                 let entry = by_labels.entry(s.labels.clone()).or_insert_with(|| {
                     order.push(s.labels.clone());
-                    RangeSeries {
-                        labels: s.labels.clone(),
-                        ts: Vec::new(),
-                        vals: Vec::new(),
-                        drop_name: s.drop_name,
-                    }
+                    (Vec::new(), Vec::new(), s.drop_name)
                 });
-                entry.ts.push(it);
-                entry.vals.push(s.v);
+                entry.0.push(it);
+                entry.1.push(s.v);
             }
             it += step;
         }
         Ok(order
             .into_iter()
-            .filter_map(|l| by_labels.remove(&l))
+            .filter_map(|l| {
+                by_labels
+                    .remove(&l)
+                    .map(|(ts, vals, drop)| RangeSeries::owned(l, ts, vals, drop))
+            })
             .collect())
     }
 

@@ -132,16 +132,16 @@ pub(super) fn call(
 
 /// Prometheus's extrapolated rate, increase and delta.
 fn extrapolated(ctx: &RangeCtx, s: &RangeSeries, counter: bool, rate: bool) -> Option<f64> {
-    let n = s.ts.len();
+    let n = s.ts().len();
     if n < 2 {
         return None;
     }
-    let (first_t, last_t) = (s.ts[0], s.ts[n - 1]);
-    let (first_v, last_v) = (s.vals[0], s.vals[n - 1]);
+    let (first_t, last_t) = (s.ts()[0], s.ts()[n - 1]);
+    let (first_v, last_v) = (s.vals()[0], s.vals()[n - 1]);
     let mut result = last_v - first_v;
     if counter {
         let mut prev = first_v;
-        for &v in &s.vals[1..] {
+        for &v in &s.vals()[1..] {
             if v < prev {
                 result += prev;
             }
@@ -187,12 +187,12 @@ pub(super) fn delta(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
 }
 
 fn instant_delta(s: &RangeSeries, rate: bool) -> Option<f64> {
-    let n = s.ts.len();
+    let n = s.ts().len();
     if n < 2 {
         return None;
     }
-    let (pt, pv) = (s.ts[n - 2], s.vals[n - 2]);
-    let (lt, lv) = (s.ts[n - 1], s.vals[n - 1]);
+    let (pt, pv) = (s.ts()[n - 2], s.vals()[n - 2]);
+    let (lt, lv) = (s.ts()[n - 1], s.vals()[n - 1]);
     let mut result = if rate && lv < pv { lv } else { lv - pv };
     if rate {
         let dt = (lt - pt) as f64 / 1000.0;
@@ -215,18 +215,18 @@ pub(super) fn idelta(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
 /// Least-squares slope and intercept of the samples, with time in seconds relative to
 /// `at` (ms).
 fn linear_regression(s: &RangeSeries, at: Timestamp) -> (f64, f64) {
-    let n = s.ts.len() as f64;
+    let n = s.ts().len() as f64;
     let (mut sx, mut sy, mut sxy, mut sxx) = (0.0, 0.0, 0.0, 0.0);
-    let const_y = s.vals.iter().all(|&v| v == s.vals[0]);
-    for (&t, &v) in s.ts.iter().zip(&s.vals) {
+    let const_y = s.vals().iter().all(|&v| v == s.vals()[0]);
+    for (&t, &v) in s.ts().iter().zip(s.vals()) {
         let x = (t - at) as f64 / 1000.0;
         sx += x;
         sy += v;
         sxy += x * v;
         sxx += x * x;
     }
-    if const_y && s.vals[0].is_finite() {
-        return (0.0, s.vals[0]);
+    if const_y && s.vals()[0].is_finite() {
+        return (0.0, s.vals()[0]);
     }
     let cov = sxy - sx * sy / n;
     let var = sxx - sx * sx / n;
@@ -236,14 +236,14 @@ fn linear_regression(s: &RangeSeries, at: Timestamp) -> (f64, f64) {
 }
 
 pub(super) fn deriv(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    if s.ts.len() < 2 {
+    if s.ts().len() < 2 {
         return None;
     }
-    Some(linear_regression(s, s.ts[0]).0)
+    Some(linear_regression(s, s.ts()[0]).0)
 }
 
 pub(super) fn predict_linear(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    if s.ts.len() < 2 {
+    if s.ts().len() < 2 {
         return None;
     }
     let duration = ctx.scalars.first().copied().unwrap_or(f64::NAN);
@@ -253,7 +253,7 @@ pub(super) fn predict_linear(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
 
 pub(super) fn changes(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
     let mut n = 0.0;
-    for w in s.vals.windows(2) {
+    for w in s.vals().windows(2) {
         if !(w[0] == w[1] || (w[0].is_nan() && w[1].is_nan())) {
             n += 1.0;
         }
@@ -262,16 +262,16 @@ pub(super) fn changes(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
 }
 
 pub(super) fn resets(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    Some(s.vals.windows(2).filter(|w| w[1] < w[0]).count() as f64)
+    Some(s.vals().windows(2).filter(|w| w[1] < w[0]).count() as f64)
 }
 
 pub(super) fn avg_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    Some(crate::eval::avg(&s.vals))
+    Some(crate::eval::avg(&s.vals()))
 }
 
 pub(super) fn min_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
     Some(
-        s.vals
+        s.vals()
             .iter()
             .copied()
             .fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m }),
@@ -280,7 +280,7 @@ pub(super) fn min_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
 
 pub(super) fn max_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
     Some(
-        s.vals
+        s.vals()
             .iter()
             .copied()
             .fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }),
@@ -289,53 +289,53 @@ pub(super) fn max_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
 
 pub(super) fn sum_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
     let mut k = crate::eval::KahanSum::default();
-    s.vals.iter().for_each(|&v| k.add(v));
+    s.vals().iter().for_each(|&v| k.add(v));
     Some(k.value())
 }
 
 pub(super) fn count_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    Some(s.vals.len() as f64)
+    Some(s.vals().len() as f64)
 }
 
 pub(super) fn quantile_over_time(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
     let q = ctx.scalars.first().copied().unwrap_or(f64::NAN);
-    let mut vals = s.vals.clone();
+    let mut vals = s.vals().to_vec();
     Some(quantile(q, &mut vals))
 }
 
 pub(super) fn stddev_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    Some(crate::eval::variance(&s.vals).sqrt())
+    Some(crate::eval::variance(&s.vals()).sqrt())
 }
 
 pub(super) fn stdvar_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    Some(crate::eval::variance(&s.vals))
+    Some(crate::eval::variance(&s.vals()))
 }
 
 pub(super) fn mad_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    if s.vals.iter().any(|v| v.is_nan()) {
+    if s.vals().iter().any(|v| v.is_nan()) {
         return Some(f64::NAN);
     }
-    let mut vals = s.vals.clone();
+    let mut vals = s.vals().to_vec();
     let median = quantile(0.5, &mut vals);
-    let mut dev: Vec<f64> = s.vals.iter().map(|v| (v - median).abs()).collect();
+    let mut dev: Vec<f64> = s.vals().iter().map(|v| (v - median).abs()).collect();
     Some(quantile(0.5, &mut dev))
 }
 
 pub(super) fn last_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    s.vals.last().copied()
+    s.vals().last().copied()
 }
 
 pub(super) fn first_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    s.vals.first().copied()
+    s.vals().first().copied()
 }
 
 pub(super) fn present_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    (!s.vals.is_empty()).then_some(1.0)
+    (!s.vals().is_empty()).then_some(1.0)
 }
 
 fn ts_of(s: &RangeSeries, pick: impl Fn(f64, f64) -> bool) -> Option<f64> {
     let mut best: Option<(i64, f64)> = None;
-    for (&t, &v) in s.ts.iter().zip(&s.vals) {
+    for (&t, &v) in s.ts().iter().zip(s.vals()) {
         if best.is_none_or(|(_, b)| b.is_nan() || pick(v, b)) {
             best = Some((t, v));
         }
@@ -352,11 +352,11 @@ pub(super) fn ts_of_min_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> 
 }
 
 pub(super) fn ts_of_last_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    s.ts.last().map(|&t| t as f64 / 1000.0)
+    s.ts().last().map(|&t| t as f64 / 1000.0)
 }
 
 pub(super) fn ts_of_first_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    s.ts.first().map(|&t| t as f64 / 1000.0)
+    s.ts().first().map(|&t| t as f64 / 1000.0)
 }
 
 /// Holt's linear (double exponential) smoothing with smoothing factor `sf` and trend
@@ -367,17 +367,17 @@ pub(super) fn double_exponential_smoothing(ctx: &RangeCtx, s: &RangeSeries) -> O
     if !(sf > 0.0 && sf < 1.0 && tf > 0.0 && tf < 1.0) {
         return None;
     }
-    let n = s.vals.len();
+    let n = s.vals().len();
     if n < 2 {
         return None;
     }
-    let (mut s0, mut s1, mut b) = (0.0, s.vals[0], s.vals[1] - s.vals[0]);
+    let (mut s0, mut s1, mut b) = (0.0, s.vals()[0], s.vals()[1] - s.vals()[0]);
     for i in 1..n {
         // The trend is updated from the second step on, from the last two smoothed values.
         if i > 1 {
             b = tf * (s1 - s0) + (1.0 - tf) * b;
         }
-        let next = sf * s.vals[i] + (1.0 - sf) * (s1 + b);
+        let next = sf * s.vals()[i] + (1.0 - sf) * (s1 + b);
         s0 = s1;
         s1 = next;
     }
