@@ -266,7 +266,7 @@ pub(super) fn resets(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
 }
 
 pub(super) fn avg_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    Some(crate::eval::avg(&s.vals()))
+    Some(crate::eval::avg(s.vals()))
 }
 
 pub(super) fn min_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
@@ -304,11 +304,11 @@ pub(super) fn quantile_over_time(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64>
 }
 
 pub(super) fn stddev_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    Some(crate::eval::variance(&s.vals()).sqrt())
+    Some(crate::eval::variance(s.vals()).sqrt())
 }
 
 pub(super) fn stdvar_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
-    Some(crate::eval::variance(&s.vals()))
+    Some(crate::eval::variance(s.vals()))
 }
 
 pub(super) fn mad_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
