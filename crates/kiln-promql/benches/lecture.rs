@@ -78,10 +78,13 @@ fn unit(seed: u64) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// A series' value at scrape number `i`.
+type ValueAt = Box<dyn Fn(i64) -> f64>;
+
 /// ~10k series of the lecture's ML fleet.
 fn build() -> Head {
     let head = Head::new(HeadOptions::default());
-    let mut series: Vec<(Labels, Box<dyn Fn(i64) -> f64>)> = Vec::new();
+    let mut series: Vec<(Labels, ValueAt)> = Vec::new();
     for node in 0..250 {
         for gpu in 0..8 {
             let node_s = format!("gpu-node-{node:05}");
