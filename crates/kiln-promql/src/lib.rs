@@ -21,6 +21,6 @@ mod functions;
 pub mod promqltest;
 pub mod value;
 
-pub use engine::{Engine, EngineOptions};
+pub use engine::{CancelToken, Engine, EngineOptions};
 pub use error::{QueryError, QueryErrorKind};
 pub use value::{QueryResult, Sample, Series, Value};

@@ -122,3 +122,68 @@ fn bad_queries_are_errors() {
         assert!(e.instant_query(&st, q, 0).is_err(), "{q} must fail");
     }
 }
+
+#[test]
+fn limits_cancellation_and_concurrency() {
+    use kiln_promql::{CancelToken, EngineOptions, QueryErrorKind};
+    use std::time::{Duration, Instant};
+    let st = storage();
+
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let e = Engine::default()
+        .instant_query_cancelable(&st, "sum(http_requests_total)", 0, &cancel)
+        .expect_err("canceled");
+    assert_eq!(e.kind, QueryErrorKind::Canceled);
+
+    let tight = Engine::new(EngineOptions {
+        max_samples: 50,
+        ..EngineOptions::default()
+    });
+    let e = tight
+        .instant_query(&st, "count_over_time(http_requests_total[1h])", 900_000)
+        .expect_err("too many samples");
+    assert!(e.message.contains("too many samples"), "{e}");
+
+    // A hostile subquery (a million inner steps) stops at the sample budget or the
+    // timeout, quickly, instead of running away.
+    let guarded = Engine::new(EngineOptions {
+        max_samples: 100_000,
+        timeout: Some(Duration::from_secs(2)),
+        ..EngineOptions::default()
+    });
+    let started = Instant::now();
+    let e = guarded
+        .instant_query(
+            &st,
+            "max_over_time(http_requests_total[1000000s:1s])",
+            900_000,
+        )
+        .expect_err("hostile");
+    assert!(
+        matches!(e.kind, QueryErrorKind::Execution | QueryErrorKind::Timeout),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // One slot: concurrent queries wait their turn and all succeed.
+    let one = Engine::new(EngineOptions {
+        max_concurrency: 1,
+        ..EngineOptions::default()
+    });
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (one, st) = (&one, &st);
+            s.spawn(move || {
+                one.range_query(
+                    st,
+                    "sum(rate(http_requests_total[1m]))",
+                    60_000,
+                    600_000,
+                    60_000,
+                )
+                .expect("query");
+            });
+        }
+    });
+}

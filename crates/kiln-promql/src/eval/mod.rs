@@ -15,14 +15,13 @@ pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant as Clock;
 
 use kiln_model::{Labels, METRIC_NAME, Timestamp, is_stale_nan};
 use kiln_storage::{Queryable, ValueKind};
 
 use crate::ast::{self, At, Expr, Selector, ValueType};
-use crate::engine::Engine;
-use crate::error::{QueryError, QueryErrorKind};
+use crate::engine::{Engine, Limits};
+use crate::error::QueryError;
 use crate::value::{QueryResult, Sample, Series, Value};
 
 /// Default step of a subquery without one (Prometheus's default evaluation interval).
@@ -115,7 +114,7 @@ pub(crate) struct Evaluator<'s> {
     data: HashMap<usize, Vec<Loaded>>,
     /// Subquery results by (node address, inner evaluation time).
     subquery_cache: HashMap<(usize, Timestamp), Vec<Sample>>,
-    deadline: Option<Clock>,
+    limits: &'s Limits,
     pub(crate) warnings: Vec<String>,
     pub(crate) infos: Vec<String>,
     /// Positions of the function call being evaluated and of its arguments, for
@@ -135,6 +134,7 @@ pub(crate) fn run(
     start: Timestamp,
     end: Timestamp,
     step: i64,
+    limits: &Limits,
 ) -> Result<QueryResult, QueryError> {
     let expr = ast::parse(query)?;
     let mut ev = Evaluator {
@@ -148,7 +148,7 @@ pub(crate) fn run(
         loaded_samples: 0,
         data: HashMap::new(),
         subquery_cache: HashMap::new(),
-        deadline: engine.opts.timeout.map(|t| Clock::now() + t),
+        limits,
         warnings: Vec::new(),
         infos: Vec::new(),
         call_pos: Default::default(),
@@ -201,6 +201,7 @@ pub(crate) fn run(
                 Instant::Scalar(v) => series.entry(Labels::empty()).or_default().push((t, v)),
                 Instant::Vector(mut v) => {
                     settle_names(&mut v);
+                    ev.hold_samples(v.len())?;
                     for s in v {
                         let points = series.entry(s.labels).or_default();
                         if points.last().is_some_and(|p| p.0 == t) {
@@ -312,11 +313,16 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
 
 impl<'s> Evaluator<'s> {
     fn check_deadline(&self) -> Result<(), QueryError> {
-        if self.deadline.is_some_and(|d| Clock::now() > d) {
-            return Err(QueryError {
-                kind: QueryErrorKind::Timeout,
-                message: "query timed out in expression evaluation".into(),
-            });
+        self.limits.check()
+    }
+
+    /// Counts `n` more samples held by the query against the budget.
+    fn hold_samples(&mut self, n: usize) -> Result<(), QueryError> {
+        self.loaded_samples += n;
+        if self.loaded_samples > self.max_samples {
+            return Err(QueryError::execution(
+                "query processing would load too many samples into memory in query execution",
+            ));
         }
         Ok(())
     }
@@ -413,12 +419,7 @@ impl<'s> Evaluator<'s> {
             if let Some(e) = it.err() {
                 return Err(e.clone().into());
             }
-            self.loaded_samples += ts.len();
-            if self.loaded_samples > self.max_samples {
-                return Err(QueryError::execution(
-                    "query processing would load too many samples into memory in query execution",
-                ));
-            }
+            self.hold_samples(ts.len())?;
             let has_stale = vals.iter().any(|v| is_stale_nan(*v));
             out.push(Loaded {
                 labels: series.labels().clone(),
@@ -626,6 +627,7 @@ impl<'s> Evaluator<'s> {
                         )));
                     }
                 };
+                self.hold_samples(v.len())?;
                 self.subquery_cache.insert(k, v);
             }
             for s in self.subquery_cache.get(&k).into_iter().flatten() {
