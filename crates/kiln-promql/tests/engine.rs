@@ -187,3 +187,28 @@ fn limits_cancellation_and_concurrency() {
         }
     });
 }
+
+#[test]
+fn step_invariant_subtrees_have_the_same_value_at_every_step() {
+    let v = Engine::default()
+        .range_query(
+            &storage(),
+            "sum(http_requests_total @ 600) + vector(time())",
+            60_000,
+            600_000,
+            60_000,
+        )
+        .expect("range query")
+        .value;
+    let Value::Matrix(m) = v else {
+        panic!("matrix expected")
+    };
+    // sum(... @ 600) is 2400 at every step; time() still advances.
+    let points: Vec<f64> = m[0]
+        .points
+        .iter()
+        .map(|p| p.1 - p.0 as f64 / 1000.0)
+        .collect();
+    assert_eq!(points.len(), 10);
+    assert!(points.iter().all(|&p| p == 2400.0), "{points:?}");
+}

@@ -114,6 +114,8 @@ pub(crate) struct Evaluator<'s> {
     data: HashMap<usize, Vec<Loaded>>,
     /// Subquery results by (node address, inner evaluation time).
     subquery_cache: HashMap<(usize, Timestamp), Vec<Sample>>,
+    /// Values of step-invariant subtrees by node address.
+    invariant_cache: HashMap<usize, Instant>,
     limits: &'s Limits,
     pub(crate) warnings: Vec<String>,
     pub(crate) infos: Vec<String>,
@@ -148,6 +150,7 @@ pub(crate) fn run(
         loaded_samples: 0,
         data: HashMap::new(),
         subquery_cache: HashMap::new(),
+        invariant_cache: HashMap::new(),
         limits,
         warnings: Vec::new(),
         infos: Vec::new(),
@@ -236,6 +239,40 @@ pub(crate) fn run(
         warnings: ev.warnings,
         infos: ev.infos,
     })
+}
+
+/// Functions whose value changes with the evaluation time even when their arguments do
+/// not (Prometheus's `AtModifierUnsafeFunctions`).
+const TIME_DEPENDENT_FUNCTIONS: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+];
+
+/// Whether `e` has the same value at every step: literals, selectors and subqueries
+/// pinned with `@`, and operations over only such inputs.
+fn step_invariant(e: &Expr) -> bool {
+    match e {
+        Expr::Number(_) | Expr::String(_) => true,
+        Expr::Selector(sel) | Expr::Matrix { sel, .. } => sel.at.is_some(),
+        Expr::Subquery { at, .. } => at.is_some(),
+        Expr::Paren(inner) | Expr::Neg(inner) => step_invariant(inner),
+        Expr::Aggregate { expr, param, .. } => {
+            step_invariant(expr) && param.as_deref().is_none_or(step_invariant)
+        }
+        Expr::Binary { lhs, rhs, .. } => step_invariant(lhs) && step_invariant(rhs),
+        Expr::Call { func, args, .. } => {
+            !TIME_DEPENDENT_FUNCTIONS.contains(&func.as_str()) && args.iter().all(step_invariant)
+        }
+    }
 }
 
 /// Removes the metric name from samples marked for it.
@@ -439,6 +476,21 @@ impl<'s> Evaluator<'s> {
     /// Evaluates `e` at time `ts`.
     pub(crate) fn eval(&mut self, e: &Expr, ts: Timestamp) -> Result<Instant, QueryError> {
         self.check_deadline()?;
+        // A step-invariant subtree (its selectors all pinned with `@`) has the same value
+        // at every step: compute it once per query.
+        if self.step != 0 && !matches!(e, Expr::Number(_) | Expr::String(_)) && step_invariant(e) {
+            let k = key(e);
+            if let Some(v) = self.invariant_cache.get(&k) {
+                return Ok(v.clone());
+            }
+            let v = self.eval_node(e, ts)?;
+            self.invariant_cache.insert(k, v.clone());
+            return Ok(v);
+        }
+        self.eval_node(e, ts)
+    }
+
+    fn eval_node(&mut self, e: &Expr, ts: Timestamp) -> Result<Instant, QueryError> {
         match e {
             Expr::Number(v) => Ok(Instant::Scalar(*v)),
             Expr::String(s) => Ok(Instant::String(s.clone())),
