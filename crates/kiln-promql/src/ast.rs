@@ -196,7 +196,17 @@ impl std::fmt::Display for Pos {
 
 /// Parses a query.
 pub(crate) fn parse(query: &str) -> Result<Expr, QueryError> {
-    let parsed = pp::parse(query).map_err(QueryError::bad_data)?;
+    // The parser panics on a few hostile inputs (a duration too large for
+    // `std::time::Duration`, found by fuzzing): a query must get an error, never take the
+    // process down, so a panic inside the parser is turned into one. The parser keeps no
+    // state between calls, so nothing is left half-updated.
+    let parsed = std::panic::catch_unwind(|| pp::parse(query))
+        .map_err(|_| {
+            QueryError::bad_data(
+                "invalid query: the parser rejected it (a number or duration out of range?)",
+            )
+        })?
+        .map_err(QueryError::bad_data)?;
     let mut conv = Converter {
         text: query,
         seen: std::collections::HashMap::new(),

@@ -212,3 +212,45 @@ fn step_invariant_subtrees_have_the_same_value_at_every_step() {
     assert_eq!(points.len(), 10);
     assert!(points.iter().all(|&p| p == 2400.0), "{points:?}");
 }
+
+#[test]
+fn parser_panics_become_errors() {
+    // Found by the promql_query fuzz target: the parser panics on this duration.
+    let e = Engine::default()
+        .instant_query(&storage(), "_9[39222222222222222222222222]", 0)
+        .expect_err("invalid");
+    assert_eq!(e.kind, kiln_promql::QueryErrorKind::BadData);
+}
+
+#[test]
+fn long_range_queries_split_over_threads_match_instant_queries() {
+    let st = storage();
+    let e = Engine::default();
+    let q = "sum by (job) (rate(http_requests_total[1m])) * on() group_left vector(2) or vector(time() > bool 800)";
+    let Value::Matrix(m) = e
+        .range_query(&st, q, 0, 900_000, 1_000)
+        .expect("range query")
+        .value
+    else {
+        panic!("matrix expected")
+    };
+    for t in (0..=900_000).step_by(37_000) {
+        let Value::Vector(v) = e.instant_query(&st, q, t).expect("instant").value else {
+            panic!("vector")
+        };
+        for s in v {
+            let series = m
+                .iter()
+                .find(|x| x.labels == s.labels)
+                .expect("series in range result");
+            let p = series.points.iter().find(|p| p.0 == t).expect("point at t");
+            assert!(
+                (p.1 - s.v).abs() < 1e-9 || (p.1.is_nan() && s.v.is_nan()),
+                "t={t} {}: {} vs {}",
+                s.labels,
+                p.1,
+                s.v
+            );
+        }
+    }
+}

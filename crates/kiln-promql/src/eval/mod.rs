@@ -15,6 +15,7 @@ pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kiln_model::{Labels, METRIC_NAME, Timestamp, is_stale_nan};
 use kiln_storage::{Queryable, ValueKind};
@@ -23,6 +24,9 @@ use crate::ast::{self, At, Expr, Selector, ValueType};
 use crate::engine::{Engine, Limits};
 use crate::error::QueryError;
 use crate::value::{QueryResult, Sample, Series, Value};
+
+/// Range queries with fewer steps per core than this are evaluated on one thread.
+const MIN_STEPS_PER_THREAD: usize = 32;
 
 /// Default step of a subquery without one (Prometheus's default evaluation interval).
 const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
@@ -89,6 +93,7 @@ impl Instant {
 }
 
 /// A selector's series, loaded once per query.
+#[derive(Clone)]
 struct Loaded {
     labels: Labels,
     ts: Arc<[Timestamp]>,
@@ -109,9 +114,10 @@ pub(crate) struct Evaluator<'s> {
     /// query (see [`crate::EngineOptions::delayed_name_removal`]).
     delayed_name_removal: bool,
     max_samples: usize,
-    loaded_samples: usize,
+    /// Samples the query holds, shared with the evaluators of parallel step ranges.
+    loaded_samples: Arc<AtomicUsize>,
     /// Selector data by the selector node's address.
-    data: HashMap<usize, Vec<Loaded>>,
+    data: Arc<HashMap<usize, Vec<Loaded>>>,
     /// Subquery results by (node address, inner evaluation time).
     subquery_cache: HashMap<(usize, Timestamp), Vec<Sample>>,
     /// Values of step-invariant subtrees by node address.
@@ -147,8 +153,8 @@ pub(crate) fn run(
         lookback: engine.opts.lookback_delta,
         delayed_name_removal: engine.opts.delayed_name_removal,
         max_samples: engine.opts.max_samples,
-        loaded_samples: 0,
-        data: HashMap::new(),
+        loaded_samples: Arc::default(),
+        data: Arc::default(),
         subquery_cache: HashMap::new(),
         invariant_cache: HashMap::new(),
         limits,
@@ -197,10 +203,14 @@ pub(crate) fn run(
             ),
         }
     } else {
+        let steps: Vec<Timestamp> = {
+            let n = ((end - start) / step) as usize + 1;
+            (0..n).map(|i| start + i as i64 * step).collect()
+        };
+        let results = ev.eval_steps_parallel(&expr, &steps)?;
         let mut series: HashMap<Labels, Vec<(Timestamp, f64)>> = HashMap::new();
-        let mut t = start;
-        while t <= end {
-            match ev.eval(&expr, t)? {
+        for (t, value) in steps.iter().copied().zip(results) {
+            match value {
                 Instant::Scalar(v) => series.entry(Labels::empty()).or_default().push((t, v)),
                 Instant::Vector(mut v) => {
                     settle_names(&mut v);
@@ -222,10 +232,6 @@ pub(crate) fn run(
                     )));
                 }
             }
-            t = match t.checked_add(step) {
-                Some(n) => n,
-                None => break,
-            };
         }
         let mut out: Vec<Series> = series
             .into_iter()
@@ -353,10 +359,87 @@ impl<'s> Evaluator<'s> {
         self.limits.check()
     }
 
+    /// An evaluator for another thread: the same query and loaded data, its own caches
+    /// and annotations.
+    fn fork(&self) -> Evaluator<'s> {
+        Evaluator {
+            storage: self.storage,
+            start: self.start,
+            end: self.end,
+            step: self.step,
+            lookback: self.lookback,
+            delayed_name_removal: self.delayed_name_removal,
+            max_samples: self.max_samples,
+            loaded_samples: self.loaded_samples.clone(),
+            data: self.data.clone(),
+            subquery_cache: HashMap::new(),
+            invariant_cache: HashMap::new(),
+            limits: self.limits,
+            warnings: Vec::new(),
+            infos: Vec::new(),
+            call_pos: Default::default(),
+        }
+    }
+
+    /// Evaluates `expr` at every step, splitting long step lists over the machine's
+    /// cores (each part with its own evaluator over the shared loaded data). Results come
+    /// back in step order; annotations are merged.
+    fn eval_steps_parallel(
+        &mut self,
+        expr: &Expr,
+        steps: &[Timestamp],
+    ) -> Result<Vec<Instant>, QueryError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parts = cores.min(steps.len() / MIN_STEPS_PER_THREAD).max(1);
+        if parts == 1 {
+            return steps.iter().map(|&t| self.eval(expr, t)).collect();
+        }
+        let chunk = steps.len().div_ceil(parts);
+        let forks: Vec<Evaluator<'s>> = (0..parts).map(|_| self.fork()).collect();
+        let outcomes: Vec<(Result<Vec<Instant>, QueryError>, Evaluator<'s>)> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = forks
+                    .into_iter()
+                    .zip(steps.chunks(chunk))
+                    .map(|(mut ev, part)| {
+                        scope.spawn(move || {
+                            let r = part
+                                .iter()
+                                .map(|&t| ev.eval(expr, t))
+                                .collect::<Result<Vec<_>, _>>();
+                            (r, ev)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            (
+                                Err(QueryError::execution("query evaluation panicked")),
+                                self.fork(),
+                            )
+                        })
+                    })
+                    .collect()
+            });
+        let mut out = Vec::with_capacity(steps.len());
+        for (r, ev) in outcomes {
+            for w in ev.warnings {
+                self.warn(w);
+            }
+            for i in ev.infos {
+                self.info(i);
+            }
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
     /// Counts `n` more samples held by the query against the budget.
     fn hold_samples(&mut self, n: usize) -> Result<(), QueryError> {
-        self.loaded_samples += n;
-        if self.loaded_samples > self.max_samples {
+        let held = self.loaded_samples.fetch_add(n, Ordering::Relaxed) + n;
+        if held > self.max_samples {
             return Err(QueryError::execution(
                 "query processing would load too many samples into memory in query execution",
             ));
@@ -469,7 +552,7 @@ impl<'s> Evaluator<'s> {
             return Err(e.clone().into());
         }
         self.warnings.extend(set.warnings());
-        self.data.insert(k, out);
+        Arc::make_mut(&mut self.data).insert(k, out);
         Ok(())
     }
 
