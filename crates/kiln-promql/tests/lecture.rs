@@ -1,0 +1,87 @@
+//! Every PromQL query in the lecture the product comes from
+//! (`shared/seed/advanced-prometheus-lecture.md`) evaluates, or is rejected with a parse
+//! error exactly where Prometheus rejects it too (a few lecture snippets put `by (...)`
+//! after a function call, which is not PromQL).
+
+use kiln_model::Labels;
+use kiln_promql::{Engine, QueryErrorKind};
+use kiln_storage::mem::MemStorage;
+use kiln_storage::{Appendable, SampleValue};
+
+/// Queries of the lecture that Prometheus itself refuses to parse: `by` after a function.
+const INVALID_IN_PROMETHEUS: &[&str] = &[
+    "avg_over_time(\n  nvidia_gpu_duty_cycle[1h]\n) by (gpu_id)",
+    "histogram_quantile(0.95,\n  rate(model_inference_duration_seconds_bucket[5m])\n) by (model_name, version)",
+    "histogram_quantile(0.99,\n  rate(model_inference_duration_seconds_bucket[5m])\n) by (model_name, version)",
+    "rate(training_samples_processed_total[5m]) by (job_id)",
+    "rate(data_records_processed_total[5m]) by (pipeline_stage)",
+];
+
+/// The PromQL snippets of the lecture: ```promql blocks split at comment lines.
+fn lecture_queries(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("```") {
+            in_block = !in_block && trimmed == "```promql";
+            if !current.trim().is_empty() {
+                out.push(current.trim().to_owned());
+            }
+            current.clear();
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        if trimmed.starts_with('#') || trimmed.is_empty() {
+            if !current.trim().is_empty() {
+                out.push(current.trim().to_owned());
+            }
+            current.clear();
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    out
+}
+
+#[test]
+fn lecture_queries_evaluate_like_prometheus() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/seed/advanced-prometheus-lecture.md"
+    );
+    let Ok(text) = std::fs::read_to_string(path) else {
+        eprintln!("SKIPPED lecture_queries_evaluate_like_prometheus: {path} not found");
+        return;
+    };
+    let queries = lecture_queries(&text);
+    assert!(queries.len() >= 15, "found {} queries", queries.len());
+    let st = MemStorage::new();
+    let mut app = st.appender();
+    let l = Labels::from_pairs(&[
+        ("__name__", "nvidia_gpu_duty_cycle"),
+        ("gpu_id", "0"),
+        ("job_name", "llm"),
+    ]);
+    for i in 0..100 {
+        app.append(0, &l, i * 15_000, SampleValue::Float(0.5))
+            .expect("append");
+    }
+    app.commit().expect("commit");
+    drop(app);
+    let engine = Engine::default();
+    for q in &queries {
+        let invalid = INVALID_IN_PROMETHEUS.contains(&q.as_str());
+        match engine.range_query(&st, q, 0, 1_500_000, 60_000) {
+            Ok(_) => assert!(!invalid, "{q:?} parses in Kiln but not in Prometheus"),
+            Err(e) => {
+                assert!(invalid, "{q:?} failed: {e}");
+                assert_eq!(e.kind, QueryErrorKind::BadData, "{q:?}: {e}");
+            }
+        }
+    }
+}
