@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use kiln_model::{Matcher, parse_selector};
 use kiln_tsdb::tools;
 
+mod server;
+
 #[derive(Parser)]
 #[command(
     name = "kiln",
@@ -23,6 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server: storage, PromQL and the Prometheus HTTP API.
+    Server(server::ServerArgs),
     /// Tools for TSDB data directories, in the spirit of `promtool tsdb`.
     #[command(subcommand)]
     Tsdb(TsdbCommand),
@@ -171,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     match cli.command {
         Command::Promqltest(args) => return promqltest(&args, &mut out),
+        Command::Server(args) => server::run(args)?,
         Command::Tsdb(TsdbCommand::List {
             human_readable,
             db_path,

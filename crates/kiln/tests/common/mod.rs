@@ -166,3 +166,24 @@ pub(crate) fn write_openmetrics(path: &Path, start_s: i64, hours: i64, step_s: i
     s.push_str("# EOF\n");
     std::fs::write(path, s).expect("write openmetrics file");
 }
+
+/// A minimal HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
+pub(crate) fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}

@@ -1,0 +1,207 @@
+//! The JSON of the Prometheus HTTP API, written directly so that numbers look exactly as
+//! Prometheus writes them: timestamps as Unix seconds (`1435781451.781`, `1`), sample
+//! values as strings in Go's shortest `'f'` format (`"0.5"`, `"NaN"`, `"+Inf"`).
+
+use kiln_model::Labels;
+use kiln_promql::{Sample, Series, Value};
+
+/// Appends a JSON string literal.
+pub(crate) fn string(out: &mut String, s: &str) {
+    out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
+}
+
+/// A timestamp in ms as Unix seconds with up to three decimals.
+pub(crate) fn timestamp(out: &mut String, t: i64) {
+    let (secs, ms) = (t.div_euclid(1000), t.rem_euclid(1000));
+    if ms == 0 {
+        out.push_str(&secs.to_string());
+        return;
+    }
+    // Negative times: -1.5 s is secs = -2, ms = 500.
+    let (sign, secs, ms) = if t < 0 && ms != 0 {
+        ("-", -(secs + 1), 1000 - ms)
+    } else {
+        ("", secs, ms)
+    };
+    let frac = format!("{ms:03}");
+    out.push_str(&format!("{sign}{secs}.{}", frac.trim_end_matches('0')));
+}
+
+/// A sample value as Prometheus's API renders it.
+pub(crate) fn value(out: &mut String, v: f64) {
+    out.push('"');
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        out.push_str(&format!("{v}"));
+    }
+    out.push('"');
+}
+
+/// `{"name":"value",...}`.
+pub(crate) fn labels(out: &mut String, l: &Labels) {
+    out.push('{');
+    for (i, p) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        string(out, p.name);
+        out.push(':');
+        string(out, p.value);
+    }
+    out.push('}');
+}
+
+fn point(out: &mut String, t: i64, v: f64) {
+    out.push('[');
+    timestamp(out, t);
+    out.push(',');
+    value(out, v);
+    out.push(']');
+}
+
+fn vector(out: &mut String, v: &[Sample]) {
+    out.push('[');
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"metric\":");
+        labels(out, &s.labels);
+        out.push_str(",\"value\":");
+        point(out, s.t, s.v);
+        out.push('}');
+    }
+    out.push(']');
+}
+
+fn matrix(out: &mut String, m: &[Series]) {
+    out.push('[');
+    for (i, s) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"metric\":");
+        labels(out, &s.labels);
+        out.push_str(",\"values\":[");
+        for (j, &(t, v)) in s.points.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            point(out, t, v);
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+}
+
+/// The `data` object of a query response.
+pub(crate) fn query_data(out: &mut String, v: &Value) {
+    out.push_str("{\"resultType\":");
+    string(out, v.type_name());
+    out.push_str(",\"result\":");
+    match v {
+        Value::Scalar { t, v } => point(out, *t, *v),
+        Value::String { t, v } => {
+            out.push('[');
+            timestamp(out, *t);
+            out.push(',');
+            string(out, v);
+            out.push(']');
+        }
+        Value::Vector(s) => vector(out, s),
+        Value::Matrix(m) => matrix(out, m),
+    }
+    out.push('}');
+}
+
+/// A success envelope around `data` (already JSON), with annotations when present.
+pub(crate) fn success(data: &str, warnings: &[String], infos: &[String]) -> String {
+    let mut out = String::with_capacity(data.len() + 64);
+    out.push_str("{\"status\":\"success\",\"data\":");
+    out.push_str(data);
+    for (key, list) in [("warnings", warnings), ("infos", infos)] {
+        if list.is_empty() {
+            continue;
+        }
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":[");
+        for (i, w) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            string(&mut out, w);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    out
+}
+
+/// An error envelope.
+pub(crate) fn error(error_type: &str, message: &str) -> String {
+    let mut out = String::from("{\"status\":\"error\",\"errorType\":");
+    string(&mut out, error_type);
+    out.push_str(",\"error\":");
+    string(&mut out, message);
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_like_prometheus() {
+        let cases: &[(i64, &str)] = &[
+            (1_435_781_451_781, "1435781451.781"),
+            (1000, "1"),
+            (1500, "1.5"),
+            (-1500, "-1.5"),
+            (0, "0"),
+            (10, "0.01"),
+        ];
+        for (t, want) in cases {
+            let mut s = String::new();
+            timestamp(&mut s, *t);
+            assert_eq!(s, *want);
+        }
+        let vals: &[(f64, &str)] = &[
+            (1.0, "\"1\""),
+            (0.5, "\"0.5\""),
+            (f64::NAN, "\"NaN\""),
+            (f64::INFINITY, "\"+Inf\""),
+            (1e21, "\"1000000000000000000000\""),
+        ];
+        for (v, want) in vals {
+            let mut s = String::new();
+            value(&mut s, *v);
+            assert_eq!(s, *want);
+        }
+    }
+
+    #[test]
+    fn envelopes() {
+        let mut d = String::new();
+        query_data(
+            &mut d,
+            &Value::Vector(vec![Sample::new(
+                Labels::from_pairs(&[("__name__", "up"), ("job", "a\"b")]),
+                1000,
+                1.0,
+            )]),
+        );
+        assert_eq!(
+            success(&d, &["w".into()], &[]),
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"b"},"value":[1,"1"]}]},"warnings":["w"]}"#
+        );
+        assert_eq!(
+            error("bad_data", "x"),
+            r#"{"status":"error","errorType":"bad_data","error":"x"}"#
+        );
+    }
+}

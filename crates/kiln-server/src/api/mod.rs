@@ -1,0 +1,411 @@
+//! The Prometheus HTTP API, `/api/v1`: expression queries, series and label metadata,
+//! build information. Response JSON follows the reference format exactly
+//! (see [`json`]); errors carry Prometheus's `errorType` and HTTP status.
+
+mod json;
+mod params;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kiln_model::{Labels, Matcher, parse_selector};
+use kiln_promql::{Engine, EngineOptions, QueryError, QueryErrorKind};
+use kiln_storage::{Queryable, StorageError};
+
+use params::{MAX_TIME, MIN_TIME, Params, parse_duration, parse_time};
+
+/// What the API serves from.
+pub struct ApiState {
+    pub storage: Arc<dyn Queryable>,
+    pub engine: Engine,
+}
+
+impl ApiState {
+    pub fn new(storage: Arc<dyn Queryable>, engine_opts: EngineOptions) -> Self {
+        ApiState {
+            storage,
+            engine: Engine::new(engine_opts),
+        }
+    }
+}
+
+/// An API error: Prometheus's `errorType` and the HTTP status that goes with it.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    error_type: &'static str,
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn bad_data(message: impl Into<String>) -> Self {
+        ApiError {
+            error_type: "bad_data",
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            error_type: "internal",
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let (error_type, status) = match e.kind {
+            QueryErrorKind::BadData => ("bad_data", StatusCode::BAD_REQUEST),
+            QueryErrorKind::Execution => ("execution", StatusCode::UNPROCESSABLE_ENTITY),
+            QueryErrorKind::Timeout => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
+            QueryErrorKind::Canceled => ("canceled", StatusCode::SERVICE_UNAVAILABLE),
+            QueryErrorKind::Storage => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+        };
+        ApiError {
+            error_type,
+            status,
+            message: e.message,
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, json::error(self.error_type, &self.message))
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The parameters of a GET (URL query) or POST (URL query and form body) request.
+fn params(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
+    let mut p = Params::parse(query.unwrap_or_default().as_bytes());
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        p.extend(Params::parse(body));
+    }
+    p
+}
+
+/// Runs blocking work (the engine, storage) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
+}
+
+fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, ApiError> {
+    p.get(name)
+        .ok_or_else(|| ApiError::bad_data(format!("invalid parameter {name:?}: parameter missing")))
+}
+
+/// Engine options for one request: the server's, with `timeout` and `lookback_delta`
+/// overrides (a timeout can only be lowered).
+fn request_engine(state: &ApiState, p: &Params) -> Result<Engine, ApiError> {
+    let mut engine = state.engine.clone();
+    if let Some(t) = p.get("timeout") {
+        let ms = parse_duration(t, "timeout")?;
+        let requested = std::time::Duration::from_millis(ms.max(0) as u64);
+        engine.opts.timeout = Some(
+            engine
+                .opts
+                .timeout
+                .map_or(requested, |max| max.min(requested)),
+        );
+    }
+    if let Some(l) = p.get("lookback_delta") {
+        engine.opts.lookback_delta = parse_duration(l, "lookback_delta")?;
+    }
+    Ok(engine)
+}
+
+pub(crate) async fn query(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = params(q, &headers, &body);
+    let query = required(&p, "query")?.to_owned();
+    let t = match p.get("time") {
+        Some(t) => parse_time(t, "time")?,
+        None => now_ms(),
+    };
+    let engine = request_engine(&state, &p)?;
+    let storage = state.storage.clone();
+    let result = blocking(move || Ok(engine.instant_query(&*storage, &query, t)?)).await?;
+    let mut data = String::new();
+    json::query_data(&mut data, &result.value);
+    Ok(json_response(
+        StatusCode::OK,
+        json::success(&data, &result.warnings, &result.infos),
+    ))
+}
+
+pub(crate) async fn query_range(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = params(q, &headers, &body);
+    let query = required(&p, "query")?.to_owned();
+    let start = parse_time(required(&p, "start")?, "start")?;
+    let end = parse_time(required(&p, "end")?, "end")?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start time",
+        ));
+    }
+    let step = parse_duration(required(&p, "step")?, "step")?;
+    if step <= 0 {
+        return Err(ApiError::bad_data(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    // Prometheus refuses more than 11,000 points per series.
+    if (end - start) / step > 11_000 {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let engine = request_engine(&state, &p)?;
+    let storage = state.storage.clone();
+    let result =
+        blocking(move || Ok(engine.range_query(&*storage, &query, start, end, step)?)).await?;
+    let mut data = String::new();
+    json::query_data(&mut data, &result.value);
+    Ok(json_response(
+        StatusCode::OK,
+        json::success(&data, &result.warnings, &result.infos),
+    ))
+}
+
+/// The `match[]` selectors of a request.
+fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    p.all("match[]")
+        .into_iter()
+        .map(|s| {
+            parse_selector(s)
+                .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))
+        })
+        .collect()
+}
+
+/// `start`/`end` with Prometheus's defaults (the whole time range).
+fn time_range(p: &Params) -> Result<(i64, i64), ApiError> {
+    let start = p
+        .get("start")
+        .map(|s| parse_time(s, "start"))
+        .transpose()?
+        .unwrap_or(MIN_TIME);
+    let end = p
+        .get("end")
+        .map(|s| parse_time(s, "end"))
+        .transpose()?
+        .unwrap_or(MAX_TIME);
+    Ok((start, end))
+}
+
+fn limit(p: &Params) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        None => Ok(0),
+        Some(l) => l
+            .parse()
+            .map_err(|_| ApiError::bad_data(format!("invalid parameter \"limit\": {l:?}"))),
+    }
+}
+
+pub(crate) async fn series(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = params(q, &headers, &body);
+    let sets = selectors(&p)?;
+    if sets.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let (start, end) = time_range(&p)?;
+    let limit = limit(&p)?;
+    let storage = state.storage.clone();
+    let (labels, warnings) = blocking(move || {
+        let querier = storage.querier(start, end)?;
+        let mut out: Vec<Labels> = Vec::new();
+        let mut warnings = Vec::new();
+        for matchers in &sets {
+            let mut set = querier.select(true, None, matchers);
+            while let Some(s) = set.next() {
+                out.push(s.labels().clone());
+            }
+            if let Some(e) = set.err() {
+                return Err(ApiError::internal(e.to_string()));
+            }
+            warnings.extend(set.warnings());
+        }
+        out.sort();
+        out.dedup();
+        Ok((out, warnings))
+    })
+    .await?;
+    let mut data = String::from("[");
+    let shown = if limit > 0 {
+        limit.min(labels.len())
+    } else {
+        labels.len()
+    };
+    for (i, l) in labels.iter().take(shown).enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        json::labels(&mut data, l);
+    }
+    data.push(']');
+    let mut warnings = warnings;
+    if shown < labels.len() {
+        warnings.push("results truncated due to limit".into());
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json::success(&data, &warnings, &[]),
+    ))
+}
+
+fn string_list(values: &[String], limit: usize) -> (String, bool) {
+    let shown = if limit > 0 {
+        limit.min(values.len())
+    } else {
+        values.len()
+    };
+    let mut data = String::from("[");
+    for (i, v) in values.iter().take(shown).enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        json::string(&mut data, v);
+    }
+    data.push(']');
+    (data, shown < values.len())
+}
+
+/// Merges per-selector answers: sorted, unique.
+fn merged(mut all: Vec<String>) -> Vec<String> {
+    all.sort();
+    all.dedup();
+    all
+}
+
+pub(crate) async fn labels(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = params(q, &headers, &body);
+    let sets = selectors(&p)?;
+    let (start, end) = time_range(&p)?;
+    let limit = limit(&p)?;
+    let storage = state.storage.clone();
+    let (names, mut warnings) = blocking(move || {
+        let querier = storage.querier(start, end)?;
+        let mut all = Vec::new();
+        let mut warnings = Vec::new();
+        if sets.is_empty() {
+            let (n, w) = querier.label_names(&[])?;
+            all.extend(n);
+            warnings.extend(w);
+        }
+        for matchers in &sets {
+            let (n, w) = querier.label_names(matchers)?;
+            all.extend(n);
+            warnings.extend(w);
+        }
+        Ok((merged(all), warnings))
+    })
+    .await?;
+    let (data, truncated) = string_list(&names, limit);
+    if truncated {
+        warnings.push("results truncated due to limit".into());
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json::success(&data, &warnings, &[]),
+    ))
+}
+
+pub(crate) async fn label_values(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = params(q, &HeaderMap::new(), &Bytes::new());
+    if !kiln_model::labels::is_valid_label_name(&name) {
+        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    }
+    let sets = selectors(&p)?;
+    let (start, end) = time_range(&p)?;
+    let limit = limit(&p)?;
+    let storage = state.storage.clone();
+    let (values, mut warnings) = blocking(move || {
+        let querier = storage.querier(start, end)?;
+        let mut all = Vec::new();
+        let mut warnings = Vec::new();
+        if sets.is_empty() {
+            let (v, w) = querier.label_values(&name, &[])?;
+            all.extend(v);
+            warnings.extend(w);
+        }
+        for matchers in &sets {
+            let (v, w) = querier.label_values(&name, matchers)?;
+            all.extend(v);
+            warnings.extend(w);
+        }
+        Ok((merged(all), warnings))
+    })
+    .await?;
+    let (data, truncated) = string_list(&values, limit);
+    if truncated {
+        warnings.push("results truncated due to limit".into());
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json::success(&data, &warnings, &[]),
+    ))
+}
+
+pub(crate) async fn buildinfo() -> Response {
+    let mut data = String::from("{\"version\":");
+    json::string(&mut data, env!("CARGO_PKG_VERSION"));
+    data.push_str(
+        ",\"revision\":\"\",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":",
+    );
+    json::string(&mut data, "kiln (Rust)");
+    data.push('}');
+    json_response(StatusCode::OK, json::success(&data, &[], &[]))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

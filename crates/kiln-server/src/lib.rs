@@ -1,0 +1,48 @@
+//! Kiln's HTTP server.
+//!
+//! Module map:
+//! - [`api`]: the Prometheus HTTP API under `/api/v1` (queries, series, labels, build
+//!   information), JSON exactly as Prometheus writes it.
+//! - this file: the router, health endpoints (`/-/healthy`, `/-/ready`) and [`serve`].
+//!
+//! Handlers are async; the query engine and storage are synchronous and run on tokio's
+//! blocking pool, never on the async workers.
+
+pub mod api;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+
+pub use api::ApiState;
+
+/// The router with every endpoint.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(api::query).post(api::query))
+        .route(
+            "/api/v1/query_range",
+            get(api::query_range).post(api::query_range),
+        )
+        .route("/api/v1/series", get(api::series).post(api::series))
+        .route("/api/v1/labels", get(api::labels).post(api::labels))
+        .route("/api/v1/label/{name}/values", get(api::label_values))
+        .route("/api/v1/status/buildinfo", get(api::buildinfo))
+        .route("/-/healthy", get(|| async { "Kiln is Healthy.\n" }))
+        .route("/-/ready", get(|| async { "Kiln is Ready.\n" }))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes the requests
+/// in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,149 @@
+//! `kiln server`: opens the TSDB, runs its maintenance, and serves the Prometheus HTTP
+//! API until SIGINT or SIGTERM, then closes the database cleanly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use kiln_promql::EngineOptions;
+use kiln_server::ApiState;
+use kiln_tsdb::db::{Db, DbOptions};
+use tracing::{error, info};
+
+/// Flags of `kiln server`, named as Prometheus names them.
+#[derive(clap::Args)]
+pub(crate) struct ServerArgs {
+    /// Base path for metrics storage.
+    #[arg(long = "storage.tsdb.path", default_value = "data/")]
+    storage_path: PathBuf,
+    /// How long to retain samples in storage (e.g. 15d).
+    #[arg(long = "storage.tsdb.retention.time", value_parser = parse_duration_ms, default_value = "15d")]
+    retention_time: i64,
+    /// Maximum number of bytes of storage blocks to retain (0 = no limit).
+    #[arg(long = "storage.tsdb.retention.size", default_value_t = 0)]
+    retention_size: u64,
+    /// Address to listen on for the web interface and API.
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
+    listen_address: String,
+    /// How far back to look for samples of an instant selector.
+    #[arg(long = "query.lookback-delta", value_parser = parse_duration_ms, default_value = "5m")]
+    lookback_delta: i64,
+    /// Maximum time a query may take before being aborted.
+    #[arg(long = "query.timeout", value_parser = parse_duration_ms, default_value = "2m")]
+    query_timeout: i64,
+    /// Maximum number of queries executed concurrently.
+    #[arg(long = "query.max-concurrency", default_value_t = 20)]
+    max_concurrency: usize,
+    /// Maximum number of samples a single query can load into memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    max_samples: usize,
+}
+
+fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
+}
+
+pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let retention = args.retention_time;
+    let opts = DbOptions {
+        retention_time: (retention > 0).then_some(retention),
+        retention_size: (args.retention_size > 0).then_some(args.retention_size),
+        max_block_duration: if retention > 0 {
+            (retention / 10).clamp(2 * 3_600_000, 31 * 24 * 3_600_000)
+        } else {
+            31 * 24 * 3_600_000
+        },
+        ..DbOptions::default()
+    };
+    let db = Arc::new(
+        Db::open(&args.storage_path, opts)
+            .with_context(|| format!("opening storage at {}", args.storage_path.display()))?,
+    );
+    for s in db.skipped_blocks() {
+        error!(block = %s.dir.display(), reason = %s.reason, "skipped unreadable block");
+    }
+    let engine = EngineOptions {
+        lookback_delta: args.lookback_delta,
+        timeout: Some(Duration::from_millis(args.query_timeout.max(0) as u64)),
+        max_concurrency: args.max_concurrency,
+        max_samples: args.max_samples,
+        ..EngineOptions::default()
+    };
+    let state = Arc::new(ApiState::new(db.clone(), engine));
+
+    // Maintenance (head compaction, merges, retention) on its own thread, once a minute.
+    let stop = Arc::new(AtomicBool::new(false));
+    let maintenance = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("tsdb-maintenance".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    if let Err(e) = db.compact() {
+                        error!(error = %e, "TSDB maintenance failed");
+                    }
+                    for _ in 0..60 {
+                        if stop.load(Ordering::Acquire) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            })?
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen_address)
+            .await
+            .with_context(|| format!("listening on {}", args.listen_address))?;
+        info!(address = %listener.local_addr()?, "Kiln server is ready");
+        // Tests and scripts read the bound address (useful with port 0) from here.
+        eprintln!("listening on {}", listener.local_addr()?);
+        kiln_server::serve(listener, state, shutdown_signal())
+            .await
+            .context("serving HTTP")
+    });
+    stop.store(true, Ordering::Release);
+    if maintenance.join().is_err() {
+        error!("the maintenance thread panicked");
+    }
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    served?;
+    let db =
+        Arc::try_unwrap(db).map_err(|_| anyhow::anyhow!("storage still in use at shutdown"))?;
+    db.close().context("closing storage")?;
+    info!("Kiln server stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    info!("shutting down");
+}

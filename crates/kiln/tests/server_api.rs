@@ -1,0 +1,183 @@
+//! `kiln server` end to end: the Prometheus HTTP API over a backfilled data directory,
+//! graceful shutdown on SIGTERM, and (with KILN_INTEROP=1) the real promtool querying it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+
+/// The server process; killed by PID if the test ends before a clean shutdown.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "server",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--storage.tsdb.retention.time",
+            "0",
+        ])
+        .arg("--storage.tsdb.path")
+        .arg(data)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kiln server");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("server output")
+            .expect("read server output");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port");
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, port }
+}
+
+fn backfilled() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let om = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gpu-fleet.om");
+    ok_stdout(
+        "backfill",
+        kiln(&[
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "-q",
+            om,
+            data.to_str().expect("path"),
+        ]),
+    );
+    (tmp, data)
+}
+
+#[test]
+fn http_api_answers_like_prometheus_and_shuts_down_cleanly() {
+    let (_tmp, data) = backfilled();
+    let mut server = start(&data);
+    let get = |path: &str| http(server.port, "GET", path).expect("http request");
+
+    let (status, body) = get("/api/v1/query?query=sum(gpu_utilization_ratio)&time=1767229200");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1767229200,"1.7752"]}]}}"#
+    );
+
+    let (status, body) = get(
+        "/api/v1/query_range?query=training_tokens_total%7Brank%3D%220%22%7D&start=1767225600&end=1767225720&step=60",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"training_tokens_total","job":"llm-pretrain","rank":"0"},"values":[[1767225600,"32768"],[1767225660,"65536"],[1767225720,"98304"]]}]}}"#
+    );
+
+    let (_, body) = get("/api/v1/label/gpu/values");
+    assert_eq!(body, r#"{"status":"success","data":["0","1","2","3"]}"#);
+    let (_, body) = get("/api/v1/series?match%5B%5D=training_tokens_total");
+    assert!(
+        body.contains(r#"{"__name__":"training_tokens_total","job":"llm-pretrain","rank":"1"}"#),
+        "{body}"
+    );
+    let (_, body) = get("/api/v1/labels");
+    assert!(
+        body.starts_with(r#"{"status":"success","data":["__name__","gpu","host""#),
+        "{body}"
+    );
+
+    // Errors carry Prometheus's errorType and status.
+    let (status, body) = get("/api/v1/query?query=sum(");
+    assert_eq!(status, 400);
+    assert!(
+        body.starts_with(r#"{"status":"error","errorType":"bad_data","error":"#),
+        "{body}"
+    );
+    let (status, _) = get("/api/v1/query_range?query=up&start=10&end=0&step=1");
+    assert_eq!(status, 400);
+    assert_eq!(get("/-/healthy").0, 200);
+    assert_eq!(get("/-/ready").0, 200);
+
+    // SIGTERM: the server stops serving and closes the database, exit code 0.
+    let pid = server.child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("send SIGTERM");
+    let status = server.child.wait().expect("wait for server");
+    assert!(status.success(), "clean shutdown: {status}");
+}
+
+#[test]
+fn promtool_queries_kiln() {
+    if !interop_enabled("promtool_queries_kiln") {
+        return;
+    }
+    let (_tmp, data) = backfilled();
+    let server = start(&data);
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let out = ok_stdout(
+        "promtool query instant",
+        promtool(&[
+            "query",
+            "instant",
+            "--time=1767229200",
+            &url,
+            "gpu_utilization_ratio{gpu=\"1\"}",
+        ]),
+    );
+    assert_eq!(
+        out.trim(),
+        r#"gpu_utilization_ratio{gpu="1", host="gpu-node-1", model="H100"} => 0.3699 @[1767229200]"#
+    );
+    let out = ok_stdout(
+        "promtool query range",
+        promtool(&[
+            "query",
+            "range",
+            "--start=1767225600",
+            "--end=1767229200",
+            "--step=30m",
+            &url,
+            "sum by (gpu) (gpu_utilization_ratio)",
+        ]),
+    );
+    assert!(
+        out.contains(
+            "{gpu=\"0\"} =>\n0.55 @[1767225600]\n0.9359 @[1767227400]\n0.7532 @[1767229200]"
+        ),
+        "{out}"
+    );
+    let out = ok_stdout(
+        "promtool query labels",
+        promtool(&["query", "labels", &url, "gpu"]),
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), vec!["0", "1", "2", "3"]);
+    let out = ok_stdout(
+        "promtool query series",
+        promtool(&["query", "series", "--match=training_tokens_total", &url]),
+    );
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
