@@ -249,7 +249,7 @@ pub(crate) fn run(
 
 /// Functions whose value changes with the evaluation time even when their arguments do
 /// not (Prometheus's `AtModifierUnsafeFunctions`).
-const TIME_DEPENDENT_FUNCTIONS: &[&str] = &[
+pub(crate) const TIME_DEPENDENT_FUNCTIONS: &[&str] = &[
     "days_in_month",
     "day_of_month",
     "day_of_week",

@@ -10,25 +10,11 @@ use kiln_model::Labels;
 use promql_parser::parser::{self as pp, AtModifier, Expr};
 
 /// Functions whose instant-query result changes with the evaluation time even when
-/// their arguments do not (Prometheus's `AtModifierUnsafeFunctions`), plus the query
-/// range functions (`start()`, `end()`, `step()`, `range()`), which differ too.
-const AT_UNSAFE_FUNCTIONS: &[&str] = &[
-    "days_in_month",
-    "day_of_month",
-    "day_of_week",
-    "day_of_year",
-    "hour",
-    "minute",
-    "month",
-    "year",
-    "predict_linear",
-    "time",
-    "timestamp",
-    "start",
-    "end",
-    "step",
-    "range",
-];
+/// their arguments do not (the engine's list), plus the query range functions
+/// (`start()`, `end()`, `step()`, `range()`), which differ too.
+fn at_unsafe(name: &str) -> bool {
+    crate::eval::TIME_DEPENDENT_FUNCTIONS.contains(&name) || RANGE_SENSITIVE.contains(&name)
+}
 
 /// Functions (and `@ start()`/`@ end()`) whose value depends on the query range, so an
 /// instant query and the middle step of a range query legitimately differ.
@@ -255,7 +241,7 @@ fn add_at(e: &mut Expr, at: &AtModifier, unsafe_fn: &mut bool) {
             }
         }
         Expr::Call(c) => {
-            if AT_UNSAFE_FUNCTIONS.contains(&c.func.name) {
+            if at_unsafe(c.func.name) {
                 *unsafe_fn = true;
             }
             for a in &mut c.args.args {

@@ -315,68 +315,31 @@ fn merged(mut all: Vec<String>) -> Vec<String> {
     all
 }
 
-pub(crate) async fn labels(
-    State(state): State<Arc<ApiState>>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+/// Answers `labels` and `label/<name>/values`: `lookup` runs once per `match[]`
+/// selector (once with no matchers when there is none); the answers are merged, sorted,
+/// made unique and cut to `limit`.
+async fn string_answers(
+    state: &ApiState,
+    p: &Params,
+    lookup: impl Fn(
+        &dyn kiln_storage::Querier,
+        &[Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), StorageError>
+    + Send
+    + 'static,
 ) -> Result<Response, ApiError> {
-    let p = params(q, &headers, &body);
-    let sets = selectors(&p)?;
-    let (start, end) = time_range(&p)?;
-    let limit = limit(&p)?;
-    let storage = state.storage.clone();
-    let (names, mut warnings) = blocking(move || {
-        let querier = storage.querier(start, end)?;
-        let mut all = Vec::new();
-        let mut warnings = Vec::new();
-        if sets.is_empty() {
-            let (n, w) = querier.label_names(&[])?;
-            all.extend(n);
-            warnings.extend(w);
-        }
-        for matchers in &sets {
-            let (n, w) = querier.label_names(matchers)?;
-            all.extend(n);
-            warnings.extend(w);
-        }
-        Ok((merged(all), warnings))
-    })
-    .await?;
-    let (data, truncated) = string_list(&names, limit);
-    if truncated {
-        warnings.push("results truncated due to limit".into());
+    let mut sets = selectors(p)?;
+    if sets.is_empty() {
+        sets.push(Vec::new());
     }
-    Ok(json_response(
-        StatusCode::OK,
-        json::success(&data, &warnings, &[]),
-    ))
-}
-
-pub(crate) async fn label_values(
-    State(state): State<Arc<ApiState>>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let p = params(q, &HeaderMap::new(), &Bytes::new());
-    if !kiln_model::labels::is_valid_label_name(&name) {
-        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
-    }
-    let sets = selectors(&p)?;
-    let (start, end) = time_range(&p)?;
-    let limit = limit(&p)?;
+    let (start, end) = time_range(p)?;
+    let limit = limit(p)?;
     let storage = state.storage.clone();
     let (values, mut warnings) = blocking(move || {
         let querier = storage.querier(start, end)?;
-        let mut all = Vec::new();
-        let mut warnings = Vec::new();
-        if sets.is_empty() {
-            let (v, w) = querier.label_values(&name, &[])?;
-            all.extend(v);
-            warnings.extend(w);
-        }
+        let (mut all, mut warnings) = (Vec::new(), Vec::new());
         for matchers in &sets {
-            let (v, w) = querier.label_values(&name, matchers)?;
+            let (v, w) = lookup(&*querier, matchers)?;
             all.extend(v);
             warnings.extend(w);
         }
@@ -391,6 +354,34 @@ pub(crate) async fn label_values(
         StatusCode::OK,
         json::success(&data, &warnings, &[]),
     ))
+}
+
+pub(crate) async fn labels(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = params(q, &headers, &body);
+    string_answers(&state, &p, |querier, matchers| {
+        querier.label_names(matchers)
+    })
+    .await
+}
+
+pub(crate) async fn label_values(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = params(q, &HeaderMap::new(), &Bytes::new());
+    if !kiln_model::labels::is_valid_label_name(&name) {
+        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    }
+    string_answers(&state, &p, move |querier, matchers| {
+        querier.label_values(&name, matchers)
+    })
+    .await
 }
 
 pub(crate) async fn buildinfo() -> Response {
