@@ -6,6 +6,7 @@
 //! - [`duration`]: Prometheus duration strings (`1d12h`).
 //! - [`labels`]: the packed, sorted label set and its builder.
 //! - [`matcher`]: `=`, `!=`, `=~`, `!~` with Prometheus 3 semantics.
+//! - [`relabel`]: Prometheus relabeling (`relabel_configs`): every action, validation.
 //! - [`selector`]: parsing series selectors (`up{job="a"}`) into matchers.
 //! - [`value`]: sample values, the StaleNaN marker and Go-compatible float formatting.
 //!
@@ -15,6 +16,7 @@ pub mod calendar;
 pub mod duration;
 pub mod labels;
 pub mod matcher;
+pub mod relabel;
 pub mod selector;
 pub mod value;
 
