@@ -52,6 +52,26 @@ pub enum ParseErrorReason {
     MissingEof,
     #[error("unexpected data after \"# EOF\"")]
     DataAfterEof,
+    /// A family's second `# HELP` line (checked by [`crate::lint_text`], as
+    /// Prometheus's text decoder does; the streaming parser does not).
+    #[error("second HELP line for metric name {family:?}")]
+    SecondHelp { family: String },
+    /// A family's second `# TYPE` line, or one after its samples ([`crate::lint_text`]).
+    #[error("second TYPE line for metric name {family:?}, or TYPE reported after samples")]
+    SecondType { family: String },
+    /// A histogram's `le` or a summary's `quantile` label that is not a float
+    /// ([`crate::lint_text`]).
+    #[error("expected float as value for '{label}' label, got {value:?}")]
+    InvalidLabelFloat { label: &'static str, value: String },
+    /// An escape other than `\\`, `\"`, `\n` in a label value, or other than `\\`,
+    /// `\n` in help text ([`crate::lint_text`]; Prometheus's scrape parser keeps such
+    /// a backslash, its text decoder refuses it).
+    #[error("invalid escape sequence '\\{sequence}'")]
+    InvalidEscape { sequence: char },
+    /// Blanks at the end of a sample or `# TYPE` line ([`crate::lint_text`], as
+    /// Prometheus's text decoder).
+    #[error("blank at the end of the line")]
+    TrailingBlank,
 }
 
 /// Cuts input text for an error message.

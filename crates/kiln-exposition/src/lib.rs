@@ -1,11 +1,21 @@
-//! Parsers for the Prometheus text exposition format 0.0.4 and the OpenMetrics 1.0 text
-//! format (encoders will join them here). Pure: no I/O, no async.
+//! Parsers and encoders for the Prometheus text exposition format 0.0.4 and the
+//! OpenMetrics 1.0 text format, content negotiation, and a `promtool check metrics`
+//! style linter. Pure: no I/O, no async.
 //!
 //! Module map:
 //! - `parse` (private): [`Parser`], one line at a time, for both formats.
 //! - `error` (private): [`ParseError`] (line, column, [`ParseErrorReason`]).
+//! - `encode` (private): [`MetricFamily`] and the `encode_*` functions, appending into a
+//!   `Vec<u8>` (`docs/format/encoding.md`).
+//! - `negotiate` (private): [`Format::content_type`], [`Format::from_content_type`],
+//!   [`negotiate`] (Accept header).
+//! - `lint` (private): [`lint_text`] and [`Problem`], promlint's rules (`docs/lint.md`).
 //! - this file: the entry types ([`Entry`], [`SampleLine`], [`MetricType`]), the
 //!   [`Format`] switch and the [`ParserOptions`] limits.
+//!
+//! Write path: for each family, `encode_text_family_header` (or the OpenMetrics one),
+//! then `encode_text_sample` per sample; OpenMetrics ends with `encode_openmetrics_eof`.
+//! Encoders allocate nothing but the output vector's growth.
 //!
 //! Read path: `Parser::new(bytes, format)` is an `Iterator` of
 //! `Result<Entry, ParseError>`; the first error ends it. The format's rules are in
@@ -17,12 +27,22 @@
 //! label size and label count are limited by [`ParserOptions`], so no input makes it
 //! scan or allocate beyond those bounds per line.
 
+mod encode;
 mod error;
+mod lint;
+mod negotiate;
 mod parse;
 
 use std::borrow::Cow;
 
+pub use encode::{
+    MetricFamily, encode_openmetrics_eof, encode_openmetrics_family_header,
+    encode_openmetrics_sample, encode_text_family_header, encode_text_sample,
+    openmetrics_family_name,
+};
 pub use error::{ParseError, ParseErrorReason};
+pub use lint::{Problem, lint_text};
+pub use negotiate::negotiate;
 pub use parse::Parser;
 
 /// Which text format to parse.

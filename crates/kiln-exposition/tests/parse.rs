@@ -618,3 +618,174 @@ proptest! {
         }
     }
 }
+
+/// Text-format details beyond the tables above: every value spelling Prometheus accepts,
+/// escapes in label values, comment forms, and whole histogram and summary families.
+#[test]
+fn text_details() {
+    let m = |v: f64| s(&[("__name__", "m")], v, None);
+    let cases: &[(&str, Vec<Entry<'_>>)] = &[
+        (
+            "m -Inf\nm +inf\nm Infinity\nm -infinity\nm nan\nm NaN\nm 1e+06\nm -0\nm 0.000001\nm 1E-3\nm +5\nm 007\n",
+            vec![
+                m(f64::NEG_INFINITY),
+                m(f64::INFINITY),
+                m(f64::INFINITY),
+                m(f64::NEG_INFINITY),
+                m(f64::from_bits(GO_NAN)),
+                m(f64::from_bits(GO_NAN)),
+                m(1e6),
+                m(-0.0),
+                m(1e-6),
+                m(1e-3),
+                m(5.0),
+                m(7.0),
+            ],
+        ),
+        (
+            "m{a=\"back\\\\slash\",b=\"quo\\\"te\",c=\"new\\nline\",d=\"keep\\q\",e=\"tab\there\",f=\"{},= #\"} 1\n",
+            vec![s(
+                &[
+                    ("__name__", "m"),
+                    ("a", "back\\slash"),
+                    ("b", "quo\"te"),
+                    ("c", "new\nline"),
+                    ("d", "keep\\q"),
+                    ("e", "tab\there"),
+                    ("f", "{},= #"),
+                ],
+                1.0,
+                None,
+            )],
+        ),
+        (
+            // '#' without a space still starts HELP/TYPE; a bare keyword is a comment.
+            "#HELP m x \"y\"\n#\tTYPE m gauge\n# HELP\n# TYPE\n#comment\nm 1 -1\nm 1 9223372036854775807\n",
+            vec![
+                Entry::Help {
+                    family: "m",
+                    text: Cow::Borrowed("x \"y\""),
+                },
+                Entry::Type {
+                    family: "m",
+                    kind: MetricType::Gauge,
+                },
+                s(&[("__name__", "m")], 1.0, Some(-1)),
+                s(&[("__name__", "m")], 1.0, Some(i64::MAX)),
+            ],
+        ),
+        (
+            "# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 0.75\nh_count 2\n# TYPE s summary\ns{quantile=\"0.99\"} NaN\ns_sum 0\ns_count 0\n",
+            vec![
+                Entry::Type {
+                    family: "h",
+                    kind: MetricType::Histogram,
+                },
+                s(&[("__name__", "h_bucket"), ("le", "0.5")], 1.0, None),
+                s(&[("__name__", "h_bucket"), ("le", "+Inf")], 2.0, None),
+                s(&[("__name__", "h_sum")], 0.75, None),
+                s(&[("__name__", "h_count")], 2.0, None),
+                Entry::Type {
+                    family: "s",
+                    kind: MetricType::Summary,
+                },
+                s(
+                    &[("__name__", "s"), ("quantile", "0.99")],
+                    f64::from_bits(GO_NAN),
+                    None,
+                ),
+                s(&[("__name__", "s_sum")], 0.0, None),
+                s(&[("__name__", "s_count")], 0.0, None),
+            ],
+        ),
+    ];
+    for (input, want) in cases {
+        check(TEXT, input, want);
+    }
+}
+
+/// OpenMetrics: `_created` on every type that has it, exemplars where allowed, units,
+/// info and stateset families.
+#[test]
+fn openmetrics_details() {
+    let cases: &[(&str, Vec<Entry<'_>>)] = &[
+        (
+            "# TYPE req_seconds counter\n# UNIT req_seconds seconds\n# HELP req_seconds Time \\\"spent\\\".\nreq_seconds_total{a=\"1\"} 2.5 1.5 # {trace_id=\"x\\\"y\"} 0.1 1.25\nreq_seconds_created{a=\"1\"} 1.7e9 1.5\n# EOF\n",
+            vec![
+                Entry::Type {
+                    family: "req_seconds",
+                    kind: MetricType::Counter,
+                },
+                Entry::Unit {
+                    family: "req_seconds",
+                    unit: "seconds",
+                },
+                Entry::Help {
+                    family: "req_seconds",
+                    text: Cow::Borrowed("Time \"spent\"."),
+                },
+                s(
+                    &[("__name__", "req_seconds_total"), ("a", "1")],
+                    2.5,
+                    Some(1500),
+                ),
+                s(
+                    &[("__name__", "req_seconds_created"), ("a", "1")],
+                    1.7e9,
+                    Some(1500),
+                ),
+                Entry::Eof,
+            ],
+        ),
+        (
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1 # {} 0.5\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 0.5\nh_created 100\n# TYPE g gaugehistogram\ng_bucket{le=\"+Inf\"} 3 # {id=\"a\"} 7 2\ng_gcount 3\ng_gsum 9\n# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_count 1\ns_sum 1\ns_created 100\n# EOF",
+            vec![
+                Entry::Type {
+                    family: "h",
+                    kind: MetricType::Histogram,
+                },
+                s(&[("__name__", "h_bucket"), ("le", "1")], 1.0, None),
+                s(&[("__name__", "h_bucket"), ("le", "+Inf")], 1.0, None),
+                s(&[("__name__", "h_count")], 1.0, None),
+                s(&[("__name__", "h_sum")], 0.5, None),
+                s(&[("__name__", "h_created")], 100.0, None),
+                Entry::Type {
+                    family: "g",
+                    kind: MetricType::GaugeHistogram,
+                },
+                s(&[("__name__", "g_bucket"), ("le", "+Inf")], 3.0, None),
+                s(&[("__name__", "g_gcount")], 3.0, None),
+                s(&[("__name__", "g_gsum")], 9.0, None),
+                Entry::Type {
+                    family: "s",
+                    kind: MetricType::Summary,
+                },
+                s(&[("__name__", "s"), ("quantile", "0.5")], 1.0, None),
+                s(&[("__name__", "s_count")], 1.0, None),
+                s(&[("__name__", "s_sum")], 1.0, None),
+                s(&[("__name__", "s_created")], 100.0, None),
+                Entry::Eof,
+            ],
+        ),
+        (
+            "# TYPE build info\nbuild_info{version=\"1.2\"} 1\n# TYPE st stateset\nst{st=\"a\"} 1\nst{st=\"b\"} 0\n# EOF\n",
+            vec![
+                Entry::Type {
+                    family: "build",
+                    kind: MetricType::Info,
+                },
+                s(&[("__name__", "build_info"), ("version", "1.2")], 1.0, None),
+                Entry::Type {
+                    family: "st",
+                    kind: MetricType::StateSet,
+                },
+                s(&[("__name__", "st"), ("st", "a")], 1.0, None),
+                s(&[("__name__", "st"), ("st", "b")], 0.0, None),
+                Entry::Eof,
+            ],
+        ),
+    ];
+    for (input, want) in cases {
+        check(OM, input, want);
+    }
+}
