@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 declare -A LAYER=(
     [kiln-model]=0 [kiln-chunkenc]=0 [kiln-exposition]=0
-    [kiln-storage]=1
+    [kiln-storage]=1 [kiln-config]=1
     [kiln-promql]=2 [kiln-tsdb]=2
     [kiln-scrape]=3 [kiln-rules]=3 [kiln-remote]=3 [kiln-query]=3 [kiln-objstore]=3 [kiln-exporter]=3
     [kiln-server]=4

@@ -33,6 +33,23 @@ enum Command {
     /// Run PromQL test scripts (Prometheus's `promqltest` language) against the engine
     /// and an in-memory TSDB head. Exits 1 when any test fails.
     Promqltest(PromqltestArgs),
+    /// Check inputs for validity, in the spirit of `promtool check`.
+    #[command(subcommand)]
+    Check(CheckCommand),
+}
+
+#[derive(Subcommand)]
+enum CheckCommand {
+    /// Lint a text-format exposition read from stdin, like `promtool check metrics`.
+    /// Prints each problem as `metric problem` to stderr; exits 3 when there are
+    /// problems, 1 when the input does not parse.
+    Metrics,
+    /// Load prometheus.yml files as `kiln server` would, like `promtool check config`.
+    /// Exits 1 when any file fails.
+    Config {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -175,6 +192,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     match cli.command {
         Command::Promqltest(args) => return promqltest(&args, &mut out),
+        Command::Check(CheckCommand::Metrics) => return check_metrics(),
+        Command::Check(CheckCommand::Config { files }) => return check_config(&files),
         Command::Server(args) => server::run(args)?,
         Command::Tsdb(TsdbCommand::List {
             human_readable,
@@ -237,6 +256,75 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln check metrics`: lints stdin with promtool's rules (`kiln_exposition::lint_text`),
+/// writing as promtool does: problems to stderr, exit 3 if any, 1 on a parse error.
+fn check_metrics() -> anyhow::Result<ExitCode> {
+    use std::io::Read;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut input)
+        .context("reading stdin")?;
+    let mut stderr = std::io::stderr().lock();
+    match kiln_exposition::lint_text(&input) {
+        Err(e) => {
+            writeln!(stderr, "error while linting: {e}")?;
+            Ok(ExitCode::FAILURE)
+        }
+        Ok(problems) => {
+            for p in &problems {
+                writeln!(stderr, "{p}")?;
+            }
+            Ok(if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+    }
+}
+
+/// `kiln check config`: loads each file as `kiln server` would, like
+/// `promtool check config`.
+fn check_config(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let mut failed = false;
+    for file in files {
+        writeln!(out, "Checking {}", file.display())?;
+        match kiln_config::Config::load_file(file) {
+            Err(e) => {
+                writeln!(out, "  FAILED: {e}")?;
+                failed = true;
+            }
+            Ok(config) => {
+                writeln!(
+                    out,
+                    " SUCCESS: {} is valid prometheus config file syntax",
+                    file.display()
+                )?;
+                for section in config.unapplied_sections() {
+                    writeln!(
+                        out,
+                        "  WARNING: section {section} is accepted but not applied by Kiln yet"
+                    )?;
+                }
+                if !config.rule_files.is_empty() || !config.scrape_config_files.is_empty() {
+                    writeln!(
+                        out,
+                        "  WARNING: the files named by rule_files and scrape_config_files are not checked by Kiln yet"
+                    )?;
+                }
+            }
+        }
+        writeln!(out)?;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `kiln promqltest`: runs each file, printing its failures and a

@@ -1,0 +1,255 @@
+//! `<http_config>`: how a scrape (or an HTTP service discovery) authenticates and
+//! connects. Fields are kept as written; the scraper reads `*_file` secrets when it
+//! builds its client, so rotating a file needs no config change.
+
+use serde::Deserialize;
+
+/// `basic_auth`: exactly one of `password` and `password_file` (or neither), likewise
+/// for `username` and `username_file`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub username_file: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub password_file: String,
+}
+
+/// `authorization`: the `Authorization` header as `<type> <credentials>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    /// Default `Bearer`.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub credentials: String,
+    #[serde(default)]
+    pub credentials_file: String,
+}
+
+/// `tls_config`: inline PEM or files, never both for the same item.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub ca: String,
+    #[serde(default)]
+    pub ca_file: String,
+    #[serde(default)]
+    pub cert: String,
+    #[serde(default)]
+    pub cert_file: String,
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub key_file: String,
+    #[serde(default)]
+    pub server_name: String,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// `TLS10` .. `TLS13`; empty means the library default.
+    #[serde(default)]
+    pub min_version: String,
+    #[serde(default)]
+    pub max_version: String,
+}
+
+/// The HTTP client settings shared by scrape configs and HTTP-based discoveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpClientConfig {
+    pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+    pub tls_config: TlsConfig,
+    pub follow_redirects: bool,
+    pub enable_http2: bool,
+    pub proxy_url: String,
+    pub no_proxy: String,
+    pub proxy_from_environment: bool,
+}
+
+impl Default for HttpClientConfig {
+    fn default() -> HttpClientConfig {
+        HttpClientConfig {
+            basic_auth: None,
+            authorization: None,
+            tls_config: TlsConfig::default(),
+            follow_redirects: true,
+            enable_http2: true,
+            proxy_url: String::new(),
+            no_proxy: String::new(),
+            proxy_from_environment: false,
+        }
+    }
+}
+
+/// `<http_config>` as written. The configs that embed it get its fields through
+/// [`with_http_client_fields!`], because serde's `flatten` would stop unknown keys from
+/// being errors.
+#[derive(Debug, Default)]
+pub(crate) struct RawHttpClientConfig {
+    pub(crate) basic_auth: Option<BasicAuth>,
+    pub(crate) authorization: Option<Authorization>,
+    pub(crate) oauth2: Option<serde::de::IgnoredAny>,
+    pub(crate) tls_config: Option<TlsConfig>,
+    pub(crate) follow_redirects: Option<bool>,
+    pub(crate) enable_http2: Option<bool>,
+    pub(crate) proxy_url: Option<String>,
+    pub(crate) no_proxy: Option<String>,
+    pub(crate) proxy_from_environment: Option<bool>,
+    pub(crate) proxy_connect_header: Option<serde::de::IgnoredAny>,
+    pub(crate) http_headers: Option<serde::de::IgnoredAny>,
+}
+
+/// Declares a raw (as-written) config struct with the `<http_config>` fields added, and a
+/// `take_http_client` method collecting them into a [`RawHttpClientConfig`].
+macro_rules! with_http_client_fields {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:tt)* }) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($field)*
+            #[serde(default)]
+            basic_auth: Option<$crate::http::BasicAuth>,
+            #[serde(default)]
+            authorization: Option<$crate::http::Authorization>,
+            #[serde(default)]
+            oauth2: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            tls_config: Option<$crate::http::TlsConfig>,
+            #[serde(default)]
+            follow_redirects: Option<bool>,
+            #[serde(default)]
+            enable_http2: Option<bool>,
+            #[serde(default)]
+            proxy_url: Option<String>,
+            #[serde(default)]
+            no_proxy: Option<String>,
+            #[serde(default)]
+            proxy_from_environment: Option<bool>,
+            #[serde(default)]
+            proxy_connect_header: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            http_headers: Option<serde::de::IgnoredAny>,
+        }
+
+        impl $name {
+            fn take_http_client(&mut self) -> $crate::http::RawHttpClientConfig {
+                $crate::http::RawHttpClientConfig {
+                    basic_auth: self.basic_auth.take(),
+                    authorization: self.authorization.take(),
+                    oauth2: self.oauth2.take(),
+                    tls_config: self.tls_config.take(),
+                    follow_redirects: self.follow_redirects.take(),
+                    enable_http2: self.enable_http2.take(),
+                    proxy_url: self.proxy_url.take(),
+                    no_proxy: self.no_proxy.take(),
+                    proxy_from_environment: self.proxy_from_environment.take(),
+                    proxy_connect_header: self.proxy_connect_header.take(),
+                    http_headers: self.http_headers.take(),
+                }
+            }
+        }
+    };
+}
+pub(crate) use with_http_client_fields;
+
+impl RawHttpClientConfig {
+    /// Applies defaults and Prometheus's consistency rules.
+    pub(crate) fn resolve(self) -> Result<HttpClientConfig, String> {
+        for (name, present) in [
+            ("oauth2", self.oauth2.is_some()),
+            ("proxy_connect_header", self.proxy_connect_header.is_some()),
+            ("http_headers", self.http_headers.is_some()),
+        ] {
+            if present {
+                return Err(format!("{name} is not supported by Kiln yet"));
+            }
+        }
+        if self.basic_auth.is_some() && self.authorization.is_some() {
+            return Err("at most one of basic_auth and authorization must be configured".into());
+        }
+        if let Some(b) = &self.basic_auth {
+            if !b.username.is_empty() && !b.username_file.is_empty() {
+                return Err(
+                    "at most one of basic_auth username & username_file must be configured".into(),
+                );
+            }
+            if !b.password.is_empty() && !b.password_file.is_empty() {
+                return Err(
+                    "at most one of basic_auth password & password_file must be configured".into(),
+                );
+            }
+        }
+        let authorization = match self.authorization {
+            Some(mut a) => {
+                if a.kind.is_empty() {
+                    a.kind = "Bearer".to_owned();
+                }
+                if a.kind.eq_ignore_ascii_case("basic") {
+                    return Err(
+                        "authorization type cannot be set to \"basic\", use \"basic_auth\" instead"
+                            .into(),
+                    );
+                }
+                if !a.credentials.is_empty() && !a.credentials_file.is_empty() {
+                    return Err(
+                        "at most one of authorization credentials & credentials_file must be configured"
+                            .into(),
+                    );
+                }
+                Some(a)
+            }
+            None => None,
+        };
+        let tls_config = self.tls_config.unwrap_or_default();
+        check_tls(&tls_config)?;
+        if self.proxy_from_environment == Some(true) && self.proxy_url.is_some() {
+            return Err("if proxy_from_environment is configured, proxy_url must not be".into());
+        }
+        Ok(HttpClientConfig {
+            basic_auth: self.basic_auth,
+            authorization,
+            tls_config,
+            follow_redirects: self.follow_redirects.unwrap_or(true),
+            enable_http2: self.enable_http2.unwrap_or(true),
+            proxy_url: self.proxy_url.unwrap_or_default(),
+            no_proxy: self.no_proxy.unwrap_or_default(),
+            proxy_from_environment: self.proxy_from_environment.unwrap_or(false),
+        })
+    }
+}
+
+fn check_tls(t: &TlsConfig) -> Result<(), String> {
+    for (inline, file, what) in [
+        (&t.ca, &t.ca_file, "ca"),
+        (&t.cert, &t.cert_file, "cert"),
+        (&t.key, &t.key_file, "key"),
+    ] {
+        if !inline.is_empty() && !file.is_empty() {
+            return Err(format!(
+                "tls_config: at most one of {what} and {what}_file must be configured"
+            ));
+        }
+    }
+    let has_cert = !t.cert.is_empty() || !t.cert_file.is_empty();
+    let has_key = !t.key.is_empty() || !t.key_file.is_empty();
+    if has_cert != has_key {
+        return Err(
+            "tls_config: exactly one of key or key_file must be configured when a \
+                    client certificate is configured, and neither without one"
+                .into(),
+        );
+    }
+    for v in [&t.min_version, &t.max_version] {
+        if !matches!(v.as_str(), "" | "TLS10" | "TLS11" | "TLS12" | "TLS13") {
+            return Err(format!(
+                "tls_config: unknown TLS version {v:?} (want TLS10, TLS11, TLS12 or TLS13)"
+            ));
+        }
+    }
+    Ok(())
+}

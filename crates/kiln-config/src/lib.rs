@@ -1,0 +1,219 @@
+//! The `prometheus.yml` schema: what `kiln server --config.file` and `kiln check config`
+//! read.
+//!
+//! Loading is two steps, as in Prometheus. [`Config::parse`] deserializes the YAML with
+//! every mapping closed (`deny_unknown_fields`), so a misspelt or unknown key is an error
+//! carrying its line and column; then defaults flow down (a scrape config without
+//! `scrape_interval` takes the global one) and [`Config::validate`]-style checks run that
+//! YAML cannot express: unique job names, timeouts no longer than intervals, valid label
+//! names, relabel rules Prometheus would accept. Those errors name the place in the
+//! file by path (`scrape_configs[2] (job "node"): ...`), the way Prometheus reports them.
+//!
+//! Sections Prometheus knows but Kiln does not implement yet (`alerting`, `remote_write`,
+//! `remote_read`, `storage`, `tracing`, `otlp`, `runtime`) are accepted so existing files
+//! load, and listed by [`Config::unapplied_sections`] so callers can say loudly that they
+//! are not applied. Service discoveries Kiln does not have are errors, never ignored.
+//!
+//! The crate is pure: it reads the main file and nothing else. Resolving `rule_files` and
+//! `scrape_config_files` globs, and reading secrets from `*_file` fields, is the caller's
+//! job, at the time it needs them (a reload reads them again).
+
+mod global;
+mod http;
+mod relabel;
+mod scrape;
+mod sd;
+mod units;
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use global::GlobalConfig;
+pub use http::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
+pub use scrape::{Scheme, ScrapeConfig};
+pub use sd::{
+    DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesRole, KubernetesSdConfig,
+    StaticConfig,
+};
+pub use units::{Duration, Size};
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The YAML did not parse or did not fit the schema; the message has the line and
+    /// column.
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    /// The YAML fits the schema but breaks a rule of it.
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// A whole `prometheus.yml`, with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub global: GlobalConfig,
+    /// Globs of rule files, as written (relative ones are relative to the config file).
+    pub rule_files: Vec<String>,
+    /// Globs of files holding more scrape configs, as written.
+    pub scrape_config_files: Vec<String>,
+    pub scrape_configs: Vec<ScrapeConfig>,
+    unapplied: Vec<&'static str>,
+}
+
+/// The file as written: every field optional, so defaults can be told from values.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    global: global::RawGlobal,
+    #[serde(default)]
+    rule_files: Option<Vec<String>>,
+    #[serde(default)]
+    scrape_config_files: Option<Vec<String>>,
+    #[serde(default)]
+    scrape_configs: Option<Vec<scrape::RawScrapeConfig>>,
+    #[serde(default)]
+    alerting: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    remote_write: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    remote_read: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    storage: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    tracing: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    otlp: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    runtime: Option<serde::de::IgnoredAny>,
+}
+
+impl Default for Config {
+    /// What an empty file gives: global defaults, no scrape configs.
+    fn default() -> Config {
+        Config {
+            global: GlobalConfig::default(),
+            rule_files: Vec::new(),
+            scrape_config_files: Vec::new(),
+            scrape_configs: Vec::new(),
+            unapplied: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses the file at `path`.
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses `text`; `path` names the file in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        // An empty file (or one holding only comments) is a valid, empty config.
+        let raw: RawConfig = if text.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        }) {
+            RawConfig::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+                path: path.to_owned(),
+                message: explain_syntax_error(e.to_string()),
+            })?
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let global = raw.global.resolve().map_err(invalid)?;
+        let mut scrape_configs = Vec::new();
+        for (i, sc) in raw
+            .scrape_configs
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let sc = sc
+                .resolve(&global)
+                .map_err(|e| invalid(format!("scrape_configs[{i}]{e}")))?;
+            if let Some(prev) = scrape_configs
+                .iter()
+                .position(|p: &ScrapeConfig| p.job_name == sc.job_name)
+            {
+                return Err(invalid(format!(
+                    "scrape_configs[{i}]: found multiple scrape configs with job name {:?} \
+                     (the first is scrape_configs[{prev}])",
+                    sc.job_name
+                )));
+            }
+            scrape_configs.push(sc);
+        }
+        let sections = [
+            ("alerting", raw.alerting.is_some()),
+            ("remote_write", raw.remote_write.is_some()),
+            ("remote_read", raw.remote_read.is_some()),
+            ("storage", raw.storage.is_some()),
+            ("tracing", raw.tracing.is_some()),
+            ("otlp", raw.otlp.is_some()),
+            ("runtime", raw.runtime.is_some()),
+        ];
+        Ok(Config {
+            global,
+            rule_files: raw.rule_files.unwrap_or_default(),
+            scrape_config_files: raw.scrape_config_files.unwrap_or_default(),
+            scrape_configs,
+            unapplied: sections
+                .iter()
+                .filter(|(_, present)| *present)
+                .map(|(name, _)| *name)
+                .collect(),
+        })
+    }
+
+    /// Top-level sections present in the file that Kiln accepts but does not apply yet.
+    pub fn unapplied_sections(&self) -> &[&'static str] {
+        &self.unapplied
+    }
+
+    /// The scrape config for `job_name`.
+    pub fn scrape_config(&self, job_name: &str) -> Option<&ScrapeConfig> {
+        self.scrape_configs.iter().find(|s| s.job_name == job_name)
+    }
+}
+
+/// Adds a hint to errors about service discoveries Prometheus has and Kiln does not,
+/// which would otherwise read as a typo.
+fn explain_syntax_error(message: String) -> String {
+    let unsupported_sd = message
+        .split('`')
+        .nth(1)
+        .is_some_and(|field| field.ends_with("_sd_configs"));
+    if message.contains("unknown field") && unsupported_sd {
+        format!(
+            "{message} (Kiln supports static_configs, file_sd_configs, http_sd_configs, \
+             dns_sd_configs and kubernetes_sd_configs)"
+        )
+    } else {
+        message
+    }
+}
+
+/// Checks a label name by the classic rule, with a message naming where it was found.
+fn check_label_name(name: &str, what: &str) -> Result<(), String> {
+    if kiln_model::labels::is_valid_label_name(name) {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid label name in {what}"))
+    }
+}

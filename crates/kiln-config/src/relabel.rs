@@ -1,0 +1,65 @@
+//! `<relabel_config>` as written in YAML, turned into [`kiln_model::relabel::RelabelConfig`]
+//! and validated with Prometheus's rules and messages.
+
+use kiln_model::relabel::{Action, RelabelConfig, RelabelRegex};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRelabelConfig {
+    #[serde(default)]
+    source_labels: Option<Vec<String>>,
+    #[serde(default)]
+    separator: Option<String>,
+    #[serde(default)]
+    target_label: Option<String>,
+    #[serde(default)]
+    regex: Option<String>,
+    #[serde(default)]
+    modulus: Option<u64>,
+    #[serde(default)]
+    replacement: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+}
+
+impl RawRelabelConfig {
+    fn resolve(self) -> Result<RelabelConfig, String> {
+        let mut rc = RelabelConfig::default();
+        if let Some(v) = self.source_labels {
+            rc.source_labels = v;
+        }
+        if let Some(v) = self.separator {
+            rc.separator = v;
+        }
+        if let Some(v) = self.target_label {
+            rc.target_label = v;
+        }
+        if let Some(v) = self.regex {
+            rc.regex = RelabelRegex::new(&v).map_err(|e| e.to_string())?;
+        }
+        if let Some(v) = self.modulus {
+            rc.modulus = v;
+        }
+        if let Some(v) = self.replacement {
+            rc.replacement = v;
+        }
+        if let Some(v) = self.action {
+            rc.action = v.parse::<Action>().map_err(|e| e.to_string())?;
+        }
+        rc.validate().map_err(|e| e.to_string())?;
+        Ok(rc)
+    }
+}
+
+/// Resolves a list of relabel configs; `field` names the list in errors.
+pub(crate) fn resolve_all(
+    raw: Option<Vec<RawRelabelConfig>>,
+    field: &str,
+) -> Result<Vec<RelabelConfig>, String> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.resolve().map_err(|e| format!("{field}[{i}]: {e}")))
+        .collect()
+}
