@@ -74,7 +74,36 @@ pub fn encode_text_sample(
     value: f64,
     timestamp_ms: Option<i64>,
 ) {
+    encode_text_sample_with_extra(out, labels, &[], value, timestamp_ms);
+}
+
+/// [`encode_text_sample`] with `extra` pairs written after the series' own labels, in
+/// the given order and even when a value is empty. Federation uses it to append external
+/// labels the way Prometheus does (including `instance=""`). The caller keeps `extra`
+/// free of names `labels` already has.
+pub fn encode_text_sample_with_extra(
+    out: &mut Vec<u8>,
+    labels: &Labels,
+    extra: &[(&str, &str)],
+    value: f64,
+    timestamp_ms: Option<i64>,
+) {
     encode_series(out, labels, "");
+    if !extra.is_empty() {
+        let closed = labels.iter().any(|l| l.name != METRIC_NAME);
+        if closed {
+            // Reopen the `{...}` encode_series closed.
+            out.pop();
+        }
+        for (i, (name, v)) in extra.iter().enumerate() {
+            out.push(if i == 0 && !closed { b'{' } else { b',' });
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"=\"");
+            escape_into(out, v, true);
+            out.push(b'"');
+        }
+        out.push(b'}');
+    }
     out.push(b' ');
     write_text_float(out, value);
     if let Some(ts) = timestamp_ms {

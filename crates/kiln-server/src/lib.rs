@@ -3,12 +3,14 @@
 //! Module map:
 //! - [`api`]: the Prometheus HTTP API under `/api/v1` (queries, series, labels, build
 //!   information), JSON exactly as Prometheus writes it.
+//! - [`federate`]: `/federate`, the newest samples of selected series as text exposition.
 //! - this file: the router, health endpoints (`/-/healthy`, `/-/ready`) and [`serve`].
 //!
 //! Handlers are async; the query engine and storage are synchronous and run on tokio's
 //! blocking pool, never on the async workers.
 
 pub mod api;
+pub mod federate;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,6 +32,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
+        .route(
+            "/federate",
+            get(federate::federate).post(federate::federate),
+        )
         .route("/-/healthy", get(|| async { "Kiln is Healthy.\n" }))
         .route("/-/ready", get(|| async { "Kiln is Ready.\n" }))
         .with_state(state)

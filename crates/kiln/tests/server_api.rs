@@ -181,3 +181,158 @@ fn promtool_queries_kiln() {
     );
     assert_eq!(out.lines().count(), 2, "{out}");
 }
+
+/// A data directory backfilled with samples up to 30 s ago, so `/federate` (which looks
+/// back 5 minutes from now) sees them. Returns the newest sample time, in seconds.
+fn backfilled_recent() -> (tempfile::TempDir, std::path::PathBuf, i64) {
+    use std::fmt::Write as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let newest = now - 30;
+    let mut om = String::new();
+    om.push_str("# TYPE job:gpu_utilization:avg gauge\n");
+    for i in (0..10).rev() {
+        let _ = writeln!(
+            om,
+            "job:gpu_utilization:avg{{job_name=\"llm\"}} {} {}",
+            0.5 + i as f64 / 100.0,
+            newest - i * 15
+        );
+    }
+    om.push_str("# TYPE model_predictions_total counter\n");
+    for i in (0..10).rev() {
+        let _ = writeln!(
+            om,
+            "model_predictions_total{{model_name=\"bert\",job=\"serving\",instance=\"10.0.0.5:8080\"}} {} {}",
+            1000 - i * 10,
+            newest - i * 15
+        );
+    }
+    om.push_str("# TYPE unrelated gauge\n");
+    let _ = writeln!(om, "unrelated 1 {newest}");
+    om.push_str("# EOF\n");
+    let file = tmp.path().join("recent.om");
+    std::fs::write(&file, om).expect("write openmetrics");
+    let data = tmp.path().join("data");
+    ok_stdout(
+        "backfill",
+        kiln(&[
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "-q",
+            file.to_str().expect("path"),
+            data.to_str().expect("path"),
+        ]),
+    );
+    (tmp, data, newest)
+}
+
+/// The lecture's federation selectors that match the data above, URL-encoded.
+const FEDERATE_QUERY: &str =
+    "match%5B%5D=%7B__name__%3D~%22job%3A.%2A%22%7D&match%5B%5D=%7B__name__%3D~%22model_.%2A%22%7D";
+
+#[test]
+fn federate_serves_newest_samples() {
+    let (_tmp, data, newest) = backfilled_recent();
+    let server = start(&data);
+    let (status, body) =
+        http(server.port, "GET", &format!("/federate?{FEDERATE_QUERY}")).expect("http request");
+    assert_eq!(status, 200, "{body}");
+    let t = newest * 1000;
+    assert_eq!(
+        body,
+        format!(
+            "# TYPE job:gpu_utilization:avg untyped\n\
+             job:gpu_utilization:avg{{job_name=\"llm\",instance=\"\"}} 0.5 {t}\n\
+             # TYPE model_predictions_total untyped\n\
+             model_predictions_total{{instance=\"10.0.0.5:8080\",job=\"serving\",model_name=\"bert\"}} 1000 {t}\n"
+        )
+    );
+    let (status, body) =
+        http(server.port, "GET", "/federate?match%5B%5D=%7Bjob%3D").expect("http request");
+    assert_eq!(status, 400, "{body}");
+}
+
+/// A port free at the time of asking.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port()
+}
+
+#[test]
+fn prometheus_federates_from_kiln() {
+    if !interop_enabled("prometheus_federates_from_kiln") {
+        return;
+    }
+    let (tmp, data, _) = backfilled_recent();
+    let kiln_server = start(&data);
+    let prom_port = free_port();
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  external_labels: {{cluster: global}}\n\
+             scrape_configs:\n  - job_name: federate-kiln\n    honor_labels: true\n    \
+             metrics_path: /federate\n    params:\n      'match[]':\n        - '{{__name__=~\"job:.*\"}}'\n        \
+             - '{{__name__=~\"model_.*\"}}'\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            kiln_server.port
+        ),
+    )
+    .expect("write prometheus.yml");
+    let mut prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            tmp.path().join("prom").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let query = "/api/v1/query?query=%7B__name__%3D~%22job%3A.%2A%7Cmodel_.%2A%22%7D";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let body = loop {
+        if let Some((200, body)) = http(prom_port, "GET", query)
+            && body.contains("model_predictions_total")
+            && body.contains("job:gpu_utilization:avg")
+        {
+            break body;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = prom.kill();
+            let _ = prom.wait();
+            panic!("Prometheus did not federate from Kiln within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let _ = prom.kill();
+    let _ = prom.wait();
+    // honor_labels keeps the series' own labels; `instance=""` from Kiln keeps the
+    // scraper from adding its target's instance; the scrape job fills in a missing job.
+    // (The query's own evaluation time is in the answer, so only the value is compared.)
+    let expected = [
+        (
+            r#"{"__name__":"job:gpu_utilization:avg","job":"federate-kiln","job_name":"llm"}"#,
+            "0.5",
+        ),
+        (
+            r#"{"__name__":"model_predictions_total","instance":"10.0.0.5:8080","job":"serving","model_name":"bert"}"#,
+            "1000",
+        ),
+    ];
+    for (metric, value) in expected {
+        let at = body
+            .find(&format!(r#"{{"metric":{metric},"value":["#))
+            .unwrap_or_else(|| panic!("{metric} not in {body}"));
+        let rest = &body[at..];
+        let sample = &rest[..rest.find(']').expect("value end")];
+        assert!(sample.ends_with(&format!(",\"{value}\"")), "{sample}");
+    }
+}

@@ -21,6 +21,8 @@ use params::{MAX_TIME, MIN_TIME, Params, parse_duration, parse_time};
 pub struct ApiState {
     pub storage: Arc<dyn Queryable>,
     pub engine: Engine,
+    /// The `global.external_labels`, added by `/federate` to series that lack them.
+    pub external_labels: Labels,
 }
 
 impl ApiState {
@@ -28,7 +30,14 @@ impl ApiState {
         ApiState {
             storage,
             engine: Engine::new(engine_opts),
+            external_labels: Labels::empty(),
         }
+    }
+
+    /// Sets the external labels.
+    pub fn with_external_labels(mut self, external_labels: Labels) -> Self {
+        self.external_labels = external_labels;
+        self
     }
 }
 
@@ -47,6 +56,11 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
         }
+    }
+
+    /// The error message, without the JSON envelope.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     fn internal(message: impl Into<String>) -> Self {
@@ -92,7 +106,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 /// The parameters of a GET (URL query) or POST (URL query and form body) request.
-fn params(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
+pub(crate) fn params(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
     let mut p = Params::parse(query.unwrap_or_default().as_bytes());
     let form = headers
         .get(header::CONTENT_TYPE)
@@ -201,7 +215,7 @@ pub(crate) async fn query_range(
 }
 
 /// The `match[]` selectors of a request.
-fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+pub(crate) fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     p.all("match[]")
         .into_iter()
         .map(|s| {
@@ -395,7 +409,7 @@ pub(crate) async fn buildinfo() -> Response {
     json_response(StatusCode::OK, json::success(&data, &[], &[]))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
