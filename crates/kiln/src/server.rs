@@ -10,11 +10,15 @@ use anyhow::Context;
 use kiln_promql::EngineOptions;
 use kiln_server::ApiState;
 use kiln_tsdb::db::{Db, DbOptions};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Flags of `kiln server`, named as Prometheus names them.
 #[derive(clap::Args)]
 pub(crate) struct ServerArgs {
+    /// Prometheus configuration file (prometheus.yml). Without one, Kiln runs on its
+    /// embedded defaults.
+    #[arg(long = "config.file")]
+    config_file: Option<PathBuf>,
     /// Base path for metrics storage.
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     storage_path: PathBuf,
@@ -45,7 +49,33 @@ fn parse_duration_ms(s: &str) -> Result<i64, String> {
     kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
 }
 
+/// Loads `--config.file`, saying loudly what in it Kiln does not act on yet.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<kiln_config::Config> {
+    let Some(path) = path else {
+        return Ok(kiln_config::Config::default());
+    };
+    let config = kiln_config::Config::load_file(path)?;
+    info!(file = %path.display(), "loaded configuration");
+    if !config.scrape_configs.is_empty() {
+        warn!(
+            jobs = config.scrape_configs.len(),
+            "scrape_configs loaded and validated, but this Kiln version does not scrape yet"
+        );
+    }
+    if !config.rule_files.is_empty() {
+        warn!("rule_files are not evaluated by this Kiln version yet");
+    }
+    for section in config.unapplied_sections() {
+        warn!(
+            section,
+            "configuration section accepted but not applied yet"
+        );
+    }
+    Ok(config)
+}
+
 pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config_file.as_deref())?;
     let retention = args.retention_time;
     let opts = DbOptions {
         retention_time: (retention > 0).then_some(retention),
@@ -71,7 +101,9 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_samples: args.max_samples,
         ..EngineOptions::default()
     };
-    let state = Arc::new(ApiState::new(db.clone(), engine));
+    let external_labels =
+        kiln_model::Labels::from_pairs(&config.global.external_labels.iter().collect::<Vec<_>>());
+    let state = Arc::new(ApiState::new(db.clone(), engine).with_external_labels(external_labels));
 
     // Maintenance (head compaction, merges, retention) on its own thread, once a minute.
     let stop = Arc::new(AtomicBool::new(false));

@@ -22,6 +22,10 @@ impl Drop for Server {
 }
 
 fn start(data: &std::path::Path) -> Server {
+    start_with(data, &[])
+}
+
+fn start_with(data: &std::path::Path, extra_args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args([
             "server",
@@ -32,6 +36,7 @@ fn start(data: &std::path::Path) -> Server {
         ])
         .arg("--storage.tsdb.path")
         .arg(data)
+        .args(extra_args)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start kiln server");
@@ -255,6 +260,50 @@ fn federate_serves_newest_samples() {
     let (status, body) =
         http(server.port, "GET", "/federate?match%5B%5D=%7Bjob%3D").expect("http request");
     assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn config_file_external_labels_reach_federate() {
+    let (tmp, data, newest) = backfilled_recent();
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  external_labels:\n    cluster: us-east-training-01\n    instance: kiln-a\n",
+    )
+    .expect("write config");
+    let server = start_with(&data, &["--config.file", config.to_str().expect("path")]);
+    let (status, body) = http(
+        server.port,
+        "GET",
+        "/federate?match%5B%5D=%7Bjob_name%3D%22llm%22%7D",
+    )
+    .expect("http request");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        format!(
+            "# TYPE job:gpu_utilization:avg untyped\n\
+             job:gpu_utilization:avg{{job_name=\"llm\",cluster=\"us-east-training-01\",instance=\"kiln-a\"}} 0.5 {}\n",
+            newest * 1000
+        )
+    );
+
+    // An invalid config stops the server before it starts, naming file and line.
+    std::fs::write(&config, "global:\n  scrape_interval: 15s\n  bogus: 1\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["server", "--web.listen-address", "127.0.0.1:0"])
+        .arg("--storage.tsdb.path")
+        .arg(tmp.path().join("unused"))
+        .arg("--config.file")
+        .arg(&config)
+        .output()
+        .expect("run kiln server");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("prometheus.yml") && stderr.contains("line 3") && stderr.contains("bogus"),
+        "{stderr}"
+    );
 }
 
 /// A port free at the time of asking.
