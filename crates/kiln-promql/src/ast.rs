@@ -194,19 +194,36 @@ impl std::fmt::Display for Pos {
     }
 }
 
-/// Parses a query.
-pub(crate) fn parse(query: &str) -> Result<Expr, QueryError> {
+/// Runs the parser.
+fn parse_tree(query: &str) -> Result<pp::Expr, QueryError> {
     // The parser panics on a few hostile inputs (a duration too large for
     // `std::time::Duration`, found by fuzzing): a query must get an error, never take the
     // process down, so a panic inside the parser is turned into one. The parser keeps no
     // state between calls, so nothing is left half-updated.
-    let parsed = std::panic::catch_unwind(|| pp::parse(query))
+    std::panic::catch_unwind(|| pp::parse(query))
         .map_err(|_| {
             QueryError::bad_data(
                 "invalid query: the parser rejected it (a number or duration out of range?)",
             )
         })?
-        .map_err(QueryError::bad_data)?;
+        .map_err(QueryError::bad_data)
+}
+
+/// The query in Prometheus's canonical layout (what `/api/v1/format_query` answers),
+/// after checking it the way evaluation would.
+pub fn format_query(query: &str) -> Result<String, QueryError> {
+    let parsed = parse_tree(query)?;
+    let mut conv = Converter {
+        text: query,
+        seen: std::collections::HashMap::new(),
+    };
+    conv.convert(&parsed)?;
+    Ok(parsed.prettify())
+}
+
+/// Parses a query.
+pub(crate) fn parse(query: &str) -> Result<Expr, QueryError> {
+    let parsed = parse_tree(query)?;
     let mut conv = Converter {
         text: query,
         seen: std::collections::HashMap::new(),

@@ -31,6 +31,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
+        .route(
+            "/api/v1/format_query",
+            get(api::format_query).post(api::format_query),
+        )
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
         .route(
             "/federate",

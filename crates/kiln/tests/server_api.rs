@@ -306,6 +306,18 @@ fn config_file_external_labels_reach_federate() {
     );
 }
 
+/// Starts a real Prometheus; the caller kills it.
+fn start_prometheus(config: &std::path::Path, data: &std::path::Path, port: u16) -> Child {
+    Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus")
+}
+
 /// A port free at the time of asking.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -334,17 +346,7 @@ fn prometheus_federates_from_kiln() {
         ),
     )
     .expect("write prometheus.yml");
-    let mut prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            tmp.path().join("prom").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
+    let mut prom = start_prometheus(&config, &tmp.path().join("prom"), prom_port);
     let query = "/api/v1/query?query=%7B__name__%3D~%22job%3A.%2A%7Cmodel_.%2A%22%7D";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let body = loop {
@@ -384,4 +386,85 @@ fn prometheus_federates_from_kiln() {
         let sample = &rest[..rest.find(']').expect("value end")];
         assert!(sample.ends_with(&format!(",\"{value}\"")), "{sample}");
     }
+}
+
+/// Percent-encodes a query parameter value.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn format_query_formats_like_prometheus() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = start(&tmp.path().join("data"));
+    let format = |port: u16, q: &str| {
+        http(
+            port,
+            "GET",
+            &format!("/api/v1/format_query?query={}", url_encode(q)),
+        )
+        .expect("http request")
+    };
+    let (status, body) = format(server.port, "sum(rate(x[5m]))by(job)");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":"sum by (job) (rate(x[5m]))"}"#
+    );
+    let (status, body) = format(server.port, "sum(");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#""errorType":"bad_data""#), "{body}");
+
+    if !interop_enabled("format_query_formats_like_prometheus (against Prometheus)") {
+        return;
+    }
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(&config, "global: {}\n").expect("write config");
+    let prom_port = free_port();
+    let mut prom = start_prometheus(&config, &tmp.path().join("prom"), prom_port);
+    let queries = [
+        "histogram_quantile(0.99, sum(rate(model_inference_duration_seconds_bucket[5m])) by (model_name, le))",
+        "100 * avg(nvidia_gpu_memory_used_bytes / nvidia_gpu_memory_total_bytes) by (job_name, namespace)",
+        "rate(http_requests_total{job=\"api\",status=~\"5..\"}[5m]) / ignoring(status) rate(http_requests_total{job=\"api\"}[5m]) > 0.05",
+        "a + on(b) group_left(c) d",
+        "avg_over_time(x[1h] offset 1d)",
+        "x[5m:1m] @ 100",
+        "label_replace(up, \"a\", \"$1\", \"b\", \"(.*)\")",
+        "a and b or c unless d",
+        "-(1 + 2 * 3) ^ 2",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while http(prom_port, "GET", "/-/ready").is_none_or(|(s, _)| s != 200) {
+        if std::time::Instant::now() > deadline {
+            let _ = prom.kill();
+            let _ = prom.wait();
+            panic!("Prometheus did not start within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let mismatches: Vec<String> = queries
+        .iter()
+        .filter_map(|q| {
+            // Go escapes `<`, `>` and `&` in JSON strings; the JSON is the same.
+            let (status, body) = format(prom_port, q);
+            let want = (
+                status,
+                body.replace("\\u003c", "<")
+                    .replace("\\u003e", ">")
+                    .replace("\\u0026", "&"),
+            );
+            let got = format(server.port, q);
+            (want != got).then(|| format!("{q}\n  prometheus: {want:?}\n  kiln: {got:?}"))
+        })
+        .collect();
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }

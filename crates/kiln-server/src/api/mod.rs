@@ -398,6 +398,23 @@ pub(crate) async fn label_values(
     .await
 }
 
+/// `/api/v1/format_query`: the query in Prometheus's canonical layout.
+pub(crate) async fn format_query(
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = params(q, &headers, &body);
+    let query = required(&p, "query")?;
+    let formatted = kiln_promql::format_query(query)?;
+    let mut data = String::new();
+    json::string(&mut data, &formatted);
+    Ok(json_response(
+        StatusCode::OK,
+        json::success(&data, &[], &[]),
+    ))
+}
+
 pub(crate) async fn buildinfo() -> Response {
     let mut data = String::from("{\"version\":");
     json::string(&mut data, env!("CARGO_PKG_VERSION"));
