@@ -216,9 +216,11 @@ impl RawScrapeConfig {
             for name in sc.labels.keys() {
                 crate::check_label_name(name, "static_configs labels").map_err(fail)?;
             }
-            if let Some(t) = sc.targets.iter().find(|t| t.is_empty() || t.contains('/')) {
+            // As Prometheus: only a `/` is refused here (a scheme or path written into
+            // the address); an empty address fails when the target is populated.
+            if let Some(t) = sc.targets.iter().find(|t| t.contains('/')) {
                 return Err(fail(format!(
-                    "static_configs: target {t:?} must be host:port (no scheme or path)"
+                    "static_configs: {t:?} is not a valid hostname"
                 )));
             }
         }

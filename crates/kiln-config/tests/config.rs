@@ -123,7 +123,7 @@ fn bad_values_are_errors() {
         ),
         (
             "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['http://x:1/metrics']\n",
-            "host:port",
+            "is not a valid hostname",
         ),
         ("global:\n  body_size_limit: 10 MB\n", "invalid size"),
         (
