@@ -1,0 +1,319 @@
+//! One scrape's body into storage: label handling, limits, staleness and the report
+//! series, as Prometheus does it. The HTTP fetch and the schedule live elsewhere; this
+//! is the part with the semantics, testable over any [`Appender`].
+//!
+//! For each sample of the body, in order:
+//! 1. Target labels join the sample's. With `honor_labels` the sample's own win; without
+//!    it the target's win and a clashing sample label is kept as `exported_<name>`
+//!    (`exported_exported_<name>` if that exists too, and so on).
+//! 2. `metric_relabel_configs` run; a dropped sample is not counted further.
+//! 3. Limits (`label_limit`, `label_name_length_limit`, `label_value_length_limit`, then
+//!    `sample_limit` over the whole body) fail the whole scrape: nothing of it is kept.
+//! 4. The sample's own timestamp is used when `honor_timestamps` (the default), else the
+//!    scrape time.
+//!
+//! After a successful scrape, every series of the previous scrape that is missing now
+//! gets a staleness marker at the scrape time; after a failed one, every series of the
+//! previous scrape does. Series with explicit timestamps are left out of this unless
+//! `track_timestamps_staleness`. Then the report series are written with the target's
+//! labels: `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+//! `scrape_samples_post_metric_relabeling` and `scrape_series_added`.
+
+use std::collections::HashMap;
+
+use kiln_config::ScrapeConfig;
+use kiln_exposition::{Entry, Format, Parser};
+use kiln_model::relabel::relabel;
+use kiln_model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
+use kiln_storage::{Appender, SampleValue, SeriesRef, StorageError};
+
+/// The series a target's previous scrape wrote, for staleness and series refs.
+#[derive(Debug, Default)]
+pub struct ScrapeCache {
+    previous: HashMap<Labels, SeriesRef>,
+}
+
+impl ScrapeCache {
+    /// Number of series the last scrape wrote (and tracks for staleness).
+    pub fn len(&self) -> usize {
+        self.previous.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.previous.is_empty()
+    }
+}
+
+/// Why a scrape's body was not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("sample_limit exceeded: {samples} samples, limit {limit}")]
+    SampleLimit { samples: u64, limit: u64 },
+    #[error("label_limit exceeded (metric: {metric}, number of labels: {labels}, limit: {limit})")]
+    LabelLimit {
+        metric: String,
+        labels: u64,
+        limit: u64,
+    },
+    #[error(
+        "label_name_length_limit exceeded (metric: {metric}, label name: {name}, length: {length}, limit: {limit})"
+    )]
+    LabelNameLength {
+        metric: String,
+        name: String,
+        length: u64,
+        limit: u64,
+    },
+    #[error(
+        "label_value_length_limit exceeded (metric: {metric}, label name: {name}, value: {value:?}, length: {length}, limit: {limit})"
+    )]
+    LabelValueLength {
+        metric: String,
+        name: String,
+        value: String,
+        length: u64,
+        limit: u64,
+    },
+    /// The fetch failed before there was a body (set by the caller).
+    #[error("{0}")]
+    Fetch(String),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// What one scrape did: the numbers of the report series.
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeReport {
+    /// Samples in the body.
+    pub samples_scraped: u64,
+    /// Samples left after metric relabeling.
+    pub samples_post_relabel: u64,
+    /// Series of this scrape that the previous one did not have.
+    pub series_added: u64,
+    /// Samples the storage refused (out of order, duplicate, too old).
+    pub samples_rejected: u64,
+    /// Why the scrape failed, if it did (`up` is 0 then).
+    pub error: Option<ScrapeError>,
+}
+
+/// Stores one scrape of a target: `body` parsed as `format`, fetched at `t` (ms) in
+/// `duration_s` seconds, or `fetch_error` when there is no body. Writes the samples,
+/// staleness markers and report series through `app` and commits. `target_labels` are
+/// the labels every series of the target gets ([`crate::Target::series_labels`]).
+pub fn store_scrape(
+    app: &mut dyn Appender,
+    config: &ScrapeConfig,
+    target_labels: &Labels,
+    cache: &mut ScrapeCache,
+    body: Result<(&[u8], Format), ScrapeError>,
+    t: i64,
+    duration_s: f64,
+) -> Result<ScrapeReport, StorageError> {
+    let mut report = ScrapeReport::default();
+    let mut current: HashMap<Labels, SeriesRef> = HashMap::new();
+    let outcome = match body {
+        Ok((bytes, format)) => append_body(
+            app,
+            config,
+            target_labels,
+            cache,
+            bytes,
+            format,
+            t,
+            &mut report,
+            &mut current,
+        ),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
+        app.rollback()?;
+        current.clear();
+        report.series_added = 0;
+        report.error = Some(e);
+    }
+    // Staleness: series of the previous scrape that this one (or a failure) left out.
+    for (labels, series_ref) in &cache.previous {
+        if !current.contains_key(labels) {
+            // A refusal (the series already has a newer sample) is not an error here.
+            let _ = app.append(*series_ref, labels, t, SampleValue::Float(STALE_NAN));
+        }
+    }
+    cache.previous = current;
+    append_report(app, target_labels, t, duration_s, &report);
+    app.commit()?;
+    Ok(report)
+}
+
+// The scrape's whole context; bundling it in a struct would only rename the arguments.
+#[allow(clippy::too_many_arguments)]
+fn append_body(
+    app: &mut dyn Appender,
+    config: &ScrapeConfig,
+    target_labels: &Labels,
+    cache: &ScrapeCache,
+    bytes: &[u8],
+    format: Format,
+    t: i64,
+    report: &mut ScrapeReport,
+    current: &mut HashMap<Labels, SeriesRef>,
+) -> Result<(), ScrapeError> {
+    let limits = &config.limits;
+    let mut builder = LabelsBuilder::new();
+    for entry in Parser::new(bytes, format) {
+        let entry = entry.map_err(|e| ScrapeError::Parse(e.to_string()))?;
+        let Entry::Sample(sample) = entry else {
+            continue;
+        };
+        report.samples_scraped += 1;
+        let labels = merge_target_labels(
+            &mut builder,
+            &sample.labels,
+            target_labels,
+            config.honor_labels,
+        );
+        let Some(labels) = relabel(&labels, &config.metric_relabel_configs) else {
+            continue;
+        };
+        if labels.is_empty() {
+            continue;
+        }
+        check_label_limits(&labels, config)?;
+        report.samples_post_relabel += 1;
+        if limits.sample_limit > 0 && report.samples_post_relabel > limits.sample_limit {
+            // Count the rest, as Prometheus reports the full number.
+            continue;
+        }
+        let explicit = config.honor_timestamps && sample.timestamp_ms.is_some();
+        let ts = if explicit {
+            sample.timestamp_ms.unwrap_or(t)
+        } else {
+            t
+        };
+        let known = cache.previous.get(&labels).copied();
+        match app.append(
+            known.unwrap_or(0),
+            &labels,
+            ts,
+            SampleValue::Float(sample.value),
+        ) {
+            Ok(series_ref) => {
+                if !explicit || config.track_timestamps_staleness {
+                    if known.is_none() && !current.contains_key(&labels) {
+                        report.series_added += 1;
+                    }
+                    current.insert(labels, series_ref);
+                }
+            }
+            Err(_) => report.samples_rejected += 1,
+        }
+    }
+    if limits.sample_limit > 0 && report.samples_post_relabel > limits.sample_limit {
+        return Err(ScrapeError::SampleLimit {
+            samples: report.samples_post_relabel,
+            limit: limits.sample_limit,
+        });
+    }
+    Ok(())
+}
+
+/// Step 1 of the module documentation.
+fn merge_target_labels(
+    builder: &mut LabelsBuilder,
+    sample: &Labels,
+    target: &Labels,
+    honor_labels: bool,
+) -> Labels {
+    if target.is_empty() {
+        return sample.clone();
+    }
+    builder.reset();
+    for l in sample.iter() {
+        builder.set(l.name, l.value);
+    }
+    if honor_labels {
+        for l in target.iter() {
+            if sample.get(l.name).is_none() {
+                builder.set(l.name, l.value);
+            }
+        }
+    } else {
+        for l in target.iter() {
+            if let Some(existing) = sample.get(l.name) {
+                let mut exported = format!("exported_{}", l.name);
+                while sample.get(&exported).is_some() {
+                    exported.insert_str(0, "exported_");
+                }
+                builder.set(&exported, existing);
+            }
+            builder.set(l.name, l.value);
+        }
+    }
+    builder.build()
+}
+
+fn check_label_limits(labels: &Labels, config: &ScrapeConfig) -> Result<(), ScrapeError> {
+    let limits = &config.limits;
+    let metric = || labels.metric_name().unwrap_or_default().to_owned();
+    let count = labels.len() as u64;
+    if limits.label_limit > 0 && count > limits.label_limit {
+        return Err(ScrapeError::LabelLimit {
+            metric: metric(),
+            labels: count,
+            limit: limits.label_limit,
+        });
+    }
+    for l in labels.iter() {
+        let name_len = l.name.len() as u64;
+        if limits.label_name_length_limit > 0 && name_len > limits.label_name_length_limit {
+            return Err(ScrapeError::LabelNameLength {
+                metric: metric(),
+                name: l.name.to_owned(),
+                length: name_len,
+                limit: limits.label_name_length_limit,
+            });
+        }
+        let value_len = l.value.chars().count() as u64;
+        if limits.label_value_length_limit > 0 && value_len > limits.label_value_length_limit {
+            return Err(ScrapeError::LabelValueLength {
+                metric: metric(),
+                name: l.name.to_owned(),
+                value: l.value.to_owned(),
+                length: value_len,
+                limit: limits.label_value_length_limit,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The report series, each with the target's labels, at the scrape time.
+fn append_report(
+    app: &mut dyn Appender,
+    target_labels: &Labels,
+    t: i64,
+    duration_s: f64,
+    report: &ScrapeReport,
+) {
+    let up = if report.error.is_none() { 1.0 } else { 0.0 };
+    let series = [
+        ("up", up),
+        ("scrape_duration_seconds", duration_s),
+        ("scrape_samples_scraped", report.samples_scraped as f64),
+        (
+            "scrape_samples_post_metric_relabeling",
+            report.samples_post_relabel as f64,
+        ),
+        ("scrape_series_added", report.series_added as f64),
+    ];
+    for (name, value) in series {
+        let mut b = target_labels.to_builder();
+        b.set(METRIC_NAME, name);
+        // A refusal (a report already written for this time) leaves the earlier one.
+        let _ = app.append(0, &b.build(), t, SampleValue::Float(value));
+    }
+}
+
+#[cfg(test)]
+mod tests;
