@@ -42,6 +42,11 @@ impl ScrapeCache {
     pub fn is_empty(&self) -> bool {
         self.previous.is_empty()
     }
+
+    /// The series the last scrape wrote.
+    pub fn series(&self) -> impl Iterator<Item = &Labels> {
+        self.previous.keys()
+    }
 }
 
 /// Why a scrape's body was not stored.

@@ -7,11 +7,19 @@
 //! - [`append`]: one scrape's body into storage: target labels and `honor_labels`,
 //!   metric relabeling, limits, timestamps, staleness markers and the report series
 //!   (`up`, `scrape_duration_seconds`, ...).
+//! - [`scrape_loop`]: one target's loop: schedule, HTTP fetch (Accept, gzip, auth,
+//!   timeout, body size limit), storing, staleness when the target goes away.
+//! - [`manager`]: [`ScrapeManager`], the loops of a whole configuration, kept across
+//!   reloads where nothing changed.
 //!
-//! The scrape loops (HTTP fetch, schedule) and the service discoveries build on these.
+//! Targets come from `static_configs`; the other service discoveries join the manager.
 
 pub mod append;
+pub mod manager;
+pub mod scrape_loop;
 pub mod target;
+
+pub use manager::ScrapeManager;
 
 pub use append::{ScrapeCache, ScrapeError, ScrapeReport, store_scrape};
 

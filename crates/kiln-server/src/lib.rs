@@ -4,6 +4,7 @@
 //! - [`api`]: the Prometheus HTTP API under `/api/v1` (queries, series, labels, build
 //!   information), JSON exactly as Prometheus writes it.
 //! - [`federate`]: `/federate`, the newest samples of selected series as text exposition.
+//! - [`self_metrics`]: `/metrics`, Kiln's own metrics under Prometheus's names.
 //! - this file: the router, health endpoints (`/-/healthy`, `/-/ready`) and [`serve`].
 //!
 //! Handlers are async; the query engine and storage are synchronous and run on tokio's
@@ -11,6 +12,7 @@
 
 pub mod api;
 pub mod federate;
+pub mod self_metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 
-pub use api::ApiState;
+pub use api::{ApiState, SelfMetricsWriter};
 
 /// The router with every endpoint.
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -40,6 +42,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/federate",
             get(federate::federate).post(federate::federate),
         )
+        .route("/metrics", get(api::metrics))
         .route("/-/healthy", get(|| async { "Kiln is Healthy.\n" }))
         .route("/-/ready", get(|| async { "Kiln is Ready.\n" }))
         .with_state(state)

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 #[derive(clap::Args)]
 pub(crate) struct ServerArgs {
     /// Prometheus configuration file (prometheus.yml). Without one, Kiln runs on its
-    /// embedded defaults.
+    /// embedded default: scrape itself every 15 s as job `kiln`.
     #[arg(long = "config.file")]
     config_file: Option<PathBuf>,
     /// Base path for metrics storage.
@@ -49,18 +49,35 @@ fn parse_duration_ms(s: &str) -> Result<i64, String> {
     kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
 }
 
-/// Loads `--config.file`, saying loudly what in it Kiln does not act on yet.
-fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<kiln_config::Config> {
+/// The embedded default configuration: scrape this server every 15 s.
+fn embedded_config(listen: std::net::SocketAddr) -> anyhow::Result<kiln_config::Config> {
+    let yaml = format!(
+        "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n\
+         scrape_configs:\n  - job_name: kiln\n    static_configs:\n      - targets: ['{listen}']\n"
+    );
+    Ok(kiln_config::Config::parse(&yaml, "embedded default")?)
+}
+
+/// Loads `--config.file`, saying loudly what in it Kiln does not act on yet. `None`
+/// without a file: the embedded default is made once the listen address is known.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Option<kiln_config::Config>> {
     let Some(path) = path else {
-        return Ok(kiln_config::Config::default());
+        return Ok(None);
     };
     let config = kiln_config::Config::load_file(path)?;
     info!(file = %path.display(), "loaded configuration");
-    if !config.scrape_configs.is_empty() {
-        warn!(
-            jobs = config.scrape_configs.len(),
-            "scrape_configs loaded and validated, but this Kiln version does not scrape yet"
-        );
+    for sc in &config.scrape_configs {
+        let undiscovered = sc.file_sd_configs.len()
+            + sc.http_sd_configs.len()
+            + sc.dns_sd_configs.len()
+            + sc.kubernetes_sd_configs.len();
+        if undiscovered > 0 {
+            warn!(
+                job = %sc.job_name,
+                "only static_configs targets are scraped by this Kiln version; \
+                 file, HTTP, DNS and Kubernetes discovery are not run yet"
+            );
+        }
     }
     if !config.rule_files.is_empty() {
         warn!("rule_files are not evaluated by this Kiln version yet");
@@ -71,7 +88,7 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<kiln_config::Co
             "configuration section accepted but not applied yet"
         );
     }
-    Ok(config)
+    Ok(Some(config))
 }
 
 pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -101,9 +118,25 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_samples: args.max_samples,
         ..EngineOptions::default()
     };
-    let external_labels =
-        kiln_model::Labels::from_pairs(&config.global.external_labels.iter().collect::<Vec<_>>());
-    let state = Arc::new(ApiState::new(db.clone(), engine).with_external_labels(external_labels));
+    let external_labels = config
+        .as_ref()
+        .map(|c| c.global.external_labels.iter().collect::<Vec<_>>())
+        .map(|pairs| kiln_model::Labels::from_pairs(&pairs))
+        .unwrap_or_else(kiln_model::Labels::empty);
+    let process = kiln_server::self_metrics::ProcessInfo {
+        start_time_seconds: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+    };
+    let metrics_db = db.clone();
+    let self_metrics: kiln_server::SelfMetricsWriter = Arc::new(move |out: &mut Vec<u8>| {
+        kiln_server::self_metrics::write_self_metrics(&metrics_db, &process, out)
+    });
+    let state = Arc::new(
+        ApiState::new(db.clone(), engine)
+            .with_external_labels(external_labels)
+            .with_self_metrics(self_metrics),
+    );
 
     // Maintenance (head compaction, merges, retention) on its own thread, once a minute.
     let stop = Arc::new(AtomicBool::new(false));
@@ -134,12 +167,24 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen_address)
             .await
             .with_context(|| format!("listening on {}", args.listen_address))?;
-        info!(address = %listener.local_addr()?, "Kiln server is ready");
+        let address = listener.local_addr()?;
+        let config = match config {
+            Some(c) => c,
+            None => embedded_config(address)?,
+        };
+        let mut scrapes =
+            kiln_scrape::ScrapeManager::new(db.clone()).map_err(|e| anyhow::anyhow!(e))?;
+        scrapes.apply(&config).await;
+        info!(address = %address, "Kiln server is ready");
         // Tests and scripts read the bound address (useful with port 0) from here.
-        eprintln!("listening on {}", listener.local_addr()?);
-        kiln_server::serve(listener, state, shutdown_signal())
+        eprintln!("listening on {address}");
+        let served = kiln_server::serve(listener, state, shutdown_signal())
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        // Stopped targets get their staleness markers before storage closes.
+        scrapes.stop_all().await;
+        drop(scrapes);
+        served
     });
     stop.store(true, Ordering::Release);
     if maintenance.join().is_err() {

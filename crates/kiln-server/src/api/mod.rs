@@ -23,7 +23,12 @@ pub struct ApiState {
     pub engine: Engine,
     /// The `global.external_labels`, added by `/federate` to series that lack them.
     pub external_labels: Labels,
+    /// Writes the server's own metrics for `/metrics` (text format).
+    pub self_metrics: Option<SelfMetricsWriter>,
 }
+
+/// Writes a text-format exposition of the server's own metrics.
+pub type SelfMetricsWriter = Arc<dyn Fn(&mut Vec<u8>) + Send + Sync>;
 
 impl ApiState {
     pub fn new(storage: Arc<dyn Queryable>, engine_opts: EngineOptions) -> Self {
@@ -31,7 +36,14 @@ impl ApiState {
             storage,
             engine: Engine::new(engine_opts),
             external_labels: Labels::empty(),
+            self_metrics: None,
         }
+    }
+
+    /// Sets the writer of `/metrics`.
+    pub fn with_self_metrics(mut self, writer: SelfMetricsWriter) -> Self {
+        self.self_metrics = Some(writer);
+        self
     }
 
     /// Sets the external labels.
@@ -413,6 +425,34 @@ pub(crate) async fn format_query(
         StatusCode::OK,
         json::success(&data, &[], &[]),
     ))
+}
+
+/// `/metrics`: the server's own metrics.
+pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let Some(writer) = state.self_metrics.clone() else {
+        return (StatusCode::NOT_FOUND, "no metrics configured\n").into_response();
+    };
+    match tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        writer(&mut out);
+        out
+    })
+    .await
+    {
+        Ok(out) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            out,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("collecting metrics failed: {e}"),
+        )
+            .into_response(),
+    }
 }
 
 pub(crate) async fn buildinfo() -> Response {

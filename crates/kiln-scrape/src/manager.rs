@@ -1,0 +1,148 @@
+//! The scrape manager: one loop per target of every scrape config, started, kept or
+//! stopped as the configuration changes.
+//!
+//! Applying a configuration keeps the loop of every target whose scrape config and
+//! labels are unchanged (its schedule and staleness tracking go on undisturbed), stops
+//! the loops of targets that are gone or changed (their series get staleness markers)
+//! and starts the new ones. Targets come from `static_configs`; the other discoveries
+//! join here as they are built.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kiln_config::{Config, ScrapeConfig};
+use kiln_model::Labels;
+use kiln_storage::Appendable;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::scrape_loop::run_scrape_loop;
+use crate::target::{Target, TargetGroup, populate_targets};
+
+struct RunningLoop {
+    config: Arc<ScrapeConfig>,
+    target: Target,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+/// Runs the scrape loops. Must be used inside a tokio runtime.
+pub struct ScrapeManager {
+    storage: Arc<dyn Appendable>,
+    client: reqwest::Client,
+    loops: HashMap<(String, Labels), RunningLoop>,
+}
+
+impl ScrapeManager {
+    pub fn new(storage: Arc<dyn Appendable>) -> Result<ScrapeManager, String> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("Kiln/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(ScrapeManager {
+            storage,
+            client,
+            loops: HashMap::new(),
+        })
+    }
+
+    /// Brings the running loops in line with `config`.
+    pub async fn apply(&mut self, config: &Config) {
+        let mut wanted: HashMap<(String, Labels), (Arc<ScrapeConfig>, Target)> = HashMap::new();
+        for sc in &config.scrape_configs {
+            let groups: Vec<TargetGroup> = sc
+                .static_configs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| TargetGroup::from_static(i, s))
+                .collect();
+            let populated = populate_targets(sc, &groups);
+            for (labels, e) in &populated.errors {
+                warn!(job = %sc.job_name, target = %labels, error = %e, "skipping target");
+            }
+            let mut active = populated.active;
+            let limit = sc.limits.target_limit;
+            if limit > 0 && active.len() as u64 > limit {
+                warn!(
+                    job = %sc.job_name,
+                    targets = active.len(),
+                    limit,
+                    "target_limit exceeded: no target of this job is scraped"
+                );
+                active.clear();
+            }
+            let sc = Arc::new(sc.clone());
+            for t in active {
+                wanted.insert((sc.job_name.clone(), t.labels().clone()), (sc.clone(), t));
+            }
+        }
+        // Stop what is gone or changed.
+        let stale: Vec<(String, Labels)> = self
+            .loops
+            .iter()
+            .filter(|(key, running)| {
+                wanted
+                    .get(*key)
+                    .is_none_or(|(sc, _)| **sc != *running.config)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            if let Some(running) = self.loops.remove(&key) {
+                stop_loop(running).await;
+            }
+        }
+        // Start what is new.
+        let mut started = 0;
+        for (key, (sc, target)) in wanted {
+            if self.loops.contains_key(&key) {
+                continue;
+            }
+            let (stop, stop_rx) = watch::channel(false);
+            let handle = tokio::spawn(run_scrape_loop(
+                self.client.clone(),
+                sc.clone(),
+                target.clone(),
+                self.storage.clone(),
+                stop_rx,
+            ));
+            self.loops.insert(
+                key,
+                RunningLoop {
+                    config: sc,
+                    target,
+                    stop,
+                    handle,
+                },
+            );
+            started += 1;
+        }
+        info!(
+            targets = self.loops.len(),
+            started, "scrape targets applied"
+        );
+    }
+
+    /// The targets being scraped, with their scrape config.
+    pub fn targets(&self) -> Vec<(Arc<ScrapeConfig>, Target)> {
+        self.loops
+            .values()
+            .map(|l| (l.config.clone(), l.target.clone()))
+            .collect()
+    }
+
+    /// Stops every loop, writing their staleness markers.
+    pub async fn stop_all(&mut self) {
+        for (_, running) in self.loops.drain() {
+            stop_loop(running).await;
+        }
+    }
+}
+
+async fn stop_loop(running: RunningLoop) {
+    let _ = running.stop.send(true);
+    if let Err(e) = running.handle.await {
+        warn!(url = running.target.url(), error = %e, "scrape loop ended abnormally");
+    }
+}

@@ -1,0 +1,247 @@
+//! The per-target scrape loop: fetch over HTTP on the target's schedule and store each
+//! result with [`store_scrape`].
+//!
+//! Schedule: every `interval`, at a fixed offset within the interval derived from the
+//! target's labels, so a fleet's scrapes spread over the interval instead of bunching up
+//! (Prometheus does the same). Each fetch is bounded by the target's timeout and the
+//! config's `body_size_limit`.
+//!
+//! Request: `Accept` from `scrape_protocols` (weighted as Prometheus writes it),
+//! `Accept-Encoding: gzip` unless `enable_compression: false`,
+//! `X-Prometheus-Scrape-Timeout-Seconds`, and basic or `Authorization` credentials
+//! (files are read at each scrape, so rotating them needs no reload).
+//!
+//! When the loop stops (target gone, config changed, shutdown), the series of its last
+//! scrape, report series included, get staleness markers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln_config::ScrapeConfig;
+use kiln_exposition::Format;
+use kiln_model::{METRIC_NAME, STALE_NAN};
+use kiln_storage::{Appendable, SampleValue};
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::append::{ScrapeCache, ScrapeError, store_scrape};
+use crate::target::Target;
+
+/// The report series names, made stale with the target.
+const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// The `Accept` header for `protocols` (Prometheus's names), highest preference first.
+/// Protocols Kiln cannot parse (protobuf) are left out.
+pub fn accept_header(protocols: &[String]) -> String {
+    const DEFAULT: [&str; 4] = [
+        "OpenMetricsText1.0.0",
+        "OpenMetricsText0.0.1",
+        "PrometheusText1.0.0",
+        "PrometheusText0.0.4",
+    ];
+    let media = |p: &str| match p {
+        "OpenMetricsText1.0.0" => Some("application/openmetrics-text;version=1.0.0"),
+        "OpenMetricsText0.0.1" => Some("application/openmetrics-text;version=0.0.1"),
+        "PrometheusText1.0.0" => Some("text/plain;version=1.0.0"),
+        "PrometheusText0.0.4" => Some("text/plain;version=0.0.4"),
+        _ => None,
+    };
+    let chosen: Vec<&str> = if protocols.is_empty() {
+        DEFAULT.to_vec()
+    } else {
+        protocols
+            .iter()
+            .filter_map(|p| media(p).map(|_| p.as_str()))
+            .collect()
+    };
+    let mut weight = chosen.len() + 1;
+    let mut out = String::new();
+    for p in chosen {
+        if let Some(m) = media(p) {
+            out.push_str(&format!("{m};q=0.{weight},"));
+            weight -= 1;
+        }
+    }
+    out.push_str(&format!("*/*;q=0.{weight}"));
+    out
+}
+
+/// Reads a credential: inline when set, else from `file` (trailing newline removed).
+fn credential(inline: &str, file: &str) -> Result<String, ScrapeError> {
+    if !inline.is_empty() || file.is_empty() {
+        return Ok(inline.to_owned());
+    }
+    std::fs::read_to_string(file)
+        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+        .map_err(|e| ScrapeError::Fetch(format!("reading {file}: {e}")))
+}
+
+/// Fetches one scrape: the body and the format its `Content-Type` says.
+pub async fn fetch(
+    client: &reqwest::Client,
+    config: &ScrapeConfig,
+    target: &Target,
+) -> Result<(Vec<u8>, Format), ScrapeError> {
+    let fetch_err = |e: reqwest::Error| ScrapeError::Fetch(e.to_string());
+    let timeout = target.timeout().as_std();
+    let mut req = client
+        .get(target.url())
+        .timeout(timeout)
+        .header("Accept", accept_header(&config.scrape_protocols))
+        .header(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            format!("{}", timeout.as_secs_f64()),
+        );
+    if config.enable_compression {
+        req = req.header("Accept-Encoding", "gzip");
+    } else {
+        req = req.header("Accept-Encoding", "identity");
+    }
+    let http = &config.http_client;
+    if let Some(b) = &http.basic_auth {
+        let user = credential(&b.username, &b.username_file)?;
+        let pass = credential(&b.password, &b.password_file)?;
+        req = req.basic_auth(user, Some(pass));
+    }
+    if let Some(a) = &http.authorization {
+        let cred = credential(&a.credentials, &a.credentials_file)?;
+        req = req.header("Authorization", format!("{} {cred}", a.kind));
+    }
+    let mut resp = req.send().await.map_err(fetch_err)?;
+    if !resp.status().is_success() {
+        return Err(ScrapeError::Fetch(format!(
+            "server returned HTTP status {}",
+            resp.status()
+        )));
+    }
+    let format = resp
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .map_or(Format::Text004, Format::from_content_type);
+    let gzipped = resp
+        .headers()
+        .get("Content-Encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let limit = config.limits.body_size_limit.0;
+    let too_big = || {
+        ScrapeError::Fetch(format!(
+            "body size limit exceeded ({limit} bytes, body_size_limit)"
+        ))
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(fetch_err)? {
+        body.extend_from_slice(&chunk);
+        if limit > 0 && !gzipped && body.len() as u64 > limit {
+            return Err(too_big());
+        }
+    }
+    if gzipped {
+        use std::io::Read;
+        let mut plain = Vec::new();
+        let reader = flate2::read::GzDecoder::new(&body[..]);
+        // Read at most one byte past the limit, so a gzip bomb cannot exhaust memory.
+        let cap = if limit > 0 { limit + 1 } else { u64::MAX };
+        reader
+            .take(cap)
+            .read_to_end(&mut plain)
+            .map_err(|e| ScrapeError::Fetch(format!("decompressing gzip body: {e}")))?;
+        if limit > 0 && plain.len() as u64 > limit {
+            return Err(too_big());
+        }
+        body = plain;
+    }
+    Ok((body, format))
+}
+
+/// One target's loop. Runs until `stop` says `true` (or its sender is dropped).
+pub async fn run_scrape_loop(
+    client: reqwest::Client,
+    config: Arc<ScrapeConfig>,
+    target: Target,
+    storage: Arc<dyn Appendable>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval = target.interval().as_std().max(Duration::from_millis(1));
+    let series_labels = target.series_labels();
+    // A stable offset in [0, interval) from the target's identity.
+    let offset_ms = target.labels().hash() % interval.as_millis().max(1) as u64;
+    let now_ms = unix_ms();
+    let interval_ms = interval.as_millis() as i64;
+    let next_ms = (now_ms - now_ms.rem_euclid(interval_ms)) + offset_ms as i64;
+    let first = if next_ms < now_ms {
+        next_ms + interval_ms
+    } else {
+        next_ms
+    };
+    let start = Instant::now() + Duration::from_millis((first - now_ms).max(0) as u64);
+    let mut ticker = tokio::time::interval_at(start.into(), interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let cache = Arc::new(std::sync::Mutex::new(ScrapeCache::default()));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        let t = unix_ms();
+        let began = Instant::now();
+        let body = fetch(&client, &config, &target).await;
+        let duration_s = began.elapsed().as_secs_f64();
+        let (config, labels, storage, cache) = (
+            config.clone(),
+            series_labels.clone(),
+            storage.clone(),
+            cache.clone(),
+        );
+        let stored = tokio::task::spawn_blocking(move || {
+            let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+            let mut app = storage.appender();
+            let body = body
+                .as_ref()
+                .map(|(b, f)| (&b[..], *f))
+                .map_err(Clone::clone);
+            store_scrape(&mut *app, &config, &labels, &mut cache, body, t, duration_s)
+        })
+        .await;
+        match stored {
+            Ok(Ok(report)) => {
+                if let Some(e) = report.error {
+                    tracing::debug!(url = target.url(), error = %e, "scrape failed");
+                }
+            }
+            Ok(Err(e)) => warn!(url = target.url(), error = %e, "storing a scrape failed"),
+            Err(e) => warn!(url = target.url(), error = %e, "scrape task failed"),
+        }
+    }
+    // End of the target: make its series stale.
+    let t = unix_ms();
+    let _ = tokio::task::spawn_blocking(move || {
+        let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut app = storage.appender();
+        for labels in cache.series() {
+            let _ = app.append(0, labels, t, SampleValue::Float(STALE_NAN));
+        }
+        for name in REPORT_SERIES {
+            let mut b = series_labels.to_builder();
+            b.set(METRIC_NAME, name);
+            let _ = app.append(0, &b.build(), t, SampleValue::Float(STALE_NAN));
+        }
+        if let Err(e) = app.commit() {
+            warn!(error = %e, "writing staleness markers of a stopped target failed");
+        }
+    })
+    .await;
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,166 @@
+//! `kiln server` scraping: static targets from `--config.file`, its own `/metrics`, and
+//! the embedded default that scrapes itself.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::http;
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("server")
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kiln server");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let port = loop {
+        let line = lines.next().expect("server output").expect("read output");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, port }
+}
+
+/// Serves `body` as a text exposition to every request, on a thread, until the test
+/// process ends. Returns the port.
+fn exporter(body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// Polls an instant query until its answer contains every `want`, for up to `limit`.
+fn wait_for(port: u16, query: &str, want: &[&str], limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let path = format!("/api/v1/query?query={query}");
+        if let Some((200, body)) = http(port, "GET", &path)
+            && want.iter().all(|w| body.contains(w))
+        {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{query}: no {want:?} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port()
+}
+
+#[test]
+fn scrapes_static_targets_and_itself() {
+    let exporter_port = exporter("# TYPE gpu_temp_celsius gauge\ngpu_temp_celsius{gpu=\"0\"} 61\n");
+    let port = free_port();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kiln\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n  - job_name: gpu\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}'], labels: {{cluster: a}}}}]\n    metric_relabel_configs:\n      - {{source_labels: [gpu], target_label: device}}\n  - job_name: down\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+            free_port()
+        ),
+    )
+    .expect("write config");
+    let server = start(&[
+        "--web.listen-address",
+        &format!("127.0.0.1:{port}"),
+        "--storage.tsdb.path",
+        tmp.path().join("data").to_str().expect("path"),
+        "--config.file",
+        config.to_str().expect("path"),
+    ]);
+    assert_eq!(server.port, port);
+    let limit = Duration::from_secs(20);
+    wait_for(
+        port,
+        "gpu_temp_celsius",
+        &[
+            r#""metric":{"__name__":"gpu_temp_celsius","cluster":"a","device":"0","gpu":"0","instance":"127.0.0.1:"#,
+            r#""job":"gpu"},"value":["#,
+            r#","61"]"#,
+        ],
+        limit,
+    );
+    wait_for(port, "up%7Bjob%3D%22kiln%22%7D", &[r#","1"]"#], limit);
+    wait_for(port, "up%7Bjob%3D%22down%22%7D", &[r#","0"]"#], limit);
+    wait_for(
+        port,
+        "scrape_samples_scraped%7Bjob%3D%22gpu%22%7D",
+        &[r#","1"]"#],
+        limit,
+    );
+    // Kiln's own metrics, scraped from /metrics.
+    wait_for(
+        port,
+        "prometheus_tsdb_head_series%7Bjob%3D%22kiln%22%7D",
+        &[r#""value":["#],
+        limit,
+    );
+    let (status, body) = http(port, "GET", "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("# TYPE prometheus_tsdb_head_series gauge"),
+        "{body}"
+    );
+}
+
+#[test]
+fn embedded_default_scrapes_itself() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = start(&[
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--storage.tsdb.path",
+        tmp.path().join("data").to_str().expect("path"),
+    ]);
+    // The default interval is 15 s; the first scrape comes within one interval.
+    wait_for(
+        server.port,
+        "up",
+        &[r#""job":"kiln"}"#, r#","1"]"#],
+        Duration::from_secs(25),
+    );
+}
