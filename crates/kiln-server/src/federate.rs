@@ -134,7 +134,7 @@ pub(crate) async fn federate(
     let now = now_ms();
     let lookback = state.engine.opts.lookback_delta;
     let storage = state.storage.clone();
-    let external = state.external_labels.clone();
+    let external = state.external_labels();
     let answer = tokio::task::spawn_blocking(move || {
         let querier = storage.querier(now - lookback, now)?;
         let mut out = Vec::new();

@@ -5,7 +5,8 @@
 //!   information), JSON exactly as Prometheus writes it.
 //! - [`federate`]: `/federate`, the newest samples of selected series as text exposition.
 //! - [`self_metrics`]: `/metrics`, Kiln's own metrics under Prometheus's names.
-//! - this file: the router, health endpoints (`/-/healthy`, `/-/ready`) and [`serve`].
+//! - this file: the router, health and lifecycle endpoints (`/-/healthy`, `/-/ready`,
+//!   `/-/reload`) and [`serve`].
 //!
 //! Handlers are async; the query engine and storage are synchronous and run on tokio's
 //! blocking pool, never on the async workers.
@@ -18,9 +19,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
-pub use api::{ApiState, SelfMetricsWriter};
+pub use api::{ApiState, ReloadSender, SelfMetricsWriter};
 
 /// The router with every endpoint.
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -45,6 +46,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/-/healthy", get(|| async { "Kiln is Healthy.\n" }))
         .route("/-/ready", get(|| async { "Kiln is Ready.\n" }))
+        .route("/-/reload", post(api::reload).put(api::reload))
         .with_state(state)
 }
 

@@ -28,6 +28,9 @@ pub(crate) struct ServerArgs {
     /// Maximum number of bytes of storage blocks to retain (0 = no limit).
     #[arg(long = "storage.tsdb.retention.size", default_value_t = 0)]
     retention_size: u64,
+    /// Enable `POST /-/reload` (configuration reload over HTTP), as Prometheus's flag.
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
     /// Address to listen on for the web interface and API.
     #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
     listen_address: String,
@@ -132,11 +135,14 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     let self_metrics: kiln_server::SelfMetricsWriter = Arc::new(move |out: &mut Vec<u8>| {
         kiln_server::self_metrics::write_self_metrics(&metrics_db, &process, out)
     });
-    let state = Arc::new(
-        ApiState::new(db.clone(), engine)
-            .with_external_labels(external_labels)
-            .with_self_metrics(self_metrics),
-    );
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let mut api = ApiState::new(db.clone(), engine)
+        .with_external_labels(external_labels)
+        .with_self_metrics(self_metrics);
+    if args.enable_lifecycle {
+        api = api.with_reload(reload_tx);
+    }
+    let state = Arc::new(api);
 
     // Maintenance (head compaction, merges, retention) on its own thread, once a minute.
     let stop = Arc::new(AtomicBool::new(false));
@@ -175,14 +181,23 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         let mut scrapes =
             kiln_scrape::ScrapeManager::new(db.clone()).map_err(|e| anyhow::anyhow!(e))?;
         scrapes.apply(&config).await;
+        let scrapes = Arc::new(tokio::sync::Mutex::new(scrapes));
+        let reloader = tokio::spawn(reload_loop(
+            args.config_file.clone(),
+            scrapes.clone(),
+            state.clone(),
+            reload_rx,
+        ));
         info!(address = %address, "Kiln server is ready");
         // Tests and scripts read the bound address (useful with port 0) from here.
         eprintln!("listening on {address}");
         let served = kiln_server::serve(listener, state, shutdown_signal())
             .await
             .context("serving HTTP");
+        reloader.abort();
+        let _ = reloader.await;
         // Stopped targets get their staleness markers before storage closes.
-        scrapes.stop_all().await;
+        scrapes.lock().await.stop_all().await;
         drop(scrapes);
         served
     });
@@ -197,6 +212,57 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     db.close().context("closing storage")?;
     info!("Kiln server stopped");
     Ok(())
+}
+
+/// Reloads the configuration on SIGHUP and on `/-/reload` requests: a valid file
+/// replaces the scrape targets (unchanged ones keep running) and the external labels; an
+/// invalid one is reported and the running configuration stays. Without a config file
+/// there is nothing to reload.
+async fn reload_loop(
+    path: Option<PathBuf>,
+    scrapes: Arc<tokio::sync::Mutex<kiln_scrape::ScrapeManager>>,
+    state: Arc<ApiState>,
+    mut requests: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Result<(), String>>>,
+) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            error!(error = %e, "cannot listen for SIGHUP; reload with /-/reload only");
+            None
+        }
+    };
+    loop {
+        let reply = tokio::select! {
+            Some(reply) = requests.recv() => Some(reply),
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => None,
+            else => return,
+        };
+        let outcome = match &path {
+            None => Ok(()),
+            Some(p) => match load_config(Some(p)) {
+                Ok(Some(config)) => {
+                    scrapes.lock().await.apply(&config).await;
+                    let pairs: Vec<_> = config.global.external_labels.iter().collect();
+                    state.set_external_labels(kiln_model::Labels::from_pairs(&pairs));
+                    info!(file = %p.display(), "configuration reloaded");
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => {
+                    error!(error = %format!("{e:#}"), "configuration reload failed; keeping the running one");
+                    Err(format!("{e:#}"))
+                }
+            },
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

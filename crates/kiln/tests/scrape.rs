@@ -164,3 +164,76 @@ fn embedded_default_scrapes_itself() {
         Duration::from_secs(25),
     );
 }
+
+#[test]
+fn reload_applies_new_targets_and_keeps_running_on_bad_config() {
+    let first = exporter("first_metric 1\n");
+    let second = exporter("second_metric 2\n");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("prometheus.yml");
+    let job = |name: &str, port: u16| {
+        format!("  - job_name: {name}\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
+    };
+    let global = "global:\n  scrape_interval: 1s\nscrape_configs:\n";
+    std::fs::write(&config, format!("{global}{}", job("first", first))).expect("write");
+    let server = start(&[
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--web.enable-lifecycle",
+        "--storage.tsdb.path",
+        tmp.path().join("data").to_str().expect("path"),
+        "--config.file",
+        config.to_str().expect("path"),
+    ]);
+    let limit = Duration::from_secs(20);
+    wait_for(server.port, "first_metric", &[r#","1"]"#], limit);
+
+    // A bad file is refused over HTTP; scraping goes on with the running config.
+    std::fs::write(&config, format!("{global}  - job_name: [\n")).expect("write");
+    let (status, body) = http(server.port, "POST", "/-/reload").expect("reload");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("failed to reload config"), "{body}");
+
+    // /-/reload with a new job.
+    std::fs::write(
+        &config,
+        format!("{global}{}{}", job("first", first), job("second", second)),
+    )
+    .expect("write");
+    let (status, body) = http(server.port, "POST", "/-/reload").expect("reload");
+    assert_eq!(status, 200, "{body}");
+    wait_for(server.port, "second_metric", &[r#","2"]"#], limit);
+
+    // SIGHUP with the first job removed: its series go stale (no longer in queries).
+    std::fs::write(&config, format!("{global}{}", job("second", second))).expect("write");
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("send SIGHUP");
+    assert!(hup.success());
+    wait_for(
+        server.port,
+        "count(first_metric)%20or%20vector(0)",
+        &[r#""value":["#, r#","0"]"#],
+        limit,
+    );
+    wait_for(
+        server.port,
+        "up%7Bjob%3D%22second%22%7D",
+        &[r#","1"]"#],
+        limit,
+    );
+}
+
+#[test]
+fn reload_needs_the_lifecycle_flag() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = start(&[
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--storage.tsdb.path",
+        tmp.path().join("data").to_str().expect("path"),
+    ]);
+    let (status, body) = http(server.port, "POST", "/-/reload").expect("reload");
+    assert_eq!(status, 403, "{body}");
+}

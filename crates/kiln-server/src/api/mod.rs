@@ -22,10 +22,16 @@ pub struct ApiState {
     pub storage: Arc<dyn Queryable>,
     pub engine: Engine,
     /// The `global.external_labels`, added by `/federate` to series that lack them.
-    pub external_labels: Labels,
+    /// Replaced on reload.
+    external_labels: std::sync::RwLock<Labels>,
+    /// Where `/-/reload` sends its requests; `None` unless `--web.enable-lifecycle`.
+    pub reload: Option<ReloadSender>,
     /// Writes the server's own metrics for `/metrics` (text format).
     pub self_metrics: Option<SelfMetricsWriter>,
 }
+
+/// A configuration reload request: the reply says whether it worked.
+pub type ReloadSender = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>;
 
 /// Writes a text-format exposition of the server's own metrics.
 pub type SelfMetricsWriter = Arc<dyn Fn(&mut Vec<u8>) + Send + Sync>;
@@ -35,7 +41,8 @@ impl ApiState {
         ApiState {
             storage,
             engine: Engine::new(engine_opts),
-            external_labels: Labels::empty(),
+            external_labels: std::sync::RwLock::new(Labels::empty()),
+            reload: None,
             self_metrics: None,
         }
     }
@@ -47,8 +54,30 @@ impl ApiState {
     }
 
     /// Sets the external labels.
-    pub fn with_external_labels(mut self, external_labels: Labels) -> Self {
-        self.external_labels = external_labels;
+    pub fn with_external_labels(self, external_labels: Labels) -> Self {
+        self.set_external_labels(external_labels);
+        self
+    }
+
+    /// Replaces the external labels (a configuration reload).
+    pub fn set_external_labels(&self, external_labels: Labels) {
+        *self
+            .external_labels
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = external_labels;
+    }
+
+    /// The current external labels.
+    pub fn external_labels(&self) -> Labels {
+        self.external_labels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Enables `/-/reload`, which sends its requests to `reload`.
+    pub fn with_reload(mut self, reload: ReloadSender) -> Self {
+        self.reload = Some(reload);
         self
     }
 }
@@ -425,6 +454,26 @@ pub(crate) async fn format_query(
         StatusCode::OK,
         json::success(&data, &[], &[]),
     ))
+}
+
+/// `POST` or `PUT /-/reload`: reloads the configuration (with `--web.enable-lifecycle`).
+pub(crate) async fn reload(State(state): State<Arc<ApiState>>) -> Response {
+    let Some(sender) = state.reload.clone() else {
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n").into_response();
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if sender.send(reply).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match answer.await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
 }
 
 /// `/metrics`: the server's own metrics.
