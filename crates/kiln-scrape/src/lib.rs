@@ -11,15 +11,18 @@
 //!   timeout, body size limit), storing, staleness when the target goes away.
 //! - [`manager`]: [`ScrapeManager`], the loops of a whole configuration, kept across
 //!   reloads where nothing changed.
+//! - [`status`]: targets' health and last scrape, read through a [`TargetsView`].
 //!
 //! Targets come from `static_configs`; the other service discoveries join the manager.
 
 pub mod append;
 pub mod manager;
 pub mod scrape_loop;
+pub mod status;
 pub mod target;
 
 pub use manager::ScrapeManager;
+pub use status::{ActiveTarget, ScrapeStatus, TargetHealth, TargetsSnapshot, TargetsView};
 
 pub use append::{ScrapeCache, ScrapeError, ScrapeReport, store_scrape};
 

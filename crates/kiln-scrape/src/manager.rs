@@ -18,11 +18,13 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::scrape_loop::run_scrape_loop;
+use crate::status::{SharedStatus, TargetsView};
 use crate::target::{Target, TargetGroup, populate_targets};
 
 struct RunningLoop {
     config: Arc<ScrapeConfig>,
     target: Target,
+    status: SharedStatus,
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
 }
@@ -32,6 +34,7 @@ pub struct ScrapeManager {
     storage: Arc<dyn Appendable>,
     client: reqwest::Client,
     loops: HashMap<(String, Labels), RunningLoop>,
+    view: TargetsView,
 }
 
 impl ScrapeManager {
@@ -44,12 +47,14 @@ impl ScrapeManager {
             storage,
             client,
             loops: HashMap::new(),
+            view: TargetsView::default(),
         })
     }
 
     /// Brings the running loops in line with `config`.
     pub async fn apply(&mut self, config: &Config) {
         let mut wanted: HashMap<(String, Labels), (Arc<ScrapeConfig>, Target)> = HashMap::new();
+        let mut dropped = Vec::new();
         for sc in &config.scrape_configs {
             let groups: Vec<TargetGroup> = sc
                 .static_configs
@@ -61,6 +66,12 @@ impl ScrapeManager {
             for (labels, e) in &populated.errors {
                 warn!(job = %sc.job_name, target = %labels, error = %e, "skipping target");
             }
+            dropped.extend(
+                populated
+                    .dropped
+                    .into_iter()
+                    .map(|l| (sc.job_name.clone(), l)),
+            );
             let mut active = populated.active;
             let limit = sc.limits.target_limit;
             if limit > 0 && active.len() as u64 > limit {
@@ -100,11 +111,13 @@ impl ScrapeManager {
                 continue;
             }
             let (stop, stop_rx) = watch::channel(false);
+            let status = SharedStatus::default();
             let handle = tokio::spawn(run_scrape_loop(
                 self.client.clone(),
                 sc.clone(),
                 target.clone(),
                 self.storage.clone(),
+                status.clone(),
                 stop_rx,
             ));
             self.loops.insert(
@@ -112,6 +125,7 @@ impl ScrapeManager {
                 RunningLoop {
                     config: sc,
                     target,
+                    status,
                     stop,
                     handle,
                 },
@@ -122,14 +136,22 @@ impl ScrapeManager {
             targets = self.loops.len(),
             started, "scrape targets applied"
         );
+        self.publish(dropped);
     }
 
-    /// The targets being scraped, with their scrape config.
-    pub fn targets(&self) -> Vec<(Arc<ScrapeConfig>, Target)> {
-        self.loops
-            .values()
-            .map(|l| (l.config.clone(), l.target.clone()))
-            .collect()
+    /// A handle on the targets for the targets API.
+    pub fn view(&self) -> TargetsView {
+        self.view.clone()
+    }
+
+    fn publish(&self, dropped: Vec<(String, Labels)>) {
+        let mut state = self.view.state.write().unwrap_or_else(|e| e.into_inner());
+        state.active = self
+            .loops
+            .iter()
+            .map(|((pool, _), l)| (pool.clone(), l.target.clone(), l.status.clone()))
+            .collect();
+        state.dropped = dropped;
     }
 
     /// Stops every loop, writing their staleness markers.
@@ -137,6 +159,7 @@ impl ScrapeManager {
         for (_, running) in self.loops.drain() {
             stop_loop(running).await;
         }
+        self.publish(Vec::new());
     }
 }
 

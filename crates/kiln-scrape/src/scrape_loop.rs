@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::append::{ScrapeCache, ScrapeError, store_scrape};
+use crate::status::{SharedStatus, TargetHealth};
 use crate::target::Target;
 
 /// The report series names, made stale with the target.
@@ -167,6 +168,7 @@ pub async fn run_scrape_loop(
     config: Arc<ScrapeConfig>,
     target: Target,
     storage: Arc<dyn Appendable>,
+    status: SharedStatus,
     mut stop: watch::Receiver<bool>,
 ) {
     let interval = target.interval().as_std().max(Duration::from_millis(1));
@@ -212,8 +214,19 @@ pub async fn run_scrape_loop(
         .await;
         match stored {
             Ok(Ok(report)) => {
-                if let Some(e) = report.error {
-                    tracing::debug!(url = target.url(), error = %e, "scrape failed");
+                let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
+                st.last_scrape_ms = t;
+                st.last_scrape_duration_s = duration_s;
+                match report.error {
+                    Some(e) => {
+                        tracing::debug!(url = target.url(), error = %e, "scrape failed");
+                        st.health = TargetHealth::Down;
+                        st.last_error = e.to_string();
+                    }
+                    None => {
+                        st.health = TargetHealth::Up;
+                        st.last_error.clear();
+                    }
                 }
             }
             Ok(Err(e)) => warn!(url = target.url(), error = %e, "storing a scrape failed"),

@@ -136,9 +136,12 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         kiln_server::self_metrics::write_self_metrics(&metrics_db, &process, out)
     });
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let mut scrapes =
+        kiln_scrape::ScrapeManager::new(db.clone()).map_err(|e| anyhow::anyhow!(e))?;
     let mut api = ApiState::new(db.clone(), engine)
         .with_external_labels(external_labels)
-        .with_self_metrics(self_metrics);
+        .with_self_metrics(self_metrics)
+        .with_targets(scrapes.view());
     if args.enable_lifecycle {
         api = api.with_reload(reload_tx);
     }
@@ -178,8 +181,6 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             Some(c) => c,
             None => embedded_config(address)?,
         };
-        let mut scrapes =
-            kiln_scrape::ScrapeManager::new(db.clone()).map_err(|e| anyhow::anyhow!(e))?;
         scrapes.apply(&config).await;
         let scrapes = Arc::new(tokio::sync::Mutex::new(scrapes));
         let reloader = tokio::spawn(reload_loop(

@@ -99,7 +99,7 @@ fn scrapes_static_targets_and_itself() {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kiln\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n  - job_name: gpu\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}'], labels: {{cluster: a}}}}]\n    metric_relabel_configs:\n      - {{source_labels: [gpu], target_label: device}}\n  - job_name: down\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kiln\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n  - job_name: gpu\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}'], labels: {{cluster: a}}}}]\n    metric_relabel_configs:\n      - {{source_labels: [gpu], target_label: device}}\n  - job_name: down\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n  - job_name: dropped\n    static_configs: [{{targets: ['127.0.0.1:1']}}]\n    relabel_configs: [{{source_labels: [__address__], regex: nothing, action: keep}}]\n",
             free_port()
         ),
     )
@@ -132,6 +132,28 @@ fn scrapes_static_targets_and_itself() {
         &[r#","1"]"#],
         limit,
     );
+    // The targets API.
+    let (status, body) = http(port, "GET", "/api/v1/targets").expect("GET targets");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!(
+            r#""labels":{{"cluster":"a","instance":"127.0.0.1:{exporter_port}","job":"gpu"}},"scrapePool":"gpu","scrapeUrl":"http://127.0.0.1:{exporter_port}/metrics""#
+        )),
+        "{body}"
+    );
+    assert!(body.contains(r#""health":"up""#), "{body}");
+    assert!(body.contains(r#""health":"down""#), "{body}");
+    assert!(
+        body.contains(r#""scrapeInterval":"1s","scrapeTimeout":"1s""#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"],"droppedTargetCounts":{"dropped":1}}"#),
+        "{body}"
+    );
+    let (_, body) = http(port, "GET", "/api/v1/targets?state=dropped").expect("GET targets");
+    assert!(body.contains(r#"{"activeTargets":[],"droppedTargets":[{"discoveredLabels":{"__address__":"127.0.0.1:1""#), "{body}");
+
     // Kiln's own metrics, scraped from /metrics.
     wait_for(
         port,

@@ -4,6 +4,9 @@
 
 mod json;
 mod params;
+mod targets;
+
+pub(crate) use targets::targets;
 
 use std::sync::Arc;
 
@@ -28,6 +31,8 @@ pub struct ApiState {
     pub reload: Option<ReloadSender>,
     /// Writes the server's own metrics for `/metrics` (text format).
     pub self_metrics: Option<SelfMetricsWriter>,
+    /// The scrape targets, for `/api/v1/targets`.
+    pub targets: Option<kiln_scrape::TargetsView>,
 }
 
 /// A configuration reload request: the reply says whether it worked.
@@ -44,7 +49,14 @@ impl ApiState {
             external_labels: std::sync::RwLock::new(Labels::empty()),
             reload: None,
             self_metrics: None,
+            targets: None,
         }
+    }
+
+    /// Sets where `/api/v1/targets` reads the targets.
+    pub fn with_targets(mut self, targets: kiln_scrape::TargetsView) -> Self {
+        self.targets = Some(targets);
+        self
     }
 
     /// Sets the writer of `/metrics`.

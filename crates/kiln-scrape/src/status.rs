@@ -1,0 +1,94 @@
+//! What the targets API shows: each active target's health and last scrape, and the
+//! targets relabeling dropped.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use kiln_model::Labels;
+
+use crate::target::Target;
+
+/// A target's health, as the targets API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetHealth {
+    /// Not scraped yet.
+    #[default]
+    Unknown,
+    Up,
+    Down,
+}
+
+impl TargetHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetHealth::Unknown => "unknown",
+            TargetHealth::Up => "up",
+            TargetHealth::Down => "down",
+        }
+    }
+}
+
+/// The outcome of a target's last scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScrapeStatus {
+    pub health: TargetHealth,
+    /// Empty when the last scrape worked.
+    pub last_error: String,
+    /// When the last scrape started, Unix ms; 0 before the first.
+    pub last_scrape_ms: i64,
+    pub last_scrape_duration_s: f64,
+}
+
+/// Shared between a scrape loop (writer) and the targets view (reader).
+pub type SharedStatus = Arc<Mutex<ScrapeStatus>>;
+
+/// One active target as the targets API lists it.
+#[derive(Debug, Clone)]
+pub struct ActiveTarget {
+    pub scrape_pool: String,
+    pub target: Target,
+    pub status: ScrapeStatus,
+}
+
+/// The targets of every scrape pool at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct TargetsSnapshot {
+    pub active: Vec<ActiveTarget>,
+    /// Scrape pool and discovered labels of each dropped target.
+    pub dropped: Vec<(String, Labels)>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TargetsState {
+    pub(crate) active: Vec<(String, Target, SharedStatus)>,
+    pub(crate) dropped: Vec<(String, Labels)>,
+}
+
+/// A read-only handle on the scrape manager's targets, cheap to clone and usable from
+/// any thread.
+#[derive(Debug, Clone, Default)]
+pub struct TargetsView {
+    pub(crate) state: Arc<RwLock<TargetsState>>,
+}
+
+impl TargetsView {
+    /// The targets now, sorted by pool and labels.
+    pub fn snapshot(&self) -> TargetsSnapshot {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let mut active: Vec<ActiveTarget> = state
+            .active
+            .iter()
+            .map(|(pool, target, status)| ActiveTarget {
+                scrape_pool: pool.clone(),
+                target: target.clone(),
+                status: status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            })
+            .collect();
+        active.sort_by(|a, b| {
+            (&a.scrape_pool, a.target.labels()).cmp(&(&b.scrape_pool, b.target.labels()))
+        });
+        TargetsSnapshot {
+            active,
+            dropped: state.dropped.clone(),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `/api/v1/targets`: the scrape targets, their health and last scrape, and the targets
+//! relabeling dropped, in Prometheus's JSON.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use kiln_scrape::TargetsSnapshot;
+use kiln_scrape::target::{SCRAPE_INTERVAL_LABEL, SCRAPE_TIMEOUT_LABEL};
+
+use super::params::Params;
+use super::{ApiError, ApiState, json, json_response};
+
+/// Unix milliseconds as Go's RFC 3339 with nanoseconds writes a UTC time: trailing zeros
+/// of the fraction dropped, `Z` for UTC; the zero time for 0 (never).
+fn rfc3339(out: &mut String, ms: i64) {
+    if ms == 0 {
+        out.push_str("0001-01-01T00:00:00Z");
+        return;
+    }
+    let secs = ms.div_euclid(1000);
+    let frac = ms.rem_euclid(1000);
+    let (y, m, d) = kiln_model::calendar::civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    );
+    if frac > 0 {
+        let digits = format!("{frac:03}");
+        let _ = write!(out, ".{}", digits.trim_end_matches('0'));
+    }
+    out.push('Z');
+}
+
+fn write_targets(snapshot: &TargetsSnapshot, state: &str, pool: Option<&str>) -> String {
+    let in_pool = |p: &str| pool.is_none_or(|want| want == p);
+    let mut data = String::from("{\"activeTargets\":[");
+    if state != "dropped" {
+        let mut first = true;
+        for a in snapshot.active.iter().filter(|a| in_pool(&a.scrape_pool)) {
+            if !first {
+                data.push(',');
+            }
+            first = false;
+            let t = &a.target;
+            data.push_str("{\"discoveredLabels\":");
+            json::labels(&mut data, t.discovered_labels());
+            data.push_str(",\"labels\":");
+            json::labels(&mut data, &t.series_labels());
+            data.push_str(",\"scrapePool\":");
+            json::string(&mut data, &a.scrape_pool);
+            data.push_str(",\"scrapeUrl\":");
+            json::string(&mut data, t.url());
+            data.push_str(",\"globalUrl\":");
+            json::string(&mut data, t.url());
+            data.push_str(",\"lastError\":");
+            json::string(&mut data, &a.status.last_error);
+            data.push_str(",\"lastScrape\":\"");
+            rfc3339(&mut data, a.status.last_scrape_ms);
+            data.push_str("\",\"lastScrapeDuration\":");
+            let _ = write!(data, "{}", a.status.last_scrape_duration_s);
+            data.push_str(",\"health\":");
+            json::string(&mut data, a.status.health.as_str());
+            data.push_str(",\"scrapeInterval\":");
+            json::string(
+                &mut data,
+                t.labels().get(SCRAPE_INTERVAL_LABEL).unwrap_or_default(),
+            );
+            data.push_str(",\"scrapeTimeout\":");
+            json::string(
+                &mut data,
+                t.labels().get(SCRAPE_TIMEOUT_LABEL).unwrap_or_default(),
+            );
+            data.push('}');
+        }
+    }
+    data.push_str("],\"droppedTargets\":[");
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut first = true;
+    for (p, labels) in snapshot.dropped.iter().filter(|(p, _)| in_pool(p)) {
+        match counts.iter_mut().find(|(name, _)| *name == p.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((p, 1)),
+        }
+        if state == "active" {
+            continue;
+        }
+        if !first {
+            data.push(',');
+        }
+        first = false;
+        data.push_str("{\"discoveredLabels\":");
+        json::labels(&mut data, labels);
+        data.push_str(",\"scrapePool\":");
+        json::string(&mut data, p);
+        data.push('}');
+    }
+    data.push_str("],\"droppedTargetCounts\":{");
+    for (i, (p, n)) in counts.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        json::string(&mut data, p);
+        let _ = write!(data, ":{n}");
+    }
+    data.push_str("}}");
+    data
+}
+
+/// `GET /api/v1/targets?state=active|dropped|any&scrapePool=name`.
+pub(crate) async fn targets(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.unwrap_or_default().as_bytes());
+    let which = p.get("state").unwrap_or("any").to_ascii_lowercase();
+    if !matches!(which.as_str(), "active" | "dropped" | "any") {
+        return Err(ApiError::bad_data(format!(
+            "invalid parameter \"state\": {which:?}"
+        )));
+    }
+    let snapshot = state
+        .targets
+        .as_ref()
+        .map(|v| v.snapshot())
+        .unwrap_or_default();
+    let data = write_targets(&snapshot, &which, p.get("scrapePool"));
+    Ok(json_response(
+        StatusCode::OK,
+        json::success(&data, &[], &[]),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_like_go() {
+        for (ms, want) in [
+            (0, "0001-01-01T00:00:00Z"),
+            (1_767_225_600_000, "2026-01-01T00:00:00Z"),
+            (1_767_225_600_120, "2026-01-01T00:00:00.12Z"),
+            (1_767_225_661_001, "2026-01-01T00:01:01.001Z"),
+        ] {
+            let mut s = String::new();
+            rfc3339(&mut s, ms);
+            assert_eq!(s, want);
+        }
+    }
+}
