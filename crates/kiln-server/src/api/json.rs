@@ -27,13 +27,16 @@ pub(crate) fn timestamp(out: &mut String, t: i64) {
     out.push_str(&format!("{sign}{secs}.{}", frac.trim_end_matches('0')));
 }
 
-/// A sample value as Prometheus's API renders it.
+/// A sample value as Prometheus's API renders it: Go's shortest plain decimal, or the
+/// shortest exponent form when the magnitude is below 1e-6 or at least 1e21 (`1e-09`).
 pub(crate) fn value(out: &mut String, v: f64) {
     out.push('"');
     if v.is_nan() {
         out.push_str("NaN");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v != 0.0 && (v.abs() < 1e-6 || v.abs() >= 1e21) {
+        out.push_str(&kiln_model::format_go_float(v));
     } else {
         out.push_str(&format!("{v}"));
     }
@@ -175,7 +178,12 @@ mod tests {
             (0.5, "\"0.5\""),
             (f64::NAN, "\"NaN\""),
             (f64::INFINITY, "\"+Inf\""),
-            (1e21, "\"1000000000000000000000\""),
+            // Exponent form below 1e-6 and from 1e21, as Prometheus's JSON writes it.
+            (1e21, "\"1e+21\""),
+            (1e20, "\"100000000000000000000\""),
+            (1e-6, "\"0.000001\""),
+            (1e-9, "\"1e-09\""),
+            (-2.5e-7, "\"-2.5e-07\""),
         ];
         for (v, want) in vals {
             let mut s = String::new();

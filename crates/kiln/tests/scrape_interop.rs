@@ -1,0 +1,186 @@
+//! Scraping real exporters (`KILN_INTEROP=1`): a Python `prometheus_client` exporter
+//! with fixed values and Debian's `prometheus-node-exporter`, scraped at the same time
+//! by Kiln and by a real Prometheus with the same configuration. Kiln must store the
+//! same series with the same values as Prometheus (for node_exporter, whose values move,
+//! the same metric names).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{http, interop_enabled};
+
+/// Kills the process when the test ends, however it ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port()
+}
+
+fn spawn(cmd: &mut Command) -> Process {
+    Process(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}")),
+    )
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An instant query's answer as `canonical labels -> value`.
+fn instant(port: u16, query: &str) -> Option<BTreeMap<String, String>> {
+    let (status, body) = http(
+        port,
+        "GET",
+        &format!("/api/v1/query?query={}", url_encode(query)),
+    )?;
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let mut out = BTreeMap::new();
+    for r in v["data"]["result"].as_array()? {
+        let metric: BTreeMap<String, String> = r["metric"]
+            .as_object()?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        out.insert(format!("{metric:?}"), r["value"][1].as_str()?.to_owned());
+    }
+    Some(out)
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn kiln_stores_what_prometheus_stores_from_real_exporters() {
+    if !interop_enabled("kiln_stores_what_prometheus_stores_from_real_exporters") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (py_port, node_port, prom_port) = (free_port(), free_port(), free_port());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ml_exporter.py");
+    let _python = spawn(Command::new("python3").arg(script).arg(py_port.to_string()));
+    let _node = spawn(
+        Command::new("prometheus-node-exporter")
+            .arg(format!("--web.listen-address=127.0.0.1:{node_port}")),
+    );
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: python\n    static_configs: [{{targets: ['127.0.0.1:{py_port}']}}]\n  - job_name: node\n    static_configs: [{{targets: ['127.0.0.1:{node_port}']}}]\n"
+        ),
+    )
+    .expect("write config");
+    let _prometheus = spawn(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("prom").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+    );
+    let mut kiln = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["server", "--web.listen-address", "127.0.0.1:0"])
+        .arg("--storage.tsdb.path")
+        .arg(tmp.path().join("kiln"))
+        .arg("--config.file")
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kiln");
+    let mut lines = BufReader::new(kiln.stderr.take().expect("stderr")).lines();
+    let kiln_port: u16 = loop {
+        let line = lines.next().expect("kiln output").expect("read");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let _kiln = Process(kiln);
+
+    let both_up = |port: u16| {
+        instant(port, "up == 1").is_some_and(|m| {
+            m.keys().any(|k| k.contains("\"python\"")) && m.keys().any(|k| k.contains("\"node\""))
+        })
+    };
+    wait_until(
+        "both scrapers see both targets up",
+        Duration::from_secs(60),
+        || both_up(prom_port) && both_up(kiln_port),
+    );
+    // A couple more scrapes, so counters and staleness settle.
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The Python exporter's values are fixed: same series, same values.
+    let selector = "{job=\"python\", __name__!~\"up|scrape_.*\"}";
+    let want = instant(prom_port, selector).expect("prometheus query");
+    let got = instant(kiln_port, selector).expect("kiln query");
+    assert!(want.len() >= 15, "too few series from Prometheus: {want:?}");
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "series differ\nmissing in Kiln: {missing:#?}\nonly in Kiln: {extra:#?}"
+    );
+    for (series, value) in &want {
+        assert_eq!(&got[series], value, "value of {series}");
+    }
+
+    // node_exporter's values move between scrapes: compare the metric names.
+    let names = |port: u16| -> BTreeSet<String> {
+        instant(port, "count by (__name__) ({job=\"node\"})")
+            .expect("names query")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let (want, got) = (names(prom_port), names(kiln_port));
+    assert!(
+        want.len() >= 50,
+        "too few node_exporter metrics: {}",
+        want.len()
+    );
+    let missing: Vec<_> = want.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "node_exporter metric names differ\nmissing in Kiln: {missing:#?}\nonly in Kiln: {extra:#?}"
+    );
+}
