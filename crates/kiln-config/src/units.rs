@@ -5,7 +5,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 
 /// A Prometheus duration (`30s`, `1m30s`, `2h`), held in milliseconds. Displays the way
-/// Prometheus prints it: largest units first, zero units left out, `0s` for zero.
+/// Prometheus prints it: largest units first, zero units left out, years and weeks only
+/// when exact, `0s` for zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Duration(pub i64);
 
@@ -42,7 +43,12 @@ impl fmt::Display for Duration {
             f.write_str("-")?;
             ms = -ms;
         }
-        for (unit, size) in UNITS {
+        for (i, (unit, size)) in UNITS.into_iter().enumerate() {
+            // Years and weeks only when they divide exactly: `90d` reads better than
+            // `12w6d` (Prometheus's rule).
+            if i < 2 && ms % size != 0 {
+                continue;
+            }
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
                 ms %= size;
@@ -116,6 +122,10 @@ mod tests {
             (3_600_000, "1h"),
             (86_400_000, "1d"),
             (1_500, "1s500ms"),
+            (15 * 86_400_000, "15d"),
+            (14 * 86_400_000, "2w"),
+            (90 * 86_400_000, "90d"),
+            (365 * 86_400_000, "1y"),
         ] {
             assert_eq!(Duration(ms).to_string(), want);
         }

@@ -39,6 +39,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(api::format_query).post(api::format_query),
         )
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
+        .route("/api/v1/status/flags", get(api::flags))
         .route("/api/v1/targets", get(api::targets))
         .route(
             "/federate",

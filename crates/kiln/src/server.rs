@@ -48,6 +48,37 @@ pub(crate) struct ServerArgs {
     max_samples: usize,
 }
 
+impl ServerArgs {
+    /// Every flag with its value, as `/api/v1/status/flags` shows them.
+    fn flag_values(&self) -> Vec<(String, String)> {
+        let d = |ms: i64| kiln_config::Duration(ms).to_string();
+        [
+            (
+                "config.file",
+                self.config_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("storage.tsdb.path", self.storage_path.display().to_string()),
+            ("storage.tsdb.retention.time", d(self.retention_time)),
+            (
+                "storage.tsdb.retention.size",
+                self.retention_size.to_string(),
+            ),
+            ("web.enable-lifecycle", self.enable_lifecycle.to_string()),
+            ("web.listen-address", self.listen_address.clone()),
+            ("query.lookback-delta", d(self.lookback_delta)),
+            ("query.timeout", d(self.query_timeout)),
+            ("query.max-concurrency", self.max_concurrency.to_string()),
+            ("query.max-samples", self.max_samples.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
 fn parse_duration_ms(s: &str) -> Result<i64, String> {
     kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
 }
@@ -141,7 +172,8 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut api = ApiState::new(db.clone(), engine)
         .with_external_labels(external_labels)
         .with_self_metrics(self_metrics)
-        .with_targets(scrapes.view());
+        .with_targets(scrapes.view())
+        .with_flags(args.flag_values());
     if args.enable_lifecycle {
         api = api.with_reload(reload_tx);
     }

@@ -258,4 +258,15 @@ fn reload_needs_the_lifecycle_flag() {
     ]);
     let (status, body) = http(server.port, "POST", "/-/reload").expect("reload");
     assert_eq!(status, 403, "{body}");
+    // The flags, with their defaults, as Prometheus lists them.
+    let (status, body) = http(server.port, "GET", "/api/v1/status/flags").expect("flags");
+    assert_eq!(status, 200, "{body}");
+    for want in [
+        r#""web.enable-lifecycle":"false""#,
+        r#""query.lookback-delta":"5m""#,
+        r#""storage.tsdb.retention.time":"15d""#,
+        r#""config.file":"""#,
+    ] {
+        assert!(body.contains(want), "{want} not in {body}");
+    }
 }

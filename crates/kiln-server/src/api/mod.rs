@@ -33,6 +33,8 @@ pub struct ApiState {
     pub self_metrics: Option<SelfMetricsWriter>,
     /// The scrape targets, for `/api/v1/targets`.
     pub targets: Option<kiln_scrape::TargetsView>,
+    /// The command-line flags with their values, for `/api/v1/status/flags`.
+    pub flags: Vec<(String, String)>,
 }
 
 /// A configuration reload request: the reply says whether it worked.
@@ -50,12 +52,19 @@ impl ApiState {
             reload: None,
             self_metrics: None,
             targets: None,
+            flags: Vec::new(),
         }
     }
 
     /// Sets where `/api/v1/targets` reads the targets.
     pub fn with_targets(mut self, targets: kiln_scrape::TargetsView) -> Self {
         self.targets = Some(targets);
+        self
+    }
+
+    /// Sets the flags `/api/v1/status/flags` shows.
+    pub fn with_flags(mut self, flags: Vec<(String, String)>) -> Self {
+        self.flags = flags;
         self
     }
 
@@ -514,6 +523,23 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `/api/v1/status/flags`: every flag and its value, as strings.
+pub(crate) async fn flags(State(state): State<Arc<ApiState>>) -> Response {
+    let mut flags: Vec<&(String, String)> = state.flags.iter().collect();
+    flags.sort();
+    let mut data = String::from("{");
+    for (i, (name, value)) in flags.into_iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        json::string(&mut data, name);
+        data.push(':');
+        json::string(&mut data, value);
+    }
+    data.push('}');
+    json_response(StatusCode::OK, json::success(&data, &[], &[]))
 }
 
 pub(crate) async fn buildinfo() -> Response {
