@@ -19,18 +19,32 @@
 //! labels: `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
 //! `scrape_samples_post_metric_relabeling` and `scrape_series_added`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use kiln_config::ScrapeConfig;
-use kiln_exposition::{Entry, Format, Parser};
+use kiln_exposition::{Entry, Format, MetricType, Parser};
 use kiln_model::relabel::relabel;
 use kiln_model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
 use kiln_storage::{Appender, SampleValue, SeriesRef, StorageError};
 
-/// The series a target's previous scrape wrote, for staleness and series refs.
+/// A metric family's metadata, from the `# TYPE`, `# HELP` and `# UNIT` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyMetadata {
+    pub kind: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
+/// Family name to metadata, as a target's last successful scrape gave them.
+pub type TargetMetadata = Arc<BTreeMap<String, FamilyMetadata>>;
+
+/// The series a target's previous scrape wrote, for staleness and series refs, and the
+/// metadata of its families.
 #[derive(Debug, Default)]
 pub struct ScrapeCache {
     previous: HashMap<Labels, SeriesRef>,
+    metadata: TargetMetadata,
 }
 
 impl ScrapeCache {
@@ -41,6 +55,11 @@ impl ScrapeCache {
 
     pub fn is_empty(&self) -> bool {
         self.previous.is_empty()
+    }
+
+    /// The metadata of the families of the last successful scrape.
+    pub fn metadata(&self) -> TargetMetadata {
+        self.metadata.clone()
     }
 
     /// The series the last scrape wrote.
@@ -118,6 +137,7 @@ pub fn store_scrape(
 ) -> Result<ScrapeReport, StorageError> {
     let mut report = ScrapeReport::default();
     let mut current: HashMap<Labels, SeriesRef> = HashMap::new();
+    let mut metadata = BTreeMap::new();
     let outcome = match body {
         Ok((bytes, format)) => append_body(
             app,
@@ -128,10 +148,13 @@ pub fn store_scrape(
             format,
             t,
             &mut report,
-            &mut current,
+            (&mut current, &mut metadata),
         ),
         Err(e) => Err(e),
     };
+    if outcome.is_ok() {
+        cache.metadata = Arc::new(metadata);
+    }
     if let Err(e) = outcome {
         app.rollback()?;
         current.clear();
@@ -162,14 +185,30 @@ fn append_body(
     format: Format,
     t: i64,
     report: &mut ScrapeReport,
-    current: &mut HashMap<Labels, SeriesRef>,
+    (current, metadata): (
+        &mut HashMap<Labels, SeriesRef>,
+        &mut BTreeMap<String, FamilyMetadata>,
+    ),
 ) -> Result<(), ScrapeError> {
     let limits = &config.limits;
     let mut builder = LabelsBuilder::new();
     for entry in Parser::new(bytes, format) {
         let entry = entry.map_err(|e| ScrapeError::Parse(e.to_string()))?;
-        let Entry::Sample(sample) = entry else {
-            continue;
+        let sample = match entry {
+            Entry::Sample(sample) => sample,
+            Entry::Type { family, kind } => {
+                family_metadata(metadata, family).kind = kind;
+                continue;
+            }
+            Entry::Help { family, text } => {
+                family_metadata(metadata, family).help = text.into_owned();
+                continue;
+            }
+            Entry::Unit { family, unit } => {
+                family_metadata(metadata, family).unit = unit.to_owned();
+                continue;
+            }
+            Entry::Eof => continue,
         };
         report.samples_scraped += 1;
         let labels = merge_target_labels(
@@ -221,6 +260,19 @@ fn append_body(
         });
     }
     Ok(())
+}
+
+fn family_metadata<'m>(
+    metadata: &'m mut BTreeMap<String, FamilyMetadata>,
+    family: &str,
+) -> &'m mut FamilyMetadata {
+    metadata
+        .entry(family.to_owned())
+        .or_insert_with(|| FamilyMetadata {
+            kind: MetricType::Unknown,
+            help: String::new(),
+            unit: String::new(),
+        })
 }
 
 /// Step 1 of the module documentation.

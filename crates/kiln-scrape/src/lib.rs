@@ -24,7 +24,9 @@ pub mod target;
 pub use manager::ScrapeManager;
 pub use status::{ActiveTarget, ScrapeStatus, TargetHealth, TargetsSnapshot, TargetsView};
 
-pub use append::{ScrapeCache, ScrapeError, ScrapeReport, store_scrape};
+pub use append::{
+    FamilyMetadata, ScrapeCache, ScrapeError, ScrapeReport, TargetMetadata, store_scrape,
+};
 
 pub use target::{
     PopulatedTargets, Target, TargetError, TargetGroup, TargetOutcome, populate_target,

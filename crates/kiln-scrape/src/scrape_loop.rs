@@ -210,11 +210,13 @@ pub async fn run_scrape_loop(
                 .map(|(b, f)| (&b[..], *f))
                 .map_err(Clone::clone);
             store_scrape(&mut *app, &config, &labels, &mut cache, body, t, duration_s)
+                .map(|report| (report, cache.metadata()))
         })
         .await;
         match stored {
-            Ok(Ok(report)) => {
+            Ok(Ok((report, metadata))) => {
                 let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
+                st.metadata = metadata;
                 st.last_scrape_ms = t;
                 st.last_scrape_duration_s = duration_s;
                 match report.error {

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use kiln_model::Labels;
 
+use crate::append::TargetMetadata;
 use crate::target::Target;
 
 /// A target's health, as the targets API names it.
@@ -36,6 +37,8 @@ pub struct ScrapeStatus {
     /// When the last scrape started, Unix ms; 0 before the first.
     pub last_scrape_ms: i64,
     pub last_scrape_duration_s: f64,
+    /// Metadata of the families of the last successful scrape.
+    pub metadata: TargetMetadata,
 }
 
 /// Shared between a scrape loop (writer) and the targets view (reader).

@@ -183,4 +183,28 @@ fn kiln_stores_what_prometheus_stores_from_real_exporters() {
         missing.is_empty() && extra.is_empty(),
         "node_exporter metric names differ\nmissing in Kiln: {missing:#?}\nonly in Kiln: {extra:#?}"
     );
+
+    // Metadata: the same families with the same type, help and unit.
+    let metadata = |port: u16| -> serde_json::Value {
+        let (status, body) = http(port, "GET", "/api/v1/metadata").expect("metadata");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("metadata JSON");
+        v["data"].clone()
+    };
+    let (want, got) = (metadata(prom_port), metadata(kiln_port));
+    for family in [
+        "gpu_utilization_ratio",
+        "training_tokens",
+        "model_inference_duration_seconds",
+        "trainer",
+        "node_cpu_seconds_total",
+    ] {
+        assert_eq!(got[family], want[family], "metadata of {family}");
+    }
+    let names = |v: &serde_json::Value| -> BTreeSet<String> {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(names(&got), names(&want), "metadata families");
 }

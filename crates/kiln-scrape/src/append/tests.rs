@@ -80,6 +80,9 @@ fn samples_report_and_staleness() {
     assert_eq!(r.samples_scraped, 2);
     assert_eq!(r.series_added, 2);
     assert!(r.error.is_none());
+    let meta = cache.metadata();
+    assert_eq!(meta["a"].kind, kiln_exposition::MetricType::Gauge);
+    assert!(!meta.contains_key("b"), "b has no metadata lines");
     let r = scrape(&st, &cfg, &mut cache, "a 3\n", 2000);
     assert_eq!(r.series_added, 0);
     assert_eq!(

@@ -3,9 +3,11 @@
 //! (see [`json`]); errors carry Prometheus's `errorType` and HTTP status.
 
 mod json;
+mod metadata;
 mod params;
 mod targets;
 
+pub(crate) use metadata::metadata;
 pub(crate) use targets::targets;
 
 use std::sync::Arc;
