@@ -26,35 +26,7 @@ impl Duration {
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, i64); 7] = [
-            ("y", 365 * 24 * 3_600_000),
-            ("w", 7 * 24 * 3_600_000),
-            ("d", 24 * 3_600_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-            ("ms", 1),
-        ];
-        let mut ms = self.0;
-        if ms == 0 {
-            return f.write_str("0s");
-        }
-        if ms < 0 {
-            f.write_str("-")?;
-            ms = -ms;
-        }
-        for (i, (unit, size)) in UNITS.into_iter().enumerate() {
-            // Years and weeks only when they divide exactly: `90d` reads better than
-            // `12w6d` (Prometheus's rule).
-            if i < 2 && ms % size != 0 {
-                continue;
-            }
-            if ms >= size {
-                write!(f, "{}{unit}", ms / size)?;
-                ms %= size;
-            }
-        }
-        Ok(())
+        f.write_str(&kiln_model::format_duration_ms(self.0))
     }
 }
 

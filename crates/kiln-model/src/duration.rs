@@ -55,6 +55,32 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, DurationError> {
     Ok(total)
 }
 
+/// Formats milliseconds the way Prometheus prints a duration: largest units first, zero
+/// units left out, years and weeks only when they divide exactly (`90d`, not `12w6d`),
+/// `0s` for zero.
+pub fn format_duration_ms(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    if rest < 0 {
+        out.push('-');
+        rest = -rest;
+    }
+    for (i, (unit, size)) in UNITS.into_iter().enumerate() {
+        if i < 2 && rest % size != 0 {
+            continue;
+        }
+        if rest >= size {
+            out.push_str(&(rest / size).to_string());
+            out.push_str(unit);
+            rest %= size;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

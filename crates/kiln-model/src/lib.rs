@@ -20,7 +20,7 @@ pub mod relabel;
 pub mod selector;
 pub mod value;
 
-pub use duration::{DurationError, parse_duration_ms};
+pub use duration::{DurationError, format_duration_ms, parse_duration_ms};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchType, Matcher, MatcherError};
 pub use selector::{SelectorError, parse_selector};

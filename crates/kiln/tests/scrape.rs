@@ -3,45 +3,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::http;
+use common::{KilnServer, free_port, http, start_kiln_server};
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .arg("server")
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kiln server");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let port = loop {
-        let line = lines.next().expect("server output").expect("read output");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("port");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, port }
+fn start(args: &[&str]) -> KilnServer {
+    start_kiln_server(args)
 }
 
 /// Serves `body` as a text exposition to every request, on a thread, until the test
@@ -81,13 +51,6 @@ fn wait_for(port: u16, query: &str, want: &[&str], limit: Duration) -> String {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind")
-        .port()
 }
 
 #[test]

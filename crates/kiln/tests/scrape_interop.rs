@@ -7,12 +7,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http, interop_enabled};
+use common::{free_port, http, interop_enabled, start_kiln_server, url_encode};
 
 /// Kills the process when the test ends, however it ends.
 struct Process(Child);
@@ -24,13 +22,6 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind")
-        .port()
-}
-
 fn spawn(cmd: &mut Command) -> Process {
     Process(
         cmd.stdout(Stdio::null())
@@ -38,17 +29,6 @@ fn spawn(cmd: &mut Command) -> Process {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}")),
     )
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// An instant query's answer as `canonical labels -> value`.
@@ -112,28 +92,16 @@ fn kiln_stores_what_prometheus_stores_from_real_exporters() {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
     );
-    let mut kiln = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["server", "--web.listen-address", "127.0.0.1:0"])
-        .arg("--storage.tsdb.path")
-        .arg(tmp.path().join("kiln"))
-        .arg("--config.file")
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kiln");
-    let mut lines = BufReader::new(kiln.stderr.take().expect("stderr")).lines();
-    let kiln_port: u16 = loop {
-        let line = lines.next().expect("kiln output").expect("read");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("port");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let _kiln = Process(kiln);
+    let kiln_dir = tmp.path().join("kiln");
+    let kiln = start_kiln_server(&[
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--storage.tsdb.path",
+        kiln_dir.to_str().expect("path"),
+        "--config.file",
+        config.to_str().expect("path"),
+    ]);
+    let kiln_port = kiln.port;
 
     let both_up = |port: u16| {
         instant(port, "up == 1").is_some_and(|m| {

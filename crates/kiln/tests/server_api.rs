@@ -3,61 +3,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use common::*;
 
-/// The server process; killed by PID if the test ends before a clean shutdown.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &std::path::Path) -> Server {
+fn start(data: &std::path::Path) -> KilnServer {
     start_with(data, &[])
 }
 
-fn start_with(data: &std::path::Path, extra_args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "server",
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--storage.tsdb.retention.time",
-            "0",
-        ])
-        .arg("--storage.tsdb.path")
-        .arg(data)
-        .args(extra_args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kiln server");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("server output")
-            .expect("read server output");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("port");
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, port }
+fn start_with(data: &std::path::Path, extra_args: &[&str]) -> KilnServer {
+    let data = data.to_str().expect("path");
+    let mut args = vec![
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--storage.tsdb.retention.time",
+        "0",
+        "--storage.tsdb.path",
+        data,
+    ];
+    args.extend_from_slice(extra_args);
+    start_kiln_server(&args)
 }
 
 fn backfilled() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -318,14 +283,6 @@ fn start_prometheus(config: &std::path::Path, data: &std::path::Path, port: u16)
         .expect("start prometheus")
 }
 
-/// A port free at the time of asking.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind")
-        .port()
-}
-
 #[test]
 fn prometheus_federates_from_kiln() {
     if !interop_enabled("prometheus_federates_from_kiln") {
@@ -386,18 +343,6 @@ fn prometheus_federates_from_kiln() {
         let sample = &rest[..rest.find(']').expect("value end")];
         assert!(sample.ends_with(&format!(",\"{value}\"")), "{sample}");
     }
-}
-
-/// Percent-encodes a query parameter value.
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]

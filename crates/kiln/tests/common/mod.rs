@@ -187,3 +187,67 @@ pub(crate) fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)>
         .unwrap_or_default();
     Some((status, body))
 }
+
+/// A running `kiln server`; killed by PID when dropped (a test that wants a clean
+/// shutdown signals `child` itself first).
+pub(crate) struct KilnServer {
+    pub(crate) child: std::process::Child,
+    pub(crate) port: u16,
+}
+
+impl Drop for KilnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `kiln server ARGS` and returns once it listens; the port is read from the
+/// `listening on ADDR` line it prints (useful with port 0). Its stderr keeps being
+/// drained so the server never blocks on a full pipe.
+pub(crate) fn start_kiln_server(args: &[&str]) -> KilnServer {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("server")
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kiln server");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("server output")
+            .expect("read server output");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    KilnServer { child, port }
+}
+
+/// A loopback port free at the time of asking.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port()
+}
+
+/// Percent-encodes a URL query parameter value.
+pub(crate) fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
