@@ -21,7 +21,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use api::{ApiState, ReloadSender, SelfMetricsWriter};
+pub use api::{ApiState, ReloadSender, RuntimeInfo, SelfMetricsWriter};
 
 /// The router with every endpoint.
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -40,6 +40,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
         .route("/api/v1/status/flags", get(api::flags))
+        .route("/api/v1/status/runtimeinfo", get(api::runtimeinfo))
         .route("/api/v1/targets", get(api::targets))
         .route("/api/v1/metadata", get(api::metadata))
         .route(

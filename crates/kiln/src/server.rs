@@ -49,6 +49,19 @@ pub(crate) struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// The retention as Prometheus's runtime information words it.
+    fn retention_description(&self) -> String {
+        let time = (self.retention_time > 0)
+            .then(|| kiln_config::Duration(self.retention_time).to_string());
+        let size = (self.retention_size > 0).then(|| format!("{}B", self.retention_size));
+        match (time, size) {
+            (Some(t), Some(s)) => format!("{t} or {s}"),
+            (Some(t), None) => t,
+            (None, Some(s)) => s,
+            (None, None) => String::new(),
+        }
+    }
+
     /// Every flag with its value, as `/api/v1/status/flags` shows them.
     fn flag_values(&self) -> Vec<(String, String)> {
         let d = |ms: i64| kiln_config::Duration(ms).to_string();
@@ -173,7 +186,8 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_external_labels(external_labels)
         .with_self_metrics(self_metrics)
         .with_targets(scrapes.view())
-        .with_flags(args.flag_values());
+        .with_flags(args.flag_values())
+        .with_runtime(kiln_server::RuntimeInfo::new(args.retention_description()));
     if args.enable_lifecycle {
         api = api.with_reload(reload_tx);
     }
@@ -283,10 +297,12 @@ async fn reload_loop(
                     let pairs: Vec<_> = config.global.external_labels.iter().collect();
                     state.set_external_labels(kiln_model::Labels::from_pairs(&pairs));
                     info!(file = %p.display(), "configuration reloaded");
+                    state.runtime.record_reload(true);
                     Ok(())
                 }
                 Ok(None) => Ok(()),
                 Err(e) => {
+                    state.runtime.record_reload(false);
                     error!(error = %format!("{e:#}"), "configuration reload failed; keeping the running one");
                     Err(format!("{e:#}"))
                 }

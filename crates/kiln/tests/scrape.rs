@@ -178,6 +178,8 @@ fn reload_applies_new_targets_and_keeps_running_on_bad_config() {
     let (status, body) = http(server.port, "POST", "/-/reload").expect("reload");
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("failed to reload config"), "{body}");
+    let (_, info) = http(server.port, "GET", "/api/v1/status/runtimeinfo").expect("runtimeinfo");
+    assert!(info.contains(r#""reloadConfigSuccess":false"#), "{info}");
 
     // /-/reload with a new job.
     std::fs::write(
@@ -188,6 +190,9 @@ fn reload_applies_new_targets_and_keeps_running_on_bad_config() {
     let (status, body) = http(server.port, "POST", "/-/reload").expect("reload");
     assert_eq!(status, 200, "{body}");
     wait_for(server.port, "second_metric", &[r#","2"]"#], limit);
+    let (_, info) = http(server.port, "GET", "/api/v1/status/runtimeinfo").expect("runtimeinfo");
+    assert!(info.contains(r#""reloadConfigSuccess":true"#), "{info}");
+    assert!(info.contains(r#""storageRetention":"15d""#), "{info}");
 
     // SIGHUP with the first job removed: its series go stale (no longer in queries).
     std::fs::write(&config, format!("{global}{}", job("second", second))).expect("write");

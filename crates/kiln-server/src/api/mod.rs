@@ -5,9 +5,12 @@
 mod json;
 mod metadata;
 mod params;
+mod runtime;
 mod targets;
 
 pub(crate) use metadata::metadata;
+pub use runtime::RuntimeInfo;
+pub(crate) use runtime::runtimeinfo;
 pub(crate) use targets::targets;
 
 use std::sync::Arc;
@@ -37,6 +40,8 @@ pub struct ApiState {
     pub targets: Option<kiln_scrape::TargetsView>,
     /// The command-line flags with their values, for `/api/v1/status/flags`.
     pub flags: Vec<(String, String)>,
+    /// For `/api/v1/status/runtimeinfo`.
+    pub runtime: RuntimeInfo,
 }
 
 /// A configuration reload request: the reply says whether it worked.
@@ -55,12 +60,19 @@ impl ApiState {
             self_metrics: None,
             targets: None,
             flags: Vec::new(),
+            runtime: RuntimeInfo::new(String::new()),
         }
     }
 
     /// Sets where `/api/v1/targets` reads the targets.
     pub fn with_targets(mut self, targets: kiln_scrape::TargetsView) -> Self {
         self.targets = Some(targets);
+        self
+    }
+
+    /// Sets what `/api/v1/status/runtimeinfo` reports.
+    pub fn with_runtime(mut self, runtime: RuntimeInfo) -> Self {
+        self.runtime = runtime;
         self
     }
 

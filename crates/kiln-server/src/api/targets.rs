@@ -15,7 +15,7 @@ use super::{ApiError, ApiState, json, json_response};
 
 /// Unix milliseconds as Go's RFC 3339 with nanoseconds writes a UTC time: trailing zeros
 /// of the fraction dropped, `Z` for UTC; the zero time for 0 (never).
-fn rfc3339(out: &mut String, ms: i64) {
+pub(super) fn rfc3339(out: &mut String, ms: i64) {
     if ms == 0 {
         out.push_str("0001-01-01T00:00:00Z");
         return;
