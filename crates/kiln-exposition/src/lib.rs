@@ -137,6 +137,11 @@ pub struct SampleLine {
     /// Milliseconds since the epoch, if the line had a timestamp. OpenMetrics gives
     /// seconds: they are multiplied by 1000 and truncated toward zero.
     pub timestamp_ms: Option<i64>,
+    /// Names of labels written with an empty value (`instance=""`). They are absent from
+    /// `labels`, but a scrape with `honor_labels` counts them as present, so the target's
+    /// label of that name is not added (Prometheus does the same; federation relies on
+    /// it). Empty, and not allocated, for almost every sample.
+    pub empty_label_names: Vec<String>,
 }
 
 /// Limits that keep hostile input from costing more than a bounded amount per line.

@@ -40,6 +40,8 @@ pub struct Parser<'a> {
     cur_type: MetricType,
     builder: LabelsBuilder,
     names: Vec<&'a str>,
+    /// Names of the current sample's labels written with an empty value.
+    empty: Vec<String>,
 }
 
 /// An error inside one line, before the line number is attached.
@@ -67,6 +69,7 @@ impl<'a> Parser<'a> {
             cur_type: MetricType::Unknown,
             builder: LabelsBuilder::new(),
             names: Vec::new(),
+            empty: Vec::new(),
         }
     }
 
@@ -229,6 +232,7 @@ impl<'a> Parser<'a> {
         let name = cur.metric_name()?;
         self.builder.reset();
         self.names.clear();
+        self.empty.clear();
         self.builder.set(METRIC_NAME, name);
         self.names.push(METRIC_NAME);
         let labels_at = cur.i + 1;
@@ -292,6 +296,7 @@ impl<'a> Parser<'a> {
             labels: self.builder.build(),
             value,
             timestamp_ms,
+            empty_label_names: std::mem::take(&mut self.empty),
         })
     }
 
@@ -416,6 +421,9 @@ impl<'a> Parser<'a> {
                     });
                 }
                 self.names.push(name);
+                if value.is_empty() {
+                    self.empty.push(name.to_owned());
+                }
                 self.builder.set(name, &value);
             } else {
                 runes += name.chars().count() + value.chars().count();

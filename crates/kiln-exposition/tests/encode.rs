@@ -494,6 +494,7 @@ fn round_trip(fams: &[Fam], format: Format) -> Result<(), TestCaseError> {
                 labels: l,
                 value: f64::from_bits(want_bits(*v)),
                 timestamp_ms: *ts,
+                empty_label_names: Vec::new(),
             }));
         }
     }

@@ -24,6 +24,11 @@ fn s(pairs: &[(&str, &str)], value: f64, ts: Option<i64>) -> Entry<'static> {
         labels: Labels::from_pairs(pairs),
         value,
         timestamp_ms: ts,
+        empty_label_names: pairs
+            .iter()
+            .filter(|(_, v)| v.is_empty())
+            .map(|(n, _)| (*n).to_owned())
+            .collect(),
     })
 }
 

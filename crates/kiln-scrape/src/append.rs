@@ -214,6 +214,7 @@ fn append_body(
         let labels = merge_target_labels(
             &mut builder,
             &sample.labels,
+            &sample.empty_label_names,
             target_labels,
             config.honor_labels,
         );
@@ -276,9 +277,14 @@ fn family_metadata<'m>(
 }
 
 /// Step 1 of the module documentation.
+///
+/// `empty` names the sample's labels written with an empty value: with `honor_labels`
+/// they count as present (so `instance=""` keeps the target's `instance` off), then
+/// vanish like every empty label.
 fn merge_target_labels(
     builder: &mut LabelsBuilder,
     sample: &Labels,
+    empty: &[String],
     target: &Labels,
     honor_labels: bool,
 ) -> Labels {
@@ -291,7 +297,7 @@ fn merge_target_labels(
     }
     if honor_labels {
         for l in target.iter() {
-            if sample.get(l.name).is_none() {
+            if sample.get(l.name).is_none() && !empty.iter().any(|n| n == l.name) {
                 builder.set(l.name, l.value);
             }
         }

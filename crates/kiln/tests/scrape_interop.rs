@@ -176,3 +176,73 @@ fn kiln_stores_what_prometheus_stores_from_real_exporters() {
     };
     assert_eq!(names(&got), names(&want), "metadata families");
 }
+
+#[test]
+fn kiln_federates_from_prometheus() {
+    if !interop_enabled("kiln_federates_from_prometheus") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let prom_port = free_port();
+    let prom_config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  external_labels: {{cluster: regional}}\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{prom_port}']}}]\n"
+        ),
+    )
+    .expect("write prometheus config");
+    let _prometheus = spawn(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("prom").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+    );
+    // The lecture's global Prometheus: federate with honor_labels from the regional one.
+    let kiln_config = tmp.path().join("kiln.yml");
+    std::fs::write(
+        &kiln_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: federate-regional\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{job=\"prometheus\"}}']\n    static_configs: [{{targets: ['127.0.0.1:{prom_port}']}}]\n"
+        ),
+    )
+    .expect("write kiln config");
+    let kiln_dir = tmp.path().join("kiln");
+    let kiln = start_kiln_server(&[
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--storage.tsdb.path",
+        kiln_dir.to_str().expect("path"),
+        "--config.file",
+        kiln_config.to_str().expect("path"),
+    ]);
+    let want = format!(
+        "{{\"__name__\": \"up\", \"cluster\": \"regional\", \"instance\": \"127.0.0.1:{prom_port}\", \"job\": \"prometheus\"}}"
+    );
+    wait_until(
+        "Kiln has Prometheus's up series",
+        Duration::from_secs(60),
+        || {
+            instant(kiln.port, "up{job=\"prometheus\"}")
+                .is_some_and(|m| m.get(&want).is_some_and(|v| v == "1"))
+        },
+    );
+    // Every federated series carries the external label, and none got Kiln's target
+    // instance (honor_labels keeps Prometheus's own).
+    let federated = instant(kiln.port, "{job=\"prometheus\"}").expect("query");
+    assert!(
+        federated.len() > 50,
+        "few federated series: {}",
+        federated.len()
+    );
+    for series in federated.keys() {
+        assert!(series.contains("\"cluster\": \"regional\""), "{series}");
+        assert!(
+            series.contains(&format!("\"instance\": \"127.0.0.1:{prom_port}\"")),
+            "{series}"
+        );
+    }
+}

@@ -239,3 +239,21 @@ fn limits_fail_the_whole_scrape() {
     );
     assert!(r.error.is_none());
 }
+
+#[test]
+fn honor_labels_counts_empty_labels_as_present() {
+    // Federation output: `instance=""` means "no instance", and the scraping target's
+    // instance must not be added.
+    let st = MemStorage::new();
+    scrape(
+        &st,
+        &config("    honor_labels: true\n"),
+        &mut ScrapeCache::default(),
+        "job:rate:sum{instance=\"\",job=\"api\"} 4\n",
+        1000,
+    );
+    assert_eq!(
+        dump(&st, "{__name__=\"job:rate:sum\"}")[0].0,
+        "{__name__=\"job:rate:sum\", job=\"api\"}"
+    );
+}
