@@ -61,7 +61,9 @@ pub fn accept_header(protocols: &[String]) -> String {
             .filter_map(|p| media(p).map(|_| p.as_str()))
             .collect()
     };
-    let mut weight = chosen.len() + 1;
+    // Prometheus starts from the number of protocols it knows (five) plus one, whatever
+    // the list holds.
+    let mut weight = 6;
     let mut out = String::new();
     for p in chosen {
         if let Some(m) = media(p) {
@@ -81,6 +83,40 @@ fn credential(inline: &str, file: &str) -> Result<String, ScrapeError> {
     std::fs::read_to_string(file)
         .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
         .map_err(|e| ScrapeError::Fetch(format!("reading {file}: {e}")))
+}
+
+/// The parser for a response's `Content-Type`, as Prometheus 3 picks it: OpenMetrics for
+/// `application/openmetrics-text`, the text format for `text/plain`; for a blank,
+/// unparsable or other type, the config's `fallback_scrape_protocol`, and without one the
+/// scrape fails.
+pub fn scrape_format(content_type: &str, fallback: &str) -> Result<Format, ScrapeError> {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/openmetrics-text" => return Ok(Format::OpenMetrics),
+        "text/plain" => return Ok(Format::Text004),
+        _ => {}
+    }
+    match fallback {
+        "OpenMetricsText1.0.0" | "OpenMetricsText0.0.1" => Ok(Format::OpenMetrics),
+        "PrometheusText0.0.4" | "PrometheusText1.0.0" => Ok(Format::Text004),
+        "" if media.is_empty() => Err(ScrapeError::Fetch(
+            "non-compliant scrape target sending blank Content-Type and no \
+             fallback_scrape_protocol specified for target"
+                .into(),
+        )),
+        "" => Err(ScrapeError::Fetch(format!(
+            "received unsupported Content-Type {content_type:?} and no \
+             fallback_scrape_protocol specified for target"
+        ))),
+        other => Err(ScrapeError::Fetch(format!(
+            "fallback_scrape_protocol {other} is not supported by Kiln (protobuf exposition)"
+        ))),
+    }
 }
 
 /// Fetches one scrape: the body and the format its `Content-Type` says.
@@ -121,11 +157,12 @@ pub async fn fetch(
             resp.status()
         )));
     }
-    let format = resp
+    let content_type = resp
         .headers()
         .get("Content-Type")
         .and_then(|v| v.to_str().ok())
-        .map_or(Format::Text004, Format::from_content_type);
+        .unwrap_or_default();
+    let format = scrape_format(content_type, &config.fallback_scrape_protocol)?;
     let gzipped = resp
         .headers()
         .get("Content-Encoding")
@@ -259,4 +296,45 @@ fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_like_prometheus_3() {
+        let ok = |ct: &str, fallback: &str| scrape_format(ct, fallback).ok();
+        assert_eq!(
+            ok(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ""
+            ),
+            Some(Format::OpenMetrics)
+        );
+        assert_eq!(ok("text/plain; version=0.0.4", ""), Some(Format::Text004));
+        assert_eq!(ok("Text/Plain", ""), Some(Format::Text004));
+        assert_eq!(ok("", "PrometheusText0.0.4"), Some(Format::Text004));
+        assert_eq!(
+            ok("text/html", "OpenMetricsText1.0.0"),
+            Some(Format::OpenMetrics)
+        );
+        let err = |ct: &str| scrape_format(ct, "").err().map(|e| e.to_string());
+        assert!(err("").is_some_and(|e| e.contains("blank Content-Type")));
+        assert!(err("text/html").is_some_and(|e| e.contains("unsupported Content-Type")));
+    }
+
+    #[test]
+    fn accept_header_weights() {
+        assert_eq!(
+            accept_header(&[]),
+            "application/openmetrics-text;version=1.0.0;q=0.6,\
+             application/openmetrics-text;version=0.0.1;q=0.5,\
+             text/plain;version=1.0.0;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        );
+        assert_eq!(
+            accept_header(&["PrometheusText0.0.4".to_owned()]),
+            "text/plain;version=0.0.4;q=0.6,*/*;q=0.5"
+        );
+    }
 }
