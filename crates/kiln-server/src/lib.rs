@@ -41,6 +41,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
         .route("/api/v1/status/flags", get(api::flags))
         .route("/api/v1/status/runtimeinfo", get(api::runtimeinfo))
+        .route("/api/v1/status/tsdb", get(api::tsdb_status))
         .route("/api/v1/targets", get(api::targets))
         .route("/api/v1/metadata", get(api::metadata))
         .route(

@@ -7,6 +7,8 @@
 
 use kiln_exposition::{MetricFamily, MetricType, encode_text_family_header, encode_text_sample};
 use kiln_model::Labels;
+use std::sync::atomic::Ordering;
+
 use kiln_tsdb::db::Db;
 
 /// When the process started, Unix seconds; set once at startup by the caller.
@@ -51,6 +53,39 @@ pub fn write_self_metrics(db: &Db, process: &ProcessInfo, out: &mut Vec<u8>) {
         "Maximum timestamp of the head block.",
         gauge,
         head.max_time().unwrap_or(i64::MIN) as f64,
+    );
+    let counters = &head.stats;
+    encode_text_family_header(
+        out,
+        &MetricFamily {
+            name: "prometheus_tsdb_head_samples_appended_total",
+            help: Some("Total number of appended samples."),
+            kind: MetricType::Counter,
+            unit: None,
+        },
+    );
+    encode_text_sample(
+        out,
+        &Labels::from_pairs(&[
+            ("__name__", "prometheus_tsdb_head_samples_appended_total"),
+            ("type", "float"),
+        ]),
+        counters.samples_appended.load(Ordering::Relaxed) as f64,
+        None,
+    );
+    family(
+        out,
+        "prometheus_tsdb_head_series_created_total",
+        "Total number of series created in the head",
+        MetricType::Counter,
+        counters.series_created.load(Ordering::Relaxed) as f64,
+    );
+    family(
+        out,
+        "prometheus_tsdb_head_series_removed_total",
+        "Total number of series removed in the head",
+        MetricType::Counter,
+        counters.series_removed.load(Ordering::Relaxed) as f64,
     );
     family(
         out,

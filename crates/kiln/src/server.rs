@@ -187,6 +187,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_self_metrics(self_metrics)
         .with_targets(scrapes.view())
         .with_flags(args.flag_values())
+        .with_tsdb(db.clone())
         .with_runtime(kiln_server::RuntimeInfo::new(args.retention_description()));
     if args.enable_lifecycle {
         api = api.with_reload(reload_tx);

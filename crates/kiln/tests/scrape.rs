@@ -130,6 +130,24 @@ fn scrapes_static_targets_and_itself() {
         body.contains("# TYPE prometheus_tsdb_head_series gauge"),
         "{body}"
     );
+    assert!(
+        body.contains("prometheus_tsdb_head_samples_appended_total{type=\"float\"} "),
+        "{body}"
+    );
+    // Cardinality of the head.
+    let (status, body) = http(port, "GET", "/api/v1/status/tsdb?limit=3").expect("GET tsdb");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#"{"status":"success","data":{"headStats":{"numSeries":"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#""seriesCountByMetricName":[{"name":"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"{"name":"job","value":"#), "{body}");
+    let (status, _) = http(port, "GET", "/api/v1/status/tsdb?limit=0").expect("GET tsdb");
+    assert_eq!(status, 400);
 }
 
 #[test]

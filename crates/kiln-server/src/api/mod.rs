@@ -7,11 +7,13 @@ mod metadata;
 mod params;
 mod runtime;
 mod targets;
+mod tsdb_status;
 
 pub(crate) use metadata::metadata;
 pub use runtime::RuntimeInfo;
 pub(crate) use runtime::runtimeinfo;
 pub(crate) use targets::targets;
+pub(crate) use tsdb_status::tsdb_status;
 
 use std::sync::Arc;
 
@@ -42,6 +44,8 @@ pub struct ApiState {
     pub flags: Vec<(String, String)>,
     /// For `/api/v1/status/runtimeinfo`.
     pub runtime: RuntimeInfo,
+    /// The local TSDB, for `/api/v1/status/tsdb`.
+    pub tsdb: Option<Arc<kiln_tsdb::db::Db>>,
 }
 
 /// A configuration reload request: the reply says whether it worked.
@@ -61,12 +65,19 @@ impl ApiState {
             targets: None,
             flags: Vec::new(),
             runtime: RuntimeInfo::new(String::new()),
+            tsdb: None,
         }
     }
 
     /// Sets where `/api/v1/targets` reads the targets.
     pub fn with_targets(mut self, targets: kiln_scrape::TargetsView) -> Self {
         self.targets = Some(targets);
+        self
+    }
+
+    /// Sets the TSDB `/api/v1/status/tsdb` describes.
+    pub fn with_tsdb(mut self, db: Arc<kiln_tsdb::db::Db>) -> Self {
+        self.tsdb = Some(db);
         self
     }
 
@@ -137,6 +148,14 @@ impl ApiError {
     /// The error message, without the JSON envelope.
     pub(crate) fn message(&self) -> &str {
         &self.message
+    }
+
+    fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            error_type: "unavailable",
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
     }
 
     fn internal(message: impl Into<String>) -> Self {

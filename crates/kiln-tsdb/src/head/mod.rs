@@ -14,6 +14,7 @@
 //! stripe locks or two series locks at once.
 
 mod appender;
+mod cardinality;
 pub(crate) mod chunk_disk;
 mod postings;
 mod querier;
@@ -27,6 +28,7 @@ use kiln_model::{Labels, Timestamp};
 use parking_lot::{Mutex, RwLock};
 
 pub use appender::HeadAppender;
+pub use cardinality::{HeadCardinality, Stat};
 pub use querier::HeadQuerier;
 
 use crate::block::tombstones::Interval;

@@ -96,6 +96,15 @@ impl MemPostings {
         union(&lists)
     }
 
+    /// Every label name with its values and their series ids, unsorted.
+    pub(crate) fn by_name(
+        &self,
+    ) -> impl Iterator<Item = (&str, impl ExactSizeIterator<Item = (&str, &Vec<u64>)>)> {
+        self.by_name
+            .iter()
+            .map(|(n, values)| (&**n, values.iter().map(|(v, ids)| (&**v, ids))))
+    }
+
     /// All label names, unsorted.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(|k| &**k)
