@@ -17,7 +17,9 @@
 //! previous scrape does. Series with explicit timestamps are left out of this unless
 //! `track_timestamps_staleness`. Then the report series are written with the target's
 //! labels: `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
-//! `scrape_samples_post_metric_relabeling` and `scrape_series_added`.
+//! `scrape_samples_post_metric_relabeling` and `scrape_series_added`, and with
+//! `extra_scrape_metrics` also `scrape_timeout_seconds`, `scrape_sample_limit` and
+//! `scrape_body_size_bytes` (-1 when the body was over `body_size_limit`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -103,6 +105,8 @@ pub enum ScrapeError {
     /// The fetch failed before there was a body (set by the caller).
     #[error("{0}")]
     Fetch(String),
+    #[error("body size limit exceeded ({limit} bytes, body_size_limit)")]
+    BodySizeLimit { limit: u64 },
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
 }
@@ -122,19 +126,34 @@ pub struct ScrapeReport {
     pub error: Option<ScrapeError>,
 }
 
-/// Stores one scrape of a target: `body` parsed as `format`, fetched at `t` (ms) in
-/// `duration_s` seconds, or `fetch_error` when there is no body. Writes the samples,
-/// staleness markers and report series through `app` and commits. `target_labels` are
-/// the labels every series of the target gets ([`crate::Target::series_labels`]).
+/// When a scrape started, how long it took, and the target's timeout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScrapeTiming {
+    /// Start of the scrape, Unix ms: the time of the samples without their own.
+    pub t: i64,
+    pub duration_s: f64,
+    pub timeout_s: f64,
+}
+
+/// Stores one scrape of a target: `body` parsed as `format`, or the error that left no
+/// body. Writes the samples, staleness markers and report series through `app` and
+/// commits. `target_labels` are the labels every series of the target gets
+/// ([`crate::Target::series_labels`]).
 pub fn store_scrape(
     app: &mut dyn Appender,
     config: &ScrapeConfig,
     target_labels: &Labels,
     cache: &mut ScrapeCache,
     body: Result<(&[u8], Format), ScrapeError>,
-    t: i64,
-    duration_s: f64,
+    timing: ScrapeTiming,
 ) -> Result<ScrapeReport, StorageError> {
+    let t = timing.t;
+    // `scrape_body_size_bytes`: -1 when the body was over `body_size_limit`.
+    let body_size = match &body {
+        Ok((bytes, _)) => bytes.len() as f64,
+        Err(ScrapeError::BodySizeLimit { .. }) => -1.0,
+        Err(_) => 0.0,
+    };
     let mut report = ScrapeReport::default();
     let mut current: HashMap<Labels, SeriesRef> = HashMap::new();
     let mut metadata = BTreeMap::new();
@@ -169,7 +188,7 @@ pub fn store_scrape(
         }
     }
     cache.previous = current;
-    append_report(app, target_labels, t, duration_s, &report);
+    append_report(app, config, target_labels, timing, body_size, &report);
     app.commit()?;
     Ok(report)
 }
@@ -351,18 +370,36 @@ fn check_label_limits(labels: &Labels, config: &ScrapeConfig) -> Result<(), Scra
     Ok(())
 }
 
+/// The report series Prometheus writes with `extra_scrape_metrics: true`, besides
+/// [`REPORT_SERIES`].
+pub const EXTRA_REPORT_SERIES: [&str; 3] = [
+    "scrape_timeout_seconds",
+    "scrape_sample_limit",
+    "scrape_body_size_bytes",
+];
+
+/// The report series every scrape writes.
+pub const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
 /// The report series, each with the target's labels, at the scrape time.
 fn append_report(
     app: &mut dyn Appender,
+    config: &ScrapeConfig,
     target_labels: &Labels,
-    t: i64,
-    duration_s: f64,
+    timing: ScrapeTiming,
+    body_size: f64,
     report: &ScrapeReport,
 ) {
     let up = if report.error.is_none() { 1.0 } else { 0.0 };
-    let series = [
+    let mut series = vec![
         ("up", up),
-        ("scrape_duration_seconds", duration_s),
+        ("scrape_duration_seconds", timing.duration_s),
         ("scrape_samples_scraped", report.samples_scraped as f64),
         (
             "scrape_samples_post_metric_relabeling",
@@ -370,11 +407,18 @@ fn append_report(
         ),
         ("scrape_series_added", report.series_added as f64),
     ];
+    if config.extra_scrape_metrics {
+        series.extend([
+            ("scrape_timeout_seconds", timing.timeout_s),
+            ("scrape_sample_limit", config.limits.sample_limit as f64),
+            ("scrape_body_size_bytes", body_size),
+        ]);
+    }
     for (name, value) in series {
         let mut b = target_labels.to_builder();
         b.set(METRIC_NAME, name);
         // A refusal (a report already written for this time) leaves the earlier one.
-        let _ = app.append(0, &b.build(), t, SampleValue::Float(value));
+        let _ = app.append(0, &b.build(), timing.t, SampleValue::Float(value));
     }
 }
 

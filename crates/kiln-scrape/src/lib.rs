@@ -25,7 +25,8 @@ pub use manager::ScrapeManager;
 pub use status::{ActiveTarget, ScrapeStatus, TargetHealth, TargetsSnapshot, TargetsView};
 
 pub use append::{
-    FamilyMetadata, ScrapeCache, ScrapeError, ScrapeReport, TargetMetadata, store_scrape,
+    FamilyMetadata, ScrapeCache, ScrapeError, ScrapeReport, ScrapeTiming, TargetMetadata,
+    store_scrape,
 };
 
 pub use target::{

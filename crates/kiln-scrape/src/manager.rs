@@ -55,6 +55,7 @@ impl ScrapeManager {
     pub async fn apply(&mut self, config: &Config) {
         let mut wanted: HashMap<(String, Labels), (Arc<ScrapeConfig>, Target)> = HashMap::new();
         let mut dropped = Vec::new();
+        let mut dropped_counts = Vec::new();
         for sc in &config.scrape_configs {
             let groups: Vec<TargetGroup> = sc
                 .static_configs
@@ -66,10 +67,20 @@ impl ScrapeManager {
             for (labels, e) in &populated.errors {
                 warn!(job = %sc.job_name, target = %labels, error = %e, "skipping target");
             }
+            // keep_dropped_targets: how many dropped targets the targets API keeps per
+            // job (0: all).
+            let keep = match sc.limits.keep_dropped_targets {
+                0 => usize::MAX,
+                n => usize::try_from(n).unwrap_or(usize::MAX),
+            };
+            if !populated.dropped.is_empty() {
+                dropped_counts.push((sc.job_name.clone(), populated.dropped.len()));
+            }
             dropped.extend(
                 populated
                     .dropped
                     .into_iter()
+                    .take(keep)
                     .map(|l| (sc.job_name.clone(), l)),
             );
             let mut active = populated.active;
@@ -136,7 +147,7 @@ impl ScrapeManager {
             targets = self.loops.len(),
             started, "scrape targets applied"
         );
-        self.publish(dropped);
+        self.publish(dropped, dropped_counts);
     }
 
     /// A handle on the targets for the targets API.
@@ -144,7 +155,7 @@ impl ScrapeManager {
         self.view.clone()
     }
 
-    fn publish(&self, dropped: Vec<(String, Labels)>) {
+    fn publish(&self, dropped: Vec<(String, Labels)>, dropped_counts: Vec<(String, usize)>) {
         let mut state = self.view.state.write().unwrap_or_else(|e| e.into_inner());
         state.active = self
             .loops
@@ -152,6 +163,7 @@ impl ScrapeManager {
             .map(|((pool, _), l)| (pool.clone(), l.target.clone(), l.status.clone()))
             .collect();
         state.dropped = dropped;
+        state.dropped_counts = dropped_counts;
     }
 
     /// Stops every loop, writing their staleness markers.
@@ -159,7 +171,7 @@ impl ScrapeManager {
         for (_, running) in self.loops.drain() {
             stop_loop(running).await;
         }
-        self.publish(Vec::new());
+        self.publish(Vec::new(), Vec::new());
     }
 }
 

@@ -24,18 +24,11 @@ use kiln_storage::{Appendable, SampleValue};
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::append::{ScrapeCache, ScrapeError, store_scrape};
+use crate::append::{
+    EXTRA_REPORT_SERIES, REPORT_SERIES, ScrapeCache, ScrapeError, ScrapeTiming, store_scrape,
+};
 use crate::status::{SharedStatus, TargetHealth};
 use crate::target::Target;
-
-/// The report series names, made stale with the target.
-const REPORT_SERIES: [&str; 5] = [
-    "up",
-    "scrape_duration_seconds",
-    "scrape_samples_scraped",
-    "scrape_samples_post_metric_relabeling",
-    "scrape_series_added",
-];
 
 /// The `Accept` header for `protocols` (Prometheus's names), highest preference first.
 /// Protocols Kiln cannot parse (protobuf) are left out.
@@ -169,11 +162,7 @@ pub async fn fetch(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let limit = config.limits.body_size_limit.0;
-    let too_big = || {
-        ScrapeError::Fetch(format!(
-            "body size limit exceeded ({limit} bytes, body_size_limit)"
-        ))
-    };
+    let too_big = || ScrapeError::BodySizeLimit { limit };
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(fetch_err)? {
         body.extend_from_slice(&chunk);
@@ -209,6 +198,7 @@ pub async fn run_scrape_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let interval = target.interval().as_std().max(Duration::from_millis(1));
+    let timeout_s = target.timeout().as_std().as_secs_f64();
     let series_labels = target.series_labels();
     // A stable offset in [0, interval) from the target's identity.
     let offset_ms = target.labels().hash() % interval.as_millis().max(1) as u64;
@@ -246,7 +236,12 @@ pub async fn run_scrape_loop(
                 .as_ref()
                 .map(|(b, f)| (&b[..], *f))
                 .map_err(Clone::clone);
-            store_scrape(&mut *app, &config, &labels, &mut cache, body, t, duration_s)
+            let timing = ScrapeTiming {
+                t,
+                duration_s,
+                timeout_s,
+            };
+            store_scrape(&mut *app, &config, &labels, &mut cache, body, timing)
                 .map(|report| (report, cache.metadata()))
         })
         .await;
@@ -280,7 +275,12 @@ pub async fn run_scrape_loop(
         for labels in cache.series() {
             let _ = app.append(0, labels, t, SampleValue::Float(STALE_NAN));
         }
-        for name in REPORT_SERIES {
+        let extra: &[&str] = if config.extra_scrape_metrics {
+            &EXTRA_REPORT_SERIES
+        } else {
+            &[]
+        };
+        for name in REPORT_SERIES.iter().chain(extra) {
             let mut b = series_labels.to_builder();
             b.set(METRIC_NAME, name);
             let _ = app.append(0, &b.build(), t, SampleValue::Float(STALE_NAN));

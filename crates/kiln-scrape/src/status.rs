@@ -56,14 +56,18 @@ pub struct ActiveTarget {
 #[derive(Debug, Clone, Default)]
 pub struct TargetsSnapshot {
     pub active: Vec<ActiveTarget>,
-    /// Scrape pool and discovered labels of each dropped target.
+    /// Scrape pool and discovered labels of each dropped target kept for display (at
+    /// most `keep_dropped_targets` per pool when that is set).
     pub dropped: Vec<(String, Labels)>,
+    /// Dropped targets per scrape pool, all of them counted.
+    pub dropped_counts: Vec<(String, usize)>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct TargetsState {
     pub(crate) active: Vec<(String, Target, SharedStatus)>,
     pub(crate) dropped: Vec<(String, Labels)>,
+    pub(crate) dropped_counts: Vec<(String, usize)>,
 }
 
 /// A read-only handle on the scrape manager's targets, cheap to clone and usable from
@@ -92,6 +96,7 @@ impl TargetsView {
         TargetsSnapshot {
             active,
             dropped: state.dropped.clone(),
+            dropped_counts: state.dropped_counts.clone(),
         }
     }
 }

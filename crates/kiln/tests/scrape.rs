@@ -62,7 +62,7 @@ fn scrapes_static_targets_and_itself() {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kiln\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n  - job_name: gpu\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}'], labels: {{cluster: a}}}}]\n    metric_relabel_configs:\n      - {{source_labels: [gpu], target_label: device}}\n  - job_name: down\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n  - job_name: dropped\n    static_configs: [{{targets: ['127.0.0.1:1']}}]\n    relabel_configs: [{{source_labels: [__address__], regex: nothing, action: keep}}]\n",
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kiln\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n  - job_name: gpu\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}'], labels: {{cluster: a}}}}]\n    metric_relabel_configs:\n      - {{source_labels: [gpu], target_label: device}}\n  - job_name: down\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n  - job_name: dropped\n    keep_dropped_targets: 1\n    static_configs: [{{targets: ['127.0.0.1:1', '127.0.0.1:2']}}]\n    relabel_configs: [{{source_labels: [__address__], regex: nothing, action: keep}}]\n",
             free_port()
         ),
     )
@@ -111,11 +111,13 @@ fn scrapes_static_targets_and_itself() {
         "{body}"
     );
     assert!(
-        body.contains(r#"],"droppedTargetCounts":{"dropped":1}}"#),
+        body.contains(r#"],"droppedTargetCounts":{"dropped":2}}"#),
         "{body}"
     );
     let (_, body) = http(port, "GET", "/api/v1/targets?state=dropped").expect("GET targets");
     assert!(body.contains(r#"{"activeTargets":[],"droppedTargets":[{"discoveredLabels":{"__address__":"127.0.0.1:1""#), "{body}");
+    // keep_dropped_targets: 1 of the 2 dropped targets is listed, both are counted.
+    assert!(!body.contains(r#""__address__":"127.0.0.1:2""#), "{body}");
 
     // Kiln's own metrics, scraped from /metrics.
     wait_for(

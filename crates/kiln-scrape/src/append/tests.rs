@@ -59,8 +59,11 @@ fn scrape(
         &target(),
         cache,
         Ok((body.as_bytes(), Format::Text004)),
-        t,
-        0.5,
+        ScrapeTiming {
+            t,
+            duration_s: 0.5,
+            timeout_s: 10.0,
+        },
     )
     .expect("store")
 }
@@ -122,8 +125,11 @@ fn samples_report_and_staleness() {
         &target(),
         &mut cache,
         Err(ScrapeError::Fetch("connection refused".into())),
-        3000,
-        0.1,
+        ScrapeTiming {
+            t: 3000,
+            duration_s: 0.1,
+            timeout_s: 10.0,
+        },
     )
     .expect("store");
     drop(app);
@@ -256,4 +262,27 @@ fn honor_labels_counts_empty_labels_as_present() {
         dump(&st, "{__name__=\"job:rate:sum\"}")[0].0,
         "{__name__=\"job:rate:sum\", job=\"api\"}"
     );
+}
+
+#[test]
+fn extra_scrape_metrics() {
+    let st = MemStorage::new();
+    let cfg = config("    extra_scrape_metrics: true\n    sample_limit: 50\n");
+    scrape(&st, &cfg, &mut ScrapeCache::default(), "a 1\n", 1000);
+    assert_eq!(
+        dump(&st, "scrape_timeout_seconds")[0].1,
+        vec![(1000, "10".to_owned())]
+    );
+    assert_eq!(
+        dump(&st, "scrape_sample_limit")[0].1,
+        vec![(1000, "50".to_owned())]
+    );
+    assert_eq!(
+        dump(&st, "scrape_body_size_bytes")[0].1,
+        vec![(1000, "4".to_owned())]
+    );
+    // Without the option, none of them.
+    let st = MemStorage::new();
+    scrape(&st, &config(""), &mut ScrapeCache::default(), "a 1\n", 1000);
+    assert!(dump(&st, "scrape_timeout_seconds").is_empty());
 }

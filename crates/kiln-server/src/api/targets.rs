@@ -81,13 +81,8 @@ fn write_targets(snapshot: &TargetsSnapshot, state: &str, pool: Option<&str>) ->
         }
     }
     data.push_str("],\"droppedTargets\":[");
-    let mut counts: Vec<(&str, usize)> = Vec::new();
     let mut first = true;
     for (p, labels) in snapshot.dropped.iter().filter(|(p, _)| in_pool(p)) {
-        match counts.iter_mut().find(|(name, _)| *name == p.as_str()) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((p, 1)),
-        }
         if state == "active" {
             continue;
         }
@@ -102,7 +97,8 @@ fn write_targets(snapshot: &TargetsSnapshot, state: &str, pool: Option<&str>) ->
         data.push('}');
     }
     data.push_str("],\"droppedTargetCounts\":{");
-    for (i, (p, n)) in counts.iter().enumerate() {
+    let counts = snapshot.dropped_counts.iter().filter(|(p, _)| in_pool(p));
+    for (i, (p, n)) in counts.enumerate() {
         if i > 0 {
             data.push(',');
         }
