@@ -17,15 +17,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kiln_exposition::{
-    MetricFamily, MetricType, encode_text_family_header, encode_text_sample_with_extra,
+    Format, MetricFamily, MetricType, encode_text_family_header, encode_text_sample_with_extra,
 };
 use kiln_model::{Labels, Matcher, is_stale_nan};
 use kiln_storage::{Querier, SelectHints, StorageError, ValueKind};
 
 use crate::api::{ApiState, now_ms, params, selectors};
-
-/// The content type of the text format 0.0.4.
-const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// One series' newest sample.
 struct Latest {
@@ -143,7 +140,11 @@ pub(crate) async fn federate(
     })
     .await;
     match answer {
-        Ok(Ok(out)) => ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], out).into_response(),
+        Ok(Ok(out)) => (
+            [(header::CONTENT_TYPE, Format::Text004.content_type())],
+            out,
+        )
+            .into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

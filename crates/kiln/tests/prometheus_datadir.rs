@@ -4,20 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Kills the Prometheus server it holds (by PID) when dropped.
-struct ServerGuard(Child);
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn kiln_reads_a_real_prometheus_data_dir() {
@@ -35,18 +25,7 @@ fn kiln_reads_a_real_prometheus_data_dir() {
         ),
     )
     .expect("write config");
-    let child = Command::new("prometheus")
-        .args([
-            &format!("--config.file={}", config.display()),
-            &format!("--storage.tsdb.path={}", data.display()),
-            &format!("--web.listen-address=127.0.0.1:{port}"),
-            "--web.enable-admin-api",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let mut server = ServerGuard(child);
+    let mut server = start_prometheus(&config, &data, port, &["--web.enable-admin-api"]);
 
     // Wait until it has scraped itself a few times.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -7,23 +7,15 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http, interop_enabled, start_kiln_server, url_encode};
+use common::{
+    ChildGuard, free_port, http, interop_enabled, start_kiln_server, start_prometheus, url_encode,
+};
 
-/// Kills the process when the test ends, however it ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command) -> Process {
-    Process(
+fn spawn(cmd: &mut Command) -> ChildGuard {
+    ChildGuard(
         cmd.stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -83,15 +75,7 @@ fn kiln_stores_what_prometheus_stores_from_real_exporters() {
         ),
     )
     .expect("write config");
-    let _prometheus = spawn(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.path().join("prom").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-    );
+    let _prometheus = start_prometheus(&config, &tmp.path().join("prom"), prom_port, &[]);
     let kiln_dir = tmp.path().join("kiln");
     let kiln = start_kiln_server(&[
         "--web.listen-address",
@@ -192,15 +176,7 @@ fn kiln_federates_from_prometheus() {
         ),
     )
     .expect("write prometheus config");
-    let _prometheus = spawn(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.path().join("prom").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-    );
+    let _prometheus = start_prometheus(&prom_config, &tmp.path().join("prom"), prom_port, &[]);
     // The lecture's global Prometheus: federate with honor_labels from the regional one.
     let kiln_config = tmp.path().join("kiln.yml");
     std::fs::write(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
@@ -271,18 +271,6 @@ fn config_file_external_labels_reach_federate() {
     );
 }
 
-/// Starts a real Prometheus; the caller kills it.
-fn start_prometheus(config: &std::path::Path, data: &std::path::Path, port: u16) -> Child {
-    Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus")
-}
-
 #[test]
 fn prometheus_federates_from_kiln() {
     if !interop_enabled("prometheus_federates_from_kiln") {
@@ -303,7 +291,7 @@ fn prometheus_federates_from_kiln() {
         ),
     )
     .expect("write prometheus.yml");
-    let mut prom = start_prometheus(&config, &tmp.path().join("prom"), prom_port);
+    let prom = start_prometheus(&config, &tmp.path().join("prom"), prom_port, &[]);
     let query = "/api/v1/query?query=%7B__name__%3D~%22job%3A.%2A%7Cmodel_.%2A%22%7D";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let body = loop {
@@ -314,14 +302,11 @@ fn prometheus_federates_from_kiln() {
             break body;
         }
         if std::time::Instant::now() > deadline {
-            let _ = prom.kill();
-            let _ = prom.wait();
             panic!("Prometheus did not federate from Kiln within 60 s");
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
-    let _ = prom.kill();
-    let _ = prom.wait();
+    drop(prom);
     // honor_labels keeps the series' own labels; `instance=""` from Kiln keeps the
     // scraper from adding its target's instance; the scrape job fills in a missing job.
     // (The query's own evaluation time is in the answer, so only the value is compared.)
@@ -373,7 +358,7 @@ fn format_query_formats_like_prometheus() {
     let config = tmp.path().join("prometheus.yml");
     std::fs::write(&config, "global: {}\n").expect("write config");
     let prom_port = free_port();
-    let mut prom = start_prometheus(&config, &tmp.path().join("prom"), prom_port);
+    let prom = start_prometheus(&config, &tmp.path().join("prom"), prom_port, &[]);
     let queries = [
         "histogram_quantile(0.99, sum(rate(model_inference_duration_seconds_bucket[5m])) by (model_name, le))",
         "100 * avg(nvidia_gpu_memory_used_bytes / nvidia_gpu_memory_total_bytes) by (job_name, namespace)",
@@ -388,8 +373,6 @@ fn format_query_formats_like_prometheus() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while http(prom_port, "GET", "/-/ready").is_none_or(|(s, _)| s != 200) {
         if std::time::Instant::now() > deadline {
-            let _ = prom.kill();
-            let _ = prom.wait();
             panic!("Prometheus did not start within 30 s");
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -409,7 +392,6 @@ fn format_query_formats_like_prometheus() {
             (want != got).then(|| format!("{q}\n  prometheus: {want:?}\n  kiln: {got:?}"))
         })
         .collect();
-    let _ = prom.kill();
-    let _ = prom.wait();
+    drop(prom);
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }

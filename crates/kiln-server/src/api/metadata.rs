@@ -35,11 +35,7 @@ pub(crate) async fn metadata(
     let metric = p.get("metric").filter(|m| !m.is_empty());
     let limit_metrics = limit(&p, "limit")?;
     let limit_per_metric = limit(&p, "limit_per_metric")?;
-    let snapshot = state
-        .targets
-        .as_ref()
-        .map(|v| v.snapshot())
-        .unwrap_or_default();
+    let snapshot = state.targets_snapshot();
     // Family name -> distinct metadata, in the order first seen.
     let mut all: BTreeMap<&str, Vec<&FamilyMetadata>> = BTreeMap::new();
     for target in &snapshot.active {

@@ -69,6 +69,14 @@ impl ApiState {
         }
     }
 
+    /// The scrape targets now (none when the server does not scrape).
+    pub(crate) fn targets_snapshot(&self) -> kiln_scrape::TargetsSnapshot {
+        self.targets
+            .as_ref()
+            .map(|v| v.snapshot())
+            .unwrap_or_default()
+    }
+
     /// Sets where `/api/v1/targets` reads the targets.
     pub fn with_targets(mut self, targets: kiln_scrape::TargetsView) -> Self {
         self.targets = Some(targets);
@@ -545,7 +553,7 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         Ok(out) => (
             [(
                 header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
+                kiln_exposition::Format::Text004.content_type(),
             )],
             out,
         )

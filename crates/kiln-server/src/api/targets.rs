@@ -121,11 +121,7 @@ pub(crate) async fn targets(
             "invalid parameter \"state\": {which:?}"
         )));
     }
-    let snapshot = state
-        .targets
-        .as_ref()
-        .map(|v| v.snapshot())
-        .unwrap_or_default();
+    let snapshot = state.targets_snapshot();
     let data = write_targets(&snapshot, &which, p.get("scrapePool"));
     Ok(json_response(
         StatusCode::OK,

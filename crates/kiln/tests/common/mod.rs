@@ -251,3 +251,33 @@ pub(crate) fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A child process killed (by PID) when the guard is dropped, however the test ends.
+pub(crate) struct ChildGuard(pub(crate) std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a real Prometheus on 127.0.0.1:`port` with `extra` flags, output discarded.
+pub(crate) fn start_prometheus(
+    config: &Path,
+    data: &Path,
+    port: u16,
+    extra: &[&str],
+) -> ChildGuard {
+    ChildGuard(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    )
+}
