@@ -9,12 +9,12 @@ declare -A LAYER=(
     [kiln-model]=0 [kiln-chunkenc]=0 [kiln-exposition]=0
     [kiln-storage]=1 [kiln-config]=1
     [kiln-promql]=2 [kiln-tsdb]=2
-    [kiln-scrape]=3 [kiln-rules]=3 [kiln-remote]=3 [kiln-query]=3 [kiln-objstore]=3 [kiln-exporter]=3
+    [kiln-scrape]=3 [kiln-http-client]=3 [kiln-discovery]=3 [kiln-rules]=3 [kiln-remote]=3 [kiln-query]=3 [kiln-objstore]=3 [kiln-exporter]=3
     [kiln-server]=4
     [kiln]=5
 )
 # kiln-model is the base of L0: the other L0 crates may build on its types.
-SIDEWAYS=" kiln-query->kiln-remote kiln-query->kiln-objstore kiln-exposition->kiln-model kiln-chunkenc->kiln-model "
+SIDEWAYS=" kiln-scrape->kiln-http-client kiln-scrape->kiln-discovery kiln-discovery->kiln-http-client kiln-query->kiln-remote kiln-query->kiln-objstore kiln-exposition->kiln-model kiln-chunkenc->kiln-model "
 # L0-L2 must not pull in an async runtime or an HTTP stack.
 FORBIDDEN_LOW="tokio hyper axum reqwest"
 

@@ -87,6 +87,24 @@ impl Default for HttpClientConfig {
     }
 }
 
+impl HttpClientConfig {
+    /// Makes the `*_file` paths relative to `dir` (see [`crate::Config::resolve_paths`]).
+    pub fn resolve_paths(&mut self, dir: &std::path::Path) {
+        use crate::join_dir;
+        if let Some(b) = &mut self.basic_auth {
+            join_dir(dir, &mut b.username_file);
+            join_dir(dir, &mut b.password_file);
+        }
+        if let Some(a) = &mut self.authorization {
+            join_dir(dir, &mut a.credentials_file);
+        }
+        let tls = &mut self.tls_config;
+        for f in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file] {
+            join_dir(dir, f);
+        }
+    }
+}
+
 /// `<http_config>` as written. The configs that embed it get its fields through
 /// [`with_http_client_fields!`], because serde's `flatten` would stop unknown keys from
 /// being errors.

@@ -14,9 +14,10 @@
 //! load, and listed by [`Config::unapplied_sections`] so callers can say loudly that they
 //! are not applied. Service discoveries Kiln does not have are errors, never ignored.
 //!
-//! The crate is pure: it reads the main file and nothing else. Resolving `rule_files` and
-//! `scrape_config_files` globs, and reading secrets from `*_file` fields, is the caller's
-//! job, at the time it needs them (a reload reads them again).
+//! The crate is pure: it reads the main file and nothing else. [`Config::load_file`]
+//! makes relative paths relative to the file's directory; expanding `rule_files` and
+//! `scrape_config_files` globs, and reading secrets from `*_file` fields, is the
+//! caller's job, at the time it needs them (a reload reads them again).
 
 mod global;
 mod http;
@@ -115,7 +116,37 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
+    /// Makes every relative file path of the config (rule files, `file_sd_configs`
+    /// files, `*_file` secrets, TLS files, kubeconfig) relative to `dir`, the config
+    /// file's directory, as Prometheus does.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        for f in self
+            .rule_files
+            .iter_mut()
+            .chain(self.scrape_config_files.iter_mut())
+        {
+            join_dir(dir, f);
+        }
+        for sc in &mut self.scrape_configs {
+            sc.http_client.resolve_paths(dir);
+            for fsd in &mut sc.file_sd_configs {
+                fsd.files.iter_mut().for_each(|f| join_dir(dir, f));
+            }
+            for hsd in &mut sc.http_sd_configs {
+                hsd.http_client.resolve_paths(dir);
+            }
+            for ksd in &mut sc.kubernetes_sd_configs {
+                ksd.http_client.resolve_paths(dir);
+                join_dir(dir, &mut ksd.kubeconfig_file);
+            }
+        }
     }
 
     /// Parses `text`; `path` names the file in errors.
@@ -189,6 +220,13 @@ impl Config {
     /// The scrape config for `job_name`.
     pub fn scrape_config(&self, job_name: &str) -> Option<&ScrapeConfig> {
         self.scrape_configs.iter().find(|s| s.job_name == job_name)
+    }
+}
+
+/// Joins a non-empty relative `path` to `dir`.
+pub(crate) fn join_dir(dir: &Path, path: &mut String) {
+    if !path.is_empty() && Path::new(path.as_str()).is_relative() {
+        *path = dir.join(path.as_str()).display().to_string();
     }
 }
 

@@ -13,7 +13,8 @@
 //!   reloads where nothing changed.
 //! - [`status`]: targets' health and last scrape, read through a [`TargetsView`].
 //!
-//! Targets come from `static_configs`; the other service discoveries join the manager.
+//! Target groups come from `kiln-discovery`; HTTP clients (TLS, auth) from
+//! `kiln-http-client`.
 
 pub mod append;
 pub mod manager;

@@ -4,13 +4,15 @@
 //! Applying a configuration keeps the loop of every target whose scrape config and
 //! labels are unchanged (its schedule and staleness tracking go on undisturbed), stops
 //! the loops of targets that are gone or changed (their series get staleness markers)
-//! and starts the new ones. Targets come from `static_configs`; the other discoveries
-//! join here as they are built.
+//! and starts the new ones. Target groups come from `kiln-discovery`: the caller passes
+//! the current groups of every job with the config, and again whenever discovery
+//! publishes a change ([`ScrapeManager::apply_groups`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kiln_config::{Config, ScrapeConfig};
+use kiln_config::{Config, HttpClientConfig, ScrapeConfig};
+use kiln_http_client::HttpClient;
 use kiln_model::Labels;
 use kiln_storage::Appendable;
 use tokio::sync::watch;
@@ -32,38 +34,46 @@ struct RunningLoop {
 /// Runs the scrape loops. Must be used inside a tokio runtime.
 pub struct ScrapeManager {
     storage: Arc<dyn Appendable>,
-    client: reqwest::Client,
+    config: Arc<Config>,
+    /// One client per job, rebuilt when the job's `<http_config>` changes.
+    clients: HashMap<String, (HttpClientConfig, HttpClient)>,
     loops: HashMap<(String, Labels), RunningLoop>,
     view: TargetsView,
 }
 
+const USER_AGENT: &str = concat!("Kiln/", env!("CARGO_PKG_VERSION"));
+
 impl ScrapeManager {
-    pub fn new(storage: Arc<dyn Appendable>) -> Result<ScrapeManager, String> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("Kiln/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("building the HTTP client: {e}"))?;
-        Ok(ScrapeManager {
+    pub fn new(storage: Arc<dyn Appendable>) -> ScrapeManager {
+        ScrapeManager {
             storage,
-            client,
+            config: Arc::new(Config::default()),
+            clients: HashMap::new(),
             loops: HashMap::new(),
             view: TargetsView::default(),
-        })
+        }
     }
 
-    /// Brings the running loops in line with `config`.
-    pub async fn apply(&mut self, config: &Config) {
+    /// Brings the running loops in line with `config` and the jobs' target groups.
+    pub async fn apply(&mut self, config: &Config, groups: &HashMap<String, Vec<TargetGroup>>) {
+        self.config = Arc::new(config.clone());
+        self.apply_groups(groups).await;
+    }
+
+    /// Brings the running loops in line with new target groups under the current config.
+    pub async fn apply_groups(&mut self, groups: &HashMap<String, Vec<TargetGroup>>) {
+        let config = self.config.clone();
         let mut wanted: HashMap<(String, Labels), (Arc<ScrapeConfig>, Target)> = HashMap::new();
         let mut dropped = Vec::new();
         let mut dropped_counts = Vec::new();
+        self.clients
+            .retain(|job, _| config.scrape_config(job).is_some());
         for sc in &config.scrape_configs {
-            let groups: Vec<TargetGroup> = sc
-                .static_configs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| TargetGroup::from_static(i, s))
-                .collect();
-            let populated = populate_targets(sc, &groups);
+            if !self.ensure_client(sc) {
+                continue;
+            }
+            let job_groups = groups.get(&sc.job_name).map_or(&[][..], |g| g.as_slice());
+            let populated = populate_targets(sc, job_groups);
             for (labels, e) in &populated.errors {
                 warn!(job = %sc.job_name, target = %labels, error = %e, "skipping target");
             }
@@ -123,8 +133,11 @@ impl ScrapeManager {
             }
             let (stop, stop_rx) = watch::channel(false);
             let status = SharedStatus::default();
+            let Some((_, client)) = self.clients.get(&sc.job_name) else {
+                continue;
+            };
             let handle = tokio::spawn(run_scrape_loop(
-                self.client.clone(),
+                client.clone(),
                 sc.clone(),
                 target.clone(),
                 self.storage.clone(),
@@ -148,6 +161,28 @@ impl ScrapeManager {
             started, "scrape targets applied"
         );
         self.publish(dropped, dropped_counts);
+    }
+
+    /// Makes sure the job has a client for its `<http_config>`; false (logged) when the
+    /// config cannot make one (a missing CA file, say): the job is not scraped.
+    fn ensure_client(&mut self, sc: &ScrapeConfig) -> bool {
+        if let Some((cfg, _)) = self.clients.get(&sc.job_name)
+            && *cfg == sc.http_client
+        {
+            return true;
+        }
+        match HttpClient::new(&sc.http_client, USER_AGENT) {
+            Ok(client) => {
+                self.clients
+                    .insert(sc.job_name.clone(), (sc.http_client.clone(), client));
+                true
+            }
+            Err(e) => {
+                warn!(job = %sc.job_name, error = %e, "cannot create the job's HTTP client; its targets are not scraped");
+                self.clients.remove(&sc.job_name);
+                false
+            }
+        }
     }
 
     /// A handle on the targets for the targets API.

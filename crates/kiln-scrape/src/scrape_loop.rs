@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use kiln_config::ScrapeConfig;
 use kiln_exposition::Format;
+use kiln_http_client::{HttpClient, error_chain};
 use kiln_model::{METRIC_NAME, STALE_NAN};
 use kiln_storage::{Appendable, SampleValue};
 use tokio::sync::watch;
@@ -68,16 +69,6 @@ pub fn accept_header(protocols: &[String]) -> String {
     out
 }
 
-/// Reads a credential: inline when set, else from `file` (trailing newline removed).
-fn credential(inline: &str, file: &str) -> Result<String, ScrapeError> {
-    if !inline.is_empty() || file.is_empty() {
-        return Ok(inline.to_owned());
-    }
-    std::fs::read_to_string(file)
-        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-        .map_err(|e| ScrapeError::Fetch(format!("reading {file}: {e}")))
-}
-
 /// The parser for a response's `Content-Type`, as Prometheus 3 picks it: OpenMetrics for
 /// `application/openmetrics-text`, the text format for `text/plain`; for a blank,
 /// unparsable or other type, the config's `fallback_scrape_protocol`, and without one the
@@ -114,14 +105,15 @@ pub fn scrape_format(content_type: &str, fallback: &str) -> Result<Format, Scrap
 
 /// Fetches one scrape: the body and the format its `Content-Type` says.
 pub async fn fetch(
-    client: &reqwest::Client,
+    client: &HttpClient,
     config: &ScrapeConfig,
     target: &Target,
 ) -> Result<(Vec<u8>, Format), ScrapeError> {
-    let fetch_err = |e: reqwest::Error| ScrapeError::Fetch(e.to_string());
+    let fetch_err = |e: reqwest::Error| ScrapeError::Fetch(error_chain(&e));
     let timeout = target.timeout().as_std();
     let mut req = client
         .get(target.url())
+        .map_err(|e| ScrapeError::Fetch(e.to_string()))?
         .timeout(timeout)
         .header("Accept", accept_header(&config.scrape_protocols))
         .header(
@@ -132,16 +124,6 @@ pub async fn fetch(
         req = req.header("Accept-Encoding", "gzip");
     } else {
         req = req.header("Accept-Encoding", "identity");
-    }
-    let http = &config.http_client;
-    if let Some(b) = &http.basic_auth {
-        let user = credential(&b.username, &b.username_file)?;
-        let pass = credential(&b.password, &b.password_file)?;
-        req = req.basic_auth(user, Some(pass));
-    }
-    if let Some(a) = &http.authorization {
-        let cred = credential(&a.credentials, &a.credentials_file)?;
-        req = req.header("Authorization", format!("{} {cred}", a.kind));
     }
     let mut resp = req.send().await.map_err(fetch_err)?;
     if !resp.status().is_success() {
@@ -190,7 +172,7 @@ pub async fn fetch(
 
 /// One target's loop. Runs until `stop` says `true` (or its sender is dropped).
 pub async fn run_scrape_loop(
-    client: reqwest::Client,
+    client: HttpClient,
     config: Arc<ScrapeConfig>,
     target: Target,
     storage: Arc<dyn Appendable>,

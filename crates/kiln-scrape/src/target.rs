@@ -18,7 +18,8 @@
 
 use std::collections::HashSet;
 
-use kiln_config::{Duration, ScrapeConfig, StaticConfig};
+use kiln_config::{Duration, ScrapeConfig};
+pub use kiln_discovery::TargetGroup;
 use kiln_model::relabel::relabel;
 use kiln_model::{Labels, LabelsBuilder};
 
@@ -31,39 +32,6 @@ pub const PARAM_LABEL_PREFIX: &str = "__param_";
 pub const META_LABEL_PREFIX: &str = "__meta_";
 pub const JOB_LABEL: &str = "job";
 pub const INSTANCE_LABEL: &str = "instance";
-
-/// Targets that share labels, as one service discovery update delivers them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetGroup {
-    /// Names the group within its discovery (a static config's index, a file path and
-    /// index); an update replaces the group with the same source.
-    pub source: String,
-    /// One label set per target, each with at least `__address__`.
-    pub targets: Vec<Labels>,
-    /// Labels of every target of the group; a target's own label of a name wins.
-    pub labels: Labels,
-}
-
-impl TargetGroup {
-    /// The group of the `index`th entry of `static_configs`.
-    pub fn from_static(index: usize, config: &StaticConfig) -> TargetGroup {
-        TargetGroup {
-            source: index.to_string(),
-            targets: config
-                .targets
-                .iter()
-                .map(|t| Labels::from_pairs(&[(ADDRESS_LABEL, t.as_str())]))
-                .collect(),
-            labels: Labels::from_pairs(
-                &config
-                    .labels
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
-                    .collect::<Vec<_>>(),
-            ),
-        }
-    }
-}
 
 /// A target to scrape.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -113,19 +113,6 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Option<kiln_con
     };
     let config = kiln_config::Config::load_file(path)?;
     info!(file = %path.display(), "loaded configuration");
-    for sc in &config.scrape_configs {
-        let undiscovered = sc.file_sd_configs.len()
-            + sc.http_sd_configs.len()
-            + sc.dns_sd_configs.len()
-            + sc.kubernetes_sd_configs.len();
-        if undiscovered > 0 {
-            warn!(
-                job = %sc.job_name,
-                "only static_configs targets are scraped by this Kiln version; \
-                 file, HTTP, DNS and Kubernetes discovery are not run yet"
-            );
-        }
-    }
     if !config.rule_files.is_empty() {
         warn!("rule_files are not evaluated by this Kiln version yet");
     }
@@ -180,12 +167,14 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         kiln_server::self_metrics::write_self_metrics(&metrics_db, &process, out)
     });
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
-    let mut scrapes =
-        kiln_scrape::ScrapeManager::new(db.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let mut scrapes = ScrapeService {
+        discovery: kiln_discovery::DiscoveryManager::new(),
+        scrapes: kiln_scrape::ScrapeManager::new(db.clone()),
+    };
     let mut api = ApiState::new(db.clone(), engine)
         .with_external_labels(external_labels)
         .with_self_metrics(self_metrics)
-        .with_targets(scrapes.view())
+        .with_targets(scrapes.scrapes.view())
         .with_flags(args.flag_values())
         .with_tsdb(db.clone())
         .with_runtime(kiln_server::RuntimeInfo::new(args.retention_description()));
@@ -229,6 +218,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             None => embedded_config(address)?,
         };
         scrapes.apply(&config).await;
+        let watcher = scrapes.discovery.watcher();
         let scrapes = Arc::new(tokio::sync::Mutex::new(scrapes));
         let reloader = tokio::spawn(reload_loop(
             args.config_file.clone(),
@@ -236,6 +226,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             state.clone(),
             reload_rx,
         ));
+        let discovered = tokio::spawn(discovery_updates(scrapes.clone(), watcher));
         info!(address = %address, "Kiln server is ready");
         // Tests and scripts read the bound address (useful with port 0) from here.
         eprintln!("listening on {address}");
@@ -244,8 +235,14 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             .context("serving HTTP");
         reloader.abort();
         let _ = reloader.await;
+        discovered.abort();
+        let _ = discovered.await;
         // Stopped targets get their staleness markers before storage closes.
-        scrapes.lock().await.stop_all().await;
+        {
+            let mut scrapes = scrapes.lock().await;
+            scrapes.discovery.stop_all();
+            scrapes.scrapes.stop_all().await;
+        }
         drop(scrapes);
         served
     });
@@ -262,13 +259,55 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Service discovery and the scrape loops it feeds, reconfigured together.
+struct ScrapeService {
+    discovery: kiln_discovery::DiscoveryManager,
+    scrapes: kiln_scrape::ScrapeManager,
+}
+
+impl ScrapeService {
+    /// Runs the discoveries of `config` (unchanged ones keep running) and brings the
+    /// scrape loops in line with it and the groups known now.
+    async fn apply(&mut self, config: &kiln_config::Config) {
+        self.discovery.apply(
+            config
+                .scrape_configs
+                .iter()
+                .map(|sc| {
+                    let d = kiln_discovery::DiscoveryConfigs::of_scrape_config(sc);
+                    (sc.job_name.clone(), d)
+                })
+                .collect(),
+        );
+        let groups = self.discovery.groups();
+        self.scrapes.apply(config, &groups).await;
+    }
+}
+
+/// Hands discovery's changes to the scrape manager: at once, then at most every 5 s,
+/// as Prometheus does, so a flapping discovery does not churn the scrape loops.
+async fn discovery_updates(
+    service: Arc<tokio::sync::Mutex<ScrapeService>>,
+    watcher: kiln_discovery::ChangeWatcher,
+) {
+    loop {
+        watcher.changed().await;
+        {
+            let mut service = service.lock().await;
+            let groups = service.discovery.groups();
+            service.scrapes.apply_groups(&groups).await;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
 /// Reloads the configuration on SIGHUP and on `/-/reload` requests: a valid file
 /// replaces the scrape targets (unchanged ones keep running) and the external labels; an
 /// invalid one is reported and the running configuration stays. Without a config file
 /// there is nothing to reload.
 async fn reload_loop(
     path: Option<PathBuf>,
-    scrapes: Arc<tokio::sync::Mutex<kiln_scrape::ScrapeManager>>,
+    scrapes: Arc<tokio::sync::Mutex<ScrapeService>>,
     state: Arc<ApiState>,
     mut requests: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Result<(), String>>>,
 ) {

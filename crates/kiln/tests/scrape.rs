@@ -3,54 +3,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{KilnServer, free_port, http, start_kiln_server};
+use common::{KilnServer, exporter, free_port, http, start_kiln_server, wait_for};
 
 fn start(args: &[&str]) -> KilnServer {
     start_kiln_server(args)
-}
-
-/// Serves `body` as a text exposition to every request, on a thread, until the test
-/// process ends. Returns the port.
-fn exporter(body: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
-
-/// Polls an instant query until its answer contains every `want`, for up to `limit`.
-fn wait_for(port: u16, query: &str, want: &[&str], limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let path = format!("/api/v1/query?query={query}");
-        if let Some((200, body)) = http(port, "GET", &path)
-            && want.iter().all(|w| body.contains(w))
-        {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{query}: no {want:?} within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 #[test]

@@ -3,8 +3,11 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// Whether interop tests against real Prometheus tools should run. Prints a loud notice
 /// when they are skipped.
@@ -280,4 +283,49 @@ pub(crate) fn start_prometheus(
             .spawn()
             .expect("start prometheus"),
     )
+}
+
+/// Serves `body` as a text exposition to every request, on a thread, until the test
+/// process ends. Returns the port.
+pub(crate) fn exporter(body: &'static str) -> u16 {
+    serve_fixed("text/plain; version=0.0.4", body)
+}
+
+/// Serves `body` with `content_type` to every request, on a thread, until the test
+/// process ends. Returns the port.
+pub(crate) fn serve_fixed(content_type: &'static str, body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// Polls an instant query until its answer contains every `want`, for up to `limit`.
+pub(crate) fn wait_for(port: u16, query: &str, want: &[&str], limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let path = format!("/api/v1/query?query={query}");
+        if let Some((200, body)) = http(port, "GET", &path)
+            && want.iter().all(|w| body.contains(w))
+        {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{query}: no {want:?} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
