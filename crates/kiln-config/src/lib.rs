@@ -34,8 +34,8 @@ pub use global::GlobalConfig;
 pub use http::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
 pub use scrape::{Scheme, ScrapeConfig};
 pub use sd::{
-    DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesRole, KubernetesSdConfig,
-    StaticConfig,
+    DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesAttachMetadata,
+    KubernetesNamespaces, KubernetesRole, KubernetesSdConfig, KubernetesSelector, StaticConfig,
 };
 pub use units::{Duration, Size};
 
