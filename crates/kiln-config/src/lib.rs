@@ -22,6 +22,7 @@
 mod global;
 mod http;
 mod relabel;
+mod render;
 mod scrape;
 mod sd;
 mod units;
@@ -30,7 +31,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use global::GlobalConfig;
+pub use global::{GlobalConfig, ScrapeLimits};
 pub use http::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
 pub use scrape::{Scheme, ScrapeConfig};
 pub use sd::{
@@ -38,6 +39,15 @@ pub use sd::{
     KubernetesNamespaces, KubernetesRole, KubernetesSdConfig, KubernetesSelector, StaticConfig,
 };
 pub use units::{Duration, Size};
+
+/// The exposition formats asked for, in order, when `scrape_protocols` is not set
+/// (Prometheus's default without protobuf, which Kiln does not parse).
+pub const DEFAULT_SCRAPE_PROTOCOLS: [&str; 4] = [
+    "OpenMetricsText1.0.0",
+    "OpenMetricsText0.0.1",
+    "PrometheusText1.0.0",
+    "PrometheusText0.0.4",
+];
 
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -34,12 +34,6 @@ use crate::target::Target;
 /// The `Accept` header for `protocols` (Prometheus's names), highest preference first.
 /// Protocols Kiln cannot parse (protobuf) are left out.
 pub fn accept_header(protocols: &[String]) -> String {
-    const DEFAULT: [&str; 4] = [
-        "OpenMetricsText1.0.0",
-        "OpenMetricsText0.0.1",
-        "PrometheusText1.0.0",
-        "PrometheusText0.0.4",
-    ];
     let media = |p: &str| match p {
         "OpenMetricsText1.0.0" => Some("application/openmetrics-text;version=1.0.0"),
         "OpenMetricsText0.0.1" => Some("application/openmetrics-text;version=0.0.1"),
@@ -48,7 +42,7 @@ pub fn accept_header(protocols: &[String]) -> String {
         _ => None,
     };
     let chosen: Vec<&str> = if protocols.is_empty() {
-        DEFAULT.to_vec()
+        kiln_config::DEFAULT_SCRAPE_PROTOCOLS.to_vec()
     } else {
         protocols
             .iter()

@@ -39,6 +39,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(api::format_query).post(api::format_query),
         )
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
+        .route("/api/v1/status/config", get(api::status_config))
         .route("/api/v1/status/flags", get(api::flags))
         .route("/api/v1/status/runtimeinfo", get(api::runtimeinfo))
         .route("/api/v1/status/tsdb", get(api::tsdb_status))

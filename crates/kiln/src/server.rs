@@ -152,11 +152,6 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_samples: args.max_samples,
         ..EngineOptions::default()
     };
-    let external_labels = config
-        .as_ref()
-        .map(|c| c.global.external_labels.iter().collect::<Vec<_>>())
-        .map(|pairs| kiln_model::Labels::from_pairs(&pairs))
-        .unwrap_or_else(kiln_model::Labels::empty);
     let process = kiln_server::self_metrics::ProcessInfo {
         start_time_seconds: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -172,7 +167,6 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         scrapes: kiln_scrape::ScrapeManager::new(db.clone()),
     };
     let mut api = ApiState::new(db.clone(), engine)
-        .with_external_labels(external_labels)
         .with_self_metrics(self_metrics)
         .with_targets(scrapes.scrapes.view())
         .with_flags(args.flag_values())
@@ -217,6 +211,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             Some(c) => c,
             None => embedded_config(address)?,
         };
+        state.set_config(&config);
         scrapes.apply(&config).await;
         let watcher = scrapes.discovery.watcher();
         let scrapes = Arc::new(tokio::sync::Mutex::new(scrapes));
@@ -334,8 +329,7 @@ async fn reload_loop(
             Some(p) => match load_config(Some(p)) {
                 Ok(Some(config)) => {
                     scrapes.lock().await.apply(&config).await;
-                    let pairs: Vec<_> = config.global.external_labels.iter().collect();
-                    state.set_external_labels(kiln_model::Labels::from_pairs(&pairs));
+                    state.set_config(&config);
                     info!(file = %p.display(), "configuration reloaded");
                     state.runtime.record_reload(true);
                     Ok(())

@@ -136,7 +136,10 @@ fn reload_applies_new_targets_and_keeps_running_on_bad_config() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("prometheus.yml");
     let job = |name: &str, port: u16| {
-        format!("  - job_name: {name}\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
+        format!(
+            "  - job_name: {name}\n    basic_auth: {{username: u, password: hunter2}}\n    \
+             static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        )
     };
     let global = "global:\n  scrape_interval: 1s\nscrape_configs:\n";
     std::fs::write(&config, format!("{global}{}", job("first", first))).expect("write");
@@ -169,6 +172,15 @@ fn reload_applies_new_targets_and_keeps_running_on_bad_config() {
     let (status, body) = http(server.port, "POST", "/-/reload").expect("reload");
     assert_eq!(status, 200, "{body}");
     wait_for(server.port, "second_metric", &[r#","2"]"#], limit);
+    // /api/v1/status/config shows the reloaded config, secrets masked.
+    let (status, body) = http(server.port, "GET", "/api/v1/status/config").expect("config");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let yaml = v["data"]["yaml"].as_str().expect("yaml string");
+    assert!(yaml.contains("- job_name: second\n"), "{yaml}");
+    assert!(yaml.contains("scrape_interval: 1s\n"), "{yaml}");
+    assert!(yaml.contains("password: <secret>"), "{yaml}");
+    assert!(!yaml.contains("hunter2"), "{yaml}");
     let (_, info) = http(server.port, "GET", "/api/v1/status/runtimeinfo").expect("runtimeinfo");
     assert!(info.contains(r#""reloadConfigSuccess":true"#), "{info}");
     assert!(info.contains(r#""storageRetention":"15d""#), "{info}");

@@ -31,9 +31,8 @@ use params::{MAX_TIME, MIN_TIME, Params, parse_duration, parse_time};
 pub struct ApiState {
     pub storage: Arc<dyn Queryable>,
     pub engine: Engine,
-    /// The `global.external_labels`, added by `/federate` to series that lack them.
-    /// Replaced on reload.
-    external_labels: std::sync::RwLock<Labels>,
+    /// The running configuration's external labels and YAML; replaced on reload.
+    loaded: std::sync::RwLock<LoadedConfig>,
     /// Where `/-/reload` sends its requests; `None` unless `--web.enable-lifecycle`.
     pub reload: Option<ReloadSender>,
     /// Writes the server's own metrics for `/metrics` (text format).
@@ -48,6 +47,15 @@ pub struct ApiState {
     pub tsdb: Option<Arc<kiln_tsdb::db::Db>>,
 }
 
+/// What the API needs of the running configuration.
+#[derive(Default)]
+struct LoadedConfig {
+    /// `global.external_labels`, added by `/federate` to series that lack them.
+    external_labels: Labels,
+    /// For `/api/v1/status/config`.
+    yaml: String,
+}
+
 /// A configuration reload request: the reply says whether it worked.
 pub type ReloadSender = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>;
 
@@ -59,7 +67,7 @@ impl ApiState {
         ApiState {
             storage,
             engine: Engine::new(engine_opts),
-            external_labels: std::sync::RwLock::new(Labels::empty()),
+            loaded: std::sync::RwLock::new(LoadedConfig::default()),
             reload: None,
             self_metrics: None,
             targets: None,
@@ -107,25 +115,31 @@ impl ApiState {
         self
     }
 
-    /// Sets the external labels.
-    pub fn with_external_labels(self, external_labels: Labels) -> Self {
-        self.set_external_labels(external_labels);
-        self
-    }
-
-    /// Replaces the external labels (a configuration reload).
-    pub fn set_external_labels(&self, external_labels: Labels) {
-        *self
-            .external_labels
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = external_labels;
+    /// Sets the running configuration (at start and on every reload): its external
+    /// labels and what `/api/v1/status/config` shows.
+    pub fn set_config(&self, config: &kiln_config::Config) {
+        let pairs: Vec<_> = config.global.external_labels.iter().collect();
+        let loaded = LoadedConfig {
+            external_labels: Labels::from_pairs(&pairs),
+            yaml: config.to_yaml(),
+        };
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = loaded;
     }
 
     /// The current external labels.
     pub fn external_labels(&self) -> Labels {
-        self.external_labels
+        self.loaded
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .external_labels
+            .clone()
+    }
+
+    fn config_yaml(&self) -> String {
+        self.loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .yaml
             .clone()
     }
 
@@ -564,6 +578,14 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `/api/v1/status/config`: the running configuration as YAML, secrets masked.
+pub(crate) async fn status_config(State(state): State<Arc<ApiState>>) -> Response {
+    let mut data = String::from("{\"yaml\":");
+    json::string(&mut data, &state.config_yaml());
+    data.push('}');
+    json_response(StatusCode::OK, json::success(&data, &[], &[]))
 }
 
 /// `/api/v1/status/flags`: every flag and its value, as strings.
