@@ -5,6 +5,7 @@
 //!   information), JSON exactly as Prometheus writes it.
 //! - [`federate`]: `/federate`, the newest samples of selected series as text exposition.
 //! - [`self_metrics`]: `/metrics`, Kiln's own metrics under Prometheus's names.
+//! - [`server_metrics`]: the request and query metrics the router and handlers keep.
 //! - this file: the router, health and lifecycle endpoints (`/-/healthy`, `/-/ready`,
 //!   `/-/reload`) and [`serve`].
 //!
@@ -14,11 +15,15 @@
 pub mod api;
 pub mod federate;
 pub mod self_metrics;
+pub mod server_metrics;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post};
 
 pub use api::{ApiState, ReloadSender, RuntimeInfo, SelfMetricsWriter};
@@ -53,7 +58,26 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/-/healthy", get(|| async { "Kiln is Healthy.\n" }))
         .route("/-/ready", get(|| async { "Kiln is Ready.\n" }))
         .route("/-/reload", post(api::reload).put(api::reload))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_request,
+        ))
         .with_state(state)
+}
+
+/// Counts every request by route pattern and status, with its duration.
+async fn count_request(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let handler = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other", |p| p.as_str())
+        .to_owned();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .observe_request(&handler, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes the requests

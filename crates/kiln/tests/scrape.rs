@@ -95,6 +95,17 @@ fn scrapes_static_targets_and_itself() {
         body.contains("prometheus_tsdb_head_samples_appended_total{type=\"float\"} "),
         "{body}"
     );
+    // Request, query, target and config metrics, as Prometheus names them.
+    for want in [
+        "prometheus_http_requests_total{code=\"200\",handler=\"/api/v1/query\"} ",
+        "prometheus_http_request_duration_seconds_bucket{handler=\"/api/v1/targets\",le=\"0.1\"} ",
+        "prometheus_engine_query_duration_seconds_count{slice=\"inner_eval\"} ",
+        "prometheus_target_scrape_pool_targets{scrape_job=\"gpu\"} 1\n",
+        "prometheus_sd_discovered_targets{config=\"dropped\",name=\"scrape\"} 2\n",
+        "prometheus_config_last_reload_successful 1\n",
+    ] {
+        assert!(body.contains(want), "no {want:?} in\n{body}");
+    }
     // Cardinality of the head.
     let (status, body) = http(port, "GET", "/api/v1/status/tsdb?limit=3").expect("GET tsdb");
     assert_eq!(status, 200, "{body}");

@@ -45,6 +45,8 @@ pub struct ApiState {
     pub runtime: RuntimeInfo,
     /// The local TSDB, for `/api/v1/status/tsdb`.
     pub tsdb: Option<Arc<kiln_tsdb::db::Db>>,
+    /// Request and query metrics for `/metrics`.
+    pub metrics: crate::server_metrics::ServerMetrics,
 }
 
 /// What the API needs of the running configuration.
@@ -74,6 +76,7 @@ impl ApiState {
             flags: Vec::new(),
             runtime: RuntimeInfo::new(String::new()),
             tsdb: None,
+            metrics: crate::server_metrics::ServerMetrics::default(),
         }
     }
 
@@ -283,7 +286,14 @@ pub(crate) async fn query(
     };
     let engine = request_engine(&state, &p)?;
     let storage = state.storage.clone();
-    let result = blocking(move || Ok(engine.instant_query(&*storage, &query, t)?)).await?;
+    let _running = state.metrics.query_started();
+    let (result, took) = blocking(move || {
+        let started = std::time::Instant::now();
+        let r = engine.instant_query(&*storage, &query, t);
+        Ok((r?, started.elapsed()))
+    })
+    .await?;
+    state.metrics.observe_query_eval(took);
     let mut data = String::new();
     json::query_data(&mut data, &result.value);
     Ok(json_response(
@@ -321,8 +331,14 @@ pub(crate) async fn query_range(
     }
     let engine = request_engine(&state, &p)?;
     let storage = state.storage.clone();
-    let result =
-        blocking(move || Ok(engine.range_query(&*storage, &query, start, end, step)?)).await?;
+    let _running = state.metrics.query_started();
+    let (result, took) = blocking(move || {
+        let started = std::time::Instant::now();
+        let r = engine.range_query(&*storage, &query, start, end, step);
+        Ok((r?, started.elapsed()))
+    })
+    .await?;
+    state.metrics.observe_query_eval(took);
     let mut data = String::new();
     json::query_data(&mut data, &result.value);
     Ok(json_response(
@@ -560,6 +576,9 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     match tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         writer(&mut out);
+        state.metrics.write(&mut out);
+        state.runtime.write_metrics(&mut out);
+        targets::write_metrics(&state.targets_snapshot(), &mut out);
         out
     })
     .await

@@ -81,3 +81,47 @@ pub(crate) async fn runtimeinfo(State(state): State<Arc<ApiState>>) -> Response 
     data.push('}');
     json_response(StatusCode::OK, json::success(&data, &[], &[]))
 }
+
+impl RuntimeInfo {
+    /// Writes `prometheus_config_last_reload_successful` and
+    /// `prometheus_config_last_reload_success_timestamp_seconds`.
+    pub(crate) fn write_metrics(&self, out: &mut Vec<u8>) {
+        use kiln_exposition::{
+            MetricFamily, MetricType, encode_text_family_header, encode_text_sample,
+        };
+        let ok = if self.reload_success.load(Ordering::Acquire) {
+            1.0
+        } else {
+            0.0
+        };
+        let at = self.last_config_ms.load(Ordering::Acquire) as f64 / 1000.0;
+        for (name, help, v) in [
+            (
+                "prometheus_config_last_reload_successful",
+                "Whether the last configuration reload attempt was successful.",
+                ok,
+            ),
+            (
+                "prometheus_config_last_reload_success_timestamp_seconds",
+                "Timestamp of the last successful configuration reload.",
+                at,
+            ),
+        ] {
+            encode_text_family_header(
+                out,
+                &MetricFamily {
+                    name,
+                    help: Some(help),
+                    kind: MetricType::Gauge,
+                    unit: None,
+                },
+            );
+            encode_text_sample(
+                out,
+                &kiln_model::Labels::from_pairs(&[("__name__", name)]),
+                v,
+                None,
+            );
+        }
+    }
+}

@@ -129,6 +129,61 @@ pub(crate) async fn targets(
     ))
 }
 
+/// Writes `prometheus_target_scrape_pool_targets` (active targets per job) and
+/// `prometheus_sd_discovered_targets` (what discovery gave each job, dropped included).
+pub(crate) fn write_metrics(snapshot: &TargetsSnapshot, out: &mut Vec<u8>) {
+    use kiln_exposition::{
+        MetricFamily, MetricType, encode_text_family_header, encode_text_sample,
+    };
+    use std::collections::BTreeMap;
+
+    let mut active: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &snapshot.active {
+        *active.entry(t.scrape_pool.as_str()).or_default() += 1;
+    }
+    let mut discovered = active.clone();
+    for (pool, n) in &snapshot.dropped_counts {
+        *discovered.entry(pool.as_str()).or_default() += n;
+    }
+    let families = [
+        (
+            "prometheus_target_scrape_pool_targets",
+            "Current number of targets in this scrape pool.",
+            "scrape_job",
+            &active,
+        ),
+        (
+            "prometheus_sd_discovered_targets",
+            "Current number of discovered targets.",
+            "config",
+            &discovered,
+        ),
+    ];
+    for (name, help, label, counts) in families {
+        encode_text_family_header(
+            out,
+            &MetricFamily {
+                name,
+                help: Some(help),
+                kind: MetricType::Gauge,
+                unit: None,
+            },
+        );
+        for (job, n) in counts {
+            let mut pairs = vec![("__name__", name), (label, job)];
+            if name == "prometheus_sd_discovered_targets" {
+                pairs.push(("name", "scrape"));
+            }
+            encode_text_sample(
+                out,
+                &kiln_model::Labels::from_pairs(&pairs),
+                *n as f64,
+                None,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
