@@ -43,7 +43,7 @@ pub use encode::{
 pub use error::{ParseError, ParseErrorReason};
 pub use lint::{Problem, lint_text};
 pub use negotiate::negotiate;
-pub use parse::Parser;
+pub use parse::{Parser, series_labels};
 
 /// Which text format to parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,16 +121,21 @@ pub enum Entry<'a> {
     /// `# UNIT family unit` (OpenMetrics only).
     Unit { family: &'a str, unit: &'a str },
     /// A sample line.
-    Sample(SampleLine),
+    Sample(SampleLine<'a>),
     /// `# EOF`, the last entry of an OpenMetrics document.
     Eof,
 }
 
 /// One sample line. Exemplars are checked for syntax and dropped.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SampleLine {
+pub struct SampleLine<'a> {
+    /// The line's series as written: the metric name and its `{...}` label set, if any
+    /// (a slice of the input). The same series written the same way gives the same
+    /// text, which is what a scrape cache keys on (Prometheus's does too).
+    pub series: &'a str,
     /// All labels, the metric name as `__name__` included. Labels with an empty value
-    /// are absent, as everywhere in Kiln.
+    /// are absent, as everywhere in Kiln. Empty when [`ParserOptions::skip_labels`] is
+    /// set: [`series_labels`] builds them from `series` when needed.
     pub labels: kiln_model::Labels,
     /// The value; `NaN` has Go's NaN bits (`0x7ff8000000000001`), as Prometheus stores.
     pub value: f64,
@@ -154,6 +159,10 @@ pub struct ParserOptions {
     pub max_label_bytes: usize,
     /// Most labels on one sample, the metric name included. Default 512.
     pub max_labels: usize,
+    /// Validate label sets but do not build [`SampleLine::labels`] (nor
+    /// `empty_label_names`): for callers that look the series text up in a cache first
+    /// and build labels only for series they have not seen. Default false.
+    pub skip_labels: bool,
 }
 
 impl Default for ParserOptions {
@@ -162,6 +171,7 @@ impl Default for ParserOptions {
             max_line_bytes: 1 << 20,
             max_label_bytes: 64 << 10,
             max_labels: 512,
+            skip_labels: false,
         }
     }
 }

@@ -30,6 +30,10 @@ const OM_TYPES: &str =
 #[derive(Debug)]
 pub struct Parser<'a> {
     input: &'a [u8],
+    /// `input` as text when all of it is UTF-8 (checked once, up front), so lines need
+    /// no check of their own; `None` sends each line through its own check, which
+    /// finds the position of the bad byte.
+    text: Option<&'a str>,
     pos: usize,
     /// Line number of the line most recently read (0 before the first).
     line_no: usize,
@@ -61,6 +65,7 @@ impl<'a> Parser<'a> {
     pub fn with_options(input: &'a [u8], format: Format, opts: ParserOptions) -> Self {
         Parser {
             input,
+            text: std::str::from_utf8(input).ok(),
             pos: 0,
             line_no: 0,
             format,
@@ -228,7 +233,8 @@ impl<'a> Parser<'a> {
 
     // ---- Samples (both formats) ----
 
-    fn sample(&mut self, cur: &mut Cur<'a>, om: bool) -> Res<SampleLine> {
+    fn sample(&mut self, cur: &mut Cur<'a>, om: bool) -> Res<SampleLine<'a>> {
+        let series_from = cur.i;
         let name = cur.metric_name()?;
         self.builder.reset();
         self.names.clear();
@@ -250,6 +256,7 @@ impl<'a> Parser<'a> {
                 return Err(cur.unexpected("whitespace, '{' or the sample value"));
             }
         }
+        let series = cur.s[series_from..cur.i].trim_end();
         self.names.sort_unstable();
         if let Some(w) = self.names.windows(2).find(|w| w[0] == w[1]) {
             return Err(Fail {
@@ -292,8 +299,14 @@ impl<'a> Parser<'a> {
                 Some(ts)
             }
         };
+        let labels = if self.opts.skip_labels {
+            kiln_model::Labels::empty()
+        } else {
+            self.builder.build()
+        };
         Ok(SampleLine {
-            labels: self.builder.build(),
+            series,
+            labels,
             value,
             timestamp_ms,
             empty_label_names: std::mem::take(&mut self.empty),
@@ -421,10 +434,12 @@ impl<'a> Parser<'a> {
                     });
                 }
                 self.names.push(name);
-                if value.is_empty() {
-                    self.empty.push(name.to_owned());
+                if !self.opts.skip_labels {
+                    if value.is_empty() {
+                        self.empty.push(name.to_owned());
+                    }
+                    self.builder.set(name, &value);
                 }
-                self.builder.set(name, &value);
             } else {
                 runes += name.chars().count() + value.chars().count();
             }
@@ -448,6 +463,33 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// The labels of a series written as `series` (a [`SampleLine::series`]), and the names
+/// of labels it writes with an empty value.
+pub fn series_labels(
+    series: &str,
+    format: Format,
+) -> Result<(kiln_model::Labels, Vec<String>), ParseError> {
+    let mut doc = String::with_capacity(series.len() + 10);
+    doc.push_str(series);
+    doc.push_str(" 0\n");
+    if format == Format::OpenMetrics {
+        doc.push_str("# EOF\n");
+    }
+    let mut parser = Parser::new(doc.as_bytes(), format);
+    match parser.next() {
+        Some(Ok(Entry::Sample(s))) => Ok((s.labels, s.empty_label_names)),
+        Some(Err(e)) => Err(e),
+        _ => Err(ParseError {
+            line: 1,
+            column: 1,
+            reason: R::Unexpected {
+                expected: "a metric name",
+                found: snippet(series),
+            },
+        }),
+    }
+}
+
 impl<'a> Iterator for Parser<'a> {
     type Item = Result<Entry<'a>, ParseError>;
 
@@ -467,13 +509,18 @@ impl<'a> Iterator for Parser<'a> {
                 };
             }
             self.line_no += 1;
+            let start = self.pos;
             let bytes = match self.next_line() {
                 Ok(b) => b,
                 Err(f) => return self.fail(f.column, f.reason),
             };
-            let line = match std::str::from_utf8(bytes) {
-                Ok(s) => s,
-                Err(e) => return self.fail(e.valid_up_to() + 1, R::InvalidUtf8),
+            let line = match self.text {
+                // Lines end at '\n', a character boundary, so the slice is valid.
+                Some(text) => &text[start..start + bytes.len()],
+                None => match std::str::from_utf8(bytes) {
+                    Ok(s) => s,
+                    Err(e) => return self.fail(e.valid_up_to() + 1, R::InvalidUtf8),
+                },
             };
             match self.parse_line(line) {
                 Ok(None) => continue,

@@ -491,6 +491,7 @@ fn round_trip(fams: &[Fam], format: Format) -> Result<(), TestCaseError> {
                 encode_text_sample(&mut out, &l, *v, *ts);
             }
             want.push(Entry::Sample(kiln_exposition::SampleLine {
+                series: "",
                 labels: l,
                 value: f64::from_bits(want_bits(*v)),
                 timestamp_ms: *ts,

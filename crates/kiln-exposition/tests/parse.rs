@@ -21,6 +21,7 @@ fn parse_all(format: Format, input: &str) -> Result<Vec<Entry<'_>>, ParseError> 
 
 fn s(pairs: &[(&str, &str)], value: f64, ts: Option<i64>) -> Entry<'static> {
     Entry::Sample(SampleLine {
+        series: "",
         labels: Labels::from_pairs(pairs),
         value,
         timestamp_ms: ts,
@@ -465,6 +466,7 @@ fn limits() {
         max_line_bytes: 64,
         max_label_bytes: 8,
         max_labels: 3,
+        ..ParserOptions::default()
     };
     let long_line = format!("m{{a=\"{}\"}} 1\n", "x".repeat(100));
     let cases: &[(&str, usize, usize, R)] = &[
@@ -793,4 +795,65 @@ fn openmetrics_details() {
     for (input, want) in cases {
         check(OM, input, want);
     }
+}
+
+#[test]
+fn series_text_and_lazy_labels() {
+    let cases: &[(Format, &str, &[&str])] = &[
+        (
+            TEXT,
+            "gpu_util{gpu=\"0\", uuid=\"GPU-\\\"1\\\"\"}  87.5 1700\nup 1\nm {a=\"\"} 2\n",
+            &[
+                "gpu_util{gpu=\"0\", uuid=\"GPU-\\\"1\\\"\"}",
+                "up",
+                "m {a=\"\"}",
+            ],
+        ),
+        (
+            Format::OpenMetrics,
+            "# TYPE c counter\nc_total{a=\"1\"} 5 # {trace=\"x\"} 1\nc_total 7\n# EOF\n",
+            &["c_total{a=\"1\"}", "c_total"],
+        ),
+    ];
+    for (format, doc, want_series) in cases {
+        let full: Vec<SampleLine<'_>> = Parser::new(doc.as_bytes(), *format)
+            .filter_map(|e| match e.expect("parses") {
+                Entry::Sample(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let lazy_opts = ParserOptions {
+            skip_labels: true,
+            ..ParserOptions::default()
+        };
+        let lazy: Vec<SampleLine<'_>> = Parser::with_options(doc.as_bytes(), *format, lazy_opts)
+            .filter_map(|e| match e.expect("parses") {
+                Entry::Sample(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let series: Vec<&str> = full.iter().map(|s| s.series).collect();
+        assert_eq!(&series, want_series);
+        for (f, l) in full.iter().zip(&lazy) {
+            assert_eq!(f.series, l.series);
+            assert!(l.labels.is_empty());
+            assert_eq!(f.value.to_bits(), l.value.to_bits());
+            assert_eq!(f.timestamp_ms, l.timestamp_ms);
+            let (labels, empty) =
+                kiln_exposition::series_labels(l.series, *format).expect("labels");
+            assert_eq!(labels, f.labels, "{}", l.series);
+            assert_eq!(empty, f.empty_label_names);
+        }
+    }
+    // Skipping labels still validates them.
+    let bad = "m{a=\"1\",a=\"2\"} 1\n";
+    let opts = ParserOptions {
+        skip_labels: true,
+        ..ParserOptions::default()
+    };
+    assert!(Parser::with_options(bad.as_bytes(), TEXT, opts).any(|e| e.is_err()));
+    // Invalid UTF-8 is still reported at its line and column.
+    let doc = b"ok 1\nm{a=\"\xff\"} 1\n";
+    let err = Parser::new(doc, TEXT).find_map(Result::err).expect("error");
+    assert_eq!((err.line, err.column, err.reason), (2, 6, R::InvalidUtf8));
 }

@@ -22,10 +22,11 @@
 //! `scrape_body_size_bytes` (-1 when the body was over `body_size_limit`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use kiln_config::ScrapeConfig;
-use kiln_exposition::{Entry, Format, MetricType, Parser};
+use kiln_exposition::{Entry, Format, MetricType, Parser, ParserOptions, series_labels};
 use kiln_model::relabel::relabel;
 use kiln_model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
 use kiln_storage::{Appender, SampleValue, SeriesRef, StorageError};
@@ -41,11 +42,62 @@ pub struct FamilyMetadata {
 /// Family name to metadata, as a target's last successful scrape gave them.
 pub type TargetMetadata = Arc<BTreeMap<String, FamilyMetadata>>;
 
-/// The series a target's previous scrape wrote, for staleness and series refs, and the
-/// metadata of its families.
+/// A hasher for keys that are already 64-bit hashes (label-set hashes).
+#[derive(Default)]
+struct PrehashedKey(u64);
+
+impl Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `u64` keys; fold anything else in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ByLabelsHash<V> = HashMap<u64, V, BuildHasherDefault<PrehashedKey>>;
+
+/// What a series text of the body became, remembered across scrapes.
+#[derive(Debug)]
+struct SeriesEntry {
+    /// The final labels (target labels joined, metric relabeling applied); `None` when
+    /// relabeling drops the series.
+    labels: Option<Labels>,
+    /// `labels.hash()`: staleness is tracked per label set.
+    hash: u64,
+    /// The storage's reference, 0 until the first append.
+    series_ref: SeriesRef,
+    /// The scrape that last had this text.
+    last_seen: u64,
+}
+
+/// How many scrapes a series text may be missing before its entry is forgotten.
+const CACHE_KEEP_SCRAPES: u64 = 10;
+
+/// What a target's scrapes remember, as Prometheus's scrape cache does.
+///
+/// - Series text (`gpu_util{gpu="0"}`, exactly as written) to its final labels and
+///   storage reference: a series seen before skips label parsing, target labels,
+///   relabeling and limit checks, which dominate the cost of a scrape otherwise.
+///   Entries are computed with the loop's config and target labels, so a cache belongs
+///   to one target under one config (the scrape manager starts a new loop, with a new
+///   cache, when either changes).
+/// - The label sets the last scrape wrote, for staleness markers and
+///   `scrape_series_added`.
+/// - The metadata of the target's families.
 #[derive(Debug, Default)]
 pub struct ScrapeCache {
-    previous: HashMap<Labels, SeriesRef>,
+    series: HashMap<Box<str>, SeriesEntry, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
+    previous: ByLabelsHash<(Labels, SeriesRef)>,
+    iteration: u64,
     metadata: TargetMetadata,
 }
 
@@ -66,7 +118,7 @@ impl ScrapeCache {
 
     /// The series the last scrape wrote.
     pub fn series(&self) -> impl Iterator<Item = &Labels> {
-        self.previous.keys()
+        self.previous.values().map(|(labels, _)| labels)
     }
 }
 
@@ -155,7 +207,9 @@ pub fn store_scrape(
         Err(_) => 0.0,
     };
     let mut report = ScrapeReport::default();
-    let mut current: HashMap<Labels, SeriesRef> = HashMap::new();
+    cache.iteration += 1;
+    let mut current =
+        ByLabelsHash::with_capacity_and_hasher(cache.previous.len(), Default::default());
     let mut metadata = BTreeMap::new();
     let outcome = match body {
         Ok((bytes, format)) => append_body(
@@ -181,13 +235,15 @@ pub fn store_scrape(
         report.error = Some(e);
     }
     // Staleness: series of the previous scrape that this one (or a failure) left out.
-    for (labels, series_ref) in &cache.previous {
-        if !current.contains_key(labels) {
+    for (hash, (labels, series_ref)) in &cache.previous {
+        if !current.contains_key(hash) {
             // A refusal (the series already has a newer sample) is not an error here.
             let _ = app.append(*series_ref, labels, t, SampleValue::Float(STALE_NAN));
         }
     }
     cache.previous = current;
+    let oldest_kept = cache.iteration.saturating_sub(CACHE_KEEP_SCRAPES);
+    cache.series.retain(|_, e| e.last_seen >= oldest_kept);
     append_report(app, config, target_labels, timing, body_size, &report);
     app.commit()?;
     Ok(report)
@@ -199,19 +255,25 @@ fn append_body(
     app: &mut dyn Appender,
     config: &ScrapeConfig,
     target_labels: &Labels,
-    cache: &ScrapeCache,
+    cache: &mut ScrapeCache,
     bytes: &[u8],
     format: Format,
     t: i64,
     report: &mut ScrapeReport,
     (current, metadata): (
-        &mut HashMap<Labels, SeriesRef>,
+        &mut ByLabelsHash<(Labels, SeriesRef)>,
         &mut BTreeMap<String, FamilyMetadata>,
     ),
 ) -> Result<(), ScrapeError> {
     let limits = &config.limits;
     let mut builder = LabelsBuilder::new();
-    for entry in Parser::new(bytes, format) {
+    let iteration = cache.iteration;
+    // Labels are built only for series texts the cache does not know.
+    let opts = ParserOptions {
+        skip_labels: true,
+        ..ParserOptions::default()
+    };
+    for entry in Parser::with_options(bytes, format, opts) {
         let entry = entry.map_err(|e| ScrapeError::Parse(e.to_string()))?;
         let sample = match entry {
             Entry::Sample(sample) => sample,
@@ -230,20 +292,38 @@ fn append_body(
             Entry::Eof => continue,
         };
         report.samples_scraped += 1;
-        let labels = merge_target_labels(
-            &mut builder,
-            &sample.labels,
-            &sample.empty_label_names,
-            target_labels,
-            config.honor_labels,
-        );
-        let Some(labels) = relabel(&labels, &config.metric_relabel_configs) else {
+        let entry = match cache.series.get_mut(sample.series) {
+            Some(entry) => entry,
+            None => {
+                let (own, empty) = series_labels(sample.series, format)
+                    .map_err(|e| ScrapeError::Parse(e.to_string()))?;
+                let merged = merge_target_labels(
+                    &mut builder,
+                    &own,
+                    &empty,
+                    target_labels,
+                    config.honor_labels,
+                );
+                let labels =
+                    relabel(&merged, &config.metric_relabel_configs).filter(|l| !l.is_empty());
+                if let Some(l) = &labels {
+                    check_label_limits(l, config)?;
+                }
+                cache
+                    .series
+                    .entry(sample.series.into())
+                    .or_insert(SeriesEntry {
+                        hash: labels.as_ref().map_or(0, Labels::hash),
+                        labels,
+                        series_ref: 0,
+                        last_seen: iteration,
+                    })
+            }
+        };
+        entry.last_seen = iteration;
+        let Some(labels) = &entry.labels else {
             continue;
         };
-        if labels.is_empty() {
-            continue;
-        }
-        check_label_limits(&labels, config)?;
         report.samples_post_relabel += 1;
         if limits.sample_limit > 0 && report.samples_post_relabel > limits.sample_limit {
             // Count the rest, as Prometheus reports the full number.
@@ -255,19 +335,20 @@ fn append_body(
         } else {
             t
         };
-        let known = cache.previous.get(&labels).copied();
         match app.append(
-            known.unwrap_or(0),
-            &labels,
+            entry.series_ref,
+            labels,
             ts,
             SampleValue::Float(sample.value),
         ) {
             Ok(series_ref) => {
+                entry.series_ref = series_ref;
                 if !explicit || config.track_timestamps_staleness {
-                    if known.is_none() && !current.contains_key(&labels) {
+                    let hash = entry.hash;
+                    if !cache.previous.contains_key(&hash) && !current.contains_key(&hash) {
                         report.series_added += 1;
                     }
-                    current.insert(labels, series_ref);
+                    current.insert(hash, (labels.clone(), series_ref));
                 }
             }
             Err(_) => report.samples_rejected += 1,

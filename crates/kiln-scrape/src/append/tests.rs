@@ -286,3 +286,70 @@ fn extra_scrape_metrics() {
     scrape(&st, &config(""), &mut ScrapeCache::default(), "a 1\n", 1000);
     assert!(dump(&st, "scrape_timeout_seconds").is_empty());
 }
+
+#[test]
+fn cached_series_texts_behave_like_fresh_ones() {
+    let st = MemStorage::new();
+    let cfg = config(
+        "    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: 'drop_me'\n        action: drop\n",
+    );
+    let mut cache = ScrapeCache::default();
+    let body = "m{x=\"1\",y=\"2\"} 1\ndrop_me 5\nm{x=\"2\"} 3\n";
+    let r = scrape(&st, &cfg, &mut cache, body, 1000);
+    assert_eq!(
+        (r.samples_scraped, r.samples_post_relabel, r.series_added),
+        (3, 2, 2)
+    );
+    // The same scrape again comes from the cache: same counts, no new series.
+    let r = scrape(&st, &cfg, &mut cache, body, 2000);
+    assert_eq!(
+        (r.samples_scraped, r.samples_post_relabel, r.series_added),
+        (3, 2, 0)
+    );
+    // The same series written with its labels in another order is the same series:
+    // no staleness marker, not added again; the one left out goes stale.
+    let r = scrape(
+        &st,
+        &cfg,
+        &mut cache,
+        "m{y=\"2\",x=\"1\"} 4\ndrop_me 6\n",
+        3000,
+    );
+    assert_eq!(
+        (r.samples_scraped, r.samples_post_relabel, r.series_added),
+        (2, 1, 0)
+    );
+    assert_eq!(
+        dump(&st, "m"),
+        vec![
+            (
+                "{__name__=\"m\", instance=\"a:1\", job=\"node\", x=\"1\", y=\"2\"}".to_owned(),
+                vec![
+                    (1000, "1".to_owned()),
+                    (2000, "1".to_owned()),
+                    (3000, "4".to_owned())
+                ]
+            ),
+            (
+                "{__name__=\"m\", instance=\"a:1\", job=\"node\", x=\"2\"}".to_owned(),
+                vec![
+                    (1000, "3".to_owned()),
+                    (2000, "3".to_owned()),
+                    (3000, "stale".to_owned())
+                ]
+            ),
+        ]
+    );
+    assert!(dump(&st, "drop_me").is_empty());
+    // A text unseen for a while is forgotten, then works again as new.
+    for i in 0..(CACHE_KEEP_SCRAPES + 2) as i64 {
+        scrape(&st, &cfg, &mut cache, "other 1\n", 4000 + i * 1000);
+    }
+    assert!(!cache.series.contains_key("m{x=\"2\"}"));
+    let r = scrape(&st, &cfg, &mut cache, "m{x=\"2\"} 9\n", 60_000);
+    assert_eq!(r.series_added, 1);
+    assert_eq!(
+        dump(&st, "m{x=\"2\"}")[0].1.last(),
+        Some(&(60_000, "9".to_owned()))
+    );
+}
