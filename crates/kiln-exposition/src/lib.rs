@@ -159,9 +159,11 @@ pub struct ParserOptions {
     pub max_label_bytes: usize,
     /// Most labels on one sample, the metric name included. Default 512.
     pub max_labels: usize,
-    /// Validate label sets but do not build [`SampleLine::labels`] (nor
-    /// `empty_label_names`): for callers that look the series text up in a cache first
-    /// and build labels only for series they have not seen. Default false.
+    /// Check only the syntax of label sets: build neither [`SampleLine::labels`] nor
+    /// `empty_label_names`, and leave duplicate names and the label count to
+    /// [`series_labels`]. For callers that look the series text up in a cache first and
+    /// build (and so fully check) labels only for series they have not seen. Default
+    /// false.
     pub skip_labels: bool,
 }
 

@@ -424,7 +424,10 @@ impl<'a> Parser<'a> {
                     },
                 });
             }
-            if store {
+            if store && self.opts.skip_labels {
+                // Syntax only: duplicate names and the label count are checked when
+                // the caller builds the labels (`series_labels`).
+            } else if store {
                 if self.names.len() >= self.opts.max_labels {
                     return Err(Fail {
                         column: name_at,
@@ -434,12 +437,10 @@ impl<'a> Parser<'a> {
                     });
                 }
                 self.names.push(name);
-                if !self.opts.skip_labels {
-                    if value.is_empty() {
-                        self.empty.push(name.to_owned());
-                    }
-                    self.builder.set(name, &value);
+                if value.is_empty() {
+                    self.empty.push(name.to_owned());
                 }
+                self.builder.set(name, &value);
             } else {
                 runes += name.chars().count() + value.chars().count();
             }

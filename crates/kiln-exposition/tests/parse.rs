@@ -845,13 +845,21 @@ fn series_text_and_lazy_labels() {
             assert_eq!(empty, f.empty_label_names);
         }
     }
-    // Skipping labels still validates them.
-    let bad = "m{a=\"1\",a=\"2\"} 1\n";
+    // Skipping labels still checks their syntax; duplicates are found when the labels
+    // are built.
     let opts = ParserOptions {
         skip_labels: true,
         ..ParserOptions::default()
     };
+    let bad = "m{a=\"1\" b=\"2\"} 1\n";
     assert!(Parser::with_options(bad.as_bytes(), TEXT, opts).any(|e| e.is_err()));
+    let dup = "m{a=\"1\",a=\"2\"} 1\n";
+    let series = match Parser::with_options(dup.as_bytes(), TEXT, opts).next() {
+        Some(Ok(Entry::Sample(s))) => s.series,
+        other => panic!("{other:?}"),
+    };
+    let err = kiln_exposition::series_labels(series, TEXT).expect_err("duplicate");
+    assert!(matches!(err.reason, R::DuplicateLabel { .. }), "{err}");
     // Invalid UTF-8 is still reported at its line and column.
     let doc = b"ok 1\nm{a=\"\xff\"} 1\n";
     let err = Parser::new(doc, TEXT).find_map(Result::err).expect("error");

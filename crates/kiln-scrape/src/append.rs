@@ -61,9 +61,21 @@ impl Hasher for PrehashedKey {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
 }
 
 type ByLabelsHash<V> = HashMap<u64, V, BuildHasherDefault<PrehashedKey>>;
+
+/// A 128-bit xxh3 of a series text: the scrape cache's key. Keeping the hash instead of
+/// the text saves the text's memory and the pointer chase to compare it on every
+/// lookup; two texts of one target would have to collide in 128 bits (odds about
+/// n²/2¹²⁹ for n series) to be confused.
+fn text_key(series: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(series.as_bytes())
+}
 
 /// What a series text of the body became, remembered across scrapes.
 #[derive(Debug)]
@@ -84,9 +96,11 @@ const CACHE_KEEP_SCRAPES: u64 = 10;
 
 /// What a target's scrapes remember, as Prometheus's scrape cache does.
 ///
-/// - Series text (`gpu_util{gpu="0"}`, exactly as written) to its final labels and
-///   storage reference: a series seen before skips label parsing, target labels,
-///   relabeling and limit checks, which dominate the cost of a scrape otherwise.
+/// - Series text (`gpu_util{gpu="0"}`, exactly as written; kept as a 128-bit hash) to its
+///   final labels and storage reference: a series seen before skips label parsing,
+///   target labels, relabeling and limit checks, which dominate the cost of a scrape
+///   otherwise. A text not in the cache is a new series for `scrape_series_added`, as
+///   in Prometheus.
 ///   Entries are computed with the loop's config and target labels, so a cache belongs
 ///   to one target under one config (the scrape manager starts a new loop, with a new
 ///   cache, when either changes).
@@ -95,7 +109,7 @@ const CACHE_KEEP_SCRAPES: u64 = 10;
 /// - The metadata of the target's families.
 #[derive(Debug, Default)]
 pub struct ScrapeCache {
-    series: HashMap<Box<str>, SeriesEntry, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
+    series: HashMap<u128, SeriesEntry, BuildHasherDefault<PrehashedKey>>,
     previous: ByLabelsHash<(Labels, SeriesRef)>,
     iteration: u64,
     metadata: TargetMetadata,
@@ -292,9 +306,12 @@ fn append_body(
             Entry::Eof => continue,
         };
         report.samples_scraped += 1;
-        let entry = match cache.series.get_mut(sample.series) {
+        let key = text_key(sample.series);
+        let mut new_text = false;
+        let entry = match cache.series.get_mut(&key) {
             Some(entry) => entry,
             None => {
+                new_text = true;
                 let (own, empty) = series_labels(sample.series, format)
                     .map_err(|e| ScrapeError::Parse(e.to_string()))?;
                 let merged = merge_target_labels(
@@ -309,10 +326,7 @@ fn append_body(
                 if let Some(l) = &labels {
                     check_label_limits(l, config)?;
                 }
-                cache
-                    .series
-                    .entry(sample.series.into())
-                    .or_insert(SeriesEntry {
+                cache.series.entry(key).or_insert(SeriesEntry {
                         hash: labels.as_ref().map_or(0, Labels::hash),
                         labels,
                         series_ref: 0,
@@ -343,12 +357,11 @@ fn append_body(
         ) {
             Ok(series_ref) => {
                 entry.series_ref = series_ref;
+                if new_text {
+                    report.series_added += 1;
+                }
                 if !explicit || config.track_timestamps_staleness {
-                    let hash = entry.hash;
-                    if !cache.previous.contains_key(&hash) && !current.contains_key(&hash) {
-                        report.series_added += 1;
-                    }
-                    current.insert(hash, (labels.clone(), series_ref));
+                    current.insert(entry.hash, (labels.clone(), series_ref));
                 }
             }
             Err(_) => report.samples_rejected += 1,
