@@ -414,7 +414,14 @@ impl<'a> Parser<'a> {
             }
             let value_at = cur.i + 1;
             let raw = cur.quoted()?;
-            let value = unescape(raw, true);
+            // Unescaping never lengthens a value: a short raw value needs no unescaping
+            // when only its syntax is checked.
+            let syntax_only = store && self.opts.skip_labels;
+            let value = if syntax_only && raw.len() <= self.opts.max_label_bytes {
+                Cow::Borrowed(raw)
+            } else {
+                unescape(raw, true)
+            };
             if value.len() > self.opts.max_label_bytes {
                 return Err(Fail {
                     column: value_at,

@@ -21,15 +21,19 @@
 //! `extra_scrape_metrics` also `scrape_timeout_seconds`, `scrape_sample_limit` and
 //! `scrape_body_size_bytes` (-1 when the body was over `body_size_limit`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+mod cache;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+pub use cache::ScrapeCache;
+use cache::text_key;
 
 use kiln_config::ScrapeConfig;
 use kiln_exposition::{Entry, Format, MetricType, Parser, ParserOptions, series_labels};
 use kiln_model::relabel::relabel;
 use kiln_model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
-use kiln_storage::{Appender, SampleValue, SeriesRef, StorageError};
+use kiln_storage::{Appender, SampleValue, StorageError};
 
 /// A metric family's metadata, from the `# TYPE`, `# HELP` and `# UNIT` lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,100 +45,6 @@ pub struct FamilyMetadata {
 
 /// Family name to metadata, as a target's last successful scrape gave them.
 pub type TargetMetadata = Arc<BTreeMap<String, FamilyMetadata>>;
-
-/// A hasher for keys that are already 64-bit hashes (label-set hashes).
-#[derive(Default)]
-struct PrehashedKey(u64);
-
-impl Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `u64` keys; fold anything else in.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
-}
-
-type ByLabelsHash<V> = HashMap<u64, V, BuildHasherDefault<PrehashedKey>>;
-
-/// A 128-bit xxh3 of a series text: the scrape cache's key. Keeping the hash instead of
-/// the text saves the text's memory and the pointer chase to compare it on every
-/// lookup; two texts of one target would have to collide in 128 bits (odds about
-/// n²/2¹²⁹ for n series) to be confused.
-fn text_key(series: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(series.as_bytes())
-}
-
-/// What a series text of the body became, remembered across scrapes.
-#[derive(Debug)]
-struct SeriesEntry {
-    /// The final labels (target labels joined, metric relabeling applied); `None` when
-    /// relabeling drops the series.
-    labels: Option<Labels>,
-    /// `labels.hash()`: staleness is tracked per label set.
-    hash: u64,
-    /// The storage's reference, 0 until the first append.
-    series_ref: SeriesRef,
-    /// The scrape that last had this text.
-    last_seen: u64,
-}
-
-/// How many scrapes a series text may be missing before its entry is forgotten.
-const CACHE_KEEP_SCRAPES: u64 = 10;
-
-/// What a target's scrapes remember, as Prometheus's scrape cache does.
-///
-/// - Series text (`gpu_util{gpu="0"}`, exactly as written; kept as a 128-bit hash) to its
-///   final labels and storage reference: a series seen before skips label parsing,
-///   target labels, relabeling and limit checks, which dominate the cost of a scrape
-///   otherwise. A text not in the cache is a new series for `scrape_series_added`, as
-///   in Prometheus.
-///   Entries are computed with the loop's config and target labels, so a cache belongs
-///   to one target under one config (the scrape manager starts a new loop, with a new
-///   cache, when either changes).
-/// - The label sets the last scrape wrote, for staleness markers and
-///   `scrape_series_added`.
-/// - The metadata of the target's families.
-#[derive(Debug, Default)]
-pub struct ScrapeCache {
-    series: HashMap<u128, SeriesEntry, BuildHasherDefault<PrehashedKey>>,
-    previous: ByLabelsHash<(Labels, SeriesRef)>,
-    iteration: u64,
-    metadata: TargetMetadata,
-}
-
-impl ScrapeCache {
-    /// Number of series the last scrape wrote (and tracks for staleness).
-    pub fn len(&self) -> usize {
-        self.previous.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.previous.is_empty()
-    }
-
-    /// The metadata of the families of the last successful scrape.
-    pub fn metadata(&self) -> TargetMetadata {
-        self.metadata.clone()
-    }
-
-    /// The series the last scrape wrote.
-    pub fn series(&self) -> impl Iterator<Item = &Labels> {
-        self.previous.values().map(|(labels, _)| labels)
-    }
-}
 
 /// Why a scrape's body was not stored.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -221,9 +131,7 @@ pub fn store_scrape(
         Err(_) => 0.0,
     };
     let mut report = ScrapeReport::default();
-    cache.iteration += 1;
-    let mut current =
-        ByLabelsHash::with_capacity_and_hasher(cache.previous.len(), Default::default());
+    let iteration = cache.begin();
     let mut metadata = BTreeMap::new();
     let outcome = match body {
         Ok((bytes, format)) => append_body(
@@ -235,29 +143,25 @@ pub fn store_scrape(
             format,
             t,
             &mut report,
-            (&mut current, &mut metadata),
+            iteration,
+            &mut metadata,
         ),
         Err(e) => Err(e),
     };
     if outcome.is_ok() {
         cache.metadata = Arc::new(metadata);
     }
+    let success = outcome.is_ok();
     if let Err(e) = outcome {
         app.rollback()?;
-        current.clear();
         report.series_added = 0;
         report.error = Some(e);
     }
     // Staleness: series of the previous scrape that this one (or a failure) left out.
-    for (hash, (labels, series_ref)) in &cache.previous {
-        if !current.contains_key(hash) {
-            // A refusal (the series already has a newer sample) is not an error here.
-            let _ = app.append(*series_ref, labels, t, SampleValue::Float(STALE_NAN));
-        }
-    }
-    cache.previous = current;
-    let oldest_kept = cache.iteration.saturating_sub(CACHE_KEEP_SCRAPES);
-    cache.series.retain(|_, e| e.last_seen >= oldest_kept);
+    // A refusal (the series already has a sample at or after `t`) is not an error.
+    cache.finish(success, |labels, series_ref| {
+        let _ = app.append(series_ref, labels, t, SampleValue::Float(STALE_NAN));
+    });
     append_report(app, config, target_labels, timing, body_size, &report);
     app.commit()?;
     Ok(report)
@@ -274,14 +178,11 @@ fn append_body(
     format: Format,
     t: i64,
     report: &mut ScrapeReport,
-    (current, metadata): (
-        &mut ByLabelsHash<(Labels, SeriesRef)>,
-        &mut BTreeMap<String, FamilyMetadata>,
-    ),
+    iteration: u64,
+    metadata: &mut BTreeMap<String, FamilyMetadata>,
 ) -> Result<(), ScrapeError> {
     let limits = &config.limits;
     let mut builder = LabelsBuilder::new();
-    let iteration = cache.iteration;
     // Labels are built only for series texts the cache does not know.
     let opts = ParserOptions {
         skip_labels: true,
@@ -308,8 +209,8 @@ fn append_body(
         report.samples_scraped += 1;
         let key = text_key(sample.series);
         let mut new_text = false;
-        let entry = match cache.series.get_mut(&key) {
-            Some(entry) => entry,
+        let slot = match cache.lookup(key) {
+            Some(slot) => slot,
             None => {
                 new_text = true;
                 let (own, empty) = series_labels(sample.series, format)
@@ -326,15 +227,10 @@ fn append_body(
                 if let Some(l) = &labels {
                     check_label_limits(l, config)?;
                 }
-                cache.series.entry(key).or_insert(SeriesEntry {
-                        hash: labels.as_ref().map_or(0, Labels::hash),
-                        labels,
-                        series_ref: 0,
-                        last_seen: iteration,
-                    })
+                cache.insert(key, labels)
             }
         };
-        entry.last_seen = iteration;
+        let entry = cache.entry_mut(slot);
         let Some(labels) = &entry.labels else {
             continue;
         };
@@ -361,7 +257,7 @@ fn append_body(
                     report.series_added += 1;
                 }
                 if !explicit || config.track_timestamps_staleness {
-                    current.insert(entry.hash, (labels.clone(), series_ref));
+                    entry.track(iteration);
                 }
             }
             Err(_) => report.samples_rejected += 1,

@@ -1,5 +1,6 @@
 //! Scrape storage semantics over the in-memory storage.
 
+use super::cache::{CACHE_KEEP_SCRAPES, text_key};
 use super::*;
 use kiln_config::Config;
 use kiln_model::{Matcher, is_stale_nan, parse_selector};
@@ -346,7 +347,7 @@ fn cached_series_texts_behave_like_fresh_ones() {
     for i in 0..(CACHE_KEEP_SCRAPES + 2) as i64 {
         scrape(&st, &cfg, &mut cache, "other 1\n", 4000 + i * 1000);
     }
-    assert!(!cache.series.contains_key(&text_key("m{x=\"2\"}")));
+    assert!(cache.lookup(text_key("m{x=\"2\"}")).is_none());
     let r = scrape(&st, &cfg, &mut cache, "m{x=\"2\"} 9\n", 60_000);
     assert_eq!(r.series_added, 1);
     assert_eq!(

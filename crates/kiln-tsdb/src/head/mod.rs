@@ -15,6 +15,7 @@
 
 mod appender;
 mod cardinality;
+mod id_index;
 pub(crate) mod chunk_disk;
 mod postings;
 mod querier;
@@ -34,6 +35,7 @@ pub use querier::HeadQuerier;
 use crate::block::tombstones::Interval;
 use crate::wal::Wal;
 use chunk_disk::ChunkDiskMapper;
+use id_index::IdIndex;
 use postings::MemPostings;
 use series::MemSeries;
 
@@ -85,10 +87,19 @@ type IntMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IntHasher>>;
 
 /// One lock stripe of the series maps. A hash bucket almost always holds one series;
 /// label-hash collisions push more.
-#[derive(Default)]
 struct Stripe {
     by_hash: IntMap<smallvec::SmallVec<[Arc<MemSeries>; 1]>>,
-    by_id: IntMap<Arc<MemSeries>>,
+    by_id: IdIndex,
+}
+
+impl Stripe {
+    /// A stripe of a head with `stripes` stripes (ids are spread over them round robin).
+    fn new(stripes: usize) -> Stripe {
+        Stripe {
+            by_hash: IntMap::default(),
+            by_id: IdIndex::new(stripes as u64),
+        }
+    }
 }
 
 /// Counters the head keeps about itself.
@@ -137,7 +148,7 @@ impl Head {
     pub fn with_wal(opts: HeadOptions, wal: Option<Wal>) -> Head {
         let n = opts.stripes.max(1).next_power_of_two();
         Head {
-            stripes: (0..n).map(|_| RwLock::new(Stripe::default())).collect(),
+            stripes: (0..n).map(|_| RwLock::new(Stripe::new(n))).collect(),
             opts,
             postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU64::new(1),
@@ -313,7 +324,7 @@ impl Head {
 
     /// Whether series `id` is in the head.
     pub(crate) fn series_exists(&self, id: u64) -> bool {
-        self.stripe_for(id).read().by_id.contains_key(&id)
+        self.stripe_for(id).read().by_id.contains(id)
     }
 
     /// Whether the WAL's series id `id` still refers to a series in the head, directly
@@ -328,7 +339,7 @@ impl Head {
 
     /// The series with this id.
     pub(crate) fn series_by_id(&self, id: u64) -> Option<Arc<MemSeries>> {
-        self.stripe_for(id).read().by_id.get(&id).cloned()
+        self.stripe_for(id).read().by_id.get(id).cloned()
     }
 
     pub(crate) fn note_sample_time(&self, t: Timestamp) {
@@ -356,7 +367,7 @@ impl Head {
         }
         for stripe in self.stripes.iter() {
             let mut st = stripe.write();
-            st.by_id.retain(|id, _| !dead.contains(id));
+            st.by_id.retain(|id| !dead.contains(&id));
             for bucket in st.by_hash.values_mut() {
                 bucket.retain(|s| !dead.contains(&s.id));
             }
