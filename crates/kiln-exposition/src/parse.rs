@@ -236,11 +236,13 @@ impl<'a> Parser<'a> {
     fn sample(&mut self, cur: &mut Cur<'a>, om: bool) -> Res<SampleLine<'a>> {
         let series_from = cur.i;
         let name = cur.metric_name()?;
-        self.builder.reset();
         self.names.clear();
         self.empty.clear();
-        self.builder.set(METRIC_NAME, name);
-        self.names.push(METRIC_NAME);
+        if !self.opts.skip_labels {
+            self.builder.reset();
+            self.builder.set(METRIC_NAME, name);
+            self.names.push(METRIC_NAME);
+        }
         let labels_at = cur.i + 1;
         if om {
             if cur.eat(b'{') {

@@ -18,14 +18,14 @@ impl Hasher for PrehashedKey {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u128` is used by the cache's keys; fold anything else in.
+        // Only `write_u64` is used by the index's keys; fold anything else in.
         for &b in bytes {
             self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
     }
 
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -98,7 +98,9 @@ impl SeriesEntry {
 pub struct ScrapeCache {
     entries: Vec<SeriesEntry>,
     free: Vec<u32>,
-    index: HashMap<u128, u32, BuildHasherDefault<PrehashedKey>>,
+    /// The low 64 bits of a key to its slot, whose entry holds the whole key: a lookup
+    /// checks it, so even a 64-bit clash only costs a cache miss.
+    index: HashMap<u64, u32, BuildHasherDefault<PrehashedKey>>,
     /// Slots in the order the current (or, between scrapes, the last) scrape met them.
     order: Vec<u32>,
     prev_order: Vec<u32>,
@@ -147,7 +149,10 @@ impl ScrapeCache {
         let slot = match expected {
             Some(s) if self.entries[s as usize].key == key => s,
             _ => {
-                let s = *self.index.get(&key)?;
+                let s = *self.index.get(&(key as u64))?;
+                if self.entries[s as usize].key != key {
+                    return None;
+                }
                 // Resynchronize the expectation after the body's shape changed.
                 let prev_pos = self.entries[s as usize].pos as usize;
                 if self.prev_order.get(prev_pos) == Some(&s) {
@@ -182,7 +187,7 @@ impl ScrapeCache {
                 (self.entries.len() - 1) as u32
             }
         };
-        self.index.insert(key, slot);
+        self.index.insert(key as u64, slot);
         self.met(slot);
         slot
     }
@@ -226,7 +231,9 @@ impl ScrapeCache {
                 e.tracked = 0;
             }
             if e.last_seen < oldest_kept {
-                self.index.remove(&e.key);
+                if self.index.get(&(e.key as u64)) == Some(&(slot as u32)) {
+                    self.index.remove(&(e.key as u64));
+                }
                 e.last_seen = 0;
                 e.labels = None;
                 self.free.push(slot as u32);

@@ -94,7 +94,10 @@ mod tests {
     use kiln_model::Labels;
 
     fn series(id: u64) -> Arc<MemSeries> {
-        Arc::new(MemSeries::new(id, Labels::from_pairs(&[("id", id.to_string())])))
+        Arc::new(MemSeries::new(
+            id,
+            Labels::from_pairs(&[("id", id.to_string())]),
+        ))
     }
 
     #[test]

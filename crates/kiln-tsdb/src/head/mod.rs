@@ -15,8 +15,8 @@
 
 mod appender;
 mod cardinality;
-mod id_index;
 pub(crate) mod chunk_disk;
+mod id_index;
 mod postings;
 mod querier;
 pub(crate) mod series;
