@@ -178,7 +178,7 @@ fn append_body(
     format: Format,
     t: i64,
     report: &mut ScrapeReport,
-    iteration: u64,
+    iteration: u32,
     metadata: &mut BTreeMap<String, FamilyMetadata>,
 ) -> Result<(), ScrapeError> {
     let limits = &config.limits;

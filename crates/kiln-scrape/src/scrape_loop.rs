@@ -97,12 +97,19 @@ pub fn scrape_format(content_type: &str, fallback: &str) -> Result<Format, Scrap
     }
 }
 
-/// Fetches one scrape: the body and the format its `Content-Type` says.
+/// Largest `Content-Length` a body buffer is sized for up front; a longer body grows it.
+const MAX_PRESIZE_BYTES: u64 = 64 << 20;
+
+/// Fetches one scrape into `body` (cleared first; the loop passes the same buffer every
+/// time, so a target's scrapes do not allocate and free a body-sized block each) and
+/// returns the format its `Content-Type` says.
 pub async fn fetch(
     client: &HttpClient,
     config: &ScrapeConfig,
     target: &Target,
-) -> Result<(Vec<u8>, Format), ScrapeError> {
+    body: &mut Vec<u8>,
+) -> Result<Format, ScrapeError> {
+    body.clear();
     let fetch_err = |e: reqwest::Error| ScrapeError::Fetch(error_chain(&e));
     let timeout = target.timeout().as_std();
     let mut req = client
@@ -139,7 +146,15 @@ pub async fn fetch(
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let limit = config.limits.body_size_limit.0;
     let too_big = || ScrapeError::BodySizeLimit { limit };
-    let mut body = Vec::new();
+    if let Some(len) = resp.content_length() {
+        let cap = if limit > 0 {
+            limit.saturating_add(1)
+        } else {
+            u64::MAX
+        };
+        let want = len.min(cap).min(MAX_PRESIZE_BYTES) as usize;
+        body.reserve_exact(want.saturating_sub(body.capacity()));
+    }
     while let Some(chunk) = resp.chunk().await.map_err(fetch_err)? {
         body.extend_from_slice(&chunk);
         if limit > 0 && !gzipped && body.len() as u64 > limit {
@@ -159,9 +174,9 @@ pub async fn fetch(
         if limit > 0 && plain.len() as u64 > limit {
             return Err(too_big());
         }
-        body = plain;
+        *body = plain;
     }
-    Ok((body, format))
+    Ok(format)
 }
 
 /// One target's loop. Runs until `stop` says `true` (or its sender is dropped).
@@ -190,6 +205,7 @@ pub async fn run_scrape_loop(
     let mut ticker = tokio::time::interval_at(start.into(), interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let cache = Arc::new(std::sync::Mutex::new(ScrapeCache::default()));
+    let mut buffer = Vec::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -197,7 +213,8 @@ pub async fn run_scrape_loop(
         }
         let t = unix_ms();
         let began = Instant::now();
-        let body = fetch(&client, &config, &target).await;
+        let format = fetch(&client, &config, &target, &mut buffer).await;
+        let body = std::mem::take(&mut buffer);
         let duration_s = began.elapsed().as_secs_f64();
         let (config, labels, storage, cache) = (
             config.clone(),
@@ -208,19 +225,21 @@ pub async fn run_scrape_loop(
         let stored = tokio::task::spawn_blocking(move || {
             let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
             let mut app = storage.appender();
-            let body = body
-                .as_ref()
-                .map(|(b, f)| (&b[..], *f))
-                .map_err(Clone::clone);
             let timing = ScrapeTiming {
                 t,
                 duration_s,
                 timeout_s,
             };
-            store_scrape(&mut *app, &config, &labels, &mut cache, body, timing)
-                .map(|report| (report, cache.metadata()))
+            let input = format.map(|f| (&body[..], f));
+            let stored = store_scrape(&mut *app, &config, &labels, &mut cache, input, timing)
+                .map(|report| (report, cache.metadata()));
+            (stored, body)
         })
-        .await;
+        .await
+        .map(|(stored, body)| {
+            buffer = body;
+            stored
+        });
         match stored {
             Ok(Ok((report, metadata))) => {
                 let mut st = status.lock().unwrap_or_else(|e| e.into_inner());

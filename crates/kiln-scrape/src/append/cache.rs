@@ -38,7 +38,7 @@ pub(super) fn text_key(series: &str) -> u128 {
 }
 
 /// How many scrapes a series text may be missing before its entry is forgotten.
-pub(super) const CACHE_KEEP_SCRAPES: u64 = 10;
+pub(super) const CACHE_KEEP_SCRAPES: u32 = 10;
 
 /// What one series text of a target's bodies became.
 #[derive(Debug)]
@@ -49,11 +49,12 @@ pub(super) struct SeriesEntry {
     pub(super) labels: Option<Labels>,
     /// The storage's reference, 0 until the first append.
     pub(super) series_ref: SeriesRef,
-    /// The scrape that last had this text (0: a free slot).
-    last_seen: u64,
+    /// The scrape that last had this text (0: a free slot). Scrape numbers are `u32`
+    /// here to keep entries small: 2³² scrapes are over a century at 1 s.
+    last_seen: u32,
     /// The scrape that last wrote a sample of it under staleness tracking (0: none
     /// since its last staleness marker).
-    tracked: u64,
+    tracked: u32,
     /// Whether the scrape before `tracked` had written it too (decides a failed
     /// scrape's staleness markers, since its samples were rolled back).
     tracked_before: bool,
@@ -63,7 +64,7 @@ pub(super) struct SeriesEntry {
 
 impl SeriesEntry {
     /// Records that this scrape wrote the series under staleness tracking.
-    pub(super) fn track(&mut self, iteration: u64) {
+    pub(super) fn track(&mut self, iteration: u32) {
         if self.tracked != iteration {
             self.tracked_before = self.tracked_in(iteration - 1);
             self.tracked = iteration;
@@ -71,7 +72,7 @@ impl SeriesEntry {
     }
 
     /// Whether scrape `iteration` wrote the series under staleness tracking.
-    fn tracked_in(&self, iteration: u64) -> bool {
+    fn tracked_in(&self, iteration: u32) -> bool {
         self.tracked != 0 && self.tracked == iteration
     }
 }
@@ -106,7 +107,7 @@ pub struct ScrapeCache {
     prev_order: Vec<u32>,
     /// Position in `prev_order` of the text expected next.
     cursor: usize,
-    iteration: u64,
+    iteration: u32,
     pub(super) metadata: TargetMetadata,
 }
 
@@ -135,8 +136,8 @@ impl ScrapeCache {
     }
 
     /// Starts a scrape; returns its number.
-    pub(super) fn begin(&mut self) -> u64 {
-        self.iteration += 1;
+    pub(super) fn begin(&mut self) -> u32 {
+        self.iteration = self.iteration.wrapping_add(1).max(1);
         std::mem::swap(&mut self.order, &mut self.prev_order);
         self.order.clear();
         self.cursor = 0;
