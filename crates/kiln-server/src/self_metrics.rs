@@ -16,7 +16,8 @@ pub struct ProcessInfo {
     pub start_time_seconds: f64,
 }
 
-fn family(out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType, value: f64) {
+/// Writes a family's `# HELP` and `# TYPE` lines.
+pub(crate) fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType) {
     encode_text_family_header(
         out,
         &MetricFamily {
@@ -26,6 +27,11 @@ fn family(out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType, value: f6
             unit: None,
         },
     );
+}
+
+/// Writes a family with one unlabelled sample.
+pub(crate) fn family(out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType, value: f64) {
+    header(out, name, help, kind);
     encode_text_sample(out, &Labels::from_pairs(&[("__name__", name)]), value, None);
 }
 

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use kiln_exposition::{MetricFamily, MetricType, encode_text_family_header, encode_text_sample};
+use kiln_exposition::{MetricType, encode_text_sample};
 use kiln_model::Labels;
 
 /// Prometheus's buckets for `prometheus_http_request_duration_seconds`.
@@ -112,17 +112,7 @@ impl ServerMetrics {
 
     /// Writes the metrics in the text format.
     pub fn write(&self, out: &mut Vec<u8>) {
-        let header = |out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType| {
-            encode_text_family_header(
-                out,
-                &MetricFamily {
-                    name,
-                    help: Some(help),
-                    kind,
-                    unit: None,
-                },
-            );
-        };
+        use crate::self_metrics::header;
         let sample = |out: &mut Vec<u8>, pairs: &[(&str, &str)], v: f64| {
             encode_text_sample(out, &Labels::from_pairs(pairs), v, None);
         };

@@ -86,42 +86,27 @@ impl RuntimeInfo {
     /// Writes `prometheus_config_last_reload_successful` and
     /// `prometheus_config_last_reload_success_timestamp_seconds`.
     pub(crate) fn write_metrics(&self, out: &mut Vec<u8>) {
-        use kiln_exposition::{
-            MetricFamily, MetricType, encode_text_family_header, encode_text_sample,
-        };
+        use crate::self_metrics::family;
+        use kiln_exposition::MetricType;
         let ok = if self.reload_success.load(Ordering::Acquire) {
             1.0
         } else {
             0.0
         };
         let at = self.last_config_ms.load(Ordering::Acquire) as f64 / 1000.0;
-        for (name, help, v) in [
-            (
-                "prometheus_config_last_reload_successful",
-                "Whether the last configuration reload attempt was successful.",
-                ok,
-            ),
-            (
-                "prometheus_config_last_reload_success_timestamp_seconds",
-                "Timestamp of the last successful configuration reload.",
-                at,
-            ),
-        ] {
-            encode_text_family_header(
-                out,
-                &MetricFamily {
-                    name,
-                    help: Some(help),
-                    kind: MetricType::Gauge,
-                    unit: None,
-                },
-            );
-            encode_text_sample(
-                out,
-                &kiln_model::Labels::from_pairs(&[("__name__", name)]),
-                v,
-                None,
-            );
-        }
+        family(
+            out,
+            "prometheus_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful.",
+            MetricType::Gauge,
+            ok,
+        );
+        family(
+            out,
+            "prometheus_config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload.",
+            MetricType::Gauge,
+            at,
+        );
     }
 }

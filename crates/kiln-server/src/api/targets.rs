@@ -132,9 +132,7 @@ pub(crate) async fn targets(
 /// Writes `prometheus_target_scrape_pool_targets` (active targets per job) and
 /// `prometheus_sd_discovered_targets` (what discovery gave each job, dropped included).
 pub(crate) fn write_metrics(snapshot: &TargetsSnapshot, out: &mut Vec<u8>) {
-    use kiln_exposition::{
-        MetricFamily, MetricType, encode_text_family_header, encode_text_sample,
-    };
+    use kiln_exposition::{MetricType, encode_text_sample};
     use std::collections::BTreeMap;
 
     let mut active: BTreeMap<&str, usize> = BTreeMap::new();
@@ -160,15 +158,7 @@ pub(crate) fn write_metrics(snapshot: &TargetsSnapshot, out: &mut Vec<u8>) {
         ),
     ];
     for (name, help, label, counts) in families {
-        encode_text_family_header(
-            out,
-            &MetricFamily {
-                name,
-                help: Some(help),
-                kind: MetricType::Gauge,
-                unit: None,
-            },
-        );
+        crate::self_metrics::header(out, name, help, MetricType::Gauge);
         for (job, n) in counts {
             let mut pairs = vec![("__name__", name), (label, job)];
             if name == "prometheus_sd_discovered_targets" {
