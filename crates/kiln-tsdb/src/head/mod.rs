@@ -133,6 +133,8 @@ pub struct Head {
     wal_aliases: Mutex<HashMap<u64, u64>>,
     /// In-flight markers of live appenders (oldest uncommitted timestamp each).
     appenders: Mutex<Vec<std::sync::Weak<AtomicI64>>>,
+    /// Buffers of dropped appenders, for the next ones.
+    appender_buffers: Mutex<Vec<appender::AppenderBuffers>>,
     /// Deleted time ranges per series id, hidden from queriers.
     tombstones: RwLock<HashMap<u64, Vec<Interval>>>,
     pub stats: HeadStats,
@@ -160,6 +162,7 @@ impl Head {
             commit_order: Mutex::new(()),
             wal_aliases: Mutex::new(HashMap::new()),
             appenders: Mutex::new(Vec::new()),
+            appender_buffers: Mutex::new(Vec::new()),
             tombstones: RwLock::new(HashMap::new()),
             stats: HeadStats::default(),
         }
