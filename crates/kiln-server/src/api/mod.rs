@@ -285,21 +285,10 @@ pub(crate) async fn query(
         None => now_ms(),
     };
     let engine = request_engine(&state, &p)?;
-    let storage = state.storage.clone();
-    let _running = state.metrics.query_started();
-    let (result, took) = blocking(move || {
-        let started = std::time::Instant::now();
-        let r = engine.instant_query(&*storage, &query, t);
-        Ok((r?, started.elapsed()))
+    evaluate(&state, move |storage| {
+        engine.instant_query(storage, &query, t)
     })
-    .await?;
-    state.metrics.observe_query_eval(took);
-    let mut data = String::new();
-    json::query_data(&mut data, &result.value);
-    Ok(json_response(
-        StatusCode::OK,
-        json::success(&data, &result.warnings, &result.infos),
-    ))
+    .await
 }
 
 pub(crate) async fn query_range(
@@ -330,11 +319,23 @@ pub(crate) async fn query_range(
         ));
     }
     let engine = request_engine(&state, &p)?;
+    evaluate(&state, move |storage| {
+        engine.range_query(storage, &query, start, end, step)
+    })
+    .await
+}
+
+/// Runs a query on the blocking pool, counted in `prometheus_engine_queries` and timed
+/// for `prometheus_engine_query_duration_seconds`, and answers with its result.
+async fn evaluate(
+    state: &ApiState,
+    query: impl FnOnce(&dyn Queryable) -> Result<kiln_promql::QueryResult, QueryError> + Send + 'static,
+) -> Result<Response, ApiError> {
     let storage = state.storage.clone();
     let _running = state.metrics.query_started();
     let (result, took) = blocking(move || {
         let started = std::time::Instant::now();
-        let r = engine.range_query(&*storage, &query, start, end, step);
+        let r = query(&*storage);
         Ok((r?, started.elapsed()))
     })
     .await?;
