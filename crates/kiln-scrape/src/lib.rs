@@ -9,6 +9,7 @@
 //!   (`up`, `scrape_duration_seconds`, ...).
 //! - [`scrape_loop`]: one target's loop: schedule, HTTP fetch (Accept, gzip, auth,
 //!   timeout, body size limit), storing, staleness when the target goes away.
+//! - [`body_pool`]: body buffers lent to the loops for one scrape at a time.
 //! - [`manager`]: [`ScrapeManager`], the loops of a whole configuration, kept across
 //!   reloads where nothing changed.
 //! - [`status`]: targets' health and last scrape, read through a [`TargetsView`].
@@ -17,6 +18,7 @@
 //! `kiln-http-client`.
 
 pub mod append;
+pub mod body_pool;
 pub mod manager;
 pub mod scrape_loop;
 pub mod status;

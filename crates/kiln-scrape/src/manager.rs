@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::body_pool::BodyBufferPool;
 use crate::scrape_loop::run_scrape_loop;
 use crate::status::{SharedStatus, TargetsView};
 use crate::target::{Target, TargetGroup, populate_targets};
@@ -39,6 +40,8 @@ pub struct ScrapeManager {
     clients: HashMap<String, (HttpClientConfig, HttpClient)>,
     loops: HashMap<(String, Labels), RunningLoop>,
     view: TargetsView,
+    /// Body buffers the loops borrow for one scrape at a time.
+    buffers: Arc<BodyBufferPool>,
 }
 
 const USER_AGENT: &str = concat!("Kiln/", env!("CARGO_PKG_VERSION"));
@@ -51,6 +54,7 @@ impl ScrapeManager {
             clients: HashMap::new(),
             loops: HashMap::new(),
             view: TargetsView::default(),
+            buffers: Arc::new(BodyBufferPool::new()),
         }
     }
 
@@ -142,6 +146,7 @@ impl ScrapeManager {
                 target.clone(),
                 self.storage.clone(),
                 status.clone(),
+                self.buffers.clone(),
                 stop_rx,
             ));
             self.loops.insert(

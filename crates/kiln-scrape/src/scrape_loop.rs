@@ -28,6 +28,7 @@ use tracing::warn;
 use crate::append::{
     EXTRA_REPORT_SERIES, REPORT_SERIES, ScrapeCache, ScrapeError, ScrapeTiming, store_scrape,
 };
+use crate::body_pool::BodyBufferPool;
 use crate::status::{SharedStatus, TargetHealth};
 use crate::target::Target;
 
@@ -100,8 +101,8 @@ pub fn scrape_format(content_type: &str, fallback: &str) -> Result<Format, Scrap
 /// Largest `Content-Length` a body buffer is sized for up front; a longer body grows it.
 const MAX_PRESIZE_BYTES: u64 = 64 << 20;
 
-/// Fetches one scrape into `body` (cleared first; the loop passes the same buffer every
-/// time, so a target's scrapes do not allocate and free a body-sized block each) and
+/// Fetches one scrape into `body` (cleared first; the loop borrows it from the
+/// [`BodyBufferPool`], so scrapes do not allocate and free a body-sized block each) and
 /// returns the format its `Content-Type` says.
 pub async fn fetch(
     client: &HttpClient,
@@ -186,6 +187,7 @@ pub async fn run_scrape_loop(
     target: Target,
     storage: Arc<dyn Appendable>,
     status: SharedStatus,
+    buffers: Arc<BodyBufferPool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let interval = target.interval().as_std().max(Duration::from_millis(1));
@@ -205,7 +207,8 @@ pub async fn run_scrape_loop(
     let mut ticker = tokio::time::interval_at(start.into(), interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let cache = Arc::new(std::sync::Mutex::new(ScrapeCache::default()));
-    let mut buffer = Vec::new();
+    // Size of the last body, so the pool hands out a buffer that fits it.
+    let mut last_body_len = 0;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -213,8 +216,9 @@ pub async fn run_scrape_loop(
         }
         let t = unix_ms();
         let began = Instant::now();
-        let format = fetch(&client, &config, &target, &mut buffer).await;
-        let body = std::mem::take(&mut buffer);
+        let mut body = buffers.take(last_body_len);
+        let format = fetch(&client, &config, &target, &mut body).await;
+        last_body_len = body.len();
         let duration_s = began.elapsed().as_secs_f64();
         let (config, labels, storage, cache) = (
             config.clone(),
@@ -237,7 +241,7 @@ pub async fn run_scrape_loop(
         })
         .await
         .map(|(stored, body)| {
-            buffer = body;
+            buffers.give_back(body);
             stored
         });
         match stored {

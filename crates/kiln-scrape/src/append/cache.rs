@@ -32,9 +32,21 @@ impl Hasher for PrehashedKey {
 /// A 128-bit xxh3 of a series text: the cache's key. Keeping the hash instead of the
 /// text saves the text's memory and the pointer chase to compare it on every lookup;
 /// two texts of one target would have to collide in 128 bits (odds about n²/2¹²⁹ for n
-/// series) to be confused.
-pub(super) fn text_key(series: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(series.as_bytes())
+/// series) to be confused. Two `u64` halves rather than a `u128`, whose 16-byte
+/// alignment would pad every cache entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TextKey {
+    /// The half the index is keyed by.
+    low: u64,
+    high: u64,
+}
+
+pub(super) fn text_key(series: &str) -> TextKey {
+    let h = xxhash_rust::xxh3::xxh3_128(series.as_bytes());
+    TextKey {
+        low: h as u64,
+        high: (h >> 64) as u64,
+    }
 }
 
 /// How many scrapes a series text may be missing before its entry is forgotten.
@@ -43,7 +55,7 @@ pub(super) const CACHE_KEEP_SCRAPES: u32 = 10;
 /// What one series text of a target's bodies became.
 #[derive(Debug)]
 pub(super) struct SeriesEntry {
-    key: u128,
+    key: TextKey,
     /// The final labels (target labels joined, metric relabeling applied); `None` when
     /// relabeling drops the series.
     pub(super) labels: Option<Labels>,
@@ -145,12 +157,12 @@ impl ScrapeCache {
     }
 
     /// The slot of `key`, if the cache knows it; notes it as the scrape's next text.
-    pub(super) fn lookup(&mut self, key: u128) -> Option<u32> {
+    pub(super) fn lookup(&mut self, key: TextKey) -> Option<u32> {
         let expected = self.prev_order.get(self.cursor).copied();
         let slot = match expected {
             Some(s) if self.entries[s as usize].key == key => s,
             _ => {
-                let s = *self.index.get(&(key as u64))?;
+                let s = *self.index.get(&key.low)?;
                 if self.entries[s as usize].key != key {
                     return None;
                 }
@@ -168,7 +180,7 @@ impl ScrapeCache {
     }
 
     /// Adds a text the cache did not know; notes it as the scrape's next text.
-    pub(super) fn insert(&mut self, key: u128, labels: Option<Labels>) -> u32 {
+    pub(super) fn insert(&mut self, key: TextKey, labels: Option<Labels>) -> u32 {
         let entry = SeriesEntry {
             key,
             labels,
@@ -188,7 +200,7 @@ impl ScrapeCache {
                 (self.entries.len() - 1) as u32
             }
         };
-        self.index.insert(key as u64, slot);
+        self.index.insert(key.low, slot);
         self.met(slot);
         slot
     }
@@ -232,13 +244,31 @@ impl ScrapeCache {
                 e.tracked = 0;
             }
             if e.last_seen < oldest_kept {
-                if self.index.get(&(e.key as u64)) == Some(&(slot as u32)) {
-                    self.index.remove(&(e.key as u64));
+                if self.index.get(&e.key.low) == Some(&(slot as u32)) {
+                    self.index.remove(&e.key.low);
                 }
                 e.last_seen = 0;
                 e.labels = None;
                 self.free.push(slot as u32);
             }
         }
+        self.release_slack();
+    }
+
+    /// Gives back growth slack once a target's size has settled: vectors grown by
+    /// doubling during a target's first scrape would otherwise hold up to twice their
+    /// size for the target's lifetime. A little headroom stays so that a slowly growing
+    /// target does not reallocate every scrape.
+    fn release_slack(&mut self) {
+        fn shrink<T>(v: &mut Vec<T>) {
+            let headroom = v.len() / 16 + 16;
+            if v.capacity() > v.len() + 4 * headroom {
+                v.shrink_to(v.len() + headroom);
+            }
+        }
+        shrink(&mut self.entries);
+        shrink(&mut self.order);
+        shrink(&mut self.prev_order);
+        shrink(&mut self.free);
     }
 }

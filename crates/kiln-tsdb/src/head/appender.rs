@@ -31,6 +31,10 @@ pub(super) struct AppenderBuffers {
 const KEPT_BUFFERS: usize = 8;
 /// Pending lists longer than this (a huge remote-write request) are not kept.
 const KEPT_PENDING_MAX: usize = 1 << 16;
+/// A kept series-record buffer is shrunk to this: new series come in bursts (a new
+/// target's first scrape) and the steady state writes few series records, so a buffer
+/// sized for a burst would sit idle.
+const KEPT_SERIES_BUF_MAX: usize = 64 << 10;
 
 /// One write transaction on the [`Head`]; see [`Appender`] for the contract. The
 /// appender can be used again after `commit` or `rollback`.
@@ -82,7 +86,7 @@ impl<'h> HeadAppender<'h> {
     fn discard_pending(&mut self) {
         for p in self.pending.drain(..) {
             let mut data = p.series.data.lock();
-            data.pending = None;
+            data.set_pending(None);
             data.pending_commits = data.pending_commits.saturating_sub(1);
         }
         self.pending_min = i64::MAX;
@@ -172,7 +176,7 @@ impl<'h> HeadAppender<'h> {
         let disk = self.head.chunk_disk.as_ref();
         for p in self.pending.drain(..) {
             let mut data = p.series.data.lock();
-            data.pending = None;
+            data.set_pending(None);
             data.pending_commits = data.pending_commits.saturating_sub(1);
             if data.append(p.series.id, p.t, p.v, range, disk) {
                 appended += 1;
@@ -230,8 +234,8 @@ impl Appender for HeadAppender<'_> {
             }
             let c = data.check(t, v);
             if c.is_ok() {
-                if data.pending.is_none_or(|(pt, _)| t > pt) {
-                    data.pending = Some((t, v));
+                if data.pending().is_none_or(|(pt, _)| t > pt) {
+                    data.set_pending(Some((t, v)));
                 }
                 data.pending_commits += 1;
             }
@@ -307,6 +311,7 @@ impl Drop for HeadAppender<'_> {
                 samples_buf: std::mem::take(&mut self.samples_buf),
             };
             buffers.series_buf.clear();
+            buffers.series_buf.shrink_to(KEPT_SERIES_BUF_MAX);
             buffers.samples_buf.clear();
             kept.push(buffers);
         }

@@ -66,23 +66,28 @@ pub(crate) enum Rejection {
 }
 
 /// The mutable part of a series, guarded by the series' mutex.
+///
+/// Its size is paid once per series, so the newest and the pending sample are stored
+/// as plain fields with their presence flags next to the commit count (two
+/// `Option<(Timestamp, f64)>` would take 16 bytes more), and the next cut time is
+/// derived from `open_min_time` rather than stored.
 #[derive(Debug)]
 pub(crate) struct SeriesData {
     pub(crate) closed: Vec<ClosedChunk>,
     /// The open chunk; empty when the series has no samples since the last cut.
     pub(crate) open: XorEncoder,
     pub(crate) open_min_time: Timestamp,
-    /// Timestamp and value of the newest sample, `None` for a series with no samples.
-    pub(crate) last: Option<(Timestamp, f64)>,
-    /// Newest sample accepted by an appender but not committed yet. Later appends are
-    /// checked against it too, so a transaction cannot go back in time unnoticed.
-    pub(crate) pending: Option<(Timestamp, f64)>,
+    /// Timestamp and value of the newest sample, valid when `has_last`.
+    last_sample: (Timestamp, f64),
+    /// Newest sample accepted by an appender but not committed yet, valid when
+    /// `has_pending`. Later appends are checked against it too, so a transaction cannot
+    /// go back in time unnoticed.
+    pending_sample: (Timestamp, f64),
     /// Samples of this series held by appenders and not yet committed or rolled back.
     /// Garbage collection never removes a series while this is non-zero.
     pub(crate) pending_commits: u32,
-    /// The open chunk is cut when a sample reaches this time (the next chunk-range
-    /// boundary).
-    next_cut_at: Timestamp,
+    has_last: bool,
+    has_pending: bool,
 }
 
 /// An in-memory series. The labels and id never change; the data is behind a mutex so
@@ -110,20 +115,41 @@ impl MemSeries {
                 closed: Vec::new(),
                 open: XorEncoder::new(),
                 open_min_time: 0,
-                last: None,
-                pending: None,
+                last_sample: (0, 0.0),
+                pending_sample: (0, 0.0),
                 pending_commits: 0,
-                next_cut_at: Timestamp::MIN,
+                has_last: false,
+                has_pending: false,
             }),
         }
     }
 }
 
 impl SeriesData {
+    /// Timestamp and value of the newest sample; `None` for a series with no samples.
+    pub(crate) fn last(&self) -> Option<(Timestamp, f64)> {
+        self.has_last.then_some(self.last_sample)
+    }
+
+    fn set_last(&mut self, sample: (Timestamp, f64)) {
+        self.last_sample = sample;
+        self.has_last = true;
+    }
+
+    /// The newest sample an appender holds for this series and has not committed.
+    pub(crate) fn pending(&self) -> Option<(Timestamp, f64)> {
+        self.has_pending.then_some(self.pending_sample)
+    }
+
+    pub(crate) fn set_pending(&mut self, sample: Option<(Timestamp, f64)>) {
+        self.has_pending = sample.is_some();
+        self.pending_sample = sample.unwrap_or((0, 0.0));
+    }
+
     /// Checks whether `(t, v)` may be appended. Re-appending the newest sample with an
     /// identical value is accepted (and later ignored), as Prometheus does.
     pub(crate) fn check(&self, t: Timestamp, v: f64) -> Result<(), Rejection> {
-        let newest = match (self.last, self.pending) {
+        let newest = match (self.last(), self.pending()) {
             (Some(l), Some(p)) => Some(if p.0 >= l.0 { p } else { l }),
             (l, p) => l.or(p),
         };
@@ -144,25 +170,25 @@ impl SeriesData {
         chunk_range: i64,
         disk: Option<&ChunkDiskMapper>,
     ) -> bool {
-        if self.last.is_some_and(|(lt, _)| t <= lt) {
+        if self.last().is_some_and(|(lt, _)| t <= lt) {
             return false;
         }
         let n = self.open.num_samples() as usize;
-        if n > 0 && (n >= SAMPLES_PER_CHUNK || t >= self.next_cut_at) {
+        if n > 0 && (n >= SAMPLES_PER_CHUNK || t >= next_boundary(self.open_min_time, chunk_range))
+        {
             self.cut_open(id, disk);
         }
         if self.open.num_samples() == 0 {
             self.open_min_time = t;
-            self.next_cut_at = next_boundary(t, chunk_range);
         }
         self.open.append(t, v);
-        self.last = Some((t, v));
+        self.set_last((t, v));
         true
     }
 
     fn cut_open(&mut self, id: u64, disk: Option<&ChunkDiskMapper>) {
         let min_time = self.open_min_time;
-        let max_time = self.last.map_or(min_time, |(t, _)| t);
+        let max_time = self.last().map_or(min_time, |(t, _)| t);
         let bytes = self.open.bytes();
         let loc = match disk
             .map(|d| d.write_chunk(id, min_time, max_time, Encoding::Xor.as_u8(), bytes))
@@ -186,7 +212,7 @@ impl SeriesData {
     /// is now empty.
     pub(crate) fn truncate_before(&mut self, mint: Timestamp) -> bool {
         self.closed.retain(|c| c.max_time >= mint);
-        if self.open.num_samples() > 0 && self.last.is_some_and(|(t, _)| t < mint) {
+        if self.open.num_samples() > 0 && self.last().is_some_and(|(t, _)| t < mint) {
             self.open.reset();
         }
         self.closed.is_empty() && self.open.num_samples() == 0
@@ -209,14 +235,14 @@ impl SeriesData {
                 max_time,
                 loc: ChunkLocation::Disk(r),
             }));
-        self.last = Some(last);
+        self.set_last(last);
     }
 
     /// Whether the series has samples in `[mint, maxt]`.
     pub(crate) fn has_samples_in(&self, mint: Timestamp, maxt: Timestamp) -> bool {
         let open = self.open.num_samples() > 0
             && self.open_min_time <= maxt
-            && self.last.is_some_and(|(t, _)| t >= mint);
+            && self.last().is_some_and(|(t, _)| t >= mint);
         open || self
             .closed
             .iter()
@@ -254,7 +280,7 @@ impl SeriesData {
             });
         }
         if self.open.num_samples() > 0 {
-            let max_time = self.last.map_or(self.open_min_time, |(t, _)| t);
+            let max_time = self.last().map_or(self.open_min_time, |(t, _)| t);
             if max_time >= mint && self.open_min_time <= maxt {
                 out.push(ChunkSnapshot {
                     min_time: self.open_min_time,
