@@ -36,9 +36,27 @@ pub struct Label<'a> {
 ///
 /// The buffer is shared (`Arc`): cloning a label set, which queries do for every series
 /// they touch, copies a pointer, not the labels.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Default)]
 pub struct Labels {
     buf: std::sync::Arc<[u8]>,
+}
+
+/// Equal label sets have equal buffers. Clones share one buffer, and the storage
+/// compares the labels a writer hands back with the series' own on every append, so
+/// the pointer is checked first: `Arc`'s own `PartialEq` compares the bytes of an
+/// unsized `[u8]` even when both sides are the same allocation.
+impl PartialEq for Labels {
+    fn eq(&self, other: &Labels) -> bool {
+        std::sync::Arc::ptr_eq(&self.buf, &other.buf) || self.buf[..] == other.buf[..]
+    }
+}
+
+impl Eq for Labels {}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.buf[..].hash(state);
+    }
 }
 
 impl Labels {

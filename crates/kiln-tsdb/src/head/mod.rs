@@ -93,11 +93,11 @@ struct Stripe {
 }
 
 impl Stripe {
-    /// A stripe of a head with `stripes` stripes (ids are spread over them round robin).
+    /// A stripe of a head with `stripes` stripes.
     fn new(stripes: usize) -> Stripe {
         Stripe {
             by_hash: IntMap::default(),
-            by_id: IdIndex::new(stripes as u64),
+            by_id: IdIndex::new(stripes),
         }
     }
 }
@@ -259,8 +259,15 @@ impl Head {
         self.stripes.iter().map(|s| s.read().by_id.len()).sum()
     }
 
-    fn stripe_for(&self, key: u64) -> &RwLock<Stripe> {
-        &self.stripes[(key as usize) & (self.stripes.len() - 1)]
+    /// The stripe whose `by_hash` holds label-set hash `hash`.
+    fn stripe_for(&self, hash: u64) -> &RwLock<Stripe> {
+        &self.stripes[(hash as usize) & (self.stripes.len() - 1)]
+    }
+
+    /// The stripe whose `by_id` holds series `id` (see [`id_index`] for why ids are
+    /// striped in blocks).
+    fn id_stripe(&self, id: u64) -> &RwLock<Stripe> {
+        &self.stripes[id_index::id_stripe(id, self.stripes.len())]
     }
 
     /// The series with these labels, creating it when absent. Returns whether it was
@@ -300,7 +307,7 @@ impl Head {
             bucket.push(s.clone());
             s
         };
-        self.stripe_for(id).write().by_id.insert(id, series.clone());
+        self.id_stripe(id).write().by_id.insert(id, series.clone());
         // Postings need increasing ids: take the lock and add in id order. Ids from
         // concurrent creators may arrive out of order, so insert sorted.
         self.postings.write().add(id, &series.labels);
@@ -327,7 +334,7 @@ impl Head {
 
     /// Whether series `id` is in the head.
     pub(crate) fn series_exists(&self, id: u64) -> bool {
-        self.stripe_for(id).read().by_id.contains(id)
+        self.id_stripe(id).read().by_id.contains(id)
     }
 
     /// Whether the WAL's series id `id` still refers to a series in the head, directly
@@ -342,7 +349,7 @@ impl Head {
 
     /// The series with this id.
     pub(crate) fn series_by_id(&self, id: u64) -> Option<Arc<MemSeries>> {
-        self.stripe_for(id).read().by_id.get(id).cloned()
+        self.id_stripe(id).read().by_id.get(id).cloned()
     }
 
     pub(crate) fn note_sample_time(&self, t: Timestamp) {
