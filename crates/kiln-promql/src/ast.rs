@@ -221,6 +221,12 @@ pub fn format_query(query: &str) -> Result<String, QueryError> {
     Ok(parsed.prettify())
 }
 
+/// Checks that `query` is a valid expression (it parses and its types check) without
+/// evaluating it: what rule files and `promtool check rules` verify.
+pub fn validate_query(query: &str) -> Result<(), QueryError> {
+    parse(query).map(|_| ())
+}
+
 /// Parses a query.
 pub(crate) fn parse(query: &str) -> Result<Expr, QueryError> {
     let parsed = parse_tree(query)?;

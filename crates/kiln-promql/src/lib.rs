@@ -21,7 +21,7 @@ mod functions;
 pub mod promqltest;
 pub mod value;
 
-pub use ast::format_query;
+pub use ast::{format_query, validate_query};
 pub use engine::{CancelToken, Engine, EngineOptions};
 pub use error::{QueryError, QueryErrorKind};
 pub use value::{QueryResult, Sample, Series, Value};

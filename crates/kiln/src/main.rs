@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use kiln_model::{Matcher, parse_selector};
 use kiln_tsdb::tools;
 
+mod rule_tools;
 mod server;
 
 #[derive(Parser)]
@@ -36,6 +37,19 @@ enum Command {
     /// Check inputs for validity, in the spirit of `promtool check`.
     #[command(subcommand)]
     Check(CheckCommand),
+    /// Unit tests, in the spirit of `promtool test`.
+    #[command(subcommand)]
+    Test(TestCommand),
+}
+
+#[derive(Subcommand)]
+enum TestCommand {
+    /// Run rule unit test files (promtool's format), like `promtool test rules`.
+    /// Exits 1 when any test fails.
+    Rules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -47,6 +61,11 @@ enum CheckCommand {
     /// Load prometheus.yml files as `kiln server` would, like `promtool check config`.
     /// Exits 1 when any file fails.
     Config {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check rule files, like `promtool check rules`. Exits 1 when any file fails.
+    Rules {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -194,6 +213,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Promqltest(args) => return promqltest(&args, &mut out),
         Command::Check(CheckCommand::Metrics) => return check_metrics(),
         Command::Check(CheckCommand::Config { files }) => return check_config(&files),
+        Command::Check(CheckCommand::Rules { files }) => return rule_tools::check_rules(&files),
+        Command::Test(TestCommand::Rules { files }) => return rule_tools::test_rules(&files),
         Command::Server(args) => server::run(args)?,
         Command::Tsdb(TsdbCommand::List {
             human_readable,
@@ -295,10 +316,18 @@ fn check_config(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         writeln!(out, "Checking {}", file.display())?;
         match kiln_config::Config::load_file(file) {
             Err(e) => {
-                writeln!(out, "  FAILED: {e}")?;
+                writeln!(out, "  FAILED: {e}\n")?;
                 failed = true;
             }
             Ok(config) => {
+                let rule_files = kiln_rules::file::expand_rule_files(&config.rule_files);
+                match &rule_files {
+                    Ok(files) => writeln!(out, "  SUCCESS: {} rule files found", files.len())?,
+                    Err(e) => {
+                        writeln!(out, "  FAILED: {e}")?;
+                        failed = true;
+                    }
+                }
                 writeln!(
                     out,
                     " SUCCESS: {} is valid prometheus config file syntax",
@@ -310,15 +339,18 @@ fn check_config(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                         "  WARNING: section {section} is accepted but not applied by Kiln yet"
                     )?;
                 }
-                if !config.rule_files.is_empty() || !config.scrape_config_files.is_empty() {
+                if !config.scrape_config_files.is_empty() {
                     writeln!(
                         out,
-                        "  WARNING: the files named by rule_files and scrape_config_files are not checked by Kiln yet"
+                        "  WARNING: the files named by scrape_config_files are not checked by Kiln yet"
                     )?;
+                }
+                writeln!(out)?;
+                for rule_file in rule_files.unwrap_or_default() {
+                    failed |= !rule_tools::check_rule_file(&mut out, &rule_file)?;
                 }
             }
         }
-        writeln!(out)?;
     }
     Ok(if failed {
         ExitCode::FAILURE

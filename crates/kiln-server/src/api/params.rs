@@ -2,8 +2,6 @@
 //! body, with repeated `match[]`), timestamps (RFC 3339 or Unix seconds) and durations
 //! (Prometheus durations or float seconds).
 
-use kiln_model::calendar::days_from_civil;
-
 use super::ApiError;
 
 /// Decoded request parameters, in order, repeated names kept.
@@ -61,60 +59,7 @@ pub(crate) fn parse_time(s: &str, what: &str) -> Result<i64, ApiError> {
         let ms = (secs * 1000.0).round();
         return Ok(ms.clamp(MIN_TIME as f64, MAX_TIME as f64) as i64);
     }
-    parse_rfc3339(s).ok_or_else(bad)
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let frac = s.get(start..i)?;
-        if frac.is_empty() {
-            return None;
-        }
-        let padded = format!("{frac:0<3}");
-        millis = padded.get(..3)?.parse().ok()?;
-    }
-    let offset_secs = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let h = num(i + 1..i + 3)?;
-            let m = num(i + 4..i + 6)?;
-            let o = h * 3600 + m * 60;
-            if *sign == b'+' { o } else { -o }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month as u32, day as u32);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Some(secs * 1000 + millis)
+    kiln_model::calendar::parse_rfc3339_ms(s).ok_or_else(bad)
 }
 
 /// Parses a duration: a Prometheus duration (`5m`) or float seconds (`300`, `1.5`).

@@ -1,0 +1,28 @@
+//! Recording and alerting rules, as Prometheus runs them.
+//!
+//! Module map:
+//! - [`file`]: rule files (YAML) parsed and checked with file:line errors; globs.
+//! - [`template`]: Go templates of alert labels and annotations with Prometheus's
+//!   functions (`humanize`, `query`, ...).
+//! - [`eval`]: what an evaluation runs against (engine, storage, external labels).
+//! - [`recording`], [`alerting`]: the two rule kinds; alert states, `ALERTS`,
+//!   `ALERTS_FOR_STATE`, restoring `for` state after a restart.
+//! - [`group`]: a group's rules evaluated in order at one timestamp, results stored
+//!   with staleness markers, rule health.
+//! - [`unittest`]: `kiln test rules`, promtool's rule unit test format and output.
+//!
+//! Like `kiln-promql`, this crate sees storage only through `kiln-storage`'s traits.
+
+pub mod alerting;
+pub mod eval;
+pub mod file;
+pub mod group;
+pub mod recording;
+pub mod template;
+pub mod unittest;
+
+pub use alerting::{Alert, AlertState, AlertingRule};
+pub use eval::{EvalEnv, RuleError};
+pub use file::{GroupSpec, RuleFileError, RuleKind, RuleSpec, load_rule_files, parse_rule_file};
+pub use group::{EvalReport, Group, Health, RestoreOptions, Rule, RuleStatus};
+pub use recording::RecordingRule;
