@@ -118,6 +118,21 @@ impl AlertingRule {
             && self.annotations == other.annotations
     }
 
+    /// `for`, seconds.
+    pub fn hold_seconds(&self) -> f64 {
+        self.hold_ms as f64 / 1000.0
+    }
+
+    /// `keep_firing_for`, seconds.
+    pub fn keep_firing_for_seconds(&self) -> f64 {
+        self.keep_firing_for_ms as f64 / 1000.0
+    }
+
+    /// The annotation templates as written.
+    pub fn annotation_templates(&self) -> &BTreeMap<String, String> {
+        &self.annotations
+    }
+
     /// The rule's alerts (active, and resolved ones still retained), sorted by labels.
     pub fn alerts(&self) -> Vec<&Alert> {
         let mut v: Vec<&Alert> = self.active.values().collect();

@@ -95,6 +95,26 @@ pub struct EvalReport {
     pub samples_written: usize,
 }
 
+/// Counters of a group's evaluations, for the `prometheus_rule_*` metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCounters {
+    pub iterations: u64,
+    pub iterations_missed: u64,
+    pub rule_evaluations: u64,
+    pub rule_failures: u64,
+    /// Samples the last evaluation wrote.
+    pub last_samples: u64,
+}
+
+impl GroupCounters {
+    pub fn record(&mut self, report: &EvalReport) {
+        self.iterations += 1;
+        self.rule_evaluations += report.rules_evaluated as u64;
+        self.rule_failures += report.rules_failed as u64;
+        self.last_samples = report.samples_written as u64;
+    }
+}
+
 /// A group of rules; see the module docs.
 #[derive(Debug, Clone)]
 pub struct Group {
@@ -108,6 +128,10 @@ pub struct Group {
     /// Start of the last evaluation, ms.
     pub last_eval_ms: Option<i64>,
     pub last_duration_s: f64,
+    pub counters: GroupCounters,
+    /// Series of rules a reload removed from the group: marked stale by the next
+    /// evaluation.
+    removed_series: Vec<Labels>,
 }
 
 impl Group {
@@ -151,6 +175,8 @@ impl Group {
             rules,
             last_eval_ms: None,
             last_duration_s: 0.0,
+            counters: GroupCounters::default(),
+            removed_series: Vec::new(),
         }
     }
 
@@ -174,8 +200,9 @@ impl Group {
     }
 
     /// Takes over the alerts and staleness bookkeeping of `old`, the same group before
-    /// a reload: alerting rules matched by name, labels and annotations keep their
-    /// alerts; any rule matched by name keeps its written series for staleness.
+    /// a reload: rules matched by name and labels keep their alerts and written series;
+    /// the series of old rules without a match get staleness markers at the next
+    /// evaluation.
     pub fn adopt_state(&mut self, old: &mut Group) {
         for (i, rule) in self.rules.iter_mut().enumerate() {
             let matching = old
@@ -189,7 +216,11 @@ impl Group {
                 new.restored = prev.restored;
             }
         }
+        for status in &mut old.status {
+            self.removed_series.extend(status.written.drain());
+        }
         self.last_eval_ms = old.last_eval_ms;
+        self.counters = old.counters;
     }
 
     /// Marks the alerting rules as needing their `for` state restored (server start).
@@ -207,6 +238,15 @@ impl Group {
         let started = Instant::now();
         let query_t = t - self.query_offset_ms;
         let mut report = EvalReport::default();
+        if !self.removed_series.is_empty() {
+            let mut app = env.appendable.appender();
+            for l in self.removed_series.drain(..) {
+                let _ = app.append(0, &l, query_t, SampleValue::Float(STALE_NAN));
+            }
+            if let Err(e) = app.commit() {
+                tracing::warn!(group = %self.name, error = %e, "writing staleness markers failed");
+            }
+        }
         for (rule, status) in self.rules.iter_mut().zip(self.status.iter_mut()) {
             let rule_started = Instant::now();
             report.rules_evaluated += 1;

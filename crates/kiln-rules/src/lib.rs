@@ -9,6 +9,7 @@
 //!   `ALERTS_FOR_STATE`, restoring `for` state after a restart.
 //! - [`group`]: a group's rules evaluated in order at one timestamp, results stored
 //!   with staleness markers, rule health.
+//! - [`manager`]: the groups of a configuration run on their intervals; reloads.
 //! - [`unittest`]: `kiln test rules`, promtool's rule unit test format and output.
 //!
 //! Like `kiln-promql`, this crate sees storage only through `kiln-storage`'s traits.
@@ -17,6 +18,7 @@ pub mod alerting;
 pub mod eval;
 pub mod file;
 pub mod group;
+pub mod manager;
 pub mod recording;
 pub mod template;
 pub mod unittest;
@@ -24,5 +26,6 @@ pub mod unittest;
 pub use alerting::{Alert, AlertState, AlertingRule};
 pub use eval::{EvalEnv, RuleError};
 pub use file::{GroupSpec, RuleFileError, RuleKind, RuleSpec, load_rule_files, parse_rule_file};
-pub use group::{EvalReport, Group, Health, RestoreOptions, Rule, RuleStatus};
+pub use group::{EvalReport, Group, GroupCounters, Health, RestoreOptions, Rule, RuleStatus};
+pub use manager::{RuleManager, RuleManagerOptions, RuleSettings, RulesView, SharedGroup};
 pub use recording::RecordingRule;

@@ -49,6 +49,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/status/runtimeinfo", get(api::runtimeinfo))
         .route("/api/v1/status/tsdb", get(api::tsdb_status))
         .route("/api/v1/targets", get(api::targets))
+        .route("/api/v1/rules", get(api::rules))
+        .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/metadata", get(api::metadata))
         .route(
             "/federate",

@@ -46,6 +46,17 @@ pub(crate) struct ServerArgs {
     /// Maximum number of samples a single query can load into memory.
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     max_samples: usize,
+    /// The URL under which Kiln is reachable from outside (alert templates'
+    /// `$externalURL`).
+    #[arg(long = "web.external-url", default_value = "")]
+    external_url: String,
+    /// Max time to tolerate a Kiln outage for restoring alerts' "for" state.
+    #[arg(long = "rules.alert.for-outage-tolerance", value_parser = parse_duration_ms, default_value = "1h")]
+    for_outage_tolerance: i64,
+    /// Minimum duration between an alert and its restored "for" state; only for alerts
+    /// with a "for" longer than this.
+    #[arg(long = "rules.alert.for-grace-period", value_parser = parse_duration_ms, default_value = "10m")]
+    for_grace_period: i64,
 }
 
 impl ServerArgs {
@@ -85,6 +96,12 @@ impl ServerArgs {
             ("query.timeout", d(self.query_timeout)),
             ("query.max-concurrency", self.max_concurrency.to_string()),
             ("query.max-samples", self.max_samples.to_string()),
+            ("web.external-url", self.external_url.clone()),
+            (
+                "rules.alert.for-outage-tolerance",
+                d(self.for_outage_tolerance),
+            ),
+            ("rules.alert.for-grace-period", d(self.for_grace_period)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -113,9 +130,6 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Option<kiln_con
     };
     let config = kiln_config::Config::load_file(path)?;
     info!(file = %path.display(), "loaded configuration");
-    if !config.rule_files.is_empty() {
-        warn!("rule_files are not evaluated by this Kiln version yet");
-    }
     for section in config.unapplied_sections() {
         warn!(
             section,
@@ -165,10 +179,21 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut scrapes = ScrapeService {
         discovery: kiln_discovery::DiscoveryManager::new(),
         scrapes: kiln_scrape::ScrapeManager::new(db.clone()),
+        rules: kiln_rules::RuleManager::new(kiln_rules::RuleManagerOptions {
+            engine: kiln_promql::Engine::new(engine.clone()),
+            queryable: db.clone(),
+            appendable: db.clone(),
+            restore: kiln_rules::RestoreOptions {
+                outage_tolerance_ms: args.for_outage_tolerance,
+                grace_ms: args.for_grace_period,
+            },
+            external_url: args.external_url.clone(),
+        }),
     };
     let mut api = ApiState::new(db.clone(), engine)
         .with_self_metrics(self_metrics)
         .with_targets(scrapes.scrapes.view())
+        .with_rules(scrapes.rules.view())
         .with_flags(args.flag_values())
         .with_tsdb(db.clone())
         .with_runtime(kiln_server::RuntimeInfo::new(args.retention_description()));
@@ -211,8 +236,8 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             Some(c) => c,
             None => embedded_config(address)?,
         };
+        scrapes.apply(&config).await?;
         state.set_config(&config);
-        scrapes.apply(&config).await;
         let watcher = scrapes.discovery.watcher();
         let scrapes = Arc::new(tokio::sync::Mutex::new(scrapes));
         let reloader = tokio::spawn(reload_loop(
@@ -237,6 +262,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             let mut scrapes = scrapes.lock().await;
             scrapes.discovery.stop_all();
             scrapes.scrapes.stop_all().await;
+            scrapes.rules.stop_all().await;
         }
         drop(scrapes);
         served
@@ -254,16 +280,23 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Service discovery and the scrape loops it feeds, reconfigured together.
+/// Service discovery and the scrape loops it feeds, and the rule groups: what a
+/// configuration (re)load changes, together.
 struct ScrapeService {
     discovery: kiln_discovery::DiscoveryManager,
     scrapes: kiln_scrape::ScrapeManager,
+    rules: kiln_rules::RuleManager,
 }
 
 impl ScrapeService {
-    /// Runs the discoveries of `config` (unchanged ones keep running) and brings the
+    /// Loads the rule files of `config` first (if one is invalid, nothing changes), then
+    /// runs the discoveries of `config` (unchanged ones keep running) and brings the
     /// scrape loops in line with it and the groups known now.
-    async fn apply(&mut self, config: &kiln_config::Config) {
+    async fn apply(&mut self, config: &kiln_config::Config) -> anyhow::Result<()> {
+        self.rules
+            .apply(&kiln_rules::RuleSettings::of_config(config))
+            .await
+            .context("loading rule files")?;
         self.discovery.apply(
             config
                 .scrape_configs
@@ -276,6 +309,7 @@ impl ScrapeService {
         );
         let groups = self.discovery.groups();
         self.scrapes.apply(config, &groups).await;
+        Ok(())
     }
 }
 
@@ -324,23 +358,30 @@ async fn reload_loop(
             } => None,
             else => return,
         };
-        let outcome = match &path {
-            None => Ok(()),
-            Some(p) => match load_config(Some(p)) {
-                Ok(Some(config)) => {
-                    scrapes.lock().await.apply(&config).await;
-                    state.set_config(&config);
-                    info!(file = %p.display(), "configuration reloaded");
-                    state.runtime.record_reload(true);
-                    Ok(())
-                }
-                Ok(None) => Ok(()),
-                Err(e) => {
-                    state.runtime.record_reload(false);
-                    error!(error = %format!("{e:#}"), "configuration reload failed; keeping the running one");
-                    Err(format!("{e:#}"))
-                }
-            },
+        let Some(p) = &path else {
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(()));
+            }
+            continue;
+        };
+        let reloaded = async {
+            if let Some(config) = load_config(Some(p))? {
+                scrapes.lock().await.apply(&config).await?;
+                state.set_config(&config);
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        state.runtime.record_reload(reloaded.is_ok());
+        let outcome = match reloaded {
+            Ok(()) => {
+                info!(file = %p.display(), "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "configuration reload failed; keeping the running one");
+                Err(format!("{e:#}"))
+            }
         };
         if let Some(reply) = reply {
             let _ = reply.send(outcome);

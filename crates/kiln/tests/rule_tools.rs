@@ -17,7 +17,11 @@ fn repo_rule_tests() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "yml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 3, "rule pack tests missing in {}", dir.display());
+    assert!(
+        files.len() >= 3,
+        "rule pack tests missing in {}",
+        dir.display()
+    );
     files
 }
 
@@ -59,7 +63,11 @@ fn rule_pack_files_check() {
     files.sort();
     let out = kiln(&args(&["check", "rules"], &files));
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("SUCCESS: 13 rules found"), "{}", text(&out));
+    assert!(
+        text(&out).contains("SUCCESS: 13 rules found"),
+        "{}",
+        text(&out)
+    );
     if interop_enabled("rule_pack_files_check (promtool)") {
         let out = promtool(&args(&["check", "rules"], &files));
         assert!(out.status.success(), "promtool: {}", text(&out));
@@ -123,8 +131,14 @@ fn failing_tests_fail_with_promtools_report() {
             && report.contains(r#"got: {__name__="job:up:sum", job="api"} 1E+00"#),
         "{report}"
     );
-    assert!(report.contains("alertname: InstanceDown, time: 10m"), "{report}");
-    assert!(report.contains(r#"Annotations:{summary="Instance a:1 down"}"#), "{report}");
+    assert!(
+        report.contains("alertname: InstanceDown, time: 10m"),
+        "{report}"
+    );
+    assert!(
+        report.contains(r#"Annotations:{summary="Instance a:1 down"}"#),
+        "{report}"
+    );
     if interop_enabled("failing_tests_fail_with_promtools_report") {
         let p = promtool(&["test", "rules", path]);
         assert_eq!(p.status.code(), Some(1), "{}", text(&p));
@@ -139,7 +153,12 @@ fn failing_tests_fail_with_promtools_report() {
             v.sort();
             v
         };
-        assert_eq!(lines(&report), lines(&text(&p)), "kiln:\n{report}\npromtool:\n{}", text(&p));
+        assert_eq!(
+            lines(&report),
+            lines(&text(&p)),
+            "kiln:\n{report}\npromtool:\n{}",
+            text(&p)
+        );
     }
 }
 
@@ -163,7 +182,11 @@ fn check_rules_verdicts_match_promtool() {
     let good_path = good.to_str().expect("utf-8");
     let out = kiln(&["check", "rules", good_path]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("SUCCESS: 2 rules found"), "{}", text(&out));
+    assert!(
+        text(&out).contains("SUCCESS: 2 rules found"),
+        "{}",
+        text(&out)
+    );
     let interop = interop_enabled("check_rules_verdicts_match_promtool (promtool)");
     for (i, bad) in BAD_RULE_FILES.iter().enumerate() {
         let file = dir.path().join(format!("bad{i}.yml"));
@@ -174,7 +197,12 @@ fn check_rules_verdicts_match_promtool() {
         assert!(text(&out).contains("FAILED"), "{bad:?}: {}", text(&out));
         if interop {
             let p = promtool(&["check", "rules", path]);
-            assert_eq!(p.status.code(), Some(1), "promtool accepted {bad:?}: {}", text(&p));
+            assert_eq!(
+                p.status.code(),
+                Some(1),
+                "promtool accepted {bad:?}: {}",
+                text(&p)
+            );
         }
     }
 }

@@ -5,11 +5,13 @@
 mod json;
 mod metadata;
 mod params;
+mod rules;
 mod runtime;
 mod targets;
 mod tsdb_status;
 
 pub(crate) use metadata::metadata;
+pub(crate) use rules::{alerts, rules};
 pub use runtime::RuntimeInfo;
 pub(crate) use runtime::runtimeinfo;
 pub(crate) use targets::targets;
@@ -39,6 +41,8 @@ pub struct ApiState {
     pub self_metrics: Option<SelfMetricsWriter>,
     /// The scrape targets, for `/api/v1/targets`.
     pub targets: Option<kiln_scrape::TargetsView>,
+    /// The rule groups, for `/api/v1/rules` and `/api/v1/alerts`.
+    pub rules: Option<kiln_rules::RulesView>,
     /// The command-line flags with their values, for `/api/v1/status/flags`.
     pub flags: Vec<(String, String)>,
     /// For `/api/v1/status/runtimeinfo`.
@@ -73,6 +77,7 @@ impl ApiState {
             reload: None,
             self_metrics: None,
             targets: None,
+            rules: None,
             flags: Vec::new(),
             runtime: RuntimeInfo::new(String::new()),
             tsdb: None,
@@ -86,6 +91,17 @@ impl ApiState {
             .as_ref()
             .map(|v| v.snapshot())
             .unwrap_or_default()
+    }
+
+    /// The running rule groups (none without a rule manager).
+    pub(crate) fn rule_groups(&self) -> Vec<kiln_rules::SharedGroup> {
+        self.rules.as_ref().map(|v| v.groups()).unwrap_or_default()
+    }
+
+    /// Sets where `/api/v1/rules` and `/api/v1/alerts` read the rule groups.
+    pub fn with_rules(mut self, rules: kiln_rules::RulesView) -> Self {
+        self.rules = Some(rules);
+        self
     }
 
     /// Sets where `/api/v1/targets` reads the targets.
@@ -580,6 +596,7 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         state.metrics.write(&mut out);
         state.runtime.write_metrics(&mut out);
         targets::write_metrics(&state.targets_snapshot(), &mut out);
+        rules::write_metrics(&state.rule_groups(), &mut out);
         out
     })
     .await

@@ -1,0 +1,352 @@
+//! `/api/v1/rules` and `/api/v1/alerts`, in Prometheus's JSON, and the
+//! `prometheus_rule_*` metrics.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use kiln_rules::{Alert, AlertState, Group, Rule, RuleStatus};
+
+use super::params::Params;
+use super::targets::rfc3339;
+use super::{ApiError, ApiState, json, json_response};
+
+/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, how alert values are written: `1e+00`.
+fn value_e(v: f64) -> String {
+    if !v.is_finite() {
+        return kiln_model::format_go_float(v);
+    }
+    let s = format!("{v:e}");
+    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
+}
+
+fn string_map(out: &mut String, m: &BTreeMap<String, String>) {
+    out.push('{');
+    for (i, (k, v)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json::string(out, k);
+        out.push(':');
+        json::string(out, v);
+    }
+    out.push('}');
+}
+
+fn alert_json(out: &mut String, a: &Alert) {
+    out.push_str("{\"labels\":");
+    json::labels(out, &a.labels);
+    out.push_str(",\"annotations\":");
+    string_map(out, &a.annotations);
+    out.push_str(",\"state\":");
+    json::string(out, a.state.as_str());
+    out.push_str(",\"activeAt\":\"");
+    rfc3339(out, a.active_at);
+    out.push_str("\",");
+    if let Some(since) = a.keep_firing_since {
+        out.push_str("\"keepFiringSince\":\"");
+        rfc3339(out, since);
+        out.push_str("\",");
+    }
+    out.push_str("\"value\":");
+    json::string(out, &value_e(a.value));
+    out.push('}');
+}
+
+/// Alerts an API lists: pending and firing ones.
+fn active(alerts: Vec<&Alert>) -> impl Iterator<Item = &Alert> {
+    alerts
+        .into_iter()
+        .filter(|a| a.state != AlertState::Inactive)
+}
+
+fn rule_json(out: &mut String, rule: &Rule, status: &RuleStatus, with_alerts: bool) {
+    out.push('{');
+    match rule {
+        Rule::Alerting(a) => {
+            out.push_str("\"state\":");
+            json::string(out, a.state().as_str());
+            out.push_str(",\"name\":");
+            json::string(out, rule.name());
+            out.push_str(",\"query\":");
+            json::string(out, rule.expr());
+            let _ = write!(
+                out,
+                ",\"duration\":{},\"keepFiringFor\":{}",
+                a.hold_seconds(),
+                a.keep_firing_for_seconds()
+            );
+            out.push_str(",\"labels\":");
+            string_map(out, rule.labels());
+            out.push_str(",\"annotations\":");
+            string_map(out, a.annotation_templates());
+            if with_alerts {
+                out.push_str(",\"alerts\":[");
+                for (i, alert) in active(a.alerts()).enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    alert_json(out, alert);
+                }
+                out.push(']');
+            }
+        }
+        Rule::Recording(_) => {
+            out.push_str("\"name\":");
+            json::string(out, rule.name());
+            out.push_str(",\"query\":");
+            json::string(out, rule.expr());
+            out.push_str(",\"labels\":");
+            string_map(out, rule.labels());
+        }
+    }
+    out.push_str(",\"health\":");
+    json::string(out, status.health.as_str());
+    if let Some(e) = &status.last_error {
+        out.push_str(",\"lastError\":");
+        json::string(out, e);
+    }
+    let _ = write!(out, ",\"evaluationTime\":{}", status.eval_duration_s);
+    out.push_str(",\"lastEvaluation\":\"");
+    rfc3339(out, status.last_eval_ms.unwrap_or(0));
+    out.push_str("\",\"type\":");
+    json::string(
+        out,
+        match rule {
+            Rule::Alerting(_) => "alerting",
+            Rule::Recording(_) => "recording",
+        },
+    );
+    out.push('}');
+}
+
+/// The filters of `/api/v1/rules`.
+struct RuleFilter {
+    kind: Option<String>,
+    names: Vec<String>,
+    groups: Vec<String>,
+    files: Vec<String>,
+    exclude_alerts: bool,
+}
+
+impl RuleFilter {
+    fn parse(p: &Params) -> Result<RuleFilter, ApiError> {
+        let kind = p.get("type").map(str::to_ascii_lowercase);
+        if let Some(k) = &kind
+            && k != "alert"
+            && k != "record"
+        {
+            return Err(ApiError::bad_data(format!(
+                "invalid query parameter type='{k}'"
+            )));
+        }
+        let exclude_alerts = match p.get("exclude_alerts") {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad_data(format!(
+                    "parameter \"exclude_alerts\": invalid boolean {other:?}"
+                )));
+            }
+        };
+        let all = |name: &str| p.all(name).into_iter().map(str::to_owned).collect();
+        Ok(RuleFilter {
+            kind,
+            names: all("rule_name[]"),
+            groups: all("rule_group[]"),
+            files: all("file[]"),
+            exclude_alerts,
+        })
+    }
+
+    fn group(&self, g: &Group) -> bool {
+        (self.groups.is_empty() || self.groups.contains(&g.name))
+            && (self.files.is_empty() || self.files.contains(&g.file))
+    }
+
+    fn rule(&self, r: &Rule) -> bool {
+        let kind_ok = !matches!(
+            (self.kind.as_deref(), r),
+            (Some("alert"), Rule::Recording(_)) | (Some("record"), Rule::Alerting(_))
+        );
+        kind_ok && (self.names.is_empty() || self.names.iter().any(|n| n == r.name()))
+    }
+}
+
+/// `GET /api/v1/rules?type=alert|record&rule_name[]=&rule_group[]=&file[]=&exclude_alerts=`.
+pub(crate) async fn rules(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.unwrap_or_default().as_bytes());
+    let filter = RuleFilter::parse(&p)?;
+    let mut data = String::from("{\"groups\":[");
+    let mut first_group = true;
+    for shared in state.rule_groups() {
+        let g = shared.lock();
+        if !filter.group(&g) {
+            continue;
+        }
+        let rules: Vec<(&Rule, &RuleStatus)> = g
+            .rules
+            .iter()
+            .zip(&g.status)
+            .filter(|(r, _)| filter.rule(r))
+            .collect();
+        // With a rule filter, groups left without rules are not listed.
+        let filtered = filter.kind.is_some() || !filter.names.is_empty();
+        if filtered && rules.is_empty() {
+            continue;
+        }
+        if !first_group {
+            data.push(',');
+        }
+        first_group = false;
+        data.push_str("{\"name\":");
+        json::string(&mut data, &g.name);
+        data.push_str(",\"file\":");
+        json::string(&mut data, &g.file);
+        data.push_str(",\"rules\":[");
+        for (i, (rule, status)) in rules.iter().enumerate() {
+            if i > 0 {
+                data.push(',');
+            }
+            rule_json(&mut data, rule, status, !filter.exclude_alerts);
+        }
+        let _ = write!(
+            data,
+            "],\"interval\":{},\"limit\":{},\"evaluationTime\":{},\"lastEvaluation\":\"",
+            g.interval_ms as f64 / 1000.0,
+            g.limit,
+            g.last_duration_s
+        );
+        rfc3339(&mut data, g.last_eval_ms.unwrap_or(0));
+        data.push_str("\"}");
+    }
+    data.push_str("]}");
+    Ok(json_response(
+        StatusCode::OK,
+        json::success(&data, &[], &[]),
+    ))
+}
+
+/// `GET /api/v1/alerts`: every pending and firing alert.
+pub(crate) async fn alerts(State(state): State<Arc<ApiState>>) -> Response {
+    let mut data = String::from("{\"alerts\":[");
+    let mut first = true;
+    for shared in state.rule_groups() {
+        let g = shared.lock();
+        for rule in &g.rules {
+            let Rule::Alerting(a) = rule else { continue };
+            for alert in active(a.alerts()) {
+                if !first {
+                    data.push(',');
+                }
+                first = false;
+                alert_json(&mut data, alert);
+            }
+        }
+    }
+    data.push_str("]}");
+    json_response(StatusCode::OK, json::success(&data, &[], &[]))
+}
+
+/// Writes the `prometheus_rule_group_*` and `prometheus_rule_evaluation*` metrics,
+/// labelled `rule_group="FILE;GROUP"` as in Prometheus.
+pub(crate) fn write_metrics(groups: &[kiln_rules::SharedGroup], out: &mut Vec<u8>) {
+    use kiln_exposition::{MetricType, encode_text_sample};
+
+    type Get = fn(&Group) -> f64;
+    let families: [(&str, &str, MetricType, Get); 9] = [
+        (
+            "prometheus_rule_evaluations_total",
+            "The total number of rule evaluations.",
+            MetricType::Counter,
+            |g| g.counters.rule_evaluations as f64,
+        ),
+        (
+            "prometheus_rule_evaluation_failures_total",
+            "The total number of rule evaluation failures.",
+            MetricType::Counter,
+            |g| g.counters.rule_failures as f64,
+        ),
+        (
+            "prometheus_rule_group_iterations_total",
+            "The total number of scheduled rule group evaluations, whether executed or missed.",
+            MetricType::Counter,
+            |g| (g.counters.iterations + g.counters.iterations_missed) as f64,
+        ),
+        (
+            "prometheus_rule_group_iterations_missed_total",
+            "The total number of rule group evaluations missed due to slow rule group evaluation.",
+            MetricType::Counter,
+            |g| g.counters.iterations_missed as f64,
+        ),
+        (
+            "prometheus_rule_group_interval_seconds",
+            "The interval of a rule group.",
+            MetricType::Gauge,
+            |g| g.interval_ms as f64 / 1000.0,
+        ),
+        (
+            "prometheus_rule_group_last_duration_seconds",
+            "The duration of the last rule group evaluation.",
+            MetricType::Gauge,
+            |g| g.last_duration_s,
+        ),
+        (
+            "prometheus_rule_group_last_evaluation_timestamp_seconds",
+            "The timestamp of the last rule group evaluation in seconds.",
+            MetricType::Gauge,
+            |g| g.last_eval_ms.map_or(0.0, |t| t as f64 / 1000.0),
+        ),
+        (
+            "prometheus_rule_group_last_evaluation_samples",
+            "The number of samples returned during the last rule group evaluation.",
+            MetricType::Gauge,
+            |g| g.counters.last_samples as f64,
+        ),
+        (
+            "prometheus_rule_group_rules",
+            "The number of rules.",
+            MetricType::Gauge,
+            |g| g.rules.len() as f64,
+        ),
+    ];
+    // One lock per group, taken once.
+    let values: Vec<(String, Vec<f64>)> = groups
+        .iter()
+        .map(|g| {
+            let g = g.lock();
+            let key = format!("{};{}", g.file, g.name);
+            (key, families.iter().map(|f| (f.3)(&g)).collect())
+        })
+        .collect();
+    for (i, (name, help, kind, _)) in families.iter().enumerate() {
+        crate::self_metrics::header(out, name, help, *kind);
+        for (key, v) in &values {
+            let labels =
+                kiln_model::Labels::from_pairs(&[("__name__", *name), ("rule_group", key)]);
+            encode_text_sample(out, &labels, v[i], None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_values_print_like_go_e_format() {
+        assert_eq!(value_e(1.0), "1e+00");
+        assert_eq!(value_e(15.5), "1.55e+01");
+        assert_eq!(value_e(0.000123), "1.23e-04");
+        assert_eq!(value_e(f64::INFINITY), "+Inf");
+    }
+}
