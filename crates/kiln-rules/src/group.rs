@@ -353,3 +353,6 @@ fn write(
     status.written = current;
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests;
