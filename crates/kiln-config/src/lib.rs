@@ -19,6 +19,7 @@
 //! `scrape_config_files` globs, and reading secrets from `*_file` fields, is the
 //! caller's job, at the time it needs them (a reload reads them again).
 
+mod alerting;
 mod global;
 mod http;
 mod relabel;
@@ -31,6 +32,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use global::{GlobalConfig, ScrapeLimits};
 pub use http::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
 pub use scrape::{Scheme, ScrapeConfig};
@@ -75,6 +77,7 @@ pub struct Config {
     /// Globs of files holding more scrape configs, as written.
     pub scrape_config_files: Vec<String>,
     pub scrape_configs: Vec<ScrapeConfig>,
+    pub alerting: AlertingConfig,
     unapplied: Vec<&'static str>,
 }
 
@@ -91,7 +94,7 @@ struct RawConfig {
     #[serde(default)]
     scrape_configs: Option<Vec<scrape::RawScrapeConfig>>,
     #[serde(default)]
-    alerting: Option<serde::de::IgnoredAny>,
+    alerting: Option<alerting::RawAlertingConfig>,
     #[serde(default)]
     remote_write: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -114,6 +117,7 @@ impl Default for Config {
             rule_files: Vec::new(),
             scrape_config_files: Vec::new(),
             scrape_configs: Vec::new(),
+            alerting: AlertingConfig::default(),
             unapplied: Vec::new(),
         }
     }
@@ -143,6 +147,19 @@ impl Config {
             .chain(self.scrape_config_files.iter_mut())
         {
             join_dir(dir, f);
+        }
+        for am in &mut self.alerting.alertmanagers {
+            am.http_client.resolve_paths(dir);
+            for fsd in &mut am.file_sd_configs {
+                fsd.files.iter_mut().for_each(|f| join_dir(dir, f));
+            }
+            for hsd in &mut am.http_sd_configs {
+                hsd.http_client.resolve_paths(dir);
+            }
+            for ksd in &mut am.kubernetes_sd_configs {
+                ksd.http_client.resolve_paths(dir);
+                join_dir(dir, &mut ksd.kubeconfig_file);
+            }
         }
         for sc in &mut self.scrape_configs {
             sc.http_client.resolve_paths(dir);
@@ -200,8 +217,12 @@ impl Config {
             }
             scrape_configs.push(sc);
         }
+        let alerting = raw
+            .alerting
+            .unwrap_or_default()
+            .resolve()
+            .map_err(|e| invalid(format!("alerting: {e}")))?;
         let sections = [
-            ("alerting", raw.alerting.is_some()),
             ("remote_write", raw.remote_write.is_some()),
             ("remote_read", raw.remote_read.is_some()),
             ("storage", raw.storage.is_some()),
@@ -214,6 +235,7 @@ impl Config {
             rule_files: raw.rule_files.unwrap_or_default(),
             scrape_config_files: raw.scrape_config_files.unwrap_or_default(),
             scrape_configs,
+            alerting,
             unapplied: sections
                 .iter()
                 .filter(|(_, present)| *present)

@@ -3,16 +3,20 @@
 //! TLS `key`) shown as `<secret>`. Rendering a config without secrets and parsing the
 //! result gives the same config back (tested).
 //!
-//! Sections Kiln accepts but does not apply yet (`alerting`, `remote_write`, ...) are
-//! not rendered, since they are not part of what runs.
+//! Sections Kiln accepts but does not apply yet (`remote_write`, ...) are not rendered,
+//! since they are not part of what runs.
 
 use std::collections::BTreeMap;
 
 use kiln_model::relabel::RelabelConfig;
 
+use crate::alerting::{AlertingConfig, AlertmanagerConfig};
 use crate::http::HttpClientConfig;
 use crate::scrape::ScrapeConfig;
-use crate::sd::{DnsRecordType, KubernetesRole};
+use crate::sd::{
+    DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesRole, KubernetesSdConfig,
+    StaticConfig,
+};
 use crate::units::{Duration, Size};
 use crate::{Config, DEFAULT_SCRAPE_PROTOCOLS, GlobalConfig, ScrapeLimits};
 
@@ -103,6 +107,11 @@ impl Config {
         root = root
             .strings_nonempty("rule_files", &self.rule_files)
             .strings_nonempty("scrape_config_files", &self.scrape_config_files);
+        if !self.alerting.alertmanagers.is_empty()
+            || !self.alerting.alert_relabel_configs.is_empty()
+        {
+            root = root.node("alerting", alerting(&self.alerting));
+        }
         let jobs = self.scrape_configs.iter().map(scrape_config).collect();
         root = root.seq_nonempty("scrape_configs", jobs);
         let mut out = String::new();
@@ -300,7 +309,69 @@ fn scrape_config(sc: &ScrapeConfig) -> Node {
             "metric_relabel_configs",
             sc.metric_relabel_configs.iter().map(relabel).collect(),
         );
-    let statics = sc
+    discovery(
+        m,
+        &Discovery {
+            static_configs: &sc.static_configs,
+            file_sd_configs: &sc.file_sd_configs,
+            http_sd_configs: &sc.http_sd_configs,
+            dns_sd_configs: &sc.dns_sd_configs,
+            kubernetes_sd_configs: &sc.kubernetes_sd_configs,
+        },
+    )
+    .build()
+}
+
+fn alerting(a: &AlertingConfig) -> Node {
+    let ams = a.alertmanagers.iter().map(alertmanager).collect();
+    MapBuilder::default()
+        .seq_nonempty(
+            "alert_relabel_configs",
+            a.alert_relabel_configs.iter().map(relabel).collect(),
+        )
+        .seq_nonempty("alertmanagers", ams)
+        .build()
+}
+
+fn alertmanager(am: &AlertmanagerConfig) -> Node {
+    let m = MapBuilder::default()
+        .extend(http_client(&am.http_client))
+        .str("scheme", am.scheme.as_str())
+        .str_nonempty("path_prefix", &am.path_prefix)
+        .duration("timeout", am.timeout)
+        .str("api_version", &am.api_version)
+        .seq_nonempty(
+            "relabel_configs",
+            am.relabel_configs.iter().map(relabel).collect(),
+        )
+        .seq_nonempty(
+            "alert_relabel_configs",
+            am.alert_relabel_configs.iter().map(relabel).collect(),
+        );
+    discovery(
+        m,
+        &Discovery {
+            static_configs: &am.static_configs,
+            file_sd_configs: &am.file_sd_configs,
+            http_sd_configs: &am.http_sd_configs,
+            dns_sd_configs: &am.dns_sd_configs,
+            kubernetes_sd_configs: &am.kubernetes_sd_configs,
+        },
+    )
+    .build()
+}
+
+/// The service-discovery fields of a scrape or Alertmanager config.
+struct Discovery<'a> {
+    static_configs: &'a [StaticConfig],
+    file_sd_configs: &'a [FileSdConfig],
+    http_sd_configs: &'a [HttpSdConfig],
+    dns_sd_configs: &'a [DnsSdConfig],
+    kubernetes_sd_configs: &'a [KubernetesSdConfig],
+}
+
+fn discovery(m: MapBuilder, sd: &Discovery<'_>) -> MapBuilder {
+    let statics = sd
         .static_configs
         .iter()
         .map(|s| {
@@ -310,7 +381,7 @@ fn scrape_config(sc: &ScrapeConfig) -> Node {
                 .build()
         })
         .collect();
-    let files = sc
+    let files = sd
         .file_sd_configs
         .iter()
         .map(|f| {
@@ -320,7 +391,7 @@ fn scrape_config(sc: &ScrapeConfig) -> Node {
                 .build()
         })
         .collect();
-    let https = sc
+    let https = sd
         .http_sd_configs
         .iter()
         .map(|h| {
@@ -331,7 +402,7 @@ fn scrape_config(sc: &ScrapeConfig) -> Node {
                 .build()
         })
         .collect();
-    let dns = sc
+    let dns = sd
         .dns_sd_configs
         .iter()
         .map(|d| {
@@ -352,7 +423,7 @@ fn scrape_config(sc: &ScrapeConfig) -> Node {
             m.build()
         })
         .collect();
-    let kubernetes = sc
+    let kubernetes = sd
         .kubernetes_sd_configs
         .iter()
         .map(|k| {
@@ -401,7 +472,6 @@ fn scrape_config(sc: &ScrapeConfig) -> Node {
         .seq_nonempty("http_sd_configs", https)
         .seq_nonempty("dns_sd_configs", dns)
         .seq_nonempty("kubernetes_sd_configs", kubernetes)
-        .build()
 }
 
 // --- emitting -----------------------------------------------------------------------

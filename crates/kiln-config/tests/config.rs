@@ -233,7 +233,51 @@ fn sections_kiln_does_not_apply_yet_are_listed() {
     let c =
         parse("remote_write:\n  - url: http://x/api/v1/write\nalerting:\n  alertmanagers: []\n")
             .expect("config");
-    assert_eq!(c.unapplied_sections(), &["alerting", "remote_write"]);
+    assert_eq!(c.unapplied_sections(), &["remote_write"]);
+}
+
+#[test]
+fn alerting_section_is_parsed_and_checked() {
+    let c = parse(concat!(
+        "global:\n  external_labels: {cluster: a}\n",
+        "alerting:\n",
+        "  alert_relabel_configs: [{action: labeldrop, regex: replica}]\n",
+        "  alertmanagers:\n",
+        "    - scheme: https\n",
+        "      path_prefix: /am\n",
+        "      timeout: 5s\n",
+        "      basic_auth: {username: u, password: p}\n",
+        "      static_configs: [{targets: ['am-0:9093', 'am-1:9093']}]\n",
+        "      file_sd_configs: [{files: [ams.json]}]\n",
+        "      relabel_configs: [{source_labels: [__address__], regex: 'am-1.*', action: drop}]\n",
+    ))
+    .expect("config");
+    let am = &c.alerting.alertmanagers[0];
+    assert_eq!(am.scheme.as_str(), "https");
+    assert_eq!(
+        (am.path_prefix.as_str(), am.timeout.as_millis()),
+        ("/am", 5000)
+    );
+    assert_eq!(am.api_version, "v2");
+    assert_eq!(am.static_configs[0].targets.len(), 2);
+    assert_eq!(am.relabel_configs.len(), 1);
+    assert_eq!(c.alerting.alert_relabel_configs.len(), 1);
+    assert!(c.unapplied_sections().is_empty());
+    // Rendered for /api/v1/status/config and parsed back the same (secret masked).
+    let yaml = c.to_yaml();
+    assert!(
+        yaml.contains("alertmanagers:") && yaml.contains("path_prefix: /am"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("password: <secret>"), "{yaml}");
+    for bad in [
+        "alerting:\n  alertmanagers:\n    - api_version: v1\n",
+        "alerting:\n  alertmanagers:\n    - timeout: 0s\n",
+        "alerting:\n  alertmanagers:\n    - static_configs: [{targets: ['http://am:9093']}]\n",
+        "alerting:\n  alertmanagerz: []\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?} should be refused");
+    }
 }
 
 #[test]

@@ -27,6 +27,17 @@ pub struct DiscoveryConfigs {
 }
 
 impl DiscoveryConfigs {
+    /// The discoveries of an `alerting.alertmanagers` entry.
+    pub fn of_alertmanager_config(am: &kiln_config::AlertmanagerConfig) -> DiscoveryConfigs {
+        DiscoveryConfigs {
+            static_configs: am.static_configs.clone(),
+            file_sd_configs: am.file_sd_configs.clone(),
+            http_sd_configs: am.http_sd_configs.clone(),
+            dns_sd_configs: am.dns_sd_configs.clone(),
+            kubernetes_sd_configs: am.kubernetes_sd_configs.clone(),
+        }
+    }
+
     pub fn of_scrape_config(sc: &ScrapeConfig) -> DiscoveryConfigs {
         DiscoveryConfigs {
             static_configs: sc.static_configs.clone(),

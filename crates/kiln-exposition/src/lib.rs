@@ -159,11 +159,11 @@ pub struct ParserOptions {
     pub max_label_bytes: usize,
     /// Most labels on one sample, the metric name included. Default 512.
     pub max_labels: usize,
-    /// Check only the syntax of label sets: build neither [`SampleLine::labels`] nor
-    /// `empty_label_names`, and leave duplicate names and the label count to
-    /// [`series_labels`]. For callers that look the series text up in a cache first and
-    /// build (and so fully check) labels only for series they have not seen. Default
-    /// false.
+    /// Do not parse label sets: find where each ends (respecting quoted values) and
+    /// build neither [`SampleLine::labels`] nor `empty_label_names`. Checking the label
+    /// set is left to [`series_labels`]: for callers that look the series text up in a
+    /// cache first and build (and so fully check) labels only for texts they have not
+    /// seen; a text seen before was checked then. Default false.
     pub skip_labels: bool,
 }
 

@@ -381,6 +381,10 @@ impl<'a> Parser<'a> {
     /// builder when `store`, else only validates them; returns the code points of all
     /// names and values (for the exemplar limit).
     fn labels(&mut self, cur: &mut Cur<'a>, om: bool, store: bool) -> Res<usize> {
+        if store && self.opts.skip_labels {
+            cur.skip_label_set()?;
+            return Ok(0);
+        }
         let mut runes = 0;
         if !om {
             cur.skip_ws();
@@ -416,14 +420,7 @@ impl<'a> Parser<'a> {
             }
             let value_at = cur.i + 1;
             let raw = cur.quoted()?;
-            // Unescaping never lengthens a value: a short raw value needs no unescaping
-            // when only its syntax is checked.
-            let syntax_only = store && self.opts.skip_labels;
-            let value = if syntax_only && raw.len() <= self.opts.max_label_bytes {
-                Cow::Borrowed(raw)
-            } else {
-                unescape(raw, true)
-            };
+            let value = unescape(raw, true);
             if value.len() > self.opts.max_label_bytes {
                 return Err(Fail {
                     column: value_at,
@@ -433,10 +430,7 @@ impl<'a> Parser<'a> {
                     },
                 });
             }
-            if store && self.opts.skip_labels {
-                // Syntax only: duplicate names and the label count are checked when
-                // the caller builds the labels (`series_labels`).
-            } else if store {
+            if store {
                 if self.names.len() >= self.opts.max_labels {
                     return Err(Fail {
                         column: name_at,
@@ -556,6 +550,34 @@ struct Cur<'a> {
 }
 
 impl<'a> Cur<'a> {
+    /// Moves past the `}` that closes the label set the cursor is in, without checking
+    /// the pairs: a `}` or escaped quote inside a quoted value does not end it.
+    fn skip_label_set(&mut self) -> Res<()> {
+        let bytes = self.s.as_bytes();
+        let mut quoted = false;
+        let mut j = self.i;
+        while j < bytes.len() {
+            match bytes[j] {
+                // A backslash escapes the next byte inside quotes; continuation bytes of
+                // multi-byte characters never equal the bytes matched here.
+                b'\\' if quoted => j += 1,
+                b'"' => quoted = !quoted,
+                b'}' if !quoted => {
+                    self.i = j + 1;
+                    return Ok(());
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        self.i = bytes.len();
+        Err(self.unexpected(if quoted {
+            "'\"' (end of a label value)"
+        } else {
+            "'}'"
+        }))
+    }
+
     fn rest(&self) -> &'a str {
         self.s.get(self.i..).unwrap_or("")
     }

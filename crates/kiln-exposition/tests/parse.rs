@@ -845,14 +845,21 @@ fn series_text_and_lazy_labels() {
             assert_eq!(empty, f.empty_label_names);
         }
     }
-    // Skipping labels still checks their syntax; duplicates are found when the labels
-    // are built.
+    // Skipping labels only finds where the label set ends (a `}` in a quoted value does
+    // not end it); bad syntax and duplicates are found when the labels are built.
     let opts = ParserOptions {
         skip_labels: true,
         ..ParserOptions::default()
     };
-    let bad = "m{a=\"1\" b=\"2\"} 1\n";
-    assert!(Parser::with_options(bad.as_bytes(), TEXT, opts).any(|e| e.is_err()));
+    let bad = "m{a=\"1\" b=\"}\\\"\"} 1\n";
+    let series = match Parser::with_options(bad.as_bytes(), TEXT, opts).next() {
+        Some(Ok(Entry::Sample(s))) => s.series,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(series, "m{a=\"1\" b=\"}\\\"\"}");
+    assert!(kiln_exposition::series_labels(series, TEXT).is_err());
+    let unclosed = "m{a=\"1\"\n";
+    assert!(Parser::with_options(unclosed.as_bytes(), TEXT, opts).any(|e| e.is_err()));
     let dup = "m{a=\"1\",a=\"2\"} 1\n";
     let series = match Parser::with_options(dup.as_bytes(), TEXT, opts).next() {
         Some(Ok(Entry::Sample(s))) => s.series,

@@ -10,15 +10,20 @@
 //! - [`group`]: a group's rules evaluated in order at one timestamp, results stored
 //!   with staleness markers, rule health.
 //! - [`manager`]: the groups of a configuration run on their intervals; reloads.
+//! - [`notify`]: alerts to Alertmanager (API v2): which are due, the queue, batches,
+//!   Alertmanager discovery and relabelling.
 //! - [`unittest`]: `kiln test rules`, promtool's rule unit test format and output.
 //!
 //! Like `kiln-promql`, this crate sees storage only through `kiln-storage`'s traits.
+//! Its notifier finds Alertmanagers with `kiln-discovery` and posts through
+//! `kiln-http-client` (sideways edges at L3, as `kiln-scrape` has).
 
 pub mod alerting;
 pub mod eval;
 pub mod file;
 pub mod group;
 pub mod manager;
+pub mod notify;
 pub mod recording;
 pub mod template;
 pub mod unittest;

@@ -37,8 +37,10 @@ pub struct RuleManagerOptions {
     pub queryable: Arc<dyn Queryable>,
     pub appendable: Arc<dyn Appendable>,
     pub restore: RestoreOptions,
-    /// `--web.external-url`, for templates.
+    /// `--web.external-url`, for templates and alerts' generator URLs.
     pub external_url: String,
+    /// Where firing and resolved alerts go after each evaluation.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// The settings of the configuration that rules use.
@@ -249,6 +251,9 @@ async fn run_group(
             let mut g = group2.lock();
             let report = g.eval(&env, t, &opts2.restore);
             g.counters.record(&report);
+            if let Some(notifier) = &opts2.notifier {
+                notifier.send(crate::notify::due_alerts(&mut g, t, &opts2.external_url));
+            }
         })
         .await;
         if let Err(e) = evaluated {

@@ -188,7 +188,8 @@ fn append_body(
         skip_labels: true,
         ..ParserOptions::default()
     };
-    for entry in Parser::with_options(bytes, format, opts) {
+    let mut parser = Parser::with_options(bytes, format, opts);
+    while let Some(entry) = parser.next() {
         let entry = entry.map_err(|e| ScrapeError::Parse(e.to_string()))?;
         let sample = match entry {
             Entry::Sample(sample) => sample,
@@ -213,8 +214,12 @@ fn append_body(
             Some(slot) => slot,
             None => {
                 new_text = true;
-                let (own, empty) = series_labels(sample.series, format)
-                    .map_err(|e| ScrapeError::Parse(e.to_string()))?;
+                // The label set is checked here, the first time its text is seen; the
+                // error points at the sample's line in the body.
+                let (own, empty) = series_labels(sample.series, format).map_err(|mut e| {
+                    e.line = parser.line();
+                    ScrapeError::Parse(e.to_string())
+                })?;
                 let merged = merge_target_labels(
                     &mut builder,
                     &own,

@@ -51,6 +51,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/targets", get(api::targets))
         .route("/api/v1/rules", get(api::rules))
         .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/alertmanagers", get(api::alertmanagers))
         .route("/api/v1/metadata", get(api::metadata))
         .route(
             "/federate",

@@ -57,6 +57,12 @@ pub(crate) struct ServerArgs {
     /// with a "for" longer than this.
     #[arg(long = "rules.alert.for-grace-period", value_parser = parse_duration_ms, default_value = "10m")]
     for_grace_period: i64,
+    /// Alerts waiting to be sent to Alertmanager at most; the oldest are dropped.
+    #[arg(
+        long = "alertmanager.notification-queue-capacity",
+        default_value_t = 10_000
+    )]
+    notification_queue_capacity: usize,
 }
 
 impl ServerArgs {
@@ -102,6 +108,10 @@ impl ServerArgs {
                 d(self.for_outage_tolerance),
             ),
             ("rules.alert.for-grace-period", d(self.for_grace_period)),
+            (
+                "alertmanager.notification-queue-capacity",
+                self.notification_queue_capacity.to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -176,7 +186,10 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         kiln_server::self_metrics::write_self_metrics(&metrics_db, &process, out)
     });
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let notifier = kiln_rules::notify::Notifier::new(args.notification_queue_capacity);
     let mut scrapes = ScrapeService {
+        alert_discovery: kiln_discovery::DiscoveryManager::new(),
+        notifier: notifier.clone(),
         discovery: kiln_discovery::DiscoveryManager::new(),
         scrapes: kiln_scrape::ScrapeManager::new(db.clone()),
         rules: kiln_rules::RuleManager::new(kiln_rules::RuleManagerOptions {
@@ -188,12 +201,14 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
                 grace_ms: args.for_grace_period,
             },
             external_url: args.external_url.clone(),
+            notifier: Some(notifier.clone()),
         }),
     };
     let mut api = ApiState::new(db.clone(), engine)
         .with_self_metrics(self_metrics)
         .with_targets(scrapes.scrapes.view())
         .with_rules(scrapes.rules.view())
+        .with_notifier(notifier.clone())
         .with_flags(args.flag_values())
         .with_tsdb(db.clone())
         .with_runtime(kiln_server::RuntimeInfo::new(args.retention_description()));
@@ -239,6 +254,9 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         scrapes.apply(&config).await?;
         state.set_config(&config);
         let watcher = scrapes.discovery.watcher();
+        let alert_watcher = scrapes.alert_discovery.watcher();
+        let (notifier_stop, notifier_stop_rx) = tokio::sync::watch::channel(false);
+        let sender = tokio::spawn(notifier.clone().run(notifier_stop_rx));
         let scrapes = Arc::new(tokio::sync::Mutex::new(scrapes));
         let reloader = tokio::spawn(reload_loop(
             args.config_file.clone(),
@@ -247,6 +265,8 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             reload_rx,
         ));
         let discovered = tokio::spawn(discovery_updates(scrapes.clone(), watcher));
+        let alertmanagers_discovered =
+            tokio::spawn(alertmanager_updates(scrapes.clone(), alert_watcher));
         info!(address = %address, "Kiln server is ready");
         // Tests and scripts read the bound address (useful with port 0) from here.
         eprintln!("listening on {address}");
@@ -257,13 +277,19 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         let _ = reloader.await;
         discovered.abort();
         let _ = discovered.await;
+        alertmanagers_discovered.abort();
+        let _ = alertmanagers_discovered.await;
         // Stopped targets get their staleness markers before storage closes.
         {
             let mut scrapes = scrapes.lock().await;
             scrapes.discovery.stop_all();
             scrapes.scrapes.stop_all().await;
             scrapes.rules.stop_all().await;
+            scrapes.alert_discovery.stop_all();
         }
+        // Alerts queued by the last evaluations still go out.
+        let _ = notifier_stop.send(true);
+        let _ = sender.await;
         drop(scrapes);
         served
     });
@@ -280,12 +306,15 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Service discovery and the scrape loops it feeds, and the rule groups: what a
-/// configuration (re)load changes, together.
+/// Service discovery and the scrape loops it feeds, the rule groups, and the
+/// Alertmanagers alerts go to: what a configuration (re)load changes, together.
 struct ScrapeService {
     discovery: kiln_discovery::DiscoveryManager,
     scrapes: kiln_scrape::ScrapeManager,
     rules: kiln_rules::RuleManager,
+    /// Finds the Alertmanagers of `alerting.alertmanagers` (keys `config-N`).
+    alert_discovery: kiln_discovery::DiscoveryManager,
+    notifier: Arc<kiln_rules::notify::Notifier>,
 }
 
 impl ScrapeService {
@@ -293,10 +322,41 @@ impl ScrapeService {
     /// runs the discoveries of `config` (unchanged ones keep running) and brings the
     /// scrape loops in line with it and the groups known now.
     async fn apply(&mut self, config: &kiln_config::Config) -> anyhow::Result<()> {
+        let sets = config
+            .alerting
+            .alertmanagers
+            .iter()
+            .enumerate()
+            .map(|(i, am)| {
+                kiln_rules::notify::AlertmanagerSet::new(am.clone())
+                    .map(Arc::new)
+                    .map_err(|e| anyhow::anyhow!("alerting.alertmanagers[{i}]: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         self.rules
             .apply(&kiln_rules::RuleSettings::of_config(config))
             .await
             .context("loading rule files")?;
+        self.notifier.configure(
+            kiln_rules::notify::AlertShaping {
+                external_labels: config.global.external_labels.clone(),
+                alert_relabel_configs: config.alerting.alert_relabel_configs.clone(),
+            },
+            sets,
+        );
+        self.alert_discovery.apply(
+            config
+                .alerting
+                .alertmanagers
+                .iter()
+                .enumerate()
+                .map(|(i, am)| {
+                    let d = kiln_discovery::DiscoveryConfigs::of_alertmanager_config(am);
+                    (format!("config-{i}"), d)
+                })
+                .collect(),
+        );
+        self.update_alertmanagers();
         self.discovery.apply(
             config
                 .scrape_configs
@@ -310,6 +370,28 @@ impl ScrapeService {
         let groups = self.discovery.groups();
         self.scrapes.apply(config, &groups).await;
         Ok(())
+    }
+}
+
+impl ScrapeService {
+    /// Hands the Alertmanagers discovered now to the notifier's sets.
+    fn update_alertmanagers(&self) {
+        let groups = self.alert_discovery.groups();
+        for (i, set) in self.notifier.sets().iter().enumerate() {
+            let found = groups.get(&format!("config-{i}"));
+            set.update(found.map(Vec::as_slice).unwrap_or_default());
+        }
+    }
+}
+
+/// Hands Alertmanager discovery's changes to the notifier.
+async fn alertmanager_updates(
+    service: Arc<tokio::sync::Mutex<ScrapeService>>,
+    watcher: kiln_discovery::ChangeWatcher,
+) {
+    loop {
+        watcher.changed().await;
+        service.lock().await.update_alertmanagers();
     }
 }
 

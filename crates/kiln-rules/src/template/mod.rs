@@ -18,6 +18,7 @@ use std::sync::Arc;
 use gotmpl::parse::{ActionNode, BranchNode, CommandNode, Expr, ListNode, Node, PipeNode};
 use gotmpl::{Template, Value};
 
+pub(crate) use funcs::query_escape;
 pub use funcs::{QueryFn, QuerySample};
 
 /// Name of the main template among a parsed template's definitions.

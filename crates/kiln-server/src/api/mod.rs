@@ -11,7 +11,7 @@ mod targets;
 mod tsdb_status;
 
 pub(crate) use metadata::metadata;
-pub(crate) use rules::{alerts, rules};
+pub(crate) use rules::{alertmanagers, alerts, rules};
 pub use runtime::RuntimeInfo;
 pub(crate) use runtime::runtimeinfo;
 pub(crate) use targets::targets;
@@ -43,6 +43,8 @@ pub struct ApiState {
     pub targets: Option<kiln_scrape::TargetsView>,
     /// The rule groups, for `/api/v1/rules` and `/api/v1/alerts`.
     pub rules: Option<kiln_rules::RulesView>,
+    /// The Alertmanager notifier, for `/api/v1/alertmanagers` and `/metrics`.
+    pub notifier: Option<Arc<kiln_rules::notify::Notifier>>,
     /// The command-line flags with their values, for `/api/v1/status/flags`.
     pub flags: Vec<(String, String)>,
     /// For `/api/v1/status/runtimeinfo`.
@@ -78,6 +80,7 @@ impl ApiState {
             self_metrics: None,
             targets: None,
             rules: None,
+            notifier: None,
             flags: Vec::new(),
             runtime: RuntimeInfo::new(String::new()),
             tsdb: None,
@@ -101,6 +104,12 @@ impl ApiState {
     /// Sets where `/api/v1/rules` and `/api/v1/alerts` read the rule groups.
     pub fn with_rules(mut self, rules: kiln_rules::RulesView) -> Self {
         self.rules = Some(rules);
+        self
+    }
+
+    /// Sets the notifier `/api/v1/alertmanagers` describes.
+    pub fn with_notifier(mut self, notifier: Arc<kiln_rules::notify::Notifier>) -> Self {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -597,6 +606,9 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         state.runtime.write_metrics(&mut out);
         targets::write_metrics(&state.targets_snapshot(), &mut out);
         rules::write_metrics(&state.rule_groups(), &mut out);
+        if let Some(n) = &state.notifier {
+            rules::write_notifier_metrics(n, &mut out);
+        }
         out
     })
     .await

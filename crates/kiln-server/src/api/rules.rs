@@ -1,5 +1,5 @@
-//! `/api/v1/rules` and `/api/v1/alerts`, in Prometheus's JSON, and the
-//! `prometheus_rule_*` metrics.
+//! `/api/v1/rules`, `/api/v1/alerts` and `/api/v1/alertmanagers`, in Prometheus's
+//! JSON, and the `prometheus_rule_*` and `prometheus_notifications_*` metrics.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -255,6 +255,111 @@ pub(crate) async fn alerts(State(state): State<Arc<ApiState>>) -> Response {
     }
     data.push_str("]}");
     json_response(StatusCode::OK, json::success(&data, &[], &[]))
+}
+
+/// `GET /api/v1/alertmanagers`: the discovered Alertmanagers in use and dropped.
+pub(crate) async fn alertmanagers(State(state): State<Arc<ApiState>>) -> Response {
+    let sets = state
+        .notifier
+        .as_ref()
+        .map(|n| n.sets())
+        .unwrap_or_default();
+    let statuses: Vec<_> = sets.iter().map(|s| s.status()).collect();
+    let mut data = String::from("{\"activeAlertmanagers\":[");
+    let active = statuses.iter().flat_map(|s| s.active.iter());
+    for (i, url) in active.enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        data.push_str("{\"url\":");
+        json::string(&mut data, url);
+        data.push('}');
+    }
+    data.push_str("],\"droppedAlertmanagers\":[");
+    let dropped = statuses.iter().flat_map(|s| s.dropped.iter());
+    for (i, labels) in dropped.enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        // Prometheus lists a dropped Alertmanager by the URL it would have had.
+        let url = format!(
+            "{}://{}{}",
+            labels.get("__scheme__").unwrap_or("http"),
+            labels.get("__address__").unwrap_or_default(),
+            labels.get("__alerts_path__").unwrap_or_default()
+        );
+        data.push_str("{\"url\":");
+        json::string(&mut data, &url);
+        data.push('}');
+    }
+    data.push_str("]}");
+    json_response(StatusCode::OK, json::success(&data, &[], &[]))
+}
+
+/// Writes the notifier's `prometheus_notifications_*` metrics.
+pub(crate) fn write_notifier_metrics(n: &kiln_rules::notify::Notifier, out: &mut Vec<u8>) {
+    use kiln_exposition::{MetricType, encode_text_sample};
+    use std::sync::atomic::Ordering;
+
+    let plain = |out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType, v: f64| {
+        crate::self_metrics::header(out, name, help, kind);
+        encode_text_sample(
+            out,
+            &kiln_model::Labels::from_pairs(&[("__name__", name)]),
+            v,
+            None,
+        );
+    };
+    plain(
+        out,
+        "prometheus_notifications_dropped_total",
+        "Total number of alerts dropped due to errors when sending to Alertmanager.",
+        MetricType::Counter,
+        n.counters.dropped.load(Ordering::Relaxed) as f64,
+    );
+    plain(
+        out,
+        "prometheus_notifications_queue_length",
+        "The number of alert notifications in the queue.",
+        MetricType::Gauge,
+        n.queue_len() as f64,
+    );
+    plain(
+        out,
+        "prometheus_notifications_queue_capacity",
+        "The capacity of the alert notifications queue.",
+        MetricType::Gauge,
+        n.capacity() as f64,
+    );
+    let active: usize = n.sets().iter().map(|s| s.status().active.len()).sum();
+    plain(
+        out,
+        "prometheus_notifications_alertmanagers_discovered",
+        "The number of alertmanagers discovered and active.",
+        MetricType::Gauge,
+        active as f64,
+    );
+    let per = n.counters.per_alertmanager.lock().clone();
+    for (name, help, pick) in [
+        (
+            "prometheus_notifications_sent_total",
+            "Total number of alerts sent.",
+            0,
+        ),
+        (
+            "prometheus_notifications_errors_total",
+            "Total number of sent alerts affected by errors.",
+            1,
+        ),
+    ] {
+        crate::self_metrics::header(out, name, help, MetricType::Counter);
+        for (url, (sent, errors)) in &per {
+            let v = if pick == 0 { *sent } else { *errors };
+            let labels =
+                kiln_model::Labels::from_pairs(&[("__name__", name), ("alertmanager", url)]);
+            encode_text_sample(out, &labels, v as f64, None);
+        }
+    }
 }
 
 /// Writes the `prometheus_rule_group_*` and `prometheus_rule_evaluation*` metrics,
