@@ -301,6 +301,7 @@ impl AlertingRule {
         grace_ms: i64,
     ) -> Result<(), RuleError> {
         self.restored = true;
+        tracing::debug!(rule = %self.name, alerts = self.active.len(), "restore");
         if self.hold_ms <= 0 || self.active.is_empty() {
             return Ok(());
         }
@@ -316,9 +317,9 @@ impl AlertingRule {
             for l in a.labels.iter() {
                 matchers.push(kiln_model::Matcher::equal(l.name, l.value));
             }
-            let Some((down_at, restored_active_at)) =
-                last_sample(env, &matchers, &a.labels, mint, t)?
-            else {
+            let found = last_sample(env, &matchers, &a.labels, mint, t)?;
+            tracing::debug!(rule = %self.name, alert = %a.labels, ?found, "restoring for state");
+            let Some((down_at, restored_active_at)) = found else {
                 continue;
             };
             let restored_ms = (restored_active_at * 1000.0) as i64;

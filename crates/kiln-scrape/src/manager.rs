@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::body_pool::BodyBufferPool;
-use crate::scrape_loop::run_scrape_loop;
+use crate::scrape_loop::{LoopControl, run_scrape_loop};
 use crate::status::{SharedStatus, TargetsView};
 use crate::target::{Target, TargetGroup, populate_targets};
 
@@ -28,7 +28,7 @@ struct RunningLoop {
     config: Arc<ScrapeConfig>,
     target: Target,
     status: SharedStatus,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<LoopControl>,
     handle: JoinHandle<()>,
 }
 
@@ -126,7 +126,7 @@ impl ScrapeManager {
             .collect();
         for key in stale {
             if let Some(running) = self.loops.remove(&key) {
-                stop_loop(running).await;
+                stop_loop(running, LoopControl::Stop).await;
             }
         }
         // Start what is new.
@@ -135,7 +135,7 @@ impl ScrapeManager {
             if self.loops.contains_key(&key) {
                 continue;
             }
-            let (stop, stop_rx) = watch::channel(false);
+            let (stop, stop_rx) = watch::channel(LoopControl::Run);
             let status = SharedStatus::default();
             let Some((_, client)) = self.clients.get(&sc.job_name) else {
                 continue;
@@ -207,16 +207,17 @@ impl ScrapeManager {
     }
 
     /// Stops every loop, writing their staleness markers.
+    /// Stops every loop for shutdown: no staleness markers (see [`LoopControl`]).
     pub async fn stop_all(&mut self) {
         for (_, running) in self.loops.drain() {
-            stop_loop(running).await;
+            stop_loop(running, LoopControl::Shutdown).await;
         }
         self.publish(Vec::new(), Vec::new());
     }
 }
 
-async fn stop_loop(running: RunningLoop) {
-    let _ = running.stop.send(true);
+async fn stop_loop(running: RunningLoop, how: LoopControl) {
+    let _ = running.stop.send(how);
     if let Err(e) = running.handle.await {
         warn!(url = running.target.url(), error = %e, "scrape loop ended abnormally");
     }

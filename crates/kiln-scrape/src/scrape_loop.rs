@@ -180,7 +180,18 @@ pub async fn fetch(
     Ok(format)
 }
 
-/// One target's loop. Runs until `stop` says `true` (or its sender is dropped).
+/// What a scrape loop is told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopControl {
+    Run,
+    /// The target went away (reload, discovery): its series get staleness markers.
+    Stop,
+    /// The server is shutting down: no staleness markers, as in Prometheus, so the
+    /// series continue without a gap after a restart (and alerts restore their state).
+    Shutdown,
+}
+
+/// One target's loop. Runs until `stop` says to stop (or its sender is dropped).
 pub async fn run_scrape_loop(
     client: HttpClient,
     config: Arc<ScrapeConfig>,
@@ -188,7 +199,7 @@ pub async fn run_scrape_loop(
     storage: Arc<dyn Appendable>,
     status: SharedStatus,
     buffers: Arc<BodyBufferPool>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<LoopControl>,
 ) {
     let interval = target.interval().as_std().max(Duration::from_millis(1));
     let timeout_s = target.timeout().as_std().as_secs_f64();
@@ -212,7 +223,7 @@ pub async fn run_scrape_loop(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.wait_for(|s| *s != LoopControl::Run) => break,
         }
         let t = unix_ms();
         let began = Instant::now();
@@ -265,6 +276,9 @@ pub async fn run_scrape_loop(
             Ok(Err(e)) => warn!(url = target.url(), error = %e, "storing a scrape failed"),
             Err(e) => warn!(url = target.url(), error = %e, "scrape task failed"),
         }
+    }
+    if *stop.borrow() == LoopControl::Shutdown {
+        return;
     }
     // End of the target: make its series stale.
     let t = unix_ms();

@@ -279,7 +279,8 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         let _ = discovered.await;
         alertmanagers_discovered.abort();
         let _ = alertmanagers_discovered.await;
-        // Stopped targets get their staleness markers before storage closes.
+        // Loops and groups stop before storage closes; series get no staleness markers
+        // at shutdown (as in Prometheus), so they continue after a restart.
         {
             let mut scrapes = scrapes.lock().await;
             scrapes.discovery.stop_all();
