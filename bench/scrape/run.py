@@ -6,8 +6,9 @@ text exposition; values change every scrape (4 precomputed bodies rotate). The s
 run one after the other with the same prometheus.yml, each in a fresh temp data dir:
 after a warm-up, CPU seconds of the server process (utime+stime from /proc) and the
 samples it appended (prometheus_tsdb_head_samples_appended_total from its /metrics) are
-measured over a fixed window; then RSS (VmRSS) and active series
-(prometheus_tsdb_head_series).
+measured over a fixed window, RSS (VmRSS) every 2 s of it (the median is reported:
+one reading depends on whether a scrape is in flight, or a Go GC just ran), then active
+series (prometheus_tsdb_head_series).
 
 Run from the repository root (writes only to a temp dir, loopback only):
 
@@ -135,10 +136,15 @@ def run_server(name, cmd, port, args):
         wait_ready(port)
         time.sleep(args.warmup)
         c0, s0 = cpu_seconds(proc.pid), metric(port, "prometheus_tsdb_head_samples_appended_total")
-        time.sleep(args.window)
+        readings = []
+        end = time.time() + args.window
+        while time.time() < end:
+            time.sleep(min(2.0, max(0.0, end - time.time())))
+            readings.append(rss_bytes(proc.pid))
         c1, s1 = cpu_seconds(proc.pid), metric(port, "prometheus_tsdb_head_samples_appended_total")
         series = metric(port, "prometheus_tsdb_head_series")
-        rss = rss_bytes(proc.pid)
+        readings.sort()
+        rss = readings[len(readings) // 2]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -201,7 +207,7 @@ def main():
     kiln, prom = results
     print(f"Scrape benchmark: {args.targets} targets x {SERIES_PER_TARGET} series, "
           f"interval {args.interval}s, {args.window}s measured after {args.warmup}s warm-up\n")
-    print("| server | samples appended | CPU s | CPU s per 1M samples | active series | RSS MiB | RSS bytes per series |")
+    print("| server | samples appended | CPU s | CPU s per 1M samples | active series | RSS MiB (median) | RSS bytes per series |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['name']} | {r['samples']:.0f} | {r['cpu_s']:.2f} | {r['cpu_per_m']:.3f} | "

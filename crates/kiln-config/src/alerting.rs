@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::http::{HttpClientConfig, with_http_client_fields};
 use crate::relabel::{RawRelabelConfig, resolve_all};
-use crate::scrape::Scheme;
+use crate::scrape::{Scheme, collect};
 use crate::sd::{
     DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesSdConfig, RawDnsSdConfig, RawFileSdConfig,
     RawHttpSdConfig, RawKubernetesSdConfig, StaticConfig,
@@ -81,13 +81,6 @@ pub(crate) struct RawAlertmanagerConfig {
     #[serde(default)]
     alert_relabel_configs: Option<Vec<RawRelabelConfig>>,
 }
-}
-
-fn collect<R, T>(
-    raw: Option<Vec<R>>,
-    resolve: impl Fn(R) -> Result<T, String>,
-) -> Result<Vec<T>, String> {
-    raw.unwrap_or_default().into_iter().map(resolve).collect()
 }
 
 impl RawAlertingConfig {

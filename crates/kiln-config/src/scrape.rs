@@ -150,7 +150,8 @@ pub(crate) struct RawScrapeConfig {
 }
 }
 
-fn collect<R, T>(
+/// Resolves each of an optional list of raw configs.
+pub(crate) fn collect<R, T>(
     raw: Option<Vec<R>>,
     resolve: impl Fn(R) -> Result<T, String>,
 ) -> Result<Vec<T>, String> {

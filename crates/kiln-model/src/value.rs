@@ -11,6 +11,22 @@ pub fn is_stale_nan(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// Formats `v` as Go's `strconv.FormatFloat(v, 'e', -1, 64)` does (`'E'` when `upper`):
+/// the shortest round-trip digits in exponent form with a sign and at least two exponent
+/// digits (`1e+00`, `1.55E+01`); `+Inf`, `-Inf`, `NaN`. Prometheus writes alert values
+/// this way, and promtool the values of rule test failures.
+pub fn format_go_float_exp(v: f64, upper: bool) -> String {
+    if !v.is_finite() {
+        return format_go_float(v);
+    }
+    let s = format!("{v:e}");
+    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if exp < 0 { '-' } else { '+' };
+    let e = if upper { 'E' } else { 'e' };
+    format!("{mantissa}{e}{sign}{:02}", exp.unsigned_abs())
+}
+
 /// Formats `v` as Go's `fmt` verb `%g` does (`strconv.FormatFloat(v, 'g', -1, 64)`):
 /// the shortest representation that round-trips, in exponent form when the decimal
 /// exponent is below -4 or at least 6 (Go's rule for the shortest `%g`), else plain; `+Inf`, `-Inf`, `NaN`.

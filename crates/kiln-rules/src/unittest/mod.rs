@@ -344,21 +344,9 @@ fn fmt_samples(samples: &[(Labels, f64)]) -> String {
     }
     let items: Vec<String> = samples
         .iter()
-        .map(|(l, v)| format!("{l} {}", go_float_e(*v)))
+        .map(|(l, v)| format!("{l} {}", kiln_model::format_go_float_exp(*v, true)))
         .collect();
     items.join(", ")
-}
-
-/// Go's `strconv.FormatFloat(v, 'E', -1, 64)`: `5E+01`, `1.5E-03`, `+Inf`.
-fn go_float_e(v: f64) -> String {
-    if !v.is_finite() {
-        return kiln_model::format_go_float(v);
-    }
-    let s = format!("{v:E}");
-    let (mantissa, exp) = s.split_once('E').unwrap_or((&s, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{mantissa}E{sign}{:02}", exp.unsigned_abs())
 }
 
 fn firing_alerts(groups: &[Group], alertname: &str) -> AlertList {

@@ -14,16 +14,9 @@ use super::params::Params;
 use super::targets::rfc3339;
 use super::{ApiError, ApiState, json, json_response};
 
-/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, how alert values are written: `1e+00`.
+/// How alert values are written: Go's `'e'` format, `1e+00`.
 fn value_e(v: f64) -> String {
-    if !v.is_finite() {
-        return kiln_model::format_go_float(v);
-    }
-    let s = format!("{v:e}");
-    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
+    kiln_model::format_go_float_exp(v, false)
 }
 
 fn string_map(out: &mut String, m: &BTreeMap<String, String>) {
