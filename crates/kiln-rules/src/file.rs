@@ -140,7 +140,7 @@ struct RawGroup {
 struct RawRule {
     record: Option<String>,
     alert: Option<String>,
-    expr: Option<String>,
+    expr: Option<Spanned<String>>,
     #[serde(rename = "for")]
     hold: Option<Duration>,
     keep_firing_for: Option<Duration>,
@@ -200,14 +200,25 @@ pub fn parse_rule_file(text: &str, path: &str) -> Result<Vec<GroupSpec>, RuleFil
         for (i, r) in g.rules.into_iter().enumerate() {
             let (line, column) = (r.referenced.line() as usize, r.referenced.column() as usize);
             let r = r.value;
+            // Problems with the expression point at it, as promtool does.
+            let expr_at = r
+                .expr
+                .as_ref()
+                .map(|e| (e.referenced.line() as usize, e.referenced.column() as usize));
             let name = r.record.as_deref().or(r.alert.as_deref()).unwrap_or("");
             let context = format!("group {:?}, rule {}, {:?}", g.name, i + 1, name);
-            let rule = check_rule(r).map_err(|message| RuleFileError::Invalid {
-                path: path.to_owned(),
-                line,
-                column,
-                context,
-                message,
+            let rule = check_rule(r).map_err(|(message, in_expr)| {
+                let (line, column) = match expr_at {
+                    Some(at) if in_expr => at,
+                    _ => (line, column),
+                };
+                RuleFileError::Invalid {
+                    path: path.to_owned(),
+                    line,
+                    column,
+                    context,
+                    message,
+                }
             })?;
             rules.push(RuleSpec { line, ..rule });
         }
@@ -224,11 +235,36 @@ pub fn parse_rule_file(text: &str, path: &str) -> Result<Vec<GroupSpec>, RuleFil
     Ok(groups)
 }
 
-fn check_rule(r: RawRule) -> Result<RuleSpec, String> {
-    let expr = r.expr.unwrap_or_default();
+/// Checks one rule. An error says whether it is about the expression.
+fn check_rule(mut r: RawRule) -> Result<RuleSpec, (String, bool)> {
+    let expr = r.expr.take().map(|e| e.value).unwrap_or_default();
+    check_rule_fields(&r.record, &r.alert, &expr)?;
+    rule_spec(r, expr).map_err(|m| (m, false))
+}
+
+fn check_rule_fields(
+    record: &Option<String>,
+    alert: &Option<String>,
+    expr: &str,
+) -> Result<(), (String, bool)> {
+    if record.is_some() && alert.is_some() {
+        return Err(("only one of 'record' and 'alert' must be set".into(), false));
+    }
+    if record.is_none() && alert.is_none() {
+        return Err(("one of 'record' or 'alert' must be set".into(), false));
+    }
+    if expr.trim().is_empty() {
+        return Err(("field 'expr' must be set in rule".into(), false));
+    }
+    kiln_promql::validate_query(expr)
+        .map_err(|e| (format!("could not parse expression: {}", e.message), true))
+}
+
+fn rule_spec(r: RawRule, expr: String) -> Result<RuleSpec, String> {
     let kind = match (r.record, r.alert) {
-        (Some(_), Some(_)) => return Err("only one of 'record' and 'alert' must be set".into()),
-        (None, None) => return Err("one of 'record' or 'alert' must be set".into()),
+        (Some(_), Some(_)) | (None, None) => {
+            return Err("exactly one of 'record' and 'alert' must be set".into());
+        }
         (Some(record), None) => {
             if record.is_empty() {
                 return Err("field 'record' must not be empty".into());
@@ -273,11 +309,6 @@ fn check_rule(r: RawRule) -> Result<RuleSpec, String> {
             }
         }
     };
-    if expr.trim().is_empty() {
-        return Err("field 'expr' must be set in rule".into());
-    }
-    kiln_promql::validate_query(&expr)
-        .map_err(|e| format!("could not parse expression: {}", e.message))?;
     check_labels(&r.labels)?;
     Ok(RuleSpec {
         kind,
@@ -405,7 +436,10 @@ groups:
     #[test]
     fn errors_name_file_line_group_and_rule() {
         let e = err("groups:\n  - name: g\n    rules:\n      - record: x\n        expr: sum(\n");
-        assert!(e.starts_with("r.yml:4:"), "{e}");
+        assert!(
+            e.starts_with("r.yml:5:15:"),
+            "the expression's line and column: {e}"
+        );
         assert!(
             e.contains(r#"group "g", rule 1, "x": could not parse expression"#),
             "{e}"

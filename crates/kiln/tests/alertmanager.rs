@@ -1,7 +1,8 @@
 //! Alert notification from `kiln server` to Alertmanager: with `KILN_INTEROP=1`, the
 //! real Alertmanager from Debian (`prometheus-alertmanager`) receives Kiln's alert
 //! with its labels (external labels added, relabelling applied) and rendered
-//! annotations, and `/api/v1/alertmanagers` and the notification metrics say so.
+//! annotations, a resolved alert's resolution arrives, and `/api/v1/alertmanagers` and
+//! the notification metrics say so.
 
 mod common;
 
@@ -13,11 +14,14 @@ use common::{ChildGuard, exporter, free_port, http, interop_enabled, start_kiln_
 const EXPOSITION: &str = "# TYPE training_samples_processed_total counter\n\
 training_samples_processed_total{job_id=\"j7\",job_name=\"gpt\"} 1000\n";
 
+/// `{until}` is replaced by a Unix time a few seconds ahead: `Blip` fires, then resolves.
 const RULES: &str = r#"
 groups:
   - name: training
     interval: 1s
     rules:
+      - alert: Blip
+        expr: vector(time()) < {until}
       - alert: TrainingStalled
         expr: rate(training_samples_processed_total[1m]) == 0
         labels:
@@ -55,7 +59,15 @@ fn alerts_reach_a_real_alertmanager() {
             .expect("start prometheus-alertmanager (Debian package prometheus-alertmanager)"),
     );
     let target = exporter(EXPOSITION);
-    std::fs::write(dir.path().join("training.rules.yml"), RULES).expect("write");
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() + 6)
+        .unwrap_or(0);
+    std::fs::write(
+        dir.path().join("training.rules.yml"),
+        RULES.replace("{until}", &until.to_string()),
+    )
+    .expect("write");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
@@ -76,14 +88,19 @@ fn alerts_reach_a_real_alertmanager() {
         "--web.external-url=http://kiln.example:9090",
     ]);
 
-    // The alert as Alertmanager's own API shows it.
+    // The alerts as Alertmanager's own API shows them.
+    let am_alert = |name: &str| -> Option<serde_json::Value> {
+        let (status, body) = http(am_port, "GET", "/api/v2/alerts")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
+        v.as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == name)
+            .cloned()
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     let alert = loop {
-        if let Some((200, body)) = http(am_port, "GET", "/api/v2/alerts") {
-            let v: serde_json::Value = serde_json::from_str(&body).expect("alertmanager JSON");
-            if let Some(a) = v.as_array().and_then(|a| a.first()) {
-                break a.clone();
-            }
+        if let Some(a) = am_alert("TrainingStalled") {
+            break a;
         }
         assert!(Instant::now() < deadline, "no alert reached Alertmanager");
         std::thread::sleep(Duration::from_millis(500));
@@ -108,6 +125,22 @@ fn alerts_reach_a_real_alertmanager() {
         generator.starts_with("http://kiln.example:9090/graph?g0.expr="),
         "{generator}"
     );
+
+    // Blip fired, then resolved: the resolution is sent at once, so Alertmanager drops it
+    // from its active alerts long before the firing alert's endsAt (4 minutes ahead).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while am_alert("Blip").is_none() {
+        assert!(Instant::now() < deadline, "Blip never reached Alertmanager");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while am_alert("Blip").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "Blip's resolution never reached Alertmanager"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 
     let (_, ams) = http(server.port, "GET", "/api/v1/alertmanagers").expect("alertmanagers");
     assert!(
