@@ -95,6 +95,30 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     Some(secs * 1000 + millis)
 }
 
+/// Go's `time.Time.String()` of a UTC time given in Unix nanoseconds:
+/// `2006-01-02 15:04:05.999999999 +0000 UTC`, the fraction only when non-zero and
+/// without trailing zeros. (`promtool tsdb` and Prometheus's template functions print
+/// times this way.)
+pub fn go_time_string_utc(unix_nanos: i128) -> String {
+    let secs = unix_nanos.div_euclid(1_000_000_000) as i64;
+    let nanos = unix_nanos.rem_euclid(1_000_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    );
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    out.push_str(" +0000 UTC");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

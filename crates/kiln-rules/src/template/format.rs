@@ -138,29 +138,12 @@ pub(crate) fn go_time_utc(seconds: f64) -> Option<String> {
     if !seconds.is_finite() {
         return None;
     }
-    let nanos_total = (seconds * 1e9).round();
-    if nanos_total.abs() > 9.0e18 {
+    let nanos = (seconds * 1e9).round();
+    // Go's time.Time covers years 1-9999 here; beyond, the value is not a time.
+    if nanos.abs() > 2.5e20 {
         return None;
     }
-    let nanos_total = nanos_total as i64;
-    let secs = nanos_total.div_euclid(1_000_000_000);
-    let nanos = nanos_total.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = kiln_model::calendar::civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    );
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    out.push_str(" +0000 UTC");
-    Some(out)
+    Some(kiln_model::calendar::go_time_string_utc(nanos as i128))
 }
 
 /// Go's `time.Duration.String()`: `1h2m3.5s`, `1.5ms`, `0s`.

@@ -34,24 +34,7 @@ pub(crate) fn go_duration(ms: i64) -> String {
 /// Formats a ms timestamp like Go's `time.Time.String()` in UTC:
 /// `2023-01-02 03:04:05.006 +0000 UTC` (fraction only when non-zero).
 pub(crate) fn go_time_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let frac = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, mo, d) = kiln_model::calendar::civil_from_days(days);
-    let mut s = format!(
-        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    );
-    if frac != 0 {
-        let f = format!("{frac:03}");
-        s.push('.');
-        s.push_str(f.trim_end_matches('0'));
-    }
-    s.push_str(" +0000 UTC");
-    s
+    kiln_model::calendar::go_time_string_utc(i128::from(ms) * 1_000_000)
 }
 
 /// Formats bytes like `units.Base2Bytes.String()` from alecthomas/units, which promtool
