@@ -352,3 +352,23 @@ fn reload_keeps_alerts_of_unchanged_rules_and_stales_removed_ones() {
     let gone = f.samples(&[("__name__", "gone"), ("job", "a")]);
     assert!(gone.len() == 2 && is_stale_nan(gone[1].1), "{gone:?}");
 }
+
+#[test]
+fn later_rules_see_earlier_results_of_the_same_evaluation() {
+    let f = Fixture::new();
+    f.add(&[("__name__", "x"), ("i", "a")], 0, 2.0);
+    f.add(&[("__name__", "x"), ("i", "b")], 0, 3.0);
+    let mut g = group(concat!(
+        "groups:\n  - name: g\n    rules:\n",
+        "      - record: step1\n        expr: sum(x)\n",
+        "      - record: step2\n        expr: step1 * 10\n",
+        "      - alert: Big\n        expr: step2 > 40\n",
+    ));
+    g.eval(&f.env(), 0, &RestoreOptions::default());
+    assert_eq!(f.samples(&[("__name__", "step2")]), vec![(0, 50.0)]);
+    assert_eq!(
+        alerting(&g, 2).alerts().len(),
+        1,
+        "the alert saw step2 at once"
+    );
+}
