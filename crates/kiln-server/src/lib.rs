@@ -52,6 +52,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/rules", get(api::rules))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/alertmanagers", get(api::alertmanagers))
+        .route(
+            "/api/v1/write",
+            post(api::remote_write).layer(axum::extract::DefaultBodyLimit::max(
+                api::REMOTE_WRITE_LIMITS.max_body_bytes,
+            )),
+        )
         .route("/api/v1/metadata", get(api::metadata))
         .route(
             "/federate",

@@ -57,6 +57,10 @@ pub(crate) struct ServerArgs {
     /// with a "for" longer than this.
     #[arg(long = "rules.alert.for-grace-period", value_parser = parse_duration_ms, default_value = "10m")]
     for_grace_period: i64,
+    /// Accepted for compatibility with Prometheus: Kiln's remote-write receiver
+    /// (`/api/v1/write`) is always on.
+    #[arg(long = "web.enable-remote-write-receiver")]
+    enable_remote_write_receiver: bool,
     /// Alerts waiting to be sent to Alertmanager at most; the oldest are dropped.
     #[arg(
         long = "alertmanager.notification-queue-capacity",
@@ -97,6 +101,10 @@ impl ServerArgs {
                 self.retention_size.to_string(),
             ),
             ("web.enable-lifecycle", self.enable_lifecycle.to_string()),
+            (
+                "web.enable-remote-write-receiver",
+                self.enable_remote_write_receiver.to_string(),
+            ),
             ("web.listen-address", self.listen_address.clone()),
             ("query.lookback-delta", d(self.lookback_delta)),
             ("query.timeout", d(self.query_timeout)),
@@ -209,6 +217,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_targets(scrapes.scrapes.view())
         .with_rules(scrapes.rules.view())
         .with_notifier(notifier.clone())
+        .with_remote_write(db.clone())
         .with_flags(args.flag_values())
         .with_tsdb(db.clone())
         .with_runtime(kiln_server::RuntimeInfo::new(args.retention_description()));

@@ -5,12 +5,15 @@
 mod json;
 mod metadata;
 mod params;
+mod remote_write;
 mod rules;
 mod runtime;
 mod targets;
 mod tsdb_status;
 
 pub(crate) use metadata::metadata;
+pub use remote_write::LIMITS as REMOTE_WRITE_LIMITS;
+pub(crate) use remote_write::write as remote_write;
 pub(crate) use rules::{alertmanagers, alerts, rules};
 pub use runtime::RuntimeInfo;
 pub(crate) use runtime::runtimeinfo;
@@ -43,6 +46,8 @@ pub struct ApiState {
     pub targets: Option<kiln_scrape::TargetsView>,
     /// The rule groups, for `/api/v1/rules` and `/api/v1/alerts`.
     pub rules: Option<kiln_rules::RulesView>,
+    /// Where `/api/v1/write` stores; `None`: the receiver answers 404.
+    pub remote_write: Option<Arc<dyn kiln_storage::Appendable>>,
     /// The Alertmanager notifier, for `/api/v1/alertmanagers` and `/metrics`.
     pub notifier: Option<Arc<kiln_rules::notify::Notifier>>,
     /// The command-line flags with their values, for `/api/v1/status/flags`.
@@ -81,6 +86,7 @@ impl ApiState {
             targets: None,
             rules: None,
             notifier: None,
+            remote_write: None,
             flags: Vec::new(),
             runtime: RuntimeInfo::new(String::new()),
             tsdb: None,
@@ -104,6 +110,12 @@ impl ApiState {
     /// Sets where `/api/v1/rules` and `/api/v1/alerts` read the rule groups.
     pub fn with_rules(mut self, rules: kiln_rules::RulesView) -> Self {
         self.rules = Some(rules);
+        self
+    }
+
+    /// Enables the remote-write receiver, storing into `storage`.
+    pub fn with_remote_write(mut self, storage: Arc<dyn kiln_storage::Appendable>) -> Self {
+        self.remote_write = Some(storage);
         self
     }
 

@@ -1,0 +1,13 @@
+//! Remote write and remote read (Prometheus's remote storage protocols).
+//!
+//! Module map:
+//! - [`proto`]: the remote-write 1.0 protobuf messages.
+//! - [`receive`]: the `/api/v1/write` receiver: headers, limits, snappy, protobuf,
+//!   series checks, one append transaction per request, the HTTP status of each failure.
+//!
+//! The HTTP route lives in `kiln-server`; this crate stays free of a web framework.
+
+pub mod proto;
+pub mod receive;
+
+pub use receive::{ReceiveError, ReceiveLimits, WriteStats, receive};

@@ -1,0 +1,260 @@
+//! The remote-write receiver: a request body in, one append transaction out.
+//!
+//! What it checks, and the status each failure means to a sender (Prometheus's and
+//! vmagent's senders retry 5xx and 429, and drop 4xx):
+//! - `Content-Type`: `application/x-protobuf`, remote write 1.0 (no `proto` parameter, or
+//!   `proto=prometheus.WriteRequest`); 2.0 is answered 415 until Kiln speaks it.
+//!   `Content-Encoding`: `snappy` (the block format) or absent-as-snappy, as Prometheus
+//!   accepts; anything else is 415.
+//! - Sizes: the compressed body against [`ReceiveLimits::max_body_bytes`] (413), the
+//!   length the snappy header announces against
+//!   [`ReceiveLimits::max_decompressed_bytes`] before anything is allocated (413), the
+//!   series per request (413).
+//! - Series: label names non-empty, unique and sorted, `__name__` present, values
+//!   non-empty... the rules of a valid Prometheus label set; native histograms refused
+//!   (Kiln does not store them yet). Any of these is a 400 with the reason, and nothing
+//!   of the request is stored.
+//! - Samples go in one transaction; a sample the storage refuses as bad data (out of
+//!   order, duplicate, out of bounds — judged against the head's newest sample, as
+//!   Prometheus does, not the wall clock) rolls the request back and is a 400 with the
+//!   storage's message. Other storage failures are a 500 (retried). Success is 204,
+//!   after the commit, so after the WAL holds the samples.
+
+use kiln_model::{Labels, LabelsBuilder, METRIC_NAME};
+use kiln_storage::{Appender, ErrorKind, SampleValue, StorageError};
+use prost::Message;
+
+use crate::proto::WriteRequest;
+
+/// Limits of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiveLimits {
+    pub max_body_bytes: usize,
+    pub max_decompressed_bytes: usize,
+    pub max_series: usize,
+}
+
+impl Default for ReceiveLimits {
+    fn default() -> Self {
+        ReceiveLimits {
+            max_body_bytes: 32 << 20,
+            max_decompressed_bytes: 256 << 20,
+            max_series: 1_000_000,
+        }
+    }
+}
+
+/// Why a request was refused; [`status`](ReceiveError::status) is the HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error(
+        "unsupported content type {0:?}: Kiln accepts remote write 1.0 (application/x-protobuf, proto=prometheus.WriteRequest)"
+    )]
+    UnsupportedContentType(String),
+    #[error("unsupported content encoding {0:?}: remote write bodies are snappy-compressed")]
+    UnsupportedEncoding(String),
+    #[error("request body of {size} bytes is over the limit of {limit}")]
+    BodyTooLarge { size: usize, limit: usize },
+    #[error("decompressed body of {size} bytes would be over the limit of {limit}")]
+    DecompressedTooLarge { size: usize, limit: usize },
+    #[error("{series} series in one request, over the limit of {limit}")]
+    TooManySeries { series: usize, limit: usize },
+    #[error("snappy decompression failed: {0}")]
+    Snappy(String),
+    #[error("protobuf decoding failed: {0}")]
+    Protobuf(String),
+    #[error("invalid series {labels}: {reason}")]
+    InvalidSeries { labels: String, reason: String },
+    #[error("series {labels}: native histograms are not supported by Kiln yet")]
+    NativeHistogram { labels: String },
+    #[error("{0}")]
+    Storage(StorageError),
+}
+
+impl ReceiveError {
+    /// The HTTP status: 415 for the wrong format, 413 over a limit, 400 for bad data,
+    /// 503/500 for storage that cannot take the data now (senders retry those).
+    pub fn status(&self) -> u16 {
+        match self {
+            ReceiveError::UnsupportedContentType(_) | ReceiveError::UnsupportedEncoding(_) => 415,
+            ReceiveError::BodyTooLarge { .. }
+            | ReceiveError::DecompressedTooLarge { .. }
+            | ReceiveError::TooManySeries { .. } => 413,
+            ReceiveError::Storage(e) => match e.kind() {
+                ErrorKind::BadData => 400,
+                ErrorKind::Unavailable | ErrorKind::Timeout => 503,
+                _ => 500,
+            },
+            _ => 400,
+        }
+    }
+}
+
+/// What a stored request held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    pub series: usize,
+    pub samples: usize,
+    /// Exemplars received and not stored (Kiln does not store exemplars yet).
+    pub exemplars_ignored: usize,
+}
+
+/// Checks the request's headers: remote write 1.0 in snappy.
+pub fn check_headers(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Result<(), ReceiveError> {
+    let ct = content_type.unwrap_or("application/x-protobuf");
+    let mut parts = ct.split(';').map(str::trim);
+    let media = parts.next().unwrap_or_default();
+    if !media.eq_ignore_ascii_case("application/x-protobuf") {
+        return Err(ReceiveError::UnsupportedContentType(ct.to_owned()));
+    }
+    for p in parts {
+        if let Some(proto) = p.strip_prefix("proto=")
+            && proto.trim_matches('"') != "prometheus.WriteRequest"
+        {
+            return Err(ReceiveError::UnsupportedContentType(ct.to_owned()));
+        }
+    }
+    match content_encoding {
+        None => Ok(()),
+        Some(e) if e.eq_ignore_ascii_case("snappy") => Ok(()),
+        Some(e) => Err(ReceiveError::UnsupportedEncoding(e.to_owned())),
+    }
+}
+
+/// Decompresses and decodes a body, within `limits`.
+pub fn decode(body: &[u8], limits: &ReceiveLimits) -> Result<WriteRequest, ReceiveError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(ReceiveError::BodyTooLarge {
+            size: body.len(),
+            limit: limits.max_body_bytes,
+        });
+    }
+    // The snappy header announces the decompressed length; check it before the decoder
+    // allocates that much.
+    let size = snap::raw::decompress_len(body).map_err(|e| ReceiveError::Snappy(e.to_string()))?;
+    if size > limits.max_decompressed_bytes {
+        return Err(ReceiveError::DecompressedTooLarge {
+            size,
+            limit: limits.max_decompressed_bytes,
+        });
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| ReceiveError::Snappy(e.to_string()))?;
+    let req =
+        WriteRequest::decode(raw.as_slice()).map_err(|e| ReceiveError::Protobuf(e.to_string()))?;
+    if req.timeseries.len() > limits.max_series {
+        return Err(ReceiveError::TooManySeries {
+            series: req.timeseries.len(),
+            limit: limits.max_series,
+        });
+    }
+    Ok(req)
+}
+
+/// The label set of a series, checked as Prometheus checks remote-written series.
+fn series_labels(
+    labels: &[crate::proto::Label],
+    b: &mut LabelsBuilder,
+) -> Result<Labels, ReceiveError> {
+    let shown = || {
+        let mut s = String::from("{");
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&format!("{}={:?}", l.name, l.value));
+        }
+        s.push('}');
+        s
+    };
+    let invalid = |reason: String| ReceiveError::InvalidSeries {
+        labels: shown(),
+        reason,
+    };
+    b.reset();
+    let mut has_name = false;
+    for (i, l) in labels.iter().enumerate() {
+        if l.name.is_empty() {
+            return Err(invalid("empty label name".into()));
+        }
+        if l.value.is_empty() {
+            return Err(invalid(format!("label {:?} has an empty value", l.name)));
+        }
+        if i > 0 {
+            let prev = &labels[i - 1].name;
+            if *prev == l.name {
+                return Err(invalid(format!("duplicate label name {:?}", l.name)));
+            }
+            if *prev > l.name {
+                return Err(invalid(format!(
+                    "label names out of order: {prev:?} before {:?}",
+                    l.name
+                )));
+            }
+        }
+        has_name |= l.name == METRIC_NAME;
+        b.set(&l.name, &l.value);
+    }
+    if !has_name {
+        return Err(invalid("no metric name (__name__)".into()));
+    }
+    Ok(b.build())
+}
+
+/// Appends a decoded request as one transaction (see the module docs). The caller
+/// commits on `Ok` (the appender's commit is what makes the samples durable) and
+/// rolls back on `Err`.
+pub fn append(app: &mut dyn Appender, req: &WriteRequest) -> Result<WriteStats, ReceiveError> {
+    let mut stats = WriteStats::default();
+    let mut b = LabelsBuilder::new();
+    for ts in &req.timeseries {
+        let labels = series_labels(&ts.labels, &mut b)?;
+        if !ts.histograms.is_empty() {
+            return Err(ReceiveError::NativeHistogram {
+                labels: labels.to_string(),
+            });
+        }
+        let mut series_ref = 0;
+        for s in &ts.samples {
+            series_ref = app
+                .append(
+                    series_ref,
+                    &labels,
+                    s.timestamp,
+                    SampleValue::Float(s.value),
+                )
+                .map_err(ReceiveError::Storage)?;
+            stats.samples += 1;
+        }
+        stats.exemplars_ignored += ts.exemplars.len();
+        stats.series += 1;
+    }
+    Ok(stats)
+}
+
+/// Decodes, checks and stores one request in `app`, committing it; what a handler
+/// calls. On error nothing of the request is stored.
+pub fn receive(
+    app: &mut dyn Appender,
+    body: &[u8],
+    limits: &ReceiveLimits,
+) -> Result<WriteStats, ReceiveError> {
+    let req = decode(body, limits)?;
+    match append(app, &req) {
+        Ok(stats) => {
+            app.commit().map_err(ReceiveError::Storage)?;
+            Ok(stats)
+        }
+        Err(e) => {
+            let _ = app.rollback();
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+use kiln_storage::mem::MemStorage;
+use kiln_storage::{Appendable, Queryable, ValueKind};
+
+use super::*;
+use crate::proto::{Label, Sample, TimeSeries};
+
+fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+    TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(timestamp, value)| Sample { value, timestamp })
+            .collect(),
+        exemplars: Vec::new(),
+        histograms: Vec::new(),
+    }
+}
+
+fn body(req: &WriteRequest) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy")
+}
+
+fn stored(storage: &MemStorage) -> Vec<(String, Vec<(i64, f64)>)> {
+    let q = storage
+        .querier(i64::MIN / 2, i64::MAX / 2)
+        .expect("querier");
+    let m =
+        kiln_model::Matcher::new(kiln_model::MatchType::Regex, "__name__", ".+").expect("matcher");
+    let mut set = q.select(true, None, &[m]);
+    let mut out = Vec::new();
+    while let Some(s) = set.next() {
+        let mut it = s.iterator();
+        let mut samples = Vec::new();
+        while it.next() == ValueKind::Float {
+            samples.push(it.at());
+        }
+        out.push((s.labels().to_string(), samples));
+    }
+    out
+}
+
+#[test]
+fn a_request_is_stored_as_one_transaction() {
+    let storage = MemStorage::new();
+    let req = WriteRequest {
+        timeseries: vec![
+            series(
+                &[("__name__", "gpu_util"), ("gpu", "0")],
+                &[(1000, 0.5), (2000, 0.7)],
+            ),
+            series(&[("__name__", "up"), ("job", "a")], &[(1000, 1.0)]),
+        ],
+        metadata: Vec::new(),
+    };
+    let stats = receive(
+        storage.appender().as_mut(),
+        &body(&req),
+        &ReceiveLimits::default(),
+    )
+    .expect("stored");
+    assert_eq!(
+        stats,
+        WriteStats {
+            series: 2,
+            samples: 3,
+            exemplars_ignored: 0
+        }
+    );
+    assert_eq!(
+        stored(&storage),
+        vec![
+            (
+                "{__name__=\"gpu_util\", gpu=\"0\"}".to_string(),
+                vec![(1000, 0.5), (2000, 0.7)]
+            ),
+            (
+                "{__name__=\"up\", job=\"a\"}".to_string(),
+                vec![(1000, 1.0)]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn bad_series_are_400_and_store_nothing() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("__name__", "x"), ("b", "1"), ("a", "2")], "out of order"),
+        (
+            &[("__name__", "x"), ("a", "1"), ("a", "2")],
+            "duplicate label name",
+        ),
+        (&[("job", "a")], "no metric name"),
+        (&[("__name__", "x"), ("", "1")], "empty label name"),
+        (&[("__name__", "x"), ("a", "")], "empty value"),
+    ];
+    for (labels, want) in cases {
+        let storage = MemStorage::new();
+        let req = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "ok")], &[(1000, 1.0)]),
+                series(labels, &[(1000, 1.0)]),
+            ],
+            metadata: Vec::new(),
+        };
+        let e = receive(
+            storage.appender().as_mut(),
+            &body(&req),
+            &ReceiveLimits::default(),
+        )
+        .expect_err("refused");
+        assert_eq!(e.status(), 400, "{e}");
+        assert!(e.to_string().contains(want), "{labels:?}: {e}");
+        assert!(
+            stored(&storage).is_empty(),
+            "nothing of the request is stored"
+        );
+    }
+}
+
+#[test]
+fn out_of_order_samples_are_400_and_roll_back() {
+    let storage = MemStorage::new();
+    let first = WriteRequest {
+        timeseries: vec![series(&[("__name__", "x")], &[(5000, 1.0)])],
+        metadata: Vec::new(),
+    };
+    receive(
+        storage.appender().as_mut(),
+        &body(&first),
+        &ReceiveLimits::default(),
+    )
+    .expect("stored");
+    let late = WriteRequest {
+        timeseries: vec![
+            series(&[("__name__", "y")], &[(6000, 1.0)]),
+            series(&[("__name__", "x")], &[(4000, 2.0)]),
+        ],
+        metadata: Vec::new(),
+    };
+    let e = receive(
+        storage.appender().as_mut(),
+        &body(&late),
+        &ReceiveLimits::default(),
+    )
+    .expect_err("out of order");
+    assert_eq!(e.status(), 400, "{e}");
+    assert_eq!(
+        stored(&storage).len(),
+        1,
+        "y was rolled back with the request"
+    );
+}
+
+#[test]
+fn limits_and_formats() {
+    let req = WriteRequest {
+        timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)]); 3],
+        metadata: Vec::new(),
+    };
+    let b = body(&req);
+    let tight = |max_body_bytes, max_decompressed_bytes, max_series| ReceiveLimits {
+        max_body_bytes,
+        max_decompressed_bytes,
+        max_series,
+    };
+    let status =
+        |r: Result<WriteRequest, ReceiveError>| r.map(|_| 0).unwrap_or_else(|e| e.status());
+    assert_eq!(status(decode(&b, &tight(b.len() - 1, 1 << 20, 10))), 413);
+    assert_eq!(status(decode(&b, &tight(1 << 20, 4, 10))), 413);
+    assert_eq!(status(decode(&b, &tight(1 << 20, 1 << 20, 2))), 413);
+    assert_eq!(status(decode(&b, &tight(1 << 20, 1 << 20, 3))), 0);
+    // A header announcing 4 GiB is refused before any allocation.
+    let bomb = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
+    assert_eq!(status(decode(&bomb, &ReceiveLimits::default())), 413);
+    assert_eq!(
+        status(decode(b"not snappy", &ReceiveLimits::default())),
+        400
+    );
+    let junk = snap::raw::Encoder::new()
+        .compress_vec(&[0xff; 16])
+        .expect("snappy");
+    assert_eq!(status(decode(&junk, &ReceiveLimits::default())), 400);
+
+    assert!(check_headers(Some("application/x-protobuf"), Some("snappy")).is_ok());
+    assert!(
+        check_headers(
+            Some("application/x-protobuf;proto=prometheus.WriteRequest"),
+            None
+        )
+        .is_ok()
+    );
+    let v2 = check_headers(
+        Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+        Some("snappy"),
+    );
+    assert_eq!(v2.map(|_| 0).unwrap_or_else(|e| e.status()), 415);
+    let json = check_headers(Some("application/json"), None);
+    assert_eq!(json.map(|_| 0).unwrap_or_else(|e| e.status()), 415);
+    let gzip = check_headers(None, Some("gzip"));
+    assert_eq!(gzip.map(|_| 0).unwrap_or_else(|e| e.status()), 415);
+}
+
+#[test]
+fn native_histograms_are_refused_clearly() {
+    let storage = MemStorage::new();
+    let mut ts = series(&[("__name__", "h")], &[]);
+    ts.histograms.push(vec![0x08, 0x01]);
+    let req = WriteRequest {
+        timeseries: vec![ts],
+        metadata: Vec::new(),
+    };
+    let e = receive(
+        storage.appender().as_mut(),
+        &body(&req),
+        &ReceiveLimits::default(),
+    )
+    .expect_err("refused");
+    assert_eq!(e.status(), 400);
+    assert!(e.to_string().contains("native histograms"), "{e}");
+}

@@ -1,0 +1,211 @@
+//! The remote-write receiver of `kiln server` (`/api/v1/write`): requests made here
+//! (status codes, what is stored), and, with `KILN_INTEROP=1`, a real Prometheus that
+//! scrapes an exporter and remote-writes to Kiln: both answer the same queries.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::{exporter, free_port, http, interop_enabled, start_kiln_server, start_prometheus};
+
+/// A protobuf `WriteRequest` with one series `name{job="rw"}` and `samples`, by hand
+/// (field numbers of prompb): the test checks the wire format, not our own encoder.
+fn write_request(name: &str, samples: &[(i64, f64)]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+        out.push(tag << 3 | 2);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    let label = |n: &str, v: &str| {
+        let mut l = Vec::new();
+        field(&mut l, 1, n.as_bytes());
+        field(&mut l, 2, v.as_bytes());
+        l
+    };
+    let mut ts = Vec::new();
+    field(&mut ts, 1, &label("__name__", name));
+    field(&mut ts, 1, &label("job", "rw"));
+    for &(t, v) in samples {
+        let mut s = vec![1 << 3 | 1];
+        s.extend_from_slice(&v.to_le_bytes());
+        s.push(2 << 3);
+        varint(&mut s, t as u64);
+        field(&mut ts, 2, &s);
+    }
+    let mut req = Vec::new();
+    field(&mut req, 1, &ts);
+    snappy_block(&req)
+}
+
+/// The snappy block format with only literals: valid for any decoder.
+fn snappy_block(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut n = data.len() as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    for chunk in data.chunks(60) {
+        out.push(((chunk.len() - 1) as u8) << 2);
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+fn post(port: u16, content_type: &str, body: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST /api/v1/write HTTP/1.0\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Encoding: snappy\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("write");
+    s.write_all(body).expect("body");
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn requests_are_stored_or_refused_with_the_right_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_kiln_server(&[
+        &format!("--storage.tsdb.path={}", dir.path().display()),
+        "--web.listen-address=127.0.0.1:0",
+        "--web.enable-remote-write-receiver",
+    ]);
+    let port = server.port;
+    let v1 = "application/x-protobuf";
+    // Data from the past goes into an empty server: "too old" is judged against the
+    // head's newest sample, not the clock.
+    let (status, body) = post(
+        port,
+        v1,
+        &write_request("pushed", &[(1_000_000, 1.5), (1_015_000, 2.5)]),
+    );
+    assert_eq!(status, 204, "{body}");
+    let (_, answer) = http(port, "GET", "/api/v1/query?query=pushed&time=1015").expect("query");
+    assert!(
+        answer.contains(r#""job":"rw""#) && answer.contains(r#""2.5""#),
+        "{answer}"
+    );
+    // Out of order: 400, not retried by senders.
+    let (status, body) = post(port, v1, &write_request("pushed", &[(1_010_000, 9.0)]));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("out of order"), "{body}");
+    // Remote write 2.0 is not spoken yet: 415.
+    let (status, _) = post(
+        port,
+        "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        &write_request("pushed", &[(1_020_000, 1.0)]),
+    );
+    assert_eq!(status, 415);
+    // Garbage: 400.
+    let (status, body) = post(port, v1, b"\x05garbage");
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn a_real_prometheus_remote_writes_to_kiln() {
+    if !interop_enabled("a_real_prometheus_remote_writes_to_kiln") {
+        return;
+    }
+    let target = exporter(
+        "# TYPE gpu_util gauge\ngpu_util{gpu=\"0\"} 0.25\ngpu_util{gpu=\"1\"} 0.75\n\
+         # TYPE samples_total counter\nsamples_total 12345\n",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kiln = start_kiln_server(&[
+        &format!("--storage.tsdb.path={}", dir.path().join("kiln").display()),
+        "--web.listen-address=127.0.0.1:0",
+    ]);
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n\
+             scrape_configs:\n  - job_name: src\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n\
+             remote_write:\n  - url: http://127.0.0.1:{}/api/v1/write\n    queue_config: {{batch_send_deadline: 1s}}\n",
+            kiln.port
+        ),
+    )
+    .expect("config");
+    let prom_port = free_port();
+    let _prom = start_prometheus(&config, &dir.path().join("prom"), prom_port, &[]);
+    let query = |port: u16, q: &str, t: f64| {
+        http(port, "GET", &format!("/api/v1/query?query={q}&time={t}"))
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    };
+    // Wait until Kiln has received a few seconds of scrapes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = query(
+            kiln.port,
+            "count_over_time(up%7Bjob%3D%22src%22%7D%5B1m%5D)",
+            now_s(),
+        );
+        let v: serde_json::Value = serde_json::from_str(&n).unwrap_or_default();
+        let count = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if count >= 5.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Kiln never got Prometheus's samples: {n}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Both answer the same at a time both have complete data.
+    let t = now_s() - 3.0;
+    for q in [
+        "gpu_util",
+        "samples_total",
+        "up%7Bjob%3D%22src%22%7D",
+        "count_over_time(up%7Bjob%3D%22src%22%7D%5B10s%5D)",
+        "scrape_samples_scraped%7Bjob%3D%22src%22%7D",
+    ] {
+        let a = query(kiln.port, q, t);
+        let b = query(prom_port, q, t);
+        let norm = |s: &str| {
+            let v: serde_json::Value = serde_json::from_str(s).unwrap_or_default();
+            let mut r: Vec<String> = v["data"]["result"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.to_string()).collect())
+                .unwrap_or_default();
+            r.sort();
+            r
+        };
+        assert!(!norm(&a).is_empty(), "{q}: Kiln has nothing: {a}");
+        assert_eq!(norm(&a), norm(&b), "{q} at {t}\nkiln: {a}\nprometheus: {b}");
+    }
+}
+
+fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
