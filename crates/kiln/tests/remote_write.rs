@@ -209,3 +209,87 @@ fn now_s() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
+
+/// `kill -9` while a writer pushes: every sample whose request got a 2xx is there
+/// after a restart.
+#[test]
+fn acknowledged_samples_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = [
+        format!("--storage.tsdb.path={}", dir.path().display()),
+        "--web.listen-address=127.0.0.1:0".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = start_kiln_server(&args);
+    let port = server.port;
+    let base = 1_000_000_000i64;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Per step k, two requests: a sample of `durable` and one of
+            // `durable_twin` (k at base + k s). Returns the last k whose both requests
+            // were acknowledged.
+            let mut acked = 0;
+            for k in 1.. {
+                if stop.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                let t = base + k * 1000;
+                let body = write_request("durable", &[(t, k as f64)]);
+                let twin = write_request("durable_twin", &[(t, k as f64)]);
+                let (s1, _) = post_or_gone(port, &body);
+                if s1 != 204 {
+                    break;
+                }
+                let (s2, _) = post_or_gone(port, &twin);
+                if s2 != 204 {
+                    break;
+                }
+                acked = k;
+            }
+            acked
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    server.child.kill().expect("kill -9");
+    let _ = server.child.wait();
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let acked = writer.join().expect("writer");
+    assert!(acked > 10, "the writer got only {acked} requests through");
+    drop(server);
+
+    let restarted = start_kiln_server(&args);
+    let at = (base + acked * 1000) / 1000;
+    for name in ["durable", "durable_twin"] {
+        let q = format!("/api/v1/query?query=count_over_time({name}%5B10d%5D)&time={at}");
+        let (_, body) = http(restarted.port, "GET", &q).expect("query");
+        assert!(
+            body.contains(&format!(r#""{acked}"]"#)),
+            "{name}: all {acked} acknowledged samples expected: {body}"
+        );
+    }
+}
+
+/// Like `post`, but a connection refused or reset (the server was killed) is status 0.
+fn post_or_gone(port: u16, body: &[u8]) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let head = format!(
+        "POST /api/v1/write HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
+        return (0, String::new());
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, buf)
+}
