@@ -293,3 +293,82 @@ fn post_or_gone(port: u16, body: &[u8]) -> (u16, String) {
         .unwrap_or(0);
     (status, buf)
 }
+
+/// With `KILN_INTEROP=1`: Debian's vmagent scrapes an exporter and remote-writes to
+/// Kiln; Kiln stores the exporter's series with their values, scrape after scrape.
+#[test]
+fn vmagent_remote_writes_to_kiln() {
+    if !interop_enabled("vmagent_remote_writes_to_kiln") {
+        return;
+    }
+    let target = exporter(
+        "# TYPE gpu_util gauge\ngpu_util{gpu=\"0\"} 0.25\ngpu_util{gpu=\"1\"} 0.75\n\
+         # TYPE samples_total counter\nsamples_total 12345\n",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kiln = start_kiln_server(&[
+        &format!("--storage.tsdb.path={}", dir.path().join("kiln").display()),
+        "--web.listen-address=127.0.0.1:0",
+    ]);
+    let scrape = dir.path().join("scrape.yml");
+    std::fs::write(
+        &scrape,
+        format!(
+            "global:\n  scrape_interval: 1s\n\
+             scrape_configs:\n  - job_name: vm\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n"
+        ),
+    )
+    .expect("config");
+    let _vmagent = common::ChildGuard(
+        std::process::Command::new("vmagent")
+            .arg(format!("-promscrape.config={}", scrape.display()))
+            .arg(format!(
+                "-remoteWrite.url=http://127.0.0.1:{}/api/v1/write",
+                kiln.port
+            ))
+            .arg(format!(
+                "-remoteWrite.tmpDataPath={}",
+                dir.path().join("vm").display()
+            ))
+            .arg("-remoteWrite.flushInterval=1s")
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", free_port()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start vmagent (Debian package victoria-metrics)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let q = "/api/v1/query?query=count_over_time(up%7Bjob%3D%22vm%22%7D%5B1m%5D)";
+        let (_, body) = http(kiln.port, "GET", q).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let n = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if n >= 3.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vmagent's samples never arrived: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let instance = format!("127.0.0.1:{target}");
+    for (q, want) in [
+        (r#"gpu_util{gpu="0"}"#, "0.25"),
+        (r#"gpu_util{gpu="1"}"#, "0.75"),
+        ("samples_total", "12345"),
+        (r#"up{job="vm"}"#, "1"),
+    ] {
+        let path = format!("/api/v1/query?query={}", common::url_encode(q));
+        let (_, body) = http(kiln.port, "GET", &path).expect("query");
+        assert!(
+            body.contains(&format!(r#""{want}"]"#))
+                && body.contains(r#""job":"vm""#)
+                && body.contains(&instance),
+            "{q}: {body}"
+        );
+    }
+}
