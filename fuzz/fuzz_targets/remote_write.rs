@@ -1,9 +1,9 @@
-//! Arbitrary bytes as a remote-write request body (snappy + protobuf), decoded and
+//! Arbitrary bytes as a remote-write 1.0 and 2.0 request body (snappy + protobuf), decoded and
 //! stored into an in-memory storage: an error or stored samples, never a panic, and
 //! never an allocation beyond the limits (the snappy header is checked first).
 #![no_main]
 
-use kiln_remote::{ReceiveLimits, receive};
+use kiln_remote::{Protocol, ReceiveLimits, receive};
 use kiln_storage::Appendable;
 use kiln_storage::mem::MemStorage;
 use libfuzzer_sys::fuzz_target;
@@ -15,13 +15,14 @@ fuzz_target!(|data: &[u8]| {
         max_series: 10_000,
     };
     let storage = MemStorage::new();
-    let mut app = storage.appender();
-    if let Ok(stats) = receive(app.as_mut(), data, &limits) {
-        assert!(stats.series <= limits.max_series);
-    }
-    // The same payload without snappy framing, as protobuf behind a valid header.
-    let framed = snap::raw::Encoder::new().compress_vec(data);
-    if let Ok(body) = framed {
-        let _ = receive(storage.appender().as_mut(), &body, &limits);
+    let framed = snap::raw::Encoder::new().compress_vec(data).unwrap_or_default();
+    // As sent, and as protobuf behind a valid snappy header; in both protocols.
+    for body in [data, framed.as_slice()] {
+        for protocol in [Protocol::V1, Protocol::V2] {
+            let mut app = storage.appender();
+            if let Ok(stats) = receive(app.as_mut(), protocol, body, &limits) {
+                assert!(stats.series <= limits.max_series);
+            }
+        }
     }
 });

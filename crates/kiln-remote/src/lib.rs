@@ -1,7 +1,7 @@
 //! Remote write and remote read (Prometheus's remote storage protocols).
 //!
 //! Module map:
-//! - [`proto`]: the remote-write 1.0 protobuf messages.
+//! - [`proto`]: the remote-write 1.0 and 2.0 protobuf messages.
 //! - [`receive`]: the `/api/v1/write` receiver: headers, limits, snappy, protobuf,
 //!   series checks, one append transaction per request, the HTTP status of each failure.
 //!
@@ -10,4 +10,4 @@
 pub mod proto;
 pub mod receive;
 
-pub use receive::{ReceiveError, ReceiveLimits, WriteStats, receive};
+pub use receive::{Protocol, ReceiveError, ReceiveLimits, WriteStats, receive};

@@ -2,10 +2,16 @@
 //!
 //! What it checks, and the status each failure means to a sender (Prometheus's and
 //! vmagent's senders retry 5xx and 429, and drop 4xx):
-//! - `Content-Type`: `application/x-protobuf`, remote write 1.0 (no `proto` parameter, or
-//!   `proto=prometheus.WriteRequest`); 2.0 is answered 415 until Kiln speaks it.
+//! - `Content-Type`: `application/x-protobuf`; remote write 1.0 without a `proto`
+//!   parameter or with `proto=prometheus.WriteRequest`, 2.0 with
+//!   `proto=io.prometheus.write.v2.Request`; anything else is 415.
 //!   `Content-Encoding`: `snappy` (the block format) or absent-as-snappy, as Prometheus
 //!   accepts; anything else is 415.
+//! - 2.0: `symbols[0]` must be the empty string and every reference (labels, help,
+//!   unit, exemplar labels) inside the table, label references in pairs (400
+//!   otherwise). Created (start) timestamps and metadata are accepted and not stored
+//!   yet; the answer carries `X-Prometheus-Remote-Write-Samples-Written` (and
+//!   `-Histograms-`, `-Exemplars-Written`, 0: not stored).
 //! - Sizes: the compressed body against [`ReceiveLimits::max_body_bytes`] (413), the
 //!   length the snappy header announces against
 //!   [`ReceiveLimits::max_decompressed_bytes`] before anything is allocated (413), the
@@ -24,7 +30,16 @@ use kiln_model::{Labels, LabelsBuilder, METRIC_NAME};
 use kiln_storage::{Appender, ErrorKind, SampleValue, StorageError};
 use prost::Message;
 
-use crate::proto::WriteRequest;
+use crate::proto::{WriteRequest, v2};
+
+/// The protocol of a request, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `prometheus.WriteRequest`.
+    V1,
+    /// `io.prometheus.write.v2.Request`.
+    V2,
+}
 
 /// Limits of one request.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +80,10 @@ pub enum ReceiveError {
     Protobuf(String),
     #[error("invalid series {labels}: {reason}")]
     InvalidSeries { labels: String, reason: String },
+    #[error("symbol reference {reference} outside the table of {symbols} symbols")]
+    BadSymbolRef { reference: u32, symbols: usize },
+    #[error("invalid symbol table: {0}")]
+    BadSymbols(String),
     #[error("series {labels}: native histograms are not supported by Kiln yet")]
     NativeHistogram { labels: String },
     #[error("{0}")]
@@ -99,33 +118,65 @@ pub struct WriteStats {
     pub exemplars_ignored: usize,
 }
 
-/// Checks the request's headers: remote write 1.0 in snappy.
+/// Checks the request's headers and tells the protocol: snappy-compressed protobuf of
+/// remote write 1.0 or 2.0.
 pub fn check_headers(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
-) -> Result<(), ReceiveError> {
+) -> Result<Protocol, ReceiveError> {
     let ct = content_type.unwrap_or("application/x-protobuf");
     let mut parts = ct.split(';').map(str::trim);
     let media = parts.next().unwrap_or_default();
     if !media.eq_ignore_ascii_case("application/x-protobuf") {
         return Err(ReceiveError::UnsupportedContentType(ct.to_owned()));
     }
+    let mut protocol = Protocol::V1;
     for p in parts {
-        if let Some(proto) = p.strip_prefix("proto=")
-            && proto.trim_matches('"') != "prometheus.WriteRequest"
-        {
-            return Err(ReceiveError::UnsupportedContentType(ct.to_owned()));
+        if let Some(proto) = p.strip_prefix("proto=") {
+            protocol = match proto.trim_matches('"') {
+                "prometheus.WriteRequest" => Protocol::V1,
+                "io.prometheus.write.v2.Request" => Protocol::V2,
+                _ => return Err(ReceiveError::UnsupportedContentType(ct.to_owned())),
+            };
         }
     }
     match content_encoding {
-        None => Ok(()),
-        Some(e) if e.eq_ignore_ascii_case("snappy") => Ok(()),
+        None => Ok(protocol),
+        Some(e) if e.eq_ignore_ascii_case("snappy") => Ok(protocol),
         Some(e) => Err(ReceiveError::UnsupportedEncoding(e.to_owned())),
     }
 }
 
-/// Decompresses and decodes a body, within `limits`.
+/// Decompresses and decodes a 1.0 body, within `limits`.
 pub fn decode(body: &[u8], limits: &ReceiveLimits) -> Result<WriteRequest, ReceiveError> {
+    let raw = decompress(body, limits)?;
+    let req =
+        WriteRequest::decode(raw.as_slice()).map_err(|e| ReceiveError::Protobuf(e.to_string()))?;
+    check_series_count(req.timeseries.len(), limits)?;
+    Ok(req)
+}
+
+/// Decompresses and decodes a 2.0 body, within `limits`.
+pub fn decode_v2(body: &[u8], limits: &ReceiveLimits) -> Result<v2::Request, ReceiveError> {
+    let raw = decompress(body, limits)?;
+    let req =
+        v2::Request::decode(raw.as_slice()).map_err(|e| ReceiveError::Protobuf(e.to_string()))?;
+    check_series_count(req.timeseries.len(), limits)?;
+    Ok(req)
+}
+
+fn check_series_count(series: usize, limits: &ReceiveLimits) -> Result<(), ReceiveError> {
+    if series > limits.max_series {
+        return Err(ReceiveError::TooManySeries {
+            series,
+            limit: limits.max_series,
+        });
+    }
+    Ok(())
+}
+
+/// The snappy block of `body`, within `limits`.
+fn decompress(body: &[u8], limits: &ReceiveLimits) -> Result<Vec<u8>, ReceiveError> {
     if body.len() > limits.max_body_bytes {
         return Err(ReceiveError::BodyTooLarge {
             size: body.len(),
@@ -141,32 +192,21 @@ pub fn decode(body: &[u8], limits: &ReceiveLimits) -> Result<WriteRequest, Recei
             limit: limits.max_decompressed_bytes,
         });
     }
-    let raw = snap::raw::Decoder::new()
+    snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| ReceiveError::Snappy(e.to_string()))?;
-    let req =
-        WriteRequest::decode(raw.as_slice()).map_err(|e| ReceiveError::Protobuf(e.to_string()))?;
-    if req.timeseries.len() > limits.max_series {
-        return Err(ReceiveError::TooManySeries {
-            series: req.timeseries.len(),
-            limit: limits.max_series,
-        });
-    }
-    Ok(req)
+        .map_err(|e| ReceiveError::Snappy(e.to_string()))
 }
 
-/// The label set of a series, checked as Prometheus checks remote-written series.
-fn series_labels(
-    labels: &[crate::proto::Label],
-    b: &mut LabelsBuilder,
-) -> Result<Labels, ReceiveError> {
+/// The label set of a series (name/value pairs as sent), checked as Prometheus checks
+/// remote-written series.
+fn series_labels(labels: &[(&str, &str)], b: &mut LabelsBuilder) -> Result<Labels, ReceiveError> {
     let shown = || {
         let mut s = String::from("{");
-        for (i, l) in labels.iter().enumerate() {
+        for (i, (n, v)) in labels.iter().enumerate() {
             if i > 0 {
                 s.push_str(", ");
             }
-            s.push_str(&format!("{}={:?}", l.name, l.value));
+            s.push_str(&format!("{n}={v:?}"));
         }
         s.push('}');
         s
@@ -177,27 +217,26 @@ fn series_labels(
     };
     b.reset();
     let mut has_name = false;
-    for (i, l) in labels.iter().enumerate() {
-        if l.name.is_empty() {
+    for (i, &(name, value)) in labels.iter().enumerate() {
+        if name.is_empty() {
             return Err(invalid("empty label name".into()));
         }
-        if l.value.is_empty() {
-            return Err(invalid(format!("label {:?} has an empty value", l.name)));
+        if value.is_empty() {
+            return Err(invalid(format!("label {name:?} has an empty value")));
         }
         if i > 0 {
-            let prev = &labels[i - 1].name;
-            if *prev == l.name {
-                return Err(invalid(format!("duplicate label name {:?}", l.name)));
+            let prev = labels[i - 1].0;
+            if prev == name {
+                return Err(invalid(format!("duplicate label name {name:?}")));
             }
-            if *prev > l.name {
+            if prev > name {
                 return Err(invalid(format!(
-                    "label names out of order: {prev:?} before {:?}",
-                    l.name
+                    "label names out of order: {prev:?} before {name:?}"
                 )));
             }
         }
-        has_name |= l.name == METRIC_NAME;
-        b.set(&l.name, &l.value);
+        has_name |= name == METRIC_NAME;
+        b.set(name, value);
     }
     if !has_name {
         return Err(invalid("no metric name (__name__)".into()));
@@ -211,8 +250,15 @@ fn series_labels(
 pub fn append(app: &mut dyn Appender, req: &WriteRequest) -> Result<WriteStats, ReceiveError> {
     let mut stats = WriteStats::default();
     let mut b = LabelsBuilder::new();
+    let mut pairs = Vec::new();
     for ts in &req.timeseries {
-        let labels = series_labels(&ts.labels, &mut b)?;
+        pairs.clear();
+        pairs.extend(
+            ts.labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+        );
+        let labels = series_labels(&pairs, &mut b)?;
         if !ts.histograms.is_empty() {
             return Err(ReceiveError::NativeHistogram {
                 labels: labels.to_string(),
@@ -236,15 +282,83 @@ pub fn append(app: &mut dyn Appender, req: &WriteRequest) -> Result<WriteStats, 
     Ok(stats)
 }
 
-/// Decodes, checks and stores one request in `app`, committing it; what a handler
-/// calls. On error nothing of the request is stored.
+/// Appends a decoded 2.0 request as one transaction (see [`append`]).
+pub fn append_v2(app: &mut dyn Appender, req: &v2::Request) -> Result<WriteStats, ReceiveError> {
+    let symbols = &req.symbols;
+    if symbols.first().is_some_and(|s| !s.is_empty()) {
+        return Err(ReceiveError::BadSymbols(
+            "the first symbol must be the empty string".into(),
+        ));
+    }
+    let symbol = |r: u32| {
+        symbols
+            .get(r as usize)
+            .map(String::as_str)
+            .ok_or(ReceiveError::BadSymbolRef {
+                reference: r,
+                symbols: symbols.len(),
+            })
+    };
+    let mut stats = WriteStats::default();
+    let mut b = LabelsBuilder::new();
+    let mut pairs = Vec::new();
+    for ts in &req.timeseries {
+        if ts.labels_refs.len() % 2 != 0 {
+            return Err(ReceiveError::BadSymbols(format!(
+                "{} label references: names and values must come in pairs",
+                ts.labels_refs.len()
+            )));
+        }
+        pairs.clear();
+        for pair in ts.labels_refs.chunks_exact(2) {
+            pairs.push((symbol(pair[0])?, symbol(pair[1])?));
+        }
+        if let Some(m) = &ts.metadata {
+            symbol(m.help_ref)?;
+            symbol(m.unit_ref)?;
+        }
+        for e in &ts.exemplars {
+            for &r in &e.labels_refs {
+                symbol(r)?;
+            }
+        }
+        let labels = series_labels(&pairs, &mut b)?;
+        if !ts.histograms.is_empty() {
+            return Err(ReceiveError::NativeHistogram {
+                labels: labels.to_string(),
+            });
+        }
+        let mut series_ref = 0;
+        for s in &ts.samples {
+            series_ref = app
+                .append(
+                    series_ref,
+                    &labels,
+                    s.timestamp,
+                    SampleValue::Float(s.value),
+                )
+                .map_err(ReceiveError::Storage)?;
+            stats.samples += 1;
+        }
+        stats.exemplars_ignored += ts.exemplars.len();
+        stats.series += 1;
+    }
+    Ok(stats)
+}
+
+/// Decodes, checks and stores one request of `protocol` in `app`, committing it; what
+/// a handler calls. On error nothing of the request is stored.
 pub fn receive(
     app: &mut dyn Appender,
+    protocol: Protocol,
     body: &[u8],
     limits: &ReceiveLimits,
 ) -> Result<WriteStats, ReceiveError> {
-    let req = decode(body, limits)?;
-    match append(app, &req) {
+    let appended = match protocol {
+        Protocol::V1 => decode(body, limits).and_then(|req| append(app, &req)),
+        Protocol::V2 => decode_v2(body, limits).and_then(|req| append_v2(app, &req)),
+    };
+    match appended {
         Ok(stats) => {
             app.commit().map_err(ReceiveError::Storage)?;
             Ok(stats)

@@ -45,6 +45,36 @@ fn write_request(name: &str, samples: &[(i64, f64)]) -> Vec<u8> {
     snappy_block(&req)
 }
 
+/// A remote write 2.0 `Request` with one series `v2_pushed{job="rw"}`, by hand: the
+/// symbol table (field 4) and a series (field 5) of packed label references and samples.
+fn write_request_v2(samples: &[(i64, f64)]) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+        out.push(tag << 3 | 2);
+        out.push(bytes.len() as u8);
+        out.extend_from_slice(bytes);
+    }
+    let mut req = Vec::new();
+    for sym in ["", "__name__", "v2_pushed", "job", "rw"] {
+        field(&mut req, 4, sym.as_bytes());
+    }
+    let mut ts = Vec::new();
+    field(&mut ts, 1, &[1, 2, 3, 4]);
+    for &(t, v) in samples {
+        let mut s = vec![1 << 3 | 1];
+        s.extend_from_slice(&v.to_le_bytes());
+        s.push(2 << 3);
+        let mut t = t as u64;
+        while t >= 0x80 {
+            s.push((t as u8) | 0x80);
+            t >>= 7;
+        }
+        s.push(t as u8);
+        field(&mut ts, 2, &s);
+    }
+    field(&mut req, 5, &ts);
+    snappy_block(&req)
+}
+
 /// The snappy block format with only literals: valid for any decoder.
 fn snappy_block(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -62,6 +92,16 @@ fn snappy_block(data: &[u8]) -> Vec<u8> {
 }
 
 fn post(port: u16, content_type: &str, body: &[u8]) -> (u16, String) {
+    let (status, raw) = post_raw(port, content_type, body);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// POSTs to `/api/v1/write`; returns the status and the whole response, headers included.
+fn post_raw(port: u16, content_type: &str, body: &[u8]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -79,11 +119,7 @@ fn post(port: u16, content_type: &str, body: &[u8]) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    (status, buf)
 }
 
 #[test]
@@ -113,10 +149,27 @@ fn requests_are_stored_or_refused_with_the_right_status() {
     let (status, body) = post(port, v1, &write_request("pushed", &[(1_010_000, 9.0)]));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("out of order"), "{body}");
-    // Remote write 2.0 is not spoken yet: 415.
-    let (status, _) = post(
+    // Remote write 2.0: stored, and the answer says how much was written.
+    let (status, raw) = post_raw(
         port,
         "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        &write_request_v2(&[(1_020_000, 4.0), (1_030_000, 5.0)]),
+    );
+    assert_eq!(status, 204, "{raw}");
+    assert!(
+        raw.to_ascii_lowercase()
+            .contains("x-prometheus-remote-write-samples-written: 2"),
+        "{raw}"
+    );
+    let (_, answer) = http(port, "GET", "/api/v1/query?query=v2_pushed&time=1030").expect("query");
+    assert!(
+        answer.contains(r#""job":"rw""#) && answer.contains(r#""5""#),
+        "{answer}"
+    );
+    // An unknown protobuf message: 415.
+    let (status, _) = post(
+        port,
+        "application/x-protobuf;proto=example.Other",
         &write_request("pushed", &[(1_020_000, 1.0)]),
     );
     assert_eq!(status, 415);

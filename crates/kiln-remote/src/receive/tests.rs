@@ -62,6 +62,7 @@ fn a_request_is_stored_as_one_transaction() {
     };
     let stats = receive(
         storage.appender().as_mut(),
+        Protocol::V1,
         &body(&req),
         &ReceiveLimits::default(),
     )
@@ -112,6 +113,7 @@ fn bad_series_are_400_and_store_nothing() {
         };
         let e = receive(
             storage.appender().as_mut(),
+            Protocol::V1,
             &body(&req),
             &ReceiveLimits::default(),
         )
@@ -134,6 +136,7 @@ fn out_of_order_samples_are_400_and_roll_back() {
     };
     receive(
         storage.appender().as_mut(),
+        Protocol::V1,
         &body(&first),
         &ReceiveLimits::default(),
     )
@@ -147,6 +150,7 @@ fn out_of_order_samples_are_400_and_roll_back() {
     };
     let e = receive(
         storage.appender().as_mut(),
+        Protocol::V1,
         &body(&late),
         &ReceiveLimits::default(),
     )
@@ -201,7 +205,9 @@ fn limits_and_formats() {
         Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
         Some("snappy"),
     );
-    assert_eq!(v2.map(|_| 0).unwrap_or_else(|e| e.status()), 415);
+    assert_eq!(v2.ok(), Some(Protocol::V2));
+    let other = check_headers(Some("application/x-protobuf;proto=other.Request"), None);
+    assert_eq!(other.map(|_| 0).unwrap_or_else(|e| e.status()), 415);
     let json = check_headers(Some("application/json"), None);
     assert_eq!(json.map(|_| 0).unwrap_or_else(|e| e.status()), 415);
     let gzip = check_headers(None, Some("gzip"));
@@ -219,10 +225,126 @@ fn native_histograms_are_refused_clearly() {
     };
     let e = receive(
         storage.appender().as_mut(),
+        Protocol::V1,
         &body(&req),
         &ReceiveLimits::default(),
     )
     .expect_err("refused");
     assert_eq!(e.status(), 400);
     assert!(e.to_string().contains("native histograms"), "{e}");
+}
+
+fn v2_body(req: &v2::Request) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy")
+}
+
+fn v2_series(refs: &[u32], samples: &[(i64, f64)]) -> v2::TimeSeries {
+    v2::TimeSeries {
+        labels_refs: refs.to_vec(),
+        samples: samples
+            .iter()
+            .map(|&(timestamp, value)| v2::Sample {
+                value,
+                timestamp,
+                start_timestamp: 0,
+            })
+            .collect(),
+        histograms: Vec::new(),
+        exemplars: Vec::new(),
+        metadata: Some(v2::Metadata {
+            r#type: 2,
+            help_ref: 4,
+            unit_ref: 0,
+        }),
+    }
+}
+
+#[test]
+fn remote_write_2_uses_the_symbol_table() {
+    let symbols: Vec<String> = [
+        "",
+        "__name__",
+        "gpu_util",
+        "gpu",
+        "GPU utilisation",
+        "0",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let storage = MemStorage::new();
+    let req = v2::Request {
+        symbols: symbols.clone(),
+        timeseries: vec![
+            v2_series(&[1, 2, 3, 5], &[(1000, 0.5)]),
+            v2_series(&[1, 2, 3, 6], &[(1000, 0.9), (2000, 0.8)]),
+        ],
+    };
+    let stats = receive(
+        storage.appender().as_mut(),
+        Protocol::V2,
+        &v2_body(&req),
+        &ReceiveLimits::default(),
+    )
+    .expect("stored");
+    assert_eq!((stats.series, stats.samples), (2, 3));
+    assert_eq!(
+        stored(&storage),
+        vec![
+            (
+                "{__name__=\"gpu_util\", gpu=\"0\"}".to_string(),
+                vec![(1000, 0.5)]
+            ),
+            (
+                "{__name__=\"gpu_util\", gpu=\"1\"}".to_string(),
+                vec![(1000, 0.9), (2000, 0.8)]
+            ),
+        ]
+    );
+    // Broken tables: 400 and nothing stored.
+    let cases = [
+        (
+            symbols.clone(),
+            vec![v2_series(&[1, 2, 3, 99], &[(3000, 1.0)])],
+            "outside the table",
+        ),
+        (
+            symbols.clone(),
+            vec![v2_series(&[1, 2, 3], &[(3000, 1.0)])],
+            "pairs",
+        ),
+        (
+            ["x", "__name__", "m"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            vec![v2_series(&[1, 2], &[(3000, 1.0)])],
+            "first symbol",
+        ),
+        (
+            symbols.clone(),
+            vec![v2_series(&[3, 5], &[(3000, 1.0)])],
+            "no metric name",
+        ),
+    ];
+    for (symbols, timeseries, want) in cases {
+        let storage = MemStorage::new();
+        let req = v2::Request {
+            symbols,
+            timeseries,
+        };
+        let e = receive(
+            storage.appender().as_mut(),
+            Protocol::V2,
+            &v2_body(&req),
+            &ReceiveLimits::default(),
+        )
+        .expect_err("refused");
+        assert_eq!(e.status(), 400, "{e}");
+        assert!(e.to_string().contains(want), "{want}: {e}");
+        assert!(stored(&storage).is_empty());
+    }
 }

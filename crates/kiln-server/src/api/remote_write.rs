@@ -32,25 +32,34 @@ pub(crate) async fn write(
         return text(404, "remote write receiver not enabled".into());
     };
     let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Err(e) = kiln_remote::receive::check_headers(
+    let protocol = match kiln_remote::receive::check_headers(
         get(header::CONTENT_TYPE),
         get(header::CONTENT_ENCODING),
     ) {
-        return text(e.status(), e.to_string());
-    }
+        Ok(p) => p,
+        Err(e) => return text(e.status(), e.to_string()),
+    };
     let stored = tokio::task::spawn_blocking(move || {
         let mut app = storage.appender();
-        kiln_remote::receive(app.as_mut(), &body, &LIMITS)
+        kiln_remote::receive(app.as_mut(), protocol, &body, &LIMITS)
     })
     .await;
-    match stored {
-        Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
+    let (mut response, samples) = match stored {
+        Ok(Ok(stats)) => (StatusCode::NO_CONTENT.into_response(), stats.samples),
         Ok(Err(e)) => {
             if e.status() >= 500 {
                 tracing::error!(error = %e, "storing a remote-write request failed");
             }
-            text(e.status(), e.to_string())
+            (text(e.status(), e.to_string()), 0)
         }
-        Err(e) => text(500, format!("remote write task failed: {e}")),
+        Err(e) => (text(500, format!("remote write task failed: {e}")), 0),
+    };
+    if protocol == kiln_remote::Protocol::V2 {
+        // 2.0 senders learn what was written (nothing, when the request failed).
+        let h = response.headers_mut();
+        h.insert("X-Prometheus-Remote-Write-Samples-Written", samples.into());
+        h.insert("X-Prometheus-Remote-Write-Histograms-Written", 0.into());
+        h.insert("X-Prometheus-Remote-Write-Exemplars-Written", 0.into());
     }
+    response
 }
