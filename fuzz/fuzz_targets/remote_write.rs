@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
         max_series: 10_000,
     };
     let storage = MemStorage::new();
-    let framed = snap::raw::Encoder::new().compress_vec(data).unwrap_or_default();
+    let framed = snap::raw::Encoder::new()
+        .compress_vec(data)
+        .unwrap_or_default();
     // As sent, and as protobuf behind a valid snappy header; in both protocols.
     for body in [data, framed.as_slice()] {
         for protocol in [Protocol::V1, Protocol::V2] {
