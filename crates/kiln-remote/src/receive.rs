@@ -244,6 +244,41 @@ fn series_labels(labels: &[(&str, &str)], b: &mut LabelsBuilder) -> Result<Label
     Ok(b.build())
 }
 
+/// One series of a request, whichever the protocol.
+struct Series<'a, I> {
+    /// Label names and values as sent.
+    pairs: &'a [(&'a str, &'a str)],
+    /// (timestamp, value) of each float sample.
+    samples: I,
+    histograms: usize,
+    exemplars: usize,
+}
+
+/// Checks a series' labels and appends its samples; counts into `stats`.
+fn store_series<I: Iterator<Item = (i64, f64)>>(
+    app: &mut dyn Appender,
+    series: Series<'_, I>,
+    b: &mut LabelsBuilder,
+    stats: &mut WriteStats,
+) -> Result<(), ReceiveError> {
+    let labels = series_labels(series.pairs, b)?;
+    if series.histograms > 0 {
+        return Err(ReceiveError::NativeHistogram {
+            labels: labels.to_string(),
+        });
+    }
+    let mut series_ref = 0;
+    for (t, v) in series.samples {
+        series_ref = app
+            .append(series_ref, &labels, t, SampleValue::Float(v))
+            .map_err(ReceiveError::Storage)?;
+        stats.samples += 1;
+    }
+    stats.exemplars_ignored += series.exemplars;
+    stats.series += 1;
+    Ok(())
+}
+
 /// Appends a decoded request as one transaction (see the module docs). The caller
 /// commits on `Ok` (the appender's commit is what makes the samples durable) and
 /// rolls back on `Err`.
@@ -258,26 +293,13 @@ pub fn append(app: &mut dyn Appender, req: &WriteRequest) -> Result<WriteStats, 
                 .iter()
                 .map(|l| (l.name.as_str(), l.value.as_str())),
         );
-        let labels = series_labels(&pairs, &mut b)?;
-        if !ts.histograms.is_empty() {
-            return Err(ReceiveError::NativeHistogram {
-                labels: labels.to_string(),
-            });
-        }
-        let mut series_ref = 0;
-        for s in &ts.samples {
-            series_ref = app
-                .append(
-                    series_ref,
-                    &labels,
-                    s.timestamp,
-                    SampleValue::Float(s.value),
-                )
-                .map_err(ReceiveError::Storage)?;
-            stats.samples += 1;
-        }
-        stats.exemplars_ignored += ts.exemplars.len();
-        stats.series += 1;
+        let series = Series {
+            pairs: &pairs,
+            samples: ts.samples.iter().map(|s| (s.timestamp, s.value)),
+            histograms: ts.histograms.len(),
+            exemplars: ts.exemplars.len(),
+        };
+        store_series(app, series, &mut b, &mut stats)?;
     }
     Ok(stats)
 }
@@ -322,26 +344,13 @@ pub fn append_v2(app: &mut dyn Appender, req: &v2::Request) -> Result<WriteStats
                 symbol(r)?;
             }
         }
-        let labels = series_labels(&pairs, &mut b)?;
-        if !ts.histograms.is_empty() {
-            return Err(ReceiveError::NativeHistogram {
-                labels: labels.to_string(),
-            });
-        }
-        let mut series_ref = 0;
-        for s in &ts.samples {
-            series_ref = app
-                .append(
-                    series_ref,
-                    &labels,
-                    s.timestamp,
-                    SampleValue::Float(s.value),
-                )
-                .map_err(ReceiveError::Storage)?;
-            stats.samples += 1;
-        }
-        stats.exemplars_ignored += ts.exemplars.len();
-        stats.series += 1;
+        let series = Series {
+            pairs: &pairs,
+            samples: ts.samples.iter().map(|s| (s.timestamp, s.value)),
+            histograms: ts.histograms.len(),
+            exemplars: ts.exemplars.len(),
+        };
+        store_series(app, series, &mut b, &mut stats)?;
     }
     Ok(stats)
 }

@@ -100,18 +100,20 @@ fn post(port: u16, content_type: &str, body: &[u8]) -> (u16, String) {
     (status, body)
 }
 
-/// POSTs to `/api/v1/write`; returns the status and the whole response, headers included.
+/// POSTs to `/api/v1/write`; returns the status (0 when the connection failed) and the
+/// whole response, headers included.
 fn post_raw(port: u16, content_type: &str, body: &[u8]) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let head = format!(
         "POST /api/v1/write HTTP/1.0\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Encoding: snappy\r\nContent-Length: {}\r\n\r\n",
         body.len()
-    )
-    .expect("write");
-    s.write_all(body).expect("body");
+    );
+    if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
+        return (0, String::new());
+    }
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
     let status = buf
@@ -178,15 +180,41 @@ fn requests_are_stored_or_refused_with_the_right_status() {
     assert_eq!(status, 400, "{body}");
 }
 
+/// The exposition both remote-write senders scrape.
+const EXPOSITION: &str = "# TYPE gpu_util gauge\ngpu_util{gpu=\"0\"} 0.25\ngpu_util{gpu=\"1\"} 0.75\n\
+# TYPE samples_total counter\nsamples_total 12345\n";
+
+/// Waits (up to a minute) until Kiln holds at least `n` scrapes of `job` from a sender.
+fn wait_for_scrapes(port: u16, job: &str, n: f64) {
+    let q = format!(
+        "/api/v1/query?query={}",
+        common::url_encode(&format!("count_over_time(up{{job=\"{job}\"}}[1m])"))
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = http(port, "GET", &q).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let got = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if got >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{job}: the sender's samples never arrived: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 #[test]
 fn a_real_prometheus_remote_writes_to_kiln() {
     if !interop_enabled("a_real_prometheus_remote_writes_to_kiln") {
         return;
     }
-    let target = exporter(
-        "# TYPE gpu_util gauge\ngpu_util{gpu=\"0\"} 0.25\ngpu_util{gpu=\"1\"} 0.75\n\
-         # TYPE samples_total counter\nsamples_total 12345\n",
-    );
+    let target = exporter(EXPOSITION);
     let dir = tempfile::tempdir().expect("tempdir");
     let kiln = start_kiln_server(&[
         &format!("--storage.tsdb.path={}", dir.path().join("kiln").display()),
@@ -211,27 +239,7 @@ fn a_real_prometheus_remote_writes_to_kiln() {
             .unwrap_or_default()
     };
     // Wait until Kiln has received a few seconds of scrapes.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let n = query(
-            kiln.port,
-            "count_over_time(up%7Bjob%3D%22src%22%7D%5B1m%5D)",
-            now_s(),
-        );
-        let v: serde_json::Value = serde_json::from_str(&n).unwrap_or_default();
-        let count = v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if count >= 5.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Kiln never got Prometheus's samples: {n}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_scrapes(kiln.port, "src", 5.0);
     // Both answer the same at a time both have complete data.
     let t = now_s() - 3.0;
     for q in [
@@ -324,27 +332,9 @@ fn acknowledged_samples_survive_kill_9() {
     }
 }
 
-/// Like `post`, but a connection refused or reset (the server was killed) is status 0.
+/// A 1.0 request; a connection refused or reset (the server was killed) is status 0.
 fn post_or_gone(port: u16, body: &[u8]) -> (u16, String) {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let head = format!(
-        "POST /api/v1/write HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
-        return (0, String::new());
-    }
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, buf)
+    post_raw(port, "application/x-protobuf", body)
 }
 
 /// With `KILN_INTEROP=1`: Debian's vmagent scrapes an exporter and remote-writes to
@@ -354,10 +344,7 @@ fn vmagent_remote_writes_to_kiln() {
     if !interop_enabled("vmagent_remote_writes_to_kiln") {
         return;
     }
-    let target = exporter(
-        "# TYPE gpu_util gauge\ngpu_util{gpu=\"0\"} 0.25\ngpu_util{gpu=\"1\"} 0.75\n\
-         # TYPE samples_total counter\nsamples_total 12345\n",
-    );
+    let target = exporter(EXPOSITION);
     let dir = tempfile::tempdir().expect("tempdir");
     let kiln = start_kiln_server(&[
         &format!("--storage.tsdb.path={}", dir.path().join("kiln").display()),
@@ -390,24 +377,7 @@ fn vmagent_remote_writes_to_kiln() {
             .spawn()
             .expect("start vmagent (Debian package victoria-metrics)"),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let q = "/api/v1/query?query=count_over_time(up%7Bjob%3D%22vm%22%7D%5B1m%5D)";
-        let (_, body) = http(kiln.port, "GET", q).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let n = v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if n >= 3.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "vmagent's samples never arrived: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_scrapes(kiln.port, "vm", 3.0);
     let instance = format!("127.0.0.1:{target}");
     for (q, want) in [
         (r#"gpu_util{gpu="0"}"#, "0.25"),
