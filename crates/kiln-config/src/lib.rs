@@ -9,8 +9,8 @@
 //! names, relabel rules Prometheus would accept. Those errors name the place in the
 //! file by path (`scrape_configs[2] (job "node"): ...`), the way Prometheus reports them.
 //!
-//! Sections Prometheus knows but Kiln does not implement yet (`alerting`, `remote_write`,
-//! `remote_read`, `storage`, `tracing`, `otlp`, `runtime`) are accepted so existing files
+//! Sections Prometheus knows but Kiln does not implement yet (`storage`, `tracing`,
+//! `otlp`, `runtime`) are accepted so existing files
 //! load, and listed by [`Config::unapplied_sections`] so callers can say loudly that they
 //! are not applied. Service discoveries Kiln does not have are errors, never ignored.
 //!
@@ -23,6 +23,7 @@ mod alerting;
 mod global;
 mod http;
 mod relabel;
+mod remote;
 mod render;
 mod scrape;
 mod sd;
@@ -35,6 +36,9 @@ use serde::Deserialize;
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use global::{GlobalConfig, ScrapeLimits};
 pub use http::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
+pub use remote::{
+    MetadataConfig, ProtobufMessage, QueueConfig, RemoteReadConfig, RemoteWriteConfig,
+};
 pub use scrape::{Scheme, ScrapeConfig};
 pub use sd::{
     DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesAttachMetadata,
@@ -78,6 +82,8 @@ pub struct Config {
     pub scrape_config_files: Vec<String>,
     pub scrape_configs: Vec<ScrapeConfig>,
     pub alerting: AlertingConfig,
+    pub remote_write: Vec<RemoteWriteConfig>,
+    pub remote_read: Vec<RemoteReadConfig>,
     unapplied: Vec<&'static str>,
 }
 
@@ -96,9 +102,9 @@ struct RawConfig {
     #[serde(default)]
     alerting: Option<alerting::RawAlertingConfig>,
     #[serde(default)]
-    remote_write: Option<serde::de::IgnoredAny>,
+    remote_write: Option<Vec<remote::RawRemoteWriteConfig>>,
     #[serde(default)]
-    remote_read: Option<serde::de::IgnoredAny>,
+    remote_read: Option<Vec<remote::RawRemoteReadConfig>>,
     #[serde(default)]
     storage: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -118,6 +124,8 @@ impl Default for Config {
             scrape_config_files: Vec::new(),
             scrape_configs: Vec::new(),
             alerting: AlertingConfig::default(),
+            remote_write: Vec::new(),
+            remote_read: Vec::new(),
             unapplied: Vec::new(),
         }
     }
@@ -160,6 +168,12 @@ impl Config {
                 ksd.http_client.resolve_paths(dir);
                 join_dir(dir, &mut ksd.kubeconfig_file);
             }
+        }
+        for rw in &mut self.remote_write {
+            rw.http_client.resolve_paths(dir);
+        }
+        for rr in &mut self.remote_read {
+            rr.http_client.resolve_paths(dir);
         }
         for sc in &mut self.scrape_configs {
             sc.http_client.resolve_paths(dir);
@@ -222,9 +236,21 @@ impl Config {
             .unwrap_or_default()
             .resolve()
             .map_err(|e| invalid(format!("alerting: {e}")))?;
+        let remote_write = remote::resolve_list(
+            raw.remote_write,
+            "remote_write",
+            remote::RawRemoteWriteConfig::resolve,
+            |c| &c.name,
+        )
+        .map_err(invalid)?;
+        let remote_read = remote::resolve_list(
+            raw.remote_read,
+            "remote_read",
+            remote::RawRemoteReadConfig::resolve,
+            |c| &c.name,
+        )
+        .map_err(invalid)?;
         let sections = [
-            ("remote_write", raw.remote_write.is_some()),
-            ("remote_read", raw.remote_read.is_some()),
             ("storage", raw.storage.is_some()),
             ("tracing", raw.tracing.is_some()),
             ("otlp", raw.otlp.is_some()),
@@ -236,6 +262,8 @@ impl Config {
             scrape_config_files: raw.scrape_config_files.unwrap_or_default(),
             scrape_configs,
             alerting,
+            remote_write,
+            remote_read,
             unapplied: sections
                 .iter()
                 .filter(|(_, present)| *present)

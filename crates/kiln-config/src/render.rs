@@ -3,7 +3,7 @@
 //! TLS `key`) shown as `<secret>`. Rendering a config without secrets and parsing the
 //! result gives the same config back (tested).
 //!
-//! Sections Kiln accepts but does not apply yet (`remote_write`, ...) are not rendered,
+//! Sections Kiln accepts but does not apply yet (`storage`, ...) are not rendered,
 //! since they are not part of what runs.
 
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use kiln_model::relabel::RelabelConfig;
 
 use crate::alerting::{AlertingConfig, AlertmanagerConfig};
 use crate::http::HttpClientConfig;
+use crate::remote::{RemoteReadConfig, RemoteWriteConfig};
 use crate::scrape::ScrapeConfig;
 use crate::sd::{
     DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesRole, KubernetesSdConfig,
@@ -114,6 +115,15 @@ impl Config {
         }
         let jobs = self.scrape_configs.iter().map(scrape_config).collect();
         root = root.seq_nonempty("scrape_configs", jobs);
+        root = root
+            .seq_nonempty(
+                "remote_write",
+                self.remote_write.iter().map(remote_write).collect(),
+            )
+            .seq_nonempty(
+                "remote_read",
+                self.remote_read.iter().map(remote_read).collect(),
+            );
         let mut out = String::new();
         if let Node::Map(entries) = root.build() {
             write_map(&mut out, &entries, 0, String::new());
@@ -359,6 +369,54 @@ fn alertmanager(am: &AlertmanagerConfig) -> Node {
         },
     )
     .build()
+}
+
+fn remote_write(rw: &RemoteWriteConfig) -> Node {
+    let q = &rw.queue_config;
+    let queue = MapBuilder::default()
+        .plain("capacity", q.capacity)
+        .plain("max_shards", q.max_shards)
+        .plain("min_shards", q.min_shards)
+        .plain("max_samples_per_send", q.max_samples_per_send)
+        .duration("batch_send_deadline", q.batch_send_deadline)
+        .duration("min_backoff", q.min_backoff)
+        .duration("max_backoff", q.max_backoff)
+        .plain("retry_on_http_429", q.retry_on_http_429)
+        .duration("sample_age_limit", q.sample_age_limit);
+    let md = &rw.metadata_config;
+    let metadata = MapBuilder::default()
+        .plain("send", md.send)
+        .duration("send_interval", md.send_interval)
+        .plain("max_samples_per_send", md.max_samples_per_send);
+    MapBuilder::default()
+        .str("url", &rw.url)
+        .duration("remote_timeout", rw.remote_timeout)
+        .string_map_nonempty("headers", &rw.headers)
+        .seq_nonempty(
+            "write_relabel_configs",
+            rw.write_relabel_configs.iter().map(relabel).collect(),
+        )
+        .str("name", &rw.name)
+        .plain("send_exemplars", rw.send_exemplars)
+        .plain("send_native_histograms", rw.send_native_histograms)
+        .str("protobuf_message", rw.protobuf_message.as_str())
+        .node("queue_config", queue.build())
+        .node("metadata_config", metadata.build())
+        .extend(http_client(&rw.http_client))
+        .build()
+}
+
+fn remote_read(rr: &RemoteReadConfig) -> Node {
+    MapBuilder::default()
+        .str("url", &rr.url)
+        .str("name", &rr.name)
+        .string_map_nonempty("required_matchers", &rr.required_matchers)
+        .duration("remote_timeout", rr.remote_timeout)
+        .string_map_nonempty("headers", &rr.headers)
+        .plain("read_recent", rr.read_recent)
+        .plain("filter_external_labels", rr.filter_external_labels)
+        .extend(http_client(&rr.http_client))
+        .build()
 }
 
 /// The service-discovery fields of a scrape or Alertmanager config.

@@ -230,10 +230,9 @@ scrape_configs:
 
 #[test]
 fn sections_kiln_does_not_apply_yet_are_listed() {
-    let c =
-        parse("remote_write:\n  - url: http://x/api/v1/write\nalerting:\n  alertmanagers: []\n")
-            .expect("config");
-    assert_eq!(c.unapplied_sections(), &["remote_write"]);
+    let c = parse("remote_write:\n  - url: http://x/api/v1/write\nstorage:\n  tsdb: {}\n")
+        .expect("config");
+    assert_eq!(c.unapplied_sections(), &["storage"]);
 }
 
 #[test]

@@ -60,6 +60,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/metadata", get(api::metadata))
         .route(
+            "/api/v1/admin/tsdb/snapshot",
+            post(api::snapshot).put(api::snapshot),
+        )
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            post(api::delete_series).put(api::delete_series),
+        )
+        .route(
+            "/api/v1/admin/tsdb/clean_tombstones",
+            post(api::clean_tombstones).put(api::clean_tombstones),
+        )
+        .route(
             "/federate",
             get(federate::federate).post(federate::federate),
         )

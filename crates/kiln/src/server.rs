@@ -31,6 +31,10 @@ pub(crate) struct ServerArgs {
     /// Enable `POST /-/reload` (configuration reload over HTTP), as Prometheus's flag.
     #[arg(long = "web.enable-lifecycle")]
     enable_lifecycle: bool,
+    /// Enable the TSDB admin API (`/api/v1/admin/tsdb/snapshot`, `delete_series`,
+    /// `clean_tombstones`), as Prometheus's flag.
+    #[arg(long = "web.enable-admin-api")]
+    enable_admin_api: bool,
     /// Address to listen on for the web interface and API.
     #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
     listen_address: String,
@@ -101,6 +105,7 @@ impl ServerArgs {
                 self.retention_size.to_string(),
             ),
             ("web.enable-lifecycle", self.enable_lifecycle.to_string()),
+            ("web.enable-admin-api", self.enable_admin_api.to_string()),
             (
                 "web.enable-remote-write-receiver",
                 self.enable_remote_write_receiver.to_string(),
@@ -223,6 +228,9 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_runtime(kiln_server::RuntimeInfo::new(args.retention_description()));
     if args.enable_lifecycle {
         api = api.with_reload(reload_tx);
+    }
+    if args.enable_admin_api {
+        api = api.with_admin_api();
     }
     let state = Arc::new(api);
 

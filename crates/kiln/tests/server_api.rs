@@ -395,3 +395,61 @@ fn format_query_formats_like_prometheus() {
     drop(prom);
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+#[test]
+fn admin_api_snapshots_and_deletes_only_when_enabled() {
+    let (_tmp, data) = backfilled();
+    let off = start(&data);
+    let (status, body) = http(off.port, "POST", "/api/v1/admin/tsdb/snapshot").expect("http");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("admin APIs disabled"), "{body}");
+    drop(off);
+
+    let on = start_with(&data, &["--web.enable-admin-api"]);
+    let (status, body) = http(on.port, "POST", "/api/v1/admin/tsdb/snapshot").expect("http");
+    assert_eq!(status, 200, "{body}");
+    let name = body
+        .split("\"name\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("snapshot name");
+    let snap = data.join("snapshots").join(name);
+    let blocks: Vec<_> = std::fs::read_dir(&snap)
+        .expect("snapshot dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let live_blocks = std::fs::read_dir(&data)
+        .expect("data dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().join("meta.json").is_file())
+        })
+        .count();
+    assert_eq!(blocks.len(), live_blocks, "{blocks:?}");
+    assert!(blocks.iter().all(|b| b.join("index").is_file()));
+    // The snapshot is a data directory of its own: promtool-compatible blocks Kiln opens.
+    ok_stdout(
+        "list snapshot",
+        kiln(&["tsdb", "list", snap.to_str().expect("path")]),
+    );
+
+    let q = "/api/v1/query?query=count(gpu_utilization_ratio)&time=1767229200";
+    let (_, before) = http(on.port, "GET", q).expect("query");
+    assert!(before.contains(r#""value":[1767229200,"#), "{before}");
+    let (status, body) = http(
+        on.port,
+        "POST",
+        "/api/v1/admin/tsdb/delete_series?match[]=gpu_utilization_ratio",
+    )
+    .expect("http");
+    assert_eq!(status, 204, "{body}");
+    let (_, after) = http(on.port, "GET", q).expect("query");
+    assert!(after.contains(r#""result":[]"#), "{after}");
+    let (status, body) =
+        http(on.port, "POST", "/api/v1/admin/tsdb/clean_tombstones").expect("http");
+    assert_eq!(status, 204, "{body}");
+    let (_, after) = http(on.port, "GET", q).expect("query");
+    assert!(after.contains(r#""result":[]"#), "{after}");
+    let (status, body) = http(on.port, "POST", "/api/v1/admin/tsdb/delete_series").expect("http");
+    assert_eq!(status, 400, "{body}");
+}

@@ -2,6 +2,7 @@
 //! build information. Response JSON follows the reference format exactly
 //! (see [`json`]); errors carry Prometheus's `errorType` and HTTP status.
 
+mod admin;
 mod json;
 mod metadata;
 mod params;
@@ -11,6 +12,7 @@ mod runtime;
 mod targets;
 mod tsdb_status;
 
+pub(crate) use admin::{clean_tombstones, delete_series, snapshot};
 pub(crate) use metadata::metadata;
 pub use remote_write::LIMITS as REMOTE_WRITE_LIMITS;
 pub(crate) use remote_write::write as remote_write;
@@ -58,6 +60,8 @@ pub struct ApiState {
     pub tsdb: Option<Arc<kiln_tsdb::db::Db>>,
     /// Request and query metrics for `/metrics`.
     pub metrics: crate::server_metrics::ServerMetrics,
+    /// Whether `/api/v1/admin/*` works (`--web.enable-admin-api`).
+    pub admin_enabled: bool,
 }
 
 /// What the API needs of the running configuration.
@@ -91,6 +95,7 @@ impl ApiState {
             runtime: RuntimeInfo::new(String::new()),
             tsdb: None,
             metrics: crate::server_metrics::ServerMetrics::default(),
+            admin_enabled: false,
         }
     }
 
@@ -134,6 +139,12 @@ impl ApiState {
     /// Sets the TSDB `/api/v1/status/tsdb` describes.
     pub fn with_tsdb(mut self, db: Arc<kiln_tsdb::db::Db>) -> Self {
         self.tsdb = Some(db);
+        self
+    }
+
+    /// Enables the TSDB admin API on the TSDB set by [`ApiState::with_tsdb`].
+    pub fn with_admin_api(mut self) -> Self {
+        self.admin_enabled = true;
         self
     }
 

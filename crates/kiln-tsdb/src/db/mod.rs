@@ -22,6 +22,7 @@ mod delete;
 mod open;
 mod querier;
 mod retention;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use compact::CompactStats;
 pub(crate) use compact::write_head_block;
 pub use querier::BlockQuerier;
 pub(crate) use retention::dir_size;
+pub use snapshot::SnapshotStats;
 
 use crate::block::BlockReader;
 use crate::head::{DEFAULT_CHUNK_RANGE, Head, HeadAppender};
