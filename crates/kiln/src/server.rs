@@ -65,6 +65,10 @@ pub(crate) struct ServerArgs {
     /// (`/api/v1/write`) is always on.
     #[arg(long = "web.enable-remote-write-receiver")]
     enable_remote_write_receiver: bool,
+    /// How long shutdown (or a reload that removes a remote_write entry) may spend
+    /// delivering samples already queued for remote write.
+    #[arg(long = "storage.remote.flush-deadline", value_parser = parse_duration_ms, default_value = "1m")]
+    remote_flush_deadline: i64,
     /// Alerts waiting to be sent to Alertmanager at most; the oldest are dropped.
     #[arg(
         long = "alertmanager.notification-queue-capacity",
@@ -111,6 +115,10 @@ impl ServerArgs {
                 self.enable_remote_write_receiver.to_string(),
             ),
             ("web.listen-address", self.listen_address.clone()),
+            (
+                "storage.remote.flush-deadline",
+                d(self.remote_flush_deadline),
+            ),
             ("query.lookback-delta", d(self.lookback_delta)),
             ("query.timeout", d(self.query_timeout)),
             ("query.max-concurrency", self.max_concurrency.to_string()),
@@ -194,17 +202,32 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64()),
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let scrape_manager = kiln_scrape::ScrapeManager::new(db.clone());
+    let remote_write = Arc::new(kiln_remote::send::RemoteWriteSender::new(
+        &args.storage_path.join("wal"),
+        &args.storage_path.join("remote_write"),
+        Duration::from_millis(args.remote_flush_deadline.max(0) as u64),
+        Some(scraped_metadata(scrape_manager.view())),
+        runtime.handle().clone(),
+    ));
     let metrics_db = db.clone();
+    let metrics_rw = remote_write.clone();
     let self_metrics: kiln_server::SelfMetricsWriter = Arc::new(move |out: &mut Vec<u8>| {
-        kiln_server::self_metrics::write_self_metrics(&metrics_db, &process, out)
+        kiln_server::self_metrics::write_self_metrics(&metrics_db, &process, out);
+        metrics_rw.write_metrics(metrics_db.head().max_time(), out);
     });
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let notifier = kiln_rules::notify::Notifier::new(args.notification_queue_capacity);
     let mut scrapes = ScrapeService {
+        remote_write,
         alert_discovery: kiln_discovery::DiscoveryManager::new(),
         notifier: notifier.clone(),
         discovery: kiln_discovery::DiscoveryManager::new(),
-        scrapes: kiln_scrape::ScrapeManager::new(db.clone()),
+        scrapes: scrape_manager,
         rules: kiln_rules::RuleManager::new(kiln_rules::RuleManagerOptions {
             engine: kiln_promql::Engine::new(engine.clone()),
             queryable: db.clone(),
@@ -255,10 +278,6 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             })?
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen_address)
             .await
@@ -304,6 +323,8 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             scrapes.scrapes.stop_all().await;
             scrapes.rules.stop_all().await;
             scrapes.alert_discovery.stop_all();
+            // Last: what the scrapes and rules wrote still goes out.
+            scrapes.remote_write.stop().await;
         }
         // Alerts queued by the last evaluations still go out.
         let _ = notifier_stop.send(true);
@@ -333,6 +354,8 @@ struct ScrapeService {
     /// Finds the Alertmanagers of `alerting.alertmanagers` (keys `config-N`).
     alert_discovery: kiln_discovery::DiscoveryManager,
     notifier: Arc<kiln_rules::notify::Notifier>,
+    /// The `remote_write` queues.
+    remote_write: Arc<kiln_remote::send::RemoteWriteSender>,
 }
 
 impl ScrapeService {
@@ -351,6 +374,10 @@ impl ScrapeService {
                     .map_err(|e| anyhow::anyhow!("alerting.alertmanagers[{i}]: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        self.remote_write
+            .apply(&config.remote_write, &config.global.external_labels)
+            .await
+            .map_err(anyhow::Error::msg)?;
         self.rules
             .apply(&kiln_rules::RuleSettings::of_config(config))
             .await
@@ -400,6 +427,36 @@ impl ScrapeService {
             set.update(found.map(Vec::as_slice).unwrap_or_default());
         }
     }
+}
+
+/// The metadata remote write sends: every family the scrape targets exposed, once.
+fn scraped_metadata(targets: kiln_scrape::TargetsView) -> kiln_remote::send::MetadataSource {
+    use kiln_exposition::MetricType;
+    Arc::new(move || {
+        let snapshot = targets.snapshot();
+        let mut seen = std::collections::BTreeMap::new();
+        for target in &snapshot.active {
+            for (name, m) in target.status.metadata.iter() {
+                seen.entry(name.clone())
+                    .or_insert_with(|| kiln_remote::send::FamilyMetadata {
+                        family: name.clone(),
+                        kind: match m.kind {
+                            MetricType::Counter => 1,
+                            MetricType::Gauge => 2,
+                            MetricType::Histogram => 3,
+                            MetricType::GaugeHistogram => 4,
+                            MetricType::Summary => 5,
+                            MetricType::Info => 6,
+                            MetricType::StateSet => 7,
+                            MetricType::Unknown => 0,
+                        },
+                        help: m.help.clone(),
+                        unit: m.unit.clone(),
+                    });
+            }
+        }
+        seen.into_values().collect()
+    })
 }
 
 /// Hands Alertmanager discovery's changes to the notifier.

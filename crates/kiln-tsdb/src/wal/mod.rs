@@ -10,6 +10,7 @@
 //!   directory listing.
 //! - [`writer`]: [`Wal`], appending records to 32 KiB pages of 128 MiB segments.
 //! - [`reader`]: [`WalReader`], reading records back across segments.
+//! - [`follow`]: [`WalFollower`], reading records while they are written (remote write).
 //! - [`record`]: series / samples / tombstones payloads, encode and decode.
 //! - [`repair`](mod@repair): dropping everything from a corruption on.
 //! - [`checkpoint`](mod@checkpoint): compacting a WAL prefix into `checkpoint.NNNNNNNN`.
@@ -57,6 +58,7 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod follow;
 pub mod reader;
 pub mod record;
 pub mod repair;
@@ -74,6 +76,7 @@ pub use checkpoint::{CheckpointStats, checkpoint, last_checkpoint};
 pub use error::{
     Compression, CorruptionError, CorruptionReason, SegmentLocation, WalError, WalErrorKind,
 };
+pub use follow::{FollowStats, WalEvent, WalFollower, WalPosition};
 pub use reader::{RawRecord, RecordPosition, WalReader};
 pub use record::{
     DecodedRecord, RecordDecoder, RecordError, RecordType, RefSample, RefSeries, Stone,

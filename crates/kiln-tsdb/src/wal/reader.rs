@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use super::error::{
@@ -55,7 +55,8 @@ pub struct RecordPosition {
 }
 
 enum Source {
-    File(PathBuf),
+    /// A file, read from the given byte offset (a record boundary).
+    File(PathBuf, u64),
     Memory(Vec<u8>),
 }
 
@@ -157,9 +158,26 @@ impl WalReader {
                     dir: s.path.parent().map(Path::to_path_buf),
                     segment: s.index,
                 },
-                source: Source::File(s.path),
+                source: Source::File(s.path, 0),
             })
             .collect();
+        Self::new(pending)
+    }
+
+    /// Reads one segment file from byte `offset`, which must be where a record starts
+    /// (0, or the `end` of a [`RecordPosition`] this reader type returned). For following
+    /// a segment that is still being written: call again from the last record's end to
+    /// read what was appended since. A record still being written at the end of the file
+    /// reads as a torn-record or truncated-fragment corruption; a follower retries later
+    /// instead of repairing.
+    pub fn segment_from(segment: SegmentRef, offset: u64) -> WalReader {
+        let pending = VecDeque::from([Pending {
+            location: SegmentLocation {
+                dir: segment.path.parent().map(Path::to_path_buf),
+                segment: segment.index,
+            },
+            source: Source::File(segment.path, offset),
+        }]);
         Self::new(pending)
     }
 
@@ -295,14 +313,14 @@ impl WalReader {
         let Some(p) = self.pending.pop_front() else {
             return Ok(false);
         };
-        let (input, path) = match p.source {
-            Source::File(path) => {
+        let (input, path, offset) = match p.source {
+            Source::File(path, offset) => {
                 let f = File::open(&path).map_err(|e| WalError::io("open segment", &path, e))?;
-                (Input::File(f), Some(path))
+                (Input::File(f), Some(path), offset)
             }
-            Source::Memory(b) => (Input::Memory(io::Cursor::new(b)), None),
+            Source::Memory(b) => (Input::Memory(io::Cursor::new(b)), None, 0),
         };
-        self.cur = Some(Current {
+        let mut cur = Current {
             location: p.location,
             path,
             input,
@@ -310,7 +328,27 @@ impl WalReader {
             page_len: 0,
             pos: 0,
             started: false,
-        });
+        };
+        if offset > 0 {
+            // Start at the page holding `offset`, positioned at it.
+            let page = PAGE_SIZE as u64;
+            let aligned = offset / page * page;
+            if let Input::File(f) = &mut cur.input {
+                f.seek(io::SeekFrom::Start(aligned)).map_err(|e| {
+                    WalError::io(
+                        "seek segment",
+                        cur.path.as_deref().unwrap_or(Path::new("")),
+                        e,
+                    )
+                })?;
+            }
+            cur.page_start = aligned;
+            load_page(&mut cur, &mut self.page)?;
+            cur.pos = usize::try_from(offset - aligned)
+                .unwrap_or(PAGE_SIZE)
+                .min(cur.page_len);
+        }
+        self.cur = Some(cur);
         Ok(true)
     }
 

