@@ -162,24 +162,9 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 
 /// The timestamps of `series` Kiln stores over the last hour.
 fn stored_timestamps(port: u16, selector: &str) -> Vec<i64> {
-    let (_, body) = http(
-        port,
-        "GET",
-        &format!(
-            "/api/v1/query?query={}",
-            url_encode(&format!("{selector}[1h]"))
-        ),
-    )
-    .expect("query");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    v["data"]["result"][0]["values"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|p| (p[0].as_f64().unwrap_or(0.0) * 1000.0).round() as i64)
-                .collect()
-        })
-        .unwrap_or_default()
+    let q = url_encode(&format!("{selector}[1h]"));
+    let (_, body) = http(port, "GET", &format!("/api/v1/query?query={q}")).expect("query");
+    matrix_samples(&body).into_iter().map(|(t, _)| t).collect()
 }
 
 #[test]
@@ -246,4 +231,158 @@ fn every_scraped_sample_arrives_exactly_once_through_an_outage_and_a_restart() {
     // Everything stored (up to a moment before the last stop) arrived.
     let missing: Vec<_> = stored.iter().filter(|t| !unique.contains(t)).collect();
     assert!(missing.is_empty(), "never sent: {missing:?} of {stored:?}");
+}
+
+/// Kiln scrapes the exporter and remote-writes to `url` (protocol `message`); after a
+/// few seconds it is stopped cleanly, and every sample of `gpu_util{gpu="0"}` it stored
+/// must be what `fetch` reads back from the receiver (timestamp and value).
+fn kiln_delivers_every_sample(url: &str, message: &str, fetch: impl Fn() -> Vec<(i64, f64)>) {
+    let target = exporter(EXPOSITION);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kiln.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n\
+             scrape_configs:\n  - job_name: src\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n\
+             remote_write:\n  - url: {url}\n    protobuf_message: {message}\n\
+             \x20   queue_config: {{batch_send_deadline: 200ms, max_backoff: 500ms}}\n"
+        ),
+    )
+    .expect("write config");
+    let sender = start_sender(&config, &dir.path().join("data"));
+    std::thread::sleep(Duration::from_secs(6));
+    let (_, body) = http(
+        sender.port,
+        "GET",
+        &format!(
+            "/api/v1/query?query={}",
+            url_encode(r#"gpu_util{gpu="0"}[1h]"#)
+        ),
+    )
+    .expect("query");
+    terminate(sender);
+    let stored = matrix_samples(&body);
+    assert!(stored.len() >= 4, "{stored:?}");
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        received = fetch();
+        if stored.iter().all(|s| received.contains(s)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("kiln stored {stored:?}\nreceiver has {received:?}");
+}
+
+/// Samples of a Prometheus-API range selector answer: (ms, value).
+fn matrix_samples(body: &str) -> Vec<(i64, f64)> {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    v["data"]["result"][0]["values"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let t = (p[0].as_f64().unwrap_or(0.0) * 1000.0).round() as i64;
+                    (
+                        t,
+                        p[1].as_str()
+                            .and_then(|x| x.parse().ok())
+                            .unwrap_or(f64::NAN),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn kiln_remote_writes_to_a_real_prometheus() {
+    if !interop_enabled("kiln_remote_writes_to_a_real_prometheus") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 15s\n").expect("config");
+    let port = free_port();
+    let _prom = start_prometheus(
+        &config,
+        &dir.path().join("prom"),
+        port,
+        &["--web.enable-remote-write-receiver"],
+    );
+    wait_until("prometheus ready", Duration::from_secs(30), || {
+        http(port, "GET", "/-/ready").is_some_and(|(s, _)| s == 200)
+    });
+    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    kiln_delivers_every_sample(&url, "prometheus.WriteRequest", || {
+        let q = url_encode(r#"gpu_util{gpu="0"}[1h]"#);
+        http(port, "GET", &format!("/api/v1/query?query={q}"))
+            .map(|(_, b)| matrix_samples(&b))
+            .unwrap_or_default()
+    });
+}
+
+#[test]
+fn kiln_remote_writes_to_victoriametrics() {
+    if !interop_enabled("kiln_remote_writes_to_victoriametrics") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _vm = ChildGuard(
+        std::process::Command::new("victoria-metrics")
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.path().join("vm").display()
+            ))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-search.latencyOffset=0s")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start victoria-metrics (Debian package victoria-metrics)"),
+    );
+    wait_until("victoria-metrics ready", Duration::from_secs(30), || {
+        http(port, "GET", "/health").is_some_and(|(s, _)| s == 200)
+    });
+    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    kiln_delivers_every_sample(&url, "prometheus.WriteRequest", || {
+        let _ = http(port, "GET", "/internal/force_flush");
+        // VictoriaMetrics' raw export: one JSON line per series.
+        let q = url_encode(r#"gpu_util{gpu="0"}"#);
+        let Some((_, body)) = http(port, "GET", &format!("/api/v1/export?match[]={q}")) else {
+            return Vec::new();
+        };
+        let Some(line) = body.lines().next() else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        let values = v["values"].as_array().cloned().unwrap_or_default();
+        let times = v["timestamps"].as_array().cloned().unwrap_or_default();
+        times
+            .iter()
+            .zip(values.iter())
+            .map(|(t, x)| (t.as_i64().unwrap_or(0), x.as_f64().unwrap_or(f64::NAN)))
+            .collect()
+    });
+}
+
+/// Remote write 2.0 from Kiln into Kiln: symbols, metadata, the 2.0 headers.
+#[test]
+fn kiln_remote_writes_2_0_to_kiln() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = start_kiln_server(&[
+        &format!("--storage.tsdb.path={}", dir.path().join("recv").display()),
+        "--web.listen-address=127.0.0.1:0",
+    ]);
+    let port = receiver.port;
+    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    kiln_delivers_every_sample(&url, "io.prometheus.write.v2.Request", || {
+        let q = url_encode(r#"gpu_util{gpu="0",job="src"}[1h]"#);
+        http(port, "GET", &format!("/api/v1/query?query={q}"))
+            .map(|(_, b)| matrix_samples(&b))
+            .unwrap_or_default()
+    });
 }
