@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,10 +23,11 @@ struct Received {
     headers_ok: bool,
 }
 
-/// A remote-write receiver that records every sample, answering 503 while `down`.
+/// A remote-write receiver that records every sample it accepts; while `answer` holds
+/// an error status it answers that instead (503: down, 400: refusing).
 struct Receiver {
     port: u16,
-    down: Arc<AtomicBool>,
+    answer: Arc<AtomicU16>,
     got: Arc<Mutex<Received>>,
 }
 
@@ -34,9 +35,9 @@ impl Receiver {
     fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let down = Arc::new(AtomicBool::new(false));
+        let answer = Arc::new(AtomicU16::new(204));
         let got = Arc::new(Mutex::new(Received::default()));
-        let (d, g) = (down.clone(), got.clone());
+        let (d, g) = (answer.clone(), got.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
@@ -44,7 +45,7 @@ impl Receiver {
                 std::thread::spawn(move || serve_connection(stream, &d, &g));
             }
         });
-        Receiver { port, down, got }
+        Receiver { port, answer, got }
     }
 
     fn total(&self) -> usize {
@@ -54,7 +55,7 @@ impl Receiver {
 }
 
 /// Serves HTTP/1.1 requests on one keep-alive connection until it closes.
-fn serve_connection(stream: std::net::TcpStream, down: &AtomicBool, got: &Mutex<Received>) {
+fn serve_connection(stream: std::net::TcpStream, answer: &AtomicU16, got: &Mutex<Received>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut writer = stream.try_clone().expect("clone stream");
     let mut reader = BufReader::new(stream);
@@ -87,10 +88,13 @@ fn serve_connection(stream: std::net::TcpStream, down: &AtomicBool, got: &Mutex<
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        if down.load(Ordering::SeqCst) {
+        let status = answer.load(Ordering::SeqCst);
+        if status != 204 {
             got.lock().expect("lock").refused += 1;
-            let _ = writer
-                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown");
+            let _ = write!(
+                writer,
+                "HTTP/1.1 {status} Refused\r\nContent-Length: 4\r\n\r\nnope"
+            );
             continue;
         }
         let req =
@@ -181,7 +185,7 @@ fn every_scraped_sample_arrives_exactly_once_through_an_outage_and_a_restart() {
     });
 
     // The receiver is down for a while: Kiln keeps scraping, and retries.
-    receiver.down.store(true, Ordering::SeqCst);
+    receiver.answer.store(503, Ordering::SeqCst);
     std::thread::sleep(Duration::from_secs(4));
     let (_, metrics) = http(sender.port, "GET", "/metrics").expect("metrics");
     let retried = metrics
@@ -196,7 +200,7 @@ fn every_scraped_sample_arrives_exactly_once_through_an_outage_and_a_restart() {
     // Kiln is killed while the receiver is still down: what it scraped meanwhile is
     // only in its WAL, and must still arrive once both are back.
     drop(sender);
-    receiver.down.store(false, Ordering::SeqCst);
+    receiver.answer.store(204, Ordering::SeqCst);
     let sender = start_sender(&config, &data);
     std::thread::sleep(Duration::from_secs(3));
     // A clean restart resumes where it stopped: nothing is sent twice.
@@ -231,6 +235,41 @@ fn every_scraped_sample_arrives_exactly_once_through_an_outage_and_a_restart() {
     // Everything stored (up to a moment before the last stop) arrived.
     let missing: Vec<_> = stored.iter().filter(|t| !unique.contains(t)).collect();
     assert!(missing.is_empty(), "never sent: {missing:?} of {stored:?}");
+}
+
+/// The value of the first sample of `name` in a text exposition.
+fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+#[test]
+fn refused_batches_are_dropped_and_counted_not_retried() {
+    let target = exporter(EXPOSITION);
+    let receiver = Receiver::start();
+    receiver.answer.store(400, Ordering::SeqCst);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("http://127.0.0.1:{}/api/v1/write", receiver.port);
+    let config = sender_config(dir.path(), target, &url);
+    let sender = start_sender(&config, &dir.path().join("data"));
+    let mut metrics = String::new();
+    wait_until("failed samples counted", Duration::from_secs(30), || {
+        metrics = http(sender.port, "GET", "/metrics").expect("metrics").1;
+        metric_value(&metrics, "prometheus_remote_storage_samples_failed_total{") > 0.0
+    });
+    assert_eq!(
+        metric_value(&metrics, "prometheus_remote_storage_samples_retried_total{"),
+        0.0
+    );
+    assert_eq!(
+        metric_value(&metrics, "prometheus_remote_storage_samples_total{"),
+        0.0
+    );
+    assert!(receiver.total() == 0);
 }
 
 /// Kiln scrapes the exporter and remote-writes to `url` (protocol `message`); after a

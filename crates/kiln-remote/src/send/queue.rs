@@ -300,3 +300,52 @@ impl Resharding {
         (n != current).then_some(n)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Pretends `RESHARD_INTERVAL` passed in which `sent` samples went out (and came in)
+    /// and sends kept one shard busy for `busy_s` seconds.
+    fn interval(r: &mut Resharding, m: &QueueMetrics, sent: u64, busy_s: f64) {
+        m.samples_in.fetch_add(sent, Ordering::Relaxed);
+        m.samples_sent.fetch_add(sent, Ordering::Relaxed);
+        m.observe_batch(busy_s);
+        r.last = Instant::now() - RESHARD_INTERVAL;
+    }
+
+    #[test]
+    fn shards_follow_the_time_sending_takes() {
+        let q = kiln_config::QueueConfig {
+            max_shards: 8,
+            ..Default::default()
+        };
+        let m = QueueMetrics::default();
+        let tmp = tempfile::tempdir().unwrap();
+        let p = Progress::new(tmp.path().join("p"), "http://x");
+        let mut r = Resharding::new(&m, 1);
+        assert_eq!(r.due(&m, &p, 1, &q), None, "not before an interval passed");
+        // 100k samples in 10 s, sending took 40 s of shard time: 4 shards needed.
+        interval(&mut r, &m, 100_000, 40.0);
+        assert_eq!(r.due(&m, &p, 1, &q), Some(4));
+        // Within 30% of the current count: no change.
+        interval(&mut r, &m, 100_000, 40.0);
+        assert_eq!(r.due(&m, &p, 4, &q), None);
+        // Far more work than max_shards can do: capped.
+        interval(&mut r, &m, 100_000, 2000.0);
+        assert_eq!(r.due(&m, &p, 4, &q), Some(8));
+        // While sends fail, adding shards does not help.
+        m.samples_retried.fetch_add(10, Ordering::Relaxed);
+        interval(&mut r, &m, 100_000, 2000.0);
+        assert_eq!(r.due(&m, &p, 2, &q), None);
+        // Idle: back down to min_shards.
+        for _ in 0..30 {
+            interval(&mut r, &m, 10, 0.0001);
+            r.due(&m, &p, 8, &q);
+        }
+        assert_eq!(r.due(&m, &p, 8, &q), None, "no interval passed");
+        interval(&mut r, &m, 10, 0.0001);
+        assert_eq!(r.due(&m, &p, 8, &q), Some(1));
+    }
+}
