@@ -1,4 +1,4 @@
-//! The remote-write 1.0 protobuf messages (`prometheus.WriteRequest`), declared with
+//! The remote-write 1.0 and 2.0 and remote-read protobuf messages, declared with
 //! prost's derive from the field numbers of Prometheus's `prompb` definitions.
 //!
 //! Exemplars and native histograms are kept as raw bytes (a repeated message is a
@@ -124,5 +124,114 @@ pub mod v2 {
         pub help_ref: u32,
         #[prost(uint32, tag = "4")]
         pub unit_ref: u32,
+    }
+}
+
+/// Remote read (`prometheus.ReadRequest` and its answers).
+pub mod read {
+    use super::{Label, TimeSeries};
+
+    /// `prometheus.ReadRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ReadRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub queries: Vec<Query>,
+        /// [`RESPONSE_SAMPLES`] or [`RESPONSE_STREAMED_XOR_CHUNKS`], in the order the
+        /// client prefers; empty means samples.
+        #[prost(int32, repeated, tag = "2")]
+        pub accepted_response_types: Vec<i32>,
+    }
+
+    /// `ReadRequest.ResponseType.SAMPLES`: one snappy-compressed [`ReadResponse`].
+    pub const RESPONSE_SAMPLES: i32 = 0;
+    /// `ReadRequest.ResponseType.STREAMED_XOR_CHUNKS`: framed [`ChunkedReadResponse`]s.
+    pub const RESPONSE_STREAMED_XOR_CHUNKS: i32 = 1;
+
+    /// `prometheus.Query`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Query {
+        #[prost(int64, tag = "1")]
+        pub start_timestamp_ms: i64,
+        #[prost(int64, tag = "2")]
+        pub end_timestamp_ms: i64,
+        #[prost(message, repeated, tag = "3")]
+        pub matchers: Vec<LabelMatcher>,
+        #[prost(message, optional, tag = "4")]
+        pub hints: Option<ReadHints>,
+    }
+
+    /// `prometheus.LabelMatcher`; `type`: 0 `=`, 1 `!=`, 2 `=~`, 3 `!~`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LabelMatcher {
+        #[prost(int32, tag = "1")]
+        pub r#type: i32,
+        #[prost(string, tag = "2")]
+        pub name: String,
+        #[prost(string, tag = "3")]
+        pub value: String,
+    }
+
+    /// `prometheus.ReadHints`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ReadHints {
+        #[prost(int64, tag = "1")]
+        pub step_ms: i64,
+        #[prost(string, tag = "2")]
+        pub func: String,
+        #[prost(int64, tag = "3")]
+        pub start_ms: i64,
+        #[prost(int64, tag = "4")]
+        pub end_ms: i64,
+        #[prost(string, repeated, tag = "5")]
+        pub grouping: Vec<String>,
+        #[prost(bool, tag = "6")]
+        pub by: bool,
+        #[prost(int64, tag = "7")]
+        pub range_ms: i64,
+    }
+
+    /// `prometheus.ReadResponse`: one result per query, in order.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ReadResponse {
+        #[prost(message, repeated, tag = "1")]
+        pub results: Vec<QueryResult>,
+    }
+
+    /// `prometheus.QueryResult`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct QueryResult {
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<TimeSeries>,
+    }
+
+    /// `prometheus.ChunkedReadResponse`: one frame of a streamed answer.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ChunkedReadResponse {
+        #[prost(message, repeated, tag = "1")]
+        pub chunked_series: Vec<ChunkedSeries>,
+        #[prost(int64, tag = "2")]
+        pub query_index: i64,
+    }
+
+    /// `prometheus.ChunkedSeries`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ChunkedSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        #[prost(message, repeated, tag = "2")]
+        pub chunks: Vec<Chunk>,
+    }
+
+    /// `prometheus.Chunk`; `type` 1 is XOR (Prometheus's chunk encoding byte).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Chunk {
+        #[prost(int64, tag = "1")]
+        pub min_time_ms: i64,
+        #[prost(int64, tag = "2")]
+        pub max_time_ms: i64,
+        #[prost(int32, tag = "3")]
+        pub r#type: i32,
+        #[prost(bytes = "vec", tag = "4")]
+        pub data: Vec<u8>,
     }
 }

@@ -176,7 +176,7 @@ fn check_series_count(series: usize, limits: &ReceiveLimits) -> Result<(), Recei
 }
 
 /// The snappy block of `body`, within `limits`.
-fn decompress(body: &[u8], limits: &ReceiveLimits) -> Result<Vec<u8>, ReceiveError> {
+pub(crate) fn decompress(body: &[u8], limits: &ReceiveLimits) -> Result<Vec<u8>, ReceiveError> {
     if body.len() > limits.max_body_bytes {
         return Err(ReceiveError::BodyTooLarge {
             size: body.len(),

@@ -26,7 +26,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 
-pub use api::{ApiState, ReloadSender, RuntimeInfo, SelfMetricsWriter};
+pub use api::{ApiState, ReloadSender, RemoteReadServer, RuntimeInfo, SelfMetricsWriter};
 
 /// The router with every endpoint.
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -58,6 +58,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 api::REMOTE_WRITE_LIMITS.max_body_bytes,
             )),
         )
+        .route("/api/v1/read", post(api::remote_read))
         .route("/api/v1/metadata", get(api::metadata))
         .route(
             "/api/v1/admin/tsdb/snapshot",

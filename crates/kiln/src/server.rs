@@ -69,6 +69,21 @@ pub(crate) struct ServerArgs {
     /// delivering samples already queued for remote write.
     #[arg(long = "storage.remote.flush-deadline", value_parser = parse_duration_ms, default_value = "1m")]
     remote_flush_deadline: i64,
+    /// Maximum samples one remote-read request may return in all (0: no limit).
+    #[arg(
+        long = "storage.remote.read-sample-limit",
+        default_value_t = 50_000_000
+    )]
+    remote_read_sample_limit: usize,
+    /// Maximum remote-read requests served at once (0: no limit).
+    #[arg(long = "storage.remote.read-concurrent-limit", default_value_t = 10)]
+    remote_read_concurrent_limit: usize,
+    /// Chunk bytes per frame of a streamed remote-read answer.
+    #[arg(
+        long = "storage.remote.read-max-bytes-in-frame",
+        default_value_t = 1_048_576
+    )]
+    remote_read_max_bytes_in_frame: usize,
     /// Alerts waiting to be sent to Alertmanager at most; the oldest are dropped.
     #[arg(
         long = "alertmanager.notification-queue-capacity",
@@ -118,6 +133,18 @@ impl ServerArgs {
             (
                 "storage.remote.flush-deadline",
                 d(self.remote_flush_deadline),
+            ),
+            (
+                "storage.remote.read-sample-limit",
+                self.remote_read_sample_limit.to_string(),
+            ),
+            (
+                "storage.remote.read-concurrent-limit",
+                self.remote_read_concurrent_limit.to_string(),
+            ),
+            (
+                "storage.remote.read-max-bytes-in-frame",
+                self.remote_read_max_bytes_in_frame.to_string(),
             ),
             ("query.lookback-delta", d(self.lookback_delta)),
             ("query.timeout", d(self.query_timeout)),
@@ -214,6 +241,15 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(scraped_metadata(scrape_manager.view())),
         runtime.handle().clone(),
     ));
+    // What PromQL reads: local storage with the `remote_read` endpoints merged in.
+    let start_db = db.clone();
+    let fanout = Arc::new(kiln_remote::read::FanoutQueryable::new(
+        db.clone(),
+        Arc::new(move || {
+            let oldest_block = start_db.blocks().first().map(|b| b.meta().min_time);
+            oldest_block.or_else(|| start_db.head().min_time())
+        }),
+    ));
     let metrics_db = db.clone();
     let metrics_rw = remote_write.clone();
     let self_metrics: kiln_server::SelfMetricsWriter = Arc::new(move |out: &mut Vec<u8>| {
@@ -224,13 +260,15 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     let notifier = kiln_rules::notify::Notifier::new(args.notification_queue_capacity);
     let mut scrapes = ScrapeService {
         remote_write,
+        remote_read: fanout.clone(),
+        runtime: runtime.handle().clone(),
         alert_discovery: kiln_discovery::DiscoveryManager::new(),
         notifier: notifier.clone(),
         discovery: kiln_discovery::DiscoveryManager::new(),
         scrapes: scrape_manager,
         rules: kiln_rules::RuleManager::new(kiln_rules::RuleManagerOptions {
             engine: kiln_promql::Engine::new(engine.clone()),
-            queryable: db.clone(),
+            queryable: fanout.clone(),
             appendable: db.clone(),
             restore: kiln_rules::RestoreOptions {
                 outage_tolerance_ms: args.for_outage_tolerance,
@@ -240,12 +278,20 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             notifier: Some(notifier.clone()),
         }),
     };
-    let mut api = ApiState::new(db.clone(), engine)
+    let mut api = ApiState::new(fanout, engine)
         .with_self_metrics(self_metrics)
         .with_targets(scrapes.scrapes.view())
         .with_rules(scrapes.rules.view())
         .with_notifier(notifier.clone())
         .with_remote_write(db.clone())
+        .with_remote_read(kiln_server::RemoteReadServer::new(
+            db.clone(),
+            kiln_remote::read::ReadLimits {
+                max_samples: args.remote_read_sample_limit,
+                max_bytes_in_frame: args.remote_read_max_bytes_in_frame.max(1),
+            },
+            args.remote_read_concurrent_limit,
+        ))
         .with_flags(args.flag_values())
         .with_tsdb(db.clone())
         .with_runtime(kiln_server::RuntimeInfo::new(args.retention_description()));
@@ -356,6 +402,9 @@ struct ScrapeService {
     notifier: Arc<kiln_rules::notify::Notifier>,
     /// The `remote_write` queues.
     remote_write: Arc<kiln_remote::send::RemoteWriteSender>,
+    /// Where the `remote_read` endpoints go.
+    remote_read: Arc<kiln_remote::read::FanoutQueryable>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl ScrapeService {
@@ -374,10 +423,23 @@ impl ScrapeService {
                     .map_err(|e| anyhow::anyhow!("alerting.alertmanagers[{i}]: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let readers = config
+            .remote_read
+            .iter()
+            .map(|rr| {
+                kiln_remote::read::RemoteReadClient::new(
+                    rr.clone(),
+                    config.global.external_labels.clone(),
+                    self.runtime.clone(),
+                )
+                .map_err(anyhow::Error::msg)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         self.remote_write
             .apply(&config.remote_write, &config.global.external_labels)
             .await
             .map_err(anyhow::Error::msg)?;
+        self.remote_read.set_remotes(readers);
         self.rules
             .apply(&kiln_rules::RuleSettings::of_config(config))
             .await

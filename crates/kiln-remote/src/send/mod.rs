@@ -197,7 +197,7 @@ impl RemoteWriteSender {
     }
 }
 
-const USER_AGENT: &str = concat!("Kiln/", env!("CARGO_PKG_VERSION"));
+use crate::read::USER_AGENT;
 
 async fn stop_queue(mut q: RunningQueue) {
     q.stop.store(true, Ordering::Relaxed);

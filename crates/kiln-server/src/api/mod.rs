@@ -6,6 +6,7 @@ mod admin;
 mod json;
 mod metadata;
 mod params;
+mod remote_read;
 mod remote_write;
 mod rules;
 mod runtime;
@@ -14,6 +15,8 @@ mod tsdb_status;
 
 pub(crate) use admin::{clean_tombstones, delete_series, snapshot};
 pub(crate) use metadata::metadata;
+pub use remote_read::RemoteReadServer;
+pub(crate) use remote_read::read as remote_read;
 pub use remote_write::LIMITS as REMOTE_WRITE_LIMITS;
 pub(crate) use remote_write::write as remote_write;
 pub(crate) use rules::{alertmanagers, alerts, rules};
@@ -48,6 +51,8 @@ pub struct ApiState {
     pub targets: Option<kiln_scrape::TargetsView>,
     /// The rule groups, for `/api/v1/rules` and `/api/v1/alerts`.
     pub rules: Option<kiln_rules::RulesView>,
+    /// What `/api/v1/read` serves; `None`: 404.
+    pub remote_read: Option<RemoteReadServer>,
     /// Where `/api/v1/write` stores; `None`: the receiver answers 404.
     pub remote_write: Option<Arc<dyn kiln_storage::Appendable>>,
     /// The Alertmanager notifier, for `/api/v1/alertmanagers` and `/metrics`.
@@ -91,6 +96,7 @@ impl ApiState {
             rules: None,
             notifier: None,
             remote_write: None,
+            remote_read: None,
             flags: Vec::new(),
             runtime: RuntimeInfo::new(String::new()),
             tsdb: None,
@@ -121,6 +127,12 @@ impl ApiState {
     /// Enables the remote-write receiver, storing into `storage`.
     pub fn with_remote_write(mut self, storage: Arc<dyn kiln_storage::Appendable>) -> Self {
         self.remote_write = Some(storage);
+        self
+    }
+
+    /// Serves `/api/v1/read` with `server`.
+    pub fn with_remote_read(mut self, server: RemoteReadServer) -> Self {
+        self.remote_read = Some(server);
         self
     }
 
