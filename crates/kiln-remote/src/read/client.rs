@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kiln_config::RemoteReadConfig;
-use kiln_model::{Labels, LabelsBuilder, MatchType, Matcher};
+use kiln_model::{LabelsBuilder, MatchType, Matcher};
 use kiln_storage::{SelectHints, StorageError, VecSeries};
 use prost::Message;
 
@@ -81,11 +81,13 @@ impl RemoteReadClient {
             .recv()
             .map_err(|_| self.error("the request task ended without an answer".into()))?
             .map_err(|e| self.error(e))?;
-        let mut series = if content_type.starts_with("application/x-streamed-protobuf") {
-            self.decode_streamed(&body, mint, maxt)?
+        let strip = if self.config.filter_external_labels {
+            &self.external_labels
         } else {
-            self.decode_samples(&body)?
+            &BTreeMap::new()
         };
+        let mut series = decode_answer(&content_type, &body, mint, maxt, strip)
+            .map_err(|e| self.error(format!("bad answer: {e}")))?;
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(series)
     }
@@ -147,87 +149,84 @@ impl RemoteReadClient {
             .compress_vec(&req.encode_to_vec())
             .unwrap_or_default()
     }
+}
 
-    /// Labels of a returned series, without the external labels when filtering.
-    fn labels(&self, labels: &[Label], b: &mut LabelsBuilder) -> Labels {
+/// Decodes a remote-read answer (streamed chunks or samples, by `content_type`) into
+/// series holding the samples in `[mint, maxt]`, with the labels `strip` holds
+/// (name and value both) removed. A series split across frames is joined back.
+/// The entry point for fuzzing: any bytes give series or an error, never a panic.
+pub fn decode_answer(
+    content_type: &str,
+    body: &[u8],
+    mint: i64,
+    maxt: i64,
+    strip: &BTreeMap<String, String>,
+) -> Result<Vec<VecSeries>, String> {
+    let mut b = LabelsBuilder::new();
+    let mut labels = |pairs: &[Label]| {
         b.reset();
-        for l in labels {
-            let external = self.config.filter_external_labels
-                && self.external_labels.get(&l.name) == Some(&l.value);
-            if !external {
+        for l in pairs {
+            if strip.get(&l.name) != Some(&l.value) {
                 b.set(&l.name, &l.value);
             }
         }
         b.build()
-    }
-
-    fn decode_samples(&self, body: &[u8]) -> Result<Vec<VecSeries>, StorageError> {
-        let raw = decompress(body, &ReceiveLimits::default())
-            .map_err(|e| self.error(format!("bad answer: {e}")))?;
-        let resp = ReadResponse::decode(raw.as_slice())
-            .map_err(|e| self.error(format!("bad answer: protobuf: {e}")))?;
-        let mut b = LabelsBuilder::new();
-        let mut out = Vec::new();
+    };
+    let mut out: Vec<VecSeries> = Vec::new();
+    if !content_type.starts_with("application/x-streamed-protobuf") {
+        let raw = decompress(body, &ReceiveLimits::default()).map_err(|e| e.to_string())?;
+        let resp = ReadResponse::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))?;
         for result in resp.results {
             for ts in result.timeseries {
+                let samples = ts
+                    .samples
+                    .iter()
+                    .filter(|s| s.timestamp >= mint && s.timestamp <= maxt);
                 out.push(VecSeries {
-                    labels: self.labels(&ts.labels, &mut b),
-                    ts: ts.samples.iter().map(|s| s.timestamp).collect(),
-                    vals: ts.samples.iter().map(|s| s.value).collect(),
+                    labels: labels(&ts.labels),
+                    ts: samples.clone().map(|s| s.timestamp).collect(),
+                    vals: samples.map(|s| s.value).collect(),
                 });
             }
         }
-        Ok(out)
+        return Ok(out);
     }
-
-    /// Decodes XOR chunks into samples within `[mint, maxt]`; a series split across
-    /// frames is joined back.
-    fn decode_streamed(
-        &self,
-        body: &[u8],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<VecSeries>, StorageError> {
-        let mut b = LabelsBuilder::new();
-        let mut out: Vec<VecSeries> = Vec::new();
-        for frame in frames(body, MAX_FRAME).map_err(|e| self.error(format!("bad answer: {e}")))? {
-            let resp = ChunkedReadResponse::decode(frame)
-                .map_err(|e| self.error(format!("bad answer: protobuf: {e}")))?;
-            for cs in resp.chunked_series {
-                let labels = self.labels(&cs.labels, &mut b);
-                if out.last().is_none_or(|s| s.labels != labels) {
-                    out.push(VecSeries {
-                        labels,
-                        ts: Vec::new(),
-                        vals: Vec::new(),
-                    });
+    for frame in frames(body, MAX_FRAME).map_err(|e| e.to_string())? {
+        let resp = ChunkedReadResponse::decode(frame).map_err(|e| format!("protobuf: {e}"))?;
+        for cs in resp.chunked_series {
+            let l = labels(&cs.labels);
+            if out.last().is_none_or(|s| s.labels != l) {
+                out.push(VecSeries {
+                    labels: l,
+                    ts: Vec::new(),
+                    vals: Vec::new(),
+                });
+            }
+            let Some(series) = out.last_mut() else {
+                continue;
+            };
+            for c in &cs.chunks {
+                if c.r#type != i32::from(kiln_chunkenc::Encoding::Xor.as_u8()) {
+                    return Err(format!(
+                        "chunk encoding {} is not supported (only XOR)",
+                        c.r#type
+                    ));
                 }
-                let Some(series) = out.last_mut() else {
-                    continue;
-                };
-                for c in &cs.chunks {
-                    if c.r#type != i32::from(kiln_chunkenc::Encoding::Xor.as_u8()) {
-                        return Err(self.error(format!(
-                            "chunk encoding {} is not supported (only XOR)",
-                            c.r#type
-                        )));
+                let mut it = kiln_chunkenc::XorIterator::new(&c.data);
+                while it.next() {
+                    let (t, v) = it.at();
+                    if t >= mint && t <= maxt && series.ts.last().is_none_or(|&l| t > l) {
+                        series.ts.push(t);
+                        series.vals.push(v);
                     }
-                    let mut it = kiln_chunkenc::XorIterator::new(&c.data);
-                    while it.next() {
-                        let (t, v) = it.at();
-                        if t >= mint && t <= maxt && series.ts.last().is_none_or(|&l| t > l) {
-                            series.ts.push(t);
-                            series.vals.push(v);
-                        }
-                    }
-                    if let Some(e) = it.err() {
-                        return Err(self.error(format!("bad chunk: {e}")));
-                    }
+                }
+                if let Some(e) = it.err() {
+                    return Err(format!("bad chunk: {e}"));
                 }
             }
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 /// POSTs a read request; returns the answer's content type and body.

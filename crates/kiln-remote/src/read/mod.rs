@@ -11,7 +11,7 @@ pub mod fanout;
 mod frames;
 pub mod serve;
 
-pub use client::RemoteReadClient;
+pub use client::{RemoteReadClient, decode_answer};
 pub use fanout::{FanoutQueryable, LocalStartTime};
 pub use frames::FrameError;
 pub use serve::{ReadAnswer, ReadError, ReadLimits, ReadStorage, STREAMED_CONTENT_TYPE, serve};
