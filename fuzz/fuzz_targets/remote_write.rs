@@ -3,7 +3,7 @@
 //! never an allocation beyond the limits (the snappy header is checked first).
 #![no_main]
 
-use kiln_remote::{Protocol, ReceiveLimits, receive};
+use kiln_remote::{Protocol, ReceiveLimits, SeriesCache, receive};
 use kiln_storage::Appendable;
 use kiln_storage::mem::MemStorage;
 use libfuzzer_sys::fuzz_target;
@@ -15,14 +15,16 @@ fuzz_target!(|data: &[u8]| {
         max_series: 10_000,
     };
     let storage = MemStorage::new();
+    let cache = SeriesCache::new(64);
     let framed = snap::raw::Encoder::new()
         .compress_vec(data)
         .unwrap_or_default();
     // As sent, and as protobuf behind a valid snappy header; in both protocols.
     for body in [data, framed.as_slice()] {
-        for protocol in [Protocol::V1, Protocol::V2] {
+        // Twice: the second time known series come from the cache.
+        for protocol in [Protocol::V1, Protocol::V2, Protocol::V1] {
             let mut app = storage.appender();
-            if let Ok(stats) = receive(app.as_mut(), protocol, body, &limits) {
+            if let Ok(stats) = receive(app.as_mut(), protocol, body, &limits, &cache) {
                 assert!(stats.series <= limits.max_series);
             }
         }

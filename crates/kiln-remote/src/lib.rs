@@ -16,4 +16,4 @@ pub mod read;
 pub mod receive;
 pub mod send;
 
-pub use receive::{Protocol, ReceiveError, ReceiveLimits, WriteStats, receive};
+pub use receive::{Protocol, ReceiveError, ReceiveLimits, SeriesCache, WriteStats, receive};

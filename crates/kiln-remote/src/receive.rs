@@ -279,32 +279,59 @@ fn store_series<I: Iterator<Item = (i64, f64)>>(
     Ok(())
 }
 
-/// Appends a decoded request as one transaction (see the module docs). The caller
-/// commits on `Ok` (the appender's commit is what makes the samples durable) and
-/// rolls back on `Err`.
-pub fn append(app: &mut dyn Appender, req: &WriteRequest) -> Result<WriteStats, ReceiveError> {
+/// Stores a decompressed 1.0 request as one transaction, reading it in place (see
+/// `scan`); series `cache` knows skip label checks and lookup. The caller commits on
+/// `Ok` (the appender's commit is what makes the samples durable) and rolls back on
+/// `Err`.
+fn append_v1(
+    app: &mut dyn Appender,
+    raw: &[u8],
+    cache: &SeriesCache,
+    limits: &ReceiveLimits,
+) -> Result<WriteStats, ReceiveError> {
     let mut stats = WriteStats::default();
     let mut b = LabelsBuilder::new();
-    let mut pairs = Vec::new();
-    for ts in &req.timeseries {
-        pairs.clear();
-        pairs.extend(
-            ts.labels
-                .iter()
-                .map(|l| (l.name.as_str(), l.value.as_str())),
-        );
-        let series = Series {
-            pairs: &pairs,
-            samples: ts.samples.iter().map(|s| (s.timestamp, s.value)),
-            histograms: ts.histograms.len(),
-            exemplars: ts.exemplars.len(),
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let mut view = scan::SeriesView::default();
+    scan::for_each_series(raw, &mut view, |v| {
+        check_series_count(stats.series + 1, limits)?;
+        let key = v.labels_block.map(SeriesCache::key);
+        let cached = key.and_then(|k| cache.get(k));
+        let (known_ref, labels) = match &cached {
+            Some(c) => (c.series_ref, c.labels.clone()),
+            None => {
+                pairs.clear();
+                for l in &v.labels {
+                    pairs.push(scan::label(l)?);
+                }
+                (0, series_labels(&pairs, &mut b)?)
+            }
         };
-        store_series(app, series, &mut b, &mut stats)?;
-    }
+        if v.histograms > 0 {
+            return Err(ReceiveError::NativeHistogram {
+                labels: labels.to_string(),
+            });
+        }
+        let mut series_ref = known_ref;
+        for &(t, value) in &v.samples {
+            series_ref = app
+                .append(series_ref, &labels, t, SampleValue::Float(value))
+                .map_err(ReceiveError::Storage)?;
+            stats.samples += 1;
+        }
+        stats.exemplars_ignored += v.exemplars;
+        stats.series += 1;
+        if let Some(k) = key
+            && (cached.is_none() || series_ref != known_ref)
+        {
+            cache.put(k, CachedSeries { series_ref, labels });
+        }
+        Ok(())
+    })?;
     Ok(stats)
 }
 
-/// Appends a decoded 2.0 request as one transaction (see [`append`]).
+/// Appends a decoded 2.0 request as one transaction (see [`append_v1`]).
 pub fn append_v2(app: &mut dyn Appender, req: &v2::Request) -> Result<WriteStats, ReceiveError> {
     let symbols = &req.symbols;
     if symbols.first().is_some_and(|s| !s.is_empty()) {
@@ -362,9 +389,12 @@ pub fn receive(
     protocol: Protocol,
     body: &[u8],
     limits: &ReceiveLimits,
+    cache: &SeriesCache,
 ) -> Result<WriteStats, ReceiveError> {
     let appended = match protocol {
-        Protocol::V1 => decode(body, limits).and_then(|req| append(app, &req)),
+        Protocol::V1 => {
+            decompress(body, limits).and_then(|raw| append_v1(app, &raw, cache, limits))
+        }
         Protocol::V2 => decode_v2(body, limits).and_then(|req| append_v2(app, &req)),
     };
     match appended {
@@ -379,5 +409,10 @@ pub fn receive(
     }
 }
 
+mod cache;
+mod scan;
 #[cfg(test)]
 mod tests;
+
+pub use cache::SeriesCache;
+use cache::CachedSeries;

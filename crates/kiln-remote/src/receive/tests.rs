@@ -65,6 +65,7 @@ fn a_request_is_stored_as_one_transaction() {
         Protocol::V1,
         &body(&req),
         &ReceiveLimits::default(),
+        &SeriesCache::default(),
     )
     .expect("stored");
     assert_eq!(
@@ -116,6 +117,7 @@ fn bad_series_are_400_and_store_nothing() {
             Protocol::V1,
             &body(&req),
             &ReceiveLimits::default(),
+            &SeriesCache::default(),
         )
         .expect_err("refused");
         assert_eq!(e.status(), 400, "{e}");
@@ -139,6 +141,7 @@ fn out_of_order_samples_are_400_and_roll_back() {
         Protocol::V1,
         &body(&first),
         &ReceiveLimits::default(),
+        &SeriesCache::default(),
     )
     .expect("stored");
     let late = WriteRequest {
@@ -153,6 +156,7 @@ fn out_of_order_samples_are_400_and_roll_back() {
         Protocol::V1,
         &body(&late),
         &ReceiveLimits::default(),
+        &SeriesCache::default(),
     )
     .expect_err("out of order");
     assert_eq!(e.status(), 400, "{e}");
@@ -228,6 +232,7 @@ fn native_histograms_are_refused_clearly() {
         Protocol::V1,
         &body(&req),
         &ReceiveLimits::default(),
+        &SeriesCache::default(),
     )
     .expect_err("refused");
     assert_eq!(e.status(), 400);
@@ -288,6 +293,7 @@ fn remote_write_2_uses_the_symbol_table() {
         Protocol::V2,
         &v2_body(&req),
         &ReceiveLimits::default(),
+        &SeriesCache::default(),
     )
     .expect("stored");
     assert_eq!((stats.series, stats.samples), (2, 3));
@@ -341,10 +347,62 @@ fn remote_write_2_uses_the_symbol_table() {
             Protocol::V2,
             &v2_body(&req),
             &ReceiveLimits::default(),
+            &SeriesCache::default(),
         )
         .expect_err("refused");
         assert_eq!(e.status(), 400, "{e}");
         assert!(e.to_string().contains(want), "{want}: {e}");
         assert!(stored(&storage).is_empty());
     }
+}
+
+#[test]
+fn known_series_come_from_the_cache_and_bad_ones_never_enter_it() {
+    let storage = MemStorage::new();
+    let cache = SeriesCache::new(1000);
+    let send = |t: i64, labels: &[(&str, &str)]| {
+        let req = WriteRequest {
+            timeseries: vec![series(labels, &[(t, t as f64)])],
+            metadata: Vec::new(),
+        };
+        receive(
+            storage.appender().as_mut(),
+            Protocol::V1,
+            &body(&req),
+            &ReceiveLimits::default(),
+            &cache,
+        )
+    };
+    let gpu = [("__name__", "gpu_util"), ("gpu", "0")];
+    send(1000, &gpu).expect("first");
+    assert_eq!(cache.len(), 1);
+    send(2000, &gpu).expect("second, from the cache");
+    send(3000, &gpu).expect("third");
+    assert_eq!(cache.len(), 1);
+    assert_eq!(
+        stored(&storage),
+        vec![(
+            r#"{__name__="gpu_util", gpu="0"}"#.to_owned(),
+            vec![(1000, 1000.0), (2000, 2000.0), (3000, 3000.0)]
+        )]
+    );
+    // A refused series is not cached: it is refused again next time.
+    for _ in 0..2 {
+        let e = send(4000, &[("gpu", "0")]).expect_err("no metric name");
+        assert_eq!(e.status(), 400);
+    }
+    assert_eq!(cache.len(), 1);
+    // A full cache starts over rather than growing.
+    let small = SeriesCache::new(16);
+    for i in 0..100 {
+        let key = SeriesCache::key(format!("series {i}").as_bytes());
+        small.put(
+            key,
+            CachedSeries {
+                series_ref: i,
+                labels: kiln_model::Labels::empty(),
+            },
+        );
+    }
+    assert!(small.len() <= 16 * 2, "{}", small.len());
 }

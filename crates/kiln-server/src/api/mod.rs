@@ -51,6 +51,8 @@ pub struct ApiState {
     pub targets: Option<kiln_scrape::TargetsView>,
     /// The rule groups, for `/api/v1/rules` and `/api/v1/alerts`.
     pub rules: Option<kiln_rules::RulesView>,
+    /// Series the remote-write receiver has seen (see `kiln_remote::SeriesCache`).
+    pub remote_write_cache: kiln_remote::SeriesCache,
     /// What `/api/v1/read` serves; `None`: 404.
     pub remote_read: Option<RemoteReadServer>,
     /// Where `/api/v1/write` stores; `None`: the receiver answers 404.
@@ -97,6 +99,7 @@ impl ApiState {
             notifier: None,
             remote_write: None,
             remote_read: None,
+            remote_write_cache: kiln_remote::SeriesCache::default(),
             flags: Vec::new(),
             runtime: RuntimeInfo::new(String::new()),
             tsdb: None,

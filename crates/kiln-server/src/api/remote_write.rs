@@ -41,7 +41,13 @@ pub(crate) async fn write(
     };
     let stored = tokio::task::spawn_blocking(move || {
         let mut app = storage.appender();
-        kiln_remote::receive(app.as_mut(), protocol, &body, &LIMITS)
+        kiln_remote::receive(
+            app.as_mut(),
+            protocol,
+            &body,
+            &LIMITS,
+            &state.remote_write_cache,
+        )
     })
     .await;
     let (mut response, samples) = match stored {
