@@ -414,5 +414,5 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
-pub use cache::SeriesCache;
 use cache::CachedSeries;
+pub use cache::SeriesCache;

@@ -93,8 +93,8 @@ impl<'a> Fields<'a> {
                 Value::Fixed64(u64::from_le_bytes(a))
             }
             2 => {
-                let len = usize::try_from(self.varint()?)
-                    .map_err(|_| malformed("length too large"))?;
+                let len =
+                    usize::try_from(self.varint()?).map_err(|_| malformed("length too large"))?;
                 Value::Bytes(self.take(len)?)
             }
             5 => {
@@ -254,7 +254,12 @@ mod tests {
                     (n.to_owned(), v.to_owned())
                 })
                 .collect();
-            seen.push((labels, v.samples.clone(), v.exemplars, v.labels_block.is_some()));
+            seen.push((
+                labels,
+                v.samples.clone(),
+                v.exemplars,
+                v.labels_block.is_some(),
+            ));
             Ok(())
         })
         .unwrap();

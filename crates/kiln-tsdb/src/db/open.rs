@@ -1,6 +1,5 @@
 //! Opening a data directory: loading blocks and replaying the WAL into the head.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use super::{Db, DbError, DbOptions, SkippedBlock};
 use crate::block::BlockReader;
 use crate::head::chunk_disk::{ChunkDiskMapper, HeadChunksError};
 use crate::head::series::MemSeries;
-use crate::head::{Head, HeadOptions};
+use crate::head::{Head, HeadOptions, IntMap};
 use crate::wal::record::{self, RecordType, RefSample, RefSeries, Stone};
 use crate::wal::segment::segment_range;
 use crate::wal::{Wal, WalOptions, WalReader, checkpoint, repair};
@@ -41,7 +40,7 @@ impl Db {
         if let Some(t) = min_valid {
             replay_head.set_min_valid_time(t);
         }
-        let mut disk_chunks = HashMap::new();
+        let mut disk_chunks = DiskChunks::default();
         if !opts.read_only {
             let disk = ChunkDiskMapper::open(&dir.join("chunks_head"))
                 .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
@@ -125,13 +124,13 @@ fn load_blocks(
 
 /// Full chunks of an earlier run found in `chunks_head/`, by series id: `(min, max, ref)`
 /// in time order, and the newest sample they hold.
-type DiskChunks = HashMap<u64, (Vec<(i64, i64, u64)>, (i64, f64))>;
+type DiskChunks = IntMap<(Vec<(i64, i64, u64)>, (i64, f64))>;
 
 /// Reads the chunk files' index: every XOR chunk not older than `min_valid`, grouped by
 /// series. The WAL still holds these samples; adopting the chunks only saves
 /// re-encoding them on start.
 fn load_disk_chunks(disk: &ChunkDiskMapper, min_valid: i64) -> Result<DiskChunks, DbError> {
-    let mut metas: HashMap<u64, Vec<(i64, i64, u64)>> = HashMap::new();
+    let mut metas: IntMap<Vec<(i64, i64, u64)>> = IntMap::default();
     disk.iterate(|m| -> Result<(), HeadChunksError> {
         // Only in-order XOR chunks; Prometheus marks out-of-order chunks with the high bit.
         if m.encoding == Encoding::Xor.as_u8() && m.maxt >= min_valid && m.num_samples > 0 {
@@ -143,7 +142,7 @@ fn load_disk_chunks(disk: &ChunkDiskMapper, min_valid: i64) -> Result<DiskChunks
         Ok(())
     })
     .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
-    let mut out = HashMap::with_capacity(metas.len());
+    let mut out = DiskChunks::with_capacity_and_hasher(metas.len(), Default::default());
     for (series, mut chunks) in metas {
         chunks.sort_unstable();
         // Chunks must not overlap; keep an ordered run from the oldest.
@@ -188,7 +187,7 @@ fn replay_wal(
 ) -> Result<(), DbError> {
     let mut state = Replay {
         head,
-        by_wal_id: HashMap::new(),
+        by_wal_id: SeriesById::default(),
         disk_chunks,
         series: Vec::new(),
         samples: Vec::new(),
@@ -243,9 +242,43 @@ fn replay_wal(
     Ok(())
 }
 
+/// Series by WAL reference during replay. References written by Kiln (and by
+/// Prometheus) are small and dense, so they index a vector; a sparse outlier goes to a
+/// map. Looking a series up for every replayed sample is the hot loop of a restart.
+#[derive(Default)]
+struct SeriesById {
+    dense: Vec<Option<Arc<MemSeries>>>,
+    sparse: IntMap<Arc<MemSeries>>,
+}
+
+impl SeriesById {
+    /// References below this index the vector (8 bytes each).
+    const DENSE_LIMIT: u64 = 1 << 26;
+
+    fn insert(&mut self, id: u64, series: Arc<MemSeries>) {
+        if id < Self::DENSE_LIMIT {
+            let i = id as usize;
+            if i >= self.dense.len() {
+                self.dense.resize(i + 1, None);
+            }
+            self.dense[i] = Some(series);
+        } else {
+            self.sparse.insert(id, series);
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<&Arc<MemSeries>> {
+        if id < Self::DENSE_LIMIT {
+            self.dense.get(id as usize).and_then(Option::as_ref)
+        } else {
+            self.sparse.get(&id)
+        }
+    }
+}
+
 struct Replay<'h> {
     head: &'h Head,
-    by_wal_id: HashMap<u64, Arc<MemSeries>>,
+    by_wal_id: SeriesById,
     disk_chunks: DiskChunks,
     series: Vec<RefSeries>,
     samples: Vec<RefSample>,
@@ -287,7 +320,7 @@ impl Replay<'_> {
                     if s.t < min_valid {
                         continue;
                     }
-                    let Some(series) = self.by_wal_id.get(&s.id) else {
+                    let Some(series) = self.by_wal_id.get(s.id) else {
                         self.unknown_refs += 1;
                         continue;
                     };
@@ -314,7 +347,7 @@ impl Replay<'_> {
                     return;
                 }
                 for st in self.stones.drain(..) {
-                    if let Some(series) = self.by_wal_id.get(&st.id) {
+                    if let Some(series) = self.by_wal_id.get(st.id) {
                         self.head.add_tombstone(series.id, st.mint, st.maxt);
                     }
                 }

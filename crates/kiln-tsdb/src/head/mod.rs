@@ -64,7 +64,7 @@ impl Default for HeadOptions {
 /// A hasher for keys that are already well-spread integers (label-set hashes) or small
 /// sequential ids: one multiply instead of SipHash on the append path.
 #[derive(Default, Clone, Copy)]
-struct IntHasher(u64);
+pub(crate) struct IntHasher(u64);
 
 impl std::hash::Hasher for IntHasher {
     fn finish(&self) -> u64 {
@@ -83,7 +83,7 @@ impl std::hash::Hasher for IntHasher {
     }
 }
 
-type IntMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IntHasher>>;
+pub(crate) type IntMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IntHasher>>;
 
 /// One lock stripe of the series maps. A hash bucket almost always holds one series;
 /// label-hash collisions push more.
