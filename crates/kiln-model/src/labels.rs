@@ -89,12 +89,30 @@ impl Labels {
         LabelsIter { rest: &self.buf }
     }
 
+    /// Iterates the pairs in name order as bytes, without checking UTF-8 (they are
+    /// valid: labels are only built from strings). For hashing and comparing.
+    pub fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest: &[u8] = &self.buf;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let name = take_bytes(&mut rest);
+            let value = take_bytes(&mut rest);
+            Some((name, value))
+        })
+    }
+
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        for l in self.iter() {
-            match l.name.cmp(name) {
-                Ordering::Less => continue,
-                Ordering::Equal => return Some(l.value),
+        let mut rest: &[u8] = &self.buf;
+        while !rest.is_empty() {
+            let n = take_bytes(&mut rest);
+            match n.cmp(name.as_bytes()) {
+                Ordering::Less => {
+                    take_bytes(&mut rest);
+                }
+                Ordering::Equal => return Some(take_str(&mut rest)),
                 Ordering::Greater => return None,
             }
         }
@@ -112,6 +130,13 @@ impl Labels {
         xxhash_rust::xxh3::xxh3_64(&self.buf)
     }
 
+    /// The address of the shared buffer: equal for clones of one label set, so caches
+    /// can recognise a label set they saw without comparing bytes. Valid as an identity
+    /// only while a clone is kept alive.
+    pub fn buffer_addr(&self) -> usize {
+        self.buf.as_ptr() as usize
+    }
+
     /// Bytes used by the packed buffer (for memory accounting).
     pub fn packed_len(&self) -> usize {
         self.buf.len()
@@ -127,7 +152,7 @@ impl Labels {
         while !rest.is_empty() {
             let before = rest.len();
             let name = take_str(&mut rest);
-            let _ = take_str(&mut rest);
+            let _ = take_bytes(&mut rest);
             let pair_len = before - rest.len();
             let keep_it = keep(name);
             match (&mut out, keep_it) {
@@ -159,14 +184,15 @@ impl Labels {
 impl Ord for Labels {
     /// Prometheus's order: pair by pair, by name then value; a prefix sorts first.
     fn cmp(&self, other: &Self) -> Ordering {
-        let mut a = self.iter();
-        let mut b = other.iter();
+        // Strings compare as their UTF-8 bytes: no need to check them.
+        let mut a = self.iter_bytes();
+        let mut b = other.iter_bytes();
         loop {
             match (a.next(), b.next()) {
                 (None, None) => return Ordering::Equal,
                 (None, Some(_)) => return Ordering::Less,
                 (Some(_), None) => return Ordering::Greater,
-                (Some(x), Some(y)) => match x.name.cmp(y.name).then(x.value.cmp(y.value)) {
+                (Some(x), Some(y)) => match x.0.cmp(y.0).then(x.1.cmp(y.1)) {
                     Ordering::Equal => continue,
                     o => return o,
                 },
@@ -225,6 +251,13 @@ impl<'a> Iterator for LabelsIter<'a> {
 }
 
 fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
+    // The buffer is only ever built from `&str` pairs by `LabelsBuilder::build`.
+    std::str::from_utf8(take_bytes(rest)).unwrap_or_default()
+}
+
+/// The next length-prefixed string of a packed buffer, as bytes (no UTF-8 check: for
+/// comparisons and hashing, the hot paths of queries).
+fn take_bytes<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
     let mut len = 0usize;
     let mut shift = 0;
     let mut i = 0;
@@ -239,8 +272,7 @@ fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
     }
     let bytes = &rest[i..i + len];
     *rest = &rest[i + len..];
-    // The buffer is only ever built from `&str` pairs by `LabelsBuilder::build`.
-    std::str::from_utf8(bytes).unwrap_or_default()
+    bytes
 }
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {

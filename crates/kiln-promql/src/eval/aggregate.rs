@@ -95,17 +95,23 @@ pub(super) fn eval(
         None
     };
     // Groups in order of first appearance.
-    let mut index: HashMap<u64, usize> = HashMap::new();
+    let mut index: HashMap<u64, usize, super::HashKeyed> = HashMap::default();
     // Group labels, values, and whether any member's name is to be dropped (which
     // matters only when the group keeps `__name__`, as `by (__name__)` does).
     let mut groups: Vec<(Labels, Vec<f64>, bool)> = Vec::new();
+    // Group label sets are the same at every step: the evaluator keeps them.
+    let node = grouping.map_or(0, |g| std::ptr::from_ref(g) as usize);
     for s in input {
-        let i = *index
-            .entry(group_key(&s.labels, grouping))
-            .or_insert_with(|| {
-                groups.push((group_labels(&s.labels, grouping), Vec::new(), false));
-                groups.len() - 1
-            });
+        let k = group_key(&s.labels, grouping);
+        let i = *index.entry(k).or_insert_with(|| {
+            let labels = ev
+                .group_labels
+                .entry((node, k))
+                .or_insert_with(|| group_labels(&s.labels, grouping))
+                .clone();
+            groups.push((labels, Vec::new(), false));
+            groups.len() - 1
+        });
         groups[i].1.push(s.v);
         groups[i].2 |= s.drop_name;
     }

@@ -122,12 +122,67 @@ pub(crate) struct Evaluator<'s> {
     subquery_cache: HashMap<(usize, Timestamp), Vec<Sample>>,
     /// Values of step-invariant subtrees by node address.
     invariant_cache: HashMap<usize, Instant>,
+    /// Where each selector's windows were at the last evaluation, by selector address.
+    cursors: HashMap<usize, Cursor>,
+    /// Label sets without `__name__`, by the address of the label set they came from
+    /// (kept alive beside): the same series lose their name at every step.
+    nameless: HashMap<usize, (Labels, Labels)>,
+    /// Aggregation group label sets by (aggregation node, group hash).
+    pub(crate) group_labels: HashMap<(usize, u64), Labels>,
     limits: &'s Limits,
     pub(crate) warnings: Vec<String>,
     pub(crate) infos: Vec<String>,
     /// Positions of the function call being evaluated and of its arguments, for
     /// annotations.
     pub(crate) call_pos: (ast::Pos, Vec<ast::Pos>),
+}
+
+/// A map hasher for keys that are already hashes (group and signature hashes): uses
+/// them as they are.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// `BuildHasher` of [`KeyHasher`].
+pub(crate) type HashKeyed = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// A selector's window positions at its last evaluation time: for each loaded series,
+/// the index of the first sample inside the window and the index past its last.
+///
+/// Steps mostly move forward in time, so the next window is found by moving these
+/// forward a few samples, instead of binary searches over every series' samples at
+/// every step (which missed the CPU cache on each probe).
+struct Cursor {
+    t: Timestamp,
+    pos: Vec<(usize, usize)>,
+}
+
+/// The first index at or after `from` whose timestamp is above `bound` (`ts` is sorted
+/// and `ts[..from]` are all at or below it): a short scan, then a binary search.
+fn advance(ts: &[Timestamp], from: usize, bound: Timestamp) -> usize {
+    let mut i = from;
+    for _ in 0..8 {
+        if i >= ts.len() || ts[i] > bound {
+            return i;
+        }
+        i += 1;
+    }
+    i + ts[i.min(ts.len())..].partition_point(|&x| x <= bound)
 }
 
 fn key<T>(node: &T) -> usize {
@@ -157,6 +212,9 @@ pub(crate) fn run(
         data: Arc::default(),
         subquery_cache: HashMap::new(),
         invariant_cache: HashMap::new(),
+        cursors: HashMap::new(),
+        nameless: HashMap::new(),
+        group_labels: HashMap::new(),
         limits,
         warnings: Vec::new(),
         infos: Vec::new(),
@@ -292,14 +350,29 @@ fn settle_names(v: &mut [Sample]) {
 impl Evaluator<'_> {
     /// Finishes an operation's result: drops marked metric names now unless name removal
     /// is delayed to the end of the query, then checks for duplicate label sets.
-    fn finish(&self, mut v: Instant) -> Result<Instant, QueryError> {
+    fn finish(&mut self, mut v: Instant) -> Result<Instant, QueryError> {
         if let Instant::Vector(samples) = &mut v {
             if !self.delayed_name_removal {
-                settle_names(samples);
+                for s in samples.iter_mut().filter(|s| s.drop_name) {
+                    s.labels = self.without_name(&s.labels);
+                    s.drop_name = false;
+                }
             }
             check_unique(samples)?;
         }
         Ok(v)
+    }
+
+    /// `l` without `__name__`, remembered for the next steps (see `nameless`).
+    fn without_name(&mut self, l: &Labels) -> Labels {
+        if self.nameless.len() > 1_000_000 {
+            self.nameless.clear();
+        }
+        self.nameless
+            .entry(l.buffer_addr())
+            .or_insert_with(|| (l.clone(), drop_name(l)))
+            .1
+            .clone()
     }
 }
 
@@ -334,16 +407,16 @@ pub(crate) fn subset_hash(l: &Labels, names: &[String], include: bool) -> u64 {
         h ^= 0xff;
         h = h.wrapping_mul(0x0100_0000_01b3);
     };
-    for p in l.iter() {
-        let listed = names.iter().any(|n| n == p.name);
+    for (name, value) in l.iter_bytes() {
+        let listed = names.iter().any(|n| n.as_bytes() == name);
         let keep = if include {
             listed
         } else {
-            !listed && p.name != METRIC_NAME
+            !listed && name != METRIC_NAME.as_bytes()
         };
         if keep {
-            feed(p.name.as_bytes());
-            feed(p.value.as_bytes());
+            feed(name);
+            feed(value);
         }
     }
     h
@@ -374,6 +447,9 @@ impl<'s> Evaluator<'s> {
             data: self.data.clone(),
             subquery_cache: HashMap::new(),
             invariant_cache: HashMap::new(),
+            cursors: HashMap::new(),
+            nameless: HashMap::new(),
+            group_labels: HashMap::new(),
             limits: self.limits,
             warnings: Vec::new(),
             infos: Vec::new(),
@@ -663,53 +739,76 @@ impl<'s> Evaluator<'s> {
 
     /// Like [`vector_at`](Self::vector_at), but each sample keeps its stored timestamp
     /// (for `timestamp()`).
-    pub(crate) fn vector_at_sample_times(&self, sel: &Selector, ts: Timestamp) -> Vec<Sample> {
+    pub(crate) fn vector_at_sample_times(&mut self, sel: &Selector, ts: Timestamp) -> Vec<Sample> {
         self.select_at(sel, ts, true)
     }
 
     /// The instant vector a selector yields at `ts`: each series' newest sample in the
     /// lookback window `(t - lookback, t]`, unless it is a staleness marker.
-    fn vector_at(&self, sel: &Selector, ts: Timestamp) -> Vec<Sample> {
+    fn vector_at(&mut self, sel: &Selector, ts: Timestamp) -> Vec<Sample> {
         self.select_at(sel, ts, false)
     }
 
-    fn select_at(&self, sel: &Selector, ts: Timestamp, sample_times: bool) -> Vec<Sample> {
+    fn select_at(&mut self, sel: &Selector, ts: Timestamp, sample_times: bool) -> Vec<Sample> {
         let t = self.shifted(sel.at, sel.offset, ts);
-        let Some(series) = self.data.get(&key(sel)) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for s in series {
-            let i = s.ts.partition_point(|&x| x <= t);
-            if i == 0 {
-                continue;
+        let lookback = self.lookback;
+        let mut out = Vec::with_capacity(self.data.get(&key(sel)).map_or(0, Vec::len));
+        self.windows(sel, t - lookback, t, |s, _lo, hi| {
+            if hi == 0 {
+                return;
             }
-            let (st, sv) = (s.ts[i - 1], s.vals[i - 1]);
-            if st <= t - self.lookback || is_stale_nan(sv) {
-                continue;
+            let (st, sv) = (s.ts[hi - 1], s.vals[hi - 1]);
+            if st <= t - lookback || is_stale_nan(sv) {
+                return;
             }
             out.push(Sample::new(
                 s.labels.clone(),
                 if sample_times { st } else { ts },
                 sv,
             ));
-        }
+        });
         out
+    }
+
+    /// Calls `f` with each loaded series of `sel` and the index range of its samples in
+    /// `(from, to]`, moving the selector's cursor there (see [`Cursor`]).
+    fn windows(
+        &mut self,
+        sel: &Selector,
+        from: Timestamp,
+        to: Timestamp,
+        mut f: impl FnMut(&Loaded, usize, usize),
+    ) {
+        let k = key(sel);
+        let data = self.data.clone();
+        let Some(series) = data.get(&k) else {
+            return;
+        };
+        let cur = self.cursors.entry(k).or_insert_with(|| Cursor {
+            t: Timestamp::MIN,
+            pos: vec![(0, 0); series.len()],
+        });
+        // Going back in time (a subquery's next outer step): start over.
+        if to < cur.t {
+            cur.pos.iter_mut().for_each(|p| *p = (0, 0));
+        }
+        cur.t = to;
+        for (s, p) in series.iter().zip(cur.pos.iter_mut()) {
+            let lo = advance(&s.ts, p.0, from);
+            let hi = advance(&s.ts, p.1.max(lo), to);
+            *p = (lo, hi);
+            f(s, lo, hi);
+        }
     }
 
     /// The range vector a matrix selector yields at `ts`: samples in `(t - range, t]`,
     /// staleness markers left out.
-    fn range_at(&self, sel: &Selector, range: i64, ts: Timestamp) -> Vec<RangeSeries> {
+    fn range_at(&mut self, sel: &Selector, range: i64, ts: Timestamp) -> Vec<RangeSeries> {
         let t = self.shifted(sel.at, sel.offset, ts);
-        let Some(series) = self.data.get(&key(sel)) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for s in series {
-            let lo = s.ts.partition_point(|&x| x <= t - range);
-            let hi = s.ts.partition_point(|&x| x <= t);
+        let mut out = Vec::with_capacity(self.data.get(&key(sel)).map_or(0, Vec::len));
+        self.windows(sel, t - range, t, |s, lo, hi| {
             if lo >= hi {
-                continue;
+                return;
             }
             if !s.has_stale {
                 out.push(RangeSeries {
@@ -719,7 +818,7 @@ impl<'s> Evaluator<'s> {
                     window: lo..hi,
                     drop_name: false,
                 });
-                continue;
+                return;
             }
             let (mut ts, mut vals) = (Vec::with_capacity(hi - lo), Vec::with_capacity(hi - lo));
             for i in lo..hi {
@@ -731,7 +830,7 @@ impl<'s> Evaluator<'s> {
             if !ts.is_empty() {
                 out.push(RangeSeries::owned(s.labels.clone(), ts, vals, false));
             }
-        }
+        });
         out
     }
 

@@ -87,8 +87,15 @@ pub(super) fn call(
         )));
     };
     if matches!(name, "rate" | "increase") {
+        // Series come grouped by name: check each name once.
+        let mut checked: Option<&str> = None;
         for s in &series {
-            if let Some(m) = s.labels.metric_name()
+            let m = s.labels.metric_name();
+            if m.is_none() || m == checked {
+                continue;
+            }
+            checked = m;
+            if let Some(m) = m
                 && !["_total", "_sum", "_count", "_bucket"]
                     .iter()
                     .any(|suffix| m.ends_with(suffix))
