@@ -126,9 +126,9 @@ pub(crate) struct Evaluator<'s> {
     cursors: HashMap<usize, Cursor>,
     /// Label sets without `__name__`, by the address of the label set they came from
     /// (kept alive beside): the same series lose their name at every step.
-    nameless: HashMap<usize, (Labels, Labels)>,
+    nameless: HashMap<usize, (Labels, Labels), HashKeyed>,
     /// Aggregation group label sets by (aggregation node, group hash).
-    pub(crate) group_labels: HashMap<(usize, u64), Labels>,
+    pub(crate) group_labels: HashMap<(usize, u64), Labels, HashKeyed>,
     limits: &'s Limits,
     pub(crate) warnings: Vec<String>,
     pub(crate) infos: Vec<String>,
@@ -153,8 +153,18 @@ impl std::hash::Hasher for KeyHasher {
         }
     }
 
+    /// A single `u64` key (a hash already) is used as it is; a composite key mixes.
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        self.0 = if self.0 == 0 {
+            n
+        } else {
+            (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        };
+    }
+
+    /// Addresses: Fibonacci hashing spreads them over the table.
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64((n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     }
 }
 
@@ -213,8 +223,8 @@ pub(crate) fn run(
         subquery_cache: HashMap::new(),
         invariant_cache: HashMap::new(),
         cursors: HashMap::new(),
-        nameless: HashMap::new(),
-        group_labels: HashMap::new(),
+        nameless: HashMap::default(),
+        group_labels: HashMap::default(),
         limits,
         warnings: Vec::new(),
         infos: Vec::new(),
@@ -376,17 +386,28 @@ impl Evaluator<'_> {
     }
 }
 
-/// An instant vector must not hold two samples with the same labels.
+/// An instant vector must not hold two samples with the same labels. Label sets are
+/// told apart by their xxh3 hash, compared in full only when hashes meet.
 pub(crate) fn check_unique(v: &[Sample]) -> Result<(), QueryError> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    let mut seen: HashMap<u64, &Labels, HashKeyed> =
+        HashMap::with_capacity_and_hasher(v.len(), HashKeyed::default());
+    let mut collided: Vec<&Labels> = Vec::new();
     for s in v {
-        if !seen.insert(&s.labels) {
-            return Err(QueryError::execution(
-                "vector cannot contain metrics with the same labelset",
-            ));
+        match seen.entry(s.labels.hash()) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(&s.labels);
+            }
+            std::collections::hash_map::Entry::Occupied(e) => {
+                if *e.get() == &s.labels || collided.contains(&&s.labels) {
+                    return Err(QueryError::execution(
+                        "vector cannot contain metrics with the same labelset",
+                    ));
+                }
+                collided.push(&s.labels);
+            }
         }
     }
     Ok(())
@@ -448,8 +469,8 @@ impl<'s> Evaluator<'s> {
             subquery_cache: HashMap::new(),
             invariant_cache: HashMap::new(),
             cursors: HashMap::new(),
-            nameless: HashMap::new(),
-            group_labels: HashMap::new(),
+            nameless: HashMap::default(),
+            group_labels: HashMap::default(),
             limits: self.limits,
             warnings: Vec::new(),
             infos: Vec::new(),

@@ -2,6 +2,7 @@
 //! Prometheus writes them: timestamps as Unix seconds (`1435781451.781`, `1`), sample
 //! values as strings in Go's shortest `'f'` format (`"0.5"`, `"NaN"`, `"+Inf"`).
 
+use std::fmt::Write as _;
 use kiln_model::Labels;
 use kiln_promql::{Sample, Series, Value};
 
@@ -14,7 +15,7 @@ pub(crate) fn string(out: &mut String, s: &str) {
 pub(crate) fn timestamp(out: &mut String, t: i64) {
     let (secs, ms) = (t.div_euclid(1000), t.rem_euclid(1000));
     if ms == 0 {
-        out.push_str(&secs.to_string());
+        let _ = write!(out, "{secs}");
         return;
     }
     // Negative times: -1.5 s is secs = -2, ms = 500.
@@ -38,7 +39,8 @@ pub(crate) fn value(out: &mut String, v: f64) {
     } else if v != 0.0 && (v.abs() < 1e-6 || v.abs() >= 1e21) {
         out.push_str(&kiln_model::format_go_float(v));
     } else {
-        out.push_str(&format!("{v}"));
+        // Written in place: this runs once per point of every query answer.
+        let _ = write!(out, "{v}");
     }
     out.push('"');
 }
