@@ -4,18 +4,18 @@ use std::collections::HashMap;
 
 use kiln_model::{Labels, METRIC_NAME, Timestamp};
 
-use super::{Evaluator, Instant, subset_hash};
+use super::{Evaluator, Instant, Signatures};
 use crate::ast::{AggOp, Grouping, Pos};
 use crate::error::QueryError;
 use crate::functions::quantile;
 use crate::value::Sample;
 
 /// The hash identifying a sample's group (see [`group_labels`]).
-fn group_key(l: &Labels, grouping: Option<&Grouping>) -> u64 {
+fn group_key(sigs: &mut Signatures, l: &Labels, grouping: Option<&Grouping>) -> u64 {
     match grouping {
         None => 0,
-        Some(Grouping::By(names)) => subset_hash(l, names, true),
-        Some(Grouping::Without(names)) => subset_hash(l, names, false),
+        Some(Grouping::By(names)) => sigs.of(l, names, true),
+        Some(Grouping::Without(names)) => sigs.of(l, names, false),
     }
 }
 
@@ -102,7 +102,7 @@ pub(super) fn eval(
     // Group label sets are the same at every step: the evaluator keeps them.
     let node = grouping.map_or(0, |g| std::ptr::from_ref(g) as usize);
     for s in input {
-        let k = group_key(&s.labels, grouping);
+        let k = group_key(&mut ev.signatures, &s.labels, grouping);
         let i = *index.entry(k).or_insert_with(|| {
             let labels = ev
                 .group_labels
@@ -283,7 +283,7 @@ fn select_samples(
     let mut groups: Vec<Vec<Sample>> = Vec::new();
     for s in input {
         let i = *index
-            .entry(group_key(&s.labels, grouping))
+            .entry(group_key(&mut ev.signatures, &s.labels, grouping))
             .or_insert_with(|| {
                 groups.push(Vec::new());
                 groups.len() - 1

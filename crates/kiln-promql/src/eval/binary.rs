@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use kiln_model::{Labels, METRIC_NAME, Timestamp};
 
-use super::{Instant, subset_hash};
+use super::{HashKeyed, Instant, Signatures};
 use crate::ast::{BinOp, Cardinality, VectorMatching};
 use crate::error::QueryError;
 use crate::value::Sample;
@@ -43,6 +43,7 @@ pub(super) fn eval(
     return_bool: bool,
     matching: &VectorMatching,
     ts: Timestamp,
+    sigs: &mut Signatures,
 ) -> Result<Instant, QueryError> {
     match (lhs, rhs) {
         (Instant::Scalar(l), Instant::Scalar(r)) => {
@@ -61,10 +62,10 @@ pub(super) fn eval(
         }
         (Instant::Vector(l), Instant::Vector(r)) => {
             let out = match op {
-                BinOp::And => and_unless(l, r, matching, true),
-                BinOp::Unless => and_unless(l, r, matching, false),
-                BinOp::Or => or(l, r, matching),
-                _ => vector_vector(op, l, r, return_bool, matching, ts)?,
+                BinOp::And => and_unless(l, r, matching, true, sigs),
+                BinOp::Unless => and_unless(l, r, matching, false, sigs),
+                BinOp::Or => or(l, r, matching, sigs),
+                _ => vector_vector(op, l, r, return_bool, matching, ts, sigs)?,
             };
             Ok(Instant::Vector(out))
         }
@@ -111,11 +112,6 @@ fn vector_scalar(
     out
 }
 
-/// The matching signature of a sample's labels (a hash of the labels that match).
-fn signature(l: &Labels, m: &VectorMatching) -> u64 {
-    subset_hash(l, &m.labels, m.on)
-}
-
 /// The matching labels themselves, for error messages.
 fn signature_labels(l: &Labels, m: &VectorMatching) -> Labels {
     l.retain(|name| {
@@ -128,19 +124,25 @@ fn signature_labels(l: &Labels, m: &VectorMatching) -> Labels {
     })
 }
 
-fn and_unless(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching, and: bool) -> Vec<Sample> {
-    let right: HashSet<u64> = r.iter().map(|s| signature(&s.labels, m)).collect();
+fn and_unless(
+    l: Vec<Sample>,
+    r: Vec<Sample>,
+    m: &VectorMatching,
+    and: bool,
+    sigs: &mut Signatures,
+) -> Vec<Sample> {
+    let right: HashSet<u64, HashKeyed> = r.iter().map(|s| sigs.of(&s.labels, &m.labels, m.on)).collect();
     l.into_iter()
-        .filter(|s| right.contains(&signature(&s.labels, m)) == and)
+        .filter(|s| right.contains(&sigs.of(&s.labels, &m.labels, m.on)) == and)
         .collect()
 }
 
-fn or(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching) -> Vec<Sample> {
-    let left: HashSet<u64> = l.iter().map(|s| signature(&s.labels, m)).collect();
+fn or(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching, sigs: &mut Signatures) -> Vec<Sample> {
+    let left: HashSet<u64, HashKeyed> = l.iter().map(|s| sigs.of(&s.labels, &m.labels, m.on)).collect();
     let mut out = l;
     out.extend(
         r.into_iter()
-            .filter(|s| !left.contains(&signature(&s.labels, m))),
+            .filter(|s| !left.contains(&sigs.of(&s.labels, &m.labels, m.on))),
     );
     out
 }
@@ -175,14 +177,16 @@ fn vector_vector(
     return_bool: bool,
     m: &VectorMatching,
     ts: Timestamp,
+    sigs: &mut Signatures,
 ) -> Result<Vec<Sample>, QueryError> {
     // The "one" side is the right one unless group_right swaps the roles.
     let swap = matches!(m.card, Cardinality::OneToMany(_));
     let (many, one) = if swap { (rhs, lhs) } else { (lhs, rhs) };
     let side = if swap { "left" } else { "right" };
-    let mut one_by_sig: HashMap<u64, Sample> = HashMap::with_capacity(one.len());
+    let mut one_by_sig: HashMap<u64, Sample, HashKeyed> =
+        HashMap::with_capacity_and_hasher(one.len(), HashKeyed::default());
     for s in one {
-        let sig = signature(&s.labels, m);
+        let sig = sigs.of(&s.labels, &m.labels, m.on);
         if let Some(prev) = one_by_sig.get(&sig) {
             return Err(QueryError::execution(format!(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
@@ -194,11 +198,11 @@ fn vector_vector(
         one_by_sig.insert(sig, s);
     }
     let one_to_one = m.card == Cardinality::OneToOne;
-    let mut matched_sigs: HashSet<u64> = HashSet::new();
+    let mut matched_sigs: HashSet<u64, HashKeyed> = HashSet::default();
     let mut seen_results: HashSet<Labels> = HashSet::new();
     let mut out = Vec::new();
     for s in many {
-        let sig = signature(&s.labels, m);
+        let sig = sigs.of(&s.labels, &m.labels, m.on);
         let Some(o) = one_by_sig.get(&sig) else {
             continue;
         };

@@ -129,6 +129,7 @@ pub(crate) struct Evaluator<'s> {
     nameless: HashMap<usize, (Labels, Labels), HashKeyed>,
     /// Aggregation group label sets by (aggregation node, group hash).
     pub(crate) group_labels: HashMap<(usize, u64), Labels, HashKeyed>,
+    pub(crate) signatures: Signatures,
     limits: &'s Limits,
     pub(crate) warnings: Vec<String>,
     pub(crate) infos: Vec<String>,
@@ -170,6 +171,29 @@ impl std::hash::Hasher for KeyHasher {
 
 /// `BuildHasher` of [`KeyHasher`].
 pub(crate) type HashKeyed = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// Matching and grouping signatures ([`subset_hash`]) remembered per label set, keyed by
+/// the label set's address and the label-name list's (a clone of the labels is kept,
+/// so an address cannot be reused by another label set meanwhile). The same series
+/// are matched or grouped at every step of a range query.
+#[derive(Default)]
+pub(crate) struct Signatures {
+    known: HashMap<(usize, usize, bool), (Labels, u64), HashKeyed>,
+}
+
+impl Signatures {
+    /// `subset_hash(l, names, include)`, from memory when `l` was seen.
+    pub(crate) fn of(&mut self, l: &Labels, names: &[String], include: bool) -> u64 {
+        if self.known.len() > 1_000_000 {
+            self.known.clear();
+        }
+        let k = (l.buffer_addr(), names.as_ptr() as usize, include);
+        self.known
+            .entry(k)
+            .or_insert_with(|| (l.clone(), subset_hash(l, names, include)))
+            .1
+    }
+}
 
 /// A selector's window positions at its last evaluation time: for each loaded series,
 /// the index of the first sample inside the window and the index past its last.
@@ -225,6 +249,7 @@ pub(crate) fn run(
         cursors: HashMap::new(),
         nameless: HashMap::default(),
         group_labels: HashMap::default(),
+        signatures: Signatures::default(),
         limits,
         warnings: Vec::new(),
         infos: Vec::new(),
@@ -471,6 +496,7 @@ impl<'s> Evaluator<'s> {
             cursors: HashMap::new(),
             nameless: HashMap::default(),
             group_labels: HashMap::default(),
+            signatures: Signatures::default(),
             limits: self.limits,
             warnings: Vec::new(),
             infos: Vec::new(),
@@ -744,7 +770,16 @@ impl<'s> Evaluator<'s> {
             } => {
                 let l = self.eval(lhs, ts)?;
                 let r = self.eval(rhs, ts)?;
-                self.finish(binary::eval(*op, l, r, *return_bool, matching, ts)?)
+                let v = binary::eval(
+                    *op,
+                    l,
+                    r,
+                    *return_bool,
+                    matching,
+                    ts,
+                    &mut self.signatures,
+                )?;
+                self.finish(v)
             }
             Expr::Call {
                 func,

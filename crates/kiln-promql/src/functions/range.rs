@@ -224,16 +224,18 @@ pub(super) fn idelta(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
 fn linear_regression(s: &RangeSeries, at: Timestamp) -> (f64, f64) {
     let n = s.ts().len() as f64;
     let (mut sx, mut sy, mut sxy, mut sxx) = (0.0, 0.0, 0.0, 0.0);
-    let const_y = s.vals().iter().all(|&v| v == s.vals()[0]);
+    let first = s.vals()[0];
+    let mut const_y = true;
     for (&t, &v) in s.ts().iter().zip(s.vals()) {
+        const_y &= v == first;
         let x = (t - at) as f64 / 1000.0;
         sx += x;
         sy += v;
         sxy += x * v;
         sxx += x * x;
     }
-    if const_y && s.vals()[0].is_finite() {
-        return (0.0, s.vals()[0]);
+    if const_y && first.is_finite() {
+        return (0.0, first);
     }
     let cov = sxy - sx * sy / n;
     let var = sxx - sx * sx / n;
