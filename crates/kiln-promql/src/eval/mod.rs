@@ -130,6 +130,8 @@ pub(crate) struct Evaluator<'s> {
     /// Aggregation group label sets by (aggregation node, group hash).
     pub(crate) group_labels: HashMap<(usize, u64), Labels, HashKeyed>,
     pub(crate) signatures: Signatures,
+    /// Label sets (by address) whose name `rate`/`increase` already checked.
+    pub(crate) counter_checked: std::collections::HashSet<usize, HashKeyed>,
     limits: &'s Limits,
     pub(crate) warnings: Vec<String>,
     pub(crate) infos: Vec<String>,
@@ -250,6 +252,7 @@ pub(crate) fn run(
         nameless: HashMap::default(),
         group_labels: HashMap::default(),
         signatures: Signatures::default(),
+        counter_checked: Default::default(),
         limits,
         warnings: Vec::new(),
         infos: Vec::new(),
@@ -385,15 +388,26 @@ fn settle_names(v: &mut [Sample]) {
 impl Evaluator<'_> {
     /// Finishes an operation's result: drops marked metric names now unless name removal
     /// is delayed to the end of the query, then checks for duplicate label sets.
-    fn finish(&mut self, mut v: Instant) -> Result<Instant, QueryError> {
+    fn finish(&mut self, v: Instant) -> Result<Instant, QueryError> {
+        self.finish_checked(v, false)
+    }
+
+    /// [`finish`](Self::finish). An operation's inputs hold unique label sets, so only
+    /// dropping names (or `always_check`: rewriting labels) can make two results equal;
+    /// the check for duplicates runs only then.
+    fn finish_checked(&mut self, mut v: Instant, always_check: bool) -> Result<Instant, QueryError> {
         if let Instant::Vector(samples) = &mut v {
+            let mut dropped = false;
             if !self.delayed_name_removal {
                 for s in samples.iter_mut().filter(|s| s.drop_name) {
                     s.labels = self.without_name(&s.labels);
                     s.drop_name = false;
+                    dropped = true;
                 }
             }
-            check_unique(samples)?;
+            if dropped || always_check {
+                check_unique(samples)?;
+            }
         }
         Ok(v)
     }
@@ -497,6 +511,7 @@ impl<'s> Evaluator<'s> {
             nameless: HashMap::default(),
             group_labels: HashMap::default(),
             signatures: Signatures::default(),
+            counter_checked: Default::default(),
             limits: self.limits,
             warnings: Vec::new(),
             infos: Vec::new(),
@@ -788,7 +803,9 @@ impl<'s> Evaluator<'s> {
                 arg_pos,
             } => {
                 let v = crate::functions::call(self, func, args, ts, *pos, arg_pos)?;
-                self.finish(v)
+                // These rewrite labels, so their results may collide whatever the names.
+                let relabels = matches!(func.as_str(), "label_replace" | "label_join");
+                self.finish_checked(v, relabels)
             }
         }
     }

@@ -87,9 +87,14 @@ pub(super) fn call(
         )));
     };
     if matches!(name, "rate" | "increase") {
-        // Series come grouped by name: check each name once.
+        // The same series come back at every step: look at each label set once. (An
+        // address reused by another label set can only skip this info, never change a
+        // result.)
         let mut checked: Option<&str> = None;
         for s in &series {
+            if !ev.counter_checked.insert(s.labels.buffer_addr()) {
+                continue;
+            }
             let m = s.labels.metric_name();
             if m.is_none() || m == checked {
                 continue;
