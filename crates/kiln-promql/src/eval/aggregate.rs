@@ -236,7 +236,7 @@ fn count_values(
             "invalid label name {label:?}"
         )));
     }
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: HashMap<Labels, usize, super::HashKeyed> = HashMap::default();
     let mut out: Vec<Sample> = Vec::new();
     for s in input {
         let mut b = group_labels(&s.labels, grouping).to_builder();
@@ -279,7 +279,7 @@ fn select_samples(
     grouping: Option<&Grouping>,
     param_pos: Pos,
 ) -> Result<Instant, QueryError> {
-    let mut index: HashMap<u64, usize> = HashMap::new();
+    let mut index: HashMap<u64, usize, super::HashKeyed> = HashMap::default();
     let mut groups: Vec<Vec<Sample>> = Vec::new();
     for s in input {
         let i = *index

@@ -199,7 +199,7 @@ fn vector_vector(
     }
     let one_to_one = m.card == Cardinality::OneToOne;
     let mut matched_sigs: HashSet<u64, HashKeyed> = HashSet::default();
-    let mut seen_results: HashSet<Labels> = HashSet::new();
+    let mut seen_results: HashSet<Labels, HashKeyed> = HashSet::default();
     let mut out = Vec::new();
     for s in many {
         let sig = sigs.of(&s.labels, &m.labels, m.on);

@@ -42,7 +42,7 @@ fn bucket_groups(
     v: Vec<Sample>,
     arg: usize,
 ) -> Vec<(Labels, Vec<(f64, f64)>)> {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: HashMap<Labels, usize, crate::eval::HashKeyed> = HashMap::default();
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
     for s in v {
         let le = s.labels.get("le").unwrap_or("");
