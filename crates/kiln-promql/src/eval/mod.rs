@@ -923,9 +923,12 @@ impl<'s> Evaluator<'s> {
         t: Timestamp,
     ) -> Result<Vec<RangeSeries>, QueryError> {
         let first = (t - range).div_euclid(step) * step + step;
-        let mut by_labels: HashMap<Labels, (Vec<Timestamp>, Vec<f64>, bool), HashKeyed> =
-            HashMap::default();
-        let mut order: Vec<Labels> = Vec::new();
+        // Series in order of first appearance. The cached vectors are alive throughout,
+        // so a label set's address identifies it; the same series mostly share one
+        // address across inner steps, and only new addresses are hashed by content.
+        let mut by_addr: HashMap<usize, usize, HashKeyed> = HashMap::default();
+        let mut by_labels: HashMap<Labels, usize, HashKeyed> = HashMap::default();
+        let mut series: Vec<(Labels, Vec<Timestamp>, Vec<f64>, bool)> = Vec::new();
         let mut it = first;
         while it <= t {
             let k = (key(node), it);
@@ -944,22 +947,26 @@ impl<'s> Evaluator<'s> {
                 self.subquery_cache.insert(k, v);
             }
             for s in self.subquery_cache.get(&k).into_iter().flatten() {
-                let entry = by_labels.entry(s.labels.clone()).or_insert_with(|| {
-                    order.push(s.labels.clone());
-                    (Vec::new(), Vec::new(), s.drop_name)
-                });
-                entry.0.push(it);
-                entry.1.push(s.v);
+                let addr = s.labels.buffer_addr();
+                let i = match by_addr.get(&addr) {
+                    Some(&i) => i,
+                    None => {
+                        let i = *by_labels.entry(s.labels.clone()).or_insert_with(|| {
+                            series.push((s.labels.clone(), Vec::new(), Vec::new(), s.drop_name));
+                            series.len() - 1
+                        });
+                        by_addr.insert(addr, i);
+                        i
+                    }
+                };
+                series[i].1.push(it);
+                series[i].2.push(s.v);
             }
             it += step;
         }
-        Ok(order
+        Ok(series
             .into_iter()
-            .filter_map(|l| {
-                by_labels
-                    .remove(&l)
-                    .map(|(ts, vals, drop)| RangeSeries::owned(l, ts, vals, drop))
-            })
+            .map(|(l, ts, vals, drop)| RangeSeries::owned(l, ts, vals, drop))
             .collect())
     }
 
