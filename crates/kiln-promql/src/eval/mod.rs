@@ -39,8 +39,8 @@ const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 /// the data loaded for the query, so sliding it from step to step copies nothing.
 pub(crate) struct RangeSeries {
     pub(crate) labels: Labels,
-    ts: Arc<[Timestamp]>,
-    vals: Arc<[f64]>,
+    ts: Arc<Vec<Timestamp>>,
+    vals: Arc<Vec<f64>>,
     window: std::ops::Range<usize>,
     /// The metric name is to be dropped (delayed name removal through a subquery).
     pub(crate) drop_name: bool,
@@ -57,8 +57,9 @@ impl RangeSeries {
         let window = 0..ts.len();
         RangeSeries {
             labels,
-            ts: ts.into(),
-            vals: vals.into(),
+            // `Arc<Vec>`, not `Arc<[T]>`: wrapping a vector moves it, no copy.
+            ts: Arc::new(ts),
+            vals: Arc::new(vals),
             window,
             drop_name,
         }
@@ -97,8 +98,8 @@ impl Instant {
 #[derive(Clone)]
 struct Loaded {
     labels: Labels,
-    ts: Arc<[Timestamp]>,
-    vals: Arc<[f64]>,
+    ts: Arc<Vec<Timestamp>>,
+    vals: Arc<Vec<f64>>,
     /// Whether any value is a staleness marker (range windows then need filtering).
     has_stale: bool,
 }
@@ -683,11 +684,13 @@ impl<'s> Evaluator<'s> {
                 return Err(e.clone().into());
             }
             self.hold_samples(ts.len())?;
+            ts.shrink_to_fit();
+            vals.shrink_to_fit();
             let has_stale = vals.iter().any(|v| is_stale_nan(*v));
             out.push(Loaded {
                 labels: series.labels().clone(),
-                ts: ts.into(),
-                vals: vals.into(),
+                ts: Arc::new(ts),
+                vals: Arc::new(vals),
                 has_stale,
             });
         }
@@ -952,7 +955,13 @@ impl<'s> Evaluator<'s> {
                     Some(&i) => i,
                     None => {
                         let i = *by_labels.entry(s.labels.clone()).or_insert_with(|| {
-                            series.push((s.labels.clone(), Vec::new(), Vec::new(), s.drop_name));
+                            let n = (range / step) as usize + 1;
+                            series.push((
+                                s.labels.clone(),
+                                Vec::with_capacity(n),
+                                Vec::with_capacity(n),
+                                s.drop_name,
+                            ));
                             series.len() - 1
                         });
                         by_addr.insert(addr, i);
