@@ -29,6 +29,20 @@ pub struct MetricFamily<'a> {
 
 // ---- Text format 0.0.4 ----
 
+/// [`encode_text_family_header`] for a family with help and no unit: what a server's
+/// own metrics need.
+pub fn encode_text_header(out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType) {
+    encode_text_family_header(
+        out,
+        &MetricFamily {
+            name,
+            help: Some(help),
+            kind,
+            unit: None,
+        },
+    );
+}
+
 /// Appends the text-format header of a family: `# HELP name text` (when there is help;
 /// `\` and newline escaped) and `# TYPE name type`.
 ///

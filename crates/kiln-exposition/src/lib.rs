@@ -37,7 +37,7 @@ use std::borrow::Cow;
 
 pub use encode::{
     MetricFamily, encode_openmetrics_eof, encode_openmetrics_family_header,
-    encode_openmetrics_sample, encode_text_family_header, encode_text_sample,
+    encode_openmetrics_sample, encode_text_family_header, encode_text_header, encode_text_sample,
     encode_text_sample_with_extra, openmetrics_family_name,
 };
 pub use error::{ParseError, ParseErrorReason};

@@ -18,15 +18,7 @@ pub struct ProcessInfo {
 
 /// Writes a family's `# HELP` and `# TYPE` lines.
 pub(crate) fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType) {
-    encode_text_family_header(
-        out,
-        &MetricFamily {
-            name,
-            help: Some(help),
-            kind,
-            unit: None,
-        },
-    );
+    kiln_exposition::encode_text_header(out, name, help, kind);
 }
 
 /// Writes a family with one unlabelled sample.

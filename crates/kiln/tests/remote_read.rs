@@ -23,17 +23,7 @@ const QUERIES: &[&str] = &[
 /// A Kiln data directory holding the example data as blocks.
 fn backfilled_kiln(dir: &Path) -> PathBuf {
     let data = dir.join("store");
-    ok_stdout(
-        "backfill",
-        kiln(&[
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "-q",
-            OM,
-            data.to_str().expect("path"),
-        ]),
-    );
+    backfill_example(&data);
     data
 }
 

@@ -28,18 +28,7 @@ fn start_with(data: &std::path::Path, extra_args: &[&str]) -> KilnServer {
 fn backfilled() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let om = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gpu-fleet.om");
-    ok_stdout(
-        "backfill",
-        kiln(&[
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "-q",
-            om,
-            data.to_str().expect("path"),
-        ]),
-    );
+    backfill_example(&data);
     (tmp, data)
 }
 

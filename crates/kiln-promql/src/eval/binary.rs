@@ -131,14 +131,20 @@ fn and_unless(
     and: bool,
     sigs: &mut Signatures,
 ) -> Vec<Sample> {
-    let right: HashSet<u64, HashKeyed> = r.iter().map(|s| sigs.of(&s.labels, &m.labels, m.on)).collect();
+    let right: HashSet<u64, HashKeyed> = r
+        .iter()
+        .map(|s| sigs.of(&s.labels, &m.labels, m.on))
+        .collect();
     l.into_iter()
         .filter(|s| right.contains(&sigs.of(&s.labels, &m.labels, m.on)) == and)
         .collect()
 }
 
 fn or(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching, sigs: &mut Signatures) -> Vec<Sample> {
-    let left: HashSet<u64, HashKeyed> = l.iter().map(|s| sigs.of(&s.labels, &m.labels, m.on)).collect();
+    let left: HashSet<u64, HashKeyed> = l
+        .iter()
+        .map(|s| sigs.of(&s.labels, &m.labels, m.on))
+        .collect();
     let mut out = l;
     out.extend(
         r.into_iter()

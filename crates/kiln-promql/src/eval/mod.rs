@@ -13,7 +13,6 @@ mod binary;
 
 pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -401,7 +400,11 @@ impl Evaluator<'_> {
     /// [`finish`](Self::finish). An operation's inputs hold unique label sets, so only
     /// dropping names (or `always_check`: rewriting labels) can make two results equal;
     /// the check for duplicates runs only then.
-    fn finish_checked(&mut self, mut v: Instant, always_check: bool) -> Result<Instant, QueryError> {
+    fn finish_checked(
+        &mut self,
+        mut v: Instant,
+        always_check: bool,
+    ) -> Result<Instant, QueryError> {
         if let Instant::Vector(samples) = &mut v {
             let mut dropped = false;
             if !self.delayed_name_removal {
@@ -793,15 +796,7 @@ impl<'s> Evaluator<'s> {
             } => {
                 let l = self.eval(lhs, ts)?;
                 let r = self.eval(rhs, ts)?;
-                let v = binary::eval(
-                    *op,
-                    l,
-                    r,
-                    *return_bool,
-                    matching,
-                    ts,
-                    &mut self.signatures,
-                )?;
+                let v = binary::eval(*op, l, r, *return_bool, matching, ts, &mut self.signatures)?;
                 self.finish(v)
             }
             Expr::Call {

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-use kiln_exposition::{MetricFamily, MetricType, encode_text_family_header, encode_text_sample};
+use kiln_exposition::{MetricType, encode_text_header as header, encode_text_sample};
 use kiln_model::Labels;
 use parking_lot::Mutex;
 
@@ -312,16 +312,4 @@ pub(crate) fn write_highest_timestamp(newest_ms: Option<i64>, out: &mut Vec<u8>)
 /// A millisecond timestamp in seconds (0 before the first sample).
 fn seconds(ms: i64) -> f64 {
     if ms > 0 { ms as f64 / 1000.0 } else { 0.0 }
-}
-
-fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType) {
-    encode_text_family_header(
-        out,
-        &MetricFamily {
-            name,
-            help: Some(help),
-            kind,
-            unit: None,
-        },
-    );
 }

@@ -2,9 +2,9 @@
 //! Prometheus writes them: timestamps as Unix seconds (`1435781451.781`, `1`), sample
 //! values as strings in Go's shortest `'f'` format (`"0.5"`, `"NaN"`, `"+Inf"`).
 
-use std::fmt::Write as _;
 use kiln_model::Labels;
 use kiln_promql::{Sample, Series, Value};
+use std::fmt::Write as _;
 
 /// Appends a JSON string literal.
 pub(crate) fn string(out: &mut String, s: &str) {

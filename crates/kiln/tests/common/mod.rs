@@ -329,3 +329,19 @@ pub(crate) fn wait_for(port: u16, query: &str, want: &[&str], limit: Duration) -
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// Backfills `examples/gpu-fleet.om` into a new Kiln data directory `data` (blocks).
+pub(crate) fn backfill_example(data: &Path) {
+    let om = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gpu-fleet.om");
+    ok_stdout(
+        "backfill",
+        kiln(&[
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "-q",
+            om,
+            data.to_str().expect("path"),
+        ]),
+    );
+}
