@@ -560,3 +560,75 @@ fn a_new_series_with_uncommitted_samples_survives_head_truncation() {
         "and its sample is in the WAL checkpoint"
     );
 }
+
+#[test]
+fn a_clean_shutdown_skips_sample_replay_and_loses_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let all = [Matcher::new(MatchType::Regex, "__name__", ".+").expect("matcher")];
+    // 70 minutes: every series has a partly filled open chunk at the end.
+    let db = Db::open(&dir, opts()).expect("open");
+    fill(&db, 0, 1);
+    fill(&db, HOUR, 1);
+    let want = read(&db, 0, 4 * HOUR, &all);
+    assert_eq!(total_samples(&want), 4 * 120);
+    db.close().expect("close");
+    assert!(
+        dir.join("clean-shutdown").is_file(),
+        "a clean close is recorded"
+    );
+
+    // The record counts once, and only for the WAL it describes.
+    let db = Db::open(&dir, opts()).expect("reopen after a clean close");
+    assert!(
+        !dir.join("clean-shutdown").exists(),
+        "the record is used up"
+    );
+    assert_eq!(
+        read(&db, 0, 4 * HOUR, &all),
+        want,
+        "every sample from chunk files"
+    );
+    // New samples go on after the old ones (duplicates and out-of-order still refused).
+    {
+        let mut app = db.appender();
+        let l = labels(0, "train");
+        assert!(
+            app.append(0, &l, 2 * HOUR - MIN, SampleValue::Float(1.0))
+                .is_err()
+        );
+        app.append(0, &l, 2 * HOUR, SampleValue::Float(7.0))
+            .expect("append after the newest sample");
+        app.commit().expect("commit");
+    }
+    // A crash: no close, no record; the next open replays the WAL in full.
+    drop(db);
+    assert!(!dir.join("clean-shutdown").exists());
+    let db = Db::open(&dir, opts()).expect("reopen after a crash");
+    let after = read(&db, 0, 4 * HOUR, &all);
+    assert_eq!(total_samples(&after), 4 * 120 + 1);
+    db.close().expect("close");
+
+    // A record that no longer matches the WAL (written to after the close) is ignored.
+    {
+        let mut wal = kiln_tsdb::wal::Wal::open(dir.join("wal"), Default::default()).expect("wal");
+        let mut buf = Vec::new();
+        kiln_tsdb::wal::record::encode_samples(
+            &[kiln_tsdb::wal::RefSample {
+                id: 1,
+                t: 3 * HOUR,
+                v: 9.0,
+            }],
+            &mut buf,
+        );
+        wal.log_record(&buf).expect("log");
+        wal.close().expect("close wal");
+    }
+    let db = Db::open(&dir, opts()).expect("reopen with a moved WAL");
+    let moved = read(&db, 0, 4 * HOUR, &all);
+    assert_eq!(
+        total_samples(&moved),
+        4 * 120 + 2,
+        "the sample written after the record is replayed"
+    );
+}

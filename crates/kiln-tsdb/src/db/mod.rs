@@ -17,6 +17,7 @@
 //! own (see [`crate::head`]).
 
 mod chunk_querier;
+mod clean_shutdown;
 mod compact;
 mod delete;
 mod open;
@@ -165,13 +166,24 @@ impl Db {
     /// Syncs and closes the WAL. Dropping a `Db` without closing loses nothing that was
     /// committed (every commit reached the kernel); closing also makes the WAL's tail
     /// survive a power loss.
+    ///
+    /// Closing also writes every open head chunk to `chunks_head/` and, when all of them
+    /// made it, records where the WAL ends (see [`clean_shutdown`]): the next open then
+    /// finds every sample in chunk files and reads only the WAL's series and tombstones,
+    /// instead of replaying every sample (Prometheus's snapshot-on-shutdown, done with
+    /// the files a head already has).
     pub fn close(self) -> Result<(), DbError> {
+        let all_in_chunks = !self.opts.read_only && self.head.persist_open_chunks();
+        let had_wal = self.head.wal.is_some();
         if let Some(wal) = self.head.wal {
             wal.into_inner().close()?;
         }
         if let Some(disk) = self.head.chunk_disk {
             disk.close()
                 .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
+        }
+        if all_in_chunks && had_wal {
+            clean_shutdown::record(&self.dir)?;
         }
         Ok(())
     }

@@ -40,15 +40,31 @@ impl Db {
         if let Some(t) = min_valid {
             replay_head.set_min_valid_time(t);
         }
+        // Only a read-write open adopts chunk files, and only then can samples be skipped.
+        let clean = super::clean_shutdown::take(&dir, opts.read_only)? && !opts.read_only;
         let mut disk_chunks = DiskChunks::default();
+        let mut chunks_kept = false;
         if !opts.read_only {
             let disk = ChunkDiskMapper::open(&dir.join("chunks_head"))
                 .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
+            chunks_kept = !disk.discarded_files();
             disk_chunks = load_disk_chunks(&disk, min_valid.unwrap_or(i64::MIN))?;
             replay_head.attach_chunk_disk(disk);
         }
         if wal_dir.is_dir() {
-            replay_wal(&replay_head, &wal_dir, opts.read_only, disk_chunks)?;
+            let series_only = clean && chunks_kept;
+            if series_only {
+                info!(
+                    "clean shutdown: samples are in the head chunk files; reading the WAL's series only"
+                );
+            }
+            replay_wal(
+                &replay_head,
+                &wal_dir,
+                opts.read_only,
+                disk_chunks,
+                series_only,
+            )?;
         }
         let head = if opts.read_only {
             replay_head
@@ -184,8 +200,10 @@ fn replay_wal(
     wal_dir: &Path,
     read_only: bool,
     disk_chunks: DiskChunks,
+    series_only: bool,
 ) -> Result<(), DbError> {
     let mut state = Replay {
+        series_only,
         head,
         by_wal_id: SeriesById::default(),
         disk_chunks,
@@ -278,6 +296,8 @@ impl SeriesById {
 
 struct Replay<'h> {
     head: &'h Head,
+    /// Skip sample records: every sample is in adopted chunk files (clean shutdown).
+    series_only: bool,
     by_wal_id: SeriesById,
     disk_chunks: DiskChunks,
     series: Vec<RefSeries>,
@@ -309,6 +329,7 @@ impl Replay<'_> {
                     self.by_wal_id.insert(s.id, series);
                 }
             }
+            RecordType::Samples if self.series_only => {}
             RecordType::Samples => {
                 self.samples.clear();
                 if let Err(e) = record::decode_samples(rec, &mut self.samples) {

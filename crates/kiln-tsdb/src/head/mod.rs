@@ -400,6 +400,22 @@ impl Head {
     }
 
     /// Every series, in no particular order.
+    /// Writes every series' open chunk to the chunk files; true when all of them (and so
+    /// every sample of the head) are now on disk.
+    pub(crate) fn persist_open_chunks(&self) -> bool {
+        let Some(disk) = self.chunk_disk.as_ref() else {
+            return false;
+        };
+        let mut all = !disk.has_failed();
+        for s in self.all_series() {
+            if let Err(e) = s.data.lock().persist_open(s.id, disk) {
+                tracing::warn!(series = s.id, error = %e, "writing an open chunk at shutdown failed; the next start replays the WAL");
+                all = false;
+            }
+        }
+        all
+    }
+
     pub(crate) fn all_series(&self) -> Vec<Arc<MemSeries>> {
         let mut out = Vec::new();
         for stripe in self.stripes.iter() {

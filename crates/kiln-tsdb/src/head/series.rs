@@ -208,6 +208,35 @@ impl SeriesData {
         self.open.reset();
     }
 
+    /// Writes the open chunk to `disk` as a closed chunk, so that every sample of the
+    /// series is in the chunk files (a clean shutdown; see `Db::close`). Leaves the open
+    /// chunk as it was on error.
+    pub(crate) fn persist_open(
+        &mut self,
+        id: u64,
+        disk: &ChunkDiskMapper,
+    ) -> Result<(), HeadChunksError> {
+        if self.open.num_samples() == 0 {
+            return Ok(());
+        }
+        let min_time = self.open_min_time;
+        let max_time = self.last().map_or(min_time, |(t, _)| t);
+        let chunk_ref = disk.write_chunk(
+            id,
+            min_time,
+            max_time,
+            Encoding::Xor.as_u8(),
+            self.open.bytes(),
+        )?;
+        self.closed.push(ClosedChunk {
+            min_time,
+            max_time,
+            loc: ChunkLocation::Disk(chunk_ref),
+        });
+        self.open.reset();
+        Ok(())
+    }
+
     /// Drops every chunk whose samples are all before `mint`. Returns whether the series
     /// is now empty.
     pub(crate) fn truncate_before(&mut self, mint: Timestamp) -> bool {

@@ -196,6 +196,8 @@ pub(crate) struct ChunkDiskMapper {
     state: RwLock<State>,
     /// Set by the first failed write; see [`ChunkDiskMapper::write_chunk`].
     failed: AtomicBool,
+    /// Whether open found an earlier failure's marker and discarded the files.
+    discarded: bool,
 }
 
 /// Name of the file that records a failed chunk write (not a chunk file name: those are
@@ -232,7 +234,8 @@ impl ChunkDiskMapper {
         }
         fs::create_dir_all(dir).map_err(HeadChunksError::io("create directory", dir))?;
         let marker = dir.join(WRITE_FAILED_MARKER);
-        if marker.exists() {
+        let discarded = marker.exists();
+        if discarded {
             // A chunk write failed in an earlier run: the files may miss a chunk in the
             // middle of a series, so they cannot be adopted. The WAL has every sample.
             tracing::warn!(dir = %dir.display(), "an earlier head chunk write failed; discarding chunk files");
@@ -272,6 +275,7 @@ impl ChunkDiskMapper {
                 next_seq,
             }),
             failed: AtomicBool::new(false),
+            discarded,
         })
     }
 
@@ -511,6 +515,16 @@ impl ChunkDiskMapper {
     }
 
     /// Writes everything out, fsyncs the active file and the directory, and closes.
+    /// Whether this open discarded the files of a run whose writes failed.
+    pub(crate) fn discarded_files(&self) -> bool {
+        self.discarded
+    }
+
+    /// Whether a write failed in this run (the next open discards the files).
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
     pub(crate) fn close(self) -> Result<()> {
         self.state
             .write()
