@@ -254,3 +254,39 @@ fn long_range_queries_split_over_threads_match_instant_queries() {
         }
     }
 }
+
+#[test]
+fn dropping_names_that_makes_duplicates_is_an_error_at_every_step() {
+    let st = MemStorage::new();
+    {
+        let mut app = st.appender();
+        for i in 0..=60i64 {
+            for name in ["a_total", "b_total"] {
+                let l = Labels::from_pairs(&[("__name__", name), ("x", "1")]);
+                app.append(0, &l, i * 15_000, SampleValue::Float(i as f64))
+                    .expect("append");
+            }
+            let l = Labels::from_pairs(&[("__name__", "c_total"), ("x", "2")]);
+            app.append(0, &l, i * 15_000, SampleValue::Float(i as f64))
+                .expect("append");
+        }
+        app.commit().expect("commit");
+    }
+    let e = Engine::default();
+    // Two series that differ only by name collide once the name is gone.
+    for q in [
+        r#"rate({__name__=~"a_total|b_total"}[5m])"#,
+        r#"{__name__=~"a_total|b_total"} * 2"#,
+    ] {
+        let err = e
+            .range_query(&st, q, 300_000, 900_000, 15_000)
+            .expect_err(q)
+            .to_string();
+        assert!(err.contains("same labelset"), "{q}: {err}");
+        let err = e.instant_query(&st, q, 600_000).expect_err(q).to_string();
+        assert!(err.contains("same labelset"), "{q}: {err}");
+    }
+    // Names that do not collide are fine.
+    e.range_query(&st, "rate(c_total[5m])", 300_000, 900_000, 15_000)
+        .expect("one name");
+}

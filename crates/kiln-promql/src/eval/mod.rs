@@ -128,6 +128,11 @@ pub(crate) struct Evaluator<'s> {
     /// Label sets without `__name__`, by the address of the label set they came from
     /// (kept alive beside): the same series lose their name at every step.
     nameless: HashMap<usize, (Labels, Labels), HashKeyed>,
+    /// The first input (by address) seen for each nameless label set (by hash).
+    nameless_outputs: HashMap<u64, usize, HashKeyed>,
+    /// Whether two label sets met so far lose their difference without `__name__` (or
+    /// a hash of two outputs met): only then can dropping names make duplicates.
+    names_may_collide: bool,
     /// Aggregation group label sets by (aggregation node, group hash).
     pub(crate) group_labels: HashMap<(usize, u64), Labels, HashKeyed>,
     pub(crate) signatures: Signatures,
@@ -255,6 +260,8 @@ pub(crate) fn run(
         invariant_cache: HashMap::new(),
         cursors: HashMap::new(),
         nameless: HashMap::default(),
+        nameless_outputs: HashMap::default(),
+        names_may_collide: false,
         group_labels: HashMap::default(),
         signatures: Signatures::default(),
         counter_checked: Default::default(),
@@ -414,7 +421,9 @@ impl Evaluator<'_> {
                     dropped = true;
                 }
             }
-            if dropped || always_check {
+            // Dropped names can only collide if two series ever lost their name to the
+            // same label set in this query (see `without_name`).
+            if always_check || (dropped && self.names_may_collide) {
                 check_unique(samples)?;
             }
         }
@@ -425,12 +434,25 @@ impl Evaluator<'_> {
     fn without_name(&mut self, l: &Labels) -> Labels {
         if self.nameless.len() > 1_000_000 {
             self.nameless.clear();
+            self.nameless_outputs.clear();
+            // What was learnt about collisions is gone with the entries.
+            self.names_may_collide = true;
+        }
+        if let Some((_, out)) = self.nameless.get(&l.buffer_addr()) {
+            return out.clone();
+        }
+        let out = drop_name(l);
+        // Two label sets that differ only in their name lose their difference here.
+        let first = *self
+            .nameless_outputs
+            .entry(out.hash())
+            .or_insert_with(|| l.buffer_addr());
+        if first != l.buffer_addr() {
+            self.names_may_collide = true;
         }
         self.nameless
-            .entry(l.buffer_addr())
-            .or_insert_with(|| (l.clone(), drop_name(l)))
-            .1
-            .clone()
+            .insert(l.buffer_addr(), (l.clone(), out.clone()));
+        out
     }
 }
 
@@ -518,6 +540,8 @@ impl<'s> Evaluator<'s> {
             invariant_cache: HashMap::new(),
             cursors: HashMap::new(),
             nameless: HashMap::default(),
+            nameless_outputs: HashMap::default(),
+            names_may_collide: false,
             group_labels: HashMap::default(),
             signatures: Signatures::default(),
             counter_checked: Default::default(),
