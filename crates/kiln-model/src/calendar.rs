@@ -1,5 +1,5 @@
 //! Civil (proleptic Gregorian, UTC) dates from Unix days, for formatting times and for
-//! PromQL's date functions. No time zones, no I/O.
+//! PromQL's date functions, and the wall clock as Unix milliseconds. No time zones.
 
 /// Days since 1970-01-01 to (year, month 1-12, day 1-31).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -117,6 +117,14 @@ pub fn go_time_string_utc(unix_nanos: i128) -> String {
     }
     out.push_str(" +0000 UTC");
     out
+}
+
+/// The wall clock as Unix milliseconds (0 before 1970, saturating far in the future):
+/// the timestamp of scrapes, rule evaluations and "now" in the APIs.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

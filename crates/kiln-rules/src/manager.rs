@@ -188,7 +188,9 @@ impl RuleManager {
         let labels = self.external_labels.read().clone();
         let _ = tokio::task::spawn_blocking(move || {
             let env = env(&opts, &labels);
-            group.lock().mark_stale(&env, unix_ms());
+            group
+                .lock()
+                .mark_stale(&env, kiln_model::calendar::now_ms());
         })
         .await;
     }
@@ -237,9 +239,9 @@ async fn run_group(
         let g = group.lock();
         (g.interval_ms, group_offset(&g))
     };
-    let mut next = eval_timestamp(unix_ms(), interval, offset) + interval;
+    let mut next = eval_timestamp(kiln_model::calendar::now_ms(), interval, offset) + interval;
     loop {
-        let wait = (next - unix_ms()).max(0) as u64;
+        let wait = (next - kiln_model::calendar::now_ms()).max(0) as u64;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -260,7 +262,7 @@ async fn run_group(
             tracing::error!(error = %e, "rule group evaluation task failed");
         }
         next += interval;
-        let now = unix_ms();
+        let now = kiln_model::calendar::now_ms();
         if now >= next + interval {
             // Overran: skip the slots that already passed.
             let missed = (now - next) / interval;
@@ -268,12 +270,6 @@ async fn run_group(
             next += missed * interval;
         }
     }
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

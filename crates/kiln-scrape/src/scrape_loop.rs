@@ -206,7 +206,7 @@ pub async fn run_scrape_loop(
     let series_labels = target.series_labels();
     // A stable offset in [0, interval) from the target's identity.
     let offset_ms = target.labels().hash() % interval.as_millis().max(1) as u64;
-    let now_ms = unix_ms();
+    let now_ms = kiln_model::calendar::now_ms();
     let interval_ms = interval.as_millis() as i64;
     let next_ms = (now_ms - now_ms.rem_euclid(interval_ms)) + offset_ms as i64;
     let first = if next_ms < now_ms {
@@ -225,7 +225,7 @@ pub async fn run_scrape_loop(
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s != LoopControl::Run) => break,
         }
-        let t = unix_ms();
+        let t = kiln_model::calendar::now_ms();
         let began = Instant::now();
         let mut body = buffers.take(last_body_len);
         let format = fetch(&client, &config, &target, &mut body).await;
@@ -281,7 +281,7 @@ pub async fn run_scrape_loop(
         return;
     }
     // End of the target: make its series stale.
-    let t = unix_ms();
+    let t = kiln_model::calendar::now_ms();
     let _ = tokio::task::spawn_blocking(move || {
         let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
         let mut app = storage.appender();
@@ -303,12 +303,6 @@ pub async fn run_scrape_loop(
         }
     })
     .await;
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

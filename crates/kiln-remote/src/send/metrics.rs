@@ -116,9 +116,12 @@ pub fn write_metrics(queues: &[QueueView<'_>], out: &mut Vec<u8>) {
         ),
         (
             "prometheus_remote_storage_samples_dropped_total",
-            "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.",
+            "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling, due to being too old (sample_age_limit) or unintentionally because of an unknown reference ID.",
             MetricType::Counter,
-            |q| q.metrics.samples_dropped_relabel.load(Relaxed) as f64,
+            |q| {
+                (q.metrics.samples_dropped_relabel.load(Relaxed)
+                    + q.metrics.samples_dropped_too_old.load(Relaxed)) as f64
+            },
         ),
         (
             "prometheus_remote_storage_samples_pending",
@@ -226,35 +229,28 @@ pub fn write_metrics(queues: &[QueueView<'_>], out: &mut Vec<u8>) {
         "Duration of send calls to the remote storage.",
         MetricType::Histogram,
     );
+    let (bucket, sum, count) = (
+        format!("{name}_bucket"),
+        format!("{name}_sum"),
+        format!("{name}_count"),
+    );
     for q in queues {
         let h = q.metrics.batch_durations.lock();
-        let bucket = format!("{name}_bucket");
-        for (i, le) in BATCH_BUCKETS.iter().enumerate() {
-            let le = kiln_model::format_go_float(*le);
-            let l = Labels::from_pairs(&[
-                ("__name__", bucket.as_str()),
-                ("le", le.as_str()),
+        let mut sample = |metric: &str, le: Option<&str>, v: f64| {
+            let mut pairs = vec![
+                ("__name__", metric),
                 ("remote_name", q.name),
                 ("url", q.url),
-            ]);
-            encode_text_sample(out, &l, h.counts[i] as f64, None);
+            ];
+            pairs.extend(le.map(|le| ("le", le)));
+            encode_text_sample(out, &Labels::from_pairs(&pairs), v, None);
+        };
+        for (le, n) in BATCH_BUCKETS.iter().zip(h.counts) {
+            sample(&bucket, Some(&kiln_model::format_go_float(*le)), n as f64);
         }
-        let l = Labels::from_pairs(&[
-            ("__name__", bucket.as_str()),
-            ("le", "+Inf"),
-            ("remote_name", q.name),
-            ("url", q.url),
-        ]);
-        encode_text_sample(out, &l, h.count as f64, None);
-        for (suffix, v) in [("_sum", h.sum), ("_count", h.count as f64)] {
-            let n = format!("{name}{suffix}");
-            let l = Labels::from_pairs(&[
-                ("__name__", n.as_str()),
-                ("remote_name", q.name),
-                ("url", q.url),
-            ]);
-            encode_text_sample(out, &l, v, None);
-        }
+        sample(&bucket, Some("+Inf"), h.count as f64);
+        sample(&sum, None, h.sum);
+        sample(&count, None, h.count as f64);
     }
     let watcher: &[(&str, &str, MetricType, Get)] = &[
         (
@@ -312,4 +308,42 @@ pub(crate) fn write_highest_timestamp(newest_ms: Option<i64>, out: &mut Vec<u8>)
 /// A millisecond timestamp in seconds (0 before the first sample).
 fn seconds(ms: i64) -> f64 {
     if ms > 0 { ms as f64 / 1000.0 } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_durations_are_a_histogram_per_queue() {
+        let m = QueueMetrics::default();
+        m.observe_batch(0.004);
+        m.observe_batch(3.0);
+        let view = QueueView {
+            name: "a",
+            url: "http://x/api/v1/write",
+            capacity: 1,
+            min_shards: 1,
+            max_shards: 2,
+            max_samples_per_send: 10,
+            pending: 0,
+            metrics: &m,
+        };
+        let mut out = Vec::new();
+        write_metrics(&[view], &mut out);
+        let text = String::from_utf8(out).unwrap_or_default();
+        let name = "prometheus_remote_storage_sent_batch_duration_seconds";
+        let labels = r#"remote_name="a",url="http://x/api/v1/write""#;
+        for want in [
+            format!("{name}_bucket{{le=\"0.005\",{labels}}} 1\n"),
+            format!("{name}_bucket{{le=\"2.5\",{labels}}} 1\n"),
+            format!("{name}_bucket{{le=\"5\",{labels}}} 2\n"),
+            format!("{name}_bucket{{le=\"+Inf\",{labels}}} 2\n"),
+            format!("{name}_sum{{{labels}}} 3.004\n"),
+            format!("{name}_count{{{labels}}} 2\n"),
+            format!("prometheus_remote_storage_shards_max{{{labels}}} 2\n"),
+        ] {
+            assert!(text.contains(&want), "{want}in\n{text}");
+        }
+    }
 }

@@ -240,7 +240,7 @@ async fn send_metadata(ctx: Arc<ShardContext>, source: MetadataSource, stop: Arc
             continue;
         }
         for chunk in all.chunks(md.max_samples_per_send.max(1)) {
-            let body = request::encode_metadata_v1(chunk);
+            let body = bytes::Bytes::from(request::encode_metadata_v1(chunk));
             let n = chunk.len() as u64;
             let mut backoff = ctx.config.queue_config.min_backoff.as_std();
             for attempt in 0..3 {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kiln_config::{ProtobufMessage, RemoteWriteConfig};
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
@@ -131,10 +132,11 @@ async fn send_batch(ctx: &ShardContext, batch: &mut Vec<QueuedSample>) {
     let mut backoff = q.min_backoff.as_std();
     let max_backoff = q.max_backoff.as_std();
     let mut done: Vec<(u64, usize)> = Vec::new();
-    let mut body: Option<Vec<u8>> = None;
+    // Encoded once per batch (again only if old samples were dropped); retries share it.
+    let mut body: Option<Bytes> = None;
     loop {
         if q.sample_age_limit.as_millis() > 0 {
-            let oldest_ok = now_ms() - q.sample_age_limit.as_millis();
+            let oldest_ok = kiln_model::calendar::now_ms() - q.sample_age_limit.as_millis();
             let before = batch.len();
             batch.retain(|s| {
                 let keep = s.t >= oldest_ok;
@@ -154,17 +156,14 @@ async fn send_batch(ctx: &ShardContext, batch: &mut Vec<QueuedSample>) {
         if batch.is_empty() {
             break;
         }
-        let payload = match &body {
-            Some(b) => b.clone(),
-            None => {
-                let b = match ctx.config.protobuf_message {
+        let payload = body
+            .get_or_insert_with(|| {
+                Bytes::from(match ctx.config.protobuf_message {
                     ProtobufMessage::V1 => encode_v1(batch),
                     ProtobufMessage::V2 => encode_v2(batch, &ctx.metadata.read()),
-                };
-                body = Some(b.clone());
-                b
-            }
-        };
+                })
+            })
+            .clone();
         let bytes = payload.len() as u64;
         let started = Instant::now();
         let outcome = post(ctx, payload).await;
@@ -212,7 +211,7 @@ fn add_run(runs: &mut Vec<(u64, usize)>, seq: u64) {
 }
 
 /// POSTs one snappy-compressed body with the protocol's headers.
-pub(crate) async fn post(ctx: &ShardContext, body: Vec<u8>) -> Outcome {
+pub(crate) async fn post(ctx: &ShardContext, body: Bytes) -> Outcome {
     let c = &ctx.config;
     let mut req = match ctx.client.request(reqwest::Method::POST, &c.url) {
         Ok(r) => r,
@@ -257,10 +256,4 @@ pub(crate) async fn post(ctx: &ShardContext, body: Vec<u8>) -> Outcome {
     } else {
         Outcome::Refused(reason)
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -703,8 +703,4 @@ pub(crate) async fn buildinfo() -> Response {
     json_response(StatusCode::OK, json::success(&data, &[], &[]))
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use kiln_model::calendar::now_ms;

@@ -21,6 +21,8 @@
 
 use std::path::{Path, PathBuf};
 
+use tracing::warn;
+
 use super::checkpoint::last_checkpoint;
 use super::error::{CorruptionReason, Result, WalError};
 use super::reader::WalReader;
@@ -55,16 +57,6 @@ pub enum WalEvent<'a> {
     Lost { from: u64, to: u64 },
 }
 
-/// Counters of what the follower read, for metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct FollowStats {
-    pub series_records: u64,
-    pub sample_records: u64,
-    pub other_records: u64,
-    /// Records that did not decode (skipped).
-    pub bad_records: u64,
-}
-
 /// Follows a WAL directory. See the module docs.
 pub struct WalFollower {
     dir: PathBuf,
@@ -73,7 +65,6 @@ pub struct WalFollower {
     checkpoint: Option<u64>,
     decoder: RecordDecoder,
     decoded: DecodedRecord,
-    stats: FollowStats,
 }
 
 impl WalFollower {
@@ -103,7 +94,6 @@ impl WalFollower {
             checkpoint: None,
             decoder: RecordDecoder::new(),
             decoded: DecodedRecord::default(),
-            stats: FollowStats::default(),
         };
         f.read_checkpoint(&mut on_event)?;
         let segments = list_segments(dir)?;
@@ -153,10 +143,6 @@ impl WalFollower {
     /// The position of the next record to read.
     pub fn position(&self) -> WalPosition {
         self.pos
-    }
-
-    pub fn stats(&self) -> FollowStats {
-        self.stats
     }
 
     /// Reads everything appended since the last call, handing each record to `on_event`;
@@ -216,7 +202,11 @@ impl WalFollower {
                     let (n, end) = self.read_from(&path, &mut on_event)?;
                     read += n;
                     if matches!(end, SegmentEnd::Unfinished) {
-                        self.stats.bad_records += 1;
+                        warn!(
+                            segment = self.pos.segment,
+                            offset = self.pos.offset,
+                            "WAL segment ends inside a record; following from the next segment"
+                        );
                         self.pos = WalPosition {
                             segment: self.pos.segment + 1,
                             offset: 0,
@@ -246,7 +236,7 @@ impl WalFollower {
                     series: &self.decoded.series,
                     segment: idx,
                 }),
-                Err(_) => self.stats.bad_records += 1,
+                Err(e) => warn!(error = %e, "skipping an undecodable WAL record"),
             }
         }
         self.checkpoint = Some(idx);
@@ -282,7 +272,7 @@ impl WalFollower {
                         series: &self.decoded.series,
                         segment: index,
                     }),
-                    Err(_) => self.stats.bad_records += 1,
+                    Err(e) => warn!(error = %e, "skipping an undecodable WAL record"),
                 }
             }
             end = reader.last_position().map_or(end, |p| p.end);
@@ -323,21 +313,19 @@ impl WalFollower {
             n += 1;
             match decoded {
                 Ok(RecordType::Series) => {
-                    self.stats.series_records += 1;
                     on_event(WalEvent::Series {
                         series: &self.decoded.series,
                         segment,
                     });
                 }
                 Ok(RecordType::Samples) => {
-                    self.stats.sample_records += 1;
                     on_event(WalEvent::Samples {
                         samples: &self.decoded.samples,
                         end,
                     });
                 }
-                Ok(_) => self.stats.other_records += 1,
-                Err(_) => self.stats.bad_records += 1,
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "skipping an undecodable WAL record"),
             }
             self.pos = end;
         }

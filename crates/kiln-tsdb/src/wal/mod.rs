@@ -76,7 +76,7 @@ pub use checkpoint::{CheckpointStats, checkpoint, last_checkpoint};
 pub use error::{
     Compression, CorruptionError, CorruptionReason, SegmentLocation, WalError, WalErrorKind,
 };
-pub use follow::{FollowStats, WalEvent, WalFollower, WalPosition};
+pub use follow::{WalEvent, WalFollower, WalPosition};
 pub use reader::{RawRecord, RecordPosition, WalReader};
 pub use record::{
     DecodedRecord, RecordDecoder, RecordError, RecordType, RefSample, RefSeries, Stone,
