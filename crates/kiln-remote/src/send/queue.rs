@@ -68,7 +68,10 @@ impl Follow {
         let mut shards = Shards::start(q.min_shards, &ctx, &self.rt);
         let mut resharding = Resharding::new(&metrics, q.min_shards);
         let mut last_save = Instant::now();
-        while !self.stop.load(Ordering::Relaxed) {
+        loop {
+            // Read once more after the stop request: what was committed before it (the
+            // last scrapes and rule evaluations) still goes out.
+            let stopping = self.stop.load(Ordering::Relaxed);
             let polled = follower.poll(|e| match e {
                 WalEvent::Samples { samples, end } => self.enqueue(samples, end, &known, &shards),
                 other => on_event(other, &mut known),
@@ -76,6 +79,9 @@ impl Follow {
             metrics
                 .wal_segment
                 .store(follower.position().segment, Ordering::Relaxed);
+            if stopping {
+                break;
+            }
             let idle = match polled {
                 Ok(n) => n == 0,
                 Err(e) => {
