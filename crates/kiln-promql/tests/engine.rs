@@ -290,3 +290,86 @@ fn dropping_names_that_makes_duplicates_is_an_error_at_every_step() {
     e.range_query(&st, "rate(c_total[5m])", 300_000, 900_000, 15_000)
         .expect("one name");
 }
+
+/// Range functions over plain matrix selectors are computed for all steps at once
+/// (step tables); every step must equal an instant query at that time, bit for bit,
+/// whatever the data: gaps longer than the range, staleness markers, counter resets,
+/// offsets, subqueries over them, functions that keep the name, constant arguments.
+#[test]
+fn range_functions_over_all_steps_equal_instant_queries() {
+    let st = MemStorage::new();
+    {
+        let mut app = st.appender();
+        for i in 0..=200i64 {
+            let t = i * 10_000;
+            for (inst, k) in [("a", 1.0), ("b", 3.0), ("c", 0.5)] {
+                // "b" pauses for 10 minutes, "c" goes stale for a while, all reset.
+                if inst == "b" && (60..120).contains(&i) {
+                    continue;
+                }
+                let v = if inst == "c" && (90..100).contains(&i) {
+                    kiln_model::STALE_NAN
+                } else {
+                    ((i % 70) as f64 * k).sin().abs() * 100.0 + (i % 70) as f64 * k
+                };
+                let l = Labels::from_pairs(&[("__name__", "work_total"), ("instance", inst)]);
+                app.append(0, &l, t, SampleValue::Float(v)).expect("append");
+            }
+        }
+        app.commit().expect("commit");
+    }
+    let e = Engine::default();
+    for q in [
+        "rate(work_total[1m])",
+        "increase(work_total[3m] offset 1m)",
+        "avg_over_time(work_total[5m])",
+        "max_over_time(work_total[2m])",
+        "last_over_time(work_total[1m])",
+        "quantile_over_time(0.9, work_total[4m])",
+        "predict_linear(work_total[10m], 2 * 3600)",
+        "deriv(work_total[5m])",
+        "double_exponential_smoothing(work_total[5m], 0.5, (0.1 + 0.2))",
+        "sum(irate(work_total[1m]))",
+        "deriv(rate(work_total[2m])[10m:])",
+        "max_over_time(rate(work_total[1m])[5m:30s] offset 30s)",
+        "rate(work_total[1m]) > 1",
+    ] {
+        for step in [7_000, 20_000, 60_000] {
+            let Value::Matrix(m) = e
+                .range_query(&st, q, 100_000, 1_900_000, step)
+                .unwrap_or_else(|err| panic!("{q}: {err}"))
+                .value
+            else {
+                panic!("{q}: matrix expected")
+            };
+            let mut points = 0;
+            for t in (100_000..=1_900_000).step_by(step as usize) {
+                let Value::Vector(v) = e.instant_query(&st, q, t).expect("instant").value else {
+                    panic!("{q}: vector expected")
+                };
+                for s in &v {
+                    let series = m
+                        .iter()
+                        .find(|x| x.labels == s.labels)
+                        .unwrap_or_else(|| panic!("{q} t={t}: {} missing", s.labels));
+                    let p = series
+                        .points
+                        .iter()
+                        .find(|p| p.0 == t)
+                        .unwrap_or_else(|| panic!("{q} t={t}: {} has no point", s.labels));
+                    assert!(
+                        p.1.to_bits() == s.v.to_bits() || (p.1.is_nan() && s.v.is_nan()),
+                        "{q} step={step} t={t} {}: {} vs {}",
+                        s.labels,
+                        p.1,
+                        s.v
+                    );
+                }
+                points += v.len();
+            }
+            let range_points: usize = m.iter().map(|s| s.points.len()).sum();
+            assert_eq!(range_points, points, "{q} step={step}: extra points");
+            assert!(points > 0, "{q} step={step}: no points at all");
+        }
+    }
+}

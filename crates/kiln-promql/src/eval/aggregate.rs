@@ -173,6 +173,24 @@ pub(crate) fn avg(vals: &[f64]) -> f64 {
     let Some(&first) = vals.first() else {
         return f64::NAN;
     };
+    // Fast path: the compensated sum of `kahan_inc` without its overflow checks. Once
+    // a partial sum is infinite it never becomes finite again, so a finite total means
+    // no step overflowed and the careful loop below would have taken exactly these
+    // steps.
+    let (mut sum, mut c) = (first, 0.0);
+    for &v in &vals[1..] {
+        let t = sum + v;
+        c += if sum.abs() >= v.abs() {
+            (sum - t) + v
+        } else {
+            (v - t) + sum
+        };
+        sum = t;
+    }
+    if sum.is_finite() {
+        let n = vals.len() as f64;
+        return sum / n + c / n;
+    }
     let (mut sum, mut c) = (first, 0.0);
     let mut incremental: Option<(f64, f64)> = None;
     for (i, &v) in vals.iter().enumerate().skip(1) {

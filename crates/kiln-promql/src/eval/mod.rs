@@ -10,8 +10,10 @@
 
 mod aggregate;
 mod binary;
+mod step_table;
 
 pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
+use step_table::{Grid, StepTable};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -119,6 +121,9 @@ pub(crate) struct Evaluator<'s> {
     loaded_samples: Arc<AtomicUsize>,
     /// Selector data by the selector node's address.
     data: Arc<HashMap<usize, Vec<Loaded>>>,
+    /// Range-function calls computed for every time they are evaluated at, by the call
+    /// node's address (see [`step_table`]).
+    tables: Arc<HashMap<usize, StepTable, HashKeyed>>,
     /// Subquery results by (node address, inner evaluation time).
     subquery_cache: HashMap<(usize, Timestamp), Vec<Sample>, HashKeyed>,
     /// Values of step-invariant subtrees by node address.
@@ -162,8 +167,9 @@ impl std::hash::Hasher for KeyHasher {
         self.write_u64(xxhash_rust::xxh3::xxh3_64(bytes));
     }
 
+    /// Times (multiples of a step, so low bits often zero): mixed as addresses are.
     fn write_i64(&mut self, n: i64) {
-        self.write_u64((n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        self.write_u64(spread(n as u64));
     }
 
     /// A single `u64` key (a hash already) is used as it is; a composite key mixes.
@@ -175,10 +181,25 @@ impl std::hash::Hasher for KeyHasher {
         };
     }
 
-    /// Addresses: Fibonacci hashing spreads them over the table.
+    /// Addresses: Fibonacci hashing, then the high half folded into the low one. The
+    /// table picks buckets by the low bits, and an aligned address times an odd
+    /// constant keeps its low zero bits: without the fold, keys crowd into a fraction
+    /// of the buckets and lookups walk long probe chains.
     fn write_usize(&mut self, n: usize) {
-        self.write_u64((n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        self.write_u64(spread(n as u64));
     }
+
+    /// Flags in composite keys: mixed like a number, not hashed as a byte string.
+    fn write_u8(&mut self, n: u8) {
+        self.write_usize(usize::from(n) + 1);
+    }
+}
+
+/// Fibonacci hashing with the high half folded into the low one (see
+/// [`KeyHasher::write_usize`]).
+fn spread(n: u64) -> u64 {
+    let x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^ (x >> 32)
 }
 
 /// `BuildHasher` of [`KeyHasher`].
@@ -256,6 +277,7 @@ pub(crate) fn run(
         max_samples: engine.opts.max_samples,
         loaded_samples: Arc::default(),
         data: Arc::default(),
+        tables: Arc::default(),
         subquery_cache: HashMap::default(),
         invariant_cache: HashMap::new(),
         cursors: HashMap::new(),
@@ -281,7 +303,20 @@ pub(crate) fn run(
             "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
         )));
     }
-    ev.preload(&expr, start, end)?;
+    let grid = if step == 0 {
+        Grid {
+            first: start,
+            step: 0,
+            count: 1,
+        }
+    } else {
+        Grid {
+            first: start,
+            step,
+            count: ((end - start) / step) as usize + 1,
+        }
+    };
+    ev.preload(&expr, start, end, Some(grid))?;
     let value = if step == 0 {
         match ev.eval(&expr, start)? {
             Instant::Scalar(v) => Value::Scalar { t: start, v },
@@ -536,6 +571,7 @@ impl<'s> Evaluator<'s> {
             max_samples: self.max_samples,
             loaded_samples: self.loaded_samples.clone(),
             data: self.data.clone(),
+            tables: self.tables.clone(),
             subquery_cache: HashMap::default(),
             invariant_cache: HashMap::new(),
             cursors: HashMap::new(),
@@ -652,8 +688,17 @@ impl<'s> Evaluator<'s> {
         }
     }
 
-    /// Loads every selector's data for evaluation times `[lo, hi]` of `e`.
-    fn preload(&mut self, e: &Expr, lo: Timestamp, hi: Timestamp) -> Result<(), QueryError> {
+    /// Loads every selector's data for evaluation times `[lo, hi]` of `e`, and builds
+    /// the step tables of range-function calls. `grid`: the times `e` is evaluated at
+    /// within `[lo, hi]`, when exactly known (it is not inside a subquery whose windows
+    /// leave gaps between the outer steps).
+    fn preload(
+        &mut self,
+        e: &Expr,
+        lo: Timestamp,
+        hi: Timestamp,
+        grid: Option<Grid>,
+    ) -> Result<(), QueryError> {
         match e {
             Expr::Number(_) | Expr::String(_) => Ok(()),
             Expr::Selector(sel) => {
@@ -667,31 +712,84 @@ impl<'s> Evaluator<'s> {
             Expr::Subquery {
                 expr,
                 range,
+                step,
                 offset,
                 at,
-                ..
             } => {
                 let (a, b) = self.shifted_span(*at, *offset, lo, hi);
-                self.preload(expr, a.saturating_sub(*range), b)
+                // The inner expression runs at every multiple of the step in each
+                // window `(t - range, t]`; over all outer times that is every multiple
+                // in `(a - range, b]` when the windows of consecutive outer times
+                // touch or overlap.
+                let step = step.unwrap_or(DEFAULT_SUBQUERY_STEP).max(1);
+                let windows_touch = at.is_some()
+                    || grid.is_some_and(|g| g.count == 1 || (g.step > 0 && g.step <= *range));
+                let first = a.saturating_sub(*range).div_euclid(step) * step + step;
+                let inner = (windows_touch && b >= first).then(|| Grid {
+                    first,
+                    step,
+                    count: ((b - first) / step) as usize + 1,
+                });
+                self.preload(expr, a.saturating_sub(*range), b, inner)
             }
             Expr::Aggregate { expr, param, .. } => {
                 if let Some(p) = param {
-                    self.preload(p, lo, hi)?;
+                    self.preload(p, lo, hi, grid)?;
                 }
-                self.preload(expr, lo, hi)
+                self.preload(expr, lo, hi, grid)
             }
             Expr::Binary { lhs, rhs, .. } => {
-                self.preload(lhs, lo, hi)?;
-                self.preload(rhs, lo, hi)
+                self.preload(lhs, lo, hi, grid)?;
+                self.preload(rhs, lo, hi, grid)
             }
-            Expr::Neg(e) | Expr::Paren(e) => self.preload(e, lo, hi),
-            Expr::Call { args, .. } => {
+            Expr::Neg(e) | Expr::Paren(e) => self.preload(e, lo, hi, grid),
+            Expr::Call {
+                func,
+                args,
+                arg_pos,
+                ..
+            } => {
                 for a in args {
-                    self.preload(a, lo, hi)?;
+                    self.preload(a, lo, hi, grid)?;
                 }
-                Ok(())
+                match grid {
+                    Some(g) if g.count >= 2 && !step_invariant(e) => {
+                        self.build_table(e, func, args, arg_pos, g)
+                    }
+                    _ => Ok(()),
+                }
             }
         }
+    }
+
+    /// Builds the step table of call `e` over `grid` when it is a [`GridCall`]
+    /// (see [`step_table`]), with the annotations its evaluation would give.
+    ///
+    /// [`GridCall`]: crate::functions::range::GridCall
+    fn build_table(
+        &mut self,
+        e: &Expr,
+        func: &str,
+        args: &[Expr],
+        arg_pos: &[ast::Pos],
+        grid: Grid,
+    ) -> Result<(), QueryError> {
+        let Some(call) = crate::functions::grid_call(self, func, args)? else {
+            return Ok(());
+        };
+        let data = self.data.clone();
+        let Some(series) = data.get(&key(call.sel)) else {
+            return Ok(());
+        };
+        let keep = crate::functions::range::keeps_name(func);
+        let Some((table, inputs)) =
+            step_table::build(series, &call, grid, keep, self.delayed_name_removal)
+        else {
+            return Ok(());
+        };
+        crate::functions::range::annotate(self, func, inputs.iter(), &call.scalars, arg_pos);
+        Arc::make_mut(&mut self.tables).insert(key(e), table);
+        Ok(())
     }
 
     fn load(&mut self, sel: &Selector, mint: Timestamp, maxt: Timestamp) -> Result<(), QueryError> {
@@ -829,6 +927,10 @@ impl<'s> Evaluator<'s> {
                 pos,
                 arg_pos,
             } => {
+                if let Some(v) = self.tables.get(&key(e)).and_then(|t| t.vector_at(ts)) {
+                    // Labels are final already (names dropped, checked distinct).
+                    return Ok(Instant::Vector(v));
+                }
                 let v = crate::functions::call(self, func, args, ts, *pos, arg_pos)?;
                 // These rewrite labels, so their results may collide whatever the names.
                 let relabels = matches!(func.as_str(), "label_replace" | "label_join");

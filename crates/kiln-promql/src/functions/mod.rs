@@ -9,7 +9,7 @@
 mod histogram;
 mod labels;
 mod math;
-mod range;
+pub(crate) mod range;
 
 use kiln_model::Timestamp;
 
@@ -195,6 +195,19 @@ pub(crate) fn call(
             ev.call_pos = (pos, arg_pos.to_vec());
             f(ev, args, vals, ts)
         }
+    }
+}
+
+/// The call to `name` as a [`range::GridCall`], when it is a range function whose
+/// values can be computed for a whole evaluation grid at once.
+pub(crate) fn grid_call<'e>(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &'e [Expr],
+) -> Result<Option<range::GridCall<'e>>, QueryError> {
+    match lookup(name).map(|def| def.kind) {
+        Some(Kind::Range(f)) => range::grid_call(ev, f, name, args),
+        _ => Ok(None),
     }
 }
 

@@ -1,12 +1,12 @@
 //! Functions over range vectors: `rate` and friends, `*_over_time`, `deriv`,
 //! `predict_linear`, `changes`, `resets`, `double_exponential_smoothing`.
 
-use kiln_model::Timestamp;
+use kiln_model::{Labels, Timestamp};
 
 use super::quantile;
-use crate::ast::{Expr, Pos, ValueType};
+use crate::ast::{Expr, Pos, Selector, ValueType};
 use crate::error::QueryError;
-use crate::eval::{Evaluator, Instant, RangeSeries};
+use crate::eval::{Evaluator, Instant};
 use crate::value::Sample;
 
 /// What a range function sees besides one series' window.
@@ -21,8 +21,24 @@ pub(crate) struct RangeCtx {
     pub(crate) scalars: Vec<f64>,
 }
 
+/// One series' samples inside a window, oldest first (staleness markers left out).
+pub(crate) struct Window<'a> {
+    pub(crate) ts: &'a [Timestamp],
+    pub(crate) vals: &'a [f64],
+}
+
+impl Window<'_> {
+    fn ts(&self) -> &[Timestamp] {
+        self.ts
+    }
+
+    fn vals(&self) -> &[f64] {
+        self.vals
+    }
+}
+
 /// A range function: one series' window in, at most one value out.
-pub(crate) type RangeFn = fn(&RangeCtx, &RangeSeries) -> Option<f64>;
+pub(crate) type RangeFn = fn(&RangeCtx, &Window<'_>) -> Option<f64>;
 
 /// Functions that keep the metric name.
 const KEEPS_NAME: [&str; 2] = ["last_over_time", "first_over_time"];
@@ -53,14 +69,7 @@ pub(super) fn call(
     ts: Timestamp,
     arg_pos: &[Pos],
 ) -> Result<Instant, QueryError> {
-    let Some(pos) = args
-        .iter()
-        .position(|a| a.value_type() == ValueType::Matrix)
-    else {
-        return Err(QueryError::bad_data(format!(
-            "expected a range vector argument in call to function {name:?}"
-        )));
-    };
+    let pos = matrix_arg(name, args)?;
     let Some((t, range)) = window_of(ev, &args[pos], ts) else {
         return Err(QueryError::bad_data(format!(
             "expected a range vector argument in call to function {name:?}"
@@ -86,16 +95,74 @@ pub(super) fn call(
             "expected a range vector argument in call to function {name:?}"
         )));
     };
+    annotate(
+        ev,
+        name,
+        series.iter().map(|s| &s.labels),
+        &scalars,
+        arg_pos,
+    );
+    let ctx = RangeCtx {
+        t,
+        ts,
+        range,
+        scalars,
+    };
+    let keep = keeps_name(name);
+    let mut out = Vec::with_capacity(series.len());
+    for s in &series {
+        let window = Window {
+            ts: s.ts(),
+            vals: s.vals(),
+        };
+        if let Some(v) = f(&ctx, &window) {
+            out.push(Sample {
+                labels: s.labels.clone(),
+                t: ts,
+                v,
+                drop_name: s.drop_name || !keep,
+            });
+        }
+    }
+    Ok(Instant::Vector(out))
+}
+
+/// Whether the function's results keep the metric name.
+pub(crate) fn keeps_name(name: &str) -> bool {
+    KEEPS_NAME.contains(&name)
+}
+
+/// The position of the range-vector argument of a call to `name`.
+fn matrix_arg(name: &str, args: &[Expr]) -> Result<usize, QueryError> {
+    args.iter()
+        .position(|a| a.value_type() == ValueType::Matrix)
+        .ok_or_else(|| {
+            QueryError::bad_data(format!(
+                "expected a range vector argument in call to function {name:?}"
+            ))
+        })
+}
+
+/// The annotations of a call to `name` over series with these label sets (those with
+/// samples in their window): `rate`/`increase` of a metric whose name says it is not a
+/// counter, a `quantile_over_time` quantile outside [0, 1].
+pub(crate) fn annotate<'l>(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    labels: impl Iterator<Item = &'l Labels>,
+    scalars: &[f64],
+    arg_pos: &[Pos],
+) {
     if matches!(name, "rate" | "increase") {
         // The same series come back at every step: look at each label set once. (An
         // address reused by another label set can only skip this info, never change a
         // result.)
         let mut checked: Option<&str> = None;
-        for s in &series {
-            if !ev.counter_checked.insert(s.labels.buffer_addr()) {
+        for l in labels {
+            if !ev.counter_checked.insert(l.buffer_addr()) {
                 continue;
             }
-            let m = s.labels.metric_name();
+            let m = l.metric_name();
             if m.is_none() || m == checked {
                 continue;
             }
@@ -121,29 +188,68 @@ pub(super) fn call(
             crate::eval::go_float(q)
         ));
     }
-    let ctx = RangeCtx {
-        t,
-        ts,
-        range,
-        scalars,
+}
+
+/// A call whose values can be computed for a whole evaluation grid at once (see
+/// [`crate::eval::StepTable`]): a range function over a matrix selector without `@`,
+/// its other arguments constant.
+pub(crate) struct GridCall<'e> {
+    pub(crate) f: RangeFn,
+    pub(crate) sel: &'e Selector,
+    pub(crate) range: i64,
+    pub(crate) scalars: Vec<f64>,
+}
+
+/// The [`GridCall`] of a call to `name`, if it is one.
+pub(crate) fn grid_call<'e>(
+    ev: &mut Evaluator<'_>,
+    f: RangeFn,
+    name: &str,
+    args: &'e [Expr],
+) -> Result<Option<GridCall<'e>>, QueryError> {
+    let Ok(pos) = matrix_arg(name, args) else {
+        return Ok(None);
     };
-    let keep = KEEPS_NAME.contains(&name);
-    let mut out = Vec::with_capacity(series.len());
-    for s in &series {
-        if let Some(v) = f(&ctx, s) {
-            out.push(Sample {
-                labels: s.labels.clone(),
-                t: ts,
-                v,
-                drop_name: s.drop_name || !keep,
-            });
+    let Expr::Matrix { sel, range } = unwrap_paren(&args[pos]) else {
+        return Ok(None);
+    };
+    if sel.at.is_some() {
+        return Ok(None);
+    }
+    let mut scalars = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        if i == pos {
+            continue;
+        }
+        if !constant(a) {
+            return Ok(None);
+        }
+        // Constant: any evaluation time gives the same value.
+        match ev.eval(a, 0)? {
+            Instant::Scalar(v) => scalars.push(v),
+            _ => return Ok(None),
         }
     }
-    Ok(Instant::Vector(out))
+    Ok(Some(GridCall {
+        f,
+        sel,
+        range: *range,
+        scalars,
+    }))
+}
+
+/// Whether `e` is arithmetic over number literals only.
+fn constant(e: &Expr) -> bool {
+    match e {
+        Expr::Number(_) => true,
+        Expr::Paren(inner) | Expr::Neg(inner) => constant(inner),
+        Expr::Binary { lhs, rhs, .. } => constant(lhs) && constant(rhs),
+        _ => false,
+    }
 }
 
 /// Prometheus's extrapolated rate, increase and delta.
-fn extrapolated(ctx: &RangeCtx, s: &RangeSeries, counter: bool, rate: bool) -> Option<f64> {
+fn extrapolated(ctx: &RangeCtx, s: &Window<'_>, counter: bool, rate: bool) -> Option<f64> {
     let n = s.ts().len();
     if n < 2 {
         return None;
@@ -186,19 +292,19 @@ fn extrapolated(ctx: &RangeCtx, s: &RangeSeries, counter: bool, rate: bool) -> O
     Some(result * factor)
 }
 
-pub(super) fn rate(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn rate(ctx: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     extrapolated(ctx, s, true, true)
 }
 
-pub(super) fn increase(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn increase(ctx: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     extrapolated(ctx, s, true, false)
 }
 
-pub(super) fn delta(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn delta(ctx: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     extrapolated(ctx, s, false, false)
 }
 
-fn instant_delta(s: &RangeSeries, rate: bool) -> Option<f64> {
+fn instant_delta(s: &Window<'_>, rate: bool) -> Option<f64> {
     let n = s.ts().len();
     if n < 2 {
         return None;
@@ -216,17 +322,17 @@ fn instant_delta(s: &RangeSeries, rate: bool) -> Option<f64> {
     Some(result)
 }
 
-pub(super) fn irate(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn irate(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     instant_delta(s, true)
 }
 
-pub(super) fn idelta(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn idelta(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     instant_delta(s, false)
 }
 
 /// Least-squares slope and intercept of the samples, with time in seconds relative to
 /// `at` (ms).
-fn linear_regression(s: &RangeSeries, at: Timestamp) -> (f64, f64) {
+fn linear_regression(s: &Window<'_>, at: Timestamp) -> (f64, f64) {
     let n = s.ts().len() as f64;
     let (mut sx, mut sy, mut sxy, mut sxx) = (0.0, 0.0, 0.0, 0.0);
     let first = s.vals()[0];
@@ -249,14 +355,14 @@ fn linear_regression(s: &RangeSeries, at: Timestamp) -> (f64, f64) {
     (slope, intercept)
 }
 
-pub(super) fn deriv(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn deriv(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     if s.ts().len() < 2 {
         return None;
     }
     Some(linear_regression(s, s.ts()[0]).0)
 }
 
-pub(super) fn predict_linear(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn predict_linear(ctx: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     if s.ts().len() < 2 {
         return None;
     }
@@ -265,7 +371,7 @@ pub(super) fn predict_linear(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
     Some(slope * duration + intercept)
 }
 
-pub(super) fn changes(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn changes(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     let mut n = 0.0;
     for w in s.vals().windows(2) {
         if !(w[0] == w[1] || (w[0].is_nan() && w[1].is_nan())) {
@@ -275,15 +381,15 @@ pub(super) fn changes(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
     Some(n)
 }
 
-pub(super) fn resets(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn resets(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     Some(s.vals().windows(2).filter(|w| w[1] < w[0]).count() as f64)
 }
 
-pub(super) fn avg_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn avg_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     Some(crate::eval::avg(s.vals()))
 }
 
-pub(super) fn min_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn min_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     Some(
         s.vals()
             .iter()
@@ -292,7 +398,7 @@ pub(super) fn min_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
     )
 }
 
-pub(super) fn max_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn max_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     Some(
         s.vals()
             .iter()
@@ -301,31 +407,31 @@ pub(super) fn max_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
     )
 }
 
-pub(super) fn sum_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn sum_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     let mut k = crate::eval::KahanSum::default();
     s.vals().iter().for_each(|&v| k.add(v));
     Some(k.value())
 }
 
-pub(super) fn count_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn count_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     Some(s.vals().len() as f64)
 }
 
-pub(super) fn quantile_over_time(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn quantile_over_time(ctx: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     let q = ctx.scalars.first().copied().unwrap_or(f64::NAN);
     let mut vals = s.vals().to_vec();
     Some(quantile(q, &mut vals))
 }
 
-pub(super) fn stddev_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn stddev_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     Some(crate::eval::variance(s.vals()).sqrt())
 }
 
-pub(super) fn stdvar_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn stdvar_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     Some(crate::eval::variance(s.vals()))
 }
 
-pub(super) fn mad_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn mad_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     if s.vals().iter().any(|v| v.is_nan()) {
         return Some(f64::NAN);
     }
@@ -335,19 +441,19 @@ pub(super) fn mad_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
     Some(quantile(0.5, &mut dev))
 }
 
-pub(super) fn last_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn last_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     s.vals().last().copied()
 }
 
-pub(super) fn first_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn first_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     s.vals().first().copied()
 }
 
-pub(super) fn present_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn present_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     (!s.vals().is_empty()).then_some(1.0)
 }
 
-fn ts_of(s: &RangeSeries, pick: impl Fn(f64, f64) -> bool) -> Option<f64> {
+fn ts_of(s: &Window<'_>, pick: impl Fn(f64, f64) -> bool) -> Option<f64> {
     let mut best: Option<(i64, f64)> = None;
     for (&t, &v) in s.ts().iter().zip(s.vals()) {
         if best.is_none_or(|(_, b)| b.is_nan() || pick(v, b)) {
@@ -357,25 +463,25 @@ fn ts_of(s: &RangeSeries, pick: impl Fn(f64, f64) -> bool) -> Option<f64> {
     best.map(|(t, _)| t as f64 / 1000.0)
 }
 
-pub(super) fn ts_of_max_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn ts_of_max_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     ts_of(s, |v, b| v >= b)
 }
 
-pub(super) fn ts_of_min_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn ts_of_min_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     ts_of(s, |v, b| v <= b)
 }
 
-pub(super) fn ts_of_last_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn ts_of_last_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     s.ts().last().map(|&t| t as f64 / 1000.0)
 }
 
-pub(super) fn ts_of_first_over_time(_: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn ts_of_first_over_time(_: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     s.ts().first().map(|&t| t as f64 / 1000.0)
 }
 
 /// Holt's linear (double exponential) smoothing with smoothing factor `sf` and trend
 /// factor `tf`, both in (0, 1).
-pub(super) fn double_exponential_smoothing(ctx: &RangeCtx, s: &RangeSeries) -> Option<f64> {
+pub(super) fn double_exponential_smoothing(ctx: &RangeCtx, s: &Window<'_>) -> Option<f64> {
     let sf = ctx.scalars.first().copied().unwrap_or(f64::NAN);
     let tf = ctx.scalars.get(1).copied().unwrap_or(f64::NAN);
     if !(sf > 0.0 && sf < 1.0 && tf > 0.0 && tf < 1.0) {

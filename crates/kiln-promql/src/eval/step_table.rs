@@ -1,0 +1,253 @@
+//! Range-function calls computed for a whole grid of evaluation times at once.
+//!
+//! Step by step, `rate(x[5m])` finds every series' window at each step, calls the
+//! function on it and builds a sample, visiting every series' samples once per step in
+//! an order that misses the CPU cache. When the call's range vector is a plain matrix
+//! selector (no `@`) and its other arguments are constants, the values at every time
+//! the call will be evaluated at (a range query's steps, a subquery's inner steps) can
+//! instead be computed series by series before evaluation: each series' samples are
+//! swept once, in order, with two cursors. The values are kept step-major, so a step's
+//! vector is read off one contiguous row. The results are the same values the
+//! step-by-step path computes (the same function on the same windows); evaluation
+//! falls back to that path for times off the grid.
+
+use std::collections::HashMap;
+
+use kiln_model::{Labels, Timestamp, is_stale_nan};
+
+use super::{HashKeyed, Loaded, advance, drop_name};
+use crate::functions::range::{GridCall, RangeCtx, Window};
+use crate::value::Sample;
+
+/// Tables larger than this many cells (series x grid times) are not built: the
+/// step-by-step path needs no memory per step.
+const MAX_CELLS: usize = 16 << 20;
+
+/// Series-steps of work below which a table is built on one thread.
+const MIN_CELLS_PER_THREAD: usize = 64 << 10;
+
+/// Evaluation times `first + k * step` for `k` in `0..count`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grid {
+    pub(crate) first: Timestamp,
+    pub(crate) step: i64,
+    pub(crate) count: usize,
+}
+
+impl Grid {
+    /// The position of `ts` on the grid.
+    fn index(&self, ts: Timestamp) -> Option<usize> {
+        let d = ts.checked_sub(self.first)?;
+        if d < 0 || self.step <= 0 || d % self.step != 0 {
+            return None;
+        }
+        let k = usize::try_from(d / self.step).ok()?;
+        (k < self.count).then_some(k)
+    }
+
+    fn time(&self, k: usize) -> Timestamp {
+        self.first + k as i64 * self.step
+    }
+}
+
+/// A range-function call's values at every time of a [`Grid`].
+#[derive(Clone)]
+pub(crate) struct StepTable {
+    grid: Grid,
+    /// The result label set of each series that has a value at some grid time.
+    labels: Vec<Labels>,
+    /// Whether the results still carry a name to drop (delayed name removal).
+    drop_name: bool,
+    /// `values[k * labels.len() + i]`: series `i` at grid time `k`, when
+    /// `present[k * labels.len() + i]`.
+    values: Vec<f64>,
+    present: Vec<bool>,
+}
+
+impl StepTable {
+    /// The call's instant vector at `ts`, `None` when `ts` is not on the grid.
+    pub(crate) fn vector_at(&self, ts: Timestamp) -> Option<Vec<Sample>> {
+        let k = self.grid.index(ts)?;
+        let n = self.labels.len();
+        let (values, present) = (
+            &self.values[k * n..(k + 1) * n],
+            &self.present[k * n..(k + 1) * n],
+        );
+        let count = present.iter().filter(|&&p| p).count();
+        let mut out = Vec::with_capacity(count);
+        for ((labels, &v), _) in self
+            .labels
+            .iter()
+            .zip(values)
+            .zip(present)
+            .filter(|(_, p)| **p)
+        {
+            out.push(Sample {
+                labels: labels.clone(),
+                t: ts,
+                v,
+                drop_name: self.drop_name,
+            });
+        }
+        Some(out)
+    }
+}
+
+/// One series' values at every grid time, and whether any window held samples.
+struct SeriesRow {
+    values: Vec<f64>,
+    present: Vec<bool>,
+    any_window: bool,
+}
+
+/// Builds the table of `call` over `series` (the selector's loaded data) at the times of
+/// `grid`, the selector shifted back by `offset`. `keep_name`: the function keeps the
+/// metric name; `delayed`: names are dropped at the end of the query instead of here.
+///
+/// Returns the table and the input label sets of the series that had samples in some
+/// window (for the call's annotations), or `None` when the table would be too large or
+/// two results would share a label set once names are dropped (the step-by-step path
+/// then reports it, at the step where it happens).
+pub(crate) fn build(
+    series: &[Loaded],
+    call: &GridCall<'_>,
+    grid: Grid,
+    keep_name: bool,
+    delayed: bool,
+) -> Option<(StepTable, Vec<Labels>)> {
+    if series.len().checked_mul(grid.count)? > MAX_CELLS {
+        return None;
+    }
+    let rows = compute_rows(series, call, grid);
+    let mut inputs = Vec::new();
+    let mut kept = Vec::new();
+    for (s, row) in series.iter().zip(rows) {
+        if row.any_window {
+            inputs.push(s.labels.clone());
+        }
+        if row.present.iter().any(|&p| p) {
+            kept.push((s, row));
+        }
+    }
+    let (labels, drop) = if keep_name || delayed {
+        let labels: Vec<Labels> = kept.iter().map(|(s, _)| s.labels.clone()).collect();
+        (labels, !keep_name)
+    } else {
+        let labels: Vec<Labels> = kept.iter().map(|(s, _)| drop_name(&s.labels)).collect();
+        if !all_distinct(&labels) {
+            return None;
+        }
+        (labels, false)
+    };
+    let n = kept.len();
+    let mut values = vec![0.0; n * grid.count];
+    let mut present = vec![false; n * grid.count];
+    for (i, (_, row)) in kept.iter().enumerate() {
+        for k in 0..grid.count {
+            values[k * n + i] = row.values[k];
+            present[k * n + i] = row.present[k];
+        }
+    }
+    let table = StepTable {
+        grid,
+        labels,
+        drop_name: drop,
+        values,
+        present,
+    };
+    Some((table, inputs))
+}
+
+/// Every series' row, split over the machine's cores when there is enough work.
+fn compute_rows(series: &[Loaded], call: &GridCall<'_>, grid: Grid) -> Vec<SeriesRow> {
+    let cells = series.len() * grid.count;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parts = cores.min(cells / MIN_CELLS_PER_THREAD).max(1);
+    if parts == 1 {
+        return series.iter().map(|s| row(s, call, grid)).collect();
+    }
+    let chunk = series.len().div_ceil(parts);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = series
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|s| row(s, call, grid)).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut rows = Vec::with_capacity(series.len());
+        for (h, part) in handles.into_iter().zip(series.chunks(chunk)) {
+            // A panicking thread leaves its part computed here instead.
+            match h.join() {
+                Ok(r) => rows.extend(r),
+                Err(_) => rows.extend(part.iter().map(|s| row(s, call, grid))),
+            }
+        }
+        rows
+    })
+}
+
+/// One series' values: its samples swept once, the window `(t - range, t]` moving
+/// forward with each grid time `t` (shifted back by the selector's offset).
+fn row(s: &Loaded, call: &GridCall<'_>, grid: Grid) -> SeriesRow {
+    // Windows leave staleness markers out: dropping them from the whole series once
+    // gives the same windows.
+    let filtered;
+    let (ts, vals): (&[Timestamp], &[f64]) = if s.has_stale {
+        filtered =
+            s.ts.iter()
+                .zip(s.vals.iter())
+                .filter(|(_, v)| !is_stale_nan(**v))
+                .map(|(&t, &v)| (t, v))
+                .unzip::<_, _, Vec<_>, Vec<_>>();
+        (&filtered.0, &filtered.1)
+    } else {
+        (&s.ts, &s.vals)
+    };
+    let mut ctx = RangeCtx {
+        t: 0,
+        ts: 0,
+        range: call.range,
+        scalars: call.scalars.clone(),
+    };
+    let mut out = SeriesRow {
+        values: vec![0.0; grid.count],
+        present: vec![false; grid.count],
+        any_window: false,
+    };
+    let (mut lo, mut hi) = (0, 0);
+    for k in 0..grid.count {
+        let at = grid.time(k);
+        let t = at.saturating_sub(call.sel.offset);
+        lo = advance(ts, lo, t - call.range);
+        hi = advance(ts, hi.max(lo), t);
+        if lo >= hi {
+            continue;
+        }
+        out.any_window = true;
+        ctx.t = t;
+        ctx.ts = at;
+        let window = Window {
+            ts: &ts[lo..hi],
+            vals: &vals[lo..hi],
+        };
+        if let Some(v) = (call.f)(&ctx, &window) {
+            out.values[k] = v;
+            out.present[k] = true;
+        }
+    }
+    out
+}
+
+/// Whether no two label sets are equal (told apart by hash, compared when hashes meet).
+fn all_distinct(labels: &[Labels]) -> bool {
+    let mut seen: HashMap<u64, Vec<&Labels>, HashKeyed> =
+        HashMap::with_capacity_and_hasher(labels.len(), HashKeyed::default());
+    for l in labels {
+        let same_hash = seen.entry(l.hash()).or_default();
+        if same_hash.contains(&l) {
+            return false;
+        }
+        same_hash.push(l);
+    }
+    true
+}
