@@ -46,10 +46,27 @@ pub trait SampleIterator {
     fn at(&self) -> (Timestamp, f64);
     /// The error that ended iteration early, if any.
     fn err(&self) -> Option<&StorageError>;
+
+    /// Moves over the following float samples, appending them to `ts` and `vals`, up to
+    /// the first sample of another kind or the end; returns what stopped it (`None` at
+    /// the end or on an error). Iterators over encoded data override it to decode whole
+    /// chunks at once.
+    fn read_floats(&mut self, ts: &mut Vec<Timestamp>, vals: &mut Vec<f64>) -> ValueKind {
+        loop {
+            match self.next() {
+                ValueKind::Float => {
+                    let (t, v) = self.at();
+                    ts.push(t);
+                    vals.push(v);
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 /// One series of a [`SeriesSet`].
-pub trait Series {
+pub trait Series: Send + Sync {
     fn labels(&self) -> &Labels;
     fn iterator(&self) -> Box<dyn SampleIterator + '_>;
 }

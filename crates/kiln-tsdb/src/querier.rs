@@ -24,7 +24,7 @@ pub(crate) struct ChunkedSeries<D> {
     pub(crate) deleted: Vec<Interval>,
 }
 
-impl<D: AsRef<[u8]>> Series for ChunkedSeries<D> {
+impl<D: AsRef<[u8]> + Send + Sync> Series for ChunkedSeries<D> {
     fn labels(&self) -> &Labels {
         &self.labels
     }
@@ -147,6 +147,55 @@ impl<D: AsRef<[u8]>> SampleIterator for ChunkedIterator<'_, D> {
     fn err(&self) -> Option<&StorageError> {
         self.err.as_ref()
     }
+
+    /// Chunks wholly inside `[mint, maxt]` that no deleted interval touches are decoded
+    /// straight into the vectors; others go sample by sample through `next`.
+    fn read_floats(&mut self, ts: &mut Vec<Timestamp>, vals: &mut Vec<f64>) -> ValueKind {
+        let s = self.series;
+        loop {
+            if self.err.is_some() {
+                return ValueKind::None;
+            }
+            if self.it.is_none()
+                && let Some(c) = s.chunks.get(self.idx)
+                && c.min_time >= s.mint
+                && c.max_time <= s.maxt
+                && !s
+                    .deleted
+                    .iter()
+                    .any(|iv| iv.mint <= c.max_time && iv.maxt >= c.min_time)
+            {
+                self.idx += 1;
+                let mut it = XorIterator::new(c.data.as_ref());
+                while it.next() {
+                    let (t, v) = it.at();
+                    // The bounds are the chunk's as recorded; its data is checked too.
+                    if t > s.maxt {
+                        self.idx = s.chunks.len();
+                        return ValueKind::None;
+                    }
+                    ts.push(t);
+                    vals.push(v);
+                }
+                if let Some(e) = it.err() {
+                    self.err = Some(StorageError::backend(
+                        kiln_storage::ErrorKind::Internal,
+                        format!("decoding chunk of series {}", s.labels),
+                        e.clone(),
+                    ));
+                    return ValueKind::None;
+                }
+                continue;
+            }
+            match self.next() {
+                ValueKind::Float => {
+                    ts.push(self.cur.0);
+                    vals.push(self.cur.1);
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +243,41 @@ mod tests {
         assert_eq!(it.seek(4), ValueKind::Float);
         assert_eq!(it.at().0, 5);
         assert_eq!(it.next(), ValueKind::None);
+    }
+
+    /// Bulk reading gives what `next` gives: whole chunks where they are wholly
+    /// visible, sample by sample where clipped or deleted.
+    #[test]
+    fn read_floats_matches_next() {
+        let chunks = || {
+            vec![
+                chunk(&[(1, 1.0), (2, 2.0), (3, 3.0)]),
+                chunk(&[(4, 4.0), (5, 5.0), (6, 6.0)]),
+                chunk(&[(7, 7.0), (8, 8.0), (9, 9.0)]),
+            ]
+        };
+        for (mint, maxt, deleted) in [
+            (0, 100, vec![]),
+            (2, 8, vec![]),
+            (0, 100, vec![Interval { mint: 5, maxt: 5 }]),
+            (4, 6, vec![Interval { mint: 7, maxt: 9 }]),
+            (10, 20, vec![]),
+        ] {
+            let s = ChunkedSeries {
+                labels: Labels::from_pairs(&[("__name__", "x")]),
+                chunks: chunks(),
+                mint,
+                maxt,
+                deleted,
+            };
+            let (mut ts, mut vals) = (Vec::new(), Vec::new());
+            assert_eq!(
+                s.iterator().read_floats(&mut ts, &mut vals),
+                ValueKind::None
+            );
+            assert_eq!(ts, collect(&s), "[{mint}, {maxt}]");
+            assert!(ts.iter().zip(&vals).all(|(&t, &v)| t as f64 == v));
+        }
     }
 
     #[test]

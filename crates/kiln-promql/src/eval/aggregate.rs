@@ -66,8 +66,51 @@ fn scalar_param(op: AggOp, param: Option<Instant>) -> Result<f64, QueryError> {
     }
 }
 
+/// An aggregation node's groups, kept across the steps of a query: the same series
+/// fall into the same groups at every step, so a label set is looked up by its address
+/// (a clone is kept, so the address cannot be reused by another label set meanwhile),
+/// and each group's buffer of member values is reused.
+#[derive(Default)]
+pub(crate) struct Groups {
+    by_addr: HashMap<usize, (Labels, usize), super::HashKeyed>,
+    by_key: HashMap<u64, usize, super::HashKeyed>,
+    labels: Vec<Labels>,
+    members: Vec<Vec<f64>>,
+    drop_name: Vec<bool>,
+    /// The evaluation that last used each group (its buffer is stale otherwise).
+    mark: Vec<u64>,
+    evaluation: u64,
+}
+
+impl Groups {
+    /// The index of the group of a sample with labels `l`.
+    fn group_of(&mut self, l: &Labels, grouping: Option<&Grouping>) -> usize {
+        if let Some(&(_, g)) = self.by_addr.get(&l.buffer_addr()) {
+            return g;
+        }
+        if self.by_addr.len() > 1_000_000 {
+            self.by_addr.clear();
+        }
+        let k = match grouping {
+            None => 0,
+            Some(Grouping::By(names)) => super::subset_hash(l, names, true),
+            Some(Grouping::Without(names)) => super::subset_hash(l, names, false),
+        };
+        let g = *self.by_key.entry(k).or_insert_with(|| {
+            self.labels.push(group_labels(l, grouping));
+            self.members.push(Vec::new());
+            self.drop_name.push(false);
+            self.mark.push(0);
+            self.labels.len() - 1
+        });
+        self.by_addr.insert(l.buffer_addr(), (l.clone(), g));
+        g
+    }
+}
+
 pub(super) fn eval(
     ev: &mut Evaluator<'_>,
+    node: usize,
     op: AggOp,
     input: Vec<Sample>,
     param: Option<Instant>,
@@ -94,36 +137,32 @@ pub(super) fn eval(
     } else {
         None
     };
-    // Groups in order of first appearance.
-    let mut index: HashMap<u64, usize, super::HashKeyed> = HashMap::default();
-    // Group labels, values, and whether any member's name is to be dropped (which
-    // matters only when the group keeps `__name__`, as `by (__name__)` does).
-    let mut groups: Vec<(Labels, Vec<f64>, bool)> = Vec::new();
-    // Group label sets are the same at every step: the evaluator keeps them.
-    let node = grouping.map_or(0, |g| std::ptr::from_ref(g) as usize);
-    for s in input {
-        let k = group_key(&mut ev.signatures, &s.labels, grouping);
-        let i = *index.entry(k).or_insert_with(|| {
-            let labels = ev
-                .group_labels
-                .entry((node, k))
-                .or_insert_with(|| group_labels(&s.labels, grouping))
-                .clone();
-            groups.push((labels, Vec::new(), false));
-            groups.len() - 1
-        });
-        groups[i].1.push(s.v);
-        groups[i].2 |= s.drop_name;
+    let groups = ev.aggregations.entry(node).or_default();
+    groups.evaluation += 1;
+    let mark = groups.evaluation;
+    // Groups in order of first appearance at this step.
+    let mut order = Vec::new();
+    for s in &input {
+        let g = groups.group_of(&s.labels, grouping);
+        if groups.mark[g] != mark {
+            groups.mark[g] = mark;
+            groups.members[g].clear();
+            groups.drop_name[g] = false;
+            order.push(g);
+        }
+        groups.members[g].push(s.v);
+        groups.drop_name[g] |= s.drop_name;
     }
-    let mut out = Vec::with_capacity(groups.len());
-    for (labels, vals, drop_name) in groups {
+    let mut out = Vec::with_capacity(order.len());
+    for g in order {
+        let vals = &mut groups.members[g];
         let v = match op {
             AggOp::Sum => {
                 let mut k = KahanSum::default();
                 vals.iter().for_each(|&v| k.add(v));
                 k.value()
             }
-            AggOp::Avg => avg(&vals),
+            AggOp::Avg => avg(vals),
             AggOp::Count => vals.len() as f64,
             AggOp::Group => 1.0,
             AggOp::Min => vals
@@ -134,15 +173,14 @@ pub(super) fn eval(
                 .iter()
                 .copied()
                 .fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }),
-            AggOp::Stddev => variance(&vals).sqrt(),
-            AggOp::Stdvar => variance(&vals),
-            AggOp::Quantile => {
-                let mut vals = vals;
-                quantile(q.unwrap_or(f64::NAN), &mut vals)
-            }
+            AggOp::Stddev => variance(vals).sqrt(),
+            AggOp::Stdvar => variance(vals),
+            AggOp::Quantile => quantile(q.unwrap_or(f64::NAN), vals),
             _ => unreachable_op(op)?,
         };
-        let drop_name = drop_name && labels.get(METRIC_NAME).is_some();
+        let labels = groups.labels[g].clone();
+        // A member's name matters only when the group keeps `__name__` (`by (__name__)`).
+        let drop_name = groups.drop_name[g] && labels.get(METRIC_NAME).is_some();
         out.push(Sample {
             labels,
             t: ts,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kiln_model::{Labels, METRIC_NAME, Timestamp, is_stale_nan};
-use kiln_storage::{Queryable, ValueKind};
+use kiln_storage::Queryable;
 
 use crate::ast::{self, At, Expr, Selector, ValueType};
 use crate::engine::{Engine, Limits};
@@ -29,6 +29,9 @@ use crate::value::{QueryResult, Sample, Series, Value};
 
 /// Range queries with fewer steps per core than this are evaluated on one thread.
 const MIN_STEPS_PER_THREAD: usize = 32;
+
+/// Selectors with fewer series per core than this are decoded on one thread.
+const MIN_SERIES_PER_LOAD_THREAD: usize = 256;
 
 /// Default step of a subquery without one (Prometheus's default evaluation interval).
 const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
@@ -138,8 +141,8 @@ pub(crate) struct Evaluator<'s> {
     /// Whether two label sets met so far lose their difference without `__name__` (or
     /// a hash of two outputs met): only then can dropping names make duplicates.
     names_may_collide: bool,
-    /// Aggregation group label sets by (aggregation node, group hash).
-    pub(crate) group_labels: HashMap<(usize, u64), Labels, HashKeyed>,
+    /// Aggregation groups by aggregation node address.
+    aggregations: HashMap<usize, aggregate::Groups, HashKeyed>,
     pub(crate) signatures: Signatures,
     /// Label sets (by address) whose name `rate`/`increase` already checked.
     pub(crate) counter_checked: std::collections::HashSet<usize, HashKeyed>,
@@ -252,6 +255,48 @@ fn advance(ts: &[Timestamp], from: usize, bound: Timestamp) -> usize {
     i + ts[i.min(ts.len())..].partition_point(|&x| x <= bound)
 }
 
+/// The samples a query may hold, shared by the threads that load and evaluate it.
+struct SampleBudget<'a> {
+    held: &'a AtomicUsize,
+    max: usize,
+}
+
+impl SampleBudget<'_> {
+    /// Counts `n` more samples held, failing once the query holds too many.
+    fn hold(&self, n: usize) -> Result<(), QueryError> {
+        let held = self.held.fetch_add(n, Ordering::Relaxed) + n;
+        if held > self.max {
+            return Err(QueryError::execution(
+                "query processing would load too many samples into memory in query execution",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One series' float samples, decoded.
+fn decode(
+    series: &dyn kiln_storage::Series,
+    budget: &SampleBudget<'_>,
+) -> Result<Loaded, QueryError> {
+    let mut it = series.iterator();
+    let (mut ts, mut vals) = (Vec::new(), Vec::new());
+    it.read_floats(&mut ts, &mut vals);
+    if let Some(e) = it.err() {
+        return Err(e.clone().into());
+    }
+    budget.hold(ts.len())?;
+    ts.shrink_to_fit();
+    vals.shrink_to_fit();
+    let has_stale = vals.iter().any(|v| is_stale_nan(*v));
+    Ok(Loaded {
+        labels: series.labels().clone(),
+        ts: Arc::new(ts),
+        vals: Arc::new(vals),
+        has_stale,
+    })
+}
+
 fn key<T>(node: &T) -> usize {
     std::ptr::from_ref(node) as usize
 }
@@ -284,7 +329,7 @@ pub(crate) fn run(
         nameless: HashMap::default(),
         nameless_outputs: HashMap::default(),
         names_may_collide: false,
-        group_labels: HashMap::default(),
+        aggregations: HashMap::default(),
         signatures: Signatures::default(),
         counter_checked: Default::default(),
         limits,
@@ -578,7 +623,7 @@ impl<'s> Evaluator<'s> {
             nameless: HashMap::default(),
             nameless_outputs: HashMap::default(),
             names_may_collide: false,
-            group_labels: HashMap::default(),
+            aggregations: HashMap::default(),
             signatures: Signatures::default(),
             counter_checked: Default::default(),
             limits: self.limits,
@@ -645,13 +690,11 @@ impl<'s> Evaluator<'s> {
 
     /// Counts `n` more samples held by the query against the budget.
     fn hold_samples(&mut self, n: usize) -> Result<(), QueryError> {
-        let held = self.loaded_samples.fetch_add(n, Ordering::Relaxed) + n;
-        if held > self.max_samples {
-            return Err(QueryError::execution(
-                "query processing would load too many samples into memory in query execution",
-            ));
+        SampleBudget {
+            held: &self.loaded_samples,
+            max: self.max_samples,
         }
-        Ok(())
+        .hold(n)
     }
 
     /// The evaluation time of a node with `at`/`offset` at step time `ts`.
@@ -792,37 +835,60 @@ impl<'s> Evaluator<'s> {
         Ok(())
     }
 
+    /// Loads the samples of `sel`'s series in `[mint, maxt]`, decoding them on all cores
+    /// when there are many.
     fn load(&mut self, sel: &Selector, mint: Timestamp, maxt: Timestamp) -> Result<(), QueryError> {
         let k = key(sel);
         let querier = self.storage.querier(mint, maxt)?;
         let mut set = querier.select(true, None, &sel.matchers);
-        let mut out = Vec::new();
-        while let Some(series) = set.next() {
-            let mut it = series.iterator();
-            let (mut ts, mut vals) = (Vec::new(), Vec::new());
-            while it.next() == ValueKind::Float {
-                let (t, v) = it.at();
-                ts.push(t);
-                vals.push(v);
-            }
-            if let Some(e) = it.err() {
-                return Err(e.clone().into());
-            }
-            self.hold_samples(ts.len())?;
-            ts.shrink_to_fit();
-            vals.shrink_to_fit();
-            let has_stale = vals.iter().any(|v| is_stale_nan(*v));
-            out.push(Loaded {
-                labels: series.labels().clone(),
-                ts: Arc::new(ts),
-                vals: Arc::new(vals),
-                has_stale,
-            });
+        let mut series = Vec::new();
+        while let Some(s) = set.next() {
+            series.push(s);
         }
         if let Some(e) = set.err() {
             return Err(e.clone().into());
         }
         self.warnings.extend(set.warnings());
+        let budget = SampleBudget {
+            held: &self.loaded_samples,
+            max: self.max_samples,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parts = cores.min(series.len() / MIN_SERIES_PER_LOAD_THREAD).max(1);
+        let out = if parts == 1 {
+            series
+                .iter()
+                .map(|s| decode(s.as_ref(), &budget))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            let chunk = series.len().div_ceil(parts);
+            let budget = &budget;
+            let parts: Vec<Result<Vec<Loaded>, QueryError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = series
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|s| decode(s.as_ref(), budget))
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(QueryError::execution("decoding series panicked"))
+                        })
+                    })
+                    .collect()
+            });
+            let mut out = Vec::with_capacity(series.len());
+            for p in parts {
+                out.extend(p?);
+            }
+            out
+        };
         Arc::make_mut(&mut self.data).insert(k, out);
         Ok(())
     }
@@ -901,6 +967,7 @@ impl<'s> Evaluator<'s> {
                 };
                 aggregate::eval(
                     self,
+                    key(e),
                     *op,
                     v,
                     param,
