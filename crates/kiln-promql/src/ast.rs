@@ -137,8 +137,7 @@ pub(crate) enum Expr {
         expr: Box<Expr>,
         param: Option<Box<Expr>>,
         grouping: Option<Grouping>,
-        /// Where the aggregation and its first argument start, for annotations.
-        pos: Pos,
+        /// Where the aggregation's first argument starts, for annotations.
         param_pos: Pos,
     },
     Binary {
@@ -503,7 +502,6 @@ impl Converter<'_> {
                         LabelModifier::Include(l) => Grouping::By(labels_of(l)),
                         LabelModifier::Exclude(l) => Grouping::Without(labels_of(l)),
                     }),
-                    pos,
                     param_pos: args.first().copied().unwrap_or(pos),
                 }
             }

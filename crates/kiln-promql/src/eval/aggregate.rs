@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use kiln_model::{Labels, METRIC_NAME, Timestamp};
 
 use super::{Evaluator, Instant, Signatures};
-use crate::ast::{AggOp, Grouping, Pos};
+use crate::ast::{AggOp, Expr, Grouping, Pos};
 use crate::error::QueryError;
 use crate::functions::quantile;
 use crate::value::Sample;
@@ -108,16 +108,24 @@ impl Groups {
     }
 }
 
+/// Evaluates aggregation `node` at `ts` over `input`, with its parameter's value.
 pub(super) fn eval(
     ev: &mut Evaluator<'_>,
-    node: usize,
-    op: AggOp,
+    node: &Expr,
     input: Vec<Sample>,
     param: Option<Instant>,
-    grouping: Option<&Grouping>,
     ts: Timestamp,
-    (_pos, param_pos): (Pos, Pos),
 ) -> Result<Instant, QueryError> {
+    let Expr::Aggregate {
+        op,
+        grouping,
+        param_pos,
+        ..
+    } = node
+    else {
+        return Err(QueryError::bad_data("not an aggregation"));
+    };
+    let (op, grouping, param_pos) = (*op, grouping.as_ref(), *param_pos);
     match op {
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio => {
             return select_samples(ev, op, input, scalar_param(op, param)?, grouping, param_pos);
@@ -137,7 +145,7 @@ pub(super) fn eval(
     } else {
         None
     };
-    let groups = ev.aggregations.entry(node).or_default();
+    let groups = ev.aggregations.entry(super::key(node)).or_default();
     groups.evaluation += 1;
     let mark = groups.evaluation;
     // Groups in order of first appearance at this step.

@@ -950,14 +950,7 @@ impl<'s> Evaluator<'s> {
                 let t = self.shifted(*at, *offset, ts);
                 Ok(Instant::Range(self.subquery_at(e, expr, *range, step, t)?))
             }
-            Expr::Aggregate {
-                op,
-                expr,
-                param,
-                grouping,
-                pos,
-                param_pos,
-            } => {
+            Expr::Aggregate { expr, param, .. } => {
                 let param = match param {
                     Some(p) => Some(self.eval(p, ts)?),
                     None => None,
@@ -965,16 +958,7 @@ impl<'s> Evaluator<'s> {
                 let Instant::Vector(v) = self.eval(expr, ts)? else {
                     return Err(QueryError::bad_data("aggregation over a non-vector"));
                 };
-                aggregate::eval(
-                    self,
-                    key(e),
-                    *op,
-                    v,
-                    param,
-                    grouping.as_ref(),
-                    ts,
-                    (*pos, *param_pos),
-                )
+                aggregate::eval(self, e, v, param, ts)
             }
             Expr::Binary {
                 op,
