@@ -12,6 +12,7 @@ mod aggregate;
 mod binary;
 mod step_table;
 
+use crate::functions::range::GridSource;
 pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
 use step_table::{Grid, StepTable};
 
@@ -396,15 +397,15 @@ pub(crate) fn run(
             (0..n).map(|i| start + i as i64 * step).collect()
         };
         let results = ev.eval_steps_parallel(&expr, &steps)?;
-        let mut series: HashMap<Labels, Vec<(Timestamp, f64)>, HashKeyed> = HashMap::default();
+        let mut series = SeriesCollector::default();
         for (t, value) in steps.iter().copied().zip(results) {
             match value {
-                Instant::Scalar(v) => series.entry(Labels::empty()).or_default().push((t, v)),
+                Instant::Scalar(v) => series.points(Labels::empty()).push((t, v)),
                 Instant::Vector(mut v) => {
                     settle_names(&mut v);
                     ev.hold_samples(v.len())?;
                     for s in v {
-                        let points = series.entry(s.labels).or_default();
+                        let points = series.points(s.labels);
                         if points.last().is_some_and(|p| p.0 == t) {
                             return Err(QueryError::execution(
                                 "vector cannot contain metrics with the same labelset",
@@ -421,10 +422,7 @@ pub(crate) fn run(
                 }
             }
         }
-        let mut out: Vec<Series> = series
-            .into_iter()
-            .map(|(labels, points)| Series { labels, points })
-            .collect();
+        let mut out = series.series;
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Value::Matrix(out)
     };
@@ -433,6 +431,38 @@ pub(crate) fn run(
         warnings: ev.warnings,
         infos: ev.infos,
     })
+}
+
+/// Gathers a range query's points per series. The same series come back at every step
+/// mostly with the same label-set buffer, so a series is found by the buffer's address
+/// first (the series keeps its labels, so the address cannot be reused meanwhile) and
+/// by hashing the labels only for addresses not seen before.
+#[derive(Default)]
+struct SeriesCollector {
+    series: Vec<Series>,
+    by_addr: HashMap<usize, (Labels, usize), HashKeyed>,
+    by_labels: HashMap<Labels, usize, HashKeyed>,
+}
+
+impl SeriesCollector {
+    fn points(&mut self, labels: Labels) -> &mut Vec<(Timestamp, f64)> {
+        let addr = labels.buffer_addr();
+        let i = match self.by_addr.get(&addr) {
+            Some(&(_, i)) => i,
+            None => {
+                let i = *self.by_labels.entry(labels.clone()).or_insert_with(|| {
+                    self.series.push(Series {
+                        labels: labels.clone(),
+                        points: Vec::new(),
+                    });
+                    self.series.len() - 1
+                });
+                self.by_addr.insert(addr, (labels, i));
+                i
+            }
+        };
+        &mut self.series[i].points
+    }
 }
 
 /// Functions whose value changes with the evaluation time even when their arguments do
@@ -821,8 +851,19 @@ impl<'s> Evaluator<'s> {
             return Ok(());
         };
         let data = self.data.clone();
-        let Some(series) = data.get(&key(call.sel)) else {
-            return Ok(());
+        let gathered;
+        let series = match call.source {
+            GridSource::Selector(sel) => match data.get(&key(sel)) {
+                Some(series) => series,
+                None => return Ok(()),
+            },
+            GridSource::Subquery(node) => match self.subquery_series(node, grid)? {
+                Some(series) => {
+                    gathered = series;
+                    &gathered
+                }
+                None => return Ok(()),
+            },
         };
         let keep = crate::functions::range::keeps_name(func);
         let Some((table, inputs)) =
@@ -833,6 +874,78 @@ impl<'s> Evaluator<'s> {
         crate::functions::range::annotate(self, func, inputs.iter(), &call.scalars, arg_pos);
         Arc::make_mut(&mut self.tables).insert(key(e), table);
         Ok(())
+    }
+
+    /// The series of subquery `node` over all its windows at the times of `grid`: its
+    /// inner expression evaluated at every inner step (on all cores), the results
+    /// gathered per label set in time order — what [`subquery_at`](Self::subquery_at)
+    /// slices windows from, step by step. `None` when that is not possible here (the
+    /// step-by-step path then runs and reports any error at its step).
+    fn subquery_series(
+        &mut self,
+        node: &Expr,
+        grid: Grid,
+    ) -> Result<Option<Vec<Loaded>>, QueryError> {
+        let Expr::Subquery {
+            expr,
+            range,
+            step,
+            offset,
+            at: None,
+        } = node
+        else {
+            return Ok(None);
+        };
+        // With delayed name removal the inner samples carry per-sample name marks a
+        // table does not keep.
+        if self.delayed_name_removal || grid.step > *range {
+            return Ok(None);
+        }
+        let step = step.unwrap_or(DEFAULT_SUBQUERY_STEP).max(1);
+        let (a, b) = (
+            grid.first.saturating_sub(*offset),
+            grid.time(grid.count - 1).saturating_sub(*offset),
+        );
+        let first = a.saturating_sub(*range).div_euclid(step) * step + step;
+        if b < first {
+            return Ok(None);
+        }
+        let times: Vec<Timestamp> = (first..=b).step_by(step as usize).collect();
+        let Ok(results) = self.eval_steps_parallel(expr, &times) else {
+            return Ok(None);
+        };
+        let mut index: HashMap<Labels, usize, HashKeyed> = HashMap::default();
+        let mut series: Vec<(Labels, Vec<Timestamp>, Vec<f64>)> = Vec::new();
+        for (&t, value) in times.iter().zip(results) {
+            let samples = match value {
+                Instant::Vector(v) => v,
+                Instant::Scalar(v) => vec![Sample::new(Labels::empty(), t, v)],
+                _ => return Ok(None),
+            };
+            self.hold_samples(samples.len())?;
+            if samples.iter().any(|s| s.drop_name) {
+                return Ok(None);
+            }
+            for s in samples {
+                let i = *index.entry(s.labels).or_insert_with_key(|l| {
+                    series.push((l.clone(), Vec::new(), Vec::new()));
+                    series.len() - 1
+                });
+                series[i].1.push(t);
+                series[i].2.push(s.v);
+            }
+        }
+        Ok(Some(
+            series
+                .into_iter()
+                .map(|(labels, ts, vals)| Loaded {
+                    has_stale: vals.iter().any(|v| is_stale_nan(*v)),
+                    labels,
+                    ts: Arc::new(ts),
+                    vals: Arc::new(vals),
+                })
+                .collect(),
+        ))
     }
 
     /// Loads the samples of `sel`'s series in `[mint, maxt]`, decoding them on all cores

@@ -6,7 +6,9 @@
 //! selector (no `@`) and its other arguments are constants, the values at every time
 //! the call will be evaluated at (a range query's steps, a subquery's inner steps) can
 //! instead be computed series by series before evaluation: each series' samples are
-//! swept once, in order, with two cursors. The values are kept step-major, so a step's
+//! swept once, in order, with two cursors. A subquery without `@` is treated the same
+//! way once its inner expression has been evaluated at every inner step: its results,
+//! gathered per series, are the samples the windows slide over. The values are kept step-major, so a step's
 //! vector is read off one contiguous row. The results are the same values the
 //! step-by-step path computes (the same function on the same windows); evaluation
 //! falls back to that path for times off the grid.
@@ -45,7 +47,7 @@ impl Grid {
         (k < self.count).then_some(k)
     }
 
-    fn time(&self, k: usize) -> Timestamp {
+    pub(crate) fn time(&self, k: usize) -> Timestamp {
         self.first + k as i64 * self.step
     }
 }
@@ -217,7 +219,7 @@ fn row(s: &Loaded, call: &GridCall<'_>, grid: Grid) -> SeriesRow {
     let (mut lo, mut hi) = (0, 0);
     for k in 0..grid.count {
         let at = grid.time(k);
-        let t = at.saturating_sub(call.sel.offset);
+        let t = at.saturating_sub(call.offset);
         lo = advance(ts, lo, t - call.range);
         hi = advance(ts, hi.max(lo), t);
         if lo >= hi {

@@ -191,13 +191,21 @@ pub(crate) fn annotate<'l>(
 }
 
 /// A call whose values can be computed for a whole evaluation grid at once (see
-/// [`crate::eval::StepTable`]): a range function over a matrix selector without `@`,
-/// its other arguments constant.
+/// [`crate::eval::StepTable`]): a range function over a matrix selector or a subquery
+/// without `@`, its other arguments constant.
 pub(crate) struct GridCall<'e> {
     pub(crate) f: RangeFn,
-    pub(crate) sel: &'e Selector,
+    pub(crate) source: GridSource<'e>,
     pub(crate) range: i64,
+    pub(crate) offset: i64,
     pub(crate) scalars: Vec<f64>,
+}
+
+/// Where a [`GridCall`]'s range vector comes from.
+pub(crate) enum GridSource<'e> {
+    Selector(&'e Selector),
+    /// The subquery node.
+    Subquery(&'e Expr),
 }
 
 /// The [`GridCall`] of a call to `name`, if it is one.
@@ -210,12 +218,18 @@ pub(crate) fn grid_call<'e>(
     let Ok(pos) = matrix_arg(name, args) else {
         return Ok(None);
     };
-    let Expr::Matrix { sel, range } = unwrap_paren(&args[pos]) else {
-        return Ok(None);
+    let (source, range, offset) = match unwrap_paren(&args[pos]) {
+        Expr::Matrix { sel, range } if sel.at.is_none() => {
+            (GridSource::Selector(sel), *range, sel.offset)
+        }
+        node @ Expr::Subquery {
+            range,
+            offset,
+            at: None,
+            ..
+        } => (GridSource::Subquery(node), *range, *offset),
+        _ => return Ok(None),
     };
-    if sel.at.is_some() {
-        return Ok(None);
-    }
     let mut scalars = Vec::new();
     for (i, a) in args.iter().enumerate() {
         if i == pos {
@@ -232,8 +246,9 @@ pub(crate) fn grid_call<'e>(
     }
     Ok(Some(GridCall {
         f,
-        sel,
-        range: *range,
+        source,
+        range,
+        offset,
         scalars,
     }))
 }
