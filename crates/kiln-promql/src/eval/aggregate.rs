@@ -4,14 +4,14 @@ use std::collections::HashMap;
 
 use kiln_model::{Labels, METRIC_NAME, Timestamp};
 
-use super::{Evaluator, Instant, Signatures};
+use super::{Evaluator, Instant, LabelCache};
 use crate::ast::{AggOp, Expr, Grouping, Pos};
 use crate::error::QueryError;
 use crate::functions::quantile;
 use crate::value::Sample;
 
 /// The hash identifying a sample's group (see [`group_labels`]).
-fn group_key(sigs: &mut Signatures, l: &Labels, grouping: Option<&Grouping>) -> u64 {
+fn group_key(sigs: &mut LabelCache, l: &Labels, grouping: Option<&Grouping>) -> u64 {
     match grouping {
         None => 0,
         Some(Grouping::By(names)) => sigs.of(l, names, true),
@@ -347,7 +347,7 @@ fn select_samples(
     let mut groups: Vec<Vec<Sample>> = Vec::new();
     for s in input {
         let i = *index
-            .entry(group_key(&mut ev.signatures, &s.labels, grouping))
+            .entry(group_key(&mut ev.label_cache, &s.labels, grouping))
             .or_insert_with(|| {
                 groups.push(Vec::new());
                 groups.len() - 1

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use kiln_model::{Labels, METRIC_NAME, Timestamp};
 
-use super::{HashKeyed, Instant, Signatures};
+use super::{HashKeyed, Instant, LabelCache};
 use crate::ast::{BinOp, Cardinality, VectorMatching};
 use crate::error::QueryError;
 use crate::value::Sample;
@@ -43,7 +43,7 @@ pub(super) fn eval(
     return_bool: bool,
     matching: &VectorMatching,
     ts: Timestamp,
-    sigs: &mut Signatures,
+    sigs: &mut LabelCache,
 ) -> Result<Instant, QueryError> {
     match (lhs, rhs) {
         (Instant::Scalar(l), Instant::Scalar(r)) => {
@@ -129,7 +129,7 @@ fn and_unless(
     r: Vec<Sample>,
     m: &VectorMatching,
     and: bool,
-    sigs: &mut Signatures,
+    sigs: &mut LabelCache,
 ) -> Vec<Sample> {
     let right: HashSet<u64, HashKeyed> = r
         .iter()
@@ -140,7 +140,7 @@ fn and_unless(
         .collect()
 }
 
-fn or(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching, sigs: &mut Signatures) -> Vec<Sample> {
+fn or(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching, sigs: &mut LabelCache) -> Vec<Sample> {
     let left: HashSet<u64, HashKeyed> = l
         .iter()
         .map(|s| sigs.of(&s.labels, &m.labels, m.on))
@@ -159,6 +159,7 @@ fn or(l: Vec<Sample>, r: Vec<Sample>, m: &VectorMatching, sigs: &mut Signatures)
 fn result_labels(many: &Labels, one: &Labels, m: &VectorMatching) -> Labels {
     match &m.card {
         Cardinality::OneToOne if m.on => many.retain(|name| m.labels.iter().any(|n| n == name)),
+        Cardinality::OneToOne if m.labels.is_empty() => many.clone(),
         Cardinality::OneToOne => many.retain(|name| !m.labels.iter().any(|n| n == name)),
         Cardinality::ManyToOne(include) | Cardinality::OneToMany(include)
             if !include.is_empty() =>
@@ -183,7 +184,7 @@ fn vector_vector(
     return_bool: bool,
     m: &VectorMatching,
     ts: Timestamp,
-    sigs: &mut Signatures,
+    sigs: &mut LabelCache,
 ) -> Result<Vec<Sample>, QueryError> {
     // The "one" side is the right one unless group_right swaps the roles.
     let swap = matches!(m.card, Cardinality::OneToMany(_));
@@ -229,7 +230,9 @@ fn vector_vector(
                 continue;
             }
         }
-        let labels = result_labels(&s.labels, &o.labels, m);
+        let labels = sigs.result_labels(&s.labels, &o.labels, m, || {
+            result_labels(&s.labels, &o.labels, m)
+        });
         if !one_to_one && !seen_results.insert(labels.clone()) {
             return Err(QueryError::execution(
                 "multiple matches for labels: grouping labels must ensure unique matches",

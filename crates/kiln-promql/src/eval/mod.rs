@@ -144,7 +144,7 @@ pub(crate) struct Evaluator<'s> {
     names_may_collide: bool,
     /// Aggregation groups by aggregation node address.
     aggregations: HashMap<usize, aggregate::Groups, HashKeyed>,
-    pub(crate) signatures: Signatures,
+    pub(crate) label_cache: LabelCache,
     /// Label sets (by address) whose name `rate`/`increase` already checked.
     pub(crate) counter_checked: std::collections::HashSet<usize, HashKeyed>,
     limits: &'s Limits,
@@ -209,26 +209,50 @@ fn spread(n: u64) -> u64 {
 /// `BuildHasher` of [`KeyHasher`].
 pub(crate) type HashKeyed = std::hash::BuildHasherDefault<KeyHasher>;
 
-/// Matching and grouping signatures ([`subset_hash`]) remembered per label set, keyed by
-/// the label set's address and the label-name list's (a clone of the labels is kept,
-/// so an address cannot be reused by another label set meanwhile). The same series
-/// are matched or grouped at every step of a range query.
+/// What the evaluator works out per label set, remembered across the steps of a range
+/// query (the same series are matched and grouped at every step): matching and
+/// grouping signatures ([`subset_hash`]), and the result label sets of vector-matching
+/// operations. Keyed by label-set addresses; clones of the label sets are kept, so an
+/// address cannot be reused by another label set meanwhile.
 #[derive(Default)]
-pub(crate) struct Signatures {
-    known: HashMap<(usize, usize, bool), (Labels, u64), HashKeyed>,
+pub(crate) struct LabelCache {
+    /// By (label set, label-name list, include).
+    signatures: HashMap<(usize, usize, bool), (Labels, u64), HashKeyed>,
+    /// By (the "many" side's label set, the "one" side's, the matching): the inputs,
+    /// and the result.
+    results: HashMap<(usize, usize, usize), (Labels, Labels, Labels), HashKeyed>,
 }
 
-impl Signatures {
+impl LabelCache {
     /// `subset_hash(l, names, include)`, from memory when `l` was seen.
     pub(crate) fn of(&mut self, l: &Labels, names: &[String], include: bool) -> u64 {
-        if self.known.len() > 1_000_000 {
-            self.known.clear();
+        if self.signatures.len() > 1_000_000 {
+            self.signatures.clear();
         }
         let k = (l.buffer_addr(), names.as_ptr() as usize, include);
-        self.known
+        self.signatures
             .entry(k)
             .or_insert_with(|| (l.clone(), subset_hash(l, names, include)))
             .1
+    }
+
+    /// `make(many, one)`, from memory when this pair was seen under `matching`.
+    pub(crate) fn result_labels<M>(
+        &mut self,
+        many: &Labels,
+        one: &Labels,
+        matching: &M,
+        make: impl FnOnce() -> Labels,
+    ) -> Labels {
+        if self.results.len() > 1_000_000 {
+            self.results.clear();
+        }
+        let k = (many.buffer_addr(), one.buffer_addr(), key(matching));
+        self.results
+            .entry(k)
+            .or_insert_with(|| (many.clone(), one.clone(), make()))
+            .2
+            .clone()
     }
 }
 
@@ -331,7 +355,7 @@ pub(crate) fn run(
         nameless_outputs: HashMap::default(),
         names_may_collide: false,
         aggregations: HashMap::default(),
-        signatures: Signatures::default(),
+        label_cache: LabelCache::default(),
         counter_checked: Default::default(),
         limits,
         warnings: Vec::new(),
@@ -654,7 +678,7 @@ impl<'s> Evaluator<'s> {
             nameless_outputs: HashMap::default(),
             names_may_collide: false,
             aggregations: HashMap::default(),
-            signatures: Signatures::default(),
+            label_cache: LabelCache::default(),
             counter_checked: Default::default(),
             limits: self.limits,
             warnings: Vec::new(),
@@ -1082,7 +1106,7 @@ impl<'s> Evaluator<'s> {
             } => {
                 let l = self.eval(lhs, ts)?;
                 let r = self.eval(rhs, ts)?;
-                let v = binary::eval(*op, l, r, *return_bool, matching, ts, &mut self.signatures)?;
+                let v = binary::eval(*op, l, r, *return_bool, matching, ts, &mut self.label_cache)?;
                 self.finish(v)
             }
             Expr::Call {
