@@ -523,6 +523,14 @@ fn step_invariant(e: &Expr) -> bool {
     }
 }
 
+/// `e` without enclosing parentheses.
+fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(inner) => unwrap_parens(inner),
+        other => other,
+    }
+}
+
 /// Removes the metric name from samples marked for it.
 fn settle_names(v: &mut [Sample]) {
     for s in v.iter_mut().filter(|s| s.drop_name) {
@@ -934,12 +942,24 @@ impl<'s> Evaluator<'s> {
         if b < first {
             return Ok(None);
         }
-        let times: Vec<Timestamp> = (first..=b).step_by(step as usize).collect();
+        let inner = Grid {
+            first,
+            step,
+            count: ((b - first) / step) as usize + 1,
+        };
+        // A range-function call inside (`rate(x[5m])[10m:]`) has its own table over
+        // these very times: its columns are the series.
+        if let Some(table) = self.tables.get(&key(unwrap_parens(expr)))
+            && let Some(series) = table.series_over(inner)
+        {
+            self.hold_samples(series.iter().map(|s| s.ts.len()).sum())?;
+            return Ok(Some(series));
+        }
+        let times: Vec<Timestamp> = (0..inner.count).map(|k| inner.time(k)).collect();
         let Ok(results) = self.eval_steps_parallel(expr, &times) else {
             return Ok(None);
         };
-        let mut index: HashMap<Labels, usize, HashKeyed> = HashMap::default();
-        let mut series: Vec<(Labels, Vec<Timestamp>, Vec<f64>)> = Vec::new();
+        let mut collected = SeriesCollector::default();
         for (&t, value) in times.iter().zip(results) {
             let samples = match value {
                 Instant::Vector(v) => v,
@@ -951,22 +971,21 @@ impl<'s> Evaluator<'s> {
                 return Ok(None);
             }
             for s in samples {
-                let i = *index.entry(s.labels).or_insert_with_key(|l| {
-                    series.push((l.clone(), Vec::new(), Vec::new()));
-                    series.len() - 1
-                });
-                series[i].1.push(t);
-                series[i].2.push(s.v);
+                collected.points(s.labels).push((t, s.v));
             }
         }
         Ok(Some(
-            series
+            collected
+                .series
                 .into_iter()
-                .map(|(labels, ts, vals)| Loaded {
-                    has_stale: vals.iter().any(|v| is_stale_nan(*v)),
-                    labels,
-                    ts: Arc::new(ts),
-                    vals: Arc::new(vals),
+                .map(|s| {
+                    let (ts, vals): (Vec<Timestamp>, Vec<f64>) = s.points.into_iter().unzip();
+                    Loaded {
+                        has_stale: vals.iter().any(|v| is_stale_nan(*v)),
+                        labels: s.labels,
+                        ts: Arc::new(ts),
+                        vals: Arc::new(vals),
+                    }
                 })
                 .collect(),
         ))

@@ -14,6 +14,7 @@
 //! falls back to that path for times off the grid.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kiln_model::{Labels, Timestamp, is_stale_nan};
 
@@ -92,6 +93,42 @@ impl StepTable {
             });
         }
         Some(out)
+    }
+}
+
+impl StepTable {
+    /// The table's series as samples over `grid` — its columns, each series' values at
+    /// the times it has one — when the table covers exactly that grid and its labels
+    /// are final (no name left to drop).
+    pub(super) fn series_over(&self, grid: Grid) -> Option<Vec<Loaded>> {
+        if self.drop_name
+            || (self.grid.first, self.grid.step, self.grid.count)
+                != (grid.first, grid.step, grid.count)
+        {
+            return None;
+        }
+        let n = self.labels.len();
+        Some(
+            self.labels
+                .iter()
+                .enumerate()
+                .map(|(i, labels)| {
+                    let (mut ts, mut vals) = (Vec::new(), Vec::new());
+                    for k in 0..self.grid.count {
+                        if self.present[k * n + i] {
+                            ts.push(self.grid.time(k));
+                            vals.push(self.values[k * n + i]);
+                        }
+                    }
+                    Loaded {
+                        labels: labels.clone(),
+                        has_stale: vals.iter().any(|v| is_stale_nan(*v)),
+                        ts: Arc::new(ts),
+                        vals: Arc::new(vals),
+                    }
+                })
+                .collect(),
+        )
     }
 }
 
