@@ -166,7 +166,14 @@ impl<D: AsRef<[u8]>> SampleIterator for ChunkedIterator<'_, D> {
                     .any(|iv| iv.mint <= c.max_time && iv.maxt >= c.min_time)
             {
                 self.idx += 1;
-                let mut it = XorIterator::new(c.data.as_ref());
+                let data = c.data.as_ref();
+                // Room for the chunk's samples at once (a bad header is reported by
+                // the iterator below).
+                if let Ok(n) = kiln_chunkenc::num_samples(data) {
+                    ts.reserve(usize::from(n));
+                    vals.reserve(usize::from(n));
+                }
+                let mut it = XorIterator::new(data);
                 while it.next() {
                     let (t, v) = it.at();
                     // The bounds are the chunk's as recorded; its data is checked too.

@@ -311,8 +311,11 @@ fn decode(
         return Err(e.clone().into());
     }
     budget.hold(ts.len())?;
-    ts.shrink_to_fit();
-    vals.shrink_to_fit();
+    // Reserved per chunk, so mostly exact; shrinking copies, so only for real slack.
+    if ts.capacity() - ts.len() > ts.len() / 8 {
+        ts.shrink_to_fit();
+        vals.shrink_to_fit();
+    }
     let has_stale = vals.iter().any(|v| is_stale_nan(*v));
     Ok(Loaded {
         labels: series.labels().clone(),
