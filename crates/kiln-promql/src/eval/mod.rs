@@ -1,24 +1,31 @@
 //! The evaluator.
 //!
-//! A query runs in two phases. First every selector's data is loaded from storage into
-//! memory, once, for the whole time range the query will look at (a selector's window
-//! widened by lookback, range, offsets and enclosing subqueries); the sample budget is
-//! enforced here. Then the expression is evaluated at each step: every node yields an
-//! instant value at one timestamp, and selectors slice their preloaded samples with
-//! binary searches. Subquery results are cached per inner timestamp, so overlapping
-//! windows of consecutive steps are computed once.
+//! A query runs in two phases. First ([`prepare`]) every selector's data is loaded from
+//! storage into memory, once, for the whole time range the query will look at (a
+//! selector's window widened by lookback, range, offsets and enclosing subqueries); the
+//! sample budget is enforced here. Range-function calls whose values can be computed
+//! for all their evaluation times at once get a step table ([`step_table`]). Then the
+//! expression is evaluated at each step (long ranges split over the cores): every node
+//! yields an instant value at one timestamp, a tabled call reads its row, selectors
+//! slice their preloaded samples with cursors that move forward. Subquery results are
+//! cached per inner timestamp, so overlapping windows of consecutive steps are computed
+//! once. What is worked out per series (groups, signatures, label sets without names)
+//! is remembered across steps.
 
 mod aggregate;
 mod binary;
+mod label_cache;
+mod prepare;
 mod step_table;
 
-use crate::functions::range::GridSource;
 pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
+pub(crate) use label_cache::{HashKeyed, LabelCache};
+use prepare::SampleBudget;
 use step_table::{Grid, StepTable};
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use kiln_model::{Labels, METRIC_NAME, Timestamp, is_stale_nan};
 use kiln_storage::Queryable;
@@ -30,9 +37,6 @@ use crate::value::{QueryResult, Sample, Series, Value};
 
 /// Range queries with fewer steps per core than this are evaluated on one thread.
 const MIN_STEPS_PER_THREAD: usize = 32;
-
-/// Selectors with fewer series per core than this are decoded on one thread.
-const MIN_SERIES_PER_LOAD_THREAD: usize = 256;
 
 /// Default step of a subquery without one (Prometheus's default evaluation interval).
 const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
@@ -155,107 +159,6 @@ pub(crate) struct Evaluator<'s> {
     pub(crate) call_pos: (ast::Pos, Vec<ast::Pos>),
 }
 
-/// A map hasher for the evaluator's maps: keys that are already hashes (group and
-/// signature hashes) are used as they are, addresses and times are multiplied, label
-/// sets go through xxh3 (SipHash, the default, took a third of subquery time).
-#[derive(Default)]
-pub(crate) struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    /// Byte strings (label sets) hash with xxh3, mixed with what came before.
-    fn write(&mut self, bytes: &[u8]) {
-        self.write_u64(xxhash_rust::xxh3::xxh3_64(bytes));
-    }
-
-    /// Times (multiples of a step, so low bits often zero): mixed as addresses are.
-    fn write_i64(&mut self, n: i64) {
-        self.write_u64(spread(n as u64));
-    }
-
-    /// A single `u64` key (a hash already) is used as it is; a composite key mixes.
-    fn write_u64(&mut self, n: u64) {
-        self.0 = if self.0 == 0 {
-            n
-        } else {
-            (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        };
-    }
-
-    /// Addresses: Fibonacci hashing, then the high half folded into the low one. The
-    /// table picks buckets by the low bits, and an aligned address times an odd
-    /// constant keeps its low zero bits: without the fold, keys crowd into a fraction
-    /// of the buckets and lookups walk long probe chains.
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(spread(n as u64));
-    }
-
-    /// Flags in composite keys: mixed like a number, not hashed as a byte string.
-    fn write_u8(&mut self, n: u8) {
-        self.write_usize(usize::from(n) + 1);
-    }
-}
-
-/// Fibonacci hashing with the high half folded into the low one (see
-/// [`KeyHasher::write_usize`]).
-fn spread(n: u64) -> u64 {
-    let x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    x ^ (x >> 32)
-}
-
-/// `BuildHasher` of [`KeyHasher`].
-pub(crate) type HashKeyed = std::hash::BuildHasherDefault<KeyHasher>;
-
-/// What the evaluator works out per label set, remembered across the steps of a range
-/// query (the same series are matched and grouped at every step): matching and
-/// grouping signatures ([`subset_hash`]), and the result label sets of vector-matching
-/// operations. Keyed by label-set addresses; clones of the label sets are kept, so an
-/// address cannot be reused by another label set meanwhile.
-#[derive(Default)]
-pub(crate) struct LabelCache {
-    /// By (label set, label-name list, include).
-    signatures: HashMap<(usize, usize, bool), (Labels, u64), HashKeyed>,
-    /// By (the "many" side's label set, the "one" side's, the matching): the inputs,
-    /// and the result.
-    results: HashMap<(usize, usize, usize), (Labels, Labels, Labels), HashKeyed>,
-}
-
-impl LabelCache {
-    /// `subset_hash(l, names, include)`, from memory when `l` was seen.
-    pub(crate) fn of(&mut self, l: &Labels, names: &[String], include: bool) -> u64 {
-        if self.signatures.len() > 1_000_000 {
-            self.signatures.clear();
-        }
-        let k = (l.buffer_addr(), names.as_ptr() as usize, include);
-        self.signatures
-            .entry(k)
-            .or_insert_with(|| (l.clone(), subset_hash(l, names, include)))
-            .1
-    }
-
-    /// `make(many, one)`, from memory when this pair was seen under `matching`.
-    pub(crate) fn result_labels<M>(
-        &mut self,
-        many: &Labels,
-        one: &Labels,
-        matching: &M,
-        make: impl FnOnce() -> Labels,
-    ) -> Labels {
-        if self.results.len() > 1_000_000 {
-            self.results.clear();
-        }
-        let k = (many.buffer_addr(), one.buffer_addr(), key(matching));
-        self.results
-            .entry(k)
-            .or_insert_with(|| (many.clone(), one.clone(), make()))
-            .2
-            .clone()
-    }
-}
-
 /// A selector's window positions at its last evaluation time: for each loaded series,
 /// the index of the first sample inside the window and the index past its last.
 ///
@@ -278,51 +181,6 @@ fn advance(ts: &[Timestamp], from: usize, bound: Timestamp) -> usize {
         i += 1;
     }
     i + ts[i.min(ts.len())..].partition_point(|&x| x <= bound)
-}
-
-/// The samples a query may hold, shared by the threads that load and evaluate it.
-struct SampleBudget<'a> {
-    held: &'a AtomicUsize,
-    max: usize,
-}
-
-impl SampleBudget<'_> {
-    /// Counts `n` more samples held, failing once the query holds too many.
-    fn hold(&self, n: usize) -> Result<(), QueryError> {
-        let held = self.held.fetch_add(n, Ordering::Relaxed) + n;
-        if held > self.max {
-            return Err(QueryError::execution(
-                "query processing would load too many samples into memory in query execution",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// One series' float samples, decoded.
-fn decode(
-    series: &dyn kiln_storage::Series,
-    budget: &SampleBudget<'_>,
-) -> Result<Loaded, QueryError> {
-    let mut it = series.iterator();
-    let (mut ts, mut vals) = (Vec::new(), Vec::new());
-    it.read_floats(&mut ts, &mut vals);
-    if let Some(e) = it.err() {
-        return Err(e.clone().into());
-    }
-    budget.hold(ts.len())?;
-    // Reserved per chunk, so mostly exact; shrinking copies, so only for real slack.
-    if ts.capacity() - ts.len() > ts.len() / 8 {
-        ts.shrink_to_fit();
-        vals.shrink_to_fit();
-    }
-    let has_stale = vals.iter().any(|v| is_stale_nan(*v));
-    Ok(Loaded {
-        labels: series.labels().clone(),
-        ts: Arc::new(ts),
-        vals: Arc::new(vals),
-        has_stale,
-    })
 }
 
 fn key<T>(node: &T) -> usize {
@@ -527,7 +385,7 @@ fn step_invariant(e: &Expr) -> bool {
 }
 
 /// `e` without enclosing parentheses.
-fn unwrap_parens(e: &Expr) -> &Expr {
+pub(crate) fn unwrap_parens(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(inner) => unwrap_parens(inner),
         other => other,
@@ -794,262 +652,6 @@ impl<'s> Evaluator<'s> {
                 (t, t)
             }
         }
-    }
-
-    /// Loads every selector's data for evaluation times `[lo, hi]` of `e`, and builds
-    /// the step tables of range-function calls. `grid`: the times `e` is evaluated at
-    /// within `[lo, hi]`, when exactly known (it is not inside a subquery whose windows
-    /// leave gaps between the outer steps).
-    fn preload(
-        &mut self,
-        e: &Expr,
-        lo: Timestamp,
-        hi: Timestamp,
-        grid: Option<Grid>,
-    ) -> Result<(), QueryError> {
-        match e {
-            Expr::Number(_) | Expr::String(_) => Ok(()),
-            Expr::Selector(sel) => {
-                let (a, b) = self.shifted_span(sel.at, sel.offset, lo, hi);
-                self.load(sel, a.saturating_sub(self.lookback), b)
-            }
-            Expr::Matrix { sel, range } => {
-                let (a, b) = self.shifted_span(sel.at, sel.offset, lo, hi);
-                self.load(sel, a.saturating_sub(*range), b)
-            }
-            Expr::Subquery {
-                expr,
-                range,
-                step,
-                offset,
-                at,
-            } => {
-                let (a, b) = self.shifted_span(*at, *offset, lo, hi);
-                // The inner expression runs at every multiple of the step in each
-                // window `(t - range, t]`; over all outer times that is every multiple
-                // in `(a - range, b]` when the windows of consecutive outer times
-                // touch or overlap.
-                let step = step.unwrap_or(DEFAULT_SUBQUERY_STEP).max(1);
-                let windows_touch = at.is_some()
-                    || grid.is_some_and(|g| g.count == 1 || (g.step > 0 && g.step <= *range));
-                let first = a.saturating_sub(*range).div_euclid(step) * step + step;
-                let inner = (windows_touch && b >= first).then(|| Grid {
-                    first,
-                    step,
-                    count: ((b - first) / step) as usize + 1,
-                });
-                self.preload(expr, a.saturating_sub(*range), b, inner)
-            }
-            Expr::Aggregate { expr, param, .. } => {
-                if let Some(p) = param {
-                    self.preload(p, lo, hi, grid)?;
-                }
-                self.preload(expr, lo, hi, grid)
-            }
-            Expr::Binary { lhs, rhs, .. } => {
-                self.preload(lhs, lo, hi, grid)?;
-                self.preload(rhs, lo, hi, grid)
-            }
-            Expr::Neg(e) | Expr::Paren(e) => self.preload(e, lo, hi, grid),
-            Expr::Call {
-                func,
-                args,
-                arg_pos,
-                ..
-            } => {
-                for a in args {
-                    self.preload(a, lo, hi, grid)?;
-                }
-                match grid {
-                    Some(g) if g.count >= 2 && !step_invariant(e) => {
-                        self.build_table(e, func, args, arg_pos, g)
-                    }
-                    _ => Ok(()),
-                }
-            }
-        }
-    }
-
-    /// Builds the step table of call `e` over `grid` when it is a [`GridCall`]
-    /// (see [`step_table`]), with the annotations its evaluation would give.
-    ///
-    /// [`GridCall`]: crate::functions::range::GridCall
-    fn build_table(
-        &mut self,
-        e: &Expr,
-        func: &str,
-        args: &[Expr],
-        arg_pos: &[ast::Pos],
-        grid: Grid,
-    ) -> Result<(), QueryError> {
-        let Some(call) = crate::functions::grid_call(self, func, args)? else {
-            return Ok(());
-        };
-        let data = self.data.clone();
-        let gathered;
-        let series = match call.source {
-            GridSource::Selector(sel) => match data.get(&key(sel)) {
-                Some(series) => series,
-                None => return Ok(()),
-            },
-            GridSource::Subquery(node) => match self.subquery_series(node, grid)? {
-                Some(series) => {
-                    gathered = series;
-                    &gathered
-                }
-                None => return Ok(()),
-            },
-        };
-        let keep = crate::functions::range::keeps_name(func);
-        let Some((table, inputs)) =
-            step_table::build(series, &call, grid, keep, self.delayed_name_removal)
-        else {
-            return Ok(());
-        };
-        crate::functions::range::annotate(self, func, inputs.iter(), &call.scalars, arg_pos);
-        Arc::make_mut(&mut self.tables).insert(key(e), table);
-        Ok(())
-    }
-
-    /// The series of subquery `node` over all its windows at the times of `grid`: its
-    /// inner expression evaluated at every inner step (on all cores), the results
-    /// gathered per label set in time order — what [`subquery_at`](Self::subquery_at)
-    /// slices windows from, step by step. `None` when that is not possible here (the
-    /// step-by-step path then runs and reports any error at its step).
-    fn subquery_series(
-        &mut self,
-        node: &Expr,
-        grid: Grid,
-    ) -> Result<Option<Vec<Loaded>>, QueryError> {
-        let Expr::Subquery {
-            expr,
-            range,
-            step,
-            offset,
-            at: None,
-        } = node
-        else {
-            return Ok(None);
-        };
-        // With delayed name removal the inner samples carry per-sample name marks a
-        // table does not keep.
-        if self.delayed_name_removal || grid.step > *range {
-            return Ok(None);
-        }
-        let step = step.unwrap_or(DEFAULT_SUBQUERY_STEP).max(1);
-        let (a, b) = (
-            grid.first.saturating_sub(*offset),
-            grid.time(grid.count - 1).saturating_sub(*offset),
-        );
-        let first = a.saturating_sub(*range).div_euclid(step) * step + step;
-        if b < first {
-            return Ok(None);
-        }
-        let inner = Grid {
-            first,
-            step,
-            count: ((b - first) / step) as usize + 1,
-        };
-        // A range-function call inside (`rate(x[5m])[10m:]`) has its own table over
-        // these very times: its columns are the series.
-        if let Some(table) = self.tables.get(&key(unwrap_parens(expr)))
-            && let Some(series) = table.series_over(inner)
-        {
-            self.hold_samples(series.iter().map(|s| s.ts.len()).sum())?;
-            return Ok(Some(series));
-        }
-        let times: Vec<Timestamp> = (0..inner.count).map(|k| inner.time(k)).collect();
-        let Ok(results) = self.eval_steps_parallel(expr, &times) else {
-            return Ok(None);
-        };
-        let mut collected = SeriesCollector::default();
-        for (&t, value) in times.iter().zip(results) {
-            let samples = match value {
-                Instant::Vector(v) => v,
-                Instant::Scalar(v) => vec![Sample::new(Labels::empty(), t, v)],
-                _ => return Ok(None),
-            };
-            self.hold_samples(samples.len())?;
-            if samples.iter().any(|s| s.drop_name) {
-                return Ok(None);
-            }
-            for s in samples {
-                collected.points(s.labels).push((t, s.v));
-            }
-        }
-        Ok(Some(
-            collected
-                .series
-                .into_iter()
-                .map(|s| {
-                    let (ts, vals): (Vec<Timestamp>, Vec<f64>) = s.points.into_iter().unzip();
-                    Loaded {
-                        has_stale: vals.iter().any(|v| is_stale_nan(*v)),
-                        labels: s.labels,
-                        ts: Arc::new(ts),
-                        vals: Arc::new(vals),
-                    }
-                })
-                .collect(),
-        ))
-    }
-
-    /// Loads the samples of `sel`'s series in `[mint, maxt]`, decoding them on all cores
-    /// when there are many.
-    fn load(&mut self, sel: &Selector, mint: Timestamp, maxt: Timestamp) -> Result<(), QueryError> {
-        let k = key(sel);
-        let querier = self.storage.querier(mint, maxt)?;
-        let mut set = querier.select(true, None, &sel.matchers);
-        let mut series = Vec::new();
-        while let Some(s) = set.next() {
-            series.push(s);
-        }
-        if let Some(e) = set.err() {
-            return Err(e.clone().into());
-        }
-        self.warnings.extend(set.warnings());
-        let budget = SampleBudget {
-            held: &self.loaded_samples,
-            max: self.max_samples,
-        };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let parts = cores.min(series.len() / MIN_SERIES_PER_LOAD_THREAD).max(1);
-        let out = if parts == 1 {
-            series
-                .iter()
-                .map(|s| decode(s.as_ref(), &budget))
-                .collect::<Result<Vec<_>, _>>()?
-        } else {
-            let chunk = series.len().div_ceil(parts);
-            let budget = &budget;
-            let parts: Vec<Result<Vec<Loaded>, QueryError>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = series
-                    .chunks(chunk)
-                    .map(|part| {
-                        scope.spawn(move || {
-                            part.iter()
-                                .map(|s| decode(s.as_ref(), budget))
-                                .collect::<Result<Vec<_>, _>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(QueryError::execution("decoding series panicked"))
-                        })
-                    })
-                    .collect()
-            });
-            let mut out = Vec::with_capacity(series.len());
-            for p in parts {
-                out.extend(p?);
-            }
-            out
-        };
-        Arc::make_mut(&mut self.data).insert(k, out);
-        Ok(())
     }
 
     /// Evaluates `e` at time `ts`.

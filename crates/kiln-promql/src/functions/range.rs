@@ -6,7 +6,7 @@ use kiln_model::{Labels, Timestamp};
 use super::quantile;
 use crate::ast::{Expr, Pos, Selector, ValueType};
 use crate::error::QueryError;
-use crate::eval::{Evaluator, Instant};
+use crate::eval::{Evaluator, Instant, unwrap_parens};
 use crate::value::Sample;
 
 /// What a range function sees besides one series' window.
@@ -43,16 +43,9 @@ pub(crate) type RangeFn = fn(&RangeCtx, &Window<'_>) -> Option<f64>;
 /// Functions that keep the metric name.
 const KEEPS_NAME: [&str; 2] = ["last_over_time", "first_over_time"];
 
-fn unwrap_paren(e: &Expr) -> &Expr {
-    match e {
-        Expr::Paren(inner) => unwrap_paren(inner),
-        other => other,
-    }
-}
-
 /// The window end and range of a range-vector argument at step `ts`.
 fn window_of(ev: &Evaluator<'_>, e: &Expr, ts: Timestamp) -> Option<(Timestamp, i64)> {
-    match unwrap_paren(e) {
+    match unwrap_parens(e) {
         Expr::Matrix { sel, range } => Some((ev.shifted(sel.at, sel.offset, ts), *range)),
         Expr::Subquery {
             range, offset, at, ..
@@ -218,7 +211,7 @@ pub(crate) fn grid_call<'e>(
     let Ok(pos) = matrix_arg(name, args) else {
         return Ok(None);
     };
-    let (source, range, offset) = match unwrap_paren(&args[pos]) {
+    let (source, range, offset) = match unwrap_parens(&args[pos]) {
         Expr::Matrix { sel, range } if sel.at.is_none() => {
             (GridSource::Selector(sel), *range, sel.offset)
         }
