@@ -295,30 +295,17 @@ pub(crate) fn write_go_g(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
         return;
     }
-    // Rust's `{:e}` gives the shortest round-trip digits: "-1.2345e-7", "5e0".
-    let mut buf = StackBuf::new();
-    // A finite f64 in `{:e}` form is at most 24 bytes; StackBuf holds 32.
-    let _ = write!(buf, "{v:e}");
-    let s = buf.as_bytes();
-    let (neg, s) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    let e_at = s.iter().position(|&b| b == b'e').unwrap_or(s.len());
-    let (mantissa, exp_text) = (&s[..e_at], s.get(e_at + 1..).unwrap_or(b"0"));
-    let exp = parse_small_i32(exp_text);
-    // Digits without the point: "12345" from "1.2345".
-    let first = mantissa.first().copied().unwrap_or(b'0');
-    let frac = mantissa.get(2..).unwrap_or(b"");
-    let ndigits = 1 + frac.len() as i32;
-    if neg {
+    // The shortest digits as Go picks them (ties to even), without allocating.
+    let d = kiln_model::ShortestDigits::of(v);
+    let (digits, exp) = (d.digits(), d.exp());
+    if d.is_negative() {
         out.push(b'-');
     }
     if !(-4..6).contains(&exp) {
-        out.push(first);
-        if !frac.is_empty() {
+        out.push(digits[0]);
+        if digits.len() > 1 {
             out.push(b'.');
-            out.extend_from_slice(frac);
+            out.extend_from_slice(&digits[1..]);
         }
         out.push(b'e');
         out.push(if exp < 0 { b'-' } else { b'+' });
@@ -332,33 +319,19 @@ pub(crate) fn write_go_g(out: &mut Vec<u8>, v: f64) {
         for _ in 0..(-exp - 1) {
             out.push(b'0');
         }
-        out.push(first);
-        out.extend_from_slice(frac);
+        out.extend_from_slice(digits);
     } else {
         // exp in 0..6: the point goes after exp+1 digits.
-        let int_digits = exp + 1;
-        out.push(first);
-        let in_int = ((int_digits - 1).min(frac.len() as i32)) as usize;
-        out.extend_from_slice(&frac[..in_int]);
-        for _ in ndigits..int_digits {
-            out.push(b'0');
-        }
-        if in_int < frac.len() {
+        let point = exp as usize + 1;
+        if digits.len() <= point {
+            out.extend_from_slice(digits);
+            out.resize(out.len() + point - digits.len(), b'0');
+        } else {
+            out.extend_from_slice(&digits[..point]);
             out.push(b'.');
-            out.extend_from_slice(&frac[in_int..]);
+            out.extend_from_slice(&digits[point..]);
         }
     }
-}
-
-fn parse_small_i32(s: &[u8]) -> i32 {
-    let (neg, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    let n = digits
-        .iter()
-        .fold(0i32, |n, &d| n * 10 + i32::from(d.wrapping_sub(b'0')));
-    if neg { -n } else { n }
 }
 
 /// Milliseconds as exact decimal seconds, nudged so that Prometheus's

@@ -24,7 +24,9 @@ pub use duration::{DurationError, format_duration_ms, parse_duration_ms};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchType, Matcher, MatcherError};
 pub use selector::{SelectorError, parse_selector};
-pub use value::{STALE_NAN, STALE_NAN_BITS, format_go_float, format_go_float_exp, is_stale_nan};
+pub use value::{
+    STALE_NAN, STALE_NAN_BITS, ShortestDigits, format_go_float, format_go_float_exp, is_stale_nan,
+};
 
 /// A timestamp in milliseconds since the Unix epoch, as Prometheus stores them.
 pub type Timestamp = i64;
