@@ -34,12 +34,20 @@ fn config_file(dir: &Path, name: &str, yaml: &str) -> PathBuf {
 }
 
 fn start(data: &Path, config: &Path) -> KilnServer {
-    start_kiln_server(&[
-        &format!("--config.file={}", config.display()),
-        &format!("--storage.tsdb.path={}", data.display()),
+    start_with(data, config, &[])
+}
+
+fn start_with(data: &Path, config: &Path, extra: &[&str]) -> KilnServer {
+    let config = format!("--config.file={}", config.display());
+    let data = format!("--storage.tsdb.path={}", data.display());
+    let mut args = vec![
+        config.as_str(),
+        data.as_str(),
         "--web.listen-address=127.0.0.1:0",
         "--storage.tsdb.retention.time=0",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    start_kiln_server(&args)
 }
 
 /// The `data` part of an API answer, with result series sorted.
@@ -92,7 +100,13 @@ fn kiln_reads_another_kilns_data() {
     // cluster's series, the store answers with its series labelled, the reader strips
     // the label again.
     let ext = "global:\n  external_labels: {cluster: b}\n";
-    let store = start(&store_data, &config_file(dir.path(), "store.yml", ext));
+    // Frames of at most ~256 bytes of chunks: the streamed answers span many frames,
+    // more than are let in flight at once.
+    let store = start_with(
+        &store_data,
+        &config_file(dir.path(), "store.yml", ext),
+        &["--storage.remote.read-max-bytes-in-frame=256"],
+    );
     let reader_config = config_file(
         dir.path(),
         "reader.yml",

@@ -14,7 +14,9 @@ pub mod serve;
 pub use client::{RemoteReadClient, decode_answer};
 pub use fanout::{FanoutQueryable, LocalStartTime};
 pub use frames::FrameError;
-pub use serve::{ReadAnswer, ReadError, ReadLimits, ReadStorage, STREAMED_CONTENT_TYPE, serve};
+pub use serve::{
+    ReadAnswer, ReadError, ReadLimits, ReadPlan, ReadStorage, STREAMED_CONTENT_TYPE, serve,
+};
 
 /// The User-Agent of remote requests.
 pub(crate) const USER_AGENT: &str = concat!("Kiln/", env!("CARGO_PKG_VERSION"));

@@ -53,13 +53,16 @@ pub enum ReadError {
     SampleLimit(usize),
     #[error("{0}")]
     Storage(#[from] StorageError),
+    /// The client stopped reading a streamed answer.
+    #[error("the client went away")]
+    Gone,
 }
 
 impl ReadError {
     pub fn status(&self) -> u16 {
         match self {
             ReadError::BadRequest(_) | ReadError::SampleLimit(_) => 400,
-            ReadError::Storage(_) => 500,
+            ReadError::Storage(_) | ReadError::Gone => 500,
         }
     }
 }
@@ -97,63 +100,106 @@ impl ReadStorage for kiln_tsdb::db::Db {
     }
 }
 
-/// Answers one read request body. See the module docs.
+/// A decoded read request and the response type it will be answered in.
+pub struct ReadPlan {
+    req: ReadRequest,
+    streamed: bool,
+}
+
+impl ReadPlan {
+    /// Decodes a request body (snappy + protobuf) and picks the response type: the
+    /// first of the client's list Kiln supports, samples when the list is empty.
+    pub fn decode(body: &[u8]) -> Result<ReadPlan, ReadError> {
+        let raw = decompress(body, &ReceiveLimits::default())
+            .map_err(|e| ReadError::BadRequest(e.to_string()))?;
+        let req = ReadRequest::decode(raw.as_slice())
+            .map_err(|e| ReadError::BadRequest(format!("protobuf decoding failed: {e}")))?;
+        let supported = [RESPONSE_SAMPLES, RESPONSE_STREAMED_XOR_CHUNKS];
+        let first = req
+            .accepted_response_types
+            .iter()
+            .find(|t| supported.contains(t));
+        if !req.accepted_response_types.is_empty() && first.is_none() {
+            return Err(ReadError::BadRequest(format!(
+                "none of the accepted response types {:?} is supported",
+                req.accepted_response_types
+            )));
+        }
+        let streamed = first == Some(&RESPONSE_STREAMED_XOR_CHUNKS);
+        Ok(ReadPlan { req, streamed })
+    }
+
+    /// Whether the answer is a stream of frames ([`answer_streamed`](Self::answer_streamed)).
+    pub fn is_streamed(&self) -> bool {
+        self.streamed
+    }
+
+    /// The `SAMPLES` answer, whole (bounded by the sample limit).
+    pub fn answer_samples(
+        &self,
+        storage: &dyn ReadStorage,
+        external_labels: &BTreeMap<String, String>,
+        limits: &ReadLimits,
+    ) -> Result<ReadAnswer, ReadError> {
+        let mut results = Vec::with_capacity(self.req.queries.len());
+        let mut samples = 0usize;
+        for q in &self.req.queries {
+            results.push(sample_query(
+                q,
+                storage,
+                external_labels,
+                limits,
+                &mut samples,
+            )?);
+        }
+        let raw = ReadResponse { results }.encode_to_vec();
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&raw)
+            .map_err(|e| ReadError::BadRequest(format!("snappy compression failed: {e}")))?;
+        Ok(ReadAnswer {
+            content_type: "application/x-protobuf",
+            content_encoding: Some("snappy"),
+            body,
+        })
+    }
+
+    /// The `STREAMED_XOR_CHUNKS` answer, handed to `send` one frame at a time as it is
+    /// read from storage (content type [`STREAMED_CONTENT_TYPE`]), so a large read holds
+    /// about one frame in memory. An error from `send` (the client went away) stops it.
+    pub fn answer_streamed(
+        &self,
+        storage: &dyn ReadStorage,
+        external_labels: &BTreeMap<String, String>,
+        limits: &ReadLimits,
+        send: &mut dyn FnMut(Vec<u8>) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
+        for (i, q) in self.req.queries.iter().enumerate() {
+            stream_query(i, q, storage, external_labels, limits, send)?;
+        }
+        Ok(())
+    }
+}
+
+/// Answers one read request body in memory. See the module docs.
 pub fn serve(
     body: &[u8],
     storage: &dyn ReadStorage,
     external_labels: &BTreeMap<String, String>,
     limits: &ReadLimits,
 ) -> Result<ReadAnswer, ReadError> {
-    let raw = decompress(body, &ReceiveLimits::default())
-        .map_err(|e| ReadError::BadRequest(e.to_string()))?;
-    let req = ReadRequest::decode(raw.as_slice())
-        .map_err(|e| ReadError::BadRequest(format!("protobuf decoding failed: {e}")))?;
-    let streamed = req
-        .accepted_response_types
-        .iter()
-        .find(|t| [RESPONSE_SAMPLES, RESPONSE_STREAMED_XOR_CHUNKS].contains(t))
-        .is_some_and(|&t| t == RESPONSE_STREAMED_XOR_CHUNKS);
-    if !req.accepted_response_types.is_empty()
-        && !req
-            .accepted_response_types
-            .iter()
-            .any(|t| [RESPONSE_SAMPLES, RESPONSE_STREAMED_XOR_CHUNKS].contains(t))
-    {
-        return Err(ReadError::BadRequest(format!(
-            "none of the accepted response types {:?} is supported",
-            req.accepted_response_types
-        )));
+    let plan = ReadPlan::decode(body)?;
+    if !plan.is_streamed() {
+        return plan.answer_samples(storage, external_labels, limits);
     }
-    if streamed {
-        let mut out = Vec::new();
-        for (i, q) in req.queries.iter().enumerate() {
-            stream_query(i, q, storage, external_labels, limits, &mut out)?;
-        }
-        return Ok(ReadAnswer {
-            content_type: STREAMED_CONTENT_TYPE,
-            content_encoding: None,
-            body: out,
-        });
-    }
-    let mut results = Vec::with_capacity(req.queries.len());
-    let mut samples = 0usize;
-    for q in &req.queries {
-        results.push(sample_query(
-            q,
-            storage,
-            external_labels,
-            limits,
-            &mut samples,
-        )?);
-    }
-    let raw = ReadResponse { results }.encode_to_vec();
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .map_err(|e| ReadError::BadRequest(format!("snappy compression failed: {e}")))?;
+    let mut out = Vec::new();
+    plan.answer_streamed(storage, external_labels, limits, &mut |frame| {
+        out.extend_from_slice(&frame);
+        Ok(())
+    })?;
     Ok(ReadAnswer {
-        content_type: "application/x-protobuf",
-        content_encoding: Some("snappy"),
-        body,
+        content_type: STREAMED_CONTENT_TYPE,
+        content_encoding: None,
+        body: out,
     })
 }
 
@@ -270,7 +316,7 @@ fn stream_query(
     storage: &dyn ReadStorage,
     external_labels: &BTreeMap<String, String>,
     limits: &ReadLimits,
-    out: &mut Vec<u8>,
+    send: &mut dyn FnMut(Vec<u8>) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     let ms = matchers(q, external_labels)?;
     let querier = storage.chunk_querier(q.start_timestamp_ms, q.end_timestamp_ms)?;
@@ -281,12 +327,17 @@ fn stream_query(
         query_index: index as i64,
     };
     let mut frame_bytes = 0usize;
-    let flush = |frame: &mut ChunkedReadResponse, bytes: &mut usize, out: &mut Vec<u8>| {
-        if !frame.chunked_series.is_empty() {
-            put_frame(out, &frame.encode_to_vec());
-            frame.chunked_series.clear();
-        }
+    let flush = |frame: &mut ChunkedReadResponse,
+                 bytes: &mut usize,
+                 send: &mut dyn FnMut(Vec<u8>) -> Result<(), ReadError>| {
         *bytes = 0;
+        if frame.chunked_series.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        put_frame(&mut out, &frame.encode_to_vec());
+        frame.chunked_series.clear();
+        send(out)
     };
     while let Some(series) = set.next() {
         let labels = outgoing_labels(&series.labels, external_labels);
@@ -311,7 +362,7 @@ fn stream_query(
                         chunks: Vec::new(),
                     },
                 ));
-                flush(&mut frame, &mut frame_bytes, out);
+                flush(&mut frame, &mut frame_bytes, send)?;
             }
         }
         if !current.chunks.is_empty() {
@@ -321,8 +372,7 @@ fn stream_query(
     if let Some(e) = set.err() {
         return Err(ReadError::Storage(e.clone()));
     }
-    flush(&mut frame, &mut frame_bytes, out);
-    Ok(())
+    flush(&mut frame, &mut frame_bytes, send)
 }
 
 #[cfg(test)]

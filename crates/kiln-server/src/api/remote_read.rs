@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kiln_remote::read::{ReadLimits, ReadStorage};
+use kiln_remote::read::{ReadError, ReadLimits, ReadPlan, ReadStorage, STREAMED_CONTENT_TYPE};
 
 use super::ApiState;
 
@@ -39,7 +39,11 @@ pub(crate) async fn read(State(state): State<Arc<ApiState>>, body: Bytes) -> Res
     let Some(server) = state.remote_read.as_ref() else {
         return text(404, "remote read is not served".into());
     };
-    let _permit = match &server.concurrency {
+    let plan = match ReadPlan::decode(&body) {
+        Ok(p) => p,
+        Err(e) => return text(e.status(), e.to_string()),
+    };
+    let permit = match &server.concurrency {
         Some(s) => match s.clone().acquire_owned().await {
             Ok(p) => Some(p),
             Err(_) => return text(503, "remote read is shutting down".into()),
@@ -53,20 +57,19 @@ pub(crate) async fn read(State(state): State<Arc<ApiState>>, body: Bytes) -> Res
         .iter()
         .map(|l| (l.name.to_owned(), l.value.to_owned()))
         .collect();
+    if plan.is_streamed() {
+        return streamed(plan, storage, external, limits, permit).await;
+    }
     let answer = tokio::task::spawn_blocking(move || {
-        kiln_remote::read::serve(&body, storage.as_ref(), &external, &limits)
+        let _permit = permit;
+        plan.answer_samples(storage.as_ref(), &external, &limits)
     })
     .await;
     match answer {
         Ok(Ok(a)) => {
             let mut resp = (StatusCode::OK, a.body).into_response();
             let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                a.content_type
-                    .parse()
-                    .unwrap_or(header::HeaderValue::from_static("application/x-protobuf")),
-            );
+            h.insert(header::CONTENT_TYPE, content_type(a.content_type));
             if let Some(enc) = a.content_encoding {
                 h.insert(
                     header::CONTENT_ENCODING,
@@ -75,12 +78,77 @@ pub(crate) async fn read(State(state): State<Arc<ApiState>>, body: Bytes) -> Res
             }
             resp
         }
-        Ok(Err(e)) => {
-            if e.status() >= 500 {
-                tracing::error!(error = %e, "remote read failed");
-            }
-            text(e.status(), e.to_string())
-        }
+        Ok(Err(e)) => failed(&e),
         Err(e) => text(500, format!("remote read task failed: {e}")),
+    }
+}
+
+/// Frames of a streamed answer in flight between the reading thread and the client.
+const FRAMES_IN_FLIGHT: usize = 4;
+
+/// A streamed answer: frames go out as the reading thread produces them (it waits
+/// while [`FRAMES_IN_FLIGHT`] are unsent), holding the concurrency permit until the
+/// last. An error before the first frame is an error status; after it, the
+/// connection is cut, as the status line is gone.
+async fn streamed(
+    plan: ReadPlan,
+    storage: Arc<dyn ReadStorage>,
+    external: std::collections::BTreeMap<String, String>,
+    limits: ReadLimits,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Response {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, ReadError>>(FRAMES_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut send = |frame: Vec<u8>| tx.blocking_send(Ok(frame)).map_err(|_| ReadError::Gone);
+        if let Err(e) = plan.answer_streamed(storage.as_ref(), &external, &limits, &mut send)
+            && !matches!(e, ReadError::Gone)
+        {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let first = match rx.recv().await {
+        Some(Err(e)) => return failed(&e),
+        first => first.and_then(Result::ok),
+    };
+    let mut resp = Response::new(axum::body::Body::from_stream(Frames { first, rx }));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type(STREAMED_CONTENT_TYPE));
+    resp
+}
+
+fn content_type(value: &str) -> header::HeaderValue {
+    value
+        .parse()
+        .unwrap_or(header::HeaderValue::from_static("application/x-protobuf"))
+}
+
+fn failed(e: &ReadError) -> Response {
+    if e.status() >= 500 {
+        tracing::error!(error = %e, "remote read failed");
+    }
+    text(e.status(), e.to_string())
+}
+
+/// The frames of a streamed answer as a body stream.
+struct Frames {
+    first: Option<Vec<u8>>,
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, ReadError>>,
+}
+
+impl futures_core::Stream for Frames {
+    type Item = Result<Bytes, ReadError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(frame) = this.first.take() {
+            return std::task::Poll::Ready(Some(Ok(Bytes::from(frame))));
+        }
+        this.rx
+            .poll_recv(cx)
+            .map(|next| next.map(|r| r.map(Bytes::from)))
     }
 }
