@@ -100,10 +100,18 @@ async fn streamed(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, ReadError>>(FRAMES_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let mut send = |frame: Vec<u8>| tx.blocking_send(Ok(frame)).map_err(|_| ReadError::Gone);
+        let mut sent_any = false;
+        let mut send = |frame: Vec<u8>| {
+            sent_any = true;
+            tx.blocking_send(Ok(frame)).map_err(|_| ReadError::Gone)
+        };
         if let Err(e) = plan.answer_streamed(storage.as_ref(), &external, &limits, &mut send)
             && !matches!(e, ReadError::Gone)
         {
+            if sent_any {
+                // The status line is gone: the client only sees the connection cut.
+                tracing::error!(error = %e, "streamed remote read failed midway");
+            }
             let _ = tx.blocking_send(Err(e));
         }
     });
