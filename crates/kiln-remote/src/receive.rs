@@ -27,7 +27,7 @@
 //!   after the commit, so after the WAL holds the samples.
 
 use kiln_model::{Labels, LabelsBuilder, METRIC_NAME};
-use kiln_storage::{Appender, ErrorKind, SampleValue, StorageError};
+use kiln_storage::{Appender, ErrorKind, SampleValue, SeriesRef, StorageError};
 use prost::Message;
 
 use crate::proto::{WriteRequest, v2};
@@ -262,21 +262,35 @@ fn store_series<I: Iterator<Item = (i64, f64)>>(
     stats: &mut WriteStats,
 ) -> Result<(), ReceiveError> {
     let labels = series_labels(series.pairs, b)?;
-    if series.histograms > 0 {
+    append_series(app, &labels, 0, series.samples, series.histograms, stats)?;
+    stats.exemplars_ignored += series.exemplars;
+    Ok(())
+}
+
+/// Appends one series' float samples under `labels` (a series with native histograms
+/// is refused), starting from the storage reference `series_ref` (0: look it up);
+/// counts the series and its samples into `stats` and returns the reference.
+fn append_series(
+    app: &mut dyn Appender,
+    labels: &Labels,
+    mut series_ref: SeriesRef,
+    samples: impl IntoIterator<Item = (i64, f64)>,
+    histograms: usize,
+    stats: &mut WriteStats,
+) -> Result<SeriesRef, ReceiveError> {
+    if histograms > 0 {
         return Err(ReceiveError::NativeHistogram {
             labels: labels.to_string(),
         });
     }
-    let mut series_ref = 0;
-    for (t, v) in series.samples {
+    for (t, v) in samples {
         series_ref = app
-            .append(series_ref, &labels, t, SampleValue::Float(v))
+            .append(series_ref, labels, t, SampleValue::Float(v))
             .map_err(ReceiveError::Storage)?;
         stats.samples += 1;
     }
-    stats.exemplars_ignored += series.exemplars;
     stats.series += 1;
-    Ok(())
+    Ok(series_ref)
 }
 
 /// Stores a decompressed 1.0 request as one transaction, reading it in place (see
@@ -307,20 +321,15 @@ fn append_v1(
                 (0, series_labels(&pairs, &mut b)?)
             }
         };
-        if v.histograms > 0 {
-            return Err(ReceiveError::NativeHistogram {
-                labels: labels.to_string(),
-            });
-        }
-        let mut series_ref = known_ref;
-        for &(t, value) in &v.samples {
-            series_ref = app
-                .append(series_ref, &labels, t, SampleValue::Float(value))
-                .map_err(ReceiveError::Storage)?;
-            stats.samples += 1;
-        }
+        let series_ref = append_series(
+            app,
+            &labels,
+            known_ref,
+            v.samples.iter().copied(),
+            v.histograms,
+            &mut stats,
+        )?;
         stats.exemplars_ignored += v.exemplars;
-        stats.series += 1;
         if let Some(k) = key
             && (cached.is_none() || series_ref != known_ref)
         {

@@ -176,17 +176,7 @@ fn backfilled_recent() -> (tempfile::TempDir, std::path::PathBuf, i64) {
     let file = tmp.path().join("recent.om");
     std::fs::write(&file, om).expect("write openmetrics");
     let data = tmp.path().join("data");
-    ok_stdout(
-        "backfill",
-        kiln(&[
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "-q",
-            file.to_str().expect("path"),
-            data.to_str().expect("path"),
-        ]),
-    );
+    backfill(&file, &data);
     (tmp, data, newest)
 }
 

@@ -277,10 +277,7 @@ pub(crate) fn run(
             ),
         }
     } else {
-        let steps: Vec<Timestamp> = {
-            let n = ((end - start) / step) as usize + 1;
-            (0..n).map(|i| start + i as i64 * step).collect()
-        };
+        let steps: Vec<Timestamp> = (0..grid.count).map(|k| grid.time(k)).collect();
         let results = ev.eval_steps_parallel(&expr, &steps)?;
         let mut series = SeriesCollector::default();
         for (t, value) in steps.iter().copied().zip(results) {

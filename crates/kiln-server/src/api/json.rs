@@ -41,19 +41,14 @@ pub(crate) fn value(out: &mut String, v: f64) {
     } else if (1e-5..1e16).contains(&v.abs()) {
         out.push_str(ryu_plain(&mut ryu::Buffer::new(), v));
     } else if (1e-6..1e-5).contains(&v.abs()) {
-        // ryu writes these as "4.9618e-6"; Go as "0.0000049618".
-        let mut buf = ryu::Buffer::new();
-        let s = buf.format_finite(v);
-        let (neg, s) = match s.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, s),
-        };
-        let mantissa = s.strip_suffix("e-6").unwrap_or(s);
-        if neg {
+        // ryu would write these as "4.9618e-6"; Go writes "0.0000049618" (the first
+        // digit's exponent is -6 throughout this range).
+        let d = kiln_model::ShortestDigits::of(v);
+        if d.is_negative() {
             out.push('-');
         }
         out.push_str("0.00000");
-        out.extend(mantissa.chars().filter(|c| *c != '.'));
+        out.extend(d.digits().iter().map(|&c| char::from(c)));
     } else {
         // Written in place: this runs once per point of every query answer.
         let _ = write!(out, "{v}");

@@ -333,6 +333,12 @@ pub(crate) fn wait_for(port: u16, query: &str, want: &[&str], limit: Duration) -
 /// Backfills `examples/gpu-fleet.om` into a new Kiln data directory `data` (blocks).
 pub(crate) fn backfill_example(data: &Path) {
     let om = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gpu-fleet.om");
+    backfill(Path::new(om), data);
+}
+
+/// Backfills an OpenMetrics file into a new Kiln data directory `data` (blocks), as
+/// `kiln tsdb create-blocks-from openmetrics` does.
+pub(crate) fn backfill(om: &Path, data: &Path) {
     ok_stdout(
         "backfill",
         kiln(&[
@@ -340,7 +346,7 @@ pub(crate) fn backfill_example(data: &Path) {
             "create-blocks-from",
             "openmetrics",
             "-q",
-            om,
+            om.to_str().expect("path"),
             data.to_str().expect("path"),
         ]),
     );
