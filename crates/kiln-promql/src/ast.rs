@@ -1,17 +1,13 @@
-//! Kiln's PromQL syntax tree, and the one place that talks to the `promql-parser` crate.
-//!
-//! The parser's tree is converted right away into this smaller one: times become
-//! milliseconds, operators become enums, and label matchers become `kiln_model`
-//! matchers, whose regexes follow Prometheus 3 (`.` matches newline, ASCII `\d\w\s`)
-//! rather than the parser's own.
+//! The expression tree the evaluator walks, made from the parser's checked syntax tree:
+//! times become milliseconds (duration expressions computed for the query's step and
+//! range), operators become enums, the metric name becomes a `__name__` matcher, and
+//! positions become `line:column` for annotations.
 
-use std::time::{Duration, UNIX_EPOCH};
-
-use kiln_model::{METRIC_NAME, MatchType, Matcher};
-use promql_parser::label::MatchOp;
-use promql_parser::parser::{self as pp, LabelModifier, VectorMatchCardinality};
+use kiln_model::{METRIC_NAME, Matcher};
 
 use crate::error::QueryError;
+pub(crate) use crate::parser::syntax::ValueType;
+use crate::parser::syntax::{self, Duration, DurationExpr, DurationKind, Node, NodeKind};
 
 /// The `@` modifier.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,15 +103,6 @@ pub(crate) struct VectorMatching {
     pub(crate) card: Cardinality,
 }
 
-/// The type an expression evaluates to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ValueType {
-    Scalar,
-    String,
-    Vector,
-    Matrix,
-}
-
 #[derive(Debug, Clone)]
 pub(crate) enum Expr {
     Number(f64),
@@ -193,380 +180,323 @@ impl std::fmt::Display for Pos {
     }
 }
 
-/// Runs the parser.
-fn parse_tree(query: &str) -> Result<pp::Expr, QueryError> {
-    // The parser panics on a few hostile inputs (a duration too large for
-    // `std::time::Duration`, found by fuzzing): a query must get an error, never take the
-    // process down, so a panic inside the parser is turned into one. The parser keeps no
-    // state between calls, so nothing is left half-updated.
-    std::panic::catch_unwind(|| pp::parse(query))
-        .map_err(|_| {
-            QueryError::bad_data(
-                "invalid query: the parser rejected it (a number or duration out of range?)",
-            )
-        })?
-        .map_err(QueryError::bad_data)
+/// What duration expressions (`step()`, `range()`) stand for in one query.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DurationParams {
+    /// The query's step in milliseconds (0 for an instant query).
+    pub(crate) step_ms: i64,
+    /// `end - start` in milliseconds.
+    pub(crate) range_ms: i64,
 }
 
-/// The query in Prometheus's canonical layout (what `/api/v1/format_query` answers),
-/// after checking it the way evaluation would.
+/// Parses and checks a query, with Prometheus's error text.
+fn parse_checked(query: &str) -> Result<Node, QueryError> {
+    crate::parser::parse(query).map_err(|e| QueryError::bad_data(e.render(query)))
+}
+
+/// The query in Prometheus's canonical layout (what `/api/v1/format_query` answers).
 pub fn format_query(query: &str) -> Result<String, QueryError> {
-    let parsed = parse_tree(query)?;
-    let mut conv = Converter {
-        text: query,
-        seen: std::collections::HashMap::new(),
-    };
-    conv.convert(&parsed)?;
-    Ok(parsed.prettify())
+    let node = parse_checked(query)?;
+    // Refuse what evaluation would refuse, as Prometheus formats only valid queries.
+    Converter::new(query, DurationParams::default()).convert(&node)?;
+    Ok(crate::parser::print::pretty(&node))
 }
 
 /// Checks that `query` is a valid expression (it parses and its types check) without
 /// evaluating it: what rule files and `promtool check rules` verify.
 pub fn validate_query(query: &str) -> Result<(), QueryError> {
-    parse(query).map(|_| ())
+    let node = parse_checked(query)?;
+    Converter::new(query, DurationParams::default())
+        .lenient_durations()
+        .convert(&node)
+        .map(|_| ())
 }
 
-/// Parses a query.
-pub(crate) fn parse(query: &str) -> Result<Expr, QueryError> {
-    let parsed = parse_tree(query)?;
-    let mut conv = Converter {
-        text: query,
-        seen: std::collections::HashMap::new(),
-    };
-    conv.convert(&parsed)
+/// Parses a query for evaluation.
+pub(crate) fn parse(query: &str, durations: DurationParams) -> Result<Expr, QueryError> {
+    let node = parse_checked(query)?;
+    Converter::new(query, durations).convert(&node)
 }
 
-/// Converts the parser's tree, finding positions in the text: the parser keeps none, but
-/// calls and aggregations are visited in pre-order, which is the order in which their
-/// names appear in the text, so the k-th visit of `name` is the k-th `name(` token.
+/// Turns the syntax tree into an [`Expr`].
 struct Converter<'q> {
-    text: &'q str,
-    seen: std::collections::HashMap<String, usize>,
+    query: &'q str,
+    durations: DurationParams,
+    /// Whether computed durations may be out of bounds (when no query gives them
+    /// values, as when a rule file is checked).
+    lenient: bool,
 }
 
-impl Converter<'_> {
+impl<'q> Converter<'q> {
+    fn new(query: &'q str, durations: DurationParams) -> Self {
+        Converter {
+            query,
+            durations,
+            lenient: false,
+        }
+    }
+
+    fn lenient_durations(mut self) -> Self {
+        self.lenient = true;
+        self
+    }
+
     fn position(&self, offset: usize) -> Pos {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        let (line, col) = crate::parser::line_col(self.query, offset);
         Pos { line, col }
     }
 
-    /// The offsets of the `k`th `name` token (case-insensitive, not inside a string or
-    /// part of a longer identifier) and of its arguments.
-    fn find_call(&mut self, name: &str) -> (Pos, Vec<Pos>) {
-        let k = {
-            let e = self.seen.entry(name.to_lowercase()).or_insert(0);
-            *e += 1;
-            *e - 1
-        };
-        let tokens = identifier_offsets(self.text, name);
-        let Some(&start) = tokens.get(k) else {
-            return (Pos::default(), Vec::new());
-        };
-        let args = argument_offsets(self.text, start + name.len());
-        (
-            self.position(start),
-            args.into_iter().map(|o| self.position(o)).collect(),
-        )
+    fn error(&self, offset: usize, message: &str) -> QueryError {
+        let (line, col) = crate::parser::line_col(self.query, offset);
+        QueryError::bad_data(format!("{line}:{col}: {message}"))
     }
-}
 
-/// Offsets of `name` as a whole identifier outside string literals.
-fn identifier_offsets(text: &str, name: &str) -> Vec<usize> {
-    let bytes = text.as_bytes();
-    let lower = text.to_lowercase();
-    let name = name.to_lowercase();
-    let mut out = Vec::new();
-    let mut quote: Option<u8> = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if let Some(q) = quote {
-            if c == b'\\' && q != b'`' {
-                i += 2;
-                continue;
-            }
-            if c == q {
-                quote = None;
-            }
-            i += 1;
-            continue;
-        }
-        if matches!(c, b'"' | b'\'' | b'`') {
-            quote = Some(c);
-            i += 1;
-            continue;
-        }
-        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
-        if lower[i..].starts_with(&name)
-            && (i == 0 || !ident(bytes[i - 1]))
-            && bytes.get(i + name.len()).is_none_or(|&b| !ident(b))
-        {
-            out.push(i);
-            i += name.len();
-            continue;
-        }
-        i += 1;
+    fn convert(&self, node: &Node) -> Result<Expr, QueryError> {
+        crate::parser::with_stack(|| self.convert_node(node))
     }
-    out
-}
 
-/// The offsets where the arguments of a call start, scanning from just after its name:
-/// an optional `by (...)`/`without (...)` clause is skipped, then the parenthesised
-/// list is split at top-level commas.
-fn argument_offsets(text: &str, from: usize) -> Vec<usize> {
-    let bytes = text.as_bytes();
-    let mut i = from;
-    let skip_ws = |mut i: usize| {
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        i
-    };
-    i = skip_ws(i);
-    // A grouping clause between the name and the arguments.
-    let rest = text[i..].to_lowercase();
-    if (rest.starts_with("by") || rest.starts_with("without"))
-        && let Some(open) = text[i..].find('(')
-        && let Some(close) = text[i + open..].find(')')
-    {
-        i = skip_ws(i + open + close + 1);
-    }
-    if bytes.get(i) != Some(&b'(') {
-        return Vec::new();
-    }
-    i += 1;
-    let mut out = vec![skip_ws(i)];
-    let mut depth = 0i32;
-    let mut quote: Option<u8> = None;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if let Some(q) = quote {
-            if c == b'\\' && q != b'`' {
-                i += 2;
-                continue;
-            }
-            if c == q {
-                quote = None;
-            }
-        } else {
-            match c {
-                b'"' | b'\'' | b'`' => quote = Some(c),
-                b'(' | b'[' | b'{' => depth += 1,
-                b')' | b']' | b'}' if depth == 0 => break,
-                b')' | b']' | b'}' => depth -= 1,
-                b',' if depth == 0 => out.push(skip_ws(i + 1)),
-                _ => {}
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-fn millis(d: &Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn offset_ms(o: &Option<pp::Offset>) -> i64 {
-    match o {
-        None => 0,
-        Some(pp::Offset::Pos(d)) => millis(d),
-        Some(pp::Offset::Neg(d)) => -millis(d),
-    }
-}
-
-fn at(a: &Option<pp::AtModifier>) -> Option<At> {
-    a.as_ref().map(|a| match a {
-        pp::AtModifier::Start => At::Start,
-        pp::AtModifier::End => At::End,
-        pp::AtModifier::At(t) => At::Time(match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => millis(&d),
-            Err(e) => -millis(&e.duration()),
-        }),
-    })
-}
-
-fn labels_of(l: &promql_parser::label::Labels) -> Vec<String> {
-    l.labels.clone()
-}
-
-fn selector(vs: &pp::VectorSelector) -> Result<Selector, QueryError> {
-    if !vs.matchers.or_matchers.is_empty() {
-        return Err(QueryError::bad_data("`or` in label matchers is not PromQL"));
-    }
-    let mut matchers = Vec::with_capacity(vs.matchers.matchers.len() + 1);
-    if let Some(name) = &vs.name {
-        matchers.push(Matcher::equal(METRIC_NAME, name));
-    }
-    for m in &vs.matchers.matchers {
-        let kind = match m.op {
-            MatchOp::Equal => MatchType::Equal,
-            MatchOp::NotEqual => MatchType::NotEqual,
-            MatchOp::Re(_) => MatchType::Regex,
-            MatchOp::NotRe(_) => MatchType::NotRegex,
-        };
-        let built = Matcher::new(kind, &m.name, &m.value)
-            .map_err(|e| QueryError::bad_data(e.to_string()))?;
-        matchers.push(built);
-    }
-    Ok(Selector {
-        matchers,
-        offset: offset_ms(&vs.offset),
-        at: at(&vs.at),
-    })
-}
-
-fn agg_op(op: &pp::token::TokenType) -> Result<AggOp, QueryError> {
-    Ok(match op.to_string().to_lowercase().as_str() {
-        "sum" => AggOp::Sum,
-        "min" => AggOp::Min,
-        "max" => AggOp::Max,
-        "avg" => AggOp::Avg,
-        "count" => AggOp::Count,
-        "group" => AggOp::Group,
-        "stddev" => AggOp::Stddev,
-        "stdvar" => AggOp::Stdvar,
-        "topk" => AggOp::Topk,
-        "bottomk" => AggOp::Bottomk,
-        "quantile" => AggOp::Quantile,
-        "count_values" => AggOp::CountValues,
-        "limitk" => AggOp::Limitk,
-        "limit_ratio" => AggOp::LimitRatio,
-        other => {
-            return Err(QueryError::bad_data(format!(
-                "unknown aggregation operator {other:?}"
-            )));
-        }
-    })
-}
-
-fn bin_op(op: &pp::token::TokenType) -> Result<BinOp, QueryError> {
-    Ok(match op.to_string().to_lowercase().as_str() {
-        "+" => BinOp::Add,
-        "-" => BinOp::Sub,
-        "*" => BinOp::Mul,
-        "/" => BinOp::Div,
-        "%" => BinOp::Mod,
-        "^" => BinOp::Pow,
-        "atan2" => BinOp::Atan2,
-        "==" => BinOp::Eql,
-        "!=" => BinOp::Neq,
-        ">" => BinOp::Gtr,
-        "<" => BinOp::Lss,
-        ">=" => BinOp::Gte,
-        "<=" => BinOp::Lte,
-        "and" => BinOp::And,
-        "or" => BinOp::Or,
-        "unless" => BinOp::Unless,
-        other => {
-            return Err(QueryError::bad_data(format!(
-                "unknown binary operator {other:?}"
-            )));
-        }
-    })
-}
-
-impl Converter<'_> {
-    fn convert(&mut self, e: &pp::Expr) -> Result<Expr, QueryError> {
-        Ok(match e {
-            pp::Expr::NumberLiteral(n) => Expr::Number(n.val),
-            pp::Expr::StringLiteral(s) => Expr::String(s.val.clone()),
-            pp::Expr::VectorSelector(vs) => Expr::Selector(selector(vs)?),
-            pp::Expr::MatrixSelector(ms) => Expr::Matrix {
-                sel: selector(&ms.vs)?,
-                range: millis(&ms.range),
-            },
-            pp::Expr::Subquery(sq) => Expr::Subquery {
-                expr: Box::new(self.convert(&sq.expr)?),
-                range: millis(&sq.range),
-                step: sq.step.as_ref().map(millis),
-                offset: offset_ms(&sq.offset),
-                at: at(&sq.at),
-            },
-            pp::Expr::Paren(p) => Expr::Paren(Box::new(self.convert(&p.expr)?)),
-            pp::Expr::Unary(u) => Expr::Neg(Box::new(self.convert(&u.expr)?)),
-            pp::Expr::Aggregate(a) => {
-                let op = agg_op(&a.op)?;
-                let (pos, args) = self.find_call(&a.op.to_string());
-                let param = match &a.param {
-                    Some(p) => Some(Box::new(self.convert(p)?)),
-                    None => None,
+    fn convert_node(&self, node: &Node) -> Result<Expr, QueryError> {
+        Ok(match &node.kind {
+            NodeKind::Number { value, .. } => Expr::Number(*value),
+            NodeKind::String(s) => Expr::String(s.clone()),
+            NodeKind::Selector(s) => Expr::Selector(self.selector(s)?),
+            NodeKind::Matrix { selector, range } => {
+                let NodeKind::Selector(s) = &selector.kind else {
+                    return Err(self.error(node.pos, "ranges only allowed for vector selectors"));
                 };
-                Expr::Aggregate {
-                    op,
-                    expr: Box::new(self.convert(&a.expr)?),
-                    param,
-                    grouping: a.modifier.as_ref().map(|m| match m {
-                        LabelModifier::Include(l) => Grouping::By(labels_of(l)),
-                        LabelModifier::Exclude(l) => Grouping::Without(labels_of(l)),
-                    }),
-                    param_pos: args.first().copied().unwrap_or(pos),
+                Expr::Matrix {
+                    sel: self.selector(s)?,
+                    range: self.duration(range, false)?,
                 }
             }
-            pp::Expr::Binary(b) => {
-                let op = bin_op(&b.op)?;
-                let (return_bool, matching) = match &b.modifier {
-                    None => (
-                        false,
-                        VectorMatching {
-                            on: false,
-                            labels: Vec::new(),
-                            card: if op.is_set() {
-                                Cardinality::ManyToMany
-                            } else {
-                                Cardinality::OneToOne
-                            },
-                        },
-                    ),
-                    Some(m) => {
-                        let (on, labels) = match &m.matching {
-                            Some(LabelModifier::Include(l)) => (true, labels_of(l)),
-                            Some(LabelModifier::Exclude(l)) => (false, labels_of(l)),
-                            None => (false, Vec::new()),
-                        };
-                        let card = match &m.card {
-                            VectorMatchCardinality::OneToOne => Cardinality::OneToOne,
-                            VectorMatchCardinality::ManyToOne(l) => {
-                                Cardinality::ManyToOne(labels_of(l))
-                            }
-                            VectorMatchCardinality::OneToMany(l) => {
-                                Cardinality::OneToMany(labels_of(l))
-                            }
-                            VectorMatchCardinality::ManyToMany => Cardinality::ManyToMany,
-                        };
-                        let card = if op.is_set() {
-                            Cardinality::ManyToMany
-                        } else {
-                            card
-                        };
-                        (m.return_bool, VectorMatching { on, labels, card })
+            NodeKind::Subquery {
+                expr,
+                range,
+                step,
+                offset,
+                at,
+            } => Expr::Subquery {
+                expr: Box::new(self.convert(expr)?),
+                range: self.duration(range, false)?,
+                step: match step {
+                    Some(s) => Some(self.duration(s, false)?),
+                    None => None,
+                },
+                offset: match offset {
+                    Some(o) => self.duration(o, true)?,
+                    None => 0,
+                },
+                at: at.map(at_of),
+            },
+            NodeKind::Paren(e) => Expr::Paren(Box::new(self.convert(e)?)),
+            NodeKind::Unary { negative, expr } => {
+                let inner = self.convert(expr)?;
+                if *negative {
+                    Expr::Neg(Box::new(inner))
+                } else {
+                    inner
+                }
+            }
+            NodeKind::Aggregate {
+                op,
+                param,
+                expr,
+                grouping,
+                without,
+            } => Expr::Aggregate {
+                op: agg_op(*op),
+                expr: Box::new(self.convert(expr)?),
+                param: match param {
+                    Some(p) => Some(Box::new(self.convert(p)?)),
+                    None => None,
+                },
+                grouping: if *without {
+                    Some(Grouping::Without(grouping.clone()))
+                } else if grouping.is_empty() {
+                    None
+                } else {
+                    Some(Grouping::By(grouping.clone()))
+                },
+                param_pos: self.position(param.as_ref().map_or(node.pos, |p| p.pos)),
+            },
+            NodeKind::Binary {
+                op,
+                op_pos,
+                lhs,
+                rhs,
+                return_bool,
+                matching,
+            } => {
+                let op = bin_op(*op).ok_or_else(|| {
+                    self.error(
+                        *op_pos,
+                        &format!(
+                            "binary operator {:?} is not supported by Kiln yet",
+                            op.text()
+                        ),
+                    )
+                })?;
+                let card = if op.is_set() {
+                    Cardinality::ManyToMany
+                } else {
+                    match matching.card {
+                        syntax::Card::ManyToOne => Cardinality::ManyToOne(matching.include.clone()),
+                        syntax::Card::OneToMany => Cardinality::OneToMany(matching.include.clone()),
+                        syntax::Card::OneToOne => Cardinality::OneToOne,
                     }
                 };
                 Expr::Binary {
                     op,
-                    lhs: Box::new(self.convert(&b.lhs)?),
-                    rhs: Box::new(self.convert(&b.rhs)?),
-                    return_bool,
-                    matching,
+                    lhs: Box::new(self.convert(lhs)?),
+                    rhs: Box::new(self.convert(rhs)?),
+                    return_bool: *return_bool,
+                    matching: VectorMatching {
+                        on: matching.on,
+                        labels: matching.labels.clone(),
+                        card,
+                    },
                 }
             }
-            pp::Expr::Call(c) => {
-                crate::functions::check_known(c.func.name)?;
-                let (pos, arg_pos) = self.find_call(c.func.name);
-                let mut args = Vec::with_capacity(c.args.args.len());
-                for a in &c.args.args {
-                    args.push(self.convert(a)?);
+            NodeKind::Call {
+                func,
+                args,
+                arg_pos,
+            } => {
+                let mut converted = Vec::with_capacity(args.len());
+                for a in args {
+                    converted.push(self.convert(a)?);
                 }
                 Expr::Call {
-                    func: c.func.name.to_owned(),
-                    args,
-                    pos,
-                    arg_pos,
+                    func: func.clone(),
+                    args: converted,
+                    pos: self.position(node.pos),
+                    arg_pos: arg_pos.iter().map(|&p| self.position(p)).collect(),
                 }
             }
-            pp::Expr::Extension(_) => return Err(QueryError::bad_data("unsupported expression")),
         })
     }
+
+    fn selector(&self, s: &syntax::VectorSelector) -> Result<Selector, QueryError> {
+        let mut matchers: Vec<Matcher> = Vec::with_capacity(s.matchers.len() + 1);
+        if let Some(name) = &s.name {
+            matchers.push(Matcher::equal(METRIC_NAME, name));
+        }
+        matchers.extend(s.matchers.iter().cloned());
+        Ok(Selector {
+            matchers,
+            offset: match &s.offset {
+                Some(o) => self.duration(o, true)?,
+                None => 0,
+            },
+            at: s.at.map(at_of),
+        })
+    }
+
+    /// A duration in milliseconds; `signed` for offsets, which may be negative.
+    fn duration(&self, d: &Duration, signed: bool) -> Result<i64, QueryError> {
+        let (seconds, pos) = match d {
+            Duration::Literal { seconds, pos } => (*seconds, *pos),
+            Duration::Expr(e) => (self.duration_value(e)?, e.pos),
+        };
+        if !self.lenient {
+            if !seconds.is_finite() {
+                return Err(self.error(pos, "duration is NaN or infinite"));
+            }
+            if seconds <= 0.0 && !signed {
+                return Err(self.error(pos, "duration must be greater than 0"));
+            }
+            if seconds.abs() > 9_223_372_036.854_775 {
+                return Err(self.error(pos, "duration is out of range"));
+            }
+        }
+        Ok((seconds * 1000.0).round() as i64)
+    }
+
+    /// A duration expression's value in seconds.
+    fn duration_value(&self, e: &DurationExpr) -> Result<f64, QueryError> {
+        crate::parser::with_stack(|| self.duration_value_inner(e))
+    }
+
+    fn duration_value_inner(&self, e: &DurationExpr) -> Result<f64, QueryError> {
+        Ok(match &e.kind {
+            DurationKind::Number { seconds, .. } => *seconds,
+            DurationKind::Step => self.durations.step_ms as f64 / 1000.0,
+            DurationKind::Range => self.durations.range_ms as f64 / 1000.0,
+            DurationKind::MinOf(a, b) => self.duration_value(a)?.min(self.duration_value(b)?),
+            DurationKind::MaxOf(a, b) => self.duration_value(a)?.max(self.duration_value(b)?),
+            DurationKind::Unary(negative, inner) => {
+                let v = self.duration_value(inner)?;
+                if *negative { -v } else { v }
+            }
+            DurationKind::Binary(op, a, b) => {
+                let (a, b) = (self.duration_value(a)?, self.duration_value(b)?);
+                match op {
+                    syntax::BinaryOp::Add => a + b,
+                    syntax::BinaryOp::Sub => a - b,
+                    syntax::BinaryOp::Mul => a * b,
+                    syntax::BinaryOp::Div if b == 0.0 && !self.lenient => {
+                        return Err(self.error(e.pos, "division by zero"));
+                    }
+                    syntax::BinaryOp::Div => a / b,
+                    syntax::BinaryOp::Mod if b == 0.0 && !self.lenient => {
+                        return Err(self.error(e.pos, "modulo by zero"));
+                    }
+                    syntax::BinaryOp::Mod => a % b,
+                    _ => a.powf(b),
+                }
+            }
+        })
+    }
+}
+
+fn at_of(a: syntax::AtModifier) -> At {
+    match a {
+        syntax::AtModifier::Time(ms) => At::Time(ms),
+        syntax::AtModifier::Start => At::Start,
+        syntax::AtModifier::End => At::End,
+    }
+}
+
+fn agg_op(op: syntax::AggregateOp) -> AggOp {
+    use syntax::AggregateOp as A;
+    match op {
+        A::Sum => AggOp::Sum,
+        A::Min => AggOp::Min,
+        A::Max => AggOp::Max,
+        A::Avg => AggOp::Avg,
+        A::Count => AggOp::Count,
+        A::Group => AggOp::Group,
+        A::Stddev => AggOp::Stddev,
+        A::Stdvar => AggOp::Stdvar,
+        A::Topk => AggOp::Topk,
+        A::Bottomk => AggOp::Bottomk,
+        A::Quantile => AggOp::Quantile,
+        A::CountValues => AggOp::CountValues,
+        A::Limitk => AggOp::Limitk,
+        A::LimitRatio => AggOp::LimitRatio,
+    }
+}
+
+/// Kiln's operator for a parsed one; `None` for the ones it does not evaluate.
+fn bin_op(op: syntax::BinaryOp) -> Option<BinOp> {
+    use syntax::BinaryOp as B;
+    Some(match op {
+        B::Add => BinOp::Add,
+        B::Sub => BinOp::Sub,
+        B::Mul => BinOp::Mul,
+        B::Div => BinOp::Div,
+        B::Mod => BinOp::Mod,
+        B::Pow => BinOp::Pow,
+        B::Atan2 => BinOp::Atan2,
+        B::Eql => BinOp::Eql,
+        B::Neq => BinOp::Neq,
+        B::Gtr => BinOp::Gtr,
+        B::Lss => BinOp::Lss,
+        B::Gte => BinOp::Gte,
+        B::Lte => BinOp::Lte,
+        B::And => BinOp::And,
+        B::Or => BinOp::Or,
+        B::Unless => BinOp::Unless,
+        B::TrimUpper | B::TrimLower => return None,
+    })
 }

@@ -1,10 +1,11 @@
-//! PromQL for Kiln: parsing (through the `promql-parser` crate, behind [`ast`]),
+//! PromQL for Kiln: parsing (with Prometheus's error messages, in `parser`),
 //! evaluation with Prometheus 3 semantics over any `kiln_storage::Queryable`, and the
 //! `promqltest` runner for Prometheus's own test scripts.
 //!
 //! Module map:
 //! - [`engine`]: the engine and its options: the entry points.
-//! - `ast`: Kiln's syntax tree and the conversion from the parser's.
+//! - `parser`: lexer, parser, type checks and printer, with Prometheus's messages.
+//! - `ast`: the evaluator's expression tree, made from the parser's syntax tree.
 //! - `eval`: loading selector data, per-step evaluation, aggregations, binary operators.
 //! - `functions`: the function registry and implementations by family.
 //! - [`value`]: result types.
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod error;
 mod eval;
 mod functions;
+mod parser;
 pub mod promqltest;
 pub mod value;
 

@@ -197,7 +197,13 @@ pub(crate) fn run(
     step: i64,
     limits: &Limits,
 ) -> Result<QueryResult, QueryError> {
-    let expr = ast::parse(query)?;
+    let expr = ast::parse(
+        query,
+        ast::DurationParams {
+            step_ms: step,
+            range_ms: end - start,
+        },
+    )?;
     let mut ev = Evaluator {
         storage,
         start,

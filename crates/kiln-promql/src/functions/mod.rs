@@ -32,143 +32,211 @@ enum Kind {
     Instant(InstantFn),
 }
 
-/// One function: its name, what it returns, how it runs.
+/// One function: its name, signature and how it runs.
 struct FunctionDef {
     name: &'static str,
-    returns: ValueType,
+    signature: Signature,
     kind: Kind,
 }
 
-const fn range_fn(name: &'static str, f: range::RangeFn) -> FunctionDef {
+/// What a function takes and returns, as the parser checks it (Prometheus's table).
+#[derive(Clone, Copy)]
+pub(crate) struct Signature {
+    /// The argument types; with `variadic`, the last one may repeat or be left out.
+    pub(crate) args: &'static [ValueType],
+    /// 0: exactly `args`; n > 0: up to n more of the last type (which may also be
+    /// left out); -1: any number more.
+    pub(crate) variadic: i8,
+    pub(crate) returns: ValueType,
+}
+
+const fn range_fn(
+    name: &'static str,
+    args: &'static [ValueType],
+    f: range::RangeFn,
+) -> FunctionDef {
     FunctionDef {
         name,
-        returns: ValueType::Vector,
+        signature: Signature {
+            args,
+            variadic: 0,
+            returns: ValueType::Vector,
+        },
         kind: Kind::Range(f),
     }
 }
 
-const fn instant_fn(name: &'static str, returns: ValueType, f: InstantFn) -> FunctionDef {
+const fn instant_fn(
+    name: &'static str,
+    args: &'static [ValueType],
+    returns: ValueType,
+    f: InstantFn,
+) -> FunctionDef {
     FunctionDef {
         name,
-        returns,
+        signature: Signature {
+            args,
+            variadic: 0,
+            returns,
+        },
         kind: Kind::Instant(f),
     }
 }
 
-use ValueType::{Scalar as S, Vector as V};
+impl FunctionDef {
+    const fn variadic(mut self, n: i8) -> Self {
+        self.signature.variadic = n;
+        self
+    }
+}
+
+use ValueType::{Matrix as M, Scalar as S, String as Str, Vector as V};
 
 static FUNCTIONS: &[FunctionDef] = &[
-    range_fn("rate", range::rate),
-    range_fn("increase", range::increase),
-    range_fn("delta", range::delta),
-    range_fn("irate", range::irate),
-    range_fn("idelta", range::idelta),
-    range_fn("deriv", range::deriv),
-    range_fn("predict_linear", range::predict_linear),
-    range_fn("changes", range::changes),
-    range_fn("resets", range::resets),
-    range_fn("avg_over_time", range::avg_over_time),
-    range_fn("min_over_time", range::min_over_time),
-    range_fn("max_over_time", range::max_over_time),
-    range_fn("sum_over_time", range::sum_over_time),
-    range_fn("count_over_time", range::count_over_time),
-    range_fn("quantile_over_time", range::quantile_over_time),
-    range_fn("stddev_over_time", range::stddev_over_time),
-    range_fn("stdvar_over_time", range::stdvar_over_time),
-    range_fn("mad_over_time", range::mad_over_time),
-    range_fn("last_over_time", range::last_over_time),
-    range_fn("first_over_time", range::first_over_time),
-    range_fn("present_over_time", range::present_over_time),
-    range_fn("ts_of_max_over_time", range::ts_of_max_over_time),
-    range_fn("ts_of_min_over_time", range::ts_of_min_over_time),
-    range_fn("ts_of_last_over_time", range::ts_of_last_over_time),
-    range_fn("ts_of_first_over_time", range::ts_of_first_over_time),
+    range_fn("rate", &[M], range::rate),
+    range_fn("increase", &[M], range::increase),
+    range_fn("delta", &[M], range::delta),
+    range_fn("irate", &[M], range::irate),
+    range_fn("idelta", &[M], range::idelta),
+    range_fn("deriv", &[M], range::deriv),
+    range_fn("predict_linear", &[M, S], range::predict_linear),
+    range_fn("changes", &[M], range::changes),
+    range_fn("resets", &[M], range::resets),
+    range_fn("avg_over_time", &[M], range::avg_over_time),
+    range_fn("min_over_time", &[M], range::min_over_time),
+    range_fn("max_over_time", &[M], range::max_over_time),
+    range_fn("sum_over_time", &[M], range::sum_over_time),
+    range_fn("count_over_time", &[M], range::count_over_time),
+    range_fn("quantile_over_time", &[S, M], range::quantile_over_time),
+    range_fn("stddev_over_time", &[M], range::stddev_over_time),
+    range_fn("stdvar_over_time", &[M], range::stdvar_over_time),
+    range_fn("mad_over_time", &[M], range::mad_over_time),
+    range_fn("last_over_time", &[M], range::last_over_time),
+    range_fn("first_over_time", &[M], range::first_over_time),
+    range_fn("present_over_time", &[M], range::present_over_time),
+    range_fn("ts_of_max_over_time", &[M], range::ts_of_max_over_time),
+    range_fn("ts_of_min_over_time", &[M], range::ts_of_min_over_time),
+    range_fn("ts_of_last_over_time", &[M], range::ts_of_last_over_time),
+    range_fn("ts_of_first_over_time", &[M], range::ts_of_first_over_time),
     range_fn(
         "double_exponential_smoothing",
+        &[M, S, S],
         range::double_exponential_smoothing,
     ),
-    range_fn("holt_winters", range::double_exponential_smoothing),
-    instant_fn("absent_over_time", V, range::absent_over_time),
-    instant_fn("abs", V, math::abs),
-    instant_fn("ceil", V, math::ceil),
-    instant_fn("floor", V, math::floor),
-    instant_fn("exp", V, math::exp),
-    instant_fn("ln", V, math::ln),
-    instant_fn("log2", V, math::log2),
-    instant_fn("log10", V, math::log10),
-    instant_fn("sqrt", V, math::sqrt),
-    instant_fn("sgn", V, math::sgn),
-    instant_fn("sin", V, math::sin),
-    instant_fn("cos", V, math::cos),
-    instant_fn("tan", V, math::tan),
-    instant_fn("asin", V, math::asin),
-    instant_fn("acos", V, math::acos),
-    instant_fn("atan", V, math::atan),
-    instant_fn("sinh", V, math::sinh),
-    instant_fn("cosh", V, math::cosh),
-    instant_fn("tanh", V, math::tanh),
-    instant_fn("asinh", V, math::asinh),
-    instant_fn("acosh", V, math::acosh),
-    instant_fn("atanh", V, math::atanh),
-    instant_fn("deg", V, math::deg),
-    instant_fn("rad", V, math::rad),
-    instant_fn("pi", S, math::pi),
-    instant_fn("round", V, math::round),
-    instant_fn("clamp", V, math::clamp),
-    instant_fn("clamp_min", V, math::clamp_min),
-    instant_fn("clamp_max", V, math::clamp_max),
-    instant_fn("time", S, math::time),
-    instant_fn("timestamp", V, math::timestamp),
-    instant_fn("vector", V, math::vector),
-    instant_fn("scalar", S, math::scalar),
-    instant_fn("minute", V, math::minute),
-    instant_fn("hour", V, math::hour),
-    instant_fn("day_of_month", V, math::day_of_month),
-    instant_fn("day_of_week", V, math::day_of_week),
-    instant_fn("day_of_year", V, math::day_of_year),
-    instant_fn("days_in_month", V, math::days_in_month),
-    instant_fn("month", V, math::month),
-    instant_fn("year", V, math::year),
-    instant_fn("label_replace", V, labels::label_replace),
-    instant_fn("label_join", V, labels::label_join),
-    instant_fn("sort", V, labels::sort),
-    instant_fn("sort_desc", V, labels::sort_desc),
-    instant_fn("sort_by_label", V, labels::sort_by_label),
-    instant_fn("sort_by_label_desc", V, labels::sort_by_label_desc),
-    instant_fn("absent", V, labels::absent),
-    instant_fn("histogram_quantile", V, histogram::histogram_quantile),
-    instant_fn("histogram_quantiles", V, histogram::histogram_quantiles),
-    instant_fn("step", S, math::step),
-    instant_fn("range", S, math::range),
-    instant_fn("start", S, math::start),
-    instant_fn("end", S, math::end),
-    instant_fn("min_of", S, math::min_of),
-    instant_fn("max_of", S, math::max_of),
-    instant_fn("histogram_count", V, histogram::native_only),
-    instant_fn("histogram_sum", V, histogram::native_only),
-    instant_fn("histogram_avg", V, histogram::native_only),
-    instant_fn("histogram_fraction", V, histogram::histogram_fraction),
-    instant_fn("histogram_stddev", V, histogram::native_only),
-    instant_fn("histogram_stdvar", V, histogram::native_only),
+    range_fn(
+        "holt_winters",
+        &[M, S, S],
+        range::double_exponential_smoothing,
+    ),
+    instant_fn("absent_over_time", &[M], V, range::absent_over_time),
+    instant_fn("abs", &[V], V, math::abs),
+    instant_fn("ceil", &[V], V, math::ceil),
+    instant_fn("floor", &[V], V, math::floor),
+    instant_fn("exp", &[V], V, math::exp),
+    instant_fn("ln", &[V], V, math::ln),
+    instant_fn("log2", &[V], V, math::log2),
+    instant_fn("log10", &[V], V, math::log10),
+    instant_fn("sqrt", &[V], V, math::sqrt),
+    instant_fn("sgn", &[V], V, math::sgn),
+    instant_fn("sin", &[V], V, math::sin),
+    instant_fn("cos", &[V], V, math::cos),
+    instant_fn("tan", &[V], V, math::tan),
+    instant_fn("asin", &[V], V, math::asin),
+    instant_fn("acos", &[V], V, math::acos),
+    instant_fn("atan", &[V], V, math::atan),
+    instant_fn("sinh", &[V], V, math::sinh),
+    instant_fn("cosh", &[V], V, math::cosh),
+    instant_fn("tanh", &[V], V, math::tanh),
+    instant_fn("asinh", &[V], V, math::asinh),
+    instant_fn("acosh", &[V], V, math::acosh),
+    instant_fn("atanh", &[V], V, math::atanh),
+    instant_fn("deg", &[V], V, math::deg),
+    instant_fn("rad", &[V], V, math::rad),
+    instant_fn("pi", &[], S, math::pi),
+    instant_fn("round", &[V, S], V, math::round).variadic(1),
+    instant_fn("clamp", &[V, S, S], V, math::clamp),
+    instant_fn("clamp_min", &[V, S], V, math::clamp_min),
+    instant_fn("clamp_max", &[V, S], V, math::clamp_max),
+    instant_fn("time", &[], S, math::time),
+    instant_fn("timestamp", &[V], V, math::timestamp),
+    instant_fn("vector", &[S], V, math::vector),
+    instant_fn("scalar", &[V], S, math::scalar),
+    instant_fn("minute", &[V], V, math::minute).variadic(1),
+    instant_fn("hour", &[V], V, math::hour).variadic(1),
+    instant_fn("day_of_month", &[V], V, math::day_of_month).variadic(1),
+    instant_fn("day_of_week", &[V], V, math::day_of_week).variadic(1),
+    instant_fn("day_of_year", &[V], V, math::day_of_year).variadic(1),
+    instant_fn("days_in_month", &[V], V, math::days_in_month).variadic(1),
+    instant_fn("month", &[V], V, math::month).variadic(1),
+    instant_fn("year", &[V], V, math::year).variadic(1),
+    instant_fn(
+        "label_replace",
+        &[V, Str, Str, Str, Str],
+        V,
+        labels::label_replace,
+    ),
+    instant_fn("label_join", &[V, Str, Str, Str], V, labels::label_join).variadic(-1),
+    instant_fn("sort", &[V], V, labels::sort),
+    instant_fn("sort_desc", &[V], V, labels::sort_desc),
+    instant_fn("sort_by_label", &[V, Str], V, labels::sort_by_label).variadic(-1),
+    instant_fn(
+        "sort_by_label_desc",
+        &[V, Str],
+        V,
+        labels::sort_by_label_desc,
+    )
+    .variadic(-1),
+    instant_fn("absent", &[V], V, labels::absent),
+    instant_fn(
+        "histogram_quantile",
+        &[S, V],
+        V,
+        histogram::histogram_quantile,
+    ),
+    instant_fn(
+        "histogram_quantiles",
+        &[V, Str, S, S],
+        V,
+        histogram::histogram_quantiles,
+    )
+    .variadic(9),
+    instant_fn("step", &[], S, math::step),
+    instant_fn("range", &[], S, math::range),
+    instant_fn("start", &[], S, math::start),
+    instant_fn("end", &[], S, math::end),
+    instant_fn("min_of", &[S, S], S, math::min_of),
+    instant_fn("max_of", &[S, S], S, math::max_of),
+    instant_fn("histogram_count", &[V], V, histogram::native_only),
+    instant_fn("histogram_sum", &[V], V, histogram::native_only),
+    instant_fn("histogram_avg", &[V], V, histogram::native_only),
+    instant_fn(
+        "histogram_fraction",
+        &[S, S, V],
+        V,
+        histogram::histogram_fraction,
+    ),
+    instant_fn("histogram_stddev", &[V], V, histogram::native_only),
+    instant_fn("histogram_stdvar", &[V], V, histogram::native_only),
 ];
 
 fn lookup(name: &str) -> Option<&'static FunctionDef> {
     FUNCTIONS.iter().find(|f| f.name == name)
 }
 
-/// Rejects a function the parser knows but Kiln does not implement.
-pub(crate) fn check_known(name: &str) -> Result<(), QueryError> {
-    match lookup(name) {
-        Some(_) => Ok(()),
-        None => Err(QueryError::bad_data(format!(
-            "function {name:?} is not supported yet"
-        ))),
-    }
+/// The signature of a function Kiln implements.
+pub(crate) fn signature(name: &str) -> Option<Signature> {
+    lookup(name).map(|f| f.signature)
+}
+
+/// Functions of Prometheus 3 that Kiln does not implement yet (the parser says so
+/// instead of calling them unknown).
+pub(crate) fn known_to_prometheus(name: &str) -> bool {
+    matches!(name, "info" | "start_timestamp")
 }
 
 /// The type a function returns.
 pub(crate) fn return_type(name: &str) -> ValueType {
-    lookup(name).map_or(ValueType::Vector, |f| f.returns)
+    lookup(name).map_or(ValueType::Vector, |f| f.signature.returns)
 }
 
 /// Calls function `name` at time `ts`; `pos` and `arg_pos` locate the call in the

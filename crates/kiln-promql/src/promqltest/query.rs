@@ -1,13 +1,13 @@
 //! Looking into a query's text for the runner: which series its selectors could select,
 //! which functions it calls, and the `@`-modified copies Prometheus also evaluates.
 //!
-//! This reads the query with the `promql-parser` crate directly (not through
-//! `crate::ast`), because it needs to rewrite and re-print the parser's own tree.
-
-use std::time::{Duration, SystemTime};
+//! This works on the parser's syntax tree (not `crate::ast`), because it needs to
+//! rewrite and re-print the query.
 
 use kiln_model::Labels;
-use promql_parser::parser::{self as pp, AtModifier, Expr};
+
+use crate::parser::syntax::{AtModifier, Node, NodeKind, VectorSelector};
+use crate::parser::{parse, print};
 
 /// Functions whose instant-query result changes with the evaluation time even when
 /// their arguments do not (the engine's list), plus the query range functions
@@ -27,10 +27,10 @@ pub(crate) fn selects_any(query: &str, series: &[Labels]) -> bool {
     if series.is_empty() {
         return false;
     }
-    match pp::parse(query) {
-        Ok(expr) => {
+    match parse(query) {
+        Ok(node) => {
             let mut found = false;
-            visit_selectors(&expr, &mut |vs| {
+            visit_selectors(&node, &mut |vs| {
                 found = found || series.iter().any(|l| selector_matches(vs, l));
             });
             found
@@ -39,44 +39,40 @@ pub(crate) fn selects_any(query: &str, series: &[Labels]) -> bool {
     }
 }
 
-fn selector_matches(vs: &pp::VectorSelector, l: &Labels) -> bool {
+fn selector_matches(vs: &VectorSelector, l: &Labels) -> bool {
     if let Some(name) = &vs.name
         && l.metric_name() != Some(name.as_str())
     {
         return false;
     }
-    let all = |ms: &[promql_parser::label::Matcher]| {
-        ms.iter().all(|m| m.is_match(l.get(&m.name).unwrap_or("")))
-    };
-    if !all(&vs.matchers.matchers) {
-        return false;
-    }
-    vs.matchers.or_matchers.is_empty() || vs.matchers.or_matchers.iter().any(|g| all(g))
+    vs.matchers
+        .iter()
+        .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
 }
 
-fn visit_selectors(e: &Expr, f: &mut dyn FnMut(&pp::VectorSelector)) {
-    match e {
-        Expr::Aggregate(a) => {
-            visit_selectors(&a.expr, f);
-            if let Some(p) = &a.param {
+fn visit_selectors(n: &Node, f: &mut dyn FnMut(&VectorSelector)) {
+    match &n.kind {
+        NodeKind::Aggregate { expr, param, .. } => {
+            visit_selectors(expr, f);
+            if let Some(p) = param {
                 visit_selectors(p, f);
             }
         }
-        Expr::Unary(u) => visit_selectors(&u.expr, f),
-        Expr::Binary(b) => {
-            visit_selectors(&b.lhs, f);
-            visit_selectors(&b.rhs, f);
+        NodeKind::Unary { expr, .. } | NodeKind::Paren(expr) | NodeKind::Subquery { expr, .. } => {
+            visit_selectors(expr, f);
         }
-        Expr::Paren(p) => visit_selectors(&p.expr, f),
-        Expr::Subquery(s) => visit_selectors(&s.expr, f),
-        Expr::VectorSelector(vs) => f(vs),
-        Expr::MatrixSelector(ms) => f(&ms.vs),
-        Expr::Call(c) => {
-            for a in &c.args.args {
+        NodeKind::Binary { lhs, rhs, .. } => {
+            visit_selectors(lhs, f);
+            visit_selectors(rhs, f);
+        }
+        NodeKind::Selector(vs) => f(vs),
+        NodeKind::Matrix { selector, .. } => visit_selectors(selector, f),
+        NodeKind::Call { args, .. } => {
+            for a in args {
                 visit_selectors(a, f);
             }
         }
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        NodeKind::Number { .. } | NodeKind::String(_) => {}
     }
 }
 
@@ -142,25 +138,18 @@ pub(crate) fn at_modifier_cases(query: &str, t: i64) -> Vec<(String, i64)> {
     if t < 0 {
         return Vec::new();
     }
-    let Ok(mut expr) = pp::parse(query) else {
+    let Ok(mut node) = parse(query) else {
         return Vec::new();
     };
-    let at = AtModifier::At(SystemTime::UNIX_EPOCH + Duration::from_millis(t.unsigned_abs()));
     let mut unsafe_fn = false;
-    add_at(&mut expr, &at, &mut unsafe_fn);
+    add_at(&mut node, AtModifier::Time(t), &mut unsafe_fn);
     if unsafe_fn {
         return Vec::new();
     }
-    let text = expr.to_string();
-    match pp::parse(&text) {
-        Ok(mut back) => {
-            normalize(&mut expr);
-            normalize(&mut back);
-            if back != expr {
-                return Vec::new();
-            }
-        }
-        Err(_) => return Vec::new(),
+    let text = print::one_line(&node);
+    match parse(&text) {
+        Ok(back) if print::one_line(&back) == text => {}
+        _ => return Vec::new(),
     }
     let times: Vec<i64> = if t == 0 {
         vec![-1000, 0, 1000]
@@ -170,86 +159,37 @@ pub(crate) fn at_modifier_cases(query: &str, t: i64) -> Vec<(String, i64)> {
     times.into_iter().map(|et| (text.clone(), et)).collect()
 }
 
-/// Puts a tree in a canonical form for comparing a query with its re-printed self:
-/// matchers sorted (printing sorts them) and `by ()` as no grouping (printing drops it).
-fn normalize(e: &mut Expr) {
-    fn sort(m: &mut promql_parser::label::Matchers) {
-        let key =
-            |m: &promql_parser::label::Matcher| (m.name.clone(), m.op.to_string(), m.value.clone());
-        m.matchers.sort_by_key(key);
-        for g in &mut m.or_matchers {
-            g.sort_by_key(key);
-        }
-    }
-    match e {
-        Expr::Aggregate(a) => {
-            if matches!(&a.modifier, Some(pp::LabelModifier::Include(l)) if l.labels.is_empty()) {
-                a.modifier = None;
-            }
-            normalize(&mut a.expr);
-            if let Some(p) = &mut a.param {
-                normalize(p);
-            }
-        }
-        Expr::Unary(u) => normalize(&mut u.expr),
-        Expr::Binary(b) => {
-            normalize(&mut b.lhs);
-            normalize(&mut b.rhs);
-        }
-        Expr::Paren(p) => normalize(&mut p.expr),
-        Expr::Subquery(s) => normalize(&mut s.expr),
-        Expr::VectorSelector(vs) => sort(&mut vs.matchers),
-        Expr::MatrixSelector(ms) => sort(&mut ms.vs.matchers),
-        Expr::Call(c) => {
-            for a in &mut c.args.args {
-                normalize(a);
-            }
-        }
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
-    }
-}
-
-fn add_at(e: &mut Expr, at: &AtModifier, unsafe_fn: &mut bool) {
-    match e {
-        Expr::Aggregate(a) => {
-            add_at(&mut a.expr, at, unsafe_fn);
-            if let Some(p) = &mut a.param {
+fn add_at(n: &mut Node, at: AtModifier, unsafe_fn: &mut bool) {
+    match &mut n.kind {
+        NodeKind::Aggregate { expr, param, .. } => {
+            add_at(expr, at, unsafe_fn);
+            if let Some(p) = param {
                 add_at(p, at, unsafe_fn);
             }
         }
-        Expr::Unary(u) => add_at(&mut u.expr, at, unsafe_fn),
-        Expr::Binary(b) => {
-            add_at(&mut b.lhs, at, unsafe_fn);
-            add_at(&mut b.rhs, at, unsafe_fn);
+        NodeKind::Unary { expr, .. } | NodeKind::Paren(expr) => add_at(expr, at, unsafe_fn),
+        NodeKind::Binary { lhs, rhs, .. } => {
+            add_at(lhs, at, unsafe_fn);
+            add_at(rhs, at, unsafe_fn);
         }
-        Expr::Paren(p) => add_at(&mut p.expr, at, unsafe_fn),
         // Everything inside a subquery is evaluated relative to it: pin the subquery
         // only, and do not look inside.
-        Expr::Subquery(s) => {
-            if s.at.is_none() {
-                s.at = Some(at.clone());
-            }
+        NodeKind::Subquery { at: slot, .. } => {
+            slot.get_or_insert(at);
         }
-        Expr::VectorSelector(vs) => {
-            if vs.at.is_none() {
-                vs.at = Some(at.clone());
-            }
+        NodeKind::Selector(vs) => {
+            vs.at.get_or_insert(at);
         }
-        Expr::MatrixSelector(ms) => {
-            if ms.vs.at.is_none() {
-                ms.vs.at = Some(at.clone());
-            }
-        }
-        Expr::Call(c) => {
-            if at_unsafe(c.func.name) {
+        NodeKind::Matrix { selector, .. } => add_at(selector, at, unsafe_fn),
+        NodeKind::Call { func, args, .. } => {
+            if at_unsafe(func) {
                 *unsafe_fn = true;
             }
-            for a in &mut c.args.args {
+            for a in args {
                 add_at(a, at, unsafe_fn);
             }
         }
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
-        Expr::Extension(_) => *unsafe_fn = true,
+        NodeKind::Number { .. } | NodeKind::String(_) => {}
     }
 }
 
