@@ -27,8 +27,7 @@ struct FieldText(BTreeMap<String, String>);
 
 impl Visit for FieldText {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), format!("{value:?}"));
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         self.0.insert(field.name().to_owned(), value.to_owned());
@@ -73,11 +72,8 @@ fn check(events: &[Captured], message: &str, want: &[(&str, &str)]) -> usize {
         .iter()
         .filter(|e| e.message == message && e.level == tracing::Level::INFO)
         .filter(|e| {
-            want.iter().all(|(k, v)| {
-                e.fields
-                    .get(*k)
-                    .is_some_and(|got| *v == "*" || got == v)
-            })
+            want.iter()
+                .all(|(k, v)| e.fields.get(*k).is_some_and(|got| *v == "*" || got == v))
         })
         .count();
     assert!(
@@ -130,7 +126,13 @@ fn compaction_tombstones_retention_and_open_each_log_their_line() {
     let written = check(
         &events,
         "write block",
-        &[("mint", "0"), ("maxt", "7200000"), ("series", "4"), ("ulid", "*"), ("duration", "*")],
+        &[
+            ("mint", "0"),
+            ("maxt", "7200000"),
+            ("series", "4"),
+            ("ulid", "*"),
+            ("duration", "*"),
+        ],
     );
     assert_eq!(written, 1);
     assert_eq!(
@@ -140,9 +142,19 @@ fn compaction_tombstones_retention_and_open_each_log_their_line() {
     check(
         &events,
         "compact blocks",
-        &[("count", "3"), ("mint", "0"), ("maxt", "21600000"), ("sources", "*"), ("ulid", "*")],
+        &[
+            ("count", "3"),
+            ("mint", "0"),
+            ("maxt", "21600000"),
+            ("sources", "*"),
+            ("ulid", "*"),
+        ],
     );
-    check(&events, "WAL checkpoint complete", &[("first", "*"), ("last", "*")]);
+    check(
+        &events,
+        "WAL checkpoint complete",
+        &[("first", "*"), ("last", "*")],
+    );
 
     // A delete writes tombstones; cleaning them rewrites the block.
     let events = capture.run(|| {
@@ -153,7 +165,11 @@ fn compaction_tombstones_retention_and_open_each_log_their_line() {
     check(
         &events,
         "Series deleted: tombstones written",
-        &[("matchers", "{gpu=\"1\"}"), ("blocks", "1"), ("head_series", "0")],
+        &[
+            ("matchers", "{gpu=\"1\"}"),
+            ("blocks", "1"),
+            ("head_series", "0"),
+        ],
     );
     check(
         &events,
@@ -173,9 +189,18 @@ fn compaction_tombstones_retention_and_open_each_log_their_line() {
     check(
         &events,
         "Blocks loaded",
-        &[("blocks", "3"), ("mint", "0"), ("maxt", "36000000"), ("duration", "*")],
+        &[
+            ("blocks", "3"),
+            ("mint", "0"),
+            ("maxt", "36000000"),
+            ("duration", "*"),
+        ],
     );
-    check(&events, "WAL replay completed", &[("clean_shutdown", "true"), ("segments", "*")]);
+    check(
+        &events,
+        "WAL replay completed",
+        &[("clean_shutdown", "true"), ("segments", "*")],
+    );
 
     // Retention by time: blocks ending more than 1 h before the newest one go.
     let events = capture.run(|| {
@@ -184,7 +209,12 @@ fn compaction_tombstones_retention_and_open_each_log_their_line() {
     let deleted = check(
         &events,
         "Deleting obsolete block",
-        &[("reason", "time_retention"), ("block", "*"), ("mint", "*"), ("maxt", "*")],
+        &[
+            ("reason", "time_retention"),
+            ("block", "*"),
+            ("mint", "*"),
+            ("maxt", "*"),
+        ],
     );
     assert_eq!(deleted, 2);
     drop(db);
@@ -196,6 +226,10 @@ fn compaction_tombstones_retention_and_open_each_log_their_line() {
     let events = capture.run(|| {
         db.compact().expect("compact");
     });
-    check(&events, "Deleting obsolete block", &[("reason", "size_retention")]);
+    check(
+        &events,
+        "Deleting obsolete block",
+        &[("reason", "size_retention")],
+    );
     assert!(db.blocks().is_empty());
 }

@@ -161,6 +161,7 @@ impl RemoteWriteSender {
             progress,
             metadata: RwLock::new(HashMap::new()),
             give_up: AtomicBool::new(false),
+            receiver: shards::ReceiverHealth::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let follow = queue::Follow {
