@@ -17,7 +17,7 @@ use kiln_model::Labels;
 use kiln_storage::Appendable;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::body_pool::BodyBufferPool;
 use crate::scrape_loop::{LoopControl, run_scrape_loop};
@@ -161,9 +161,11 @@ impl ScrapeManager {
             );
             started += 1;
         }
-        info!(
+        // Discovery changes land here every few seconds in a busy cluster: detail, not
+        // news (reloads say which pools changed).
+        debug!(
             targets = self.loops.len(),
-            started, "scrape targets applied"
+            started, "Scrape targets applied"
         );
         self.publish(dropped, dropped_counts);
     }

@@ -182,10 +182,16 @@ impl Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.log, cli.command.default_log_level());
+    let logs_errors = matches!(cli.command, Command::Server(_));
     match run(cli) {
         Ok(code) => code,
         // The reader went away (`kiln tsdb dump | head`): not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // The server's stderr is its log: the reason it stops is a log line too.
+        Err(e) if logs_errors => {
+            tracing::error!(err = %render_error(&e), "Fatal error");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {}", render_error(&e));
             ExitCode::FAILURE

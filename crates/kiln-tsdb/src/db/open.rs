@@ -82,7 +82,6 @@ impl Db {
                 series_only,
             )?;
             info!(
-                checkpoint = ?stats.checkpoint,
                 segments = stats.segments,
                 series = stats.series,
                 samples = stats.samples,
@@ -227,8 +226,6 @@ fn load_disk_chunks(disk: &ChunkDiskMapper, min_valid: i64) -> Result<DiskChunks
 /// What a WAL replay read, for its log line.
 #[derive(Debug, Default)]
 struct ReplayStats {
-    /// Index of the checkpoint read first, if any.
-    checkpoint: Option<u64>,
     /// Segments read after it.
     segments: u64,
     /// Series records' series.
@@ -269,7 +266,6 @@ fn replay_wal(
             state.apply(rec);
         }
         first_segment = cp_index + 1;
-        state.stats.checkpoint = Some(cp_index);
         info!(checkpoint = cp_index, duration = ?cp_started.elapsed(), "WAL checkpoint loaded");
     }
     while let Some((lo, hi)) = segment_range(wal_dir)? {
