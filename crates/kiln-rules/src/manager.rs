@@ -303,7 +303,7 @@ async fn run_group(
         })
         .await;
         if let Err(e) = evaluated {
-            tracing::error!(error = %e, "rule group evaluation task failed");
+            tracing::error!(err = %e, "rule group evaluation task failed");
         }
         next += interval;
         let now = kiln_model::calendar::now_ms();

@@ -58,7 +58,7 @@ impl Follow {
         let mut follower = match started {
             Ok(f) => f,
             Err(e) => {
-                tracing::error!(remote_name = %ctx.config.name, error = %e, "remote write cannot read the WAL; not sending");
+                tracing::error!(remote_name = %ctx.config.name, err = %e, "remote write cannot read the WAL; not sending");
                 return;
             }
         };
@@ -142,7 +142,7 @@ impl Follow {
 
     fn save(&self, progress: &Progress) {
         if let Err(e) = progress.save() {
-            tracing::warn!(remote_name = %self.ctx.config.name, error = %e, "saving remote write progress failed");
+            tracing::warn!(remote_name = %self.ctx.config.name, err = %e, "saving remote write progress failed");
         }
     }
 

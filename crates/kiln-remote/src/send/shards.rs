@@ -221,7 +221,7 @@ async fn send_batch(ctx: &ShardContext, batch: &mut Vec<QueuedSample>) {
             Outcome::Refused(reason) => {
                 ctx.metrics.observe_batch(started.elapsed().as_secs_f64());
                 ctx.metrics.samples_failed.fetch_add(n, Ordering::Relaxed);
-                tracing::error!(remote_name = %ctx.config.name, url = %ctx.config.url, samples = n, error = %reason, "remote write refused a batch; dropping it");
+                tracing::error!(remote_name = %ctx.config.name, url = %ctx.config.url, samples = n, err = %reason, "remote write refused a batch; dropping it");
                 break;
             }
             Outcome::Retry(reason, after) => {

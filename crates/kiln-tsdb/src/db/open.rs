@@ -144,7 +144,7 @@ fn load_blocks(
         let name = entry.file_name().to_string_lossy().into_owned();
         if TMP_SUFFIXES.iter().any(|s| name.ends_with(s)) {
             if !read_only && let Err(e) = std::fs::remove_dir_all(&path) {
-                warn!(path = %path.display(), error = %e, "removing leftover block directory");
+                warn!(path = %path.display(), err = %e, "removing leftover block directory");
             }
             continue;
         }
@@ -156,7 +156,7 @@ fn load_blocks(
         match BlockReader::open(&path) {
             Ok(b) => blocks.push(Arc::new(b)),
             Err(e) => {
-                warn!(block = %path.display(), error = %e, "skipping unreadable block");
+                warn!(block = %path.display(), err = %e, "skipping unreadable block");
                 skipped.push(SkippedBlock {
                     dir: path,
                     reason: e.to_string(),
@@ -285,7 +285,7 @@ fn replay_wal(
         match err {
             None => break,
             Some(e) if e.as_corruption().is_some() && !read_only => {
-                warn!(error = %e, "WAL corruption; repairing by dropping everything after it");
+                warn!(err = %e, "WAL corruption; repairing by dropping everything after it");
                 if let Some(c) = e.as_corruption() {
                     repair::repair(wal_dir, c)?;
                 }
@@ -293,7 +293,7 @@ fn replay_wal(
                 // which is harmless (appends of known samples are ignored).
             }
             Some(e) if e.is_corruption() => {
-                warn!(error = %e, "WAL corruption; read-only open stops replay here");
+                warn!(err = %e, "WAL corruption; read-only open stops replay here");
                 break;
             }
             Some(e) => return Err(e.into()),
@@ -363,7 +363,7 @@ impl Replay<'_> {
             RecordType::Series => {
                 self.series.clear();
                 if let Err(e) = record::decode_series(rec, &mut self.series) {
-                    warn!(error = %e, "skipping undecodable WAL series record");
+                    warn!(err = %e, "skipping undecodable WAL series record");
                     return;
                 }
                 self.stats.series += self.series.len() as u64;
@@ -385,7 +385,7 @@ impl Replay<'_> {
             RecordType::Samples => {
                 self.samples.clear();
                 if let Err(e) = record::decode_samples(rec, &mut self.samples) {
-                    warn!(error = %e, "skipping undecodable WAL samples record");
+                    warn!(err = %e, "skipping undecodable WAL samples record");
                     return;
                 }
                 let (mut lo, mut hi) = (i64::MAX, i64::MIN);
@@ -417,7 +417,7 @@ impl Replay<'_> {
             RecordType::Tombstones => {
                 self.stones.clear();
                 if let Err(e) = record::decode_tombstones(rec, &mut self.stones) {
-                    warn!(error = %e, "skipping undecodable WAL tombstones record");
+                    warn!(err = %e, "skipping undecodable WAL tombstones record");
                     return;
                 }
                 for st in self.stones.drain(..) {
