@@ -190,7 +190,7 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Option<kiln_con
     let Some(path) = path else {
         return Ok(None);
     };
-    info!(file = %path.display(), "Loading configuration file");
+    info!(filename = %path.display(), "Loading configuration file");
     let config = kiln_config::Config::load_file(path)?;
     for section in config.unapplied_sections() {
         warn!(
@@ -652,7 +652,7 @@ async fn reload_loop(
             }
             Err(e) => {
                 error!(
-                    file,
+                    filename = file,
                     trigger,
                     err = %format!("{e:#}"),
                     "Error reloading config; the running configuration stays"

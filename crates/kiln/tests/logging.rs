@@ -183,7 +183,7 @@ fn json_log_from_start_to_shutdown_with_reloads() {
         "Completed loading of configuration file",
         "INFO",
         &[
-            ("file", Value::from(config.display().to_string())),
+            ("filename", Value::from(config.display().to_string())),
             ("scrape_pools", Value::from(1)),
             ("rule_files", Value::from(1)),
             ("rule_groups", Value::from(1)),

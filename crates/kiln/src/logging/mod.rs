@@ -1,5 +1,5 @@
 //! Logging set-up: `--log.level`, `--log.format` and the `KILN_LOG` override, and the
-//! subscriber that writes Prometheus 3's line layout to stderr (see [`format`]).
+//! subscriber that writes Prometheus 3's line layout to stderr (see [`mod@format`]).
 //!
 //! The level flag sets the threshold for every crate of Kiln; above `debug`, other
 //! crates (HTTP, TLS) log at the same threshold, at `debug` they stay at `info` so that a

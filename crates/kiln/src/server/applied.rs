@@ -29,7 +29,7 @@ fn count(c: &NamedChanges) -> usize {
 /// The start-up line of a loaded configuration (Prometheus's wording).
 pub(super) fn log_loaded(file: &str, config: &Config, applied: &Applied, took: Duration) {
     info!(
-        file,
+        filename = file,
         scrape_pools = config.scrape_configs.len(),
         rule_files = applied.groups.files,
         rule_groups = applied.groups.groups,
@@ -48,7 +48,7 @@ pub(super) fn log_reloaded(file: &str, trigger: &str, applied: &Applied, took: D
     let c = &applied.config;
     let g = &applied.groups;
     if c.is_empty() && g.is_empty() {
-        info!(file, trigger, duration = ?took, "Configuration reloaded: configuration unchanged");
+        info!(filename = file, trigger, duration = ?took, "Configuration reloaded: configuration unchanged");
         return;
     }
     let parts: [(&str, &str, &NamedChanges); 4] = [
@@ -83,7 +83,7 @@ pub(super) fn log_reloaded(file: &str, trigger: &str, applied: &Applied, took: D
         info!("External labels changed");
     }
     info!(
-        file,
+        filename = file,
         trigger,
         scrape_pools = count(&c.scrape_pools),
         rule_groups = g.added.len() + g.removed.len() + g.changed.len(),
