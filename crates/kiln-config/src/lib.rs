@@ -20,6 +20,7 @@
 //! caller's job, at the time it needs them (a reload reads them again).
 
 mod alerting;
+mod diff;
 mod global;
 mod http;
 mod relabel;
@@ -34,6 +35,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
+pub use diff::{ConfigChanges, NamedChanges};
 pub use global::{GlobalConfig, ScrapeLimits};
 pub use http::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
 pub use remote::{

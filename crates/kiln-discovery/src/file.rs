@@ -65,7 +65,7 @@ impl FileDiscovery {
                             next.insert(path, g);
                         }
                         Err(e) => {
-                            warn!(file = %path.display(), error = %e, "file_sd: keeping the file's previous targets");
+                            warn!(file = %path.display(), err = %e, "file_sd: keeping the file's previous targets");
                             if let Some(old) = groups.remove(&path) {
                                 next.insert(path, old);
                             }

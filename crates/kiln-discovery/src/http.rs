@@ -36,7 +36,7 @@ impl HttpDiscovery {
             match self.fetch().await {
                 Ok(groups) => publisher.publish(groups),
                 Err(e) => {
-                    warn!(url = %self.config.url, error = %e, "http_sd: keeping the previous targets")
+                    warn!(url = %self.config.url, err = %e, "http_sd: keeping the previous targets")
                 }
             }
             tokio::time::sleep(interval.max(Duration::from_millis(100))).await;

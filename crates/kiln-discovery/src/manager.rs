@@ -230,19 +230,19 @@ impl DiscoveryManager {
         for c in &configs.http_sd_configs {
             match HttpDiscovery::new(c.clone()) {
                 Ok(d) => spawn(Box::new(move |p| Box::pin(d.run(p)))),
-                Err(e) => warn!(job, error = %e, "http_sd_configs: cannot start discovery"),
+                Err(e) => warn!(job, err = %e, "http_sd_configs: cannot start discovery"),
             }
         }
         for c in &configs.dns_sd_configs {
             match DnsDiscovery::new(c.clone()) {
                 Ok(d) => spawn(Box::new(move |p| Box::pin(d.run(p)))),
-                Err(e) => warn!(job, error = %e, "dns_sd_configs: cannot start discovery"),
+                Err(e) => warn!(job, err = %e, "dns_sd_configs: cannot start discovery"),
             }
         }
         for c in &configs.kubernetes_sd_configs {
             match KubernetesDiscovery::new(c.clone()) {
                 Ok(d) => spawn(Box::new(move |p| Box::pin(d.run(p)))),
-                Err(e) => warn!(job, error = %e, "kubernetes_sd_configs: cannot start discovery"),
+                Err(e) => warn!(job, err = %e, "kubernetes_sd_configs: cannot start discovery"),
             }
         }
         providers

@@ -244,7 +244,7 @@ impl Group {
                 let _ = app.append(0, &l, query_t, SampleValue::Float(STALE_NAN));
             }
             if let Err(e) = app.commit() {
-                tracing::warn!(group = %self.name, error = %e, "writing staleness markers failed");
+                tracing::warn!(group = %self.name, err = %e, "writing staleness markers failed");
             }
         }
         for (rule, status) in self.rules.iter_mut().zip(self.status.iter_mut()) {
@@ -258,7 +258,7 @@ impl Group {
                         if let Err(e) =
                             a.restore(env, t, restore.outage_tolerance_ms, restore.grace_ms)
                         {
-                            tracing::warn!(rule = %a.name, error = %e, "restoring alert state failed");
+                            tracing::warn!(rule = %a.name, err = %e, "restoring alert state failed");
                         }
                         // The restored `active_at` changes what is written.
                         a.eval(env, t, query_t, self.limit)
@@ -280,7 +280,7 @@ impl Group {
                     report.rules_failed += 1;
                     status.health = Health::Err;
                     status.last_error = Some(e.to_string());
-                    tracing::warn!(group = %self.name, rule = rule.name(), error = %e, "rule evaluation failed");
+                    tracing::warn!(group = %self.name, rule = rule.name(), err = %e, "rule evaluation failed");
                 }
             }
         }
@@ -304,7 +304,7 @@ impl Group {
             }
         }
         if let Err(e) = app.commit() {
-            tracing::warn!(group = %self.name, error = %e, "writing staleness markers failed");
+            tracing::warn!(group = %self.name, err = %e, "writing staleness markers failed");
         }
     }
 }
@@ -341,7 +341,7 @@ fn write(
     for (labels, v) in samples {
         match app.append(0, &labels, t, SampleValue::Float(v)) {
             Ok(_) => written += 1,
-            Err(e) => tracing::debug!(series = %labels, error = %e, "rule sample refused"),
+            Err(e) => tracing::debug!(series = %labels, err = %e, "rule sample refused"),
         }
         current.insert(labels);
     }

@@ -32,5 +32,7 @@ pub use alerting::{Alert, AlertState, AlertingRule};
 pub use eval::{EvalEnv, RuleError};
 pub use file::{GroupSpec, RuleFileError, RuleKind, RuleSpec, load_rule_files, parse_rule_file};
 pub use group::{EvalReport, Group, GroupCounters, Health, RestoreOptions, Rule, RuleStatus};
-pub use manager::{RuleManager, RuleManagerOptions, RuleSettings, RulesView, SharedGroup};
+pub use manager::{
+    GroupChanges, RuleManager, RuleManagerOptions, RuleSettings, RulesView, SharedGroup,
+};
 pub use recording::RecordingRule;

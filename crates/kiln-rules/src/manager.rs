@@ -67,6 +67,31 @@ impl RuleSettings {
     }
 }
 
+/// What one [`RuleManager::apply`] did, for the reload's log line. Groups are named
+/// `file;group`, as Prometheus keys them; lists are in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupChanges {
+    /// Groups that were not running before.
+    pub added: Vec<String>,
+    /// Groups stopped because their file or name is gone.
+    pub removed: Vec<String>,
+    /// Groups restarted because their definition changed.
+    pub changed: Vec<String>,
+    /// Groups running now.
+    pub groups: usize,
+    /// Rules in them.
+    pub rules: usize,
+    /// Rule files they come from.
+    pub files: usize,
+}
+
+impl GroupChanges {
+    /// Whether the running groups are exactly those of before.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
 /// A group shared between its task and readers (the API, `/metrics`).
 pub type SharedGroup = Arc<Mutex<Group>>;
 
@@ -116,12 +141,23 @@ impl RuleManager {
     }
 
     /// Loads the rule files of `settings` and brings the running groups in line (see
-    /// the module docs). On error nothing changes.
-    pub async fn apply(&mut self, settings: &RuleSettings) -> Result<(), RuleFileError> {
+    /// the module docs), saying what changed. On error nothing changes.
+    pub async fn apply(&mut self, settings: &RuleSettings) -> Result<GroupChanges, RuleFileError> {
         let specs = load_rule_files(&settings.rule_files)?;
         *self.external_labels.write() = settings.external_labels.clone();
+        let mut changes = GroupChanges {
+            groups: specs.len(),
+            rules: specs.iter().map(|s| s.rules.len()).sum(),
+            files: specs
+                .iter()
+                .map(|s| s.file.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            ..GroupChanges::default()
+        };
         let mut old: Vec<RunningGroup> = std::mem::take(&mut self.running);
         for spec in &specs {
+            let key = format!("{};{}", spec.file, spec.name);
             let mut group = Group::new(
                 spec,
                 settings.evaluation_interval_ms,
@@ -142,20 +178,28 @@ impl RuleManager {
                 Some(prev) => {
                     stop(&prev).await;
                     group.adopt_state(&mut prev.group.lock());
+                    changes.changed.push(key);
                 }
-                None if self.first_load => group.require_restore(),
-                None => {}
+                None if self.first_load => {
+                    group.require_restore();
+                    changes.added.push(key);
+                }
+                None => changes.added.push(key),
             }
             self.running.push(self.start(group));
         }
         // What is left was removed from the configuration.
         for gone in old {
+            {
+                let g = gone.group.lock();
+                changes.removed.push(format!("{};{}", g.file, g.name));
+            }
             stop(&gone).await;
             self.mark_stale(gone.group).await;
         }
         *self.view.groups.write() = self.running.iter().map(|r| r.group.clone()).collect();
         self.first_load = false;
-        Ok(())
+        Ok(changes)
     }
 
     /// Stops every group (shutdown). Their series are not marked stale: they resume
@@ -259,7 +303,7 @@ async fn run_group(
         })
         .await;
         if let Err(e) = evaluated {
-            tracing::error!(error = %e, "rule group evaluation task failed");
+            tracing::error!(err = %e, "rule group evaluation task failed");
         }
         next += interval;
         let now = kiln_model::calendar::now_ms();

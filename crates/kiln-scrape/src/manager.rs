@@ -17,7 +17,7 @@ use kiln_model::Labels;
 use kiln_storage::Appendable;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::body_pool::BodyBufferPool;
 use crate::scrape_loop::{LoopControl, run_scrape_loop};
@@ -79,7 +79,7 @@ impl ScrapeManager {
             let job_groups = groups.get(&sc.job_name).map_or(&[][..], |g| g.as_slice());
             let populated = populate_targets(sc, job_groups);
             for (labels, e) in &populated.errors {
-                warn!(job = %sc.job_name, target = %labels, error = %e, "skipping target");
+                warn!(job = %sc.job_name, target = %labels, err = %e, "skipping target");
             }
             // keep_dropped_targets: how many dropped targets the targets API keeps per
             // job (0: all).
@@ -161,9 +161,11 @@ impl ScrapeManager {
             );
             started += 1;
         }
-        info!(
+        // Discovery changes land here every few seconds in a busy cluster: detail, not
+        // news (reloads say which pools changed).
+        debug!(
             targets = self.loops.len(),
-            started, "scrape targets applied"
+            started, "Scrape targets applied"
         );
         self.publish(dropped, dropped_counts);
     }
@@ -183,7 +185,7 @@ impl ScrapeManager {
                 true
             }
             Err(e) => {
-                warn!(job = %sc.job_name, error = %e, "cannot create the job's HTTP client; its targets are not scraped");
+                warn!(job = %sc.job_name, err = %e, "cannot create the job's HTTP client; its targets are not scraped");
                 self.clients.remove(&sc.job_name);
                 false
             }
@@ -219,6 +221,6 @@ impl ScrapeManager {
 async fn stop_loop(running: RunningLoop, how: LoopControl) {
     let _ = running.stop.send(how);
     if let Err(e) = running.handle.await {
-        warn!(url = running.target.url(), error = %e, "scrape loop ended abnormally");
+        warn!(url = running.target.url(), err = %e, "scrape loop ended abnormally");
     }
 }

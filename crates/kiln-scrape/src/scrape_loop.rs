@@ -263,7 +263,7 @@ pub async fn run_scrape_loop(
                 st.last_scrape_duration_s = duration_s;
                 match report.error {
                     Some(e) => {
-                        tracing::debug!(url = target.url(), error = %e, "scrape failed");
+                        tracing::debug!(url = target.url(), err = %e, "scrape failed");
                         st.health = TargetHealth::Down;
                         st.last_error = e.to_string();
                     }
@@ -273,8 +273,8 @@ pub async fn run_scrape_loop(
                     }
                 }
             }
-            Ok(Err(e)) => warn!(url = target.url(), error = %e, "storing a scrape failed"),
-            Err(e) => warn!(url = target.url(), error = %e, "scrape task failed"),
+            Ok(Err(e)) => warn!(url = target.url(), err = %e, "storing a scrape failed"),
+            Err(e) => warn!(url = target.url(), err = %e, "scrape task failed"),
         }
     }
     if *stop.borrow() == LoopControl::Shutdown {
@@ -299,7 +299,7 @@ pub async fn run_scrape_loop(
             let _ = app.append(0, &b.build(), t, SampleValue::Float(STALE_NAN));
         }
         if let Err(e) = app.commit() {
-            warn!(error = %e, "writing staleness markers of a stopped target failed");
+            warn!(err = %e, "writing staleness markers of a stopped target failed");
         }
     })
     .await;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use kiln_model::{Matcher, parse_selector};
 use kiln_tsdb::tools;
 
+mod logging;
 mod rule_tools;
 mod server;
 
@@ -22,6 +23,8 @@ mod server;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: logging::LogFlags,
 }
 
 #[derive(Subcommand)]
@@ -162,19 +165,33 @@ fn parse_duration_ms(s: &str) -> Result<i64, String> {
     kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
 }
 
+impl Command {
+    /// The log level without `--log.level`: the server tells what it does, like
+    /// Prometheus; the one-shot tools keep stderr for their own output and problems,
+    /// like promtool.
+    fn default_log_level(&self) -> logging::LogLevel {
+        match self {
+            Command::Server(_) => logging::LogLevel::Info,
+            Command::Tsdb(_) | Command::Promqltest(_) | Command::Check(_) | Command::Test(_) => {
+                logging::LogLevel::Warn
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    logging::init(&cli.log, cli.command.default_log_level());
+    let logs_errors = matches!(cli.command, Command::Server(_));
     match run(cli) {
         Ok(code) => code,
         // The reader went away (`kiln tsdb dump | head`): not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // The server's stderr is its log: the reason it stops is a log line too.
+        Err(e) if logs_errors => {
+            tracing::error!(err = %render_error(&e), "Fatal error");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {}", render_error(&e));
             ExitCode::FAILURE

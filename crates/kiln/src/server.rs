@@ -4,13 +4,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kiln_promql::EngineOptions;
 use kiln_server::ApiState;
 use kiln_tsdb::db::{Db, DbOptions};
 use tracing::{error, info, warn};
+
+mod applied;
+
+use applied::Applied;
 
 /// Flags of `kiln server`, named as Prometheus names them.
 #[derive(clap::Args)]
@@ -186,8 +190,8 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Option<kiln_con
     let Some(path) = path else {
         return Ok(None);
     };
+    info!(filename = %path.display(), "Loading configuration file");
     let config = kiln_config::Config::load_file(path)?;
-    info!(file = %path.display(), "loaded configuration");
     for section in config.unapplied_sections() {
         warn!(
             section,
@@ -198,6 +202,16 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Option<kiln_con
 }
 
 pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
+    info!(
+        mode = "server",
+        version = env!("CARGO_PKG_VERSION"),
+        storage_path = %args.storage_path.display(),
+        retention_time = %kiln_config::Duration(args.retention_time),
+        retention_size = args.retention_size,
+        listen_address = %args.listen_address,
+        "Starting Kiln server"
+    );
+    let config_started = Instant::now();
     let config = load_config(args.config_file.as_deref())?;
     let retention = args.retention_time;
     let opts = DbOptions {
@@ -210,9 +224,18 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         ..DbOptions::default()
     };
+    info!(component = "tsdb", "Starting TSDB ...");
+    let tsdb_started = Instant::now();
     let db = Arc::new(
         Db::open(&args.storage_path, opts)
             .with_context(|| format!("opening storage at {}", args.storage_path.display()))?,
+    );
+    info!(
+        component = "tsdb",
+        blocks = db.blocks().len(),
+        head_series = db.head().num_series(),
+        duration = ?tsdb_started.elapsed(),
+        "TSDB started"
     );
     for s in db.skipped_blocks() {
         error!(block = %s.dir.display(), reason = %s.reason, "skipped unreadable block");
@@ -261,6 +284,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut scrapes = ScrapeService {
         remote_write,
         remote_read: fanout.clone(),
+        running: None,
         runtime: runtime.handle().clone(),
         alert_discovery: kiln_discovery::DiscoveryManager::new(),
         notifier: notifier.clone(),
@@ -312,7 +336,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             .spawn(move || {
                 while !stop.load(Ordering::Acquire) {
                     if let Err(e) = db.compact() {
-                        error!(error = %e, "TSDB maintenance failed");
+                        error!(component = "tsdb", err = %e, "Compaction failed");
                     }
                     for _ in 0..60 {
                         if stop.load(Ordering::Acquire) {
@@ -333,7 +357,12 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             Some(c) => c,
             None => embedded_config(address)?,
         };
-        scrapes.apply(&config).await?;
+        let applied = scrapes.apply(&config).await?;
+        let file = args.config_file.as_ref().map_or_else(
+            || "embedded default".to_owned(),
+            |p| p.display().to_string(),
+        );
+        applied::log_loaded(&file, &config, &applied, config_started.elapsed());
         state.set_config(&config);
         let watcher = scrapes.discovery.watcher();
         let alert_watcher = scrapes.alert_discovery.watcher();
@@ -349,12 +378,13 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         let discovered = tokio::spawn(discovery_updates(scrapes.clone(), watcher));
         let alertmanagers_discovered =
             tokio::spawn(alertmanager_updates(scrapes.clone(), alert_watcher));
-        info!(address = %address, "Kiln server is ready");
         // Tests and scripts read the bound address (useful with port 0) from here.
-        eprintln!("listening on {address}");
+        info!(component = "web", address = %address, "Listening on");
+        info!("Server is ready to receive web requests.");
         let served = kiln_server::serve(listener, state, shutdown_signal())
             .await
             .context("serving HTTP");
+        info!(component = "web", "Web handler stopped");
         reloader.abort();
         let _ = reloader.await;
         discovered.abort();
@@ -366,28 +396,35 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         {
             let mut scrapes = scrapes.lock().await;
             scrapes.discovery.stop_all();
+            info!(component = "discovery", "Scrape discovery manager stopped");
             scrapes.scrapes.stop_all().await;
+            info!(component = "scrape", "Scrape manager stopped");
             scrapes.rules.stop_all().await;
+            info!(component = "rules", "Rule manager stopped");
             scrapes.alert_discovery.stop_all();
+            info!(component = "discovery", "Notify discovery manager stopped");
             // Last: what the scrapes and rules wrote still goes out.
             scrapes.remote_write.stop().await;
+            info!(component = "remote", "Remote storage stopped");
         }
         // Alerts queued by the last evaluations still go out.
         let _ = notifier_stop.send(true);
         let _ = sender.await;
+        info!(component = "notifier", "Notifier manager stopped");
         drop(scrapes);
         served
     });
     stop.store(true, Ordering::Release);
     if maintenance.join().is_err() {
-        error!("the maintenance thread panicked");
+        error!(component = "tsdb", "The TSDB maintenance thread panicked");
     }
     runtime.shutdown_timeout(Duration::from_secs(5));
     served?;
     let db =
         Arc::try_unwrap(db).map_err(|_| anyhow::anyhow!("storage still in use at shutdown"))?;
     db.close().context("closing storage")?;
-    info!("Kiln server stopped");
+    info!(component = "tsdb", "TSDB stopped");
+    info!("See you next time!");
     Ok(())
 }
 
@@ -405,13 +442,16 @@ struct ScrapeService {
     /// Where the `remote_read` endpoints go.
     remote_read: Arc<kiln_remote::read::FanoutQueryable>,
     runtime: tokio::runtime::Handle,
+    /// The configuration applied last, to tell what a reload changes.
+    running: Option<kiln_config::Config>,
 }
 
 impl ScrapeService {
     /// Loads the rule files of `config` first (if one is invalid, nothing changes), then
     /// runs the discoveries of `config` (unchanged ones keep running) and brings the
-    /// scrape loops in line with it and the groups known now.
-    async fn apply(&mut self, config: &kiln_config::Config) -> anyhow::Result<()> {
+    /// scrape loops in line with it and the groups known now. Says what changed since
+    /// the configuration applied before.
+    async fn apply(&mut self, config: &kiln_config::Config) -> anyhow::Result<Applied> {
         let sets = config
             .alerting
             .alertmanagers
@@ -440,7 +480,8 @@ impl ScrapeService {
             .await
             .map_err(anyhow::Error::msg)?;
         self.remote_read.set_remotes(readers);
-        self.rules
+        let groups = self
+            .rules
             .apply(&kiln_rules::RuleSettings::of_config(config))
             .await
             .context("loading rule files")?;
@@ -474,9 +515,13 @@ impl ScrapeService {
                 })
                 .collect(),
         );
-        let groups = self.discovery.groups();
-        self.scrapes.apply(config, &groups).await;
-        Ok(())
+        let targets = self.discovery.groups();
+        self.scrapes.apply(config, &targets).await;
+        let before = self.running.replace(config.clone()).unwrap_or_default();
+        Ok(Applied {
+            config: config.changes_since(&before),
+            groups,
+        })
     }
 }
 
@@ -562,7 +607,7 @@ async fn reload_loop(
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
-            error!(error = %e, "cannot listen for SIGHUP; reload with /-/reload only");
+            error!(err = %e, "Cannot listen for SIGHUP; reload with /-/reload only");
             None
         }
     };
@@ -577,28 +622,41 @@ async fn reload_loop(
             } => None,
             else => return,
         };
+        let trigger = if reply.is_some() { "web" } else { "SIGHUP" };
         let Some(p) = &path else {
+            info!(
+                trigger,
+                "No configuration file to reload; the embedded default keeps running"
+            );
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(()));
             }
             continue;
         };
+        let started = Instant::now();
         let reloaded = async {
-            if let Some(config) = load_config(Some(p))? {
-                scrapes.lock().await.apply(&config).await?;
-                state.set_config(&config);
-            }
-            anyhow::Ok(())
+            let Some(config) = load_config(Some(p))? else {
+                anyhow::bail!("no configuration file");
+            };
+            let applied = scrapes.lock().await.apply(&config).await?;
+            state.set_config(&config);
+            anyhow::Ok(applied)
         }
         .await;
         state.runtime.record_reload(reloaded.is_ok());
+        let file = p.display().to_string();
         let outcome = match reloaded {
-            Ok(()) => {
-                info!(file = %p.display(), "configuration reloaded");
+            Ok(applied) => {
+                applied::log_reloaded(&file, trigger, &applied, started.elapsed());
                 Ok(())
             }
             Err(e) => {
-                error!(error = %format!("{e:#}"), "configuration reload failed; keeping the running one");
+                error!(
+                    filename = file,
+                    trigger,
+                    err = %format!("{e:#}"),
+                    "Error reloading config; the running configuration stays"
+                );
                 Err(format!("{e:#}"))
             }
         };
@@ -612,7 +670,7 @@ async fn reload_loop(
 async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
-            error!(error = %e, "cannot listen for SIGINT");
+            error!(err = %e, "Cannot listen for SIGINT");
             std::future::pending::<()>().await;
         }
     };
@@ -622,14 +680,15 @@ async fn shutdown_signal() {
                 s.recv().await;
             }
             Err(e) => {
-                error!(error = %e, "cannot listen for SIGTERM");
+                error!(err = %e, "Cannot listen for SIGTERM");
                 std::future::pending::<()>().await;
             }
         }
     };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    info!("shutting down");
+    let signal = tokio::select! {
+        () = ctrl_c => "interrupt",
+        () = term => "terminated",
+    };
+    // Prometheus's wording and level; the signal named as Go names it.
+    warn!(signal, "Received an OS signal, exiting gracefully...");
 }

@@ -58,7 +58,7 @@ impl DnsDiscovery {
                         groups.insert(name.clone(), g);
                     }
                     Err(e) => {
-                        warn!(name, error = %e, "dns_sd: keeping the name's previous targets")
+                        warn!(name, err = %e, "dns_sd: keeping the name's previous targets")
                     }
                 }
             }

@@ -195,7 +195,7 @@ async fn run_watcher<T: KubeObject>(
         let list = match client.list::<T>(&path, &selectors).await {
             Ok(l) => l,
             Err(e) => {
-                warn!(path, error = %e, "kubernetes_sd: list failed; retrying");
+                warn!(path, err = %e, "kubernetes_sd: list failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
@@ -221,7 +221,7 @@ async fn run_watcher<T: KubeObject>(
             let mut stream = match client.watch(&path, &selectors, &version).await {
                 Ok(s) => s,
                 Err(e) => {
-                    warn!(path, error = %e, "kubernetes_sd: watch failed; listing again");
+                    warn!(path, err = %e, "kubernetes_sd: watch failed; listing again");
                     tokio::time::sleep(backoff).await;
                     break;
                 }
@@ -256,7 +256,7 @@ async fn run_watcher<T: KubeObject>(
                         shared.changed.notify_one();
                     }
                     Err(e) => {
-                        warn!(path, error = %e, "kubernetes_sd: watch broke off; listing again");
+                        warn!(path, err = %e, "kubernetes_sd: watch broke off; listing again");
                         break true;
                     }
                 }

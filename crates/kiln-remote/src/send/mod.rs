@@ -161,6 +161,7 @@ impl RemoteWriteSender {
             progress,
             metadata: RwLock::new(HashMap::new()),
             give_up: AtomicBool::new(false),
+            receiver: shards::ReceiverHealth::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let follow = queue::Follow {
@@ -174,7 +175,7 @@ impl RemoteWriteSender {
         let thread = std::thread::Builder::new()
             .name(format!("remote-write-{}", config.name))
             .spawn(move || follow.run())
-            .map_err(|e| tracing::error!(remote_name = %config.name, error = %e, "cannot start the remote write thread"))
+            .map_err(|e| tracing::error!(remote_name = %config.name, err = %e, "cannot start the remote write thread"))
             .ok();
         let metadata_task = self
             .metadata
@@ -254,13 +255,13 @@ async fn send_metadata(ctx: Arc<ShardContext>, source: MetadataSource, stop: Arc
                     }
                     Outcome::Retry(reason, after) if attempt < 2 => {
                         ctx.metrics.metadata_retried.fetch_add(n, Ordering::Relaxed);
-                        tracing::debug!(remote_name = %ctx.config.name, error = %reason, "metadata send failed; retrying");
+                        tracing::debug!(remote_name = %ctx.config.name, err = %reason, "metadata send failed; retrying");
                         tokio::time::sleep(after.unwrap_or(backoff)).await;
                         backoff = (backoff * 2).min(ctx.config.queue_config.max_backoff.as_std());
                     }
                     Outcome::Retry(reason, _) | Outcome::Refused(reason) => {
                         ctx.metrics.metadata_failed.fetch_add(n, Ordering::Relaxed);
-                        tracing::warn!(remote_name = %ctx.config.name, error = %reason, "metadata send failed; dropped");
+                        tracing::warn!(remote_name = %ctx.config.name, err = %reason, "metadata send failed; dropped");
                         break;
                     }
                 }

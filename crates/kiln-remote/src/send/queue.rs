@@ -58,16 +58,26 @@ impl Follow {
         let mut follower = match started {
             Ok(f) => f,
             Err(e) => {
-                tracing::error!(remote_name = %ctx.config.name, error = %e, "remote write cannot read the WAL; not sending");
+                tracing::error!(remote_name = %ctx.config.name, err = %e, "remote write cannot read the WAL; not sending");
                 return;
             }
         };
-        tracing::info!(remote_name = %ctx.config.name, url = %ctx.config.url, resumed = saved.is_some(), segment = follower.position().segment, "remote write started");
+        tracing::info!(
+            remote_name = %ctx.config.name,
+            url = %ctx.config.url,
+            resumed = saved.is_some(),
+            segment = follower.position().segment,
+            shards = ctx.config.queue_config.min_shards.max(1),
+            "Remote write queue started"
+        );
         progress.start_at(follower.position());
         let q = &ctx.config.queue_config;
         let mut shards = Shards::start(q.min_shards, &ctx, &self.rt);
         let mut resharding = Resharding::new(&metrics, q.min_shards);
         let mut last_save = Instant::now();
+        // Whether the last WAL read failed: only the first failure and the recovery are
+        // logged, not every poll.
+        let mut wal_failing = false;
         loop {
             // Read once more after the stop request: what was committed before it (the
             // last scrapes and rule evaluations) still goes out.
@@ -83,9 +93,19 @@ impl Follow {
                 break;
             }
             let idle = match polled {
-                Ok(n) => n == 0,
+                Ok(n) => {
+                    if std::mem::take(&mut wal_failing) {
+                        tracing::info!(remote_name = %ctx.config.name, "Reading the WAL works again");
+                    }
+                    n == 0
+                }
+                Err(e) if !wal_failing => {
+                    wal_failing = true;
+                    tracing::error!(remote_name = %ctx.config.name, err = %e, "Reading the WAL failed; retrying");
+                    true
+                }
                 Err(e) => {
-                    tracing::error!(remote_name = %ctx.config.name, error = %e, "reading the WAL failed; retrying");
+                    tracing::debug!(remote_name = %ctx.config.name, err = %e, "Reading the WAL failed again");
                     true
                 }
             };
@@ -94,7 +114,7 @@ impl Follow {
                 last_save = Instant::now();
             }
             if let Some(n) = resharding.due(&metrics, &progress, shards.len(), q) {
-                tracing::info!(remote_name = %ctx.config.name, from = shards.len(), to = n, "resharding");
+                tracing::info!(remote_name = %ctx.config.name, from = shards.len(), to = n, "Remote storage resharding");
                 shards.stop(&self.rt);
                 shards = Shards::start(n, &ctx, &self.rt);
             }
@@ -112,12 +132,17 @@ impl Follow {
         shards.stop(&self.rt);
         timer.abort();
         self.save(&progress);
-        tracing::info!(remote_name = %ctx.config.name, "remote write stopped");
+        tracing::info!(
+            remote_name = %ctx.config.name,
+            url = %ctx.config.url,
+            receiver_down = ctx.receiver.is_down(),
+            "Remote write queue stopped"
+        );
     }
 
     fn save(&self, progress: &Progress) {
         if let Err(e) = progress.save() {
-            tracing::warn!(remote_name = %self.ctx.config.name, error = %e, "saving remote write progress failed");
+            tracing::warn!(remote_name = %self.ctx.config.name, err = %e, "saving remote write progress failed");
         }
     }
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,6 +33,44 @@ pub(crate) struct ShardContext {
     /// Set when the queue stops: a shard still failing then gives up (its samples stay
     /// undelivered and are read again after a restart) instead of retrying forever.
     pub(crate) give_up: AtomicBool,
+    /// Whether the receiver is answering, so that the log says when it goes down and
+    /// comes back rather than once per retry.
+    pub(crate) receiver: ReceiverHealth,
+}
+
+/// The receiver's state as the shards last saw it: unknown until the first answer, then
+/// up (a request was delivered) or down (a request failed in a retryable way). Shards
+/// share it; the swap makes exactly one of them see each change.
+#[derive(Debug)]
+pub(crate) struct ReceiverHealth(AtomicU8);
+
+impl Default for ReceiverHealth {
+    fn default() -> Self {
+        ReceiverHealth(AtomicU8::new(Self::UNKNOWN))
+    }
+}
+
+impl ReceiverHealth {
+    /// No answer yet.
+    const UNKNOWN: u8 = 0;
+    const UP: u8 = 1;
+    const DOWN: u8 = 2;
+
+    /// Records a delivered request; true when the receiver was down until now.
+    pub(crate) fn delivered(&self) -> bool {
+        self.0.swap(Self::UP, Ordering::Relaxed) == Self::DOWN
+    }
+
+    /// Records a retryable failure; true when it is the first since the receiver last
+    /// worked (or since the queue started).
+    pub(crate) fn failed(&self) -> bool {
+        self.0.swap(Self::DOWN, Ordering::Relaxed) != Self::DOWN
+    }
+
+    /// Whether the last answer seen was a retryable failure.
+    pub(crate) fn is_down(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::DOWN
+    }
 }
 
 /// The running shards of a queue.
@@ -170,6 +208,9 @@ async fn send_batch(ctx: &ShardContext, batch: &mut Vec<QueuedSample>) {
         let n = batch.len() as u64;
         match outcome {
             Outcome::Sent => {
+                if ctx.receiver.delivered() {
+                    tracing::info!(remote_name = %ctx.config.name, url = %ctx.config.url, "Remote write receiver is back; sending resumed");
+                }
                 ctx.metrics.observe_batch(started.elapsed().as_secs_f64());
                 ctx.metrics.samples_sent.fetch_add(n, Ordering::Relaxed);
                 ctx.metrics.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
@@ -180,17 +221,21 @@ async fn send_batch(ctx: &ShardContext, batch: &mut Vec<QueuedSample>) {
             Outcome::Refused(reason) => {
                 ctx.metrics.observe_batch(started.elapsed().as_secs_f64());
                 ctx.metrics.samples_failed.fetch_add(n, Ordering::Relaxed);
-                tracing::error!(remote_name = %ctx.config.name, url = %ctx.config.url, samples = n, error = %reason, "remote write refused a batch; dropping it");
+                tracing::error!(remote_name = %ctx.config.name, url = %ctx.config.url, samples = n, err = %reason, "remote write refused a batch; dropping it");
                 break;
             }
             Outcome::Retry(reason, after) => {
                 ctx.metrics.samples_retried.fetch_add(n, Ordering::Relaxed);
                 if ctx.give_up.load(Ordering::Relaxed) {
-                    tracing::warn!(remote_name = %ctx.config.name, samples = n, error = %reason, "stopping: leaving a failed batch for the next start");
+                    tracing::warn!(remote_name = %ctx.config.name, samples = n, err = %reason, "Stopping: leaving a failed batch for the next start");
                     batch.clear();
                     return;
                 }
-                tracing::warn!(remote_name = %ctx.config.name, url = %ctx.config.url, samples = n, error = %reason, retry_in = ?after.unwrap_or(backoff), "remote write failed; retrying");
+                if ctx.receiver.failed() {
+                    tracing::warn!(remote_name = %ctx.config.name, url = %ctx.config.url, err = %reason, "Remote write receiver is failing; retrying with backoff until it answers");
+                } else {
+                    tracing::debug!(remote_name = %ctx.config.name, samples = n, err = %reason, retry_in = ?after.unwrap_or(backoff), "Failed to send batch, retrying");
+                }
                 tokio::time::sleep(after.unwrap_or(backoff)).await;
                 backoff = (backoff * 2).min(max_backoff);
             }
@@ -255,5 +300,47 @@ pub(crate) async fn post(ctx: &ShardContext, body: Bytes) -> Outcome {
         Outcome::Retry(reason, retry_after)
     } else {
         Outcome::Refused(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReceiverHealth;
+
+    /// Each answer in turn, and whether it is a change worth a log line.
+    fn check(answers: &[(bool, bool)]) {
+        let health = ReceiverHealth::default();
+        assert!(!health.is_down());
+        for (i, &(delivered, want_logged)) in answers.iter().enumerate() {
+            let logged = if delivered {
+                health.delivered()
+            } else {
+                health.failed()
+            };
+            assert_eq!(logged, want_logged, "answer {i} of {answers:?}");
+            assert_eq!(health.is_down(), !delivered);
+        }
+    }
+
+    #[test]
+    fn only_changes_of_the_receivers_state_are_logged() {
+        // Up from the start: nothing to say.
+        check(&[(true, false), (true, false)]);
+        // Down from the start: the first failure is said once, and the recovery.
+        check(&[
+            (false, true),
+            (false, false),
+            (false, false),
+            (true, true),
+            (true, false),
+        ]);
+        // Going down after working, twice.
+        check(&[
+            (true, false),
+            (false, true),
+            (true, true),
+            (false, true),
+            (false, false),
+        ]);
     }
 }

@@ -316,7 +316,7 @@ impl Notifier {
                 }
                 Err(e) => {
                     entry.1 += n as u64;
-                    tracing::warn!(alertmanager = %url, error = %e, "sending alerts failed");
+                    tracing::warn!(alertmanager = %url, err = %e, "sending alerts failed");
                 }
             }
         }

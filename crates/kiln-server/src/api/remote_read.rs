@@ -110,7 +110,7 @@ async fn streamed(
         {
             if sent_any {
                 // The status line is gone: the client only sees the connection cut.
-                tracing::error!(error = %e, "streamed remote read failed midway");
+                tracing::error!(err = %e, "streamed remote read failed midway");
             }
             let _ = tx.blocking_send(Err(e));
         }
@@ -133,7 +133,7 @@ fn content_type(value: &str) -> header::HeaderValue {
 
 fn failed(e: &ReadError) -> Response {
     if e.status() >= 500 {
-        tracing::error!(error = %e, "remote read failed");
+        tracing::error!(err = %e, "remote read failed");
     }
     text(e.status(), e.to_string())
 }

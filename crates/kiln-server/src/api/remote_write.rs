@@ -54,7 +54,7 @@ pub(crate) async fn write(
         Ok(Ok(stats)) => (StatusCode::NO_CONTENT.into_response(), stats.samples),
         Ok(Err(e)) => {
             if e.status() >= 500 {
-                tracing::error!(error = %e, "storing a remote-write request failed");
+                tracing::error!(err = %e, "storing a remote-write request failed");
             }
             (text(e.status(), e.to_string()), 0)
         }

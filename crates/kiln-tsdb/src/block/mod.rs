@@ -293,7 +293,7 @@ impl Drop for BlockWriter {
             self.index = None;
             self.chunks = None;
             if let Err(e) = fs::remove_dir_all(&self.tmp) {
-                tracing::warn!(path = %self.tmp.display(), error = %e, "removing unfinished block directory");
+                tracing::warn!(path = %self.tmp.display(), err = %e, "removing unfinished block directory");
             }
         }
     }

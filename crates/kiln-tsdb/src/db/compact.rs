@@ -2,12 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use kiln_chunkenc::{Encoding, SAMPLES_PER_CHUNK, XorEncoder};
 use kiln_model::Timestamp;
 use kiln_storage::merge::MergeSeriesSet;
 use kiln_storage::{Querier, SeriesSet, ValueKind};
-use tracing::info;
+use tracing::{error, info};
 
 use super::querier::BlockQuerier;
 use super::{Db, DbError};
@@ -54,7 +55,11 @@ impl Db {
             match self.merge_blocks(&group) {
                 Ok(()) => stats.merged_blocks += 1,
                 Err(e) => {
-                    tracing::error!(error = %e, blocks = group.len(), "merging blocks failed; leaving them as they are");
+                    error!(
+                        err = %e,
+                        blocks = %ulids(&group),
+                        "Compaction of blocks failed; leaving them as they are until restart"
+                    );
                     self.failed_merges
                         .lock()
                         .extend(group.iter().map(|b| b.meta().ulid));
@@ -95,10 +100,20 @@ impl Db {
     fn persist_head_range(&self, lo: Timestamp, hi: Timestamp) -> Result<bool, DbError> {
         self.head.set_min_valid_time(hi);
         self.head.wait_for_appenders_below(hi);
+        let started = Instant::now();
         let written = match write_head_block(&self.head, &self.dir, lo, hi)? {
             Some(dir) => {
                 let block = Arc::new(BlockReader::open(&dir)?);
-                info!(block = %dir.display(), min_time = lo, max_time = hi, "persisted head block");
+                let meta = block.meta();
+                info!(
+                    ulid = %meta.ulid,
+                    mint = lo,
+                    maxt = hi,
+                    series = meta.stats.num_series,
+                    samples = meta.stats.num_samples,
+                    duration = ?started.elapsed(),
+                    "write block"
+                );
                 let mut blocks = self.blocks.write();
                 blocks.push(block);
                 blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
@@ -126,6 +141,7 @@ impl Db {
         if last < first {
             return Ok(());
         }
+        let started = Instant::now();
         let head = &self.head;
         checkpoint::checkpoint(
             &self.dir.join("wal"),
@@ -135,6 +151,7 @@ impl Db {
             mint,
         )?;
         wal.lock().truncate(last + 1)?;
+        info!(first, last, duration = ?started.elapsed(), "WAL checkpoint complete");
         Ok(())
     }
 
@@ -198,6 +215,7 @@ impl Db {
 
     /// Merges `group` into one block and deletes the originals.
     pub(super) fn merge_blocks(&self, group: &[Arc<BlockReader>]) -> Result<(), DbError> {
+        let started = Instant::now();
         let mint = group.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
         let maxt = group.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
         let queriers: Vec<BlockQuerier> = group
@@ -254,6 +272,14 @@ impl Db {
             drop(writer);
             drop(merged);
             drop(queriers);
+            info!(
+                count = group.len(),
+                mint,
+                maxt,
+                sources = %ulids(group),
+                duration = ?started.elapsed(),
+                "compact blocks resulted in empty block; deleting the sources"
+            );
             self.blocks
                 .write()
                 .retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
@@ -299,7 +325,16 @@ impl Db {
         // Open the new block before touching the list, then swap it in for its parents
         // under one lock: a query sees either the parents or the merged block.
         let block = Arc::new(BlockReader::open(&dir)?);
-        info!(block = %dir.display(), parents = group.len(), "merged blocks");
+        info!(
+            count = group.len(),
+            mint,
+            maxt,
+            ulid = %block.meta().ulid,
+            sources = %ulids(group),
+            series = block.meta().stats.num_series,
+            duration = ?started.elapsed(),
+            "compact blocks"
+        );
         {
             let mut blocks = self.blocks.write();
             blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
@@ -311,6 +346,12 @@ impl Db {
         }
         Ok(())
     }
+}
+
+/// The ULIDs of `blocks` as a log field: `[01J... 01J...]`, like Prometheus.
+fn ulids(blocks: &[Arc<BlockReader>]) -> String {
+    let ids: Vec<String> = blocks.iter().map(|b| b.meta().ulid.to_string()).collect();
+    format!("[{}]", ids.join(" "))
 }
 
 /// Writes the samples of `head` in `[lo, hi)` as a new level-1 block under `parent`

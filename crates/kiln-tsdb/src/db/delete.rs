@@ -1,6 +1,7 @@
 //! Deleting data: tombstones now, physical removal at the next compaction.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use kiln_model::{Matcher, Timestamp};
 use tracing::info;
@@ -32,6 +33,7 @@ impl Db {
         let _m = self.maintenance.lock();
         let interval = Interval { mint, maxt };
         let blocks = self.blocks();
+        let mut blocks_touched = 0usize;
         for b in blocks
             .iter()
             .filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint)
@@ -45,6 +47,7 @@ impl Db {
                 stones.add_interval(u64::from(id), interval);
             }
             write_tombstones(b.dir(), &stones)?;
+            blocks_touched += 1;
             let mut meta = read_meta(b.dir())?;
             meta.stats.num_tombstones = stones.total();
             write_meta(b.dir(), &meta)?;
@@ -55,6 +58,15 @@ impl Db {
             }
         }
         let head_ids = self.head.querier(mint, maxt).matching_ids(matchers);
+        let selector: Vec<String> = matchers.iter().map(ToString::to_string).collect();
+        info!(
+            matchers = %format!("{{{}}}", selector.join(",")),
+            mint,
+            maxt,
+            blocks = blocks_touched,
+            head_series = head_ids.len(),
+            "Series deleted: tombstones written"
+        );
         if head_ids.is_empty() {
             return Ok(());
         }
@@ -84,8 +96,14 @@ impl Db {
             if b.tombstones().is_empty() {
                 continue;
             }
-            info!(block = %b.dir().display(), "rewriting block without deleted samples");
+            let started = Instant::now();
             self.merge_blocks(std::slice::from_ref(&b))?;
+            info!(
+                block = %b.meta().ulid,
+                tombstones = b.tombstones().total(),
+                duration = ?started.elapsed(),
+                "Block rewritten without its deleted samples"
+            );
             rewritten += 1;
         }
         Ok(rewritten)

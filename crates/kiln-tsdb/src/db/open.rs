@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use kiln_chunkenc::{Encoding, XorIterator};
 use parking_lot::{Mutex, RwLock};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Db, DbError, DbOptions, SkippedBlock};
 use crate::block::BlockReader;
@@ -28,7 +29,15 @@ impl Db {
         if !opts.read_only {
             std::fs::create_dir_all(&dir).map_err(|e| DbError::io("creating", &dir, e))?;
         }
+        let started = Instant::now();
         let (blocks, skipped) = load_blocks(&dir, opts.read_only)?;
+        let mint = blocks.iter().map(|b| b.meta().min_time).min();
+        let maxt = blocks.iter().map(|b| b.meta().max_time).max();
+        if let (Some(mint), Some(maxt)) = (mint, maxt) {
+            info!(blocks = blocks.len(), mint, maxt, skipped = skipped.len(), duration = ?started.elapsed(), "Blocks loaded");
+        } else {
+            info!(blocks = 0, skipped = skipped.len(), duration = ?started.elapsed(), "Blocks loaded");
+        }
         let head_opts = HeadOptions {
             chunk_range: opts.chunk_range,
             ..HeadOptions::default()
@@ -45,26 +54,47 @@ impl Db {
         let mut disk_chunks = DiskChunks::default();
         let mut chunks_kept = false;
         if !opts.read_only {
+            let chunks_started = Instant::now();
             let disk = ChunkDiskMapper::open(&dir.join("chunks_head"))
                 .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
             chunks_kept = !disk.discarded_files();
             disk_chunks = load_disk_chunks(&disk, min_valid.unwrap_or(i64::MIN))?;
             replay_head.attach_chunk_disk(disk);
+            info!(
+                series = disk_chunks.len(),
+                chunks = disk_chunks.values().map(|(c, _)| c.len()).sum::<usize>(),
+                duration = ?chunks_started.elapsed(),
+                "On-disk memory mappable chunks replay completed"
+            );
         }
         if wal_dir.is_dir() {
             let series_only = clean && chunks_kept;
-            if series_only {
-                info!(
-                    "clean shutdown: samples are in the head chunk files; reading the WAL's series only"
-                );
-            }
-            replay_wal(
+            info!(
+                clean_shutdown = series_only,
+                "Replaying WAL, this may take a while"
+            );
+            let wal_started = Instant::now();
+            let stats = replay_wal(
                 &replay_head,
                 &wal_dir,
                 opts.read_only,
                 disk_chunks,
                 series_only,
             )?;
+            info!(
+                segments = stats.segments,
+                series = stats.series,
+                samples = stats.samples,
+                // The clean-shutdown fast path: samples came from the chunk files.
+                clean_shutdown = series_only,
+                duration = ?wal_started.elapsed(),
+                "WAL replay completed"
+            );
+            info!(
+                series = stats.adopted_series,
+                chunks = stats.adopted_chunks,
+                "Head chunks adopted from chunks_head"
+            );
         }
         let head = if opts.read_only {
             replay_head
@@ -78,7 +108,7 @@ impl Db {
             replay_head.attach_wal(wal);
             replay_head
         };
-        info!(dir = %dir.display(), blocks = blocks.len(), series = head.num_series(), "opened TSDB");
+        debug!(dir = %dir.display(), blocks = blocks.len(), series = head.num_series(), duration = ?started.elapsed(), "TSDB opened");
         Ok(Db {
             dir,
             opts,
@@ -114,7 +144,7 @@ fn load_blocks(
         let name = entry.file_name().to_string_lossy().into_owned();
         if TMP_SUFFIXES.iter().any(|s| name.ends_with(s)) {
             if !read_only && let Err(e) = std::fs::remove_dir_all(&path) {
-                warn!(path = %path.display(), error = %e, "removing leftover block directory");
+                warn!(path = %path.display(), err = %e, "removing leftover block directory");
             }
             continue;
         }
@@ -126,7 +156,7 @@ fn load_blocks(
         match BlockReader::open(&path) {
             Ok(b) => blocks.push(Arc::new(b)),
             Err(e) => {
-                warn!(block = %path.display(), error = %e, "skipping unreadable block");
+                warn!(block = %path.display(), err = %e, "skipping unreadable block");
                 skipped.push(SkippedBlock {
                     dir: path,
                     reason: e.to_string(),
@@ -193,6 +223,20 @@ fn load_disk_chunks(disk: &ChunkDiskMapper, min_valid: i64) -> Result<DiskChunks
     Ok(out)
 }
 
+/// What a WAL replay read, for its log line.
+#[derive(Debug, Default)]
+struct ReplayStats {
+    /// Segments read after it.
+    segments: u64,
+    /// Series records' series.
+    series: u64,
+    /// Samples appended to the head (none on the clean-shutdown path).
+    samples: u64,
+    /// Series that took over full chunks from `chunks_head/`, and those chunks.
+    adopted_series: u64,
+    adopted_chunks: u64,
+}
+
 /// Replays the newest checkpoint and the segments after it into `head`, adopting the
 /// full chunks found on disk as each series is created.
 fn replay_wal(
@@ -201,7 +245,7 @@ fn replay_wal(
     read_only: bool,
     disk_chunks: DiskChunks,
     series_only: bool,
-) -> Result<(), DbError> {
+) -> Result<ReplayStats, DbError> {
     let mut state = Replay {
         series_only,
         head,
@@ -211,21 +255,25 @@ fn replay_wal(
         samples: Vec::new(),
         stones: Vec::new(),
         unknown_refs: 0,
+        stats: ReplayStats::default(),
     };
     let mut first_segment = 0;
     if let Some((cp_dir, cp_index)) = checkpoint::last_checkpoint(wal_dir)? {
+        let cp_started = Instant::now();
         let mut reader = WalReader::open(&cp_dir)?;
         // A corrupt checkpoint is not repairable by truncation: fail loudly.
         while let Some(rec) = reader.next_record()? {
             state.apply(rec);
         }
         first_segment = cp_index + 1;
+        info!(checkpoint = cp_index, duration = ?cp_started.elapsed(), "WAL checkpoint loaded");
     }
     while let Some((lo, hi)) = segment_range(wal_dir)? {
         let start = first_segment.max(lo);
         if start > hi {
             break;
         }
+        state.stats.segments = hi - start + 1;
         let mut reader = WalReader::open_range(wal_dir, Some(start), None)?;
         let err = loop {
             match reader.next_record() {
@@ -237,7 +285,7 @@ fn replay_wal(
         match err {
             None => break,
             Some(e) if e.as_corruption().is_some() && !read_only => {
-                warn!(error = %e, "WAL corruption; repairing by dropping everything after it");
+                warn!(err = %e, "WAL corruption; repairing by dropping everything after it");
                 if let Some(c) = e.as_corruption() {
                     repair::repair(wal_dir, c)?;
                 }
@@ -245,7 +293,7 @@ fn replay_wal(
                 // which is harmless (appends of known samples are ignored).
             }
             Some(e) if e.is_corruption() => {
-                warn!(error = %e, "WAL corruption; read-only open stops replay here");
+                warn!(err = %e, "WAL corruption; read-only open stops replay here");
                 break;
             }
             Some(e) => return Err(e.into()),
@@ -257,7 +305,7 @@ fn replay_wal(
             "WAL samples for unknown series were dropped"
         );
     }
-    Ok(())
+    Ok(state.stats)
 }
 
 /// Series by WAL reference during replay. References written by Kiln (and by
@@ -304,6 +352,7 @@ struct Replay<'h> {
     samples: Vec<RefSample>,
     stones: Vec<Stone>,
     unknown_refs: u64,
+    stats: ReplayStats,
 }
 
 impl Replay<'_> {
@@ -314,12 +363,15 @@ impl Replay<'_> {
             RecordType::Series => {
                 self.series.clear();
                 if let Err(e) = record::decode_series(rec, &mut self.series) {
-                    warn!(error = %e, "skipping undecodable WAL series record");
+                    warn!(err = %e, "skipping undecodable WAL series record");
                     return;
                 }
+                self.stats.series += self.series.len() as u64;
                 for s in self.series.drain(..) {
                     let series = self.head.create_with_id(s.id, s.labels);
                     if let Some((chunks, last)) = self.disk_chunks.remove(&s.id) {
+                        self.stats.adopted_series += 1;
+                        self.stats.adopted_chunks += chunks.len() as u64;
                         if let (Some(first), Some(newest)) = (chunks.first(), chunks.last()) {
                             self.head.note_sample_time(first.0);
                             self.head.note_sample_time(newest.1);
@@ -333,7 +385,7 @@ impl Replay<'_> {
             RecordType::Samples => {
                 self.samples.clear();
                 if let Err(e) = record::decode_samples(rec, &mut self.samples) {
-                    warn!(error = %e, "skipping undecodable WAL samples record");
+                    warn!(err = %e, "skipping undecodable WAL samples record");
                     return;
                 }
                 let (mut lo, mut hi) = (i64::MAX, i64::MIN);
@@ -354,6 +406,7 @@ impl Replay<'_> {
                     ) {
                         lo = lo.min(s.t);
                         hi = hi.max(s.t);
+                        self.stats.samples += 1;
                     }
                 }
                 if lo <= hi {
@@ -364,7 +417,7 @@ impl Replay<'_> {
             RecordType::Tombstones => {
                 self.stones.clear();
                 if let Err(e) = record::decode_tombstones(rec, &mut self.stones) {
-                    warn!(error = %e, "skipping undecodable WAL tombstones record");
+                    warn!(err = %e, "skipping undecodable WAL tombstones record");
                     return;
                 }
                 for st in self.stones.drain(..) {

@@ -14,13 +14,13 @@ impl Db {
         let blocks = self.blocks();
         let mut newest_first = blocks.clone();
         newest_first.reverse();
-        let mut doomed = vec![false; newest_first.len()];
+        let mut doomed: Vec<Option<Reason>> = vec![None; newest_first.len()];
         if let (Some(retention), Some(newest)) = (self.opts.retention_time, newest_first.first()) {
             let newest_max = newest.meta().max_time;
             for (i, b) in newest_first.iter().enumerate().skip(1) {
                 // Prometheus: strictly more than the retention behind the newest block.
                 if newest_max.saturating_sub(b.meta().max_time) > retention {
-                    doomed[i] = true;
+                    doomed[i] = Some(Reason::Time);
                 }
             }
         }
@@ -29,17 +29,28 @@ impl Db {
                 dir_size(&self.dir.join("wal")) + dir_size(&self.dir.join("chunks_head"));
             for (i, b) in newest_first.iter().enumerate() {
                 total += dir_size(b.dir());
-                if total > limit {
-                    doomed[i] = true;
+                if total > limit && doomed[i].is_none() {
+                    doomed[i] = Some(Reason::Size);
                 }
             }
         }
         let mut deleted = 0;
-        for (b, _) in newest_first.iter().zip(&doomed).filter(|(_, d)| **d) {
+        for (b, reason) in newest_first
+            .iter()
+            .zip(&doomed)
+            .filter_map(|(b, d)| d.map(|r| (b, r)))
+        {
             self.blocks
                 .write()
                 .retain(|x| !std::sync::Arc::ptr_eq(x, b));
-            info!(block = %b.dir().display(), "deleting block by retention");
+            let meta = b.meta();
+            info!(
+                block = %meta.ulid,
+                mint = meta.min_time,
+                maxt = meta.max_time,
+                reason = reason.as_str(),
+                "Deleting obsolete block"
+            );
             delete_block_dir(b.dir())?;
             deleted += 1;
         }
@@ -49,6 +60,24 @@ impl Db {
     /// Bytes used by the data directory's blocks, WAL and head chunks.
     pub fn disk_size(&self) -> u64 {
         dir_size(&self.dir)
+    }
+}
+
+/// Why retention deletes a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// Its data is older than the retention time.
+    Time,
+    /// The data directory is over the retention size.
+    Size,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::Time => "time_retention",
+            Reason::Size => "size_retention",
+        }
     }
 }
 

@@ -388,7 +388,7 @@ impl Head {
         if let Some(disk) = &self.chunk_disk
             && let Err(e) = disk.truncate(mint)
         {
-            tracing::warn!(error = %e, "deleting old head chunk files");
+            tracing::warn!(err = %e, "deleting old head chunk files");
         }
         self.stats
             .series_removed
@@ -409,7 +409,7 @@ impl Head {
         let mut all = !disk.has_failed();
         for s in self.all_series() {
             if let Err(e) = s.data.lock().persist_open(s.id, disk) {
-                tracing::warn!(series = s.id, error = %e, "writing an open chunk at shutdown failed; the next start replays the WAL");
+                tracing::warn!(series = s.id, err = %e, "writing an open chunk at shutdown failed; the next start replays the WAL");
                 all = false;
             }
         }

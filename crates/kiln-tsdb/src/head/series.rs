@@ -195,7 +195,7 @@ impl SeriesData {
         {
             Some(Ok(chunk_ref)) => ChunkLocation::Disk(chunk_ref),
             Some(Err(e)) => {
-                warn!(series = id, error = %e, "writing a head chunk to disk failed; keeping it in memory");
+                warn!(series = id, err = %e, "writing a head chunk to disk failed; keeping it in memory");
                 ChunkLocation::Memory(Arc::from(bytes))
             }
             None => ChunkLocation::Memory(Arc::from(bytes)),

@@ -236,7 +236,7 @@ impl WalFollower {
                     series: &self.decoded.series,
                     segment: idx,
                 }),
-                Err(e) => warn!(error = %e, "skipping an undecodable WAL record"),
+                Err(e) => warn!(err = %e, "skipping an undecodable WAL record"),
             }
         }
         self.checkpoint = Some(idx);
@@ -272,7 +272,7 @@ impl WalFollower {
                         series: &self.decoded.series,
                         segment: index,
                     }),
-                    Err(e) => warn!(error = %e, "skipping an undecodable WAL record"),
+                    Err(e) => warn!(err = %e, "skipping an undecodable WAL record"),
                 }
             }
             end = reader.last_position().map_or(end, |p| p.end);
@@ -325,7 +325,7 @@ impl WalFollower {
                     });
                 }
                 Ok(_) => {}
-                Err(e) => warn!(error = %e, "skipping an undecodable WAL record"),
+                Err(e) => warn!(err = %e, "skipping an undecodable WAL record"),
             }
             self.pos = end;
         }

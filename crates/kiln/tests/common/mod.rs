@@ -206,9 +206,34 @@ impl Drop for KilnServer {
 }
 
 /// Starts `kiln server ARGS` and returns once it listens; the port is read from the
-/// `listening on ADDR` line it prints (useful with port 0). Its stderr keeps being
-/// drained so the server never blocks on a full pipe.
+/// `Listening on` log line (useful with port 0), so the log level must be info or
+/// lower. Its stderr keeps being drained so the server never blocks on a full pipe.
 pub(crate) fn start_kiln_server(args: &[&str]) -> KilnServer {
+    start_kiln_server_logged(args).0
+}
+
+/// The port of a `Listening on` log line, in logfmt (`address=127.0.0.1:9090`) or JSON
+/// (`"address":"127.0.0.1:9090"`); `None` for other lines.
+pub(crate) fn listening_port(line: &str) -> Option<u16> {
+    if !line.contains("Listening on") {
+        return None;
+    }
+    let rest = line
+        .split_once("\"address\":\"")
+        .or_else(|| line.split_once("address="))?
+        .1;
+    let address: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"')
+        .collect();
+    address.rsplit(':').next()?.parse().ok()
+}
+
+/// [`start_kiln_server`], also handing every stderr line (those read before it
+/// listened included) to the receiver; the lines end when the server exits.
+pub(crate) fn start_kiln_server_logged(
+    args: &[&str],
+) -> (KilnServer, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("server")
@@ -217,22 +242,26 @@ pub(crate) fn start_kiln_server(args: &[&str]) -> KilnServer {
         .spawn()
         .expect("start kiln server");
     let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
     let mut lines = BufReader::new(stderr).lines();
     let port = loop {
         let line = lines
             .next()
             .expect("server output")
             .expect("read server output");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("port");
+        let port = listening_port(&line);
+        let _ = tx.send(line);
+        if let Some(port) = port {
+            break port;
         }
     };
-    std::thread::spawn(move || for _ in lines {});
-    KilnServer { child, port }
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            // The receiver may be gone; draining goes on.
+            let _ = tx.send(line);
+        }
+    });
+    (KilnServer { child, port }, rx)
 }
 
 /// A loopback port free at the time of asking.

@@ -310,7 +310,7 @@ impl ChunkDiskMapper {
             self.failed.store(true, Ordering::Release);
             let marker = self.dir.join(WRITE_FAILED_MARKER);
             if let Err(me) = fs::write(&marker, b"") {
-                tracing::error!(path = %marker.display(), error = %me, "cannot record a failed head chunk write");
+                tracing::error!(path = %marker.display(), err = %me, "cannot record a failed head chunk write");
             }
         }
         result
@@ -557,7 +557,7 @@ impl Drop for ChunkDiskMapper {
             .get_mut()
             .finish_active(self.opts.write_buffer_size)
         {
-            tracing::warn!(error = %e, "head chunks: finishing the active file on drop failed");
+            tracing::warn!(err = %e, "head chunks: finishing the active file on drop failed");
         }
     }
 }
