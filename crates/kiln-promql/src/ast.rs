@@ -191,7 +191,7 @@ pub(crate) struct DurationParams {
 
 /// Parses and checks a query, with Prometheus's error text.
 fn parse_checked(query: &str) -> Result<Node, QueryError> {
-    crate::parser::parse(query).map_err(|e| QueryError::bad_data(e.render(query)))
+    crate::parser::parse(query).map_err(|e| QueryError::invalid_query(e.render(query)))
 }
 
 /// The query in Prometheus's canonical layout (what `/api/v1/format_query` answers).
@@ -248,7 +248,7 @@ impl<'q> Converter<'q> {
 
     fn error(&self, offset: usize, message: &str) -> QueryError {
         let (line, col) = crate::parser::line_col(self.query, offset);
-        QueryError::bad_data(format!("{line}:{col}: {message}"))
+        QueryError::invalid_query(format!("{line}:{col}: {message}"))
     }
 
     fn convert(&self, node: &Node) -> Result<Expr, QueryError> {

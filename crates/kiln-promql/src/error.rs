@@ -3,7 +3,12 @@
 /// What kind of failure, so the HTTP API can answer with Prometheus's `errorType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryErrorKind {
-    /// The query does not parse or is not valid (`bad_data`).
+    /// The query text is not a valid query: it does not parse, its types do not
+    /// check, or it cannot be a range query. The API answers `bad_data` with
+    /// `invalid parameter "query": ` before the message, as Prometheus does.
+    InvalidQuery,
+    /// Evaluation refused an argument's value (`bad_data`), e.g. an invalid label
+    /// name given to `count_values`.
     BadData,
     /// Evaluation failed on the data (`execution`), e.g. duplicate series.
     Execution,
@@ -25,6 +30,13 @@ pub struct QueryError {
 }
 
 impl QueryError {
+    pub(crate) fn invalid_query(message: impl Into<String>) -> Self {
+        QueryError {
+            kind: QueryErrorKind::InvalidQuery,
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn bad_data(message: impl Into<String>) -> Self {
         QueryError {
             kind: QueryErrorKind::BadData,

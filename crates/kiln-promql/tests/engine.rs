@@ -216,7 +216,7 @@ fn parser_panics_become_errors() {
     let e = Engine::default()
         .instant_query(&storage(), "_9[39222222222222222222222222]", 0)
         .expect_err("invalid");
-    assert_eq!(e.kind, kiln_promql::QueryErrorKind::BadData);
+    assert_eq!(e.kind, kiln_promql::QueryErrorKind::InvalidQuery);
 }
 
 #[test]

@@ -80,7 +80,11 @@ fn lecture_queries_evaluate_like_prometheus() {
             Ok(_) => assert!(!invalid, "{q:?} parses in Kiln but not in Prometheus"),
             Err(e) => {
                 assert!(invalid, "{q:?} failed: {e}");
-                assert_eq!(e.kind, QueryErrorKind::BadData, "{q:?}: {e}");
+                assert_eq!(e.kind, QueryErrorKind::InvalidQuery, "{q:?}: {e}");
+                assert!(
+                    e.message.contains("parse error: unexpected <by>"),
+                    "{q:?}: {e}"
+                );
             }
         }
     }

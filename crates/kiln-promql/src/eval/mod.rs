@@ -236,7 +236,7 @@ pub(crate) fn run(
         } else {
             "string"
         };
-        return Err(QueryError::bad_data(format!(
+        return Err(QueryError::invalid_query(format!(
             "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
         )));
     }

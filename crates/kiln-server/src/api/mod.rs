@@ -258,6 +258,9 @@ impl ApiError {
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         let (error_type, status) = match e.kind {
+            QueryErrorKind::InvalidQuery => {
+                return ApiError::bad_data(format!("invalid parameter \"query\": {}", e.message));
+            }
             QueryErrorKind::BadData => ("bad_data", StatusCode::BAD_REQUEST),
             QueryErrorKind::Execution => ("execution", StatusCode::UNPROCESSABLE_ENTITY),
             QueryErrorKind::Timeout => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
