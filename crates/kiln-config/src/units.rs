@@ -45,7 +45,9 @@ impl<'de> Deserialize<'de> for Duration {
 pub struct Size(pub u64);
 
 impl Size {
-    fn parse(s: &str) -> Result<Size, String> {
+    /// Parses `10MB`, `1GiB`, `512` (bytes): the forms `body_size_limit` and the
+    /// `--storage.tsdb.*` size flags take.
+    pub fn parse(s: &str) -> Result<Size, String> {
         let err = || format!("invalid size {s:?}: want a number and a unit (B, KB, MB, GB...)");
         let digits = s.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {

@@ -5,6 +5,7 @@
 //!   information), JSON exactly as Prometheus writes it.
 //! - [`federate`]: `/federate`, the newest samples of selected series as text exposition.
 //! - [`self_metrics`]: `/metrics`, Kiln's own metrics under Prometheus's names.
+//! - [`tsdb_metrics`]: the storage engine's part of `/metrics` (`prometheus_tsdb_*`).
 //! - [`server_metrics`]: the request and query metrics the router and handlers keep.
 //! - this file: the router, health and lifecycle endpoints (`/-/healthy`, `/-/ready`,
 //!   `/-/reload`) and [`serve`].
@@ -16,6 +17,7 @@ pub mod api;
 pub mod federate;
 pub mod self_metrics;
 pub mod server_metrics;
+pub mod tsdb_metrics;
 
 use std::future::Future;
 use std::sync::Arc;

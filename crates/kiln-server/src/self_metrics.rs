@@ -7,7 +7,6 @@
 
 use kiln_exposition::{MetricFamily, MetricType, encode_text_family_header, encode_text_sample};
 use kiln_model::Labels;
-use std::sync::atomic::Ordering;
 
 use kiln_tsdb::db::Db;
 
@@ -27,71 +26,11 @@ pub(crate) fn family(out: &mut Vec<u8>, name: &str, help: &str, kind: MetricType
     encode_text_sample(out, &Labels::from_pairs(&[("__name__", name)]), value, None);
 }
 
-/// Writes the metrics of `db` and of this process in the text format.
+/// Writes the metrics of `db` (see [`crate::tsdb_metrics`]) and of this process in the
+/// text format.
 pub fn write_self_metrics(db: &Db, process: &ProcessInfo, out: &mut Vec<u8>) {
-    let head = db.head();
+    crate::tsdb_metrics::write_tsdb_metrics(db, out);
     let gauge = MetricType::Gauge;
-    family(
-        out,
-        "prometheus_tsdb_head_series",
-        "Total number of series in the head block.",
-        gauge,
-        head.num_series() as f64,
-    );
-    family(
-        out,
-        "prometheus_tsdb_head_min_time",
-        "Minimum time bound of the head block.",
-        gauge,
-        head.min_time().unwrap_or(i64::MAX) as f64,
-    );
-    family(
-        out,
-        "prometheus_tsdb_head_max_time",
-        "Maximum timestamp of the head block.",
-        gauge,
-        head.max_time().unwrap_or(i64::MIN) as f64,
-    );
-    let counters = &head.stats;
-    encode_text_family_header(
-        out,
-        &MetricFamily {
-            name: "prometheus_tsdb_head_samples_appended_total",
-            help: Some("Total number of appended samples."),
-            kind: MetricType::Counter,
-            unit: None,
-        },
-    );
-    encode_text_sample(
-        out,
-        &Labels::from_pairs(&[
-            ("__name__", "prometheus_tsdb_head_samples_appended_total"),
-            ("type", "float"),
-        ]),
-        counters.samples_appended.load(Ordering::Relaxed) as f64,
-        None,
-    );
-    family(
-        out,
-        "prometheus_tsdb_head_series_created_total",
-        "Total number of series created in the head",
-        MetricType::Counter,
-        counters.series_created.load(Ordering::Relaxed) as f64,
-    );
-    family(
-        out,
-        "prometheus_tsdb_head_series_removed_total",
-        "Total number of series removed in the head",
-        MetricType::Counter,
-        counters.series_removed.load(Ordering::Relaxed) as f64,
-    );
-    family(
-        out,
-        "prometheus_tsdb_blocks_loaded",
-        "Number of currently loaded data blocks.",
-        gauge,
-        db.blocks().len() as f64,
-    );
     family(
         out,
         "process_start_time_seconds",

@@ -7,10 +7,13 @@
 //! - [`head`]: the in-memory head: series, postings, appenders, head querier.
 //! - [`db`]: a data directory: open and replay, compaction, retention, the merged querier.
 //! - [`tools`]: the `kiln tsdb` tools (list, analyze, dump, backfill).
+//! - [`stats`]: the lock-free counters, histograms and summaries the engine keeps about
+//!   itself (exported by the server as `prometheus_tsdb_*`).
 
 pub mod block;
 pub mod db;
 pub mod head;
 mod querier;
+pub mod stats;
 pub mod tools;
 pub mod wal;

@@ -196,11 +196,12 @@ fn retention_by_time_and_size() {
     fill(&db, 0, 13);
     let stats = db.compact().expect("compact");
     assert_eq!(stats.head_blocks, 5);
-    // Blocks end at 2,4,6,8,10 h; the newest ends at 10 h, so those ending more than 4 h
-    // before it (at 2 and 4 h) are gone, as in Prometheus.
+    // Blocks end at 2,4,6,8,10 h; the newest ends at 10 h, so those ending 4 h or more
+    // before it (at 2, 4 and 6 h) are gone, as in Prometheus 3 (2.x kept the one exactly
+    // 4 h behind).
     let ranges: Vec<i64> = db.blocks().iter().map(|b| b.meta().max_time).collect();
-    assert_eq!(ranges, vec![6 * HOUR, 8 * HOUR, 10 * HOUR]);
-    assert_eq!(stats.deleted_blocks, 2);
+    assert_eq!(ranges, vec![8 * HOUR, 10 * HOUR]);
+    assert_eq!(stats.deleted_blocks, 3);
     drop(db);
 
     let mut o = opts();
@@ -213,6 +214,46 @@ fn retention_by_time_and_size() {
     assert!(
         rows.iter().all(|r| r.1.iter().all(|s| s.0 >= 10 * HOUR)),
         "head data stays"
+    );
+}
+
+#[test]
+fn time_retention_measures_from_the_newest_block_not_the_clock() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut o = opts();
+    o.max_block_duration = 2 * HOUR;
+    o.retention_time = Some(6 * HOUR);
+    let db = Db::open(tmp.path(), o).expect("open");
+    fill(&db, 0, 9);
+    let stats = db.compact().expect("compact");
+    assert_eq!((stats.head_blocks, stats.deleted_blocks), (3, 0));
+    // Long after the data was written, nothing is deleted while no newer block exists,
+    // but every block is past the retention measured from the clock.
+    let aged = db.aged_blocks(100 * HOUR).expect("aged blocks");
+    assert_eq!(
+        (aged.blocks, aged.min_time, aged.max_time, aged.retention),
+        (3, 0, 6 * HOUR, 6 * HOUR)
+    );
+    let aged = db.aged_blocks(9 * HOUR).expect("aged blocks");
+    assert_eq!((aged.blocks, aged.max_time), (1, 2 * HOUR));
+    assert_eq!(db.aged_blocks(7 * HOUR), None);
+    // Newer data cut into blocks ending at 10 h: the blocks ending 6 h or more before
+    // that go.
+    fill(&db, 9 * HOUR, 4);
+    let stats = db.compact().expect("compact");
+    assert_eq!((stats.head_blocks, stats.deleted_blocks), (2, 2));
+    let ranges: Vec<(i64, i64)> = db
+        .blocks()
+        .iter()
+        .map(|b| (b.meta().min_time, b.meta().max_time))
+        .collect();
+    assert_eq!(
+        ranges,
+        vec![
+            (4 * HOUR, 6 * HOUR),
+            (6 * HOUR, 8 * HOUR),
+            (8 * HOUR, 10 * HOUR)
+        ]
     );
 }
 

@@ -13,6 +13,7 @@ use kiln_tsdb::tools;
 mod logging;
 mod rule_tools;
 mod server;
+mod storage_flags;
 
 #[derive(Parser)]
 #[command(
@@ -30,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: storage, PromQL and the Prometheus HTTP API.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Tools for TSDB data directories, in the spirit of `promtool tsdb`.
     #[command(subcommand)]
     Tsdb(TsdbCommand),
@@ -232,7 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(CheckCommand::Config { files }) => return check_config(&files),
         Command::Check(CheckCommand::Rules { files }) => return rule_tools::check_rules(&files),
         Command::Test(TestCommand::Rules { files }) => return rule_tools::test_rules(&files),
-        Command::Server(args) => server::run(args)?,
+        Command::Server(args) => server::run(*args)?,
         Command::Tsdb(TsdbCommand::List {
             human_readable,
             db_path,
@@ -287,6 +288,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
+            let overlapping = tools::backfill::overlapping_blocks(&output_dir, &blocks)
+                .with_context(|| {
+                    format!("looking for overlapping blocks in {}", output_dir.display())
+                })?;
+            warn_overlapping_blocks(&output_dir, &blocks, &overlapping)?;
             if !quiet {
                 tools::list::print_blocks(&blocks, human_readable, &mut out)?;
             }
@@ -294,6 +300,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says on stderr that the blocks a backfill wrote overlap blocks already in `dir`, which
+/// ones, over what time, and what the server will do about it. Nothing when none do.
+fn warn_overlapping_blocks(
+    dir: &std::path::Path,
+    new_blocks: &[PathBuf],
+    overlapping: &[tools::backfill::OverlappingBlock],
+) -> anyhow::Result<()> {
+    if overlapping.is_empty() {
+        return Ok(());
+    }
+    let time = tools::format::go_time_utc;
+    let mut new_range = (i64::MAX, i64::MIN);
+    for b in new_blocks {
+        let m = kiln_tsdb::block::meta::read_meta(b)?;
+        new_range = (new_range.0.min(m.min_time), new_range.1.max(m.max_time));
+    }
+    let old_lo = overlapping
+        .iter()
+        .map(|b| b.min_time)
+        .min()
+        .unwrap_or(i64::MAX);
+    let old_hi = overlapping
+        .iter()
+        .map(|b| b.max_time)
+        .max()
+        .unwrap_or(i64::MIN);
+    let mut err = std::io::stderr().lock();
+    writeln!(
+        err,
+        "warning: the new blocks overlap {} block(s) already in {} from {} to {}:",
+        overlapping.len(),
+        dir.display(),
+        time(new_range.0.max(old_lo)),
+        time(new_range.1.min(old_hi)),
+    )?;
+    for b in overlapping {
+        writeln!(
+            err,
+            "  {}  {} to {}",
+            b.ulid,
+            time(b.min_time),
+            time(b.max_time)
+        )?;
+    }
+    writeln!(
+        err,
+        "kiln server merges overlapping blocks into one at its next compaction (vertical \
+         compaction): a series in several blocks becomes one series, and samples at the \
+         same timestamp are kept once (one of the values, if they differ), so importing \
+         the same data twice does not duplicate it. Until then, queries merge the blocks \
+         the same way."
+    )?;
+    Ok(())
 }
 
 /// `kiln check metrics`: lints stdin with promtool's rules (`kiln_exposition::lint_text`),

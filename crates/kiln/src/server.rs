@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kiln_promql::EngineOptions;
 use kiln_server::ApiState;
-use kiln_tsdb::db::{Db, DbOptions};
+use kiln_tsdb::db::Db;
 use tracing::{error, info, warn};
 
 mod applied;
@@ -23,15 +23,8 @@ pub(crate) struct ServerArgs {
     /// embedded default: scrape itself every 15 s as job `kiln`.
     #[arg(long = "config.file")]
     config_file: Option<PathBuf>,
-    /// Base path for metrics storage.
-    #[arg(long = "storage.tsdb.path", default_value = "data/")]
-    storage_path: PathBuf,
-    /// How long to retain samples in storage (e.g. 15d).
-    #[arg(long = "storage.tsdb.retention.time", value_parser = parse_duration_ms, default_value = "15d")]
-    retention_time: i64,
-    /// Maximum number of bytes of storage blocks to retain (0 = no limit).
-    #[arg(long = "storage.tsdb.retention.size", default_value_t = 0)]
-    retention_size: u64,
+    #[command(flatten)]
+    storage: crate::storage_flags::StorageFlags,
     /// Enable `POST /-/reload` (configuration reload over HTTP), as Prometheus's flag.
     #[arg(long = "web.enable-lifecycle")]
     enable_lifecycle: bool,
@@ -97,19 +90,6 @@ pub(crate) struct ServerArgs {
 }
 
 impl ServerArgs {
-    /// The retention as Prometheus's runtime information words it.
-    fn retention_description(&self) -> String {
-        let time = (self.retention_time > 0)
-            .then(|| kiln_config::Duration(self.retention_time).to_string());
-        let size = (self.retention_size > 0).then(|| format!("{}B", self.retention_size));
-        match (time, size) {
-            (Some(t), Some(s)) => format!("{t} or {s}"),
-            (Some(t), None) => t,
-            (None, Some(s)) => s,
-            (None, None) => String::new(),
-        }
-    }
-
     /// Every flag with its value, as `/api/v1/status/flags` shows them.
     fn flag_values(&self) -> Vec<(String, String)> {
         let d = |ms: i64| kiln_config::Duration(ms).to_string();
@@ -120,12 +100,6 @@ impl ServerArgs {
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
-            ),
-            ("storage.tsdb.path", self.storage_path.display().to_string()),
-            ("storage.tsdb.retention.time", d(self.retention_time)),
-            (
-                "storage.tsdb.retention.size",
-                self.retention_size.to_string(),
             ),
             ("web.enable-lifecycle", self.enable_lifecycle.to_string()),
             ("web.enable-admin-api", self.enable_admin_api.to_string()),
@@ -166,6 +140,7 @@ impl ServerArgs {
             ),
         ]
         .into_iter()
+        .chain(self.storage.flag_values())
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
     }
@@ -205,30 +180,21 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     info!(
         mode = "server",
         version = env!("CARGO_PKG_VERSION"),
-        storage_path = %args.storage_path.display(),
-        retention_time = %kiln_config::Duration(args.retention_time),
-        retention_size = args.retention_size,
+        storage_path = %args.storage.path.display(),
+        retention = %args.storage.retention_description(),
         listen_address = %args.listen_address,
         "Starting Kiln server"
     );
     let config_started = Instant::now();
     let config = load_config(args.config_file.as_deref())?;
-    let retention = args.retention_time;
-    let opts = DbOptions {
-        retention_time: (retention > 0).then_some(retention),
-        retention_size: (args.retention_size > 0).then_some(args.retention_size),
-        max_block_duration: if retention > 0 {
-            (retention / 10).clamp(2 * 3_600_000, 31 * 24 * 3_600_000)
-        } else {
-            31 * 24 * 3_600_000
-        },
-        ..DbOptions::default()
-    };
+    let opts = args.storage.db_options()?;
+    args.storage.warn_ignored();
+    let storage_path = args.storage.path.clone();
     info!(component = "tsdb", "Starting TSDB ...");
     let tsdb_started = Instant::now();
     let db = Arc::new(
-        Db::open(&args.storage_path, opts)
-            .with_context(|| format!("opening storage at {}", args.storage_path.display()))?,
+        Db::open(&storage_path, opts)
+            .with_context(|| format!("opening storage at {}", storage_path.display()))?,
     );
     info!(
         component = "tsdb",
@@ -240,6 +206,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     for s in db.skipped_blocks() {
         error!(block = %s.dir.display(), reason = %s.reason, "skipped unreadable block");
     }
+    crate::storage_flags::warn_about_aged_blocks(&db, kiln_model::calendar::now_ms());
     let engine = EngineOptions {
         lookback_delta: args.lookback_delta,
         timeout: Some(Duration::from_millis(args.query_timeout.max(0) as u64)),
@@ -258,8 +225,8 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let scrape_manager = kiln_scrape::ScrapeManager::new(db.clone());
     let remote_write = Arc::new(kiln_remote::send::RemoteWriteSender::new(
-        &args.storage_path.join("wal"),
-        &args.storage_path.join("remote_write"),
+        &storage_path.join("wal"),
+        &storage_path.join("remote_write"),
         Duration::from_millis(args.remote_flush_deadline.max(0) as u64),
         Some(scraped_metadata(scrape_manager.view())),
         runtime.handle().clone(),
@@ -318,7 +285,9 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         ))
         .with_flags(args.flag_values())
         .with_tsdb(db.clone())
-        .with_runtime(kiln_server::RuntimeInfo::new(args.retention_description()));
+        .with_runtime(kiln_server::RuntimeInfo::new(
+            args.storage.retention_description(),
+        ));
     if args.enable_lifecycle {
         api = api.with_reload(reload_tx);
     }

@@ -167,8 +167,7 @@ fn json_log_from_start_to_shutdown_with_reloads() {
         &[
             ("version", Value::from(env!("CARGO_PKG_VERSION"))),
             ("storage_path", Value::from(data.display().to_string())),
-            ("retention_time", Value::from("15d")),
-            ("retention_size", Value::from(0)),
+            ("retention", Value::from("15d")),
             ("listen_address", Value::from("127.0.0.1:0")),
         ],
     );

@@ -318,6 +318,9 @@ pub struct BlockReader {
     index: IndexReader,
     chunks: ChunkReader,
     tombstones: Tombstones,
+    /// Bytes of `meta.json` and `tombstones` when opened (the index and chunks are
+    /// measured by their readers).
+    small_files_bytes: u64,
 }
 
 impl BlockReader {
@@ -328,12 +331,16 @@ impl BlockReader {
         let chunks = ChunkReader::open(dir.join(CHUNKS_DIRNAME))?;
         let index = IndexReader::open(dir.join(INDEX_FILENAME))?;
         let tombstones = tombstones::read_tombstones(&dir)?;
+        let file_len = |name: &str| fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+        let small_files_bytes =
+            file_len(meta::META_FILENAME) + file_len(tombstones::TOMBSTONES_FILENAME);
         Ok(BlockReader {
             dir,
             meta,
             index,
             chunks,
             tombstones,
+            small_files_bytes,
         })
     }
 
@@ -371,8 +378,10 @@ impl BlockReader {
         &self.tombstones
     }
 
-    /// Bytes of the index and chunk segments.
+    /// Bytes of the block on disk: chunk segments, index, tombstones and `meta.json`,
+    /// as Prometheus's `Block.Size` counts them (for `prometheus_tsdb_storage_blocks_bytes`
+    /// and size retention).
     pub fn size(&self) -> u64 {
-        self.index.size() + self.chunks.size()
+        self.index.size() + self.chunks.size() + self.small_files_bytes
     }
 }

@@ -11,7 +11,7 @@ use kiln_storage::{Querier, SeriesSet, ValueKind};
 use tracing::{error, info};
 
 use super::querier::BlockQuerier;
-use super::{Db, DbError};
+use super::{Db, DbError, DbMetrics};
 use crate::block::{BlockDesc, BlockReader, BlockWriter, ChunkData, FinishOptions, Interval};
 use crate::head::Head;
 use crate::wal::checkpoint;
@@ -38,6 +38,16 @@ impl Db {
             return Err(DbError::ReadOnly);
         }
         let _m = self.maintenance.lock();
+        DbMetrics::inc(&self.metrics.compactions_triggered);
+        let round = self.compact_locked();
+        if round.is_err() {
+            DbMetrics::inc(&self.metrics.compactions_failed);
+        }
+        round
+    }
+
+    /// [`compact`](Self::compact) with the maintenance lock held.
+    fn compact_locked(&self) -> Result<CompactStats, DbError> {
         let mut stats = CompactStats::default();
         let range = self.opts.chunk_range;
         // Prometheus cuts a block once the head spans 1.5 ranges, so that samples up to
@@ -55,6 +65,7 @@ impl Db {
             match self.merge_blocks(&group) {
                 Ok(()) => stats.merged_blocks += 1,
                 Err(e) => {
+                    DbMetrics::inc(&self.metrics.compactions_failed);
                     error!(
                         err = %e,
                         blocks = %ulids(&group),
@@ -101,9 +112,13 @@ impl Db {
         self.head.set_min_valid_time(hi);
         self.head.wait_for_appenders_below(hi);
         let started = Instant::now();
-        let written = match write_head_block(&self.head, &self.dir, lo, hi)? {
+        let new_dir = {
+            let _timer = self.metrics.block_write();
+            write_head_block(&self.head, &self.dir, lo, hi, Some(&self.metrics))?
+        };
+        let written = match new_dir {
             Some(dir) => {
-                let block = Arc::new(BlockReader::open(&dir)?);
+                let block = Arc::new(self.open_new_block(&dir)?);
                 let meta = block.meta();
                 info!(
                     ulid = %meta.ulid,
@@ -125,12 +140,23 @@ impl Db {
         Ok(written)
     }
 
+    /// Opens a block compaction just wrote, counting it as a reload of the block set
+    /// (failed when the block does not open).
+    fn open_new_block(&self, dir: &Path) -> Result<BlockReader, DbError> {
+        DbMetrics::inc(&self.metrics.reloads);
+        BlockReader::open(dir).map_err(|e| {
+            DbMetrics::inc(&self.metrics.reloads_failed);
+            e.into()
+        })
+    }
+
     /// Drops head data before `mint` and checkpoints the WAL segments that only held it.
     fn truncate_head(&self, mint: Timestamp) -> Result<(), DbError> {
         self.head.truncate_before(mint);
         let Some(wal) = self.head.wal.as_ref() else {
             return Ok(());
         };
+        let started = Instant::now();
         let (first, last) = {
             let mut w = wal.lock();
             let (first, _) = w.segments()?;
@@ -141,16 +167,23 @@ impl Db {
         if last < first {
             return Ok(());
         }
-        let started = Instant::now();
         let head = &self.head;
+        let m = &self.metrics;
+        DbMetrics::inc(&m.checkpoint_creations);
         checkpoint::checkpoint(
             &self.dir.join("wal"),
             first,
             last,
             |id| head.wal_id_live(id),
             mint,
-        )?;
-        wal.lock().truncate(last + 1)?;
+        )
+        .inspect_err(|_| DbMetrics::inc(&m.checkpoint_creations_failed))?;
+        DbMetrics::inc(&m.wal_truncations);
+        wal.lock()
+            .truncate(last + 1)
+            .inspect_err(|_| DbMetrics::inc(&m.wal_truncations_failed))?;
+        m.wal_truncate_duration
+            .observe(started.elapsed().as_secs_f64());
         info!(first, last, duration = ?started.elapsed(), "WAL checkpoint complete");
         Ok(())
     }
@@ -168,10 +201,13 @@ impl Db {
         }
     }
 
-    /// The next group of blocks to merge: overlapping blocks first, then, for each
-    /// larger range, two or more blocks inside one aligned window that newer data has
-    /// already passed.
+    /// The next group of blocks to merge: overlapping blocks first (unless overlapping
+    /// compaction is off), then, for each larger range, two or more blocks inside one
+    /// aligned window that newer data has already passed. With overlapping compaction
+    /// off, a window whose blocks overlap is left alone too, so overlapping blocks are
+    /// never merged.
     fn plan_merge(&self) -> Option<Vec<Arc<BlockReader>>> {
+        let allow_overlaps = self.opts.allow_overlapping_compaction;
         let failed = self.failed_merges.lock().clone();
         let blocks: Vec<Arc<BlockReader>> = self
             .blocks
@@ -180,7 +216,7 @@ impl Db {
             .filter(|b| !failed.contains(&b.meta().ulid))
             .cloned()
             .collect();
-        for pair in blocks.windows(2) {
+        for pair in blocks.windows(2).filter(|_| allow_overlaps) {
             if pair[1].meta().min_time < pair[0].meta().max_time {
                 let lo = pair[0].meta().min_time;
                 let mut group: Vec<Arc<BlockReader>> = Vec::new();
@@ -204,7 +240,7 @@ impl Db {
                     .iter()
                     .take_while(|b| b.meta().min_time >= window && b.meta().max_time <= end)
                     .count();
-                if n >= 2 && end <= newest {
+                if n >= 2 && end <= newest && (allow_overlaps || !overlapping(&blocks[i..i + n])) {
                     return Some(blocks[i..i + n].to_vec());
                 }
                 i += n.max(1);
@@ -213,11 +249,22 @@ impl Db {
         None
     }
 
-    /// Merges `group` into one block and deletes the originals.
+    /// Merges `group` into one block and deletes the originals. Samples the blocks hold
+    /// at equal timestamps are written once (the first block's, in time order, wins).
     pub(super) fn merge_blocks(&self, group: &[Arc<BlockReader>]) -> Result<(), DbError> {
         let started = Instant::now();
         let mint = group.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
         let maxt = group.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
+        let _timer = self.metrics.block_write();
+        if overlapping(group) {
+            DbMetrics::inc(&self.metrics.vertical_compactions);
+            info!(
+                blocks = %ulids(group),
+                min_time = %go_time(mint),
+                max_time = %go_time(maxt),
+                "merging overlapping blocks (vertical compaction); samples at equal timestamps are kept once"
+            );
+        }
         let queriers: Vec<BlockQuerier> = group
             .iter()
             .map(|b| BlockQuerier::new(b.clone(), mint, maxt - 1))
@@ -324,7 +371,7 @@ impl Db {
         drop(queriers);
         // Open the new block before touching the list, then swap it in for its parents
         // under one lock: a query sees either the parents or the merged block.
-        let block = Arc::new(BlockReader::open(&dir)?);
+        let block = Arc::new(self.open_new_block(&dir)?);
         info!(
             count = group.len(),
             mint,
@@ -354,14 +401,31 @@ fn ulids(blocks: &[Arc<BlockReader>]) -> String {
     format!("[{}]", ids.join(" "))
 }
 
+/// Whether any two of `blocks` have overlapping time ranges.
+fn overlapping(blocks: &[Arc<BlockReader>]) -> bool {
+    let mut ranges: Vec<(Timestamp, Timestamp)> = blocks
+        .iter()
+        .map(|b| (b.meta().min_time, b.meta().max_time))
+        .collect();
+    ranges.sort_unstable();
+    ranges.windows(2).any(|w| w[1].0 < w[0].1)
+}
+
+/// A ms timestamp the way Go prints a UTC time, for log lines.
+pub(super) fn go_time(ms: Timestamp) -> String {
+    kiln_model::calendar::go_time_string_utc(i128::from(ms) * 1_000_000)
+}
+
 /// Writes the samples of `head` in `[lo, hi)` as a new level-1 block under `parent`
 /// (its meta.json time range is exactly `[lo, hi)`) and returns its directory, or
-/// `None` when no series has samples there.
+/// `None` when no series has samples there. With `metrics`, every chunk written is
+/// recorded in the chunk histograms (Prometheus records level-1 compactions only).
 pub(crate) fn write_head_block(
     head: &Head,
     parent: &Path,
     lo: Timestamp,
     hi: Timestamp,
+    metrics: Option<&DbMetrics>,
 ) -> Result<Option<PathBuf>, DbError> {
     let mut series = head.all_series();
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -392,6 +456,11 @@ pub(crate) fn write_head_block(
                 })
                 .collect();
             if !chunks.is_empty() {
+                if let Some(m) = metrics {
+                    for (min, max, _, data) in &chunks {
+                        m.observe_head_chunk(*min, *max, data);
+                    }
+                }
                 writer.add_series(&s.labels, &chunks)?;
                 written += 1;
             }
@@ -403,6 +472,11 @@ pub(crate) fn write_head_block(
             .collect();
         encoded.clear();
         reencode(&views, lo, hi - 1, &deleted, &mut encoded);
+        if let Some(m) = metrics {
+            for (min, max, data) in &encoded {
+                m.observe_head_chunk(*min, *max, data);
+            }
+        }
         if !encoded.is_empty() {
             writer.add_series(&s.labels, &as_chunk_data(&encoded))?;
             written += 1;

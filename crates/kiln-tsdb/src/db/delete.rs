@@ -91,6 +91,7 @@ impl Db {
             return Err(DbError::ReadOnly);
         }
         let _m = self.maintenance.lock();
+        let started = std::time::Instant::now();
         let mut rewritten = 0;
         for b in self.blocks() {
             if b.tombstones().is_empty() {
@@ -106,6 +107,9 @@ impl Db {
             );
             rewritten += 1;
         }
+        self.metrics
+            .tombstone_cleanup
+            .observe(started.elapsed().as_secs_f64());
         Ok(rewritten)
     }
 }

@@ -9,8 +9,11 @@
 //! Write path: appenders write to the head and, at commit, to the WAL.
 //! Maintenance ([`Db::compact`]): when the head spans more than 1.5 chunk ranges, its
 //! oldest full range is written out as a block, the head is truncated and the WAL is
-//! checkpointed; then adjacent blocks are merged into larger ranges (2h, 6h, 18h, ... like
-//! Prometheus); then retention deletes the oldest blocks by time and size.
+//! checkpointed; then overlapping blocks are merged (vertical compaction) and adjacent
+//! blocks are merged into larger ranges (the chunk range times 3, 9, 27, ... up to the
+//! maximum block duration, like Prometheus's `ExponentialBlockRanges`); then retention
+//! deletes the oldest blocks by time (relative to the newest block) and size.
+//! Every step is counted in [`DbMetrics`] ([`Db::metrics`]).
 //! Read path: a querier merges the head and every block overlapping the range.
 //!
 //! Lock order: `maintenance` (one compaction at a time) before `blocks`; the head has its
@@ -20,6 +23,7 @@ mod chunk_querier;
 mod clean_shutdown;
 mod compact;
 mod delete;
+mod metrics;
 mod open;
 mod querier;
 mod retention;
@@ -33,7 +37,12 @@ use parking_lot::{Mutex, RwLock};
 pub use chunk_querier::DbChunkQuerier;
 pub use compact::CompactStats;
 pub(crate) use compact::write_head_block;
+pub use metrics::{
+    CHUNK_RANGE_BUCKETS, CHUNK_SAMPLES_BUCKETS, CHUNK_SIZE_BUCKETS, COMPACTION_DURATION_BUCKETS,
+    DEFAULT_BUCKETS, DbMetrics,
+};
 pub use querier::BlockQuerier;
+pub use retention::AgedBlocks;
 pub(crate) use retention::dir_size;
 pub use snapshot::SnapshotStats;
 
@@ -43,11 +52,18 @@ use crate::head::{DEFAULT_CHUNK_RANGE, Head, HeadAppender};
 /// Options of a [`Db`]; `Default` gives Prometheus's defaults.
 #[derive(Debug, Clone)]
 pub struct DbOptions {
-    /// Width of blocks cut from the head, ms (`2h`).
+    /// Width of blocks cut from the head, ms (`2h`; Prometheus's
+    /// `--storage.tsdb.min-block-duration`). Head chunks never cross a multiple of it.
     pub chunk_range: i64,
-    /// Largest block compaction may produce, ms. Prometheus uses 10% of the retention
-    /// time, at most 31 days.
+    /// Largest block compaction may produce, ms (Prometheus's
+    /// `--storage.tsdb.max-block-duration`, by default 10% of the retention time, at
+    /// most 31 days). Compaction ranges are `chunk_range` times 3, 9, 27, ... up to this;
+    /// equal to `chunk_range`, blocks are never merged into larger ranges.
     pub max_block_duration: i64,
+    /// Merge blocks whose time ranges overlap (vertical compaction), as Prometheus's
+    /// `--storage.tsdb.allow-overlapping-compaction` (default true). When false,
+    /// overlapping blocks stay as they are and queries merge them.
+    pub allow_overlapping_compaction: bool,
     /// Delete blocks whose data is entirely older than this (relative to the newest
     /// block), ms; `None` keeps everything.
     pub retention_time: Option<i64>,
@@ -67,6 +83,7 @@ impl Default for DbOptions {
         DbOptions {
             chunk_range: DEFAULT_CHUNK_RANGE,
             max_block_duration: (retention / 10).min(31 * 24 * 3_600_000),
+            allow_overlapping_compaction: true,
             retention_time: Some(retention),
             retention_size: None,
             wal_segment_size: crate::wal::DEFAULT_SEGMENT_SIZE,
@@ -93,6 +110,7 @@ pub struct Db {
     /// Blocks whose merge failed; compaction leaves them alone until restart.
     failed_merges: Mutex<std::collections::HashSet<ulid::Ulid>>,
     maintenance: Mutex<()>,
+    metrics: DbMetrics,
 }
 
 /// Errors of the database layer.
@@ -151,6 +169,11 @@ impl Db {
 
     pub fn head(&self) -> &Head {
         &self.head
+    }
+
+    /// What the database has measured about its maintenance (see [`DbMetrics`]).
+    pub fn metrics(&self) -> &DbMetrics {
+        &self.metrics
     }
 
     /// A write transaction.

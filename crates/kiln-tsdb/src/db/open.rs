@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use kiln_chunkenc::{Encoding, XorIterator};
@@ -11,7 +12,7 @@ use tracing::{debug, info, warn};
 use super::{Db, DbError, DbOptions, SkippedBlock};
 use crate::block::BlockReader;
 use crate::head::chunk_disk::{ChunkDiskMapper, HeadChunksError};
-use crate::head::series::MemSeries;
+use crate::head::series::{Appended, MemSeries};
 use crate::head::{Head, HeadOptions, IntMap};
 use crate::wal::record::{self, RecordType, RefSample, RefSeries, Stone};
 use crate::wal::segment::segment_range;
@@ -109,6 +110,9 @@ impl Db {
             replay_head
         };
         debug!(dir = %dir.display(), blocks = blocks.len(), series = head.num_series(), duration = ?started.elapsed(), "TSDB opened");
+        // Loading the blocks is the first reload of the block set.
+        let metrics = super::DbMetrics::default();
+        super::DbMetrics::inc(&metrics.reloads);
         Ok(Db {
             dir,
             opts,
@@ -117,6 +121,7 @@ impl Db {
             skipped: Mutex::new(skipped),
             failed_merges: Mutex::new(Default::default()),
             maintenance: Mutex::new(()),
+            metrics,
         })
     }
 }
@@ -376,7 +381,11 @@ impl Replay<'_> {
                             self.head.note_sample_time(first.0);
                             self.head.note_sample_time(newest.1);
                         }
-                        series.data.lock().adopt_disk_chunks(&chunks, last);
+                        let adopted = series.data.lock().adopt_disk_chunks(&chunks, last);
+                        self.head
+                            .stats
+                            .chunks_created
+                            .fetch_add(adopted as u64, Ordering::Relaxed);
                     }
                     self.by_wal_id.insert(s.id, series);
                 }
@@ -389,6 +398,7 @@ impl Replay<'_> {
                     return;
                 }
                 let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+                let mut new_chunks = 0u64;
                 for s in &self.samples {
                     if s.t < min_valid {
                         continue;
@@ -397,18 +407,26 @@ impl Replay<'_> {
                         self.unknown_refs += 1;
                         continue;
                     };
-                    if series.data.lock().append(
+                    let done = series.data.lock().append(
                         series.id,
                         s.t,
                         s.v,
                         range,
                         self.head.chunk_disk.as_ref(),
-                    ) {
+                    );
+                    if done.stored() {
                         lo = lo.min(s.t);
                         hi = hi.max(s.t);
                         self.stats.samples += 1;
                     }
+                    if done == Appended::NewChunk {
+                        new_chunks += 1;
+                    }
                 }
+                self.head
+                    .stats
+                    .chunks_created
+                    .fetch_add(new_chunks, Ordering::Relaxed);
                 if lo <= hi {
                     self.head.note_sample_time(lo);
                     self.head.note_sample_time(hi);

@@ -38,7 +38,7 @@ impl Db {
             && min <= max
         {
             stats.head_block =
-                write_head_block(&self.head, dir, min, max.saturating_add(1))?.is_some();
+                write_head_block(&self.head, dir, min, max.saturating_add(1), None)?.is_some();
         }
         Ok(stats)
     }

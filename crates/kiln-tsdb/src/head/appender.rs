@@ -7,7 +7,7 @@ use kiln_model::{Labels, Timestamp};
 use kiln_storage::{Appender, ErrorKind, SampleValue, SeriesRef, StorageError};
 
 use super::Head;
-use super::series::{MemSeries, Rejection};
+use super::series::{Appended, MemSeries, Rejection};
 use crate::wal::record::{self, RefSample, RefSeries};
 
 struct Pending {
@@ -174,15 +174,26 @@ impl<'h> HeadAppender<'h> {
         let mut appended = 0u64;
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         let disk = self.head.chunk_disk.as_ref();
+        let mut new_chunks = 0u64;
         for p in self.pending.drain(..) {
             let mut data = p.series.data.lock();
             data.set_pending(None);
             data.pending_commits = data.pending_commits.saturating_sub(1);
-            if data.append(p.series.id, p.t, p.v, range, disk) {
+            let done = data.append(p.series.id, p.t, p.v, range, disk);
+            if done.stored() {
                 appended += 1;
                 min_t = min_t.min(p.t);
                 max_t = max_t.max(p.t);
             }
+            if done == Appended::NewChunk {
+                new_chunks += 1;
+            }
+        }
+        if new_chunks > 0 {
+            self.head
+                .stats
+                .chunks_created
+                .fetch_add(new_chunks, Ordering::Relaxed);
         }
         if appended > 0 {
             self.head.note_sample_time(min_t);

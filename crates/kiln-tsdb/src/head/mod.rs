@@ -102,7 +102,8 @@ impl Stripe {
     }
 }
 
-/// Counters the head keeps about itself.
+/// Counters the head keeps about itself, exported by the server under Prometheus's
+/// `prometheus_tsdb_head_*` names.
 #[derive(Debug, Default)]
 pub struct HeadStats {
     pub samples_appended: AtomicU64,
@@ -111,6 +112,23 @@ pub struct HeadStats {
     pub out_of_bounds_rejected: AtomicU64,
     pub series_created: AtomicU64,
     pub series_removed: AtomicU64,
+    /// Chunks started (including those adopted from `chunks_head/` at open) and chunks
+    /// dropped by truncation; their difference is the number of chunks in the head.
+    pub chunks_created: AtomicU64,
+    pub chunks_removed: AtomicU64,
+    /// Truncations of the head after a block was cut (`prometheus_tsdb_head_truncations_total`).
+    pub truncations: AtomicU64,
+    /// Seconds per truncation's garbage collection of chunks and series
+    /// (`prometheus_tsdb_head_gc_duration_seconds`).
+    pub gc_duration: crate::stats::Summary,
+}
+
+impl HeadStats {
+    /// Chunks in the head now: open chunks and full ones, in memory or in `chunks_head/`.
+    pub fn chunks(&self) -> u64 {
+        let created = self.chunks_created.load(Ordering::Relaxed);
+        created.saturating_sub(self.chunks_removed.load(Ordering::Relaxed))
+    }
 }
 
 /// The in-memory head. See the module docs.
@@ -361,20 +379,28 @@ impl Head {
     /// the removed series. Called after a block covering everything before `mint` has
     /// been persisted.
     pub(crate) fn truncate_before(&self, mint: Timestamp) -> HashSet<u64> {
+        let started = std::time::Instant::now();
+        self.stats.truncations.fetch_add(1, Ordering::Relaxed);
         self.set_min_valid_time(mint);
         let mut dead = HashSet::new();
+        let mut chunks_dropped = 0u64;
         for stripe in self.stripes.iter() {
             let all: Vec<Arc<MemSeries>> = stripe.read().by_id.values().cloned().collect();
             for s in all {
                 let mut d = s.data.lock();
+                let (dropped, empty) = d.truncate_before(mint);
+                chunks_dropped += dropped as u64;
                 // A series with uncommitted samples stays, even if empty: its appender
                 // is about to fill it.
-                if d.truncate_before(mint) && d.pending_commits == 0 {
+                if empty && d.pending_commits == 0 {
                     s.removed.store(true, Ordering::Release);
                     dead.insert(s.id);
                 }
             }
         }
+        self.stats
+            .chunks_removed
+            .fetch_add(chunks_dropped, Ordering::Relaxed);
         for stripe in self.stripes.iter() {
             let mut st = stripe.write();
             st.by_id.retain(|id| !dead.contains(&id));
@@ -396,6 +422,9 @@ impl Head {
         // Everything before `mint` is gone, and concurrent commits only add samples at or
         // after it (it is now the minimum valid time): `mint` is a safe lower bound.
         self.min_time.fetch_max(mint, Ordering::AcqRel);
+        self.stats
+            .gc_duration
+            .observe(started.elapsed().as_secs_f64());
         dead
     }
 

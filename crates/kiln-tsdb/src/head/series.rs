@@ -58,6 +58,24 @@ pub(crate) struct ChunkSnapshot {
     pub(crate) data: HeadChunkData,
 }
 
+/// What [`SeriesData::append`] did with a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// Ignored: an exact duplicate of the newest sample, or out of order by now.
+    No,
+    /// Added to the open chunk.
+    ToOpenChunk,
+    /// Started a new open chunk: the series holds one chunk more than before.
+    NewChunk,
+}
+
+impl Appended {
+    /// Whether the sample was stored.
+    pub(crate) fn stored(self) -> bool {
+        self != Appended::No
+    }
+}
+
 /// Why a sample cannot be appended to a series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Rejection {
@@ -160,8 +178,9 @@ impl SeriesData {
         }
     }
 
-    /// Appends a sample that passed [`check`](Self::check) to series `id`. Returns false
-    /// when the sample was ignored (an exact duplicate, or out of order by now).
+    /// Appends a sample that passed [`check`](Self::check) to series `id`, and says
+    /// whether it was stored and whether that started a new chunk (the head counts its
+    /// chunks from these answers).
     pub(crate) fn append(
         &mut self,
         id: u64,
@@ -169,21 +188,26 @@ impl SeriesData {
         v: f64,
         chunk_range: i64,
         disk: Option<&ChunkDiskMapper>,
-    ) -> bool {
+    ) -> Appended {
         if self.last().is_some_and(|(lt, _)| t <= lt) {
-            return false;
+            return Appended::No;
         }
         let n = self.open.num_samples() as usize;
         if n > 0 && (n >= SAMPLES_PER_CHUNK || t >= next_boundary(self.open_min_time, chunk_range))
         {
             self.cut_open(id, disk);
         }
-        if self.open.num_samples() == 0 {
+        let started = self.open.num_samples() == 0;
+        if started {
             self.open_min_time = t;
         }
         self.open.append(t, v);
         self.set_last((t, v));
-        true
+        if started {
+            Appended::NewChunk
+        } else {
+            Appended::ToOpenChunk
+        }
     }
 
     fn cut_open(&mut self, id: u64, disk: Option<&ChunkDiskMapper>) {
@@ -237,26 +261,33 @@ impl SeriesData {
         Ok(())
     }
 
-    /// Drops every chunk whose samples are all before `mint`. Returns whether the series
-    /// is now empty.
-    pub(crate) fn truncate_before(&mut self, mint: Timestamp) -> bool {
+    /// Drops every chunk whose samples are all before `mint`. Returns how many chunks
+    /// were dropped and whether the series is now empty.
+    pub(crate) fn truncate_before(&mut self, mint: Timestamp) -> (usize, bool) {
+        let before = self.closed.len();
         self.closed.retain(|c| c.max_time >= mint);
+        let mut dropped = before - self.closed.len();
         if self.open.num_samples() > 0 && self.last().is_some_and(|(t, _)| t < mint) {
             self.open.reset();
+            dropped += 1;
         }
-        self.closed.is_empty() && self.open.num_samples() == 0
+        (
+            dropped,
+            self.closed.is_empty() && self.open.num_samples() == 0,
+        )
     }
 
     /// Adopts full chunks found in `chunks_head/` on start, oldest first, before any
     /// sample is replayed from the WAL. `last` is the newest sample they hold: WAL samples
     /// up to it are then skipped by [`append`](Self::append) as already present.
+    /// Returns how many chunks were adopted (none when the series already has data).
     pub(crate) fn adopt_disk_chunks(
         &mut self,
         chunks: &[(Timestamp, Timestamp, u64)],
         last: (Timestamp, f64),
-    ) {
+    ) -> usize {
         if !self.closed.is_empty() || self.open.num_samples() > 0 {
-            return;
+            return 0;
         }
         self.closed
             .extend(chunks.iter().map(|&(min_time, max_time, r)| ClosedChunk {
@@ -265,6 +296,7 @@ impl SeriesData {
                 loc: ChunkLocation::Disk(r),
             }));
         self.set_last(last);
+        chunks.len()
     }
 
     /// Whether the series has samples in `[mint, maxt]`.
@@ -336,16 +368,24 @@ mod tests {
         let s = MemSeries::new(1, Labels::from_pairs(&[("__name__", "x")]));
         let mut d = s.data.lock();
         for i in 0..250 {
-            assert!(d.append(1, i * 10, i as f64, 1_000_000, None));
+            let want = if i % 120 == 0 {
+                Appended::NewChunk
+            } else {
+                Appended::ToOpenChunk
+            };
+            assert_eq!(d.append(1, i * 10, i as f64, 1_000_000, None), want);
         }
         assert_eq!(d.closed.len(), 2);
         assert_eq!(d.closed[0].min_time, 0);
         assert_eq!(d.closed[0].max_time, 1190);
         assert_eq!(d.open.num_samples(), 10);
         // Crossing the range boundary cuts even a short chunk.
-        assert!(d.append(1, 1_000_000, 1.0, 1_000_000, None));
+        assert_eq!(
+            d.append(1, 1_000_000, 1.0, 1_000_000, None),
+            Appended::NewChunk
+        );
         assert_eq!(d.closed.len(), 3);
-        assert!(!d.truncate_before(1_000_000));
+        assert_eq!(d.truncate_before(1_000_000), (3, false));
         assert_eq!(d.closed.len(), 0);
         assert!(d.has_samples_in(1_000_000, 1_000_000) && !d.has_samples_in(0, 999_999));
     }
@@ -358,8 +398,9 @@ mod tests {
         assert_eq!(d.check(99, 1.0), Err(Rejection::OutOfOrder));
         assert_eq!(d.check(100, 2.0), Err(Rejection::Duplicate));
         assert_eq!(d.check(100, 1.0), Ok(()));
-        assert!(
-            !d.append(1, 100, 1.0, 7_200_000, None),
+        assert_eq!(
+            d.append(1, 100, 1.0, 7_200_000, None),
+            Appended::No,
             "exact duplicate is ignored"
         );
     }

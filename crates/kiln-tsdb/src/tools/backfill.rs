@@ -6,6 +6,11 @@
 //! and writing it out as one block. Memory is bounded by one window's data, not the file.
 //! Like promtool, a block's time range is its first sample to its last sample + 1 ms, and
 //! the windows are aligned to the block duration.
+//!
+//! Backfilling next to blocks that cover the same time (the same file imported twice,
+//! say) is allowed, as with promtool: [`overlapping_blocks`] names the existing blocks
+//! the new ones overlap so that the caller can say so. The server merges overlapping
+//! blocks at its next compaction and keeps a sample present in several of them once.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +18,7 @@ use kiln_exposition::{Entry, Format, Parser};
 use kiln_storage::{Appender, SampleValue};
 
 use super::ToolError;
+use crate::block::meta::read_meta;
 use crate::db::write_head_block;
 use crate::head::{DEFAULT_CHUNK_RANGE, Head, HeadOptions};
 
@@ -43,6 +49,57 @@ pub fn block_duration(max: i64) -> i64 {
         d *= 3;
     }
     d
+}
+
+/// A block that was already in the output directory and overlaps a block a backfill
+/// wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlappingBlock {
+    pub ulid: ulid::Ulid,
+    /// Its time range, ms: `[min_time, max_time)`.
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+/// The blocks under `dir`, other than `new_blocks`, whose time range overlaps the range
+/// of one of `new_blocks`, oldest first. Reads only `meta.json` files; a block whose
+/// `meta.json` cannot be read is left out (the server reports it when it opens `dir`).
+pub fn overlapping_blocks(
+    dir: &Path,
+    new_blocks: &[PathBuf],
+) -> Result<Vec<OverlappingBlock>, ToolError> {
+    let mut new_ranges = Vec::with_capacity(new_blocks.len());
+    for b in new_blocks {
+        let m = read_meta(b)?;
+        new_ranges.push((m.ulid, m.min_time, m.max_time));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| crate::db::DbError::io("listing", dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| crate::db::DbError::io("listing", dir, e))?;
+        let name = entry.file_name();
+        let Some(ulid) = name.to_str().and_then(|n| ulid::Ulid::from_string(n).ok()) else {
+            continue;
+        };
+        if new_ranges.iter().any(|r| r.0 == ulid) {
+            continue;
+        }
+        let Ok(m) = read_meta(&entry.path()) else {
+            continue;
+        };
+        if new_ranges
+            .iter()
+            .any(|&(_, lo, hi)| m.min_time < hi && lo < m.max_time)
+        {
+            found.push(OverlappingBlock {
+                ulid,
+                min_time: m.min_time,
+                max_time: m.max_time,
+            });
+        }
+    }
+    found.sort_by_key(|b| (b.min_time, b.max_time, b.ulid));
+    Ok(found)
 }
 
 fn input_error(line: usize, message: impl Into<String>) -> ToolError {
@@ -130,7 +187,7 @@ pub fn create_blocks_from_openmetrics(
             .map_err(|e| input_error(0, format!("commit: {e}")))?;
         drop(app);
         if let (Some(lo), Some(hi)) = (head.min_time(), head.max_time())
-            && let Some(block) = write_head_block(&head, out_dir, lo, hi.saturating_add(1))?
+            && let Some(block) = write_head_block(&head, out_dir, lo, hi.saturating_add(1), None)?
         {
             blocks.push(block);
         }
@@ -167,6 +224,41 @@ mod tests {
             );
             assert!(started.elapsed().as_secs() < 10, "input {i} took too long");
         }
+    }
+
+    #[test]
+    fn overlapping_blocks_are_found_by_time_range() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        // A sample a minute for 3 hours: blocks [0, 1h59m + 1ms) and [2h, 2h59m + 1ms),
+        // each from its first to its last sample, as promtool cuts them.
+        let mut om = String::from("# TYPE a gauge\n");
+        for i in 0..180 {
+            om.push_str(&format!("a 1 {}\n", i * 60));
+        }
+        om.push_str("# EOF\n");
+        let opts = BackfillOptions::default();
+        let first = create_blocks_from_openmetrics(om.as_bytes(), dir, &opts, &mut |_| {})
+            .expect("first import");
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            overlapping_blocks(dir, &first).expect("scan"),
+            vec![],
+            "nothing was there before"
+        );
+        // Only the first hour again: it overlaps the first block only.
+        let again = create_blocks_from_openmetrics(
+            b"# TYPE a gauge\na 2 0\na 2 3599\n# EOF\n",
+            dir,
+            &opts,
+            &mut |_| {},
+        )
+        .expect("second import");
+        let found = overlapping_blocks(dir, &again).expect("scan");
+        let ranges: Vec<(i64, i64)> = found.iter().map(|b| (b.min_time, b.max_time)).collect();
+        assert_eq!(ranges, vec![(0, 7_140_001)]);
+        let first_meta = read_meta(&first[0]).expect("meta");
+        assert_eq!(found[0].ulid, first_meta.ulid);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 pub mod analyze;
 pub mod backfill;
 pub mod dump;
-mod format;
+pub mod format;
 pub mod list;
 
 /// Opens a data directory for reading only (it may belong to a running server) and

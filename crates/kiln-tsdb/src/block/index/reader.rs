@@ -182,6 +182,12 @@ impl IndexReader {
         self.data.len() as u64
     }
 
+    /// Bytes this reader keeps in memory to look symbols up (one offset per symbol):
+    /// what Prometheus reports as a block's symbol table size.
+    pub fn symbol_table_size(&self) -> u64 {
+        (self.symbol_offsets.len() * std::mem::size_of::<u32>()) as u64
+    }
+
     /// Number of symbols in the symbol table.
     pub fn symbol_count(&self) -> u32 {
         self.symbol_offsets.len() as u32
