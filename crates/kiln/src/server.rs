@@ -598,8 +598,11 @@ async fn reload_loop(
                 Ok(())
             }
             Err(e) => {
-                error!(error = %format!("{e:#}"), "configuration reload failed; keeping the running one");
-                Err(format!("{e:#}"))
+                // The chain without repeats: a config error's text already holds its
+                // cause's.
+                let message = crate::render_error(&e);
+                error!(error = %message, "configuration reload failed; keeping the running one");
+                Err(message)
             }
         };
         if let Some(reply) = reply {
