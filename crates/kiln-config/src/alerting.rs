@@ -2,15 +2,17 @@
 //! relabelled on the way (`alert_relabel_configs`).
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use crate::http::{HttpClientConfig, with_http_client_fields};
 use crate::relabel::{RawRelabelConfig, resolve_all};
 use crate::scrape::{Scheme, collect};
 use crate::sd::{
     DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesSdConfig, RawDnsSdConfig, RawFileSdConfig,
-    RawHttpSdConfig, RawKubernetesSdConfig, StaticConfig,
+    RawHttpSdConfig, RawKubernetesSdConfig, RawStaticConfig, StaticConfig,
 };
 use crate::units::Duration;
+use crate::yaml::Problem;
 use kiln_model::relabel::RelabelConfig;
 
 /// `alerting`.
@@ -49,9 +51,9 @@ pub struct AlertmanagerConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAlertingConfig {
     #[serde(default)]
-    alert_relabel_configs: Option<Vec<RawRelabelConfig>>,
+    alert_relabel_configs: Option<Vec<Spanned<RawRelabelConfig>>>,
     #[serde(default)]
-    alertmanagers: Option<Vec<RawAlertmanagerConfig>>,
+    alertmanagers: Option<Vec<Spanned<RawAlertmanagerConfig>>>,
 }
 
 with_http_client_fields! {
@@ -63,34 +65,39 @@ pub(crate) struct RawAlertmanagerConfig {
     #[serde(default)]
     path_prefix: Option<String>,
     #[serde(default)]
-    timeout: Option<Duration>,
+    timeout: Option<Spanned<Duration>>,
     #[serde(default)]
-    api_version: Option<String>,
+    api_version: Option<Spanned<String>>,
     #[serde(default)]
-    static_configs: Option<Vec<StaticConfig>>,
+    static_configs: Option<Vec<Spanned<RawStaticConfig>>>,
     #[serde(default)]
-    file_sd_configs: Option<Vec<RawFileSdConfig>>,
+    file_sd_configs: Option<Vec<Spanned<RawFileSdConfig>>>,
     #[serde(default)]
-    http_sd_configs: Option<Vec<RawHttpSdConfig>>,
+    http_sd_configs: Option<Vec<Spanned<RawHttpSdConfig>>>,
     #[serde(default)]
-    dns_sd_configs: Option<Vec<RawDnsSdConfig>>,
+    dns_sd_configs: Option<Vec<Spanned<RawDnsSdConfig>>>,
     #[serde(default)]
-    kubernetes_sd_configs: Option<Vec<RawKubernetesSdConfig>>,
+    kubernetes_sd_configs: Option<Vec<Spanned<RawKubernetesSdConfig>>>,
     #[serde(default)]
-    relabel_configs: Option<Vec<RawRelabelConfig>>,
+    relabel_configs: Option<Vec<Spanned<RawRelabelConfig>>>,
     #[serde(default)]
-    alert_relabel_configs: Option<Vec<RawRelabelConfig>>,
+    alert_relabel_configs: Option<Vec<Spanned<RawRelabelConfig>>>,
 }
 }
 
 impl RawAlertingConfig {
-    pub(crate) fn resolve(self) -> Result<AlertingConfig, String> {
+    pub(crate) fn resolve(self) -> Result<AlertingConfig, Problem> {
         let alertmanagers = self
             .alertmanagers
             .unwrap_or_default()
             .into_iter()
             .enumerate()
-            .map(|(i, am)| am.resolve().map_err(|e| format!("alertmanagers[{i}]: {e}")))
+            .map(|(i, am)| {
+                am.value.resolve().map_err(|e| {
+                    e.or_at(&am.referenced)
+                        .within(format!("alertmanagers[{i}]"))
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AlertingConfig {
             alert_relabel_configs: resolve_all(
@@ -103,24 +110,33 @@ impl RawAlertingConfig {
 }
 
 impl RawAlertmanagerConfig {
-    fn resolve(mut self) -> Result<AlertmanagerConfig, String> {
+    fn resolve(mut self) -> Result<AlertmanagerConfig, Problem> {
         let http_client = self.take_http_client().resolve()?;
-        let api_version = self.api_version.unwrap_or_else(|| "v2".to_owned());
-        if api_version != "v2" {
-            return Err(format!(
-                "expected Alertmanager api version to be one of [v2] but got {api_version}"
-            ));
-        }
-        let timeout = self.timeout.unwrap_or(Duration::from_secs(10));
-        if timeout.as_millis() <= 0 {
-            return Err("timeout must be greater than 0".into());
-        }
-        let static_configs = self.static_configs.unwrap_or_default();
-        for sc in &static_configs {
-            if let Some(t) = sc.targets.iter().find(|t| t.contains('/')) {
-                return Err(format!("static_configs: {t:?} is not a valid hostname"));
+        let api_version = match self.api_version {
+            Some(v) if v.value != "v2" => {
+                return Err(Problem::at(
+                    &v.referenced,
+                    format!(
+                        "expected Alertmanager api version to be one of [v2] but got {}",
+                        v.value
+                    ),
+                ));
             }
-        }
+            Some(v) => v.value,
+            None => "v2".to_owned(),
+        };
+        let timeout = match self.timeout {
+            Some(t) if t.value.as_millis() <= 0 => {
+                return Err(Problem::at(&t.referenced, "timeout must be greater than 0"));
+            }
+            Some(t) => t.value,
+            None => Duration::from_secs(10),
+        };
+        let static_configs = collect(
+            self.static_configs,
+            "static_configs",
+            RawStaticConfig::resolve,
+        )?;
         Ok(AlertmanagerConfig {
             scheme: self.scheme.unwrap_or_default(),
             path_prefix: self.path_prefix.unwrap_or_default(),
@@ -128,11 +144,24 @@ impl RawAlertmanagerConfig {
             api_version,
             http_client,
             static_configs,
-            file_sd_configs: collect(self.file_sd_configs, RawFileSdConfig::resolve)?,
-            http_sd_configs: collect(self.http_sd_configs, RawHttpSdConfig::resolve)?,
-            dns_sd_configs: collect(self.dns_sd_configs, RawDnsSdConfig::resolve)?,
+            file_sd_configs: collect(
+                self.file_sd_configs,
+                "file_sd_configs",
+                RawFileSdConfig::resolve,
+            )?,
+            http_sd_configs: collect(
+                self.http_sd_configs,
+                "http_sd_configs",
+                RawHttpSdConfig::resolve,
+            )?,
+            dns_sd_configs: collect(
+                self.dns_sd_configs,
+                "dns_sd_configs",
+                RawDnsSdConfig::resolve,
+            )?,
             kubernetes_sd_configs: collect(
                 self.kubernetes_sd_configs,
+                "kubernetes_sd_configs",
                 RawKubernetesSdConfig::resolve,
             )?,
             relabel_configs: resolve_all(self.relabel_configs, "relabel_configs")?,

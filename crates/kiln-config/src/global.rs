@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use crate::units::{Duration, Size};
+use crate::yaml::Problem;
 
 /// Scrape limits. 0 means no limit. Set globally and overridable per scrape config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,15 +114,15 @@ pub(crate) struct RawGlobal {
     #[serde(default)]
     scrape_interval: Option<Duration>,
     #[serde(default)]
-    scrape_timeout: Option<Duration>,
+    scrape_timeout: Option<Spanned<Duration>>,
     #[serde(default)]
-    scrape_protocols: Option<Vec<String>>,
+    scrape_protocols: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     evaluation_interval: Option<Duration>,
     #[serde(default)]
     rule_query_offset: Option<Duration>,
     #[serde(default)]
-    external_labels: Option<BTreeMap<String, String>>,
+    external_labels: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     query_log_file: Option<String>,
     #[serde(default)]
@@ -140,7 +142,7 @@ pub(crate) struct RawGlobal {
     #[serde(default)]
     keep_dropped_targets: Option<u64>,
     #[serde(default)]
-    metric_name_validation_scheme: Option<String>,
+    metric_name_validation_scheme: Option<Spanned<String>>,
     #[serde(default)]
     scrape_native_histograms: Option<bool>,
     #[serde(default)]
@@ -186,34 +188,46 @@ pub(crate) fn check_validation_scheme(s: &str) -> Result<(), String> {
 }
 
 impl RawGlobal {
-    pub(crate) fn resolve(self) -> Result<GlobalConfig, String> {
+    /// Applies the defaults and checks the section. A problem points at the value it is
+    /// about; the caller names the section.
+    pub(crate) fn resolve(self) -> Result<GlobalConfig, Problem> {
         let d = GlobalConfig::default();
         let scrape_interval = self.scrape_interval.unwrap_or(d.scrape_interval);
         let scrape_timeout = match self.scrape_timeout {
-            Some(t) if t > scrape_interval => {
-                return Err(format!(
-                    "global: scrape timeout {t} greater than scrape interval {scrape_interval}"
+            Some(t) if t.value > scrape_interval => {
+                return Err(Problem::at(
+                    &t.referenced,
+                    format!(
+                        "scrape timeout {} greater than scrape interval {scrape_interval}",
+                        t.value
+                    ),
                 ));
             }
-            Some(t) => t,
+            Some(t) => t.value,
             None => d.scrape_timeout.min(scrape_interval),
         };
-        let external_labels = self.external_labels.unwrap_or_default();
-        for (name, value) in &external_labels {
-            crate::check_label_name(name, "global external_labels")
-                .map_err(|e| format!("global: {e}"))?;
-            if value.is_empty() {
-                return Err(format!(
-                    "global: external label {name:?} has an empty value"
-                ));
+        let external_labels = match self.external_labels {
+            Some(labels) => {
+                check_external_labels(&labels.value)
+                    .map_err(|e| Problem::at(&labels.referenced, e))?;
+                labels.value
             }
-        }
-        let scrape_protocols = self.scrape_protocols.unwrap_or_default();
-        check_scrape_protocols(&scrape_protocols).map_err(|e| format!("global: {e}"))?;
-        let scheme = self
-            .metric_name_validation_scheme
-            .unwrap_or(d.metric_name_validation_scheme);
-        check_validation_scheme(&scheme).map_err(|e| format!("global: {e}"))?;
+            None => BTreeMap::new(),
+        };
+        let scrape_protocols = match self.scrape_protocols {
+            Some(p) => {
+                check_scrape_protocols(&p.value).map_err(|e| Problem::at(&p.referenced, e))?;
+                p.value
+            }
+            None => Vec::new(),
+        };
+        let scheme = match self.metric_name_validation_scheme {
+            Some(s) => {
+                check_validation_scheme(&s.value).map_err(|e| Problem::at(&s.referenced, e))?;
+                s.value
+            }
+            None => d.metric_name_validation_scheme,
+        };
         let limits = RawScrapeLimits {
             body_size_limit: self.body_size_limit,
             sample_limit: self.sample_limit,
@@ -245,4 +259,15 @@ impl RawGlobal {
             extra_scrape_metrics: self.extra_scrape_metrics.unwrap_or(false),
         })
     }
+}
+
+/// External labels: valid names, non-empty values.
+fn check_external_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+    for (name, value) in labels {
+        crate::check_label_name(name, "external_labels")?;
+        if value.is_empty() {
+            return Err(format!("external label {name:?} has an empty value"));
+        }
+    }
+    Ok(())
 }

@@ -3,6 +3,9 @@
 //! builds its client, so rotating a file needs no config change.
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::yaml::Problem;
 
 /// `basic_auth`: exactly one of `password` and `password_file` (or neither), likewise
 /// for `username` and `username_file`.
@@ -107,20 +110,20 @@ impl HttpClientConfig {
 
 /// `<http_config>` as written. The configs that embed it get its fields through
 /// [`with_http_client_fields!`], because serde's `flatten` would stop unknown keys from
-/// being errors.
+/// being errors. Fields that can be wrong on their own keep their place in the file.
 #[derive(Debug, Default)]
 pub(crate) struct RawHttpClientConfig {
-    pub(crate) basic_auth: Option<BasicAuth>,
-    pub(crate) authorization: Option<Authorization>,
-    pub(crate) oauth2: Option<serde::de::IgnoredAny>,
-    pub(crate) tls_config: Option<TlsConfig>,
+    pub(crate) basic_auth: Option<Spanned<BasicAuth>>,
+    pub(crate) authorization: Option<Spanned<Authorization>>,
+    pub(crate) oauth2: Option<Spanned<serde::de::IgnoredAny>>,
+    pub(crate) tls_config: Option<Spanned<TlsConfig>>,
     pub(crate) follow_redirects: Option<bool>,
     pub(crate) enable_http2: Option<bool>,
-    pub(crate) proxy_url: Option<String>,
+    pub(crate) proxy_url: Option<Spanned<String>>,
     pub(crate) no_proxy: Option<String>,
     pub(crate) proxy_from_environment: Option<bool>,
-    pub(crate) proxy_connect_header: Option<serde::de::IgnoredAny>,
-    pub(crate) http_headers: Option<serde::de::IgnoredAny>,
+    pub(crate) proxy_connect_header: Option<Spanned<serde::de::IgnoredAny>>,
+    pub(crate) http_headers: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
 /// Declares a raw (as-written) config struct with the `<http_config>` fields added, and a
@@ -131,27 +134,27 @@ macro_rules! with_http_client_fields {
         $vis struct $name {
             $($field)*
             #[serde(default)]
-            basic_auth: Option<$crate::http::BasicAuth>,
+            basic_auth: Option<serde_saphyr::Spanned<$crate::http::BasicAuth>>,
             #[serde(default)]
-            authorization: Option<$crate::http::Authorization>,
+            authorization: Option<serde_saphyr::Spanned<$crate::http::Authorization>>,
             #[serde(default)]
-            oauth2: Option<serde::de::IgnoredAny>,
+            oauth2: Option<serde_saphyr::Spanned<serde::de::IgnoredAny>>,
             #[serde(default)]
-            tls_config: Option<$crate::http::TlsConfig>,
+            tls_config: Option<serde_saphyr::Spanned<$crate::http::TlsConfig>>,
             #[serde(default)]
             follow_redirects: Option<bool>,
             #[serde(default)]
             enable_http2: Option<bool>,
             #[serde(default)]
-            proxy_url: Option<String>,
+            proxy_url: Option<serde_saphyr::Spanned<String>>,
             #[serde(default)]
             no_proxy: Option<String>,
             #[serde(default)]
             proxy_from_environment: Option<bool>,
             #[serde(default)]
-            proxy_connect_header: Option<serde::de::IgnoredAny>,
+            proxy_connect_header: Option<serde_saphyr::Spanned<serde::de::IgnoredAny>>,
             #[serde(default)]
-            http_headers: Option<serde::de::IgnoredAny>,
+            http_headers: Option<serde_saphyr::Spanned<serde::de::IgnoredAny>>,
         }
 
         impl $name {
@@ -176,65 +179,91 @@ macro_rules! with_http_client_fields {
 pub(crate) use with_http_client_fields;
 
 impl RawHttpClientConfig {
-    /// Applies defaults and Prometheus's consistency rules.
-    pub(crate) fn resolve(self) -> Result<HttpClientConfig, String> {
-        for (name, present) in [
-            ("oauth2", self.oauth2.is_some()),
-            ("proxy_connect_header", self.proxy_connect_header.is_some()),
-            ("http_headers", self.http_headers.is_some()),
+    /// Applies defaults and Prometheus's consistency rules. A problem points at the
+    /// sub-section it is about (`tls_config`, `basic_auth`...), when written.
+    pub(crate) fn resolve(self) -> Result<HttpClientConfig, Problem> {
+        for (name, field) in [
+            ("oauth2", &self.oauth2),
+            ("proxy_connect_header", &self.proxy_connect_header),
+            ("http_headers", &self.http_headers),
         ] {
-            if present {
-                return Err(format!("{name} is not supported by Kiln yet"));
+            if let Some(f) = field {
+                return Err(Problem::at(
+                    &f.referenced,
+                    format!("{name} is not supported by Kiln yet"),
+                ));
             }
         }
-        if self.basic_auth.is_some() && self.authorization.is_some() {
-            return Err("at most one of basic_auth and authorization must be configured".into());
+        if let (Some(_), Some(a)) = (&self.basic_auth, &self.authorization) {
+            return Err(Problem::at(
+                &a.referenced,
+                "at most one of basic_auth and authorization must be configured",
+            ));
         }
-        if let Some(b) = &self.basic_auth {
+        if let Some(Spanned {
+            value: b,
+            referenced,
+            ..
+        }) = &self.basic_auth
+        {
             if !b.username.is_empty() && !b.username_file.is_empty() {
-                return Err(
-                    "at most one of basic_auth username & username_file must be configured".into(),
-                );
+                return Err(Problem::at(
+                    referenced,
+                    "at most one of basic_auth username & username_file must be configured",
+                ));
             }
             if !b.password.is_empty() && !b.password_file.is_empty() {
-                return Err(
-                    "at most one of basic_auth password & password_file must be configured".into(),
-                );
+                return Err(Problem::at(
+                    referenced,
+                    "at most one of basic_auth password & password_file must be configured",
+                ));
             }
         }
         let authorization = match self.authorization {
-            Some(mut a) => {
+            Some(Spanned {
+                value: mut a,
+                referenced,
+                ..
+            }) => {
                 if a.kind.is_empty() {
                     a.kind = "Bearer".to_owned();
                 }
                 if a.kind.eq_ignore_ascii_case("basic") {
-                    return Err(
-                        "authorization type cannot be set to \"basic\", use \"basic_auth\" instead"
-                            .into(),
-                    );
+                    return Err(Problem::at(
+                        &referenced,
+                        "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
+                    ));
                 }
                 if !a.credentials.is_empty() && !a.credentials_file.is_empty() {
-                    return Err(
-                        "at most one of authorization credentials & credentials_file must be configured"
-                            .into(),
-                    );
+                    return Err(Problem::at(
+                        &referenced,
+                        "at most one of authorization credentials & credentials_file must be configured",
+                    ));
                 }
                 Some(a)
             }
             None => None,
         };
-        let tls_config = self.tls_config.unwrap_or_default();
-        check_tls(&tls_config)?;
-        if self.proxy_from_environment == Some(true) && self.proxy_url.is_some() {
-            return Err("if proxy_from_environment is configured, proxy_url must not be".into());
+        let tls_config = match self.tls_config {
+            Some(t) => {
+                check_tls(&t.value).map_err(|e| Problem::at(&t.referenced, e))?;
+                t.value
+            }
+            None => TlsConfig::default(),
+        };
+        if let (Some(true), Some(url)) = (self.proxy_from_environment, &self.proxy_url) {
+            return Err(Problem::at(
+                &url.referenced,
+                "if proxy_from_environment is configured, proxy_url must not be",
+            ));
         }
         Ok(HttpClientConfig {
-            basic_auth: self.basic_auth,
+            basic_auth: self.basic_auth.map(|b| b.value),
             authorization,
             tls_config,
             follow_redirects: self.follow_redirects.unwrap_or(true),
             enable_http2: self.enable_http2.unwrap_or(true),
-            proxy_url: self.proxy_url.unwrap_or_default(),
+            proxy_url: self.proxy_url.map(|u| u.value).unwrap_or_default(),
             no_proxy: self.no_proxy.unwrap_or_default(),
             proxy_from_environment: self.proxy_from_environment.unwrap_or(false),
         })

@@ -2,12 +2,16 @@
 //! read.
 //!
 //! Loading is two steps, as in Prometheus. [`Config::parse`] deserializes the YAML with
-//! every mapping closed (`deny_unknown_fields`), so a misspelt or unknown key is an error
-//! carrying its line and column; then defaults flow down (a scrape config without
-//! `scrape_interval` takes the global one) and [`Config::validate`]-style checks run that
-//! YAML cannot express: unique job names, timeouts no longer than intervals, valid label
-//! names, relabel rules Prometheus would accept. Those errors name the place in the
-//! file by path (`scrape_configs[2] (job "node"): ...`), the way Prometheus reports them.
+//! every mapping closed (`deny_unknown_fields`), through [`yaml::from_str`], so a
+//! misspelt key, a value of the wrong type or broken YAML is an error saying what is
+//! wrong in the user's terms, at its line and column. Then defaults flow down (a scrape
+//! config without `scrape_interval` takes the global one) and checks run that YAML
+//! cannot express: unique job names, timeouts no longer than intervals, valid label
+//! names, relabel rules Prometheus would accept. The values those checks look at keep
+//! their place in the file ([`serde_saphyr::Spanned`]), so their errors point at the
+//! value too, and also name where in the document it is
+//! (`prometheus.yml:9:21: scrape_configs[2] (job "node"): ...`). Every error displays
+//! as `<path>:<line>:<column>: <what is wrong>`.
 //!
 //! Sections Prometheus knows but Kiln does not implement yet (`storage`, `tracing`,
 //! `otlp`, `runtime`) are accepted so existing files
@@ -29,10 +33,14 @@ mod render;
 mod scrape;
 mod sd;
 mod units;
+pub mod yaml;
 
 use std::path::Path;
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::yaml::{Problem, YamlErrorKind};
 
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use diff::{ConfigChanges, NamedChanges};
@@ -47,6 +55,7 @@ pub use sd::{
     KubernetesNamespaces, KubernetesRole, KubernetesSdConfig, KubernetesSelector, StaticConfig,
 };
 pub use units::{Duration, Size};
+pub use yaml::{Position, YamlError};
 
 /// The exposition formats asked for, in order, when `scrape_protocols` is not set
 /// (Prometheus's default without protobuf, which Kiln does not parse).
@@ -57,7 +66,8 @@ pub const DEFAULT_SCRAPE_PROTOCOLS: [&str; 4] = [
     "PrometheusText0.0.4",
 ];
 
-/// A configuration that could not be loaded.
+/// A configuration that could not be loaded. Every variant but `Read` displays as
+/// `<path>:<line>:<column>: <what is wrong>`, the path as the caller gave it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
@@ -65,13 +75,21 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    /// The YAML did not parse or did not fit the schema; the message has the line and
-    /// column.
-    #[error("{path}: {message}")]
-    Syntax { path: String, message: String },
-    /// The YAML fits the schema but breaks a rule of it.
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    /// The YAML did not parse or did not fit the schema.
+    #[error("{path}:{source}")]
+    Syntax {
+        path: String,
+        #[source]
+        source: YamlError,
+    },
+    /// The YAML fits the schema but breaks a rule of it; `position` is the value's.
+    #[error("{path}:{position}: {message}")]
+    Invalid {
+        path: String,
+        position: Position,
+        /// Where in the document (`scrape_configs[2] (job "node")`) and what is wrong.
+        message: String,
+    },
 }
 
 /// A whole `prometheus.yml`, with defaults applied.
@@ -94,19 +112,19 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    global: global::RawGlobal,
+    global: Option<Spanned<global::RawGlobal>>,
     #[serde(default)]
     rule_files: Option<Vec<String>>,
     #[serde(default)]
     scrape_config_files: Option<Vec<String>>,
     #[serde(default)]
-    scrape_configs: Option<Vec<scrape::RawScrapeConfig>>,
+    scrape_configs: Option<Vec<Spanned<scrape::RawScrapeConfig>>>,
     #[serde(default)]
-    alerting: Option<alerting::RawAlertingConfig>,
+    alerting: Option<Spanned<alerting::RawAlertingConfig>>,
     #[serde(default)]
-    remote_write: Option<Vec<remote::RawRemoteWriteConfig>>,
+    remote_write: Option<Vec<Spanned<remote::RawRemoteWriteConfig>>>,
     #[serde(default)]
-    remote_read: Option<Vec<remote::RawRemoteReadConfig>>,
+    remote_read: Option<Vec<Spanned<remote::RawRemoteReadConfig>>>,
     #[serde(default)]
     storage: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -201,76 +219,21 @@ impl Config {
         }) {
             RawConfig::default()
         } else {
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+            yaml::from_str(
+                text,
+                "a Prometheus configuration file is a mapping of sections \
+                 (global:, scrape_configs:, ...)",
+            )
+            .map_err(|e| ConfigError::Syntax {
                 path: path.to_owned(),
-                message: explain_syntax_error(e.to_string()),
+                source: explain_syntax_error(e),
             })?
         };
-        let invalid = |message: String| ConfigError::Invalid {
+        raw.resolve().map_err(|p| ConfigError::Invalid {
             path: path.to_owned(),
-            message,
-        };
-        let global = raw.global.resolve().map_err(invalid)?;
-        let mut scrape_configs = Vec::new();
-        for (i, sc) in raw
-            .scrape_configs
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            let sc = sc
-                .resolve(&global)
-                .map_err(|e| invalid(format!("scrape_configs[{i}]{e}")))?;
-            if let Some(prev) = scrape_configs
-                .iter()
-                .position(|p: &ScrapeConfig| p.job_name == sc.job_name)
-            {
-                return Err(invalid(format!(
-                    "scrape_configs[{i}]: found multiple scrape configs with job name {:?} \
-                     (the first is scrape_configs[{prev}])",
-                    sc.job_name
-                )));
-            }
-            scrape_configs.push(sc);
-        }
-        let alerting = raw
-            .alerting
-            .unwrap_or_default()
-            .resolve()
-            .map_err(|e| invalid(format!("alerting: {e}")))?;
-        let remote_write = remote::resolve_list(
-            raw.remote_write,
-            "remote_write",
-            remote::RawRemoteWriteConfig::resolve,
-            |c| &c.name,
-        )
-        .map_err(invalid)?;
-        let remote_read = remote::resolve_list(
-            raw.remote_read,
-            "remote_read",
-            remote::RawRemoteReadConfig::resolve,
-            |c| &c.name,
-        )
-        .map_err(invalid)?;
-        let sections = [
-            ("storage", raw.storage.is_some()),
-            ("tracing", raw.tracing.is_some()),
-            ("otlp", raw.otlp.is_some()),
-            ("runtime", raw.runtime.is_some()),
-        ];
-        Ok(Config {
-            global,
-            rule_files: raw.rule_files.unwrap_or_default(),
-            scrape_config_files: raw.scrape_config_files.unwrap_or_default(),
-            scrape_configs,
-            alerting,
-            remote_write,
-            remote_read,
-            unapplied: sections
-                .iter()
-                .filter(|(_, present)| *present)
-                .map(|(name, _)| *name)
-                .collect(),
+            // Every problem is placed by the section it comes from; 1:1 is a fallback.
+            position: p.position.unwrap_or(Position { line: 1, column: 1 }),
+            message: p.message,
         })
     }
 
@@ -285,6 +248,98 @@ impl Config {
     }
 }
 
+impl RawConfig {
+    /// Applies the defaults and checks what YAML cannot express. Stops at the first
+    /// problem, as Prometheus does.
+    fn resolve(self) -> Result<Config, Problem> {
+        let global = match self.global {
+            Some(g) => g
+                .value
+                .resolve()
+                .map_err(|e| e.or_at(&g.referenced).within("global"))?,
+            None => GlobalConfig::default(),
+        };
+        let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
+        for (i, sc) in self
+            .scrape_configs
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let at = sc.referenced;
+            let job_at = sc.value.job_name.as_ref().map(|j| j.referenced);
+            let job = sc
+                .value
+                .job_name
+                .as_ref()
+                .map(|j| j.value.clone())
+                .unwrap_or_default();
+            let context = if job.is_empty() {
+                format!("scrape_configs[{i}]")
+            } else {
+                format!("scrape_configs[{i}] (job {job:?})")
+            };
+            let sc = sc
+                .value
+                .resolve(&global)
+                .map_err(|e| e.or_at(&at).within(&context))?;
+            if let Some(prev) = scrape_configs
+                .iter()
+                .position(|p: &ScrapeConfig| p.job_name == sc.job_name)
+            {
+                return Err(Problem::at(
+                    &job_at.unwrap_or(at),
+                    format!(
+                        "scrape_configs[{i}]: found multiple scrape configs with job name {:?} \
+                         (the first is scrape_configs[{prev}])",
+                        sc.job_name
+                    ),
+                ));
+            }
+            scrape_configs.push(sc);
+        }
+        let alerting = match self.alerting {
+            Some(a) => a
+                .value
+                .resolve()
+                .map_err(|e| e.or_at(&a.referenced).within("alerting"))?,
+            None => AlertingConfig::default(),
+        };
+        let remote_write = remote::resolve_list(
+            self.remote_write,
+            "remote_write",
+            remote::RawRemoteWriteConfig::resolve,
+            |c| &c.name,
+        )?;
+        let remote_read = remote::resolve_list(
+            self.remote_read,
+            "remote_read",
+            remote::RawRemoteReadConfig::resolve,
+            |c| &c.name,
+        )?;
+        let sections = [
+            ("storage", self.storage.is_some()),
+            ("tracing", self.tracing.is_some()),
+            ("otlp", self.otlp.is_some()),
+            ("runtime", self.runtime.is_some()),
+        ];
+        Ok(Config {
+            global,
+            rule_files: self.rule_files.unwrap_or_default(),
+            scrape_config_files: self.scrape_config_files.unwrap_or_default(),
+            scrape_configs,
+            alerting,
+            remote_write,
+            remote_read,
+            unapplied: sections
+                .iter()
+                .filter(|(_, present)| *present)
+                .map(|(name, _)| *name)
+                .collect(),
+        })
+    }
+}
+
 /// Joins a non-empty relative `path` to `dir`.
 pub(crate) fn join_dir(dir: &Path, path: &mut String) {
     if !path.is_empty() && Path::new(path.as_str()).is_relative() {
@@ -292,21 +347,53 @@ pub(crate) fn join_dir(dir: &Path, path: &mut String) {
     }
 }
 
-/// Adds a hint to errors about service discoveries Prometheus has and Kiln does not,
+/// Service discoveries Prometheus 3 has and Kiln does not (its `<name>_sd_configs`).
+const PROMETHEUS_ONLY_DISCOVERIES: &[&str] = &[
+    "aws",
+    "azure",
+    "consul",
+    "digitalocean",
+    "docker",
+    "dockerswarm",
+    "ec2",
+    "eureka",
+    "gce",
+    "hetzner",
+    "ionos",
+    "kuma",
+    "lightsail",
+    "linode",
+    "marathon",
+    "nerve",
+    "nomad",
+    "oci",
+    "openstack",
+    "outscale",
+    "ovhcloud",
+    "puppetdb",
+    "scaleway",
+    "serverset",
+    "stackit",
+    "triton",
+    "uyuni",
+    "vultr",
+];
+
+/// Says that an unknown field is a service discovery Prometheus has and Kiln does not,
 /// which would otherwise read as a typo.
-fn explain_syntax_error(message: String) -> String {
-    let unsupported_sd = message
-        .split('`')
-        .nth(1)
-        .is_some_and(|field| field.ends_with("_sd_configs"));
-    if message.contains("unknown field") && unsupported_sd {
-        format!(
-            "{message} (Kiln supports static_configs, file_sd_configs, http_sd_configs, \
-             dns_sd_configs and kubernetes_sd_configs)"
-        )
-    } else {
-        message
+fn explain_syntax_error(mut e: YamlError) -> YamlError {
+    if let YamlErrorKind::UnknownField(field) = &e.kind
+        && field
+            .strip_suffix("_sd_configs")
+            .is_some_and(|sd| PROMETHEUS_ONLY_DISCOVERIES.contains(&sd))
+    {
+        e.message = format!(
+            "{field} is a Prometheus service discovery that Kiln does not have (Kiln \
+             supports static_configs, file_sd_configs, http_sd_configs, dns_sd_configs and \
+             kubernetes_sd_configs)"
+        );
     }
+    e
 }
 
 /// Checks a label name by the classic rule, with a message naming where it was found.

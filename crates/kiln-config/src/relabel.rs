@@ -3,6 +3,9 @@
 
 use kiln_model::relabel::{Action, RelabelConfig, RelabelRegex};
 use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::yaml::Problem;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +39,7 @@ impl RawRelabelConfig {
             rc.target_label = v;
         }
         if let Some(v) = self.regex {
-            rc.regex = RelabelRegex::new(&v).map_err(|e| e.to_string())?;
+            rc.regex = RelabelRegex::new(&v).map_err(|e| one_line(&e.to_string()))?;
         }
         if let Some(v) = self.modulus {
             rc.modulus = v;
@@ -52,14 +55,34 @@ impl RawRelabelConfig {
     }
 }
 
-/// Resolves a list of relabel configs; `field` names the list in errors.
+/// The regex crate explains a syntax error over several lines (the pattern, a caret,
+/// the reason); a config error is one line: what was wrong, then the reason.
+fn one_line(message: &str) -> String {
+    let mut lines = message.lines().filter(|l| !l.trim().is_empty());
+    let (Some(first), Some(last)) = (lines.next(), lines.next_back()) else {
+        return message.trim().to_owned();
+    };
+    let first = first
+        .trim_end()
+        .trim_end_matches("regex parse error:")
+        .trim_end();
+    let reason = last.trim().trim_start_matches("error: ");
+    format!("{}: {reason}", first.trim_end_matches(':'))
+}
+
+/// Resolves a list of relabel configs; `field` names the list in errors, which point at
+/// the failing entry.
 pub(crate) fn resolve_all(
-    raw: Option<Vec<RawRelabelConfig>>,
+    raw: Option<Vec<Spanned<RawRelabelConfig>>>,
     field: &str,
-) -> Result<Vec<RelabelConfig>, String> {
+) -> Result<Vec<RelabelConfig>, Problem> {
     raw.unwrap_or_default()
         .into_iter()
         .enumerate()
-        .map(|(i, r)| r.resolve().map_err(|e| format!("{field}[{i}]: {e}")))
+        .map(|(i, r)| {
+            r.value
+                .resolve()
+                .map_err(|e| Problem::at(&r.referenced, e).within(format!("{field}[{i}]")))
+        })
         .collect()
 }

@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use crate::http::{HttpClientConfig, with_http_client_fields};
 use crate::relabel::{RawRelabelConfig, resolve_all};
 use crate::units::Duration;
+use crate::yaml::Problem;
 use kiln_model::relabel::RelabelConfig;
 
 /// Which protobuf message a remote-write endpoint receives.
@@ -124,17 +126,17 @@ with_http_client_fields! {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRemoteWriteConfig {
-    url: Option<String>,
+    url: Option<Spanned<String>>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    protobuf_message: Option<String>,
+    protobuf_message: Option<Spanned<String>>,
     #[serde(default)]
-    remote_timeout: Option<Duration>,
+    remote_timeout: Option<Spanned<Duration>>,
     #[serde(default)]
-    headers: Option<BTreeMap<String, String>>,
+    headers: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
-    write_relabel_configs: Option<Vec<RawRelabelConfig>>,
+    write_relabel_configs: Option<Vec<Spanned<RawRelabelConfig>>>,
     #[serde(default)]
     send_exemplars: Option<bool>,
     #[serde(default)]
@@ -142,15 +144,15 @@ pub(crate) struct RawRemoteWriteConfig {
     #[serde(default)]
     round_robin_dns: Option<bool>,
     #[serde(default)]
-    queue_config: Option<RawQueueConfig>,
+    queue_config: Option<Spanned<RawQueueConfig>>,
     #[serde(default)]
-    metadata_config: Option<RawMetadataConfig>,
+    metadata_config: Option<Spanned<RawMetadataConfig>>,
     #[serde(default)]
-    sigv4: Option<serde::de::IgnoredAny>,
+    sigv4: Option<Spanned<serde::de::IgnoredAny>>,
     #[serde(default)]
-    azuread: Option<serde::de::IgnoredAny>,
+    azuread: Option<Spanned<serde::de::IgnoredAny>>,
     #[serde(default)]
-    google_iam: Option<serde::de::IgnoredAny>,
+    google_iam: Option<Spanned<serde::de::IgnoredAny>>,
 }
 }
 
@@ -192,15 +194,15 @@ with_http_client_fields! {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRemoteReadConfig {
-    url: Option<String>,
+    url: Option<Spanned<String>>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     required_matchers: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    remote_timeout: Option<Duration>,
+    remote_timeout: Option<Spanned<Duration>>,
     #[serde(default)]
-    headers: Option<BTreeMap<String, String>>,
+    headers: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     read_recent: Option<bool>,
     #[serde(default)]
@@ -226,40 +228,58 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-prometheus-remote-read-version",
 ];
 
-fn check_url(url: Option<String>) -> Result<String, String> {
-    let url = url.unwrap_or_default();
+/// Checks the `url` of a `section` entry; a bad one is pointed at, a missing one is
+/// the entry's problem.
+fn check_url(url: Option<Spanned<String>>, section: &str) -> Result<String, Problem> {
+    let Some(Spanned {
+        value: url,
+        referenced,
+        ..
+    }) = url
+    else {
+        return Err(format!("url for {section} is empty").into());
+    };
+    let fail = |m: String| Problem::at(&referenced, m);
     if url.is_empty() {
-        return Err("url for remote_write/remote_read is empty".into());
+        return Err(fail(format!("url for {section} is empty")));
     }
     let host = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));
     if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
-        return Err(format!(
+        return Err(fail(format!(
             "url {url:?}: want an http:// or https:// URL with a host"
-        ));
+        )));
     }
     Ok(url)
 }
 
 fn check_headers(
-    headers: Option<BTreeMap<String, String>>,
-) -> Result<BTreeMap<String, String>, String> {
-    let headers = headers.unwrap_or_default();
+    headers: Option<Spanned<BTreeMap<String, String>>>,
+) -> Result<BTreeMap<String, String>, Problem> {
+    let Some(Spanned {
+        value: headers,
+        referenced,
+        ..
+    }) = headers
+    else {
+        return Ok(BTreeMap::new());
+    };
+    let fail = |m: String| Problem::at(&referenced, m);
     for name in headers.keys() {
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(format!(
+            return Err(fail(format!(
                 "{name} is a reserved header. It must not be changed"
-            ));
+            )));
         }
         if name.is_empty()
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
         {
-            return Err(format!(
+            return Err(fail(format!(
                 "header name {name:?} is not a valid HTTP header name"
-            ));
+            )));
         }
     }
     Ok(headers)
@@ -322,52 +342,61 @@ impl RawQueueConfig {
 }
 
 impl RawRemoteWriteConfig {
-    pub(crate) fn resolve(mut self) -> Result<RemoteWriteConfig, String> {
+    pub(crate) fn resolve(mut self) -> Result<RemoteWriteConfig, Problem> {
         let http2_written = self.enable_http2.is_some();
         let mut http_client = self.take_http_client().resolve()?;
         if !http2_written {
             // Remote write's own default: one connection per shard, HTTP/1.1.
             http_client.enable_http2 = false;
         }
-        let url = check_url(self.url)?;
-        let protobuf_message = match self.protobuf_message.as_deref() {
-            None | Some("prometheus.WriteRequest") => ProtobufMessage::V1,
-            Some("io.prometheus.write.v2.Request") => ProtobufMessage::V2,
-            Some(other) => {
-                return Err(format!(
-                    "unknown remote write protobuf message {other:?}, supported: \
-                     prometheus.WriteRequest, io.prometheus.write.v2.Request"
-                ));
-            }
+        let url = check_url(self.url, "remote_write")?;
+        let protobuf_message = match self.protobuf_message {
+            None => ProtobufMessage::V1,
+            Some(m) => match m.value.as_str() {
+                "prometheus.WriteRequest" => ProtobufMessage::V1,
+                "io.prometheus.write.v2.Request" => ProtobufMessage::V2,
+                other => {
+                    return Err(Problem::at(
+                        &m.referenced,
+                        format!(
+                            "unknown remote write protobuf message {other:?}, supported: \
+                             prometheus.WriteRequest, io.prometheus.write.v2.Request"
+                        ),
+                    ));
+                }
+            },
         };
         for (field, set) in [
-            ("sigv4", self.sigv4.is_some()),
-            ("azuread", self.azuread.is_some()),
-            ("google_iam", self.google_iam.is_some()),
+            ("sigv4", &self.sigv4),
+            ("azuread", &self.azuread),
+            ("google_iam", &self.google_iam),
         ] {
-            if set {
-                return Err(format!(
-                    "{field} is not supported by Kiln; use basic_auth, authorization or \
-                     tls_config"
+            if let Some(set) = set {
+                return Err(Problem::at(
+                    &set.referenced,
+                    format!(
+                        "{field} is not supported by Kiln; use basic_auth, authorization or \
+                         tls_config"
+                    ),
                 ));
             }
         }
         let _ = self.round_robin_dns;
-        let md = self.metadata_config.unwrap_or_default();
         let mdd = MetadataConfig::default();
-        let metadata_config = MetadataConfig {
-            send: md.send.unwrap_or(mdd.send),
-            send_interval: md.send_interval.unwrap_or(mdd.send_interval),
-            max_samples_per_send: positive(
-                md.max_samples_per_send,
-                mdd.max_samples_per_send,
-                "metadata_config.max_samples_per_send",
-            )?,
+        let metadata_config = match self.metadata_config {
+            None => mdd,
+            Some(md) => MetadataConfig {
+                send: md.value.send.unwrap_or(mdd.send),
+                send_interval: md.value.send_interval.unwrap_or(mdd.send_interval),
+                max_samples_per_send: positive(
+                    md.value.max_samples_per_send,
+                    mdd.max_samples_per_send,
+                    "max_samples_per_send",
+                )
+                .map_err(|e| Problem::at(&md.referenced, e).within("metadata_config"))?,
+            },
         };
-        let remote_timeout = self.remote_timeout.unwrap_or(Duration::from_secs(30));
-        if remote_timeout.as_millis() <= 0 {
-            return Err("remote_timeout must be greater than 0".into());
-        }
+        let remote_timeout = positive_duration(self.remote_timeout, Duration::from_secs(30))?;
         let name = match self.name {
             Some(n) if !n.is_empty() => n,
             _ => generated_name(&["write", &url, protobuf_message.as_str()]),
@@ -384,11 +413,13 @@ impl RawRemoteWriteConfig {
             )?,
             send_exemplars: self.send_exemplars.unwrap_or(false),
             send_native_histograms: self.send_native_histograms.unwrap_or(false),
-            queue_config: self
-                .queue_config
-                .unwrap_or_default()
-                .resolve()
-                .map_err(|e| format!("queue_config: {e}"))?,
+            queue_config: match self.queue_config {
+                None => QueueConfig::default(),
+                Some(q) => q
+                    .value
+                    .resolve()
+                    .map_err(|e| Problem::at(&q.referenced, e).within("queue_config"))?,
+            },
             metadata_config,
             http_client,
         })
@@ -396,13 +427,10 @@ impl RawRemoteWriteConfig {
 }
 
 impl RawRemoteReadConfig {
-    pub(crate) fn resolve(mut self) -> Result<RemoteReadConfig, String> {
+    pub(crate) fn resolve(mut self) -> Result<RemoteReadConfig, Problem> {
         let http_client = self.take_http_client().resolve()?;
-        let url = check_url(self.url)?;
-        let remote_timeout = self.remote_timeout.unwrap_or(Duration::from_secs(60));
-        if remote_timeout.as_millis() <= 0 {
-            return Err("remote_timeout must be greater than 0".into());
-        }
+        let url = check_url(self.url, "remote_read")?;
+        let remote_timeout = positive_duration(self.remote_timeout, Duration::from_secs(60))?;
         let name = match self.name {
             Some(n) if !n.is_empty() => n,
             _ => generated_name(&["read", &url]),
@@ -420,21 +448,41 @@ impl RawRemoteReadConfig {
     }
 }
 
-/// Resolves a list of entries, naming the failing one, and checks that names are unique.
+/// A `remote_timeout`: `default` when unset, and greater than 0.
+fn positive_duration(
+    written: Option<Spanned<Duration>>,
+    default: Duration,
+) -> Result<Duration, Problem> {
+    match written {
+        None => Ok(default),
+        Some(d) if d.value.as_millis() > 0 => Ok(d.value),
+        Some(d) => Err(Problem::at(
+            &d.referenced,
+            "remote_timeout must be greater than 0",
+        )),
+    }
+}
+
+/// Resolves a list of entries, naming and pointing at the failing one, and checks that
+/// names are unique.
 pub(crate) fn resolve_list<R, T>(
-    raw: Option<Vec<R>>,
+    raw: Option<Vec<Spanned<R>>>,
     section: &str,
-    resolve: impl Fn(R) -> Result<T, String>,
+    resolve: impl Fn(R) -> Result<T, Problem>,
     name_of: impl Fn(&T) -> &str,
-) -> Result<Vec<T>, String> {
+) -> Result<Vec<T>, Problem> {
     let mut out: Vec<T> = Vec::new();
     for (i, r) in raw.unwrap_or_default().into_iter().enumerate() {
-        let item = resolve(r).map_err(|e| format!("{section}[{i}]: {e}"))?;
+        let at = r.referenced;
+        let item = resolve(r.value).map_err(|e| e.or_at(&at).within(format!("{section}[{i}]")))?;
         if let Some(prev) = out.iter().position(|p| name_of(p) == name_of(&item)) {
-            return Err(format!(
-                "{section}[{i}]: found multiple {section} configs with name {:?} (the first \
-                 is {section}[{prev}])",
-                name_of(&item)
+            return Err(Problem::at(
+                &at,
+                format!(
+                    "{section}[{i}]: found multiple {section} configs with name {:?} (the first \
+                     is {section}[{prev}])",
+                    name_of(&item)
+                ),
             ));
         }
         out.push(item);
@@ -553,7 +601,7 @@ remote_read:
         for (yaml, want) in [
             (
                 "remote_write: [{}]",
-                "url for remote_write/remote_read is empty",
+                "p.yml:1:16: remote_write[0]: url for remote_write is empty",
             ),
             (
                 "remote_write: [{url: 'ftp://x'}]",

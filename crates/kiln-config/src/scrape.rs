@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use kiln_model::relabel::RelabelConfig;
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use crate::global::{
     GlobalConfig, RawScrapeLimits, ScrapeLimits, check_scrape_protocols, check_validation_scheme,
@@ -12,9 +13,10 @@ use crate::http::{HttpClientConfig, with_http_client_fields};
 use crate::relabel::{RawRelabelConfig, resolve_all};
 use crate::sd::{
     DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesSdConfig, RawDnsSdConfig, RawFileSdConfig,
-    RawHttpSdConfig, RawKubernetesSdConfig, StaticConfig,
+    RawHttpSdConfig, RawKubernetesSdConfig, RawStaticConfig, StaticConfig,
 };
 use crate::units::{Duration, Size};
+use crate::yaml::Problem;
 
 /// `http` or `https`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -77,17 +79,17 @@ with_http_client_fields! {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawScrapeConfig {
     #[serde(default)]
-    job_name: String,
+    pub(crate) job_name: Option<Spanned<String>>,
     #[serde(default)]
-    scrape_interval: Option<Duration>,
+    scrape_interval: Option<Spanned<Duration>>,
     #[serde(default)]
-    scrape_timeout: Option<Duration>,
+    scrape_timeout: Option<Spanned<Duration>>,
     #[serde(default)]
-    scrape_protocols: Option<Vec<String>>,
+    scrape_protocols: Option<Spanned<Vec<String>>>,
     #[serde(default)]
-    fallback_scrape_protocol: Option<String>,
+    fallback_scrape_protocol: Option<Spanned<String>>,
     #[serde(default)]
-    metrics_path: Option<String>,
+    metrics_path: Option<Spanned<String>>,
     #[serde(default)]
     honor_labels: Option<bool>,
     #[serde(default)]
@@ -103,19 +105,19 @@ pub(crate) struct RawScrapeConfig {
     #[serde(default)]
     scrape_failure_log_file: Option<String>,
     #[serde(default)]
-    static_configs: Option<Vec<StaticConfig>>,
+    static_configs: Option<Vec<Spanned<RawStaticConfig>>>,
     #[serde(default)]
-    file_sd_configs: Option<Vec<RawFileSdConfig>>,
+    file_sd_configs: Option<Vec<Spanned<RawFileSdConfig>>>,
     #[serde(default)]
-    http_sd_configs: Option<Vec<RawHttpSdConfig>>,
+    http_sd_configs: Option<Vec<Spanned<RawHttpSdConfig>>>,
     #[serde(default)]
-    dns_sd_configs: Option<Vec<RawDnsSdConfig>>,
+    dns_sd_configs: Option<Vec<Spanned<RawDnsSdConfig>>>,
     #[serde(default)]
-    kubernetes_sd_configs: Option<Vec<RawKubernetesSdConfig>>,
+    kubernetes_sd_configs: Option<Vec<Spanned<RawKubernetesSdConfig>>>,
     #[serde(default)]
-    relabel_configs: Option<Vec<RawRelabelConfig>>,
+    relabel_configs: Option<Vec<Spanned<RawRelabelConfig>>>,
     #[serde(default)]
-    metric_relabel_configs: Option<Vec<RawRelabelConfig>>,
+    metric_relabel_configs: Option<Vec<Spanned<RawRelabelConfig>>>,
     #[serde(default)]
     body_size_limit: Option<Size>,
     #[serde(default)]
@@ -131,9 +133,9 @@ pub(crate) struct RawScrapeConfig {
     #[serde(default)]
     keep_dropped_targets: Option<u64>,
     #[serde(default)]
-    metric_name_validation_scheme: Option<String>,
+    metric_name_validation_scheme: Option<Spanned<String>>,
     #[serde(default)]
-    metric_name_escaping_scheme: Option<String>,
+    metric_name_escaping_scheme: Option<Spanned<String>>,
     // Native histograms are not stored yet; their tuning fields are accepted and unused.
     #[serde(default, rename = "native_histogram_bucket_limit")]
     _native_histogram_bucket_limit: Option<u64>,
@@ -150,81 +152,120 @@ pub(crate) struct RawScrapeConfig {
 }
 }
 
-/// Resolves each of an optional list of raw configs.
-pub(crate) fn collect<R, T>(
-    raw: Option<Vec<R>>,
-    resolve: impl Fn(R) -> Result<T, String>,
-) -> Result<Vec<T>, String> {
-    raw.unwrap_or_default().into_iter().map(resolve).collect()
+/// Resolves each of an optional list of raw configs, placing a problem at the failing
+/// entry and naming its list (`file_sd_configs[1]`).
+pub(crate) fn collect<R, T, E: Into<Problem>>(
+    raw: Option<Vec<Spanned<R>>>,
+    field: &str,
+    resolve: impl Fn(R) -> Result<T, E>,
+) -> Result<Vec<T>, Problem> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            resolve(r.value).map_err(|e| {
+                let mut e: Problem = e.into();
+                // The discoveries' messages name their list; the index is added here.
+                if let Some(rest) = e.message.strip_prefix(&format!("{field}: ")) {
+                    e.message = rest.to_owned();
+                }
+                e.within(format!("{field}[{i}]")).or_at(&r.referenced)
+            })
+        })
+        .collect()
+}
+
+/// Checks a setting written in the file, pointing a problem at it.
+fn check_at<T>(
+    value: &Option<Spanned<T>>,
+    check: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<(), Problem> {
+    match value {
+        Some(v) => check(&v.value).map_err(|e| Problem::at(&v.referenced, e)),
+        None => Ok(()),
+    }
 }
 
 impl RawScrapeConfig {
-    /// Applies `global`'s defaults and checks the result. Errors start with what follows
-    /// `scrape_configs[i]` in a message: ` (job "x"): reason`.
-    pub(crate) fn resolve(mut self, global: &GlobalConfig) -> Result<ScrapeConfig, String> {
+    /// Applies `global`'s defaults and checks the result. A problem points at the value
+    /// it is about when that was written; the caller adds the entry's place and name.
+    pub(crate) fn resolve(mut self, global: &GlobalConfig) -> Result<ScrapeConfig, Problem> {
         let http_client = self.take_http_client();
-        if self.job_name.is_empty() {
-            return Err(": job_name is empty".into());
+        let job_name = self.job_name.take().map(|j| j.value).unwrap_or_default();
+        if job_name.is_empty() {
+            return Err("job_name is empty".into());
         }
-        let job = self.job_name.clone();
-        let fail = |e: String| format!(" (job {job:?}): {e}");
-        let scrape_interval = self.scrape_interval.unwrap_or(global.scrape_interval);
-        let scrape_timeout = match self.scrape_timeout {
-            Some(t) => t,
+        let scrape_interval = self
+            .scrape_interval
+            .as_ref()
+            .map_or(global.scrape_interval, |s| s.value);
+        let scrape_timeout = match &self.scrape_timeout {
+            Some(t) => t.value,
             // Prometheus: an unset timeout is the global one, capped at the interval.
             None => global.scrape_timeout.min(scrape_interval),
         };
         if scrape_timeout > scrape_interval {
-            return Err(fail(format!(
+            let msg = format!(
                 "scrape timeout {scrape_timeout} greater than scrape interval {scrape_interval}"
-            )));
+            );
+            return Err(match &self.scrape_timeout {
+                Some(t) => Problem::at(&t.referenced, msg),
+                None => msg.into(),
+            });
         }
         if scrape_interval.as_millis() <= 0 {
-            return Err(fail("scrape interval must be greater than 0".into()));
+            let msg = "scrape interval must be greater than 0";
+            return Err(match &self.scrape_interval {
+                Some(i) => Problem::at(&i.referenced, msg),
+                None => msg.into(),
+            });
         }
+        check_at(&self.scrape_protocols, |p| check_scrape_protocols(p))?;
         let scrape_protocols = self
             .scrape_protocols
-            .unwrap_or_else(|| global.scrape_protocols.clone());
-        check_scrape_protocols(&scrape_protocols).map_err(fail)?;
-        let fallback_scrape_protocol = self.fallback_scrape_protocol.unwrap_or_default();
-        if !fallback_scrape_protocol.is_empty() {
-            check_scrape_protocols(std::slice::from_ref(&fallback_scrape_protocol))
-                .map_err(|e| fail(format!("fallback_scrape_protocol: {e}")))?;
-        }
+            .map_or_else(|| global.scrape_protocols.clone(), |p| p.value);
+        check_at(&self.fallback_scrape_protocol, |p| {
+            check_scrape_protocols(std::slice::from_ref(p))
+                .map_err(|e| format!("fallback_scrape_protocol: {e}"))
+        })?;
+        let fallback_scrape_protocol = self
+            .fallback_scrape_protocol
+            .map(|p| p.value)
+            .unwrap_or_default();
+        check_at(&self.metric_name_validation_scheme, |s| {
+            check_validation_scheme(s)
+        })?;
         let metric_name_validation_scheme = self
             .metric_name_validation_scheme
-            .unwrap_or_else(|| global.metric_name_validation_scheme.clone());
-        check_validation_scheme(&metric_name_validation_scheme).map_err(fail)?;
-        if let Some(e) = &self.metric_name_escaping_scheme
-            && !matches!(
+            .map_or_else(|| global.metric_name_validation_scheme.clone(), |s| s.value);
+        check_at(&self.metric_name_escaping_scheme, |e| {
+            if matches!(
                 e.as_str(),
                 "allow-utf-8" | "underscores" | "dots" | "values"
-            )
-        {
-            return Err(fail(format!(
-                "unknown metric_name_escaping_scheme {e:?} \
-                 (want allow-utf-8, underscores, dots or values)"
-            )));
-        }
-        let metrics_path = self.metrics_path.unwrap_or_else(|| "/metrics".to_owned());
-        if !metrics_path.starts_with('/') {
-            return Err(fail(format!(
-                "metrics_path {metrics_path:?} must start with '/'"
-            )));
-        }
-        let static_configs = self.static_configs.unwrap_or_default();
-        for sc in &static_configs {
-            for name in sc.labels.keys() {
-                crate::check_label_name(name, "static_configs labels").map_err(fail)?;
+            ) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "unknown metric_name_escaping_scheme {e:?} \
+                     (want allow-utf-8, underscores, dots or values)"
+                ))
             }
-            // As Prometheus: only a `/` is refused here (a scheme or path written into
-            // the address); an empty address fails when the target is populated.
-            if let Some(t) = sc.targets.iter().find(|t| t.contains('/')) {
-                return Err(fail(format!(
-                    "static_configs: {t:?} is not a valid hostname"
-                )));
+        })?;
+        check_at(&self.metrics_path, |p| {
+            if p.starts_with('/') {
+                Ok(())
+            } else {
+                Err(format!("metrics_path {p:?} must start with '/'"))
             }
-        }
+        })?;
+        let metrics_path = self
+            .metrics_path
+            .map_or_else(|| "/metrics".to_owned(), |p| p.value);
+        let static_configs = collect(
+            self.static_configs,
+            "static_configs",
+            RawStaticConfig::resolve,
+        )?;
         let limits = RawScrapeLimits {
             body_size_limit: self.body_size_limit,
             sample_limit: self.sample_limit,
@@ -250,24 +291,33 @@ impl RawScrapeConfig {
             scrape_failure_log_file: self
                 .scrape_failure_log_file
                 .unwrap_or_else(|| global.scrape_failure_log_file.clone()),
-            http_client: http_client.resolve().map_err(fail)?,
+            http_client: http_client.resolve()?,
             static_configs,
-            file_sd_configs: collect(self.file_sd_configs, RawFileSdConfig::resolve)
-                .map_err(fail)?,
-            http_sd_configs: collect(self.http_sd_configs, RawHttpSdConfig::resolve)
-                .map_err(fail)?,
-            dns_sd_configs: collect(self.dns_sd_configs, RawDnsSdConfig::resolve).map_err(fail)?,
+            file_sd_configs: collect(
+                self.file_sd_configs,
+                "file_sd_configs",
+                RawFileSdConfig::resolve,
+            )?,
+            http_sd_configs: collect(
+                self.http_sd_configs,
+                "http_sd_configs",
+                RawHttpSdConfig::resolve,
+            )?,
+            dns_sd_configs: collect(
+                self.dns_sd_configs,
+                "dns_sd_configs",
+                RawDnsSdConfig::resolve,
+            )?,
             kubernetes_sd_configs: collect(
                 self.kubernetes_sd_configs,
+                "kubernetes_sd_configs",
                 RawKubernetesSdConfig::resolve,
-            )
-            .map_err(fail)?,
-            relabel_configs: resolve_all(self.relabel_configs, "relabel_configs").map_err(fail)?,
+            )?,
+            relabel_configs: resolve_all(self.relabel_configs, "relabel_configs")?,
             metric_relabel_configs: resolve_all(
                 self.metric_relabel_configs,
                 "metric_relabel_configs",
-            )
-            .map_err(fail)?,
+            )?,
             limits,
             metric_name_validation_scheme,
             scrape_native_histograms: self
@@ -282,7 +332,7 @@ impl RawScrapeConfig {
             extra_scrape_metrics: self
                 .extra_scrape_metrics
                 .unwrap_or(global.extra_scrape_metrics),
-            job_name: self.job_name,
+            job_name,
         })
     }
 }

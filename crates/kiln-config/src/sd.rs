@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use crate::http::{HttpClientConfig, with_http_client_fields};
 use crate::units::Duration;
+use crate::yaml::Problem;
 
 /// `static_configs` entry: fixed targets with common labels.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
@@ -15,6 +17,46 @@ pub struct StaticConfig {
     pub targets: Vec<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// A `static_configs` entry as written: its parts keep their place for errors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStaticConfig {
+    #[serde(default)]
+    targets: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+impl RawStaticConfig {
+    /// Checks label names, and addresses without a scheme or path (as Prometheus: only
+    /// a `/` is refused here; an empty address fails when the target is populated).
+    pub(crate) fn resolve(self) -> Result<StaticConfig, Problem> {
+        let targets = match self.targets {
+            Some(t) => {
+                if let Some(bad) = t.value.iter().find(|a| a.contains('/')) {
+                    return Err(Problem::at(
+                        &t.referenced,
+                        format!("{bad:?} is not a valid hostname"),
+                    ));
+                }
+                t.value
+            }
+            None => Vec::new(),
+        };
+        let labels = match self.labels {
+            Some(l) => {
+                for name in l.value.keys() {
+                    crate::check_label_name(name, "static_configs labels")
+                        .map_err(|e| Problem::at(&l.referenced, e))?;
+                }
+                l.value
+            }
+            None => BTreeMap::new(),
+        };
+        Ok(StaticConfig { targets, labels })
+    }
 }
 
 /// `file_sd_configs` entry: target groups read from JSON or YAML files, watched.
@@ -81,21 +123,22 @@ with_http_client_fields! {
 }
 
 impl RawHttpSdConfig {
-    pub(crate) fn resolve(mut self) -> Result<HttpSdConfig, String> {
+    pub(crate) fn resolve(mut self) -> Result<HttpSdConfig, Problem> {
         let http_client = self.take_http_client();
         let scheme_ok = self.url.starts_with("http://") || self.url.starts_with("https://");
         if !scheme_ok || self.url.len() <= "https://".len() {
             return Err(format!(
                 "http_sd_configs: URL {:?} must be an http or https URL with a host",
                 self.url
-            ));
+            )
+            .into());
         }
         Ok(HttpSdConfig {
             url: self.url,
             refresh_interval: self.refresh_interval.unwrap_or(Duration::from_secs(60)),
             http_client: http_client
                 .resolve()
-                .map_err(|e| format!("http_sd_configs: {e}"))?,
+                .map_err(|e| e.within("http_sd_configs"))?,
         })
     }
 }
@@ -246,16 +289,15 @@ pub(crate) struct RawKubernetesSdConfig {
 }
 
 impl RawKubernetesSdConfig {
-    pub(crate) fn resolve(mut self) -> Result<KubernetesSdConfig, String> {
+    pub(crate) fn resolve(mut self) -> Result<KubernetesSdConfig, Problem> {
         let http_client = self.take_http_client();
         let role = self
             .role
-            .ok_or("kubernetes_sd_configs: role missing (one of: pod, service, endpoints, endpointslice, node, ingress)")?;
+            .ok_or_else(|| Problem::from("kubernetes_sd_configs: role missing (one of: pod, service, endpoints, endpointslice, node, ingress)"))?;
         if !self.api_server.is_empty() && !self.kubeconfig_file.is_empty() {
-            return Err(
-                "kubernetes_sd_configs: cannot use 'kubeconfig_file' and 'api_server' simultaneously"
-                    .into(),
-            );
+            return Err(Problem::from(
+                "kubernetes_sd_configs: cannot use 'kubeconfig_file' and 'api_server' simultaneously",
+            ));
         }
         for sel in &self.selectors {
             let allowed = match role {
@@ -272,7 +314,8 @@ impl RawKubernetesSdConfig {
                 return Err(format!(
                     "kubernetes_sd_configs: {:?} role supports only its own selectors, not {:?}",
                     role, sel.role
-                ));
+                )
+                .into());
             }
         }
         Ok(KubernetesSdConfig {
@@ -284,7 +327,7 @@ impl RawKubernetesSdConfig {
             attach_metadata: self.attach_metadata,
             http_client: http_client
                 .resolve()
-                .map_err(|e| format!("kubernetes_sd_configs: {e}"))?,
+                .map_err(|e| e.within("kubernetes_sd_configs"))?,
         })
     }
 }

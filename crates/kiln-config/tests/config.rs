@@ -349,3 +349,51 @@ fn lecture_scrape_configs_load() {
     assert_eq!(jobs.relabel_configs.len(), 4);
     assert_eq!(jobs.relabel_configs[3].replacement, "$1:$2");
 }
+
+/// Errors found after parsing point at the value they are about (`path:line:column`),
+/// and say where in the document it is.
+#[test]
+fn validation_errors_point_at_the_value() {
+    fn check(text: &str, want: &str) {
+        assert_eq!(err(text), want, "{text:?}");
+    }
+    check(
+        "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 6s\n",
+        "prometheus.yml:4:21: scrape_configs[0] (job \"a\"): scrape timeout 6s greater than \
+         scrape interval 5s",
+    );
+    // A value merged from an anchor is placed at the alias that brings it in.
+    check(
+        "scrape_configs:\n  - &base\n    job_name: a\n    scrape_timeout: 10s\n  \
+         - <<: *base\n    job_name: b\n    scrape_interval: 5s\n",
+        "prometheus.yml:5:9: scrape_configs[1] (job \"b\"): scrape timeout 10s greater than \
+         scrape interval 5s",
+    );
+    check(
+        "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - action: keep\n      \
+         - action: drop\n        regex: '['\n",
+        "prometheus.yml:5:9: scrape_configs[0] (job \"a\"): metric_relabel_configs[1]: invalid \
+         relabel regex \"[\": unclosed character class",
+    );
+    check(
+        "remote_write:\n  - url: http://a\n    name: x\n  - url: http://b\n    name: x\n",
+        "prometheus.yml:4:5: remote_write[1]: found multiple remote_write configs with name \
+         \"x\" (the first is remote_write[0])",
+    );
+    check(
+        "scrape_configs:\n  - job_name: a\n    tls_config:\n      cert_file: c.pem\n",
+        "prometheus.yml:4:7: scrape_configs[0] (job \"a\"): tls_config: exactly one of key or \
+         key_file must be configured when a client certificate is configured, and neither \
+         without one",
+    );
+    check(
+        "global:\n  external_labels:\n    region: ''\n",
+        "prometheus.yml:3:5: global: external label \"region\" has an empty value",
+    );
+    let Err(ConfigError::Invalid { position, .. }) =
+        parse("alerting:\n  alertmanagers:\n    - timeout: 0s\n")
+    else {
+        panic!("a zero timeout is invalid");
+    };
+    assert_eq!((position.line, position.column), (3, 16));
+}

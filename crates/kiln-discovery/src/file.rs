@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use kiln_config::FileSdConfig;
 use tracing::warn;
 
-use crate::group::{GroupFormat, TargetGroup, parse_groups};
+use crate::group::{GroupFormat, TargetGroup, in_file, parse_groups};
 use crate::manager::Publisher;
 
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -141,6 +141,7 @@ fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
         _ => return Err("not a .json, .yml or .yaml file".into()),
     };
     parse_groups(&text, format, &display, ("__meta_filepath", &display))
+        .map_err(|e| in_file(&display, &e))
 }
 
 #[cfg(test)]

@@ -66,8 +66,14 @@ pub enum GroupFormat {
     Yaml,
 }
 
+/// What a target-group document must be, for one of another shape.
+const DOCUMENT_SHAPE: &str = "a target group file is a list of target groups \
+(`- targets: [...]`, with optional `labels:`)";
+
 /// Parses a list of target groups. Groups are named `{source_prefix}:{index}`, and each
-/// gets `extra` (`__meta_filepath`, `__meta_url`) besides its own labels.
+/// gets `extra` (`__meta_filepath`, `__meta_url`) besides its own labels. A syntax
+/// error starts with its `<line>:<column>: `, for the caller to put the file in front
+/// (`in_file` does that for files).
 pub fn parse_groups(
     text: &[u8],
     format: GroupFormat,
@@ -75,13 +81,20 @@ pub fn parse_groups(
     extra: (&str, &str),
 ) -> Result<Vec<TargetGroup>, String> {
     let raw: Vec<Option<RawGroup>> = match format {
-        GroupFormat::Json => serde_json::from_slice(text).map_err(|e| e.to_string())?,
+        GroupFormat::Json => serde_json::from_slice(text).map_err(|e| {
+            // serde_json ends its message with " at line L column C"; lead with it.
+            let message = e.to_string();
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(m, _)| m);
+            format!("{}:{}: {message}", e.line(), e.column())
+        })?,
         GroupFormat::Yaml => {
             let text = std::str::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"))?;
             if text.trim().is_empty() {
                 Vec::new()
             } else {
-                serde_saphyr::from_str(text).map_err(|e| e.to_string())?
+                kiln_config::yaml::from_str(text, DOCUMENT_SHAPE).map_err(|e| e.to_string())?
             }
         }
     };
@@ -108,6 +121,16 @@ pub fn parse_groups(
         });
     }
     Ok(groups)
+}
+
+/// A [`parse_groups`] error as `<file>:<line>:<column>: <what>` (or `<file>: <what>`
+/// when it has no place).
+pub(crate) fn in_file(file: &str, error: &str) -> String {
+    if error.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("{file}:{error}")
+    } else {
+        format!("{file}: {error}")
+    }
 }
 
 #[cfg(test)]
@@ -145,8 +168,29 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-        assert!(
-            parse_groups(b"- targets: [a]\n  foo: 1\n", GroupFormat::Yaml, "f", extra).is_err()
+        let yaml_err = |text: &[u8]| {
+            parse_groups(text, GroupFormat::Yaml, "f", extra).expect_err("bad document")
+        };
+        assert_eq!(
+            yaml_err(b"- targets: [a]\n  foo: 1\n"),
+            "2:3: field foo not found (valid fields here: targets, labels)"
+        );
+        assert_eq!(
+            yaml_err(b"targets: [a]\n"),
+            "1:1: a target group file is a list of target groups (`- targets: [...]`, with \
+             optional `labels:`), not a mapping"
+        );
+        assert_eq!(
+            yaml_err(b"- targets: a:1\n"),
+            "1:12: targets must be a list, not \"a:1\""
+        );
+        let json_err = parse_groups(br#"[{"targets":"a"}]"#, GroupFormat::Json, "u", extra)
+            .expect_err("bad document");
+        assert!(json_err.starts_with("1:15: invalid type"), "{json_err}");
+        assert_eq!(in_file("t.yml", "1:2: x"), "t.yml:1:2: x");
+        assert_eq!(
+            in_file("t.yml", "target group 0 is null"),
+            "t.yml: target group 0 is null"
         );
         assert!(
             parse_groups(b"", GroupFormat::Yaml, "f", extra)

@@ -22,19 +22,32 @@
 //! and unique per file, exactly one of `record`/`alert`, a parsable `expr`, no
 //! `for`/`keep_firing_for`/`annotations` on recording rules, label names, and that
 //! alert label and annotation templates parse. Names follow Prometheus 3, where metric
-//! and label names may be any non-empty UTF-8 text.
+//! and label names may be any non-empty UTF-8 text (but a recorded name may not hold
+//! braces: that is a selector written in the wrong place).
+//!
+//! Errors read `<path>:<line>:<column>: group "g", rule 2, "name": <what is wrong>`,
+//! the place being the value at fault (the expression, the `for:` of a recording rule)
+//! or else the rule. [`check_rule_text`] lists every problem of a file, in file order,
+//! as `promtool check rules` does; the server's [`load_rule_files`] stops at the first,
+//! with the same text. A file that is not YAML, or not of the rule file's shape, has
+//! one error: nothing after it can be read reliably.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln_config::Duration;
+use kiln_config::yaml::{self, Position, YamlError};
 use kiln_model::METRIC_NAME;
 use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
 use crate::template;
 
-/// A rule file that could not be loaded.
+/// What a rule file must be, for a file of another shape.
+const RULE_FILE_SHAPE: &str = "a rule file is a mapping with `groups:` (a list of rule groups)";
+
+/// A rule file that could not be loaded. Every variant but `Read` and `Pattern`
+/// displays as `<path>:<line>:<column>: <what is wrong>`, the path as given.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleFileError {
     #[error("{path}: {source}")]
@@ -42,14 +55,18 @@ pub enum RuleFileError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Syntax { path: String, message: String },
-    /// A problem with one group or rule; `line:column` point at it.
-    #[error("{path}:{line}:{column}: {context}: {message}")]
+    /// The YAML did not parse or did not fit the rule file format.
+    #[error("{path}:{source}")]
+    Syntax {
+        path: String,
+        #[source]
+        source: YamlError,
+    },
+    /// A problem with one group or rule; `position` points at it.
+    #[error("{path}:{position}: {context}: {message}")]
     Invalid {
         path: String,
-        line: usize,
-        column: usize,
+        position: Position,
         /// `group "name"` or `group "name", rule 2, "record_or_alert"`.
         context: String,
         message: String,
@@ -125,12 +142,12 @@ struct RawFile {
 struct RawGroup {
     #[serde(default)]
     name: String,
-    interval: Option<Duration>,
+    interval: Option<Spanned<Duration>>,
     #[serde(default)]
-    limit: i64,
-    query_offset: Option<Duration>,
+    limit: Option<Spanned<i64>>,
+    query_offset: Option<Spanned<Duration>>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
 }
@@ -138,182 +155,296 @@ struct RawGroup {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
-    record: Option<String>,
-    alert: Option<String>,
+    record: Option<Spanned<String>>,
+    alert: Option<Spanned<String>>,
     expr: Option<Spanned<String>>,
     #[serde(rename = "for")]
-    hold: Option<Duration>,
-    keep_firing_for: Option<Duration>,
+    hold: Option<Spanned<Duration>>,
+    keep_firing_for: Option<Spanned<Duration>>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
-    annotations: Option<BTreeMap<String, String>>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+    annotations: Option<Spanned<BTreeMap<String, String>>>,
 }
 
-/// Parses and checks the rule file `text`; `path` names it in errors.
+/// Parses and checks the rule file `text`; `path` names it in errors. Stops at the
+/// file's first problem (what the server reports); [`check_rule_text`] lists them all
+/// with the same text.
 pub fn parse_rule_file(text: &str, path: &str) -> Result<Vec<GroupSpec>, RuleFileError> {
+    let (groups, errors) = check_all(text, path);
+    match errors.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(groups),
+    }
+}
+
+/// Parses and checks the rule file `text`, reporting every problem of every group and
+/// rule in file order, as `promtool check rules` does. `Err` holds at least one error.
+pub fn check_rule_text(text: &str, path: &str) -> Result<Vec<GroupSpec>, Vec<RuleFileError>> {
+    let (groups, errors) = check_all(text, path);
+    if errors.is_empty() {
+        Ok(groups)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The good groups of the file and every problem found in it. A YAML error stops the
+/// check (nothing after it can be read reliably); problems with values do not.
+fn check_all(text: &str, path: &str) -> (Vec<GroupSpec>, Vec<RuleFileError>) {
     let only_comments = text.lines().all(|l| {
         let l = l.trim();
         l.is_empty() || l.starts_with('#')
     });
     if only_comments {
-        return Ok(Vec::new());
+        return (Vec::new(), Vec::new());
     }
-    let raw: RawFile = serde_saphyr::from_str(text).map_err(|e| RuleFileError::Syntax {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
-    let mut groups: Vec<GroupSpec> = Vec::new();
-    for g in raw.groups {
-        let (line, column) = (g.referenced.line() as usize, g.referenced.column() as usize);
-        let g = g.value;
-        let invalid = |context: String, message: String| RuleFileError::Invalid {
-            path: path.to_owned(),
-            line,
-            column,
-            context,
-            message,
-        };
-        let group_ctx = format!("group {:?}", g.name);
-        if g.name.is_empty() {
-            return Err(invalid(group_ctx, "group name must not be empty".into()));
-        }
-        if groups.iter().any(|prev| prev.name == g.name) {
-            return Err(invalid(
-                group_ctx,
-                format!("groupname: {:?} is repeated in the same file", g.name),
-            ));
-        }
-        if g.limit < 0 {
-            return Err(invalid(group_ctx, format!("limit {} is negative", g.limit)));
-        }
-        if g.interval.is_some_and(|d| d.as_millis() <= 0) {
-            return Err(invalid(group_ctx, "interval must be positive".into()));
-        }
-        if g.query_offset.is_some_and(|d| d.as_millis() < 0) {
-            return Err(invalid(
-                group_ctx,
-                "query_offset must not be negative".into(),
-            ));
-        }
-        check_labels(&g.labels).map_err(|m| invalid(group_ctx.clone(), m))?;
-        let mut rules = Vec::with_capacity(g.rules.len());
-        for (i, r) in g.rules.into_iter().enumerate() {
-            let (line, column) = (r.referenced.line() as usize, r.referenced.column() as usize);
-            let r = r.value;
-            // Problems with the expression point at it, as promtool does.
-            let expr_at = r
-                .expr
-                .as_ref()
-                .map(|e| (e.referenced.line() as usize, e.referenced.column() as usize));
-            let name = r.record.as_deref().or(r.alert.as_deref()).unwrap_or("");
-            let context = format!("group {:?}, rule {}, {:?}", g.name, i + 1, name);
-            let rule = check_rule(r).map_err(|(message, in_expr)| {
-                let (line, column) = match expr_at {
-                    Some(at) if in_expr => at,
-                    _ => (line, column),
-                };
-                RuleFileError::Invalid {
-                    path: path.to_owned(),
-                    line,
-                    column,
-                    context,
-                    message,
-                }
-            })?;
-            rules.push(RuleSpec { line, ..rule });
-        }
-        groups.push(GroupSpec {
-            file: path.to_owned(),
-            name: g.name,
-            interval_ms: g.interval.map(Duration::as_millis),
-            limit: g.limit as usize,
-            query_offset_ms: g.query_offset.map(Duration::as_millis),
-            labels: g.labels,
-            rules,
-        });
-    }
-    Ok(groups)
-}
-
-/// Checks one rule. An error says whether it is about the expression.
-fn check_rule(mut r: RawRule) -> Result<RuleSpec, (String, bool)> {
-    let expr = r.expr.take().map(|e| e.value).unwrap_or_default();
-    check_rule_fields(&r.record, &r.alert, &expr)?;
-    rule_spec(r, expr).map_err(|m| (m, false))
-}
-
-fn check_rule_fields(
-    record: &Option<String>,
-    alert: &Option<String>,
-    expr: &str,
-) -> Result<(), (String, bool)> {
-    if record.is_some() && alert.is_some() {
-        return Err(("only one of 'record' and 'alert' must be set".into(), false));
-    }
-    if record.is_none() && alert.is_none() {
-        return Err(("one of 'record' or 'alert' must be set".into(), false));
-    }
-    if expr.trim().is_empty() {
-        return Err(("field 'expr' must be set in rule".into(), false));
-    }
-    kiln_promql::validate_query(expr)
-        .map_err(|e| (format!("could not parse expression: {}", e.message), true))
-}
-
-fn rule_spec(r: RawRule, expr: String) -> Result<RuleSpec, String> {
-    let kind = match (r.record, r.alert) {
-        (Some(_), Some(_)) | (None, None) => {
-            return Err("exactly one of 'record' and 'alert' must be set".into());
-        }
-        (Some(record), None) => {
-            if record.is_empty() {
-                return Err("field 'record' must not be empty".into());
-            }
-            if r.annotations.is_some() {
-                return Err("invalid field 'annotations' in recording rule".into());
-            }
-            if r.hold.is_some() {
-                return Err("invalid field 'for' in recording rule".into());
-            }
-            if r.keep_firing_for.is_some() {
-                return Err("invalid field 'keep_firing_for' in recording rule".into());
-            }
-            RuleKind::Recording { record }
-        }
-        (None, Some(alert)) => {
-            if alert.is_empty() {
-                return Err("field 'alert' must not be empty".into());
-            }
-            let annotations = r.annotations.unwrap_or_default();
-            for (k, v) in r.labels.iter().chain(&annotations) {
-                template::check(v).map_err(|e| format!("template {k:?}: {e}"))?;
-            }
-            for k in annotations.keys() {
-                if k.is_empty() {
-                    return Err("invalid annotation name: \"\"".into());
-                }
-            }
-            let ms = |d: Option<Duration>, field: &str| {
-                let ms = d.map_or(0, Duration::as_millis);
-                if ms < 0 {
-                    Err(format!("field '{field}' must not be negative"))
-                } else {
-                    Ok(ms)
-                }
+    let raw: RawFile = match yaml::from_str(text, RULE_FILE_SHAPE) {
+        Ok(raw) => raw,
+        Err(source) => {
+            let error = RuleFileError::Syntax {
+                path: path.to_owned(),
+                source,
             };
-            RuleKind::Alerting {
-                alert,
-                hold_ms: ms(r.hold, "for")?,
-                keep_firing_for_ms: ms(r.keep_firing_for, "keep_firing_for")?,
-                annotations,
-            }
+            return (Vec::new(), vec![error]);
         }
     };
-    check_labels(&r.labels)?;
-    Ok(RuleSpec {
+    let mut problems = Problems {
+        path,
+        errors: Vec::new(),
+    };
+    let mut groups: Vec<GroupSpec> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for g in raw.groups {
+        let name = g.value.name.clone();
+        if let Some(group) = check_group(g, &names, path, &mut problems) {
+            groups.push(group);
+        }
+        names.push(name);
+    }
+    (groups, problems.errors)
+}
+
+/// The problems found in one file so far.
+struct Problems<'a> {
+    path: &'a str,
+    errors: Vec<RuleFileError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, at: &Location, context: &str, message: impl Into<String>) {
+        self.errors.push(RuleFileError::Invalid {
+            path: self.path.to_owned(),
+            position: Position::of(at).unwrap_or(Position { line: 1, column: 1 }),
+            context: context.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Checks one group; `None` when it (or one of its rules) has a problem.
+fn check_group(
+    g: Spanned<RawGroup>,
+    earlier: &[String],
+    path: &str,
+    problems: &mut Problems<'_>,
+) -> Option<GroupSpec> {
+    let at = g.referenced;
+    let g = g.value;
+    let before = problems.errors.len();
+    let ctx = format!("group {:?}", g.name);
+    if g.name.is_empty() {
+        problems.add(&at, &ctx, "group name must not be empty");
+    }
+    if earlier.contains(&g.name) {
+        problems.add(
+            &at,
+            &ctx,
+            format!("groupname: {:?} is repeated in the same file", g.name),
+        );
+    }
+    let limit = match &g.limit {
+        Some(l) if l.value < 0 => {
+            problems.add(
+                &l.referenced,
+                &ctx,
+                format!("limit {} is negative", l.value),
+            );
+            0
+        }
+        Some(l) => usize::try_from(l.value).unwrap_or(usize::MAX),
+        None => 0,
+    };
+    if let Some(i) = &g.interval
+        && i.value.as_millis() <= 0
+    {
+        problems.add(&i.referenced, &ctx, "interval must be positive");
+    }
+    if let Some(o) = &g.query_offset
+        && o.value.as_millis() < 0
+    {
+        problems.add(&o.referenced, &ctx, "query_offset must not be negative");
+    }
+    let labels = g.labels.map(|l| {
+        if let Err(m) = check_labels(&l.value) {
+            problems.add(&l.referenced, &ctx, m);
+        }
+        l.value
+    });
+    let mut rules = Vec::with_capacity(g.rules.len());
+    for (i, r) in g.rules.into_iter().enumerate() {
+        // Prometheus names a rule by its alert, else its record.
+        let name = r
+            .value
+            .alert
+            .as_ref()
+            .or(r.value.record.as_ref())
+            .map(|n| n.value.as_str())
+            .unwrap_or("");
+        let context = format!("group {:?}, rule {}, {:?}", g.name, i + 1, name);
+        let line = usize::try_from(r.referenced.line()).unwrap_or(0);
+        let found = check_rule(r.value, &r.referenced);
+        // A rule with problems has no spec.
+        if let Some(rule) = found.rule {
+            rules.push(RuleSpec { line, ..rule });
+        }
+        for (at, message) in found.problems {
+            problems.add(&at, &context, message);
+        }
+    }
+    (problems.errors.len() == before).then(|| GroupSpec {
+        file: path.to_owned(),
+        name: g.name,
+        interval_ms: g.interval.map(|i| i.value.as_millis()),
+        limit,
+        query_offset_ms: g.query_offset.map(|o| o.value.as_millis()),
+        labels: labels.unwrap_or_default(),
+        rules,
+    })
+}
+
+/// A rule checked: the rule when it is good, and every problem found, each with the
+/// place it is about.
+struct CheckedRule {
+    rule: Option<RuleSpec>,
+    problems: Vec<(Location, String)>,
+}
+
+/// Checks one rule with Prometheus's rules, in promtool's order: name fields, the
+/// expression, fields a recording rule may not have, labels, annotations, templates.
+fn check_rule(r: RawRule, at: &Location) -> CheckedRule {
+    let mut problems: Vec<(Location, String)> = Vec::new();
+    let mut problem = |at: &Location, m: String| problems.push((*at, m));
+    match (&r.record, &r.alert) {
+        (Some(_), Some(alert)) => problem(
+            &alert.referenced,
+            "only one of 'record' and 'alert' must be set".into(),
+        ),
+        (None, None) => problem(at, "one of 'record' or 'alert' must be set".into()),
+        _ => {}
+    }
+    let expr = r.expr.as_ref().map(|e| e.value.as_str()).unwrap_or("");
+    match &r.expr {
+        Some(e) if !e.value.trim().is_empty() => {
+            if let Err(err) = kiln_promql::validate_query(expr) {
+                // The parser's message is passed through as it words it.
+                problem(&e.referenced, format!("could not parse expression: {err}"));
+            }
+        }
+        _ => problem(at, "field 'expr' must be set in rule".into()),
+    }
+    if let (Some(record), None) = (&r.record, &r.alert) {
+        let rat = &record.referenced;
+        if record.value.is_empty() {
+            problem(rat, "field 'record' must not be empty".into());
+        }
+        if record.value.contains(['{', '}']) {
+            problem(
+                rat,
+                format!(
+                    "braces present in the recording rule name; should it be in expr?: {}",
+                    record.value
+                ),
+            );
+        }
+        if let Some(a) = &r.annotations {
+            problem(
+                &a.referenced,
+                "invalid field 'annotations' in recording rule".into(),
+            );
+        }
+        if let Some(f) = &r.hold {
+            problem(
+                &f.referenced,
+                "invalid field 'for' in recording rule".into(),
+            );
+        }
+        if let Some(k) = &r.keep_firing_for {
+            problem(
+                &k.referenced,
+                "invalid field 'keep_firing_for' in recording rule".into(),
+            );
+        }
+    }
+    if let Some(l) = &r.labels
+        && let Err(m) = check_labels(&l.value)
+    {
+        problem(&l.referenced, m);
+    }
+    if let Some(a) = &r.annotations
+        && a.value.keys().any(String::is_empty)
+    {
+        problem(&a.referenced, "invalid annotation name: \"\"".into());
+    }
+    if let (None, Some(alert)) = (&r.record, &r.alert) {
+        if alert.value.is_empty() {
+            problem(&alert.referenced, "field 'alert' must not be empty".into());
+        }
+        for (field, d) in [("for", &r.hold), ("keep_firing_for", &r.keep_firing_for)] {
+            if let Some(d) = d
+                && d.value.as_millis() < 0
+            {
+                problem(
+                    &d.referenced,
+                    format!("field '{field}' must not be negative"),
+                );
+            }
+        }
+        let templates = [("label", &r.labels), ("annotation", &r.annotations)];
+        for (kind, map) in templates {
+            let Some(map) = map else { continue };
+            for (k, v) in &map.value {
+                if let Err(e) = template::check(v, &alert.value) {
+                    problem(&map.referenced, format!("{kind} {k:?}: {e}"));
+                }
+            }
+        }
+    }
+    let rule = if problems.is_empty() {
+        rule_spec(r)
+    } else {
+        None
+    };
+    CheckedRule { rule, problems }
+}
+
+/// The spec of a rule that passed every check.
+fn rule_spec(r: RawRule) -> Option<RuleSpec> {
+    let kind = match (r.record, r.alert) {
+        (Some(record), None) => RuleKind::Recording {
+            record: record.value,
+        },
+        (None, Some(alert)) => RuleKind::Alerting {
+            alert: alert.value,
+            hold_ms: r.hold.map_or(0, |d| d.value.as_millis()),
+            keep_firing_for_ms: r.keep_firing_for.map_or(0, |d| d.value.as_millis()),
+            annotations: r.annotations.map(|a| a.value).unwrap_or_default(),
+        },
+        _ => return None,
+    };
+    Some(RuleSpec {
         kind,
-        expr,
-        labels: r.labels,
+        expr: r.expr.map(|e| e.value).unwrap_or_default(),
+        labels: r.labels.map(|l| l.value).unwrap_or_default(),
         line: 0,
     })
 }
@@ -327,14 +458,23 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads and checks one rule file.
+/// Reads and checks one rule file, stopping at its first problem.
 pub fn load_rule_file(path: &Path) -> Result<Vec<GroupSpec>, RuleFileError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| RuleFileError::Read {
-        path: name.clone(),
+    parse_rule_file(&read(path)?, &name)
+}
+
+/// Reads and checks one rule file, reporting every problem (`kiln check rules`).
+pub fn check_rule_file(path: &Path) -> Result<Vec<GroupSpec>, Vec<RuleFileError>> {
+    let name = path.display().to_string();
+    check_rule_text(&read(path).map_err(|e| vec![e])?, &name)
+}
+
+fn read(path: &Path) -> Result<String, RuleFileError> {
+    std::fs::read_to_string(path).map_err(|source| RuleFileError::Read {
+        path: path.display().to_string(),
         source,
-    })?;
-    parse_rule_file(&text, &name)
+    })
 }
 
 /// Expands `rule_files` patterns (shell globs such as `rules/*.yml`, as Prometheus
@@ -472,7 +612,7 @@ groups:
             ),
             (
                 "groups:\n  - name: g\n    rules:\n      - alert: a\n        expr: up\n        annotations: {s: '{{ .Labels.x '}\n",
-                "template \"s\"",
+                "annotation \"s\": template: __alert_a:1: unclosed action",
             ),
             (
                 "groups:\n  - name: g\n  - name: g\n",
@@ -497,9 +637,62 @@ groups:
         );
         assert!(e.contains("fo"), "{e}");
         let e = err("groups: [\n");
-        assert!(e.starts_with("r.yml: "), "{e}");
+        assert_eq!(e, "r.yml:1:9: unclosed bracket '['");
         let e = err("groups:\n  - name: g\n    interval: 5x\n");
         assert!(e.contains("5x"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported_in_order() {
+        let text = "groups:
+  - name: g
+    rules:
+      - record: x
+        expr: sum(
+      - record: y
+        alert: Y
+        expr: up
+      - expr: up
+      - record: z
+      - record: 'a{b}'
+        expr: up
+        for: 1m
+  - name: g
+    rules:
+      - alert: A
+        expr: up
+        labels: {sev: '{{ .x '}
+  - name: ok
+    rules:
+      - record: fine
+        expr: up
+";
+        let errors = check_rule_text(text, "r.yml").expect_err("bad file");
+        let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let parse_error = kiln_promql::validate_query("sum(").expect_err("bad expr");
+        let want = [
+            format!(
+                "r.yml:5:15: group \"g\", rule 1, \"x\": could not parse expression: {parse_error}"
+            ),
+            "r.yml:7:16: group \"g\", rule 2, \"Y\": only one of 'record' and 'alert' must be set"
+                .to_owned(),
+            "r.yml:9:9: group \"g\", rule 3, \"\": one of 'record' or 'alert' must be set"
+                .to_owned(),
+            "r.yml:10:9: group \"g\", rule 4, \"z\": field 'expr' must be set in rule".to_owned(),
+            "r.yml:11:17: group \"g\", rule 5, \"a{b}\": braces present in the recording rule \
+             name; should it be in expr?: a{b}"
+                .to_owned(),
+            "r.yml:13:14: group \"g\", rule 5, \"a{b}\": invalid field 'for' in recording rule"
+                .to_owned(),
+            "r.yml:14:5: group \"g\": groupname: \"g\" is repeated in the same file".to_owned(),
+            "r.yml:18:17: group \"g\", rule 1, \"A\": label \"sev\": template: __alert_A:1: \
+             unclosed action"
+                .to_owned(),
+        ];
+        assert_eq!(got, want);
+        // The server's path stops at the first problem, with the same text.
+        let first = parse_rule_file(text, "r.yml").expect_err("bad file");
+        assert_eq!(first.to_string(), want[0]);
     }
 
     #[test]

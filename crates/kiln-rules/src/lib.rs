@@ -1,7 +1,8 @@
 //! Recording and alerting rules, as Prometheus runs them.
 //!
 //! Module map:
-//! - [`file`]: rule files (YAML) parsed and checked with file:line errors; globs.
+//! - [`mod@file`]: rule files (YAML) parsed and checked with file:line:column errors,
+//!   every problem of a file listed as promtool does; globs.
 //! - [`template`]: Go templates of alert labels and annotations with Prometheus's
 //!   functions (`humanize`, `query`, ...).
 //! - [`eval`]: what an evaluation runs against (engine, storage, external labels).
@@ -30,7 +31,10 @@ pub mod unittest;
 
 pub use alerting::{Alert, AlertState, AlertingRule};
 pub use eval::{EvalEnv, RuleError};
-pub use file::{GroupSpec, RuleFileError, RuleKind, RuleSpec, load_rule_files, parse_rule_file};
+pub use file::{
+    GroupSpec, RuleFileError, RuleKind, RuleSpec, check_rule_file, check_rule_text,
+    load_rule_files, parse_rule_file,
+};
 pub use group::{EvalReport, Group, GroupCounters, Health, RestoreOptions, Rule, RuleStatus};
 pub use manager::{
     GroupChanges, RuleManager, RuleManagerOptions, RuleSettings, RulesView, SharedGroup,

@@ -5,18 +5,21 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Checks one rule file, printing promtool's report. Returns whether it passed.
+/// Checks one rule file, printing promtool's report: `FAILED:` and then every problem
+/// of the file, one per line. Returns whether it passed.
 pub(crate) fn check_rule_file(out: &mut impl Write, file: &Path) -> anyhow::Result<bool> {
     writeln!(out, "Checking {}", file.display())?;
-    let ok = match kiln_rules::file::load_rule_file(file) {
+    let ok = match kiln_rules::check_rule_file(file) {
         Ok(groups) => {
             let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
             writeln!(out, "  SUCCESS: {rules} rules found")?;
             true
         }
-        Err(e) => {
+        Err(errors) => {
             writeln!(out, "  FAILED:")?;
-            writeln!(out, "{e}")?;
+            for e in errors {
+                writeln!(out, "{e}")?;
+            }
             false
         }
     };

@@ -620,13 +620,16 @@ async fn reload_loop(
                 Ok(())
             }
             Err(e) => {
+                // The chain without repeats: a config error's text already holds its
+                // cause's.
+                let message = crate::render_error(&e);
                 error!(
                     filename = file,
                     trigger,
-                    err = %format!("{e:#}"),
+                    err = %message,
                     "Error reloading config; the running configuration stays"
                 );
-                Err(format!("{e:#}"))
+                Err(message)
             }
         };
         if let Some(reply) = reply {

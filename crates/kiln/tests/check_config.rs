@@ -81,11 +81,12 @@ fn invalid_configs_fail_with_the_reason() {
         assert_eq!(out.status.code(), Some(1), "config {text:?}: {stdout}");
         assert!(stdout.contains("FAILED: "), "config {text:?}: {stdout}");
     }
-    // A syntax error names its line.
+    // A syntax error names its file, line and column.
     let file = write(dir.path(), "typo.yml", INVALID[0]);
     let stdout =
         String::from_utf8_lossy(&run(env!("CARGO_BIN_EXE_kiln"), &file).stdout).into_owned();
-    assert!(stdout.contains("line 3"), "{stdout}");
+    let at = format!("{}:3:3: field scrape_intervall not found", file.display());
+    assert!(stdout.contains(&at), "{stdout}");
 }
 
 #[test]

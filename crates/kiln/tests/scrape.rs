@@ -171,6 +171,15 @@ fn reload_applies_new_targets_and_keeps_running_on_bad_config() {
     let (status, body) = http(server.port, "POST", "/-/reload").expect("reload");
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("failed to reload config"), "{body}");
+    // Once, with its file, line and column.
+    let at = format!("{}:", config.display());
+    assert_eq!(body.matches(&at).count(), 1, "{body}");
+    assert!(
+        body.split(&at)
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit())),
+        "{body}"
+    );
     let (_, info) = http(server.port, "GET", "/api/v1/status/runtimeinfo").expect("runtimeinfo");
     assert!(info.contains(r#""reloadConfigSuccess":false"#), "{info}");
 

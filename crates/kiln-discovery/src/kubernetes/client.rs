@@ -347,8 +347,8 @@ struct KubeUser {
 /// certificates, basic auth; exec and auth-provider plugins are not run).
 fn from_kubeconfig(path: &str) -> Result<(String, HttpClientConfig), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
-    let kc: KubeConfig =
-        serde_saphyr::from_str(&text).map_err(|e| format!("parsing kubeconfig {path}: {e}"))?;
+    let kc: KubeConfig = kiln_config::yaml::from_str(&text, "a kubeconfig is a mapping")
+        .map_err(|e| format!("kubeconfig {path}:{e}"))?;
     let context = kc
         .contexts
         .iter()

@@ -64,12 +64,18 @@ pub(crate) fn string_map(m: &BTreeMap<String, String>) -> Value {
     ))
 }
 
-/// Checks that `text` parses as an alert template and calls only known functions.
-pub(crate) fn check(text: &str) -> Result<(), String> {
+/// Checks that `text` parses as a template of the alert `alert` and calls only known
+/// functions. Errors read as Prometheus's: `template: __alert_<alert>:<line>: <what>`.
+pub(crate) fn check(text: &str, alert: &str) -> Result<(), String> {
     if !text.contains("{{") {
         return Ok(());
     }
-    parse(text, &funcs::function_map(&funcs::Context::default())).map(|_| ())
+    parse(text, &funcs::function_map(&funcs::Context::default()))
+        .map(|_| ())
+        .map_err(|e| match e.strip_prefix(&format!("template: {MAIN}:")) {
+            Some(rest) => format!("template: {MAIN}_{alert}:{rest}"),
+            None => format!("template: {MAIN}_{alert}: {e}"),
+        })
 }
 
 /// Expands `text` with `data` at evaluation time `now_s` (Unix seconds, what `now`
@@ -104,7 +110,14 @@ fn parse(text: &str, funcs: &gotmpl::FuncMap) -> Result<Template, String> {
     let mut tmpl = Template::new(MAIN)
         .funcs(funcs.clone())
         .parse(&source)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e {
+            // Go reports the line only; the column would count the preamble too.
+            gotmpl::TemplateError::Parse { line, message, .. }
+            | gotmpl::TemplateError::Lex { line, message, .. } => {
+                format!("template: {MAIN}:{line}: {message}")
+            }
+            other => other.to_string(),
+        })?;
     let names: Vec<String> = tmpl.templates().iter().map(|s| s.to_string()).collect();
     for name in names {
         let Some(tree) = tmpl.lookup(&name) else {

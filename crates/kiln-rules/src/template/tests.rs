@@ -116,10 +116,18 @@ fn query_function_feeds_pipelines() {
 
 #[test]
 fn errors() {
-    assert!(check("{{ $labels.x ").is_err());
-    let e = check("{{ humanise $value }}").expect_err("unknown function");
-    assert!(e.contains("humanise"), "{e}");
-    assert!(check("{{ if true }}{{ nosuch }}{{ end }}").is_err());
-    assert!(check("{{ $value | humanize }} {{ len $labels }}").is_ok());
+    // Prometheus's wording: the alert's template name and the line, no column.
+    assert_eq!(
+        check("{{ $labels.x ", "A"),
+        Err("template: __alert_A:1: unclosed action".to_owned())
+    );
+    assert_eq!(
+        check("line one\n{{ .Foo ", "A"),
+        Err("template: __alert_A:2: unclosed action".to_owned())
+    );
+    let e = check("{{ humanise $value }}", "A").expect_err("unknown function");
+    assert_eq!(e, "template: __alert_A: function \"humanise\" not defined");
+    assert!(check("{{ if true }}{{ nosuch }}{{ end }}", "A").is_err());
+    assert!(check("{{ $value | humanize }} {{ len $labels }}", "A").is_ok());
     assert!(run("{{ first (query \"x\") }}").starts_with("ERROR"));
 }

@@ -73,8 +73,12 @@ pub fn run_test_file(path: &Path) -> FileOutcome {
 }
 
 fn run(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let file: TestFile = serde_saphyr::from_str(&text).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: TestFile = kiln_config::yaml::from_str(
+        &text,
+        "a rule test file is a mapping with `rule_files:` and `tests:`",
+    )
+    .map_err(|e| format!("{}:{e}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let patterns: Vec<String> = file
         .rule_files
