@@ -7,6 +7,7 @@
 //! - [`self_metrics`]: `/metrics`, Kiln's own metrics under Prometheus's names.
 //! - [`tsdb_metrics`]: the storage engine's part of `/metrics` (`prometheus_tsdb_*`).
 //! - [`server_metrics`]: the request and query metrics the router and handlers keep.
+//! - `landing`: `/`, a page saying what the server answers until the web UI lands.
 //! - this file: the router, health and lifecycle endpoints (`/-/healthy`, `/-/ready`,
 //!   `/-/reload`) and [`serve`].
 //!
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod federate;
+mod landing;
 pub mod self_metrics;
 pub mod server_metrics;
 pub mod tsdb_metrics;
@@ -82,6 +84,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/-/healthy", get(|| async { "Kiln is Healthy.\n" }))
         .route("/-/ready", get(|| async { "Kiln is Ready.\n" }))
         .route("/-/reload", post(api::reload).put(api::reload))
+        .route("/", get(landing::landing))
+        .fallback(landing::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_request,

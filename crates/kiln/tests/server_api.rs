@@ -430,3 +430,42 @@ fn admin_api_snapshots_and_deletes_only_when_enabled() {
     let (status, body) = http(on.port, "POST", "/api/v1/admin/tsdb/delete_series").expect("http");
     assert_eq!(status, 400, "{body}");
 }
+
+#[test]
+fn root_page_says_what_is_served_and_errors_say_what_is_wrong() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = start(&tmp.path().join("data"));
+    let get = |path: &str| http(server.port, "GET", path).expect("http request");
+
+    // A browser at the listen address learns what the server answers.
+    let (status, body) = get("/");
+    assert_eq!(status, 200, "{body}");
+    for want in [
+        "Prometheus HTTP API",
+        "Grafana",
+        "<code>http://127.0.0.1</code>",
+        "href=\"/api/v1/query?query=up\"",
+        "/federate?match%5B%5D=",
+        "href=\"/metrics\"",
+    ] {
+        assert!(body.contains(want), "{want} missing from {body}");
+    }
+    assert_eq!(
+        get("/no/such/page"),
+        (404, "404 page not found\n".to_owned())
+    );
+
+    // A query that does not parse gets Prometheus's answer, position and reason.
+    let (status, body) = get("/api/v1/query?query=avg_over_time(x%5B1h%5D)%20by%20(g)");
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:22: parse error: unexpected <by>"}"#
+    );
+    let (status, body) = get("/api/v1/format_query?query=rate(x)");
+    assert_eq!(status, 400);
+    assert!(
+        body.ends_with(r#""invalid parameter \"query\": 1:6: parse error: expected type range vector in call to function \"rate\", got instant vector"}"#),
+        "{body}"
+    );
+}
