@@ -26,23 +26,7 @@ pub(crate) struct Selector {
     pub(crate) at: Option<At>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AggOp {
-    Sum,
-    Min,
-    Max,
-    Avg,
-    Count,
-    Group,
-    Stddev,
-    Stdvar,
-    Topk,
-    Bottomk,
-    Quantile,
-    CountValues,
-    Limitk,
-    LimitRatio,
-}
+pub(crate) use crate::parser::syntax::AggregateOp as AggOp;
 
 /// `by (...)` or `without (...)`; `None` groups everything together.
 #[derive(Debug, Clone, PartialEq)]
@@ -304,7 +288,7 @@ impl<'q> Converter<'q> {
                 grouping,
                 without,
             } => Expr::Aggregate {
-                op: agg_op(*op),
+                op: *op,
                 expr: Box::new(self.convert(expr)?),
                 param: match param {
                     Some(p) => Some(Box::new(self.convert(p)?)),
@@ -454,26 +438,6 @@ fn at_of(a: syntax::AtModifier) -> At {
         syntax::AtModifier::Time(ms) => At::Time(ms),
         syntax::AtModifier::Start => At::Start,
         syntax::AtModifier::End => At::End,
-    }
-}
-
-fn agg_op(op: syntax::AggregateOp) -> AggOp {
-    use syntax::AggregateOp as A;
-    match op {
-        A::Sum => AggOp::Sum,
-        A::Min => AggOp::Min,
-        A::Max => AggOp::Max,
-        A::Avg => AggOp::Avg,
-        A::Count => AggOp::Count,
-        A::Group => AggOp::Group,
-        A::Stddev => AggOp::Stddev,
-        A::Stdvar => AggOp::Stdvar,
-        A::Topk => AggOp::Topk,
-        A::Bottomk => AggOp::Bottomk,
-        A::Quantile => AggOp::Quantile,
-        A::CountValues => AggOp::CountValues,
-        A::Limitk => AggOp::Limitk,
-        A::LimitRatio => AggOp::LimitRatio,
     }
 }
 

@@ -1039,28 +1039,36 @@ fn apply_sign(pos: usize, negative: bool, d: DurationExpr) -> DurationExpr {
     }
 }
 
+/// The `offset` and `@` slots of `e`: selectors, range selectors (their selector's)
+/// and subqueries have them; anything else is refused with `modifier`'s message.
+fn modifier_slots<'n>(
+    e: &'n mut Node,
+    modifier: &str,
+) -> Res<(&'n mut Option<Duration>, &'n mut Option<AtModifier>)> {
+    let pos = e.pos;
+    match &mut e.kind {
+        NodeKind::Selector(s) => Ok((&mut s.offset, &mut s.at)),
+        NodeKind::Matrix { selector, .. } => match &mut selector.kind {
+            NodeKind::Selector(s) => Ok((&mut s.offset, &mut s.at)),
+            _ => Err(ParseError::new(
+                pos,
+                "ranges only allowed for vector selectors",
+            )),
+        },
+        NodeKind::Subquery { offset, at, .. } => Ok((offset, at)),
+        _ => Err(ParseError::new(
+            pos,
+            format!(
+                "{modifier} modifier must be preceded by an instant vector selector or range vector selector or a subquery"
+            ),
+        )),
+    }
+}
+
 /// `e offset d`: only selectors, range selectors and subqueries take an offset, once.
 fn add_offset(mut e: Node, d: Duration) -> Res<Node> {
     let pos = e.pos;
-    let slot = match &mut e.kind {
-        NodeKind::Selector(s) => &mut s.offset,
-        NodeKind::Matrix { selector, .. } => match &mut selector.kind {
-            NodeKind::Selector(s) => &mut s.offset,
-            _ => {
-                return Err(ParseError::new(
-                    pos,
-                    "ranges only allowed for vector selectors",
-                ));
-            }
-        },
-        NodeKind::Subquery { offset, .. } => offset,
-        _ => {
-            return Err(ParseError::new(
-                pos,
-                "offset modifier must be preceded by an instant vector selector or range vector selector or a subquery",
-            ));
-        }
-    };
+    let (slot, _) = modifier_slots(&mut e, "offset")?;
     if slot.is_some() {
         return Err(ParseError::new(pos, "offset may not be set multiple times"));
     }
@@ -1086,25 +1094,7 @@ fn set_at(mut e: Node, at: At) -> Res<Node> {
             AtModifier::Time((ts * 1000.0).round() as i64)
         }
     };
-    let slot = match &mut e.kind {
-        NodeKind::Selector(s) => &mut s.at,
-        NodeKind::Matrix { selector, .. } => match &mut selector.kind {
-            NodeKind::Selector(s) => &mut s.at,
-            _ => {
-                return Err(ParseError::new(
-                    pos,
-                    "ranges only allowed for vector selectors",
-                ));
-            }
-        },
-        NodeKind::Subquery { at, .. } => at,
-        _ => {
-            return Err(ParseError::new(
-                pos,
-                "@ modifier must be preceded by an instant vector selector or range vector selector or a subquery",
-            ));
-        }
-    };
+    let (_, slot) = modifier_slots(&mut e, "@")?;
     if slot.is_some() {
         return Err(ParseError::new(
             pos,
