@@ -1,15 +1,15 @@
-//! Alert notification from `kiln server` to Alertmanager: with `KILN_INTEROP=1`, the
-//! real Alertmanager from Debian (`prometheus-alertmanager`) receives Kiln's alert
-//! with its labels (external labels added, relabelling applied) and rendered
-//! annotations, a resolved alert's resolution arrives, and `/api/v1/alertmanagers` and
-//! the notification metrics say so.
+//! Alert notification from `kiln server` to Alertmanager (interop: built with
+//! `KILN_INTEROP=1`): the real Alertmanager from Debian (`prometheus-alertmanager`)
+//! receives Kiln's alert with its labels (external labels added, relabelling applied)
+//! and rendered annotations, a resolved alert's resolution arrives, and
+//! `/api/v1/alertmanagers` and the notification metrics say so.
 
 mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, exporter, free_port, http, interop_enabled, start_kiln_server};
+use common::{ChildGuard, exporter, free_port, http, require_peer, start_kiln_server};
 
 const EXPOSITION: &str = "# TYPE training_samples_processed_total counter\n\
 training_samples_processed_total{job_id=\"j7\",job_name=\"gpt\"} 1000\n";
@@ -32,10 +32,12 @@ groups:
 "#;
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus-alertmanager (scripts/test installs it)"
+)]
 fn alerts_reach_a_real_alertmanager() {
-    if !interop_enabled("alerts_reach_a_real_alertmanager") {
-        return;
-    }
+    require_peer("prometheus-alertmanager", "prometheus-alertmanager");
     let dir = tempfile::tempdir().expect("tempdir");
     let am_port = free_port();
     let am_config = dir.path().join("alertmanager.yml");

@@ -1,12 +1,12 @@
 //! `kiln check config`, and its verdicts against promtool 2.42's `check config`
-//! (`KILN_INTEROP=1`) on configs both versions agree about.
+//! (an interop test: built with `KILN_INTEROP=1`) on configs both versions agree about.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::interop_enabled;
+use common::require_peer;
 
 fn run(program: &str, file: &Path) -> Output {
     Command::new(program)
@@ -90,10 +90,12 @@ fn invalid_configs_fail_with_the_reason() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
 fn same_verdicts_as_promtool() {
-    if !interop_enabled("same_verdicts_as_promtool") {
-        return;
-    }
+    require_peer("promtool", "prometheus");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cases = vec![("valid", VALID)];
     cases.extend(INVALID.iter().map(|t| ("invalid", *t)));

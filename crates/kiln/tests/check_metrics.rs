@@ -1,5 +1,5 @@
 //! `kiln check metrics` on its own, and against promtool 2.42's `check metrics`
-//! (`KILN_INTEROP=1`): same exit code, same problem lines (compared as sorted lists,
+//! (an interop test, built with `KILN_INTEROP=1`): same exit code, same problem lines (compared as sorted lists,
 //! duplicates counted), the same line for a parse error.
 
 mod common;
@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::interop_enabled;
+use common::require_peer;
 use kiln_exposition::{MetricFamily, MetricType, encode_text_family_header, encode_text_sample};
 use kiln_model::Labels;
 
@@ -137,10 +137,12 @@ fn encoded_document() -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
 fn matches_promtool() {
-    if !interop_enabled("check_metrics::matches_promtool") {
-        return;
-    }
+    require_peer("promtool", "prometheus");
     let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
     for e in std::fs::read_dir(fixture_dir()).expect("fixture dir") {
         let path = e.expect("entry").path();

@@ -1,8 +1,8 @@
 //! What a user sees for a bad `prometheus.yml`, rule file or rule unit-test file: every
 //! file of the corpus in `tests/fixtures/errors/` gets exactly the message in the table
 //! below, `<path>:<line>:<column>: <what is wrong>` with the path as given, and
-//! `kiln check rules` lists every problem of a file. With `KILN_INTEROP=1`, promtool
-//! 2.42 runs on the same files: it must fail (or pass) on each as Kiln does and, where
+//! `kiln check rules` lists every problem of a file. As an interop test (built with
+//! `KILN_INTEROP=1`), promtool 2.42 runs on the same files: it must fail (or pass) on each as Kiln does and, where
 //! the table says the wording is shared, say the same key phrases. Where Kiln's words
 //! differ on purpose (Prometheus 3's wording, or clearer than Go's type names), the
 //! case's comment says why.
@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::interop_enabled;
+use common::require_peer;
 
 /// The command both tools run on a case's file, and the fixture directory it is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -630,10 +630,12 @@ fn the_table_is_consistent_with_the_corpus() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
 fn promtool_agrees_on_every_file() {
-    if !interop_enabled("promtool_agrees_on_every_file") {
-        return;
-    }
+    require_peer("promtool", "prometheus");
     let mut failures = Vec::new();
     for case in CASES {
         let out = run("promtool", case.tool, case.file);

@@ -1,5 +1,6 @@
 //! Kiln reads a data directory written by a real Prometheus server: its WAL (and
-//! head chunks) and a block from its snapshot API.
+//! head chunks) and a block from its snapshot API. An interop test: it runs when built
+//! with `KILN_INTEROP=1` and is reported as ignored otherwise.
 
 mod common;
 
@@ -10,10 +11,13 @@ use std::time::{Duration, Instant};
 use common::*;
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus (prometheus and promtool) (scripts/test installs it)"
+)]
 fn kiln_reads_a_real_prometheus_data_dir() {
-    if !interop_enabled("kiln_reads_a_real_prometheus_data_dir") {
-        return;
-    }
+    require_peer("prometheus", "prometheus");
+    require_peer("promtool", "prometheus");
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("prom-data");
     let port = free_port();

@@ -1,4 +1,4 @@
-//! Differential PromQL test (`KILN_INTEROP=1`): three hours of generated ML-fleet data
+//! Differential PromQL test (interop: built with `KILN_INTEROP=1`): three hours of generated ML-fleet data
 //! (GPU utilisation and memory, training loss, inference request counters with resets,
 //! a latency histogram, a pipeline-lag gauge with gaps and NaNs, `up`) are backfilled
 //! into blocks by `promtool tsdb create-blocks-from openmetrics`; a real Prometheus
@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, http, interop_enabled, promtool, start_kiln_server, start_prometheus, url_encode,
+    free_port, http, promtool, require_peer, start_kiln_server, start_prometheus, url_encode,
 };
 
 /// Start of the data, Unix ms (a whole minute).
@@ -441,10 +441,13 @@ fn get(port: u16, path: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus (prometheus and promtool) (scripts/test installs it)"
+)]
 fn kiln_answers_promql_like_prometheus() {
-    if !interop_enabled("kiln_answers_promql_like_prometheus") {
-        return;
-    }
+    require_peer("prometheus", "prometheus");
+    require_peer("promtool", "prometheus");
     let tmp = tempfile::tempdir().expect("tempdir");
     let om = tmp.path().join("fleet.om");
     write_openmetrics(&om);

@@ -9,7 +9,7 @@ mod common;
 #[path = "../../kiln-promql/tests/fixtures/parse_errors.rs"]
 mod table;
 
-use common::{interop_enabled, promtool};
+use common::{promtool, require_peer};
 
 /// Quotes a query as a YAML double-quoted scalar.
 fn yaml_quoted(q: &str) -> String {
@@ -27,10 +27,12 @@ fn yaml_quoted(q: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
 fn promtool_reports_the_tables_messages() {
-    if !interop_enabled("promtool_reports_the_tables_messages") {
-        return;
-    }
+    require_peer("promtool", "prometheus");
     let cases = table::load();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad_queries.yml");

@@ -1,6 +1,6 @@
 //! Remote read, both ends: Kiln serves `/api/v1/read`, and Kiln's `remote_read` client
 //! merges a remote store's series into its queries. Between two Kilns always; with
-//! KILN_INTEROP=1 also a real Prometheus reading from Kiln and Kiln reading from a real
+//! `KILN_INTEROP=1` (interop tests) also a real Prometheus reading from Kiln and Kiln reading from a real
 //! Prometheus.
 
 mod common;
@@ -139,10 +139,12 @@ fn kiln_reads_another_kilns_data() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus (scripts/test installs it)"
+)]
 fn a_real_prometheus_reads_kilns_data() {
-    if !interop_enabled("a_real_prometheus_reads_kilns_data") {
-        return;
-    }
+    require_peer("prometheus", "prometheus");
     let dir = tempfile::tempdir().expect("tempdir");
     let store_data = backfilled_kiln(dir.path());
     let store = start(&store_data, &config_file(dir.path(), "store.yml", ""));
@@ -161,10 +163,13 @@ fn a_real_prometheus_reads_kilns_data() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus (prometheus and promtool) (scripts/test installs it)"
+)]
 fn kiln_reads_a_real_prometheus_data() {
-    if !interop_enabled("kiln_reads_a_real_prometheus_data") {
-        return;
-    }
+    require_peer("prometheus", "prometheus");
+    require_peer("promtool", "prometheus");
     let dir = tempfile::tempdir().expect("tempdir");
     let prom_data = dir.path().join("prom");
     ok_stdout(

@@ -1,5 +1,5 @@
 //! The remote-write receiver of `kiln server` (`/api/v1/write`): requests made here
-//! (status codes, what is stored), and, with `KILN_INTEROP=1`, a real Prometheus that
+//! (status codes, what is stored), and, as interop tests (`KILN_INTEROP=1`), a real Prometheus that
 //! scrapes an exporter and remote-writes to Kiln: both answer the same queries.
 
 mod common;
@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{exporter, free_port, http, interop_enabled, start_kiln_server, start_prometheus};
+use common::{exporter, free_port, http, require_peer, start_kiln_server, start_prometheus};
 
 /// A protobuf `WriteRequest` with one series `name{job="rw"}` and `samples`, by hand
 /// (field numbers of prompb): the test checks the wire format, not our own encoder.
@@ -210,10 +210,12 @@ fn wait_for_scrapes(port: u16, job: &str, n: f64) {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus (scripts/test installs it)"
+)]
 fn a_real_prometheus_remote_writes_to_kiln() {
-    if !interop_enabled("a_real_prometheus_remote_writes_to_kiln") {
-        return;
-    }
+    require_peer("prometheus", "prometheus");
     let target = exporter(EXPOSITION);
     let dir = tempfile::tempdir().expect("tempdir");
     let kiln = start_kiln_server(&[
@@ -337,13 +339,15 @@ fn post_or_gone(port: u16, body: &[u8]) -> (u16, String) {
     post_raw(port, "application/x-protobuf", body)
 }
 
-/// With `KILN_INTEROP=1`: Debian's vmagent scrapes an exporter and remote-writes to
+/// Interop (`KILN_INTEROP=1`): Debian's vmagent scrapes an exporter and remote-writes to
 /// Kiln; Kiln stores the exporter's series with their values, scrape after scrape.
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and vmagent from Debian's victoria-metrics (scripts/test installs it)"
+)]
 fn vmagent_remote_writes_to_kiln() {
-    if !interop_enabled("vmagent_remote_writes_to_kiln") {
-        return;
-    }
+    require_peer("vmagent", "victoria-metrics");
     let target = exporter(EXPOSITION);
     let dir = tempfile::tempdir().expect("tempdir");
     let kiln = start_kiln_server(&[

@@ -1,6 +1,6 @@
 //! Kiln as a remote-write sender: `remote_write` in the config, samples read from the
 //! WAL, delivered exactly once through a receiver outage and a restart of Kiln; and
-//! (with KILN_INTEROP=1) into a real Prometheus and a real VictoriaMetrics.
+//! (interop tests, built with `KILN_INTEROP=1`) into a real Prometheus and a real VictoriaMetrics.
 
 mod common;
 
@@ -337,10 +337,12 @@ fn matrix_samples(body: &str) -> Vec<(i64, f64)> {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus (scripts/test installs it)"
+)]
 fn kiln_remote_writes_to_a_real_prometheus() {
-    if !interop_enabled("kiln_remote_writes_to_a_real_prometheus") {
-        return;
-    }
+    require_peer("prometheus", "prometheus");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 15s\n").expect("config");
@@ -364,10 +366,12 @@ fn kiln_remote_writes_to_a_real_prometheus() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's victoria-metrics (scripts/test installs it)"
+)]
 fn kiln_remote_writes_to_victoriametrics() {
-    if !interop_enabled("kiln_remote_writes_to_victoriametrics") {
-        return;
-    }
+    require_peer("victoria-metrics", "victoria-metrics");
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let _vm = ChildGuard(

@@ -1,13 +1,13 @@
 //! `kiln test rules` and `kiln check rules`: the repository's rule pack passes its unit
-//! tests, and (with `KILN_INTEROP=1`) promtool agrees on every verdict and prints the
-//! same failure report.
+//! tests, and (interop tests, built with `KILN_INTEROP=1`) promtool agrees on every
+//! verdict and prints the same failure report.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{interop_enabled, kiln, promtool};
+use common::{kiln, promtool, require_peer};
 
 fn repo_rule_tests() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/tests");
@@ -39,21 +39,8 @@ fn args<'a>(cmd: &'a [&'a str], files: &'a [PathBuf]) -> Vec<&'a str> {
     v
 }
 
-#[test]
-fn rule_pack_unit_tests_pass() {
-    let files = repo_rule_tests();
-    let out = kiln(&args(&["test", "rules"], &files));
-    let report = text(&out);
-    assert!(out.status.success(), "{report}");
-    assert_eq!(report.matches("  SUCCESS").count(), files.len(), "{report}");
-    if interop_enabled("rule_pack_unit_tests_pass (promtool)") {
-        let out = promtool(&args(&["test", "rules"], &files));
-        assert!(out.status.success(), "promtool: {}", text(&out));
-    }
-}
-
-#[test]
-fn rule_pack_files_check() {
+/// The rule pack's rule files (`rules/*.yml`).
+fn repo_rule_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("rules dir")
@@ -61,17 +48,49 @@ fn rule_pack_files_check() {
         .filter(|p| p.extension().is_some_and(|x| x == "yml"))
         .collect();
     files.sort();
-    let out = kiln(&args(&["check", "rules"], &files));
+    files
+}
+
+#[test]
+fn rule_pack_unit_tests_pass() {
+    let files = repo_rule_tests();
+    let out = kiln(&args(&["test", "rules"], &files));
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report.matches("  SUCCESS").count(), files.len(), "{report}");
+}
+
+#[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
+fn promtool_passes_the_rule_pack_unit_tests() {
+    require_peer("promtool", "prometheus");
+    let out = promtool(&args(&["test", "rules"], &repo_rule_tests()));
+    assert!(out.status.success(), "promtool: {}", text(&out));
+}
+
+#[test]
+fn rule_pack_files_check() {
+    let out = kiln(&args(&["check", "rules"], &repo_rule_files()));
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("SUCCESS: 13 rules found"),
         "{}",
         text(&out)
     );
-    if interop_enabled("rule_pack_files_check (promtool)") {
-        let out = promtool(&args(&["check", "rules"], &files));
-        assert!(out.status.success(), "promtool: {}", text(&out));
-    }
+}
+
+#[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
+fn promtool_checks_the_rule_pack_files() {
+    require_peer("promtool", "prometheus");
+    let out = promtool(&args(&["check", "rules"], &repo_rule_files()));
+    assert!(out.status.success(), "promtool: {}", text(&out));
 }
 
 const RULES: &str = r#"
@@ -115,14 +134,19 @@ tests:
             exp_annotations: {summary: "Instance b:1 down"}
 "#;
 
+/// Writes [`RULES`] and [`FAILING_TEST`] into `dir`; returns the test file's path.
+fn write_failing_test(dir: &Path) -> String {
+    std::fs::write(dir.join("rules.yml"), RULES).expect("write");
+    let test = dir.join("test.yml");
+    std::fs::write(&test, FAILING_TEST).expect("write");
+    test.to_str().expect("utf-8 path").to_owned()
+}
+
 #[test]
 fn failing_tests_fail_with_promtools_report() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("rules.yml"), RULES).expect("write");
-    let test = dir.path().join("test.yml");
-    std::fs::write(&test, FAILING_TEST).expect("write");
-    let path = test.to_str().expect("utf-8 path");
-    let out = kiln(&["test", "rules", path]);
+    let path = write_failing_test(dir.path());
+    let out = kiln(&["test", "rules", &path]);
     let report = text(&out);
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(report.contains("  FAILED:"), "{report}");
@@ -139,27 +163,37 @@ fn failing_tests_fail_with_promtools_report() {
         report.contains(r#"Annotations:{summary="Instance a:1 down"}"#),
         "{report}"
     );
-    if interop_enabled("failing_tests_fail_with_promtools_report") {
-        let p = promtool(&["test", "rules", path]);
-        assert_eq!(p.status.code(), Some(1), "{}", text(&p));
-        // promtool prints the same failure lines (to stderr).
-        let lines = |s: &str| {
-            let mut v: Vec<String> = s
-                .lines()
-                .map(str::trim_end)
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(
-            lines(&report),
-            lines(&text(&p)),
-            "kiln:\n{report}\npromtool:\n{}",
-            text(&p)
-        );
-    }
+}
+
+#[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
+fn promtool_prints_the_same_failure_report() {
+    require_peer("promtool", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_failing_test(dir.path());
+    let report = text(&kiln(&["test", "rules", &path]));
+    let p = promtool(&["test", "rules", &path]);
+    assert_eq!(p.status.code(), Some(1), "{}", text(&p));
+    // promtool prints the same failure lines (to stderr).
+    let lines = |s: &str| {
+        let mut v: Vec<String> = s
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        lines(&report),
+        lines(&text(&p)),
+        "kiln:\n{report}\npromtool:\n{}",
+        text(&p)
+    );
 }
 
 /// Rule files that promtool 2.42 and Kiln both reject.
@@ -174,8 +208,21 @@ const BAD_RULE_FILES: &[&str] = &[
     "groups:\n  - name: g\n    rules:\n      - record: x\n        expr: up\n        labels:\n          __name__: y\n",
 ];
 
+/// Writes each of [`BAD_RULE_FILES`] into `dir`; returns (content, path) pairs.
+fn write_bad_rule_files(dir: &Path) -> Vec<(&'static str, String)> {
+    BAD_RULE_FILES
+        .iter()
+        .enumerate()
+        .map(|(i, bad)| {
+            let file = dir.join(format!("bad{i}.yml"));
+            std::fs::write(&file, bad).expect("write");
+            (*bad, file.to_str().expect("utf-8").to_owned())
+        })
+        .collect()
+}
+
 #[test]
-fn check_rules_verdicts_match_promtool() {
+fn check_rules_accepts_good_files_and_rejects_bad_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.yml");
     std::fs::write(&good, RULES).expect("write");
@@ -187,22 +234,28 @@ fn check_rules_verdicts_match_promtool() {
         "{}",
         text(&out)
     );
-    let interop = interop_enabled("check_rules_verdicts_match_promtool (promtool)");
-    for (i, bad) in BAD_RULE_FILES.iter().enumerate() {
-        let file = dir.path().join(format!("bad{i}.yml"));
-        std::fs::write(&file, bad).expect("write");
-        let path = file.to_str().expect("utf-8");
-        let out = kiln(&["check", "rules", path]);
+    for (bad, path) in write_bad_rule_files(dir.path()) {
+        let out = kiln(&["check", "rules", &path]);
         assert_eq!(out.status.code(), Some(1), "{bad:?}: {}", text(&out));
         assert!(text(&out).contains("FAILED"), "{bad:?}: {}", text(&out));
-        if interop {
-            let p = promtool(&["check", "rules", path]);
-            assert_eq!(
-                p.status.code(),
-                Some(1),
-                "promtool accepted {bad:?}: {}",
-                text(&p)
-            );
-        }
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
+fn promtool_rejects_the_same_bad_rule_files() {
+    require_peer("promtool", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (bad, path) in write_bad_rule_files(dir.path()) {
+        let p = promtool(&["check", "rules", &path]);
+        assert_eq!(
+            p.status.code(),
+            Some(1),
+            "promtool accepted {bad:?}: {}",
+            text(&p)
+        );
     }
 }

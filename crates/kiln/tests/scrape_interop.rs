@@ -1,4 +1,4 @@
-//! Scraping real exporters (`KILN_INTEROP=1`): a Python `prometheus_client` exporter
+//! Scraping real exporters (interop: built with `KILN_INTEROP=1`): a Python `prometheus_client` exporter
 //! with fixed values and Debian's `prometheus-node-exporter`, scraped at the same time
 //! by Kiln and by a real Prometheus with the same configuration. Kiln must store the
 //! same series with the same values as Prometheus (for node_exporter, whose values move,
@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    ChildGuard, free_port, http, interop_enabled, start_kiln_server, start_prometheus, url_encode,
+    ChildGuard, free_port, http, require_peer, require_python_module, start_kiln_server,
+    start_prometheus, url_encode,
 };
 
 fn spawn(cmd: &mut Command) -> ChildGuard {
@@ -55,10 +56,14 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus and prometheus-node-exporter, and Python's prometheus_client (scripts/test installs it)"
+)]
 fn kiln_stores_what_prometheus_stores_from_real_exporters() {
-    if !interop_enabled("kiln_stores_what_prometheus_stores_from_real_exporters") {
-        return;
-    }
+    require_peer("prometheus", "prometheus");
+    require_peer("prometheus-node-exporter", "prometheus-node-exporter");
+    require_python_module("prometheus_client");
     let tmp = tempfile::tempdir().expect("tempdir");
     let (py_port, node_port, prom_port) = (free_port(), free_port(), free_port());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ml_exporter.py");
@@ -162,10 +167,12 @@ fn kiln_stores_what_prometheus_stores_from_real_exporters() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus (scripts/test installs it)"
+)]
 fn kiln_federates_from_prometheus() {
-    if !interop_enabled("kiln_federates_from_prometheus") {
-        return;
-    }
+    require_peer("prometheus", "prometheus");
     let tmp = tempfile::tempdir().expect("tempdir");
     let prom_port = free_port();
     let prom_config = tmp.path().join("prometheus.yml");

@@ -1,4 +1,4 @@
-//! Scraping over HTTPS (`KILN_INTEROP=1`): Debian's `prometheus-node-exporter` serves
+//! Scraping over HTTPS (interop: built with `KILN_INTEROP=1`): Debian's `prometheus-node-exporter` serves
 //! TLS with a client-certificate requirement (its `--web.config.file`), certificates
 //! made by `openssl` for the test. Each job exercises one part of `tls_config`; only the
 //! right combinations may scrape.
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, free_port, http, interop_enabled, start_kiln_server};
+use common::{ChildGuard, free_port, http, require_peer, start_kiln_server};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -81,10 +81,13 @@ fn make_certificates(dir: &Path) {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus-node-exporter and openssl (scripts/test installs it)"
+)]
 fn scrapes_https_targets_with_tls_config() {
-    if !interop_enabled("scrapes_https_targets_with_tls_config") {
-        return;
-    }
+    require_peer("prometheus-node-exporter", "prometheus-node-exporter");
+    require_peer("openssl", "openssl");
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     make_certificates(dir);

@@ -1,5 +1,6 @@
 //! `kiln server` end to end: the Prometheus HTTP API over a backfilled data directory,
-//! graceful shutdown on SIGTERM, and (with KILN_INTEROP=1) the real promtool querying it.
+//! graceful shutdown on SIGTERM, and (interop tests, built with `KILN_INTEROP=1`) the real
+//! promtool querying it and a real Prometheus federating from it.
 
 mod common;
 
@@ -90,10 +91,12 @@ fn http_api_answers_like_prometheus_and_shuts_down_cleanly() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
 fn promtool_queries_kiln() {
-    if !interop_enabled("promtool_queries_kiln") {
-        return;
-    }
+    require_peer("promtool", "prometheus");
     let (_tmp, data) = backfilled();
     let server = start(&data);
     let url = format!("http://127.0.0.1:{}", server.port);
@@ -249,10 +252,12 @@ fn config_file_external_labels_reach_federate() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus (scripts/test installs it)"
+)]
 fn prometheus_federates_from_kiln() {
-    if !interop_enabled("prometheus_federates_from_kiln") {
-        return;
-    }
+    require_peer("prometheus", "prometheus");
     let (tmp, data, _) = backfilled_recent();
     let kiln_server = start(&data);
     let prom_port = free_port();
@@ -307,31 +312,40 @@ fn prometheus_federates_from_kiln() {
     }
 }
 
+/// `/api/v1/format_query?query=...` on the server at 127.0.0.1:`port` (Kiln or Prometheus).
+fn format_query(port: u16, q: &str) -> (u16, String) {
+    http(
+        port,
+        "GET",
+        &format!("/api/v1/format_query?query={}", url_encode(q)),
+    )
+    .expect("http request")
+}
+
 #[test]
-fn format_query_formats_like_prometheus() {
+fn format_query_formats_and_rejects() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let server = start(&tmp.path().join("data"));
-    let format = |port: u16, q: &str| {
-        http(
-            port,
-            "GET",
-            &format!("/api/v1/format_query?query={}", url_encode(q)),
-        )
-        .expect("http request")
-    };
-    let (status, body) = format(server.port, "sum(rate(x[5m]))by(job)");
+    let (status, body) = format_query(server.port, "sum(rate(x[5m]))by(job)");
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
         r#"{"status":"success","data":"sum by (job) (rate(x[5m]))"}"#
     );
-    let (status, body) = format(server.port, "sum(");
+    let (status, body) = format_query(server.port, "sum(");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains(r#""errorType":"bad_data""#), "{body}");
+}
 
-    if !interop_enabled("format_query_formats_like_prometheus (against Prometheus)") {
-        return;
-    }
+#[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Debian's prometheus (scripts/test installs it)"
+)]
+fn format_query_formats_like_prometheus() {
+    require_peer("prometheus", "prometheus");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = start(&tmp.path().join("data"));
     let config = tmp.path().join("prometheus.yml");
     std::fs::write(&config, "global: {}\n").expect("write config");
     let prom_port = free_port();
@@ -358,14 +372,14 @@ fn format_query_formats_like_prometheus() {
         .iter()
         .filter_map(|q| {
             // Go escapes `<`, `>` and `&` in JSON strings; the JSON is the same.
-            let (status, body) = format(prom_port, q);
+            let (status, body) = format_query(prom_port, q);
             let want = (
                 status,
                 body.replace("\\u003c", "<")
                     .replace("\\u003e", ">")
                     .replace("\\u0026", "&"),
             );
-            let got = format(server.port, q);
+            let got = format_query(server.port, q);
             (want != got).then(|| format!("{q}\n  prometheus: {want:?}\n  kiln: {got:?}"))
         })
         .collect();

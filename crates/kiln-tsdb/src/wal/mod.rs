@@ -18,8 +18,8 @@
 //!   unsupported or invalid.
 //! - tests: `tests.rs` (writer, reader, repair, checkpoint), `record_tests.rs`, and
 //!   `interop_tests.rs` with WAL fixtures written by Prometheus 2.42 in `testdata/`
-//!   (Kiln re-encodes them byte for byte) and, with `KILN_INTEROP=1`, `promtool` reading
-//!   a WAL and checkpoint written by Kiln.
+//!   (Kiln re-encodes them byte for byte); `promtool` reading a WAL and checkpoint
+//!   written by Kiln is an interop test of the binary crate (`crates/kiln/tests/wal_interop.rs`).
 //!
 //! # Locking
 //! None inside: [`Wal`] methods take `&mut self`; share it behind one mutex. Readers,

@@ -9,16 +9,42 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// Whether interop tests against real Prometheus tools should run. Prints a loud notice
-/// when they are skipped.
-pub(crate) fn interop_enabled(test: &str) -> bool {
-    if std::env::var("KILN_INTEROP").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED {test}: interop tests need KILN_INTEROP=1 and Debian's `prometheus` package (promtool); .ci/run sets both up"
+/// Fails the calling interop test, with what to install, unless `program` is an
+/// executable on PATH. Interop tests run only when built with `KILN_INTEROP=1` (the
+/// `kiln_interop` cfg, see build.rs); from then on a missing peer is a failure, never a
+/// skip. `package` names the Debian package that provides `program`.
+#[track_caller]
+pub(crate) fn require_peer(program: &str, package: &str) {
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    assert!(
+        on_path,
+        "interop test needs `{program}` (Debian package `{package}`) on PATH, and it is not \
+         there: run scripts/test, which installs every peer, or build without KILN_INTEROP=1 \
+         to have this test reported as ignored"
     );
-    false
+}
+
+/// Fails the calling interop test unless `python3` can import `module` (a PyPI package
+/// that scripts/test installs with pip).
+#[track_caller]
+pub(crate) fn require_python_module(module: &str) {
+    require_peer("python3", "python3");
+    let out = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "interop test needs Python's `{module}` (pip install {module}), and python3 cannot \
+         import it: run scripts/test, which installs it\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs the `kiln` binary built for this test run.
@@ -34,7 +60,7 @@ pub(crate) fn promtool(args: &[&str]) -> Output {
     Command::new("promtool")
         .args(args)
         .output()
-        .expect("run promtool (is Debian's prometheus package installed?)")
+        .expect("run promtool (Debian package `prometheus`; scripts/test installs it)")
 }
 
 /// `promtool tsdb dump [args] DIR`. promtool 2.42 fails on a directory without a `wal/`
@@ -310,7 +336,7 @@ pub(crate) fn start_prometheus(
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("start prometheus"),
+            .expect("start prometheus (Debian package `prometheus`; scripts/test installs it)"),
     )
 }
 
