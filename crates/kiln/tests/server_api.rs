@@ -67,7 +67,13 @@ fn http_api_answers_like_prometheus_and_shuts_down_cleanly() {
         body.starts_with(r#"{"status":"success","data":["__name__","#),
         "{body}"
     );
-    for name in ["gpu_id", "job_name", "model_version", "pipeline_stage", "validation_rule"] {
+    for name in [
+        "gpu_id",
+        "job_name",
+        "model_version",
+        "pipeline_stage",
+        "validation_rule",
+    ] {
         assert!(body.contains(&format!("\"{name}\"")), "{name}: {body}");
     }
 
