@@ -297,3 +297,42 @@ fn the_quick_start_answers_the_lecture_and_the_rule_pack() {
         "alert expressions with nothing at {T}: {silent:?}"
     );
 }
+
+/// examples/prometheus.yml passes both checkers, and a server started with it scrapes
+/// itself and evaluates the whole rule pack.
+#[test]
+fn the_example_config_loads_the_rule_pack() {
+    let config = "examples/prometheus.yml";
+    let run = |program: &str| {
+        std::process::Command::new(program)
+            .current_dir(repo())
+            .args(["check", "config", config])
+            .output()
+            .expect("run checker")
+    };
+    let out = ok_stdout("kiln check config", run(env!("CARGO_BIN_EXE_kiln")));
+    assert!(out.contains("SUCCESS: 3 rule files found"), "{out}");
+    assert_eq!(out.matches("rules found").count(), 3, "{out}");
+    if interop_enabled("the_example_config_loads_the_rule_pack (promtool check config)") {
+        ok_stdout("promtool check config", run("promtool"));
+    }
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config_flag = format!("--config.file={}", repo().join(config).display());
+    let path_flag = format!("--storage.tsdb.path={}", tmp.path().display());
+    let server = start_kiln_server(&[&config_flag, &path_flag, "--web.listen-address=127.0.0.1:0"]);
+    let (status, body) = http(server.port, "GET", "/api/v1/rules").expect("rules");
+    assert_eq!(status, 200, "{body}");
+    let rules: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let groups = rules["data"]["groups"].as_array().expect("groups");
+    let count = groups
+        .iter()
+        .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+        .sum::<usize>();
+    assert_eq!((groups.len(), count), (7, 23), "{body}");
+    let (_, body) = http(server.port, "GET", "/api/v1/targets").expect("targets");
+    assert!(
+        body.contains(r#""labels":{"instance":"127.0.0.1:9090","job":"kiln"}"#),
+        "{body}"
+    );
+}
