@@ -34,7 +34,7 @@ What happens between 2026-01-01 00:00 and 03:00 UTC (the story the queries tell)
   0.80 at 02:05.
 - Pipelines (data_* per pipeline_name/stage): a replay quintuples clickstream-etl's
   intake from 02:25 to 02:35 (the lecture's z-score anomaly); images-etl's transform
-  stage slows at 01:45 and its lag passes 15 minutes at about 02:04 (DataPipelineLag);
+  stage slows at 01:45 and its lag passes 15 minutes at about 02:03 (DataPipelineLag);
   clickstream's session_length feature drifts after 02:00.
 - node_filesystem_avail_bytes of gpu-node-1's /data falls 15 GiB an hour (checkpoints):
   predicted to be exhausted within 24 h. metric_value, the lecture's placeholder for its

@@ -19,9 +19,10 @@
 //!
 //! Where Kiln differs: it writes one block per window for all rules together (promtool
 //! writes one per rule and window, which the server then merges), prints the blocks it
-//! wrote like `create-blocks-from openmetrics`, warns when they overlap blocks already
-//! in the output directory, and stops at the first rule when the server cannot be
-//! reached at all. Rules are evaluated independently: a rule that reads the series of
+//! wrote like `create-blocks-from openmetrics`, and stops at the first rule when the
+//! server cannot be reached at all. promtool (2.42 and 3.x) also runs the expressions of
+//! alerting rules and records their results under the alert's name, although its help
+//! says alerting rules are not evaluated; Kiln does what the help says. Rules are evaluated independently: a rule that reads the series of
 //! another rule sees only what the server already holds (backfill in two runs).
 
 use std::collections::BTreeMap;
@@ -213,18 +214,11 @@ pub(crate) fn run(args: RuleBackfillArgs, out: &mut impl Write) -> anyhow::Resul
             args.url
         );
     }
-    if !blocks.is_empty() {
-        let overlapping = kiln_tsdb::tools::backfill::overlapping_blocks(&args.output_dir, &blocks)
-            .with_context(|| {
-                format!(
-                    "looking for overlapping blocks in {}",
-                    args.output_dir.display()
-                )
-            })?;
-        crate::warn_overlapping_blocks(&args.output_dir, &blocks, &overlapping)?;
-        if !args.quiet {
-            kiln_tsdb::tools::list::print_blocks(&blocks, args.human_readable, out)?;
-        }
+    // Recorded series usually cover the time of the raw data next to them: blocks that
+    // overlap in time are the normal case here, and the server merges them, so unlike
+    // `create-blocks-from openmetrics` this says nothing about overlaps.
+    if !blocks.is_empty() && !args.quiet {
+        kiln_tsdb::tools::list::print_blocks(&blocks, args.human_readable, out)?;
     }
     out.flush()?;
     if failures.is_empty() {
