@@ -173,17 +173,27 @@ fn range(port: u16, query: &str) -> usize {
     )
 }
 
-/// Waits until the server logs a line containing `what`.
-fn wait_for_log(lines: &Receiver<String>, what: &str, limit: Duration) -> String {
+/// Waits until the server has logged picking up `want` blocks from its data directory
+/// (in one line or several: a scan may run between two blocks of a backfill).
+fn wait_for_picked_up_blocks(lines: &Receiver<String>, want: usize, limit: Duration) {
+    const WHAT: &str = "New blocks found in the data directory are now queried";
     let deadline = Instant::now() + limit;
-    loop {
+    let mut found = 0;
+    while found < want {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
-            Ok(line) if line.contains(what) => return line,
+            Ok(line) if line.contains(WHAT) => {
+                let count = line
+                    .split_once(" blocks=")
+                    .and_then(|(_, rest)| rest.split(' ').next())
+                    .and_then(|n| n.parse::<usize>().ok());
+                found += count.unwrap_or_else(|| panic!("no block count in {line}"));
+            }
             Ok(_) => {}
-            Err(e) => panic!("no log line with {what:?} within {limit:?}: {e}"),
+            Err(e) => panic!("{found} of {want} blocks picked up within {limit:?}: {e}"),
         }
     }
+    assert_eq!(found, want, "more blocks than the backfill wrote");
 }
 
 #[test]
@@ -253,13 +263,9 @@ fn the_quick_start_answers_the_lecture_and_the_rule_pack() {
         .output()
         .expect("run kiln");
     let listing = ok_stdout("kiln tsdb create-blocks-from rules", rules);
-    assert!(listing.starts_with("BLOCK ULID"), "{listing}");
-    let line = wait_for_log(
-        &log,
-        "New blocks found in the data directory",
-        Duration::from_secs(120),
-    );
-    assert!(line.contains("blocks=2"), "{line}");
+    // The header and one line per block: one per 2-hour window of the 3 hours.
+    assert_eq!(listing.lines().count(), 3, "{listing}");
+    wait_for_picked_up_blocks(&log, 2, Duration::from_secs(120));
 
     let mut recorded = Vec::new();
     let mut alerts = Vec::new();
