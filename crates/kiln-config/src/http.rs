@@ -91,6 +91,48 @@ impl Default for HttpClientConfig {
 }
 
 impl HttpClientConfig {
+    /// Reads a file holding only `<http_config>` fields, as promtool's
+    /// `--http.config.file` takes: the same checks as in a scrape config, errors at
+    /// `file:line:column`, `*_file` paths relative to the file's directory. An empty
+    /// file gives the defaults.
+    pub fn load_file(path: &std::path::Path) -> Result<HttpClientConfig, crate::ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| crate::ConfigError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        let mut raw: RawHttpConfigFile = if text.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        }) {
+            RawHttpConfigFile::default()
+        } else {
+            crate::yaml::from_str(
+                &text,
+                "an HTTP client configuration file is a mapping of <http_config> fields \
+                 (basic_auth:, authorization:, tls_config:, ...)",
+            )
+            .map_err(|source| crate::ConfigError::Syntax {
+                path: name.clone(),
+                source,
+            })?
+        };
+        let mut config =
+            raw.take_http_client()
+                .resolve()
+                .map_err(|p| crate::ConfigError::Invalid {
+                    path: name,
+                    position: p
+                        .position
+                        .unwrap_or(crate::yaml::Position { line: 1, column: 1 }),
+                    message: p.message,
+                })?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
     /// Makes the `*_file` paths relative to `dir` (see [`crate::Config::resolve_paths`]).
     pub fn resolve_paths(&mut self, dir: &std::path::Path) {
         use crate::join_dir;
@@ -177,6 +219,13 @@ macro_rules! with_http_client_fields {
     };
 }
 pub(crate) use with_http_client_fields;
+
+with_http_client_fields! {
+/// A file holding only `<http_config>` fields ([`HttpClientConfig::load_file`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpConfigFile {}
+}
 
 impl RawHttpClientConfig {
     /// Applies defaults and Prometheus's consistency rules. A problem points at the

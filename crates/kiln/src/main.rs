@@ -11,6 +11,7 @@ use kiln_model::{Matcher, parse_selector};
 use kiln_tsdb::tools;
 
 mod logging;
+mod rule_backfill;
 mod rule_tools;
 mod server;
 mod storage_flags;
@@ -159,6 +160,10 @@ enum CreateBlocksFrom {
         #[arg(default_value = "data/")]
         output_dir: PathBuf,
     },
+    /// Create blocks of data for recording rules, like `promtool tsdb
+    /// create-blocks-from rules`: evaluates every recording rule of the files over
+    /// --start to --end through the Prometheus API at --url. Exits 1 when a rule fails.
+    Rules(Box<rule_backfill::RuleBackfillArgs>),
 }
 
 /// Parses a Prometheus duration such as `2h`, `90m`, `1d12h` into milliseconds.
@@ -234,6 +239,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(CheckCommand::Rules { files }) => return rule_tools::check_rules(&files),
         Command::Test(TestCommand::Rules { files }) => return rule_tools::test_rules(&files),
         Command::Server(args) => server::run(*args)?,
+        Command::Tsdb(TsdbCommand::CreateBlocksFrom(CreateBlocksFrom::Rules(args))) => {
+            return rule_backfill::run(*args, &mut out);
+        }
         Command::Tsdb(TsdbCommand::List {
             human_readable,
             db_path,

@@ -150,6 +150,9 @@ fn parse_duration_ms(s: &str) -> Result<i64, String> {
     kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
 }
 
+/// Seconds between looks for blocks that others wrote into the data directory.
+const BLOCK_SCAN_SECONDS: u32 = 5;
+
 /// The embedded default configuration: scrape this server every 15 s.
 fn embedded_config(listen: std::net::SocketAddr) -> anyhow::Result<kiln_config::Config> {
     let yaml = format!(
@@ -296,7 +299,10 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let state = Arc::new(api);
 
-    // Maintenance (head compaction, merges, retention) on its own thread, once a minute.
+    // Maintenance (head compaction, merges, retention) on its own thread, once a minute
+    // as in Prometheus; in between, every few seconds, a look for blocks written into
+    // the data directory by a backfill (one directory listing when there are none), so
+    // that backfilled data is queryable within seconds rather than a minute.
     let stop = Arc::new(AtomicBool::new(false));
     let maintenance = {
         let (db, stop) = (db.clone(), stop.clone());
@@ -307,11 +313,17 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
                     if let Err(e) = db.compact() {
                         error!(component = "tsdb", err = %e, "Compaction failed");
                     }
-                    for _ in 0..60 {
+                    for second in 1..=60 {
                         if stop.load(Ordering::Acquire) {
                             return;
                         }
                         std::thread::sleep(Duration::from_secs(1));
+                        if second % BLOCK_SCAN_SECONDS == 0
+                            && second < 60
+                            && let Err(e) = db.reload_blocks()
+                        {
+                            error!(component = "tsdb", err = %e, "Reloading blocks failed");
+                        }
                     }
                 }
             })?

@@ -14,10 +14,12 @@ const OM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gpu-fleet.
 
 /// Queries compared between the store and its reader, over the example's data.
 const QUERIES: &[&str] = &[
-    "/api/v1/query?query=sum(gpu_utilization_ratio)&time=1767229200",
-    "/api/v1/query?query=gpu_utilization_ratio%7Bgpu%3D%221%22%7D&time=1767229200",
-    "/api/v1/query_range?query=sum%20by%20(gpu)%20(gpu_utilization_ratio)&start=1767225600&end=1767229200&step=600",
-    "/api/v1/query_range?query=rate(training_tokens_total%5B5m%5D)&start=1767225600&end=1767227400&step=300",
+    "/api/v1/query?query=sum(nvidia_gpu_duty_cycle)&time=1767229200",
+    "/api/v1/query?query=nvidia_gpu_duty_cycle%7Bgpu_id%3D%221%22%7D&time=1767229200",
+    "/api/v1/query_range?query=sum%20by%20(gpu_id)%20(nvidia_gpu_duty_cycle)&start=1767225600&end=1767229200&step=600",
+    // Off the 15 s grid: Prometheus 2.42's range selectors include a sample exactly at
+    // their left end, Prometheus 3's (and Kiln's) do not.
+    "/api/v1/query_range?query=rate(training_samples_processed_total%5B5m%5D)&start=1767225607&end=1767227407&step=300",
 ];
 
 /// A Kiln data directory holding the example data as blocks.

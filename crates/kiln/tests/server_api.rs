@@ -39,34 +39,44 @@ fn http_api_answers_like_prometheus_and_shuts_down_cleanly() {
     let mut server = start(&data);
     let get = |path: &str| http(server.port, "GET", path).expect("http request");
 
-    let (status, body) = get("/api/v1/query?query=sum(gpu_utilization_ratio)&time=1767229200");
+    let (status, body) = get("/api/v1/query?query=sum(nvidia_gpu_duty_cycle)&time=1767229200");
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1767229200,"1.7752"]}]}}"#
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1767229200,"530"]}]}}"#
     );
 
     let (status, body) = get(
-        "/api/v1/query_range?query=training_tokens_total%7Brank%3D%220%22%7D&start=1767225600&end=1767225720&step=60",
+        "/api/v1/query_range?query=training_samples_processed_total%7Bjob_id%3D%22bert-finetune-0977%22%7D&start=1767225600&end=1767225720&step=60",
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"training_tokens_total","job":"llm-pretrain","rank":"0"},"values":[[1767225600,"32768"],[1767225660,"65536"],[1767225720,"98304"]]}]}}"#
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"training_samples_processed_total","job_id":"bert-finetune-0977","job_name":"bert-finetune","namespace":"nlp"},"values":[[1767225600,"288192"],[1767225660,"288960"],[1767225720,"289760"]]}]}}"#
     );
 
-    let (_, body) = get("/api/v1/label/gpu/values");
+    let (_, body) = get("/api/v1/label/gpu_id/values");
     assert_eq!(body, r#"{"status":"success","data":["0","1","2","3"]}"#);
-    let (_, body) = get("/api/v1/series?match%5B%5D=training_tokens_total");
+    let (_, body) = get("/api/v1/series?match%5B%5D=training_samples_processed_total");
     assert!(
-        body.contains(r#"{"__name__":"training_tokens_total","job":"llm-pretrain","rank":"1"}"#),
+        body.contains(r#"{"__name__":"training_samples_processed_total","job_id":"llama-pretrain-0412","job_name":"llama-pretrain","namespace":"llm-research"}"#),
         "{body}"
     );
+    // The server's own scrape adds label names of its own; the example data's are there.
     let (_, body) = get("/api/v1/labels");
     assert!(
-        body.starts_with(r#"{"status":"success","data":["__name__","gpu","host""#),
+        body.starts_with(r#"{"status":"success","data":["__name__","#),
         "{body}"
     );
+    for name in [
+        "gpu_id",
+        "job_name",
+        "model_version",
+        "pipeline_stage",
+        "validation_rule",
+    ] {
+        assert!(body.contains(&format!("\"{name}\"")), "{name}: {body}");
+    }
 
     // Errors carry Prometheus's errorType and status.
     let (status, body) = get("/api/v1/query?query=sum(");
@@ -107,12 +117,12 @@ fn promtool_queries_kiln() {
             "instant",
             "--time=1767229200",
             &url,
-            "gpu_utilization_ratio{gpu=\"1\"}",
+            "nvidia_gpu_duty_cycle{node=\"gpu-node-2\",gpu_id=\"1\"}",
         ]),
     );
     assert_eq!(
         out.trim(),
-        r#"gpu_utilization_ratio{gpu="1", host="gpu-node-1", model="H100"} => 0.3699 @[1767229200]"#
+        r#"nvidia_gpu_duty_cycle{gpu_id="1", job_name="bert-finetune", namespace="nlp", node="gpu-node-2"} => 11 @[1767229200]"#
     );
     let out = ok_stdout(
         "promtool query range",
@@ -123,25 +133,28 @@ fn promtool_queries_kiln() {
             "--end=1767229200",
             "--step=30m",
             &url,
-            "sum by (gpu) (gpu_utilization_ratio)",
+            "sum by (gpu_id) (nvidia_gpu_duty_cycle)",
         ]),
     );
     assert!(
-        out.contains(
-            "{gpu=\"0\"} =>\n0.55 @[1767225600]\n0.9359 @[1767227400]\n0.7532 @[1767229200]"
-        ),
+        out.contains("{gpu_id=\"0\"} =>\n97 @[1767225600]\n107 @[1767227400]\n96 @[1767229200]"),
         "{out}"
     );
     let out = ok_stdout(
         "promtool query labels",
-        promtool(&["query", "labels", &url, "gpu"]),
+        promtool(&["query", "labels", &url, "gpu_id"]),
     );
     assert_eq!(out.lines().collect::<Vec<_>>(), vec!["0", "1", "2", "3"]);
     let out = ok_stdout(
         "promtool query series",
-        promtool(&["query", "series", "--match=training_tokens_total", &url]),
+        promtool(&[
+            "query",
+            "series",
+            "--match=training_samples_processed_total",
+            &url,
+        ]),
     );
-    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(out.lines().count(), 3, "{out}");
 }
 
 /// A data directory backfilled with samples up to 30 s ago, so `/federate` (which looks
@@ -424,13 +437,13 @@ fn admin_api_snapshots_and_deletes_only_when_enabled() {
         kiln(&["tsdb", "list", snap.to_str().expect("path")]),
     );
 
-    let q = "/api/v1/query?query=count(gpu_utilization_ratio)&time=1767229200";
+    let q = "/api/v1/query?query=count(nvidia_gpu_duty_cycle)&time=1767229200";
     let (_, before) = http(on.port, "GET", q).expect("query");
     assert!(before.contains(r#""value":[1767229200,"#), "{before}");
     let (status, body) = http(
         on.port,
         "POST",
-        "/api/v1/admin/tsdb/delete_series?match[]=gpu_utilization_ratio",
+        "/api/v1/admin/tsdb/delete_series?match[]=nvidia_gpu_duty_cycle",
     )
     .expect("http");
     assert_eq!(status, 204, "{body}");

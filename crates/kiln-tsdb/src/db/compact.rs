@@ -28,7 +28,8 @@ pub struct CompactStats {
 }
 
 impl Db {
-    /// One maintenance round: persist full head ranges, merge blocks, apply retention.
+    /// One maintenance round: pick up blocks written into the directory by others,
+    /// persist full head ranges, merge blocks, apply retention.
     ///
     /// A merge that fails (an unreadable block, say) is logged and its blocks are left
     /// out of later planning; retention runs regardless, so one bad block never stops
@@ -49,6 +50,8 @@ impl Db {
     /// [`compact`](Self::compact) with the maintenance lock held.
     fn compact_locked(&self) -> Result<CompactStats, DbError> {
         let mut stats = CompactStats::default();
+        // Like Prometheus, every round starts from the blocks the directory holds now.
+        self.reload_blocks_locked()?;
         let range = self.opts.chunk_range;
         // Prometheus cuts a block once the head spans 1.5 ranges, so that samples up to
         // half a range late still land in the head.

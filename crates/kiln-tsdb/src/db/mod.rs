@@ -13,7 +13,9 @@
 //! blocks are merged into larger ranges (the chunk range times 3, 9, 27, ... up to the
 //! maximum block duration, like Prometheus's `ExponentialBlockRanges`); then retention
 //! deletes the oldest blocks by time (relative to the newest block) and size.
-//! Every step is counted in [`DbMetrics`] ([`Db::metrics`]).
+//! Every step is counted in [`DbMetrics`] ([`Db::metrics`]). Each round starts by
+//! re-reading the block list from the directory ([`Db::reload_blocks`]), so blocks that
+//! others write there (backfills) are picked up without a restart.
 //! Read path: a querier merges the head and every block overlapping the range.
 //!
 //! Lock order: `maintenance` (one compaction at a time) before `blocks`; the head has its
@@ -26,6 +28,7 @@ mod delete;
 mod metrics;
 mod open;
 mod querier;
+mod reload;
 mod retention;
 mod snapshot;
 
@@ -42,6 +45,7 @@ pub use metrics::{
     DEFAULT_BUCKETS, DbMetrics,
 };
 pub use querier::BlockQuerier;
+pub use reload::ReloadStats;
 pub use retention::AgedBlocks;
 pub(crate) use retention::dir_size;
 pub use snapshot::SnapshotStats;

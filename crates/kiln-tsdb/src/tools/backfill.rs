@@ -15,12 +15,70 @@
 use std::path::{Path, PathBuf};
 
 use kiln_exposition::{Entry, Format, Parser};
+use kiln_model::Labels;
 use kiln_storage::{Appender, SampleValue};
 
 use super::ToolError;
 use crate::block::meta::read_meta;
 use crate::db::write_head_block;
-use crate::head::{DEFAULT_CHUNK_RANGE, Head, HeadOptions};
+use crate::head::{DEFAULT_CHUNK_RANGE, Head, HeadAppender, HeadOptions};
+
+/// The samples of one block window of a backfill, gathered in an in-memory head and
+/// written out as one block. Memory is bounded by the window's data.
+pub struct WindowBlock {
+    head: Head,
+}
+
+impl WindowBlock {
+    /// A window of `duration` ms (as [`block_duration`] gives).
+    pub fn new(duration: i64) -> WindowBlock {
+        // A chunk range of twice the block duration keeps every sample of the window
+        // appendable: the head rejects samples more than half a range behind its newest.
+        WindowBlock {
+            head: Head::new(HeadOptions {
+                chunk_range: 2 * duration,
+                ..HeadOptions::default()
+            }),
+        }
+    }
+
+    /// A transaction adding samples to the window.
+    pub fn appender(&self) -> HeadAppender<'_> {
+        self.head.appender()
+    }
+
+    /// Adds one series' samples (in time order) in one transaction. A second value at a
+    /// timestamp the series already has is an error naming the series.
+    pub fn add_series(&self, labels: &Labels, samples: &[(i64, f64)]) -> Result<(), ToolError> {
+        let append_error = |source| ToolError::Append {
+            series: labels.to_string(),
+            source,
+        };
+        let mut app = self.head.appender();
+        for &(t, v) in samples {
+            app.append(0, labels, t, SampleValue::Float(v))
+                .map_err(append_error)?;
+        }
+        app.commit().map_err(append_error)
+    }
+
+    /// Writes the window as a block under `out_dir`, spanning its first sample to its
+    /// last sample + 1 ms, like promtool's; `None` when it holds no sample.
+    pub fn write(self, out_dir: &Path) -> Result<Option<PathBuf>, ToolError> {
+        let (Some(lo), Some(hi)) = (self.head.min_time(), self.head.max_time()) else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(out_dir)
+            .map_err(|e| crate::db::DbError::io("creating", out_dir, e))?;
+        Ok(write_head_block(
+            &self.head,
+            out_dir,
+            lo,
+            hi.saturating_add(1),
+            None,
+        )?)
+    }
+}
 
 /// Options of a backfill.
 #[derive(Debug, Clone)]
@@ -148,13 +206,8 @@ pub fn create_blocks_from_openmetrics(
         // `end` saturates for timestamps near i64::MAX: that last window is then closed.
         let end = window.saturating_add(duration);
         let last_window = end == i64::MAX || end > maxt;
-        // A chunk range of twice the block duration keeps every sample of the window
-        // appendable: the head rejects samples more than half a range behind its newest.
-        let head = Head::new(HeadOptions {
-            chunk_range: 2 * duration,
-            ..HeadOptions::default()
-        });
-        let mut app = head.appender();
+        let window_block = WindowBlock::new(duration);
+        let mut app = window_block.appender();
         // The oldest sample after this window: the next pass starts at its window, so
         // empty windows cost nothing.
         let mut next_t = i64::MAX;
@@ -186,9 +239,7 @@ pub fn create_blocks_from_openmetrics(
         app.commit()
             .map_err(|e| input_error(0, format!("commit: {e}")))?;
         drop(app);
-        if let (Some(lo), Some(hi)) = (head.min_time(), head.max_time())
-            && let Some(block) = write_head_block(&head, out_dir, lo, hi.saturating_add(1), None)?
-        {
+        if let Some(block) = window_block.write(out_dir)? {
             blocks.push(block);
         }
         if last_window || next_t == i64::MAX {

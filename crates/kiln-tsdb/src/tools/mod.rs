@@ -47,4 +47,10 @@ pub enum ToolError {
     Parse(#[from] kiln_exposition::ParseError),
     #[error("line {line}: {message}")]
     Input { line: usize, message: String },
+    #[error("adding samples of {series}: {source}")]
+    Append {
+        series: String,
+        #[source]
+        source: kiln_storage::StorageError,
+    },
 }
