@@ -4,8 +4,10 @@
 //! with `kiln tsdb create-blocks-from rules` into the running server's data directory and
 //! ask for every recorded series and every alert expression of the rule pack.
 //!
-//! Deviations from the README, needed to run beside other tests: `kiln` is this build's
-//! binary, the data directory is a temporary one, and the server listens on port 0.
+//! The two `kiln` runs are read from the README's quick-start line itself, so the test
+//! follows the README when it changes. Deviations, needed to run beside other tests:
+//! `kiln` is this build's binary, the data directory is a temporary one, and the server
+//! listens on port 0.
 
 mod common;
 
@@ -82,6 +84,29 @@ const RULE_FILES: &[&str] = &[
 /// (pipeline_name) one without `on()`/`group_left`, so no series match (its unit test
 /// pins that; the corrected file records it properly).
 const RECORDS_NOTHING: &[&str] = &["pipeline:validation_failure_rate:rate5m"];
+
+/// The arguments of the two `kiln` runs on the README's quick-start line
+/// (`cargo run --release -p kiln -- ARGS && cargo run --release -p kiln -- ARGS`).
+fn readme_quick_start() -> (Vec<String>, Vec<String>) {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("read README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.contains("create-blocks-from openmetrics") && l.contains("&&"))
+        .expect("the README's quick-start line");
+    let runs: Vec<Vec<String>> = line
+        .split("&&")
+        .map(|run| {
+            run.trim()
+                .strip_prefix("cargo run --release -p kiln -- ")
+                .unwrap_or_else(|| panic!("not a kiln run: {run:?}"))
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect();
+    let [backfill, server] = <[Vec<String>; 2]>::try_from(runs).expect("two runs");
+    (backfill, server)
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -202,27 +227,32 @@ fn the_quick_start_answers_the_lecture_and_the_rule_pack() {
     let data = tmp.path().join("data");
     let data_arg = format!("{}/", data.display());
 
-    // cargo run --release -p kiln -- tsdb create-blocks-from openmetrics examples/gpu-fleet.om data/
-    let backfill = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .current_dir(repo())
-        .args([
+    let (backfill_args, server_args) = readme_quick_start();
+    assert_eq!(
+        backfill_args[..4],
+        [
             "tsdb",
             "create-blocks-from",
             "openmetrics",
-            "examples/gpu-fleet.om",
-            &data_arg,
-        ])
+            "examples/gpu-fleet.om"
+        ]
+    );
+    let backfill_args: Vec<String> = backfill_args
+        .into_iter()
+        .map(|a| if a == "data/" { data_arg.clone() } else { a })
+        .collect();
+    let backfill = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(repo())
+        .args(&backfill_args)
         .output()
         .expect("run kiln");
     ok_stdout("backfilling examples/gpu-fleet.om", backfill);
 
-    // cargo run --release -p kiln -- server --storage.tsdb.retention.size=1GB
+    assert_eq!(server_args[0], "server", "{server_args:?}");
     let path_flag = format!("--storage.tsdb.path={data_arg}");
-    let (server, log) = start_kiln_server_logged(&[
-        "--storage.tsdb.retention.size=1GB",
-        &path_flag,
-        "--web.listen-address=127.0.0.1:0",
-    ]);
+    let mut flags: Vec<&str> = server_args[1..].iter().map(String::as_str).collect();
+    flags.extend([path_flag.as_str(), "--web.listen-address=127.0.0.1:0"]);
+    let (server, log) = start_kiln_server_logged(&flags);
     let port = server.port;
 
     let queries = lecture_queries();
@@ -319,9 +349,6 @@ fn the_example_config_loads_the_rule_pack() {
     let out = ok_stdout("kiln check config", run(env!("CARGO_BIN_EXE_kiln")));
     assert!(out.contains("SUCCESS: 3 rule files found"), "{out}");
     assert_eq!(out.matches("rules found").count(), 3, "{out}");
-    if interop_enabled("the_example_config_loads_the_rule_pack (promtool check config)") {
-        ok_stdout("promtool check config", run("promtool"));
-    }
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let config_flag = format!("--config.file={}", repo().join(config).display());
@@ -341,4 +368,20 @@ fn the_example_config_loads_the_rule_pack() {
         body.contains(r#""labels":{"instance":"127.0.0.1:9090","job":"kiln"}"#),
         "{body}"
     );
+}
+
+/// promtool 2.42 accepts examples/prometheus.yml and its rule files too.
+#[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
+fn promtool_accepts_the_example_config() {
+    require_peer("promtool", "prometheus");
+    let out = std::process::Command::new("promtool")
+        .current_dir(repo())
+        .args(["check", "config", "examples/prometheus.yml"])
+        .output()
+        .expect("run promtool");
+    ok_stdout("promtool check config", out);
 }
