@@ -511,18 +511,7 @@ impl<'q> Lexer<'q> {
                 self.paren_depth += 1;
                 self.emit(Tok::LeftParen)
             }
-            ')' => {
-                let t = self.emit(Tok::RightParen);
-                self.paren_depth -= 1;
-                if self.paren_depth < 0 {
-                    // Prometheus emits the parenthesis first, so the error sits after it.
-                    return Some(self.error(format!(
-                        "unexpected right parenthesis {}",
-                        go::quote_rune(')')
-                    )));
-                }
-                t
-            }
+            ')' => self.right_paren(),
             '{' => {
                 self.mode = Mode::InsideBraces;
                 self.emit(Tok::LeftBrace)
@@ -555,6 +544,20 @@ impl<'q> Lexer<'q> {
             }
         };
         Some(tok)
+    }
+
+    /// `)`, or an error when it closes nothing. Prometheus emits the parenthesis before
+    /// it checks, so the error sits just after it.
+    fn right_paren(&mut self) -> Token {
+        let t = self.emit(Tok::RightParen);
+        self.paren_depth -= 1;
+        if self.paren_depth < 0 {
+            return self.error(format!(
+                "unexpected right parenthesis {}",
+                go::quote_rune(')')
+            ));
+        }
+        t
     }
 
     fn line_comment(&mut self) -> Token {
@@ -674,18 +677,7 @@ impl<'q> Lexer<'q> {
                 self.paren_depth += 1;
                 self.emit(Tok::LeftParen)
             }
-            ')' => {
-                let t = self.emit(Tok::RightParen);
-                self.paren_depth -= 1;
-                if self.paren_depth < 0 {
-                    // Prometheus emits the parenthesis first, so the error sits after it.
-                    return Some(self.error(format!(
-                        "unexpected right parenthesis {}",
-                        go::quote_rune(')')
-                    )));
-                }
-                t
-            }
+            ')' => self.right_paren(),
             c if is_space(c) => {
                 self.skip_spaces();
                 return None;
