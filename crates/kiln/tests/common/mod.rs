@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod hostile;
+
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
