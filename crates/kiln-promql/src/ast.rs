@@ -129,9 +129,46 @@ pub(crate) enum Expr {
     Paren(Box<Expr>),
 }
 
+/// A tree as deep as the query is nested is dropped without recursion: children are
+/// moved out onto a work list (leaves left in their place) and dropped from there, so
+/// the compiler's drop glue never descends more than one level.
+impl Drop for Expr {
+    fn drop(&mut self) {
+        let mut pending = Vec::new();
+        take_children(self, &mut pending);
+        while let Some(mut e) = pending.pop() {
+            take_children(&mut e, &mut pending);
+        }
+    }
+}
+
+/// Moves the sub-expressions of `e` into `out`, leaving leaves behind.
+fn take_children(e: &mut Expr, out: &mut Vec<Expr>) {
+    let mut take = |b: &mut Box<Expr>| out.push(std::mem::replace(&mut **b, Expr::Number(0.0)));
+    match e {
+        Expr::Number(_) | Expr::String(_) | Expr::Selector(_) | Expr::Matrix { .. } => {}
+        Expr::Subquery { expr, .. } | Expr::Neg(expr) | Expr::Paren(expr) => take(expr),
+        Expr::Aggregate { expr, param, .. } => {
+            take(expr);
+            if let Some(p) = param {
+                take(p);
+            }
+        }
+        Expr::Binary { lhs, rhs, .. } => {
+            take(lhs);
+            take(rhs);
+        }
+        Expr::Call { args, .. } => out.append(args),
+    }
+}
+
 impl Expr {
     /// The type of the expression's value.
     pub(crate) fn value_type(&self) -> ValueType {
+        crate::parser::with_stack(|| self.value_type_inner())
+    }
+
+    fn value_type_inner(&self) -> ValueType {
         match self {
             Expr::Number(_) => ValueType::Scalar,
             Expr::String(_) => ValueType::String,
@@ -433,9 +470,14 @@ impl<'q> Converter<'q> {
     }
 }
 
+/// The furthest from 1970 an evaluation time may be, in milliseconds (about 73 million
+/// years): `@` times beyond it are taken as this bound, which selects the same (no)
+/// data, so that time arithmetic (`t - range`, `t + step`) never overflows.
+pub(crate) const TIME_LIMIT_MS: i64 = i64::MAX / 4;
+
 fn at_of(a: syntax::AtModifier) -> At {
     match a {
-        syntax::AtModifier::Time(ms) => At::Time(ms),
+        syntax::AtModifier::Time(ms) => At::Time(ms.clamp(-TIME_LIMIT_MS, TIME_LIMIT_MS)),
         syntax::AtModifier::Start => At::Start,
         syntax::AtModifier::End => At::End,
     }

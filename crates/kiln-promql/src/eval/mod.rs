@@ -133,9 +133,13 @@ pub(crate) struct Evaluator<'s> {
     /// node's address (see [`step_table`]).
     tables: Arc<HashMap<usize, StepTable, HashKeyed>>,
     /// Subquery results by (node address, inner evaluation time).
-    subquery_cache: HashMap<(usize, Timestamp), Vec<Sample>, HashKeyed>,
+    /// Each subquery node's inner results kept from one evaluation time to the next.
+    subquery_cache: HashMap<usize, SubqueryWindow, HashKeyed>,
     /// Values of step-invariant subtrees by node address.
     invariant_cache: HashMap<usize, Instant>,
+    /// The nodes (by address) whose value is the same at every step, literals left
+    /// out: worked out once per query (see [`invariant_nodes`]).
+    invariant: Arc<std::collections::HashSet<usize, HashKeyed>>,
     /// Where each selector's windows were at the last evaluation, by selector address.
     cursors: HashMap<usize, Cursor>,
     /// Label sets without `__name__`, by the address of the label set they came from
@@ -157,6 +161,43 @@ pub(crate) struct Evaluator<'s> {
     /// Positions of the function call being evaluated and of its arguments, for
     /// annotations.
     pub(crate) call_pos: (ast::Pos, Vec<ast::Pos>),
+}
+
+/// One subquery node's inner results between evaluation times: the non-empty inner
+/// steps from the current window's start on, and how far evaluation has got.
+#[derive(Default)]
+struct SubqueryWindow {
+    /// Non-empty inner results, oldest first.
+    steps: std::collections::VecDeque<(Timestamp, Vec<Sample>)>,
+    /// The first inner step this window was evaluated from.
+    from: Option<Timestamp>,
+    /// The last inner step evaluated.
+    done_until: Option<Timestamp>,
+}
+
+impl SubqueryWindow {
+    /// Makes the window start at inner step `first`: older steps are dropped; a window
+    /// that cannot provide `first` (evaluation went back in time) starts over.
+    fn slide_to(&mut self, first: Timestamp) {
+        if self.from.is_none_or(|from| first < from) {
+            self.steps.clear();
+            self.done_until = None;
+            self.from = Some(first);
+            return;
+        }
+        while self.steps.front().is_some_and(|(at, _)| *at < first) {
+            self.steps.pop_front();
+        }
+        self.from = Some(first);
+    }
+
+    /// The next inner step to evaluate for a window starting at `first`.
+    fn next_step(&self, first: Timestamp, step: i64) -> Option<Timestamp> {
+        match self.done_until {
+            Some(d) if d >= first => d.checked_add(step),
+            _ => Some(first),
+        }
+    }
 }
 
 /// A selector's window positions at its last evaluation time: for each loaded series,
@@ -217,6 +258,7 @@ pub(crate) fn run(
         tables: Arc::default(),
         subquery_cache: HashMap::default(),
         invariant_cache: HashMap::new(),
+        invariant: Arc::default(),
         cursors: HashMap::new(),
         nameless: HashMap::default(),
         nameless_outputs: HashMap::default(),
@@ -253,6 +295,9 @@ pub(crate) fn run(
             count: ((end - start) / step) as usize + 1,
         }
     };
+    let mut invariant = std::collections::HashSet::default();
+    invariant_nodes(&expr, &mut invariant);
+    ev.invariant = Arc::new(invariant);
     ev.preload(&expr, start, end, Some(grid))?;
     let value = if step == 0 {
         match ev.eval(&expr, start)? {
@@ -369,30 +414,49 @@ pub(crate) const TIME_DEPENDENT_FUNCTIONS: &[&str] = &[
     "timestamp",
 ];
 
-/// Whether `e` has the same value at every step: literals, selectors and subqueries
-/// pinned with `@`, and operations over only such inputs.
-fn step_invariant(e: &Expr) -> bool {
-    match e {
-        Expr::Number(_) | Expr::String(_) => true,
-        Expr::Selector(sel) | Expr::Matrix { sel, .. } => sel.at.is_some(),
-        Expr::Subquery { at, .. } => at.is_some(),
-        Expr::Paren(inner) | Expr::Neg(inner) => step_invariant(inner),
-        Expr::Aggregate { expr, param, .. } => {
-            step_invariant(expr) && param.as_deref().is_none_or(step_invariant)
+/// Whether `e` has the same value at every step (literals, selectors and subqueries
+/// pinned with `@`, and operations over only such inputs); the addresses of such nodes,
+/// literals left out, are added to `out`. One pass over the tree, children first.
+fn invariant_nodes(e: &Expr, out: &mut std::collections::HashSet<usize, HashKeyed>) -> bool {
+    crate::parser::with_stack(|| {
+        let invariant = match e {
+            Expr::Number(_) | Expr::String(_) => return true,
+            Expr::Selector(sel) | Expr::Matrix { sel, .. } => sel.at.is_some(),
+            Expr::Subquery { expr, at, .. } => {
+                // Inside a subquery everything is evaluated relative to it.
+                invariant_nodes(expr, out);
+                at.is_some()
+            }
+            Expr::Paren(inner) | Expr::Neg(inner) => invariant_nodes(inner, out),
+            Expr::Aggregate { expr, param, .. } => {
+                let p = param.as_deref().is_none_or(|p| invariant_nodes(p, out));
+                invariant_nodes(expr, out) && p
+            }
+            Expr::Binary { lhs, rhs, .. } => {
+                let l = invariant_nodes(lhs, out);
+                invariant_nodes(rhs, out) && l
+            }
+            Expr::Call { func, args, .. } => {
+                let mut all = true;
+                for a in args {
+                    all &= invariant_nodes(a, out);
+                }
+                all && !TIME_DEPENDENT_FUNCTIONS.contains(&func.as_str())
+            }
+        };
+        if invariant {
+            out.insert(key(e));
         }
-        Expr::Binary { lhs, rhs, .. } => step_invariant(lhs) && step_invariant(rhs),
-        Expr::Call { func, args, .. } => {
-            !TIME_DEPENDENT_FUNCTIONS.contains(&func.as_str()) && args.iter().all(step_invariant)
-        }
-    }
+        invariant
+    })
 }
 
 /// `e` without enclosing parentheses.
-pub(crate) fn unwrap_parens(e: &Expr) -> &Expr {
-    match e {
-        Expr::Paren(inner) => unwrap_parens(inner),
-        other => other,
+pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(inner) = e {
+        e = inner;
     }
+    e
 }
 
 /// Removes the metric name from samples marked for it.
@@ -545,6 +609,7 @@ impl<'s> Evaluator<'s> {
             tables: self.tables.clone(),
             subquery_cache: HashMap::default(),
             invariant_cache: HashMap::new(),
+            invariant: self.invariant.clone(),
             cursors: HashMap::new(),
             nameless: HashMap::default(),
             nameless_outputs: HashMap::default(),
@@ -659,10 +724,16 @@ impl<'s> Evaluator<'s> {
 
     /// Evaluates `e` at time `ts`.
     pub(crate) fn eval(&mut self, e: &Expr, ts: Timestamp) -> Result<Instant, QueryError> {
+        // The tree is as deep as the query nests: grow the stack on the heap rather than
+        // overflow a small one (the runtime's threads have 2 MiB).
+        crate::parser::with_stack(|| self.eval_cached(e, ts))
+    }
+
+    fn eval_cached(&mut self, e: &Expr, ts: Timestamp) -> Result<Instant, QueryError> {
         self.check_deadline()?;
         // A step-invariant subtree (its selectors all pinned with `@`) has the same value
         // at every step: compute it once per query.
-        if self.step != 0 && !matches!(e, Expr::Number(_) | Expr::String(_)) && step_invariant(e) {
+        if self.step != 0 && self.invariant.contains(&key(e)) {
             let k = key(e);
             if let Some(v) = self.invariant_cache.get(&k) {
                 return Ok(v.clone());
@@ -853,6 +924,12 @@ impl<'s> Evaluator<'s> {
 
     /// A subquery's range vector at evaluation time `t`: the inner expression at every
     /// multiple of `step` in `(t - range, t]`.
+    ///
+    /// Evaluation times mostly move forward, so the inner results are kept per node as a
+    /// sliding window ([`SubqueryWindow`]): steps before the window are dropped, steps
+    /// already evaluated are reused, and only the new ones are evaluated. Inner steps
+    /// that return nothing are not stored, so memory follows the samples (which count
+    /// against the sample budget), never the number of steps.
     fn subquery_at(
         &mut self,
         node: &Expr,
@@ -861,54 +938,55 @@ impl<'s> Evaluator<'s> {
         step: i64,
         t: Timestamp,
     ) -> Result<Vec<RangeSeries>, QueryError> {
-        let first = (t - range).div_euclid(step) * step + step;
-        // Series in order of first appearance. The cached vectors are alive throughout,
-        // so a label set's address identifies it; the same series mostly share one
-        // address across inner steps, and only new addresses are hashed by content.
+        let first = (t.saturating_sub(range).div_euclid(step) * step).saturating_add(step);
+        let k = key(node);
+        let mut window = self.subquery_cache.remove(&k).unwrap_or_default();
+        window.slide_to(first);
+        let mut it = window.next_step(first, step);
+        while let Some(at) = it.filter(|&at| at <= t) {
+            let v = match self.eval(inner, at)? {
+                Instant::Vector(v) => v,
+                Instant::Scalar(v) => vec![Sample::new(Labels::empty(), at, v)],
+                other => {
+                    return Err(QueryError::bad_data(format!(
+                        "subquery over a {}",
+                        other.type_name()
+                    )));
+                }
+            };
+            if !v.is_empty() {
+                self.hold_samples(v.len())?;
+                window.steps.push_back((at, v));
+            }
+            window.done_until = Some(at);
+            it = at.checked_add(step);
+        }
+        // Series in order of first appearance. The window's vectors are alive
+        // throughout, so a label set's address identifies it; the same series mostly
+        // share one address across inner steps, and only new addresses are hashed by
+        // content.
         let mut by_addr: HashMap<usize, usize, HashKeyed> = HashMap::default();
         let mut by_labels: HashMap<Labels, usize, HashKeyed> = HashMap::default();
         let mut series: Vec<(Labels, Vec<Timestamp>, Vec<f64>, bool)> = Vec::new();
-        let mut it = first;
-        while it <= t {
-            let k = (key(node), it);
-            if !self.subquery_cache.contains_key(&k) {
-                let v = match self.eval(inner, it)? {
-                    Instant::Vector(v) => v,
-                    Instant::Scalar(v) => vec![Sample::new(Labels::empty(), it, v)],
-                    other => {
-                        return Err(QueryError::bad_data(format!(
-                            "subquery over a {}",
-                            other.type_name()
-                        )));
-                    }
-                };
-                self.hold_samples(v.len())?;
-                self.subquery_cache.insert(k, v);
-            }
-            for s in self.subquery_cache.get(&k).into_iter().flatten() {
+        for (at, samples) in window.steps.iter().take_while(|(at, _)| *at <= t) {
+            for s in samples {
                 let addr = s.labels.buffer_addr();
                 let i = match by_addr.get(&addr) {
                     Some(&i) => i,
                     None => {
                         let i = *by_labels.entry(s.labels.clone()).or_insert_with(|| {
-                            let n = (range / step) as usize + 1;
-                            series.push((
-                                s.labels.clone(),
-                                Vec::with_capacity(n),
-                                Vec::with_capacity(n),
-                                s.drop_name,
-                            ));
+                            series.push((s.labels.clone(), Vec::new(), Vec::new(), s.drop_name));
                             series.len() - 1
                         });
                         by_addr.insert(addr, i);
                         i
                     }
                 };
-                series[i].1.push(it);
+                series[i].1.push(*at);
                 series[i].2.push(s.v);
             }
-            it += step;
         }
+        self.subquery_cache.insert(k, window);
         Ok(series
             .into_iter()
             .map(|(l, ts, vals, drop)| RangeSeries::owned(l, ts, vals, drop))

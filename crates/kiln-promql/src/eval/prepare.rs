@@ -9,13 +9,16 @@ use kiln_model::{Labels, Timestamp, is_stale_nan};
 
 use super::step_table::{self, Grid};
 use super::{
-    DEFAULT_SUBQUERY_STEP, Evaluator, Instant, Loaded, SeriesCollector, key, step_invariant,
-    unwrap_parens,
+    DEFAULT_SUBQUERY_STEP, Evaluator, Instant, Loaded, SeriesCollector, key, unwrap_parens,
 };
 use crate::ast::{self, Expr, Selector};
 use crate::error::QueryError;
 use crate::functions::range::GridSource;
 use crate::value::Sample;
+
+/// The most inner steps a subquery's step table is built over (one time and one result
+/// slot each, allocated up front).
+const MAX_TABLE_STEPS: usize = 1 << 20;
 
 /// Selectors with fewer series per core than this are decoded on one thread.
 const MIN_SERIES_PER_LOAD_THREAD: usize = 256;
@@ -69,11 +72,11 @@ fn decode(
 /// time in `[a, b]`: every multiple of the step in `(a - range, b]` (`None` when
 /// there is none).
 pub(super) fn subquery_grid(a: Timestamp, b: Timestamp, range: i64, step: i64) -> Option<Grid> {
-    let first = a.saturating_sub(range).div_euclid(step) * step + step;
+    let first = (a.saturating_sub(range).div_euclid(step) * step).saturating_add(step);
     (b >= first).then(|| Grid {
         first,
         step,
-        count: ((b - first) / step) as usize + 1,
+        count: usize::try_from(b.saturating_sub(first) / step).map_or(usize::MAX, |c| c + 1),
     })
 }
 
@@ -83,6 +86,16 @@ impl Evaluator<'_> {
     /// within `[lo, hi]`, when exactly known (it is not inside a subquery whose windows
     /// leave gaps between the outer steps).
     pub(super) fn preload(
+        &mut self,
+        e: &Expr,
+        lo: Timestamp,
+        hi: Timestamp,
+        grid: Option<Grid>,
+    ) -> Result<(), QueryError> {
+        crate::parser::with_stack(|| self.preload_node(e, lo, hi, grid))
+    }
+
+    fn preload_node(
         &mut self,
         e: &Expr,
         lo: Timestamp,
@@ -138,7 +151,7 @@ impl Evaluator<'_> {
                     self.preload(a, lo, hi, grid)?;
                 }
                 match grid {
-                    Some(g) if g.count >= 2 && !step_invariant(e) => {
+                    Some(g) if g.count >= 2 && !self.invariant.contains(&key(e)) => {
                         self.build_table(e, func, args, arg_pos, g)
                     }
                     _ => Ok(()),
@@ -218,7 +231,10 @@ impl Evaluator<'_> {
             grid.first.saturating_sub(*offset),
             grid.time(grid.count - 1).saturating_sub(*offset),
         );
-        let Some(inner) = subquery_grid(a, b, *range, step) else {
+        // The table holds every inner step's result at once: for a grid larger than
+        // [`MAX_TABLE_STEPS`] the step-by-step path (which holds one window) is used.
+        let Some(inner) = subquery_grid(a, b, *range, step).filter(|g| g.count <= MAX_TABLE_STEPS)
+        else {
             return Ok(None);
         };
         // A range-function call inside (`rate(x[5m])[10m:]`) has its own table over

@@ -248,6 +248,10 @@ pub(crate) fn grid_call<'e>(
 
 /// Whether `e` is arithmetic over number literals only.
 fn constant(e: &Expr) -> bool {
+    crate::parser::with_stack(|| constant_node(e))
+}
+
+fn constant_node(e: &Expr) -> bool {
     match e {
         Expr::Number(_) => true,
         Expr::Paren(inner) | Expr::Neg(inner) => constant(inner),

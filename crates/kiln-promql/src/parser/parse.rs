@@ -153,7 +153,19 @@ impl<'q> Parser<'q> {
     /// Runs one level deeper, within [`MAX_NESTING`](super::MAX_NESTING) and with stack
     /// to spare.
     fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Res<T>) -> Res<T> {
-        if self.depth >= super::MAX_NESTING {
+        self.check_depth(1)?;
+        self.depth += 1;
+        let r = super::with_stack(|| f(self));
+        self.depth -= 1;
+        r
+    }
+
+    /// Fails when `more` levels below the current one would pass
+    /// [`MAX_NESTING`](super::MAX_NESTING). Chains the parser builds in a loop (`a + b +
+    /// c`, `x[1m:][1m:]`) deepen the tree without recursing here, so they count too:
+    /// every later pass over the tree recurses as deep as the tree is.
+    fn check_depth(&mut self, more: usize) -> Res<()> {
+        if self.depth + more > super::MAX_NESTING {
             let pos = self.peek()?.pos;
             return Err(ParseError::new(
                 pos,
@@ -163,14 +175,12 @@ impl<'q> Parser<'q> {
                 ),
             ));
         }
-        self.depth += 1;
-        let r = super::with_stack(|| f(self));
-        self.depth -= 1;
-        r
+        Ok(())
     }
 
     fn expr_inner(&mut self, min_prec: u8) -> Res<Node> {
         let mut lhs = self.unary()?;
+        let mut chained = 0;
         loop {
             let t = self.peek()?;
             let Some(op) = binary_op(t.kind) else {
@@ -181,6 +191,8 @@ impl<'q> Parser<'q> {
                 return Ok(lhs);
             }
             let op_pos = t.pos;
+            chained += 1;
+            self.check_depth(chained)?;
             self.bump();
             let (return_bool, matching) = self.binary_modifiers()?;
             let next_min = if op == BinaryOp::Pow { prec } else { prec + 1 };
@@ -192,9 +204,9 @@ impl<'q> Parser<'q> {
                 ));
             }
             let pos = lhs.pos;
-            lhs = Node {
+            lhs = Node::new(
                 pos,
-                kind: NodeKind::Binary {
+                NodeKind::Binary {
                     op,
                     op_pos,
                     lhs: Box::new(lhs),
@@ -202,7 +214,7 @@ impl<'q> Parser<'q> {
                     return_bool,
                     matching,
                 },
-            };
+            );
         }
     }
 
@@ -290,20 +302,20 @@ impl<'q> Parser<'q> {
         let negative = kind == Tok::Sub;
         let operand = self.expr(BinaryOp::Pow.precedence())?;
         Ok(match operand.kind {
-            NodeKind::Number { value, duration } => Node {
-                pos: op.pos,
-                kind: NodeKind::Number {
+            NodeKind::Number { value, duration } => Node::new(
+                op.pos,
+                NodeKind::Number {
                     value: if negative { -value } else { value },
                     duration,
                 },
-            },
-            _ => Node {
-                pos: op.pos,
-                kind: NodeKind::Unary {
+            ),
+            _ => Node::new(
+                op.pos,
+                NodeKind::Unary {
                     negative,
                     expr: Box::new(operand),
                 },
-            },
+            ),
         })
     }
 
@@ -311,9 +323,14 @@ impl<'q> Parser<'q> {
     /// `smoothed` modifiers.
     fn postfix(&mut self) -> Res<Node> {
         let mut e = self.primary()?;
+        let mut chained = 0;
         loop {
             e = match self.peek_kind()? {
-                Tok::LeftBracket => self.range_or_subquery(e)?,
+                Tok::LeftBracket => {
+                    chained += 1;
+                    self.check_depth(chained)?;
+                    self.range_or_subquery(e)?
+                }
                 Tok::Offset => {
                     self.bump();
                     let d = self.within(OFFSET, Self::offset_duration)?;
@@ -342,26 +359,17 @@ impl<'q> Parser<'q> {
             Tok::Number | Tok::Duration => {
                 self.bump();
                 let (value, duration) = literal_value(&t)?;
-                Ok(Node {
-                    pos: t.pos,
-                    kind: NodeKind::Number { value, duration },
-                })
+                Ok(Node::new(t.pos, NodeKind::Number { value, duration }))
             }
             Tok::String => {
                 self.bump();
-                Ok(Node {
-                    pos: t.pos,
-                    kind: NodeKind::String(unquote(&t)?),
-                })
+                Ok(Node::new(t.pos, NodeKind::String(unquote(&t)?)))
             }
             Tok::LeftParen => {
                 self.bump();
                 let inner = self.expr(0)?;
                 self.expect(Tok::RightParen)?;
-                Ok(Node {
-                    pos: t.pos,
-                    kind: NodeKind::Paren(Box::new(inner)),
-                })
+                Ok(Node::new(t.pos, NodeKind::Paren(Box::new(inner))))
             }
             Tok::LeftBrace => self.selector(None, t.pos),
             Tok::Identifier => {
@@ -429,14 +437,14 @@ impl<'q> Parser<'q> {
                 ));
             }
         }
-        Ok(Node {
-            pos: name.pos,
-            kind: NodeKind::Call {
+        Ok(Node::new(
+            name.pos,
+            NodeKind::Call {
                 func: name.text,
                 args,
                 arg_pos,
             },
-        })
+        ))
     }
 
     /// `(arg, ...)`: the arguments and where each starts.
@@ -505,16 +513,16 @@ impl<'q> Parser<'q> {
         }
         let expr = args.pop().expect("one or two arguments");
         let param = args.pop().map(Box::new);
-        Ok(Node {
-            pos: op_token.pos,
-            kind: NodeKind::Aggregate {
+        Ok(Node::new(
+            op_token.pos,
+            NodeKind::Aggregate {
                 op,
                 param,
                 expr: Box::new(expr),
                 grouping,
                 without,
             },
-        })
+        ))
     }
 
     fn aggregate_modifier(&mut self) -> Res<(bool, Vec<String>)> {
@@ -578,15 +586,15 @@ impl<'q> Parser<'q> {
             self.bump();
             matchers = self.label_matchers()?;
         }
-        Ok(Node {
+        Ok(Node::new(
             pos,
-            kind: NodeKind::Selector(VectorSelector {
+            NodeKind::Selector(VectorSelector {
                 name,
                 matchers,
                 offset: None,
                 at: None,
             }),
-        })
+        ))
     }
 
     /// The matchers after `{`, up to and including `}`.
@@ -677,13 +685,13 @@ impl<'q> Parser<'q> {
                 if let Some(m) = message {
                     return Err(ParseError::new(bracket.pos, m));
                 }
-                Ok(Node {
-                    pos: e.pos,
-                    kind: NodeKind::Matrix {
+                Ok(Node::new(
+                    e.pos,
+                    NodeKind::Matrix {
                         selector: Box::new(e),
                         range,
                     },
-                })
+                ))
             }
             Tok::Colon => {
                 self.bump();
@@ -697,16 +705,16 @@ impl<'q> Parser<'q> {
                     Some(step)
                 };
                 self.bump();
-                Ok(Node {
-                    pos: e.pos,
-                    kind: NodeKind::Subquery {
+                Ok(Node::new(
+                    e.pos,
+                    NodeKind::Subquery {
                         expr: Box::new(e),
                         range,
                         step,
                         offset: None,
                         at: None,
                     },
-                })
+                ))
             }
             _ => Err(self.unexpected("subquery or range", "\":\" or \"]\"")),
         }

@@ -3,6 +3,7 @@
 //! (`Pretty()`: a node longer than 100 characters is split over lines, its children
 //! indented by two spaces).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use kiln_model::{MatchType, Matcher};
@@ -15,28 +16,72 @@ use super::syntax::{
 const MAX_LINE: usize = 100;
 
 /// The query in Prometheus's indented layout.
+///
+/// The one-line length of every node is measured in one pass first, so deciding
+/// where to split costs nothing more, and the layout is written into one buffer: the
+/// work follows the size of the answer, which for deep nesting is large (every level
+/// is indented), but never more.
 pub(crate) fn pretty(node: &Node) -> String {
-    pretty_at(node, 0)
+    let mut flat = Flat {
+        out: String::new(),
+        lens: Some(HashMap::new()),
+    };
+    write_node(&mut flat, node);
+    let lens = flat.lens.unwrap_or_default();
+    let mut out = String::new();
+    pretty_into(&mut out, node, 0, true, &lens);
+    out
 }
 
 /// The query on one line.
 pub(crate) fn one_line(node: &Node) -> String {
-    let mut out = String::new();
-    write_node(&mut out, node);
-    out
+    let mut flat = Flat {
+        out: String::new(),
+        lens: None,
+    };
+    write_node(&mut flat, node);
+    flat.out
 }
 
-fn indent(level: usize) -> String {
-    "  ".repeat(level)
+/// The one-line text being written and, when measuring, each node's length in it (by
+/// node address).
+struct Flat {
+    out: String,
+    lens: Option<HashMap<usize, usize>>,
 }
 
-fn pretty_at(node: &Node, level: usize) -> String {
-    super::with_stack(|| pretty_node(node, level))
+fn addr(node: &Node) -> usize {
+    std::ptr::from_ref(node) as usize
 }
 
-fn pretty_node(node: &Node, level: usize) -> String {
-    let flat = one_line(node);
-    let split = flat.len() > MAX_LINE;
+fn indent(out: &mut String, level: usize, first: bool) {
+    if first {
+        for _ in 0..level {
+            out.push_str("  ");
+        }
+    }
+}
+
+/// Writes `node` at `level`; `first`: whether its first line is indented (a unary
+/// operator puts its operand on its own line, unindented, as Prometheus trims it).
+fn pretty_into(
+    out: &mut String,
+    node: &Node,
+    level: usize,
+    first: bool,
+    lens: &HashMap<usize, usize>,
+) {
+    super::with_stack(|| pretty_node(out, node, level, first, lens));
+}
+
+fn pretty_node(
+    out: &mut String,
+    node: &Node,
+    level: usize,
+    first: bool,
+    lens: &HashMap<usize, usize>,
+) {
+    let split = lens.get(&addr(node)).copied().unwrap_or(0) > MAX_LINE;
     match &node.kind {
         NodeKind::Aggregate {
             op,
@@ -45,19 +90,18 @@ fn pretty_node(node: &Node, level: usize) -> String {
             grouping,
             without,
         } if split => {
-            let mut s = indent(level);
-            s.push_str(op.name());
-            write_grouping(&mut s, *without, grouping);
-            s.push_str("(\n");
+            indent(out, level, first);
+            out.push_str(op.name());
+            write_grouping(out, *without, grouping);
+            out.push_str("(\n");
             if let Some(p) = param {
-                s.push_str(&pretty_at(p, level + 1));
-                s.push_str(",\n");
+                pretty_into(out, p, level + 1, true, lens);
+                out.push_str(",\n");
             }
-            s.push_str(&pretty_at(expr, level + 1));
-            s.push('\n');
-            s.push_str(&indent(level));
-            s.push(')');
-            s
+            pretty_into(out, expr, level + 1, true, lens);
+            out.push('\n');
+            indent(out, level, true);
+            out.push(')');
         }
         NodeKind::Binary {
             op,
@@ -67,33 +111,41 @@ fn pretty_node(node: &Node, level: usize) -> String {
             matching,
             ..
         } if split => {
-            let mut s = pretty_at(lhs, level + 1);
-            s.push('\n');
-            s.push_str(&indent(level));
-            s.push_str(op.text());
+            pretty_into(out, lhs, level + 1, first, lens);
+            out.push('\n');
+            indent(out, level, true);
+            out.push_str(op.text());
             if *return_bool {
-                s.push_str(" bool");
+                out.push_str(" bool");
             }
-            write_matching(&mut s, lhs, rhs, matching);
-            s.push('\n');
-            s.push_str(&pretty_at(rhs, level + 1));
-            s
+            write_matching(out, lhs, rhs, matching);
+            out.push('\n');
+            pretty_into(out, rhs, level + 1, true, lens);
         }
         NodeKind::Call { func, args, .. } if split => {
-            let parts: Vec<String> = args.iter().map(|a| pretty_at(a, level + 1)).collect();
-            format!(
-                "{}{func}(\n{}\n{})",
-                indent(level),
-                parts.join(",\n"),
-                indent(level)
-            )
+            indent(out, level, first);
+            out.push_str(func);
+            out.push_str("(\n");
+            for (i, a) in args.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(",\n");
+                }
+                pretty_into(out, a, level + 1, true, lens);
+            }
+            out.push('\n');
+            indent(out, level, true);
+            out.push(')');
         }
-        NodeKind::Paren(inner) if split => format!(
-            "{}(\n{}\n{})",
-            indent(level),
-            pretty_at(inner, level + 1),
-            indent(level)
-        ),
+        NodeKind::Paren(inner) if split => {
+            indent(out, level, first);
+            out.push_str("(\n");
+            pretty_into(out, inner, level + 1, true, lens);
+            out.push('\n');
+            indent(out, level, true);
+            out.push(')');
+        }
+        // Prometheus writes an unsplit subquery without indentation.
+        NodeKind::Subquery { .. } if !split => out.push_str(&one_line(node)),
         NodeKind::Subquery {
             expr,
             range,
@@ -101,31 +153,33 @@ fn pretty_node(node: &Node, level: usize) -> String {
             offset,
             at,
         } => {
-            if !split {
-                return flat;
-            }
-            let mut s = pretty_at(expr, level);
-            write_subquery_suffix(&mut s, range, step.as_ref(), offset.as_ref(), at.as_ref());
-            s
+            pretty_into(out, expr, level, first, lens);
+            write_subquery_suffix(out, range, step.as_ref(), offset.as_ref(), at.as_ref());
         }
         NodeKind::Unary { negative, expr } => {
-            let child = pretty_at(expr, level);
-            format!(
-                "{}{}{}",
-                indent(level),
-                if *negative { "-" } else { "+" },
-                child.trim()
-            )
+            indent(out, level, first);
+            out.push(if *negative { '-' } else { '+' });
+            pretty_into(out, expr, level, false, lens);
         }
-        _ => format!("{}{flat}", indent(level)),
+        _ => {
+            indent(out, level, first);
+            out.push_str(&one_line(node));
+        }
     }
 }
 
-fn write_node(out: &mut String, node: &Node) {
-    super::with_stack(|| write_node_inner(out, node));
+fn write_node(f: &mut Flat, node: &Node) {
+    super::with_stack(|| {
+        let start = f.out.len();
+        write_node_inner(f, node);
+        if let Some(lens) = &mut f.lens {
+            lens.insert(addr(node), f.out.len() - start);
+        }
+    });
 }
 
-fn write_node_inner(out: &mut String, node: &Node) {
+fn write_node_inner(f: &mut Flat, node: &Node) {
+    let out = &mut f.out;
     match &node.kind {
         NodeKind::Number { value, duration } => write_number(out, *value, *duration),
         NodeKind::String(s) => out.push_str(&go::quote(s)),
@@ -152,17 +206,23 @@ fn write_node_inner(out: &mut String, node: &Node) {
             offset,
             at,
         } => {
-            write_node(out, expr);
-            write_subquery_suffix(out, range, step.as_ref(), offset.as_ref(), at.as_ref());
+            write_node(f, expr);
+            write_subquery_suffix(
+                &mut f.out,
+                range,
+                step.as_ref(),
+                offset.as_ref(),
+                at.as_ref(),
+            );
         }
         NodeKind::Paren(inner) => {
             out.push('(');
-            write_node(out, inner);
-            out.push(')');
+            write_node(f, inner);
+            f.out.push(')');
         }
         NodeKind::Unary { negative, expr } => {
             out.push(if *negative { '-' } else { '+' });
-            write_node(out, expr);
+            write_node(f, expr);
         }
         NodeKind::Binary {
             op,
@@ -172,7 +232,8 @@ fn write_node_inner(out: &mut String, node: &Node) {
             matching,
             ..
         } => {
-            write_node(out, lhs);
+            write_node(f, lhs);
+            let out = &mut f.out;
             out.push(' ');
             out.push_str(op.text());
             if *return_bool {
@@ -180,18 +241,18 @@ fn write_node_inner(out: &mut String, node: &Node) {
             }
             write_matching(out, lhs, rhs, matching);
             out.push(' ');
-            write_node(out, rhs);
+            write_node(f, rhs);
         }
         NodeKind::Call { func, args, .. } => {
             out.push_str(func);
             out.push('(');
             for (i, a) in args.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(", ");
+                    f.out.push_str(", ");
                 }
-                write_node(out, a);
+                write_node(f, a);
             }
-            out.push(')');
+            f.out.push(')');
         }
         NodeKind::Aggregate {
             op,
@@ -204,11 +265,11 @@ fn write_node_inner(out: &mut String, node: &Node) {
             write_grouping(out, *without, grouping);
             out.push('(');
             if let Some(p) = param {
-                write_node(out, p);
-                out.push_str(", ");
+                write_node(f, p);
+                f.out.push_str(", ");
             }
-            write_node(out, expr);
-            out.push(')');
+            write_node(f, expr);
+            f.out.push(')');
         }
     }
 }

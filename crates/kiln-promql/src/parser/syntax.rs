@@ -250,11 +250,14 @@ pub(crate) struct VectorSelector {
     pub(crate) at: Option<AtModifier>,
 }
 
-/// A node of the syntax tree and where it starts in the query (a byte offset).
+/// A node of the syntax tree, where it starts in the query (a byte offset), and the
+/// type of its value (worked out from its children when it is made, so asking for it
+/// never walks the tree).
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub(crate) kind: NodeKind,
     pub(crate) pos: usize,
+    ty: ValueType,
 }
 
 #[derive(Debug, Clone)]
@@ -324,20 +327,15 @@ impl Drop for Node {
 }
 
 impl Node {
-    /// The type of the node's value (without checking it).
-    pub(crate) fn value_type(&self) -> ValueType {
-        super::with_stack(|| self.value_type_inner())
-    }
-
-    fn value_type_inner(&self) -> ValueType {
-        match &self.kind {
+    pub(crate) fn new(pos: usize, kind: NodeKind) -> Node {
+        let ty = match &kind {
             NodeKind::Number { .. } => ValueType::Scalar,
             NodeKind::String(_) => ValueType::String,
             NodeKind::Selector(_) | NodeKind::Aggregate { .. } => ValueType::Vector,
             NodeKind::Matrix { .. } | NodeKind::Subquery { .. } => ValueType::Matrix,
-            NodeKind::Paren(e) | NodeKind::Unary { expr: e, .. } => e.value_type(),
+            NodeKind::Paren(e) | NodeKind::Unary { expr: e, .. } => e.ty,
             NodeKind::Binary { lhs, rhs, .. } => {
-                if lhs.value_type() == ValueType::Scalar && rhs.value_type() == ValueType::Scalar {
+                if lhs.ty == ValueType::Scalar && rhs.ty == ValueType::Scalar {
                     ValueType::Scalar
                 } else {
                     ValueType::Vector
@@ -346,6 +344,12 @@ impl Node {
             NodeKind::Call { func, .. } => {
                 crate::functions::signature(func).map_or(ValueType::Vector, |s| s.returns)
             }
-        }
+        };
+        Node { kind, pos, ty }
+    }
+
+    /// The type of the node's value (without checking it).
+    pub(crate) fn value_type(&self) -> ValueType {
+        self.ty
     }
 }
