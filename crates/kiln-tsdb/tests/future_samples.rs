@@ -181,9 +181,9 @@ fn compaction_stops_between_steps_when_asked() {
 /// current ones, and a series with only a far-future sample; returns the time used.
 fn write_far_future(db: &Db) -> i64 {
     let t0 = now() - 5 * MIN;
-    assert!(all_ok(&append(&db, "current", &[t0, t0 + MIN])));
-    assert!(all_ok(&append(&db, "mixed", &[t0, t0 + MIN, i64::MAX])));
-    assert!(all_ok(&append(&db, "future", &[i64::MAX - 1])));
+    assert!(all_ok(&append(db, "current", &[t0, t0 + MIN])));
+    assert!(all_ok(&append(db, "mixed", &[t0, t0 + MIN, i64::MAX])));
+    assert!(all_ok(&append(db, "future", &[i64::MAX - 1])));
     t0
 }
 

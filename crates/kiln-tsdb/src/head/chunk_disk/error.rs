@@ -109,12 +109,6 @@ impl HeadChunksError {
         }
     }
 
-    #[cfg(test)]
-    /// True for damaged stored data (as opposed to I/O failures or bad input).
-    pub(crate) fn is_corruption(&self) -> bool {
-        matches!(self, HeadChunksError::Corrupt { .. })
-    }
-
     pub(super) fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> HeadChunksError {
         let path = path.to_path_buf();
         move |source| HeadChunksError::Io { op, path, source }
