@@ -1,6 +1,8 @@
 //! The head: the in-memory part of the TSDB that receives every append.
 //!
-//! Write path: an [`HeadAppender`] looks series up (or creates them) and checks each
+//! Write path: an [`HeadAppender`] checks each sample's time against the head's bounds
+//! (not older than the minimum valid time; with [`HeadOptions::max_future`], not further
+//! ahead of the clock than that), looks series up (or creates them) and checks the
 //! sample against the series' newest sample; at commit it logs new series and the
 //! samples to the WAL (when the head has one) and only then applies the samples to the
 //! series, so a sample visible to a reader is always in the WAL.

@@ -297,14 +297,10 @@ impl ChunkDiskMapper {
                 later += 1;
             }
             if d.problem.is_missing_file() {
-                // The file after the gap was not opened: remove it too.
+                // The file after the gap was not opened: it goes whole.
                 fs::remove_file(&d.path).map_err(HeadChunksError::io("remove", &d.path))?;
-                later += 1;
-                later_bytes += d.dropped_bytes;
             }
-            if later > 0 || !files.is_empty() {
-                sync_dir(dir)?;
-            }
+            sync_dir(dir)?;
             tracing::warn!(
                 path = %d.path.display(),
                 offset = d.offset,
