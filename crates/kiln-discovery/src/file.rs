@@ -8,9 +8,11 @@
 //! second.
 //!
 //! A file that cannot be read or parsed keeps its previous groups (the error is
-//! logged); a file that is gone loses them. Each target gets `__meta_filepath`.
+//! logged); a file that is gone loses them. Each target gets `__meta_filepath`. A
+//! matching path that cannot even be looked at (a symlink loop, a permission problem)
+//! gives no targets and is logged once, at warn, until it can be looked at again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,11 +41,16 @@ impl FileDiscovery {
         let mut stamps: Option<FileStamps> = None;
         let mut groups: BTreeMap<PathBuf, Vec<TargetGroup>> = BTreeMap::new();
         let mut last_read = Instant::now();
+        let mut unreadable = BTreeSet::new();
         loop {
             let patterns = self.config.files.clone();
-            let now_stamps = tokio::task::spawn_blocking(move || stamp_files(&patterns))
-                .await
-                .unwrap_or_default();
+            let (now_stamps, problems) =
+                tokio::task::spawn_blocking(move || stamp_files(&patterns))
+                    .await
+                    .unwrap_or_default();
+            for (path, err) in newly_unreadable(&mut unreadable, problems) {
+                warn!(file = %path.display(), err = %err, "file_sd: cannot look at the file; it gives no targets");
+            }
             let due = stamps.as_ref() != Some(&now_stamps) || last_read.elapsed() >= refresh;
             if due {
                 let paths: Vec<PathBuf> = now_stamps.keys().cloned().collect();
@@ -82,19 +89,41 @@ impl FileDiscovery {
     }
 }
 
-/// The files the patterns match now, with their stamps.
-fn stamp_files(patterns: &[String]) -> FileStamps {
+/// The files the patterns match now, with their stamps, and the matching paths that
+/// could not be looked at (a symlink loop, say) with why. A path that does not exist is
+/// neither: a file that is gone simply gives no targets.
+fn stamp_files(patterns: &[String]) -> (FileStamps, Vec<(PathBuf, std::io::Error)>) {
     let mut out = FileStamps::new();
+    let mut problems = Vec::new();
     for pattern in patterns {
         for path in expand(pattern) {
-            if let Ok(meta) = std::fs::metadata(&path)
-                && meta.is_file()
-            {
-                out.insert(path, (meta.modified().ok(), meta.len()));
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => {
+                    out.insert(path, (meta.modified().ok(), meta.len()));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => problems.push((path, e)),
             }
         }
     }
-    out
+    (out, problems)
+}
+
+/// The `problems` not reported yet: `reported` becomes the paths of `problems`, so a
+/// path is reported once while it stays unreadable, and again if it breaks again after
+/// being fixed.
+fn newly_unreadable(
+    reported: &mut BTreeSet<PathBuf>,
+    problems: Vec<(PathBuf, std::io::Error)>,
+) -> Vec<(PathBuf, std::io::Error)> {
+    let now: BTreeSet<PathBuf> = problems.iter().map(|(p, _)| p.clone()).collect();
+    let fresh = problems
+        .into_iter()
+        .filter(|(p, _)| !reported.contains(p))
+        .collect();
+    *reported = now;
+    fresh
 }
 
 /// The paths matching `pattern`, whose last segment may hold one `*`.
@@ -196,6 +225,36 @@ mod tests {
         std::fs::remove_file(dir.path().join("b.json")).expect("test step");
         wait(vec!["a:9"]).await;
         task.abort();
+    }
+
+    #[test]
+    fn a_symlink_loop_is_reported_once_while_it_lasts() {
+        let dir = tempfile::tempdir().expect("test step");
+        std::fs::write(dir.path().join("good.json"), "[]").expect("test step");
+        let looped = dir.path().join("loop.json");
+        std::os::unix::fs::symlink(&looped, &looped).expect("test step");
+        let patterns = vec![dir.path().join("*.json").display().to_string()];
+        let mut reported = BTreeSet::new();
+        let check = |reported: &mut BTreeSet<PathBuf>, want: &[&PathBuf]| {
+            let (stamps, problems) = stamp_files(&patterns);
+            assert_eq!(
+                stamps.keys().collect::<Vec<_>>(),
+                [&dir.path().join("good.json")]
+            );
+            let fresh: Vec<PathBuf> = newly_unreadable(reported, problems)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect();
+            assert_eq!(fresh.iter().collect::<Vec<_>>(), want);
+        };
+        check(&mut reported, &[&looped]);
+        check(&mut reported, &[]);
+        check(&mut reported, &[]);
+        // Fixed, then broken again: reported again.
+        std::fs::remove_file(&looped).expect("test step");
+        check(&mut reported, &[]);
+        std::os::unix::fs::symlink(&looped, &looped).expect("test step");
+        check(&mut reported, &[&looped]);
     }
 
     #[test]

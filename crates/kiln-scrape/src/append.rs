@@ -96,8 +96,15 @@ pub struct ScrapeReport {
     pub samples_post_relabel: u64,
     /// Series of this scrape that the previous one did not have.
     pub series_added: u64,
-    /// Samples the storage refused (out of order, duplicate, too old).
+    /// Samples the storage refused (out of order, duplicate, out of bounds).
     pub samples_rejected: u64,
+    /// Of those, the ones refused for their timestamp: too old, or too far in the
+    /// future (Prometheus's `out of bounds`).
+    pub samples_out_of_bounds: u64,
+    /// Of those, the ones older than their series' newest sample.
+    pub samples_out_of_order: u64,
+    /// Of those, the ones at the time of their series' newest sample with another value.
+    pub samples_duplicate_timestamp: u64,
     /// Why the scrape failed, if it did (`up` is 0 then).
     pub error: Option<ScrapeError>,
 }
@@ -265,7 +272,17 @@ fn append_body(
                     entry.track(iteration);
                 }
             }
-            Err(_) => report.samples_rejected += 1,
+            Err(e) => {
+                report.samples_rejected += 1;
+                match e {
+                    StorageError::OutOfOrderSample { .. } => report.samples_out_of_order += 1,
+                    StorageError::DuplicateSampleForTimestamp { .. } => {
+                        report.samples_duplicate_timestamp += 1;
+                    }
+                    e if e.is_out_of_bounds() => report.samples_out_of_bounds += 1,
+                    _ => {}
+                }
+            }
         }
     }
     if limits.sample_limit > 0 && report.samples_post_relabel > limits.sample_limit {

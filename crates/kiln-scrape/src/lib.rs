@@ -25,7 +25,9 @@ pub mod status;
 pub mod target;
 
 pub use manager::ScrapeManager;
-pub use status::{ActiveTarget, ScrapeStatus, TargetHealth, TargetsSnapshot, TargetsView};
+pub use status::{
+    ActiveTarget, ScrapeRejections, ScrapeStatus, TargetHealth, TargetsSnapshot, TargetsView,
+};
 
 pub use append::{
     FamilyMetadata, ScrapeCache, ScrapeError, ScrapeReport, ScrapeTiming, TargetMetadata,

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::body_pool::BodyBufferPool;
-use crate::scrape_loop::{LoopControl, run_scrape_loop};
+use crate::scrape_loop::{LoopControl, LoopShared, run_scrape_loop};
 use crate::status::{SharedStatus, TargetsView};
 use crate::target::{Target, TargetGroup, populate_targets};
 
@@ -146,7 +146,10 @@ impl ScrapeManager {
                 target.clone(),
                 self.storage.clone(),
                 status.clone(),
-                self.buffers.clone(),
+                LoopShared {
+                    buffers: self.buffers.clone(),
+                    rejections: self.view.rejections.clone(),
+                },
                 stop_rx,
             ));
             self.loops.insert(

@@ -29,7 +29,7 @@ use crate::append::{
     EXTRA_REPORT_SERIES, REPORT_SERIES, ScrapeCache, ScrapeError, ScrapeTiming, store_scrape,
 };
 use crate::body_pool::BodyBufferPool;
-use crate::status::{SharedStatus, TargetHealth};
+use crate::status::{ScrapeRejections, SharedStatus, TargetHealth};
 use crate::target::Target;
 
 /// The `Accept` header for `protocols` (Prometheus's names), highest preference first.
@@ -191,6 +191,15 @@ pub enum LoopControl {
     Shutdown,
 }
 
+/// What all the scrape loops of a manager share.
+#[derive(Clone)]
+pub struct LoopShared {
+    /// Body buffers, borrowed for one scrape at a time.
+    pub buffers: Arc<BodyBufferPool>,
+    /// The counters of samples the storage refused, by reason.
+    pub rejections: Arc<ScrapeRejections>,
+}
+
 /// One target's loop. Runs until `stop` says to stop (or its sender is dropped).
 pub async fn run_scrape_loop(
     client: HttpClient,
@@ -198,9 +207,13 @@ pub async fn run_scrape_loop(
     target: Target,
     storage: Arc<dyn Appendable>,
     status: SharedStatus,
-    buffers: Arc<BodyBufferPool>,
+    shared: LoopShared,
     mut stop: watch::Receiver<LoopControl>,
 ) {
+    let LoopShared {
+        buffers,
+        rejections,
+    } = shared;
     let interval = target.interval().as_std().max(Duration::from_millis(1));
     let timeout_s = target.timeout().as_std().as_secs_f64();
     let series_labels = target.series_labels();
@@ -257,6 +270,15 @@ pub async fn run_scrape_loop(
         });
         match stored {
             Ok(Ok((report, metadata))) => {
+                rejections.add(&report);
+                if report.samples_out_of_bounds > 0 {
+                    // Prometheus's words: one line per scrape, whatever the number.
+                    warn!(
+                        url = target.url(),
+                        num_dropped = report.samples_out_of_bounds,
+                        "Error on ingesting samples that are too old or are too far into the future"
+                    );
+                }
                 let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
                 st.metadata = metadata;
                 st.last_scrape_ms = t;

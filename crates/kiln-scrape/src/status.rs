@@ -1,11 +1,12 @@
 //! What the targets API shows: each active target's health and last scrape, and the
 //! targets relabeling dropped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kiln_model::Labels;
 
-use crate::append::TargetMetadata;
+use crate::append::{ScrapeReport, TargetMetadata};
 use crate::target::Target;
 
 /// A target's health, as the targets API names it.
@@ -61,6 +62,10 @@ pub struct TargetsSnapshot {
     pub dropped: Vec<(String, Labels)>,
     /// Dropped targets per scrape pool, all of them counted.
     pub dropped_counts: Vec<(String, usize)>,
+    /// Samples refused since start: out of bounds, out of order, duplicate timestamp.
+    pub rejected_out_of_bounds: u64,
+    pub rejected_out_of_order: u64,
+    pub rejected_duplicate_timestamp: u64,
 }
 
 #[derive(Debug, Default)]
@@ -70,11 +75,34 @@ pub(crate) struct TargetsState {
     pub(crate) dropped_counts: Vec<(String, usize)>,
 }
 
+/// Samples of scrapes the storage refused since start, by reason: Prometheus's
+/// `prometheus_target_scrapes_sample_{out_of_bounds,out_of_order,duplicate_timestamp}_total`.
+/// Every scrape loop adds to the one set its manager owns.
+#[derive(Debug, Default)]
+pub struct ScrapeRejections {
+    pub out_of_bounds: AtomicU64,
+    pub out_of_order: AtomicU64,
+    pub duplicate_timestamp: AtomicU64,
+}
+
+impl ScrapeRejections {
+    /// Adds the refusals of one scrape.
+    pub(crate) fn add(&self, report: &ScrapeReport) {
+        self.out_of_bounds
+            .fetch_add(report.samples_out_of_bounds, Ordering::Relaxed);
+        self.out_of_order
+            .fetch_add(report.samples_out_of_order, Ordering::Relaxed);
+        self.duplicate_timestamp
+            .fetch_add(report.samples_duplicate_timestamp, Ordering::Relaxed);
+    }
+}
+
 /// A read-only handle on the scrape manager's targets, cheap to clone and usable from
 /// any thread.
 #[derive(Debug, Clone, Default)]
 pub struct TargetsView {
     pub(crate) state: Arc<RwLock<TargetsState>>,
+    pub(crate) rejections: Arc<ScrapeRejections>,
 }
 
 impl TargetsView {
@@ -93,10 +121,14 @@ impl TargetsView {
         active.sort_by(|a, b| {
             (&a.scrape_pool, a.target.labels()).cmp(&(&b.scrape_pool, b.target.labels()))
         });
+        let r = &self.rejections;
         TargetsSnapshot {
             active,
             dropped: state.dropped.clone(),
             dropped_counts: state.dropped_counts.clone(),
+            rejected_out_of_bounds: r.out_of_bounds.load(Ordering::Relaxed),
+            rejected_out_of_order: r.out_of_order.load(Ordering::Relaxed),
+            rejected_duplicate_timestamp: r.duplicate_timestamp.load(Ordering::Relaxed),
         }
     }
 }

@@ -112,19 +112,32 @@ fn write_head(db: &Db, out: &mut Vec<u8>) {
         "Maximum timestamp of the head block.",
         ms_to_whole_seconds(max_time),
     );
-    let name = "prometheus_tsdb_head_samples_appended_total";
-    header(
-        out,
-        name,
-        "Total number of appended samples.",
-        MetricType::Counter,
-    );
-    encode_text_sample(
-        out,
-        &Labels::from_pairs(&[("__name__", name), ("type", "float")]),
-        stats.samples_appended.load(Ordering::Relaxed) as f64,
-        None,
-    );
+    let by_type = [
+        (
+            "prometheus_tsdb_head_samples_appended_total",
+            "Total number of appended samples.",
+            &stats.samples_appended,
+        ),
+        (
+            "prometheus_tsdb_out_of_bound_samples_total",
+            "Total number of out of bound samples ingestion failed attempts with out of order support disabled.",
+            &stats.out_of_bounds_rejected,
+        ),
+        (
+            "prometheus_tsdb_out_of_order_samples_total",
+            "Total number of out of order samples ingestion failed attempts due to out of order being disabled.",
+            &stats.out_of_order_rejected,
+        ),
+    ];
+    for (name, help, n) in by_type {
+        header(out, name, help, MetricType::Counter);
+        encode_text_sample(
+            out,
+            &Labels::from_pairs(&[("__name__", name), ("type", "float")]),
+            n.load(Ordering::Relaxed) as f64,
+            None,
+        );
+    }
     counter(
         out,
         "prometheus_tsdb_head_series_created_total",

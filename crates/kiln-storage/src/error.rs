@@ -36,6 +36,22 @@ pub enum StorageError {
         t: Timestamp,
         min_valid: Timestamp,
     },
+    /// A sample further ahead of the storage's clock than it allows. Refused where
+    /// samples enter, because one far-future sample would move the head's newest time
+    /// so far that every current sample became out of bounds. The message starts like
+    /// [`OutOfBounds`](Self::OutOfBounds)'s: to a sender both are "out of bounds".
+    #[error(
+        "out of bounds: series {labels}, timestamp {t} is too far in the future: more than {} ahead of the server's clock ({now})",
+        kiln_model::format_duration_ms(*max_future)
+    )]
+    TooFarInFuture {
+        labels: Labels,
+        t: Timestamp,
+        /// The storage's clock when the sample was judged, Unix ms.
+        now: Timestamp,
+        /// How far ahead of `now` a sample may be, ms.
+        max_future: i64,
+    },
     #[error("invalid series labels {labels}: {reason}")]
     InvalidLabels {
         labels: Labels,
@@ -59,10 +75,21 @@ impl StorageError {
             StorageError::OutOfOrderSample { .. }
             | StorageError::DuplicateSampleForTimestamp { .. }
             | StorageError::OutOfBounds { .. }
+            | StorageError::TooFarInFuture { .. }
             | StorageError::InvalidLabels { .. }
             | StorageError::UnknownSeriesRef { .. } => ErrorKind::BadData,
             StorageError::Backend { kind, .. } => *kind,
         }
+    }
+
+    /// Whether the sample was refused for its timestamp being outside the times the
+    /// storage accepts (too old or too far in the future), the class Prometheus's
+    /// scrapes count as `out of bounds`.
+    pub fn is_out_of_bounds(&self) -> bool {
+        matches!(
+            self,
+            StorageError::OutOfBounds { .. } | StorageError::TooFarInFuture { .. }
+        )
     }
 
     /// Wraps a backend error with what was being done.

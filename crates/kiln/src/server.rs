@@ -310,7 +310,9 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             .name("tsdb-maintenance".into())
             .spawn(move || {
                 while !stop.load(Ordering::Acquire) {
-                    if let Err(e) = db.compact() {
+                    // Stops between steps at shutdown, so SIGTERM never waits for a
+                    // whole round.
+                    if let Err(e) = db.compact_until(&stop) {
                         error!(component = "tsdb", err = %e, "Compaction failed");
                     }
                     for second in 1..=60 {

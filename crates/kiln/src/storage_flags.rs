@@ -9,6 +9,10 @@
 //!   compaction into larger blocks (the Thanos sidecar setting);
 //! - `--storage.tsdb.wal-segment-size` (10MB to 256MB) and
 //!   `--storage.tsdb.allow-overlapping-compaction` are honoured;
+//! - `--storage.tsdb.max-future` (Kiln's own flag, default 10m; Prometheus has no such
+//!   bound) refuses samples further ahead of the clock than that, wherever they enter
+//!   (remote write, scrapes with their own timestamps, rules), and drops them from a WAL
+//!   replay; 0 turns it off;
 //! - the other Prometheus storage flags are accepted so that a Prometheus command line
 //!   starts Kiln, and each one given is named in a start-up warning saying what Kiln
 //!   does instead ([`StorageFlags::ignored`]).
@@ -30,6 +34,8 @@ const DEFAULT_RETENTION_MS: i64 = 15 * DAY_MS;
 const DEFAULT_MIN_BLOCK_MS: i64 = 2 * HOUR_MS;
 /// The largest default maximum block duration (31d).
 const MAX_DEFAULT_MAX_BLOCK_MS: i64 = 31 * DAY_MS;
+/// Default `--storage.tsdb.max-future`: Mimir's `-validation.create-grace-period`.
+const DEFAULT_MAX_FUTURE: &str = "10m";
 
 /// The `--storage.tsdb.*` flags of `kiln server`.
 #[derive(clap::Args, Debug, Clone)]
@@ -68,6 +74,13 @@ pub(crate) struct StorageFlags {
     /// Same as --storage.tsdb.allow-overlapping-compaction=false.
     #[arg(long = "no-storage.tsdb.allow-overlapping-compaction")]
     no_overlapping_compaction: bool,
+    /// Kiln's flag (Prometheus has none): refuse samples whose timestamp is more than
+    /// this ahead of the server's clock (remote write answers 400 with the reason;
+    /// scrapes count them as out of bounds), and drop them when replaying the WAL. A
+    /// sample half the block duration (1h by default) or more in the future would make
+    /// every current sample out of bounds. 0 turns the check off.
+    #[arg(long = "storage.tsdb.max-future", value_parser = parse_duration_ms, default_value = DEFAULT_MAX_FUTURE)]
+    max_future: i64,
     /// Accepted for compatibility with Prometheus and ignored (a start-up warning says
     /// so).
     #[arg(long = "storage.tsdb.max-block-chunk-segment-size", value_parser = parse_size)]
@@ -190,6 +203,7 @@ impl StorageFlags {
         opts.max_block_duration = self.requested_max_block().max(opts.chunk_range);
         opts.allow_overlapping_compaction =
             !self.no_overlapping_compaction && self.allow_overlapping_compaction.unwrap_or(true);
+        opts.max_future = (self.max_future > 0).then_some(self.max_future);
         Ok(opts)
     }
 
@@ -284,6 +298,14 @@ impl StorageFlags {
                 "flag accepted for compatibility with Prometheus and ignored"
             );
         }
+        let min_block = self.effective_min_block();
+        if self.max_future >= min_block / 2 {
+            warn!(
+                max_future = %kiln_model::format_duration_ms(self.max_future),
+                min_block_duration = %kiln_model::format_duration_ms(min_block),
+                "--storage.tsdb.max-future is half the block duration or more: one sample that far ahead makes current samples out of bounds until the clock catches up"
+            );
+        }
         if let Some((max, min)) = self.max_block_raised() {
             warn!(
                 max_block_duration = %kiln_model::format_duration_ms(max),
@@ -339,6 +361,7 @@ impl StorageFlags {
                 "storage.tsdb.allow-overlapping-compaction",
                 opts.allow_overlapping_compaction.to_string(),
             ),
+            ("storage.tsdb.max-future", d(self.max_future)),
             (
                 "storage.tsdb.max-block-chunk-segment-size",
                 self.max_block_chunk_segment_size.unwrap_or(0).to_string(),
@@ -547,6 +570,27 @@ mod tests {
         );
         assert_eq!(f.db_options().expect("options").wal_segment_size, 64 << 20);
         assert!(flags(&[]).expect("parse").ignored().is_empty());
+    }
+
+    #[test]
+    fn max_future_defaults_to_10m_and_0_turns_it_off() {
+        let check = |args: &[&str], want: Option<i64>, listed: &str| {
+            let f = flags(args).expect("parse");
+            assert_eq!(
+                f.db_options().expect("options").max_future,
+                want,
+                "{args:?}"
+            );
+            assert!(
+                f.flag_values()
+                    .contains(&("storage.tsdb.max-future", listed.to_string())),
+                "{args:?}"
+            );
+        };
+        check(&[], Some(10 * 60_000), "10m");
+        check(&["--storage.tsdb.max-future=1h"], Some(3_600_000), "1h");
+        check(&["--storage.tsdb.max-future=0"], None, "0s");
+        assert!(flags(&["--storage.tsdb.max-future=soon"]).is_err());
     }
 
     #[test]

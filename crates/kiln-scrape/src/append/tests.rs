@@ -355,3 +355,83 @@ fn cached_series_texts_behave_like_fresh_ones() {
         Some(&(60_000, "9".to_owned()))
     );
 }
+
+/// An appender that refuses, as the TSDB with a future bound does, samples after
+/// `max_valid`; everything else goes to the wrapped one.
+struct FutureBounded<'a> {
+    inner: Box<dyn Appender + 'a>,
+    max_valid: i64,
+}
+
+impl Appender for FutureBounded<'_> {
+    fn append(
+        &mut self,
+        series_ref: kiln_storage::SeriesRef,
+        labels: &Labels,
+        t: i64,
+        v: SampleValue,
+    ) -> Result<kiln_storage::SeriesRef, StorageError> {
+        if t > self.max_valid {
+            return Err(StorageError::TooFarInFuture {
+                labels: labels.clone(),
+                t,
+                now: self.max_valid,
+                max_future: 0,
+            });
+        }
+        self.inner.append(series_ref, labels, t, v)
+    }
+
+    fn commit(&mut self) -> Result<(), StorageError> {
+        self.inner.commit()
+    }
+
+    fn rollback(&mut self) -> Result<(), StorageError> {
+        self.inner.rollback()
+    }
+}
+
+#[test]
+fn refused_samples_are_counted_by_reason() {
+    let st = MemStorage::new();
+    let cfg = config("");
+    let mut cache = ScrapeCache::default();
+    let mut scrape_at = |body: &str, t: i64| {
+        let mut app = FutureBounded {
+            inner: st.appender(),
+            max_valid: 10_000,
+        };
+        store_scrape(
+            &mut app,
+            &cfg,
+            &target(),
+            &mut cache,
+            Ok((body.as_bytes(), Format::Text004)),
+            ScrapeTiming {
+                t,
+                duration_s: 0.1,
+                timeout_s: 10.0,
+            },
+        )
+        .expect("store")
+    };
+    let r = scrape_at("a 1 5000\nb 1\n", 1000);
+    assert_eq!(r.samples_rejected, 0);
+    // `a` goes back in time; `c` is far in the future; `b` is fine.
+    let r = scrape_at("a 1 4000\nb 2\nc 1 99999999999\nd 1 20000\n", 2000);
+    assert_eq!(
+        (
+            r.samples_rejected,
+            r.samples_out_of_order,
+            r.samples_out_of_bounds,
+            r.samples_duplicate_timestamp
+        ),
+        (3, 1, 2, 0)
+    );
+    assert!(r.error.is_none(), "refused samples do not fail the scrape");
+    assert_eq!(
+        dump(&st, "b")[0].1,
+        vec![(1000, "1".into()), (2000, "2".into())]
+    );
+    assert!(dump(&st, "c").is_empty());
+}

@@ -129,8 +129,9 @@ pub(crate) async fn targets(
     ))
 }
 
-/// Writes `prometheus_target_scrape_pool_targets` (active targets per job) and
-/// `prometheus_sd_discovered_targets` (what discovery gave each job, dropped included).
+/// Writes `prometheus_target_scrape_pool_targets` (active targets per job),
+/// `prometheus_sd_discovered_targets` (what discovery gave each job, dropped included)
+/// and the counters of scraped samples the storage refused, by reason.
 pub(crate) fn write_metrics(snapshot: &TargetsSnapshot, out: &mut Vec<u8>) {
     use kiln_exposition::{MetricType, encode_text_sample};
     use std::collections::BTreeMap;
@@ -157,6 +158,26 @@ pub(crate) fn write_metrics(snapshot: &TargetsSnapshot, out: &mut Vec<u8>) {
             &discovered,
         ),
     ];
+    let refused = [
+        (
+            "prometheus_target_scrapes_sample_out_of_bounds_total",
+            "Total number of samples rejected due to timestamp falling outside of the time bounds.",
+            snapshot.rejected_out_of_bounds,
+        ),
+        (
+            "prometheus_target_scrapes_sample_out_of_order_total",
+            "Total number of samples rejected due to not being out of the expected order.",
+            snapshot.rejected_out_of_order,
+        ),
+        (
+            "prometheus_target_scrapes_sample_duplicate_timestamp_total",
+            "Total number of samples rejected due to duplicate timestamps but different values.",
+            snapshot.rejected_duplicate_timestamp,
+        ),
+    ];
+    for (name, help, n) in refused {
+        crate::self_metrics::family(out, name, help, MetricType::Counter, n as f64);
+    }
     for (name, help, label, counts) in families {
         crate::self_metrics::header(out, name, help, MetricType::Gauge);
         for (job, n) in counts {

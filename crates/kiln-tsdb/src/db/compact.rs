@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use kiln_chunkenc::{Encoding, SAMPLES_PER_CHUNK, XorEncoder};
@@ -35,29 +36,54 @@ impl Db {
     /// out of later planning; retention runs regardless, so one bad block never stops
     /// old data from being deleted.
     pub fn compact(&self) -> Result<CompactStats, DbError> {
+        self.compact_until(&AtomicBool::new(false))
+    }
+
+    /// [`compact`](Self::compact), returning early (with what was done so far) once
+    /// `stop` is set: it is looked at before each block cut from the head, each merge
+    /// and retention, so a shutdown waits for at most one of those steps.
+    pub fn compact_until(&self, stop: &AtomicBool) -> Result<CompactStats, DbError> {
         if self.opts.read_only {
             return Err(DbError::ReadOnly);
         }
         let _m = self.maintenance.lock();
         DbMetrics::inc(&self.metrics.compactions_triggered);
-        let round = self.compact_locked();
+        let round = self.compact_locked(stop);
         if round.is_err() {
             DbMetrics::inc(&self.metrics.compactions_failed);
         }
         round
     }
 
-    /// [`compact`](Self::compact) with the maintenance lock held.
-    fn compact_locked(&self) -> Result<CompactStats, DbError> {
+    /// [`compact_until`](Self::compact_until) with the maintenance lock held.
+    fn compact_locked(&self, stop: &AtomicBool) -> Result<CompactStats, DbError> {
         let mut stats = CompactStats::default();
+        let stopped = |stats: &CompactStats| {
+            let yes = stop.load(Ordering::Acquire);
+            if yes {
+                info!(
+                    head_blocks = stats.head_blocks,
+                    merged_blocks = stats.merged_blocks,
+                    "compaction stopped for shutdown"
+                );
+            }
+            yes
+        };
         // Like Prometheus, every round starts from the blocks the directory holds now.
         self.reload_blocks_locked()?;
         let range = self.opts.chunk_range;
         // Prometheus cuts a block once the head spans 1.5 ranges, so that samples up to
-        // half a range late still land in the head.
+        // half a range late still land in the head. Empty ranges are jumped over, so
+        // the rounds of this loop are bounded by the ranges that hold samples.
         while let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) {
             if max.saturating_sub(min) <= range / 2 * 3 {
                 break;
+            }
+            if stopped(&stats) {
+                return Ok(stats);
+            }
+            if self.head.skip_empty_ranges() {
+                continue;
             }
             let lo = min.div_euclid(range).saturating_mul(range);
             if self.persist_head_range(lo, lo.saturating_add(range))? {
@@ -65,6 +91,9 @@ impl Db {
             }
         }
         while let Some(group) = self.plan_merge() {
+            if stopped(&stats) {
+                return Ok(stats);
+            }
             match self.merge_blocks(&group) {
                 Ok(()) => stats.merged_blocks += 1,
                 Err(e) => {
@@ -79,6 +108,9 @@ impl Db {
                         .extend(group.iter().map(|b| b.meta().ulid));
                 }
             }
+        }
+        if stopped(&stats) {
+            return Ok(stats);
         }
         stats.deleted_blocks = self.apply_retention()?;
         Ok(stats)
@@ -97,6 +129,9 @@ impl Db {
         while let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) {
             if min > max {
                 break;
+            }
+            if self.head.skip_empty_ranges() {
+                continue;
             }
             let lo = min.div_euclid(range).saturating_mul(range);
             if self.persist_head_range(lo, lo.saturating_add(range))? {
@@ -270,7 +305,7 @@ impl Db {
         }
         let queriers: Vec<BlockQuerier> = group
             .iter()
-            .map(|b| BlockQuerier::new(b.clone(), mint, maxt - 1))
+            .map(|b| BlockQuerier::new(b.clone(), mint, maxt.saturating_sub(1)))
             .collect();
         let sets: Vec<Box<dyn SeriesSet<'_> + '_>> =
             queriers.iter().map(|q| q.select(true, None, &[])).collect();
@@ -440,7 +475,7 @@ pub(crate) fn write_head_block(
         let held = s
             .data
             .lock()
-            .chunks_in(lo, hi - 1, head.chunk_disk.as_ref())
+            .chunks_in(lo, hi.saturating_sub(1), head.chunk_disk.as_ref())
             .map_err(|e| DbError::HeadChunks {
                 series: s.labels.to_string(),
                 source: Box::new(e),
@@ -474,7 +509,7 @@ pub(crate) fn write_head_block(
             .map(|c| (c.min_time, c.max_time, c.data.as_ref()))
             .collect();
         encoded.clear();
-        reencode(&views, lo, hi - 1, &deleted, &mut encoded);
+        reencode(&views, lo, hi.saturating_sub(1), &deleted, &mut encoded);
         if let Some(m) = metrics {
             for (min, max, data) in &encoded {
                 m.observe_head_chunk(*min, *max, data);

@@ -79,6 +79,11 @@ pub struct DbOptions {
     /// Open without writing anything: no WAL writer, no repair, no cleanup. Used by the
     /// `kiln tsdb` tools on a directory another process may own.
     pub read_only: bool,
+    /// Refuse samples more than this many ms ahead of the clock (see
+    /// [`HeadOptions::max_future`](crate::head::HeadOptions::max_future)); `None`, the
+    /// default, accepts any timestamp. With a bound, a WAL replay also drops the samples
+    /// beyond it (see [`open`](Db::open)).
+    pub max_future: Option<i64>,
 }
 
 impl Default for DbOptions {
@@ -92,6 +97,7 @@ impl Default for DbOptions {
             retention_size: None,
             wal_segment_size: crate::wal::DEFAULT_SEGMENT_SIZE,
             read_only: false,
+            max_future: None,
         }
     }
 }

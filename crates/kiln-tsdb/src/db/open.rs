@@ -25,6 +25,19 @@ impl Db {
     /// Opens (creating if needed) the data directory `dir`: loads its blocks, skipping
     /// and reporting unreadable ones, replays the WAL into the head (repairing a torn or
     /// corrupt tail unless read-only) and opens the WAL for writing.
+    ///
+    /// Head chunk files (`chunks_head/`) only spare the replay re-encoding samples: damaged
+    /// ones are dropped with a warning (see `ChunkDiskMapper::open_with_options`) and
+    /// their samples come from the WAL. The clean-shutdown fast path, which skips the
+    /// WAL's samples, is taken only when the files still hold every sample.
+    ///
+    /// With [`DbOptions::max_future`], samples further ahead than that of the replay's
+    /// clock are dropped, with one warning, as the appender would refuse them now: a
+    /// directory written by a Kiln without the bound must not open with a head whose
+    /// newest time is years ahead (every current sample would be out of bounds). The
+    /// replay's clock is the later of the system clock and the newest modification time
+    /// of the WAL and head chunk files, so a clock set back since the samples were
+    /// written (a machine that booted with a wrong clock) drops nothing they held.
     pub fn open(dir: impl AsRef<Path>, opts: DbOptions) -> Result<Db, DbError> {
         let dir = dir.as_ref().to_owned();
         if !opts.read_only {
@@ -41,8 +54,12 @@ impl Db {
         }
         let head_opts = HeadOptions {
             chunk_range: opts.chunk_range,
+            max_future: opts.max_future,
             ..HeadOptions::default()
         };
+        let replay_max = opts
+            .max_future
+            .map(|ahead| replay_clock(&dir).saturating_add(ahead));
         let wal_dir = dir.join("wal");
 
         let mut replay_head = Head::new(head_opts.clone());
@@ -58,8 +75,13 @@ impl Db {
             let chunks_started = Instant::now();
             let disk = ChunkDiskMapper::open(&dir.join("chunks_head"))
                 .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
-            chunks_kept = !disk.discarded_files();
-            disk_chunks = load_disk_chunks(&disk, min_valid.unwrap_or(i64::MIN))?;
+            let loaded = load_disk_chunks(
+                &disk,
+                min_valid.unwrap_or(i64::MIN),
+                replay_max.unwrap_or(i64::MAX),
+            )?;
+            chunks_kept = !disk.lost_chunks() && loaded.complete;
+            disk_chunks = loaded.chunks;
             replay_head.attach_chunk_disk(disk);
             info!(
                 series = disk_chunks.len(),
@@ -70,6 +92,11 @@ impl Db {
         }
         if wal_dir.is_dir() {
             let series_only = clean && chunks_kept;
+            if clean && !chunks_kept {
+                info!(
+                    "The last shutdown was clean, but the head chunk files no longer hold every sample; replaying every WAL sample"
+                );
+            }
             info!(
                 clean_shutdown = series_only,
                 "Replaying WAL, this may take a while"
@@ -81,6 +108,7 @@ impl Db {
                 opts.read_only,
                 disk_chunks,
                 series_only,
+                replay_max.unwrap_or(i64::MAX),
             )?;
             info!(
                 segments = stats.segments,
@@ -177,10 +205,24 @@ fn load_blocks(
 /// in time order, and the newest sample they hold.
 type DiskChunks = IntMap<(Vec<(i64, i64, u64)>, (i64, f64))>;
 
+/// What [`load_disk_chunks`] found.
+struct LoadedChunks {
+    chunks: DiskChunks,
+    /// False when a chunk that may hold head samples was left out (undecodable,
+    /// overlapping an earlier one, or past the replay's future bound): then only a full
+    /// WAL replay restores every sample.
+    complete: bool,
+}
+
 /// Reads the chunk files' index: every XOR chunk not older than `min_valid`, grouped by
-/// series. The WAL still holds these samples; adopting the chunks only saves
+/// series, up to the first chunk that ends after `max_valid` (the replay's future
+/// bound). The WAL still holds these samples; adopting the chunks only saves
 /// re-encoding them on start.
-fn load_disk_chunks(disk: &ChunkDiskMapper, min_valid: i64) -> Result<DiskChunks, DbError> {
+fn load_disk_chunks(
+    disk: &ChunkDiskMapper,
+    min_valid: i64,
+    max_valid: i64,
+) -> Result<LoadedChunks, DbError> {
     let mut metas: IntMap<Vec<(i64, i64, u64)>> = IntMap::default();
     disk.iterate(|m| -> Result<(), HeadChunksError> {
         // Only in-order XOR chunks; Prometheus marks out-of-order chunks with the high bit.
@@ -194,13 +236,22 @@ fn load_disk_chunks(disk: &ChunkDiskMapper, min_valid: i64) -> Result<DiskChunks
     })
     .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
     let mut out = DiskChunks::with_capacity_and_hasher(metas.len(), Default::default());
+    let mut complete = true;
     for (series, mut chunks) in metas {
         chunks.sort_unstable();
         // Chunks must not overlap; keep an ordered run from the oldest.
         let mut kept: Vec<(i64, i64, u64)> = Vec::with_capacity(chunks.len());
         for c in chunks {
+            if c.1 > max_valid {
+                // This chunk and every later one reach past the future bound: the WAL
+                // replay keeps what of them is within it.
+                complete = false;
+                break;
+            }
             if kept.last().is_none_or(|l| c.0 > l.1) {
                 kept.push(c);
+            } else {
+                complete = false;
             }
         }
         let Some(&(_, _, last_ref)) = kept.last() else {
@@ -219,13 +270,40 @@ fn load_disk_chunks(disk: &ChunkDiskMapper, min_valid: i64) -> Result<DiskChunks
                 series,
                 "undecodable chunk in chunks_head; replaying this series from the WAL only"
             );
+            complete = false;
             continue;
         }
         if let Some(last) = last {
             out.insert(series, (kept, last));
         }
     }
-    Ok(out)
+    Ok(LoadedChunks {
+        chunks: out,
+        complete,
+    })
+}
+
+/// The clock a replay judges samples "too far in the future" by: the system clock, or
+/// the newest modification time of the WAL and head chunk files when that is later.
+/// Every sample was accepted by the clock of when it was written, which is at most the
+/// time its file was last written; a clock set back since must not make those samples
+/// look like they came from the future.
+fn replay_clock(dir: &Path) -> i64 {
+    let mut newest = kiln_model::calendar::now_ms();
+    for sub in ["wal", "chunks_head"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for modified in entries
+            .flatten()
+            .filter_map(|e| e.metadata().ok()?.modified().ok())
+        {
+            if let Ok(since) = modified.duration_since(std::time::UNIX_EPOCH) {
+                newest = newest.max(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+            }
+        }
+    }
+    newest
 }
 
 /// What a WAL replay read, for its log line.
@@ -240,6 +318,9 @@ struct ReplayStats {
     /// Series that took over full chunks from `chunks_head/`, and those chunks.
     adopted_series: u64,
     adopted_chunks: u64,
+    /// Samples dropped for being past the future bound, and the newest of them.
+    future_dropped: u64,
+    future_newest: i64,
 }
 
 /// Replays the newest checkpoint and the segments after it into `head`, adopting the
@@ -250,9 +331,11 @@ fn replay_wal(
     read_only: bool,
     disk_chunks: DiskChunks,
     series_only: bool,
+    max_valid: i64,
 ) -> Result<ReplayStats, DbError> {
     let mut state = Replay {
         series_only,
+        max_valid,
         head,
         by_wal_id: SeriesById::default(),
         disk_chunks,
@@ -260,7 +343,10 @@ fn replay_wal(
         samples: Vec::new(),
         stones: Vec::new(),
         unknown_refs: 0,
-        stats: ReplayStats::default(),
+        stats: ReplayStats {
+            future_newest: i64::MIN,
+            ..ReplayStats::default()
+        },
     };
     let mut first_segment = 0;
     if let Some((cp_dir, cp_index)) = checkpoint::last_checkpoint(wal_dir)? {
@@ -310,6 +396,14 @@ fn replay_wal(
             "WAL samples for unknown series were dropped"
         );
     }
+    if state.stats.future_dropped > 0 {
+        warn!(
+            samples = state.stats.future_dropped,
+            newest = state.stats.future_newest,
+            newest_accepted = max_valid,
+            "WAL samples too far in the future were dropped (more than the max-future bound ahead of the clock)"
+        );
+    }
     Ok(state.stats)
 }
 
@@ -351,6 +445,8 @@ struct Replay<'h> {
     head: &'h Head,
     /// Skip sample records: every sample is in adopted chunk files (clean shutdown).
     series_only: bool,
+    /// Samples after this are dropped (the future bound; `i64::MAX` for none).
+    max_valid: i64,
     by_wal_id: SeriesById,
     disk_chunks: DiskChunks,
     series: Vec<RefSeries>,
@@ -401,6 +497,11 @@ impl Replay<'_> {
                 let mut new_chunks = 0u64;
                 for s in &self.samples {
                     if s.t < min_valid {
+                        continue;
+                    }
+                    if s.t > self.max_valid {
+                        self.stats.future_dropped += 1;
+                        self.stats.future_newest = self.stats.future_newest.max(s.t);
                         continue;
                     }
                     let Some(series) = self.by_wal_id.get(s.id) else {

@@ -10,6 +10,27 @@ use super::Head;
 use super::series::{Appended, MemSeries, Rejection};
 use crate::wal::record::{self, RefSample, RefSeries};
 
+/// The newest timestamp an appender accepts: `now + max_future` (saturating).
+#[derive(Clone, Copy)]
+struct FutureBound {
+    now: Timestamp,
+    max_future: i64,
+}
+
+impl FutureBound {
+    /// The bound of `head` read from the clock now, if the head has one.
+    fn of(head: &Head) -> Option<FutureBound> {
+        head.opts.max_future.map(|max_future| FutureBound {
+            now: kiln_model::calendar::now_ms(),
+            max_future,
+        })
+    }
+
+    fn max_valid(self) -> Timestamp {
+        self.now.saturating_add(self.max_future)
+    }
+}
+
 struct Pending {
     series: Arc<MemSeries>,
     t: Timestamp,
@@ -48,6 +69,10 @@ pub struct HeadAppender<'h> {
     /// Samples before this are out of bounds: already in a block, or more than half a
     /// chunk range behind the newest sample.
     min_valid: Timestamp,
+    /// The clock when `min_valid` was computed, with the head's `max_future`: samples
+    /// after `clock + max_future` are too far in the future. `None` when the head has no
+    /// such bound.
+    future_bound: Option<FutureBound>,
     /// Oldest pending timestamp, `i64::MAX` when nothing is pending.
     pending_min: Timestamp,
     /// `pending_min` as the head's compaction sees it.
@@ -63,6 +88,7 @@ impl<'h> HeadAppender<'h> {
             head,
             pending: buffers.pending,
             min_valid: Self::compute_min_valid(head),
+            future_bound: FutureBound::of(head),
             pending_min: i64::MAX,
             inflight: head.register_appender(),
             series_buf: buffers.series_buf,
@@ -204,6 +230,7 @@ impl<'h> HeadAppender<'h> {
             .samples_appended
             .fetch_add(appended, Ordering::Relaxed);
         self.min_valid = Self::compute_min_valid(self.head);
+        self.future_bound = FutureBound::of(self.head);
         self.pending_min = i64::MAX;
         self.inflight.store(i64::MAX, Ordering::SeqCst);
     }
@@ -220,6 +247,20 @@ impl Appender for HeadAppender<'_> {
         let SampleValue::Float(v) = v;
         if t < self.min_valid {
             return Err(self.out_of_bounds(labels, t, self.min_valid));
+        }
+        if let Some(bound) = self.future_bound
+            && t > bound.max_valid()
+        {
+            self.head
+                .stats
+                .out_of_bounds_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(StorageError::TooFarInFuture {
+                labels: labels.clone(),
+                t,
+                now: bound.now,
+                max_future: bound.max_future,
+            });
         }
         let mut series = self.resolve(series_ref, labels)?;
         // Publish the sample before reading the head's bound: compaction raises the bound
@@ -306,6 +347,8 @@ impl Appender for HeadAppender<'_> {
 
     fn rollback(&mut self) -> Result<(), StorageError> {
         self.discard_pending();
+        // A reused appender judges its next samples by the clock of then.
+        self.future_bound = FutureBound::of(self.head);
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! The head: the in-memory part of the TSDB that receives every append.
 //!
-//! Write path: an [`HeadAppender`] looks series up (or creates them) and checks each
+//! Write path: an [`HeadAppender`] checks each sample's time against the head's bounds
+//! (not older than the minimum valid time; with [`HeadOptions::max_future`], not further
+//! ahead of the clock than that), looks series up (or creates them) and checks the
 //! sample against the series' newest sample; at commit it logs new series and the
 //! samples to the WAL (when the head has one) and only then applies the samples to the
 //! series, so a sample visible to a reader is always in the WAL.
@@ -50,6 +52,13 @@ pub struct HeadOptions {
     pub chunk_range: i64,
     /// Number of lock stripes for the series maps (a power of two).
     pub stripes: usize,
+    /// Refuse samples more than this many ms ahead of the clock
+    /// ([`StorageError::TooFarInFuture`](kiln_storage::StorageError::TooFarInFuture)).
+    /// `None` accepts any timestamp: tools that write historic or synthetic data
+    /// (backfill, test loaders) leave it off; the server turns it on
+    /// (`--storage.tsdb.max-future`), because a sample half a chunk range or more in
+    /// the future makes every current sample out of bounds.
+    pub max_future: Option<i64>,
 }
 
 impl Default for HeadOptions {
@@ -57,6 +66,7 @@ impl Default for HeadOptions {
         HeadOptions {
             chunk_range: DEFAULT_CHUNK_RANGE,
             stripes: 256,
+            max_future: None,
         }
     }
 }
@@ -428,7 +438,54 @@ impl Head {
         dead
     }
 
-    /// Every series, in no particular order.
+    /// Time of the oldest sample in the head, from a look at every series; `None` when
+    /// no series holds a sample.
+    fn oldest_sample(&self) -> Option<Timestamp> {
+        let mut oldest: Option<Timestamp> = None;
+        for stripe in self.stripes.iter() {
+            for s in stripe.read().by_id.values() {
+                if let Some(t) = s.data.lock().oldest_time() {
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                }
+            }
+        }
+        oldest
+    }
+
+    /// Moves the head's oldest-time bound ([`min_time`](Self::min_time)) forward to its
+    /// oldest sample when whole chunk ranges lie between the two, so compaction jumps
+    /// over empty ranges instead of cutting them one at a time (after a gap in the data,
+    /// or with a sample far ahead of the rest, that would be thousands of rounds, each
+    /// with a WAL checkpoint). Returns whether the bound moved into a later range.
+    ///
+    /// Never past the start of the appendable window (half a chunk range behind the
+    /// newest sample, or the minimum valid time if later), as Prometheus's head
+    /// truncation: the minimum valid time is raised to the new bound first, appenders
+    /// still holding older samples are waited for, and the oldest sample is looked up
+    /// again, so no sample can ever be older than the bound. Samples between the old
+    /// and the new bound are refused as out of bounds from then on; none is in the head,
+    /// and all of them are older than an appender of now accepts anyway.
+    pub(crate) fn skip_empty_ranges(&self) -> bool {
+        let (Some(min), Some(max)) = (self.min_time(), self.max_time()) else {
+            return false;
+        };
+        let range = self.opts.chunk_range.max(1);
+        let appendable = self
+            .min_valid_time()
+            .max(max.saturating_sub(self.opts.chunk_range / 2));
+        let bound = self
+            .oldest_sample()
+            .map_or(appendable, |t| t.min(appendable));
+        if bound.div_euclid(range) <= min.div_euclid(range) {
+            return false;
+        }
+        self.set_min_valid_time(bound);
+        self.wait_for_appenders_below(bound);
+        let bound = self.oldest_sample().map_or(bound, |t| t.min(bound));
+        self.min_time.fetch_max(bound, Ordering::AcqRel);
+        bound.div_euclid(range) > min.div_euclid(range)
+    }
+
     /// Writes every series' open chunk to the chunk files; true when all of them (and so
     /// every sample of the head) are now on disk.
     pub(crate) fn persist_open_chunks(&self) -> bool {
@@ -445,6 +502,7 @@ impl Head {
         all
     }
 
+    /// Every series, in no particular order.
     pub(crate) fn all_series(&self) -> Vec<Arc<MemSeries>> {
         let mut out = Vec::new();
         for stripe in self.stripes.iter() {

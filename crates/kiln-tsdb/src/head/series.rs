@@ -299,6 +299,14 @@ impl SeriesData {
         chunks.len()
     }
 
+    /// Time of the series' oldest sample; `None` when it holds none.
+    pub(crate) fn oldest_time(&self) -> Option<Timestamp> {
+        match self.closed.first() {
+            Some(c) => Some(c.min_time),
+            None => (self.open.num_samples() > 0).then_some(self.open_min_time),
+        }
+    }
+
     /// Whether the series has samples in `[mint, maxt]`.
     pub(crate) fn has_samples_in(&self, mint: Timestamp, maxt: Timestamp) -> bool {
         let open = self.open.num_samples() > 0

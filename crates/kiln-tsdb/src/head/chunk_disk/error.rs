@@ -22,14 +22,6 @@ pub(crate) enum HeadChunksError {
         problem: Corruption,
     },
 
-    /// The numbered files in the directory are not consecutive.
-    #[error(
-        "corrupt head chunk directory: files out of sequence: {} is followed by {}",
-        previous.display(),
-        next.display()
-    )]
-    FileSequence { previous: PathBuf, next: PathBuf },
-
     /// A file's sequence number does not fit in the upper 32 bits of a chunk ref.
     #[error("limit exceeded: head chunk file {} has sequence {seq}, at most {} allowed", path.display(), u32::MAX)]
     SequenceOverflow { path: PathBuf, seq: u64 },
@@ -87,6 +79,15 @@ pub(crate) enum Corruption {
     DataAfterPadding,
     #[error("record starts past offset 2^32-1, which a chunk ref cannot address")]
     OffsetOverflow,
+    /// The file before this one in the sequence is missing.
+    #[error("out of sequence: follows {}, the file before it is missing", previous.display())]
+    MissingFile { previous: PathBuf },
+}
+
+impl Corruption {
+    pub(crate) fn is_missing_file(&self) -> bool {
+        matches!(self, Corruption::MissingFile { .. })
+    }
 }
 
 impl HeadChunksError {
@@ -100,22 +101,12 @@ impl HeadChunksError {
             HeadChunksError::RefNotFound { .. } => ErrorKind::NotFound,
             HeadChunksError::WritesDisabled { .. } => ErrorKind::Unavailable,
             HeadChunksError::Corrupt { .. }
-            | HeadChunksError::FileSequence { .. }
             | HeadChunksError::SequenceOverflow { .. }
             | HeadChunksError::BadRef { .. } => ErrorKind::Internal,
             HeadChunksError::InvalidChunk { .. } | HeadChunksError::InvalidOption { .. } => {
                 ErrorKind::BadData
             }
         }
-    }
-
-    #[cfg(test)]
-    /// True for damaged stored data (as opposed to I/O failures or bad input).
-    pub(crate) fn is_corruption(&self) -> bool {
-        matches!(
-            self,
-            HeadChunksError::Corrupt { .. } | HeadChunksError::FileSequence { .. }
-        )
     }
 
     pub(super) fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> HeadChunksError {

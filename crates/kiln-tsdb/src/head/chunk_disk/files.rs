@@ -296,54 +296,88 @@ pub(super) fn list_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Opens one existing file, checks its header and every record. Returns `None` when the
-/// file was the last one and too short for a header (deleted). A bad record in the last
-/// file truncates it there; in an older file it is an error.
-pub(super) fn open_existing(path: &Path, is_last: bool) -> Result<Option<FileEntry>> {
+/// Where and how a file was found damaged, and how many of its bytes open dropped.
+#[derive(Debug, Clone)]
+pub(super) struct Damage {
+    pub(super) path: PathBuf,
+    /// Where the bad header or record starts; the file keeps the bytes before it (none
+    /// when the header is bad: the file is removed).
+    pub(super) offset: u64,
+    pub(super) problem: Corruption,
+    pub(super) dropped_bytes: u64,
+}
+
+/// What opening one file found.
+pub(super) struct Checked {
+    /// `None` when the file was removed: no usable header.
+    pub(super) entry: Option<FileEntry>,
+    /// The damage that made open drop part or all of the file.
+    pub(super) damage: Option<Damage>,
+    /// Whether bytes past the last whole record were cut off the newest file. Kiln never
+    /// writes such bytes (Prometheus pre-allocates files with zeros), so after a Kiln run
+    /// they are what is left of a torn record whose first bytes happened to be zeros:
+    /// the caller counts the file as possibly missing a chunk.
+    pub(super) trimmed: bool,
+}
+
+/// Opens one existing file and checks its header and every record. A damaged file keeps
+/// the whole records before the damage (it is truncated there) or, with a bad header,
+/// is removed; the caller drops every later file too, so each series keeps an unbroken
+/// run of its oldest chunks (see [`ChunkDiskMapper::open_with_options`]). The last
+/// file's zero padding (Prometheus pre-allocates) is trimmed; an older file keeps it.
+/// A last file too short for a header is a file cut just before a crash: removed, and
+/// not counted as damage (it held no chunk).
+pub(super) fn open_existing(path: &Path, is_last: bool) -> Result<Checked> {
     let file = File::open(path).map_err(HeadChunksError::io("open", path))?;
     let disk_len = file
         .metadata()
         .map_err(HeadChunksError::io("stat", path))?
         .len();
-    let corrupt = |offset: usize, problem| HeadChunksError::Corrupt {
+    let damage = |offset: usize, problem| Damage {
         path: path.to_path_buf(),
         offset: offset as u64,
         problem,
+        dropped_bytes: disk_len.saturating_sub(offset as u64),
+    };
+    let remove = |damage: Option<Damage>| -> Result<Checked> {
+        fs::remove_file(path).map_err(HeadChunksError::io("remove", path))?;
+        Ok(Checked {
+            entry: None,
+            damage,
+            trimmed: false,
+        })
     };
     let short = disk_len < HEADER_SIZE as u64;
-    let map = if disk_len == 0 {
-        None
-    } else {
-        let len = usize::try_from(disk_len).map_err(|_| corrupt(0, Corruption::OffsetOverflow))?;
-        Some(map_file(&file, len).map_err(HeadChunksError::io("mmap", path))?)
+    let map = match usize::try_from(disk_len) {
+        _ if disk_len == 0 => None,
+        Ok(len) => Some(map_file(&file, len).map_err(HeadChunksError::io("mmap", path))?),
+        Err(_) => {
+            drop(file);
+            return remove(Some(damage(0, Corruption::OffsetOverflow)));
+        }
     };
     let bytes: &[u8] = map.as_deref().unwrap_or_default();
     let magic = be_u32(bytes, 0);
-    if short || magic == 0 {
-        // A file cut just before a crash: created, but its header never reached the disk.
-        if is_last {
-            drop(map);
-            drop(file);
-            fs::remove_file(path).map_err(HeadChunksError::io("remove", path))?;
+    let header_problem = if short {
+        Some(Corruption::Truncated {
+            need: HEADER_SIZE as u64,
+            available: disk_len,
+        })
+    } else if magic != MAGIC {
+        Some(Corruption::BadMagic { found: magic })
+    } else {
+        let version = bytes.get(4).copied().unwrap_or_default();
+        (version != FORMAT_V1).then_some(Corruption::UnsupportedVersion(version))
+    };
+    if let Some(problem) = header_problem {
+        drop(map);
+        drop(file);
+        if is_last && (short || magic == 0) {
+            // Created, but its header never reached the disk.
             tracing::warn!(path = %path.display(), size = disk_len, "removed head chunk file without a header");
-            return Ok(None);
+            return remove(None);
         }
-        if short {
-            return Err(corrupt(
-                0,
-                Corruption::Truncated {
-                    need: HEADER_SIZE as u64,
-                    available: disk_len,
-                },
-            ));
-        }
-    }
-    if magic != MAGIC {
-        return Err(corrupt(0, Corruption::BadMagic { found: magic }));
-    }
-    let version = bytes.get(4).copied().unwrap_or_default();
-    if version != FORMAT_V1 {
-        return Err(corrupt(4, Corruption::UnsupportedVersion(version)));
+        return remove(Some(damage(0, problem)));
     }
     let mut off = HEADER_SIZE;
     let mut maxt = i64::MIN;
@@ -357,23 +391,22 @@ pub(super) fn open_existing(path: &Path, is_last: bool) -> Result<Option<FileEnt
             Err(problem) => break Some(problem),
         }
     };
-    if let Some(problem) = &failure
-        && !is_last
-    {
-        return Err(corrupt(off, problem.clone()));
+    if failure.is_none() && (!is_last || off as u64 == disk_len) {
+        return Ok(Checked {
+            entry: Some(FileEntry {
+                path: path.to_path_buf(),
+                readable_len: off,
+                disk_len,
+                maxt,
+                map: map.map(Arc::new),
+            }),
+            damage: None,
+            trimmed: false,
+        });
     }
-    if !is_last || off as u64 == disk_len {
-        return Ok(Some(FileEntry {
-            path: path.to_path_buf(),
-            readable_len: off,
-            disk_len,
-            maxt,
-            map: map.map(Arc::new),
-        }));
-    }
-    // Repair the newest file: drop a torn last record (a crash mid-write) and anything
-    // after it, or zero padding (Prometheus pre-allocates). The mapping goes before the
-    // file shrinks.
+    // Cut the file after its last whole record: drops a torn or damaged record and
+    // everything after it, or the newest file's zero padding. The mapping goes before
+    // the file shrinks.
     drop(map);
     drop(file);
     let rw = OpenOptions::new()
@@ -383,20 +416,15 @@ pub(super) fn open_existing(path: &Path, is_last: bool) -> Result<Option<FileEnt
     rw.set_len(off as u64)
         .map_err(HeadChunksError::io("truncate", path))?;
     rw.sync_all().map_err(HeadChunksError::io("fsync", path))?;
-    if let Some(problem) = failure {
-        tracing::warn!(
-            path = %path.display(),
-            offset = off,
-            dropped_bytes = disk_len - off as u64,
-            %problem,
-            "truncated torn tail of head chunk file"
-        );
-    }
-    Ok(Some(FileEntry {
-        path: path.to_path_buf(),
-        readable_len: off,
-        disk_len: off as u64,
-        maxt,
-        map: None,
-    }))
+    Ok(Checked {
+        entry: Some(FileEntry {
+            path: path.to_path_buf(),
+            readable_len: off,
+            disk_len: off as u64,
+            maxt,
+            map: None,
+        }),
+        damage: failure.map(|problem| damage(off, problem)),
+        trimmed: true,
+    })
 }

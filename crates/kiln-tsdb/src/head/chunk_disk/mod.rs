@@ -196,8 +196,10 @@ pub(crate) struct ChunkDiskMapper {
     state: RwLock<State>,
     /// Set by the first failed write; see [`ChunkDiskMapper::write_chunk`].
     failed: AtomicBool,
-    /// Whether open found an earlier failure's marker and discarded the files.
-    discarded: bool,
+    /// Whether open dropped chunks, or may have: the files of a run whose writes failed,
+    /// damaged files, bytes after the newest file's last record (see
+    /// [`open_with_options`](Self::open_with_options)).
+    lost_chunks: bool,
 }
 
 /// Name of the file that records a failed chunk write (not a chunk file name: those are
@@ -219,10 +221,18 @@ impl ChunkDiskMapper {
     }
 
     /// Opens the store in `dir`: creates the directory, checks that the files are
-    /// consecutive, verifies every file's header and every record's CRC, and repairs
-    /// the newest file (a file without a header is deleted, a bad record and everything
-    /// after it is truncated away). Damage in any older file is an error naming the file
-    /// and offset. Touches every page of every file once.
+    /// consecutive, verifies every file's header and every record's CRC, and drops what
+    /// is damaged, as Prometheus does: the first damaged file is cut before its bad
+    /// record (removed if its header is bad), and every later file is removed, as is
+    /// every file after a gap in the sequence. Chunks of a series are written in time
+    /// order, so each series keeps an unbroken run of its oldest chunks and the WAL
+    /// replay, which holds every sample of the head, supplies the rest. One warning
+    /// names the file, the offset and what was dropped; [`lost_chunks`](Self::lost_chunks)
+    /// then tells the caller the files no longer hold every chunk written. A torn tail
+    /// of the newest file (a crash mid-write) is the common case of this; any bytes
+    /// after the newest file's last whole record are cut off and count the same (see
+    /// `Checked::trimmed`). Only I/O failures are errors. Touches every page of every
+    /// file once.
     pub(crate) fn open_with_options(dir: &Path, opts: ChunkDiskMapperOptions) -> Result<Self> {
         if opts.max_file_size < MIN_FILE_SIZE || opts.max_file_size > u32::MAX as usize {
             return Err(HeadChunksError::InvalidOption {
@@ -244,26 +254,62 @@ impl ChunkDiskMapper {
             }
             fs::remove_file(&marker).map_err(HeadChunksError::io("remove", &marker))?;
         }
-        let listed = list_files(dir)?;
-        for pair in listed.windows(2) {
-            if let [(a, pa), (b, pb)] = pair
-                && *b != a + 1
-            {
-                return Err(HeadChunksError::FileSequence {
-                    previous: pa.clone(),
-                    next: pb.clone(),
-                });
-            }
-        }
+        let mut listed = list_files(dir)?.into_iter().peekable();
         let mut files = BTreeMap::new();
-        let count = listed.len();
-        for (i, (seq, path)) in listed.into_iter().enumerate() {
+        let mut damage: Option<Damage> = None;
+        let mut trimmed = false;
+        let mut previous: Option<u64> = None;
+        while let Some((seq, path)) = listed.next() {
             if seq > u64::from(u32::MAX) {
                 return Err(HeadChunksError::SequenceOverflow { path, seq });
             }
-            if let Some(entry) = open_existing(&path, i + 1 == count)? {
+            if let Some(prev) = previous
+                && seq != prev + 1
+            {
+                // A file is missing: what follows cannot be adopted.
+                damage = Some(Damage {
+                    offset: 0,
+                    problem: Corruption::MissingFile {
+                        previous: dir.join(file_name(prev)),
+                    },
+                    dropped_bytes: fs::metadata(&path).map_or(0, |m| m.len()),
+                    path,
+                });
+                break;
+            }
+            previous = Some(seq);
+            let checked = open_existing(&path, listed.peek().is_none())?;
+            trimmed |= checked.trimmed;
+            if let Some(entry) = checked.entry {
                 files.insert(seq, entry);
             }
+            if checked.damage.is_some() {
+                damage = checked.damage;
+                break;
+            }
+        }
+        if let Some(d) = &damage {
+            let mut later = 0u64;
+            let mut later_bytes = 0u64;
+            for (_, path) in listed {
+                later_bytes += fs::metadata(&path).map_or(0, |m| m.len());
+                fs::remove_file(&path).map_err(HeadChunksError::io("remove", &path))?;
+                later += 1;
+            }
+            if d.problem.is_missing_file() {
+                // The file after the gap was not opened: it goes whole.
+                fs::remove_file(&d.path).map_err(HeadChunksError::io("remove", &d.path))?;
+            }
+            sync_dir(dir)?;
+            tracing::warn!(
+                path = %d.path.display(),
+                offset = d.offset,
+                problem = %d.problem,
+                dropped_bytes = d.dropped_bytes,
+                later_files_removed = later,
+                later_bytes_removed = later_bytes,
+                "damaged head chunk file: dropped its chunks from the damage on and every later file; the WAL replay restores their samples"
+            );
         }
         let next_seq = files.keys().next_back().map_or(1, |s| s + 1);
         Ok(ChunkDiskMapper {
@@ -275,7 +321,7 @@ impl ChunkDiskMapper {
                 next_seq,
             }),
             failed: AtomicBool::new(false),
-            discarded,
+            lost_chunks: discarded || damage.is_some() || trimmed,
         })
     }
 
@@ -514,10 +560,11 @@ impl ChunkDiskMapper {
         }
     }
 
-    /// Writes everything out, fsyncs the active file and the directory, and closes.
-    /// Whether this open discarded the files of a run whose writes failed.
-    pub(crate) fn discarded_files(&self) -> bool {
-        self.discarded
+    /// Whether this open dropped chunks (damaged files, or the files of a run whose
+    /// writes failed): the files then no longer hold every chunk written, and only a
+    /// full WAL replay restores the head.
+    pub(crate) fn lost_chunks(&self) -> bool {
+        self.lost_chunks
     }
 
     /// Whether a write failed in this run (the next open discards the files).
@@ -525,6 +572,7 @@ impl ChunkDiskMapper {
         self.failed.load(Ordering::Acquire)
     }
 
+    /// Writes everything out, fsyncs the active file and the directory, and closes.
     pub(crate) fn close(self) -> Result<()> {
         self.state
             .write()

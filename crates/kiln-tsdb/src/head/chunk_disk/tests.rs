@@ -237,6 +237,7 @@ fn torn_tail_of_last_file_is_repaired() {
             last_start,
             "cut at {cut}"
         );
+        assert!(m.lost_chunks(), "cut at {cut}");
         check_iterate(&m, &written[..written.len() - 1]);
         check_reads(&m, &written[..written.len() - 1]);
         let lost = m
@@ -252,6 +253,7 @@ fn torn_tail_of_last_file_is_repaired() {
     fs::write(&last, &garbage).expect("write");
     let m = ChunkDiskMapper::open_with_options(dir.path(), o.clone()).expect("open");
     assert_eq!(fs::read(&last).expect("read"), full);
+    assert!(m.lost_chunks(), "garbage counts as damage");
     check_iterate(&m, &written);
     // New writes go to a new file and everything survives another reopen.
     let more = write_n(&m, 3, 60);
@@ -272,6 +274,7 @@ fn last_file_without_header_is_removed() {
         fs::write(dir.path().join("000002"), content).expect("write");
         let m = ChunkDiskMapper::open(dir.path()).expect("open");
         assert!(!dir.path().join("000002").exists());
+        assert!(!m.lost_chunks(), "a file without a header held no chunk");
         check_iterate(&m, &written);
         // The freed sequence is reused, keeping files consecutive.
         let r = m.write_chunk(1, 0, 1, 1, &[0, 1, 2, 3]).expect("write");
@@ -313,26 +316,31 @@ fn zero_padding_from_prometheus_is_the_end_of_data() {
     assert_eq!(disk[n - 1], data_lens[n - 1]);
     check_iterate(&m, &written);
     check_reads(&m, &written);
+    assert!(
+        m.lost_chunks(),
+        "bytes trimmed off the newest file may have been a torn record"
+    );
     drop(m);
-    // Non-zero bytes after the padding of an older file are corruption.
-    let (_, first) = &files[0];
+    // Non-zero bytes after the padding of an older file are damage: the file keeps its
+    // records, the padding goes, and so does every later file.
+    let (first_seq, first) = &files[0];
     let mut b = fs::read(first).expect("read");
     let n = b.len();
     b[n - 10] = 7;
     fs::write(first, &b).expect("write");
-    let e = ChunkDiskMapper::open_with_options(dir.path(), o).expect_err("corrupt");
-    match e {
-        HeadChunksError::Corrupt {
-            path,
-            problem: Corruption::DataAfterPadding,
-            ..
-        } => assert_eq!(&path, first),
-        other => panic!("unexpected {other}"),
-    }
+    let m = ChunkDiskMapper::open_with_options(dir.path(), o).expect("open drops the damage");
+    assert!(m.lost_chunks());
+    assert_eq!(files_in(dir.path()), vec![(*first_seq, first.clone())]);
+    assert_eq!(fs::metadata(first).expect("stat").len(), data_lens[0]);
+    let in_first = written
+        .iter()
+        .take_while(|w| unpack_ref(w.chunk_ref).0 == *first_seq)
+        .count();
+    check_iterate(&m, &written[..in_first]);
 }
 
 #[test]
-fn damage_in_an_older_file_names_file_and_offset() {
+fn damage_in_an_older_file_drops_it_from_there_and_every_later_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let o = opts(1024, 0);
     let m = ChunkDiskMapper::open_with_options(dir.path(), o.clone()).expect("open");
@@ -340,68 +348,86 @@ fn damage_in_an_older_file_names_file_and_offset() {
     m.close().expect("close");
     let files = files_in(dir.path());
     assert!(files.len() >= 3);
+    let originals: Vec<Vec<u8>> = files
+        .iter()
+        .map(|(_, p)| fs::read(p).expect("read"))
+        .collect();
+    let restore = || {
+        for ((_, p), bytes) in files.iter().zip(&originals) {
+            fs::write(p, bytes).expect("restore");
+        }
+    };
     let (seq, path) = &files[0];
-    let original = fs::read(path).expect("read");
     let starts: Vec<u64> = written
         .iter()
         .filter(|w| unpack_ref(w.chunk_ref).0 == *seq)
         .map(|w| unpack_ref(w.chunk_ref).1)
         .collect();
-    // Flip every byte in turn: each flip in a record is reported at that record's start.
-    for at in 0..original.len() {
-        let mut b = original.clone();
+    // Flip every byte of the oldest file in turn: the file keeps the records before the
+    // flipped one (none for a flip in the header, which removes the file), and every
+    // later file goes.
+    for at in 0..originals[0].len() {
+        restore();
+        let mut b = originals[0].clone();
         b[at] ^= 0x40;
         fs::write(path, &b).expect("write");
-        let result = ChunkDiskMapper::open_with_options(dir.path(), o.clone());
-        match (at, result) {
+        let m = ChunkDiskMapper::open_with_options(dir.path(), o.clone())
+            .unwrap_or_else(|e| panic!("flip at {at}: {e}"));
+        if (5..=7).contains(&at) {
             // The 3 padding bytes of the header are not checked (as in Prometheus).
-            (5..=7, Ok(_)) => {}
-            (_, Ok(_)) => panic!("flip at {at} not detected"),
-            (
-                _,
-                Err(HeadChunksError::Corrupt {
-                    path: p,
-                    offset,
-                    problem,
-                }),
-            ) => {
-                assert_eq!(&p, path);
-                let e = HeadChunksError::Corrupt {
-                    path: p,
-                    offset,
-                    problem,
-                };
-                assert!(e.to_string().contains("000001"), "{e}");
-                assert!(e.is_corruption());
-                assert_eq!(e.kind(), ErrorKind::Internal);
-                if at >= HEADER_SIZE {
-                    let want = starts.iter().rev().find(|s| **s as usize <= at).copied();
-                    assert_eq!(Some(offset), want, "flip at {at}");
-                } else {
-                    assert!(offset < HEADER_SIZE as u64);
-                }
-            }
-            (_, Err(e)) => panic!("flip at {at}: unexpected {e}"),
+            assert!(!m.lost_chunks());
+            check_iterate(&m, &written);
+            continue;
         }
+        assert!(m.lost_chunks(), "flip at {at} not detected");
+        let kept = if at < HEADER_SIZE {
+            assert!(files_in(dir.path()).is_empty(), "flip at {at}");
+            0
+        } else {
+            assert_eq!(files_in(dir.path()), vec![(*seq, path.clone())]);
+            let damaged = starts
+                .iter()
+                .rposition(|s| *s as usize <= at)
+                .expect("a record");
+            assert_eq!(
+                fs::metadata(path).expect("stat").len(),
+                starts[damaged],
+                "flip at {at}: cut where the damaged record starts"
+            );
+            damaged
+        };
+        check_iterate(&m, &written[..kept]);
+        check_reads(&m, &written[..kept]);
+        // New chunks go to the file after the last one kept.
+        let r = m.write_chunk(1, 0, 1, 1, &[0, 1, 2, 3]).expect("write");
+        assert_eq!(unpack_ref(r).0, if at < HEADER_SIZE { 1 } else { seq + 1 });
     }
-    fs::write(path, &original).expect("restore");
+    restore();
     let m = ChunkDiskMapper::open_with_options(dir.path(), o).expect("open");
+    assert!(!m.lost_chunks());
     check_iterate(&m, &written);
 }
 
 #[test]
-fn gaps_in_the_sequence_are_an_error() {
+fn a_gap_in_the_sequence_drops_the_files_after_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let m = ChunkDiskMapper::open_with_options(dir.path(), opts(512, 0)).expect("open");
-    write_n(&m, 20, 0);
+    let written = write_n(&m, 20, 0);
     m.close().expect("close");
+    assert!(files_in(dir.path()).len() >= 4);
     fs::remove_file(dir.path().join("000002")).expect("remove");
-    let e = ChunkDiskMapper::open(dir.path()).expect_err("gap");
-    assert!(matches!(e, HeadChunksError::FileSequence { .. }), "{e}");
-    assert!(
-        e.to_string().contains("000001") && e.to_string().contains("000003"),
-        "{e}"
+    let m = ChunkDiskMapper::open(dir.path()).expect("open drops the files after the gap");
+    assert!(m.lost_chunks());
+    assert_eq!(
+        files_in(dir.path()),
+        vec![(1, dir.path().join("000001"))],
+        "only the files before the gap stay"
     );
+    let in_first = written
+        .iter()
+        .take_while(|w| unpack_ref(w.chunk_ref).0 == 1)
+        .count();
+    check_iterate(&m, &written[..in_first]);
 }
 
 #[test]
