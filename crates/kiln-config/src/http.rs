@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::secret::{SecretUrl, UrlKind, check_url};
 use crate::yaml::Problem;
 
 /// `basic_auth`: exactly one of `password` and `password_file` (or neither), likewise
@@ -70,7 +71,8 @@ pub struct HttpClientConfig {
     pub tls_config: TlsConfig,
     pub follow_redirects: bool,
     pub enable_http2: bool,
-    pub proxy_url: String,
+    /// Empty: no proxy. Displays redacted: see [`SecretUrl`].
+    pub proxy_url: SecretUrl,
     pub no_proxy: String,
     pub proxy_from_environment: bool,
 }
@@ -83,7 +85,7 @@ impl Default for HttpClientConfig {
             tls_config: TlsConfig::default(),
             follow_redirects: true,
             enable_http2: true,
-            proxy_url: String::new(),
+            proxy_url: SecretUrl::default(),
             no_proxy: String::new(),
             proxy_from_environment: false,
         }
@@ -97,7 +99,7 @@ impl HttpClientConfig {
     /// file gives the defaults.
     pub fn load_file(path: &std::path::Path) -> Result<HttpClientConfig, crate::ConfigError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| crate::ConfigError::Read {
+        let text = crate::yaml::read_file(path).map_err(|source| crate::ConfigError::Read {
             path: name.clone(),
             source,
         })?;
@@ -306,13 +308,20 @@ impl RawHttpClientConfig {
                 "if proxy_from_environment is configured, proxy_url must not be",
             ));
         }
+        let proxy_url = match self.proxy_url {
+            Some(u) if !u.value.is_empty() => {
+                check_url(&u.value, "proxy_url", UrlKind::AnyWithHost)
+                    .map_err(|m| Problem::at(&u.referenced, m))?
+            }
+            _ => SecretUrl::default(),
+        };
         Ok(HttpClientConfig {
             basic_auth: self.basic_auth.map(|b| b.value),
             authorization,
             tls_config,
             follow_redirects: self.follow_redirects.unwrap_or(true),
             enable_http2: self.enable_http2.unwrap_or(true),
-            proxy_url: self.proxy_url.map(|u| u.value).unwrap_or_default(),
+            proxy_url,
             no_proxy: self.no_proxy.unwrap_or_default(),
             proxy_from_environment: self.proxy_from_environment.unwrap_or(false),
         })

@@ -32,6 +32,7 @@ mod remote;
 mod render;
 mod scrape;
 mod sd;
+mod secret;
 mod units;
 pub mod yaml;
 
@@ -54,6 +55,7 @@ pub use sd::{
     DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesAttachMetadata,
     KubernetesNamespaces, KubernetesRole, KubernetesSdConfig, KubernetesSelector, StaticConfig,
 };
+pub use secret::{SECRET_PLACEHOLDER, Secret, SecretUrl, URL_PASSWORD_PLACEHOLDER, redact_url};
 pub use units::{Duration, Size};
 pub use yaml::{Position, YamlError};
 
@@ -154,7 +156,7 @@ impl Default for Config {
 impl Config {
     /// Reads and parses the file at `path`.
     pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = yaml::read_file(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;

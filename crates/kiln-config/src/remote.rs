@@ -8,6 +8,7 @@ use serde_saphyr::Spanned;
 
 use crate::http::{HttpClientConfig, with_http_client_fields};
 use crate::relabel::{RawRelabelConfig, resolve_all};
+use crate::secret::{Secret, SecretUrl, UrlKind};
 use crate::units::Duration;
 use crate::yaml::Problem;
 use kiln_model::relabel::RelabelConfig;
@@ -36,14 +37,16 @@ impl ProtobufMessage {
 /// One `remote_write` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteWriteConfig {
-    pub url: String,
+    /// Displays redacted: see [`SecretUrl`].
+    pub url: SecretUrl,
     /// As written, or (when not written) a short hash of the entry, like Prometheus, so
     /// metrics and the sender's progress file can name it.
     pub name: String,
     pub protobuf_message: ProtobufMessage,
     pub remote_timeout: Duration,
-    /// Extra request headers; those the protocol sets itself are refused.
-    pub headers: BTreeMap<String, String>,
+    /// Extra request headers; those the protocol sets itself are refused. Their values
+    /// are secrets (often tokens): never shown.
+    pub headers: BTreeMap<String, Secret>,
     /// Applied to every series (after external labels) before it is sent; a series
     /// relabelled to nothing is not sent.
     pub write_relabel_configs: Vec<RelabelConfig>,
@@ -108,12 +111,14 @@ impl Default for MetadataConfig {
 /// One `remote_read` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteReadConfig {
-    pub url: String,
+    /// Displays redacted: see [`SecretUrl`].
+    pub url: SecretUrl,
     pub name: String,
     /// Equality matchers a selector must contain for this endpoint to be asked.
     pub required_matchers: BTreeMap<String, String>,
     pub remote_timeout: Duration,
-    pub headers: BTreeMap<String, String>,
+    /// Values are secrets, as for remote write.
+    pub headers: BTreeMap<String, Secret>,
     /// Also ask for time ranges local storage holds completely.
     pub read_recent: bool,
     /// Add the external labels as equality matchers to every request (and remove them
@@ -134,7 +139,7 @@ pub(crate) struct RawRemoteWriteConfig {
     #[serde(default)]
     remote_timeout: Option<Spanned<Duration>>,
     #[serde(default)]
-    headers: Option<Spanned<BTreeMap<String, String>>>,
+    headers: Option<Spanned<BTreeMap<String, Secret>>>,
     #[serde(default)]
     write_relabel_configs: Option<Vec<Spanned<RawRelabelConfig>>>,
     #[serde(default)]
@@ -202,7 +207,7 @@ pub(crate) struct RawRemoteReadConfig {
     #[serde(default)]
     remote_timeout: Option<Spanned<Duration>>,
     #[serde(default)]
-    headers: Option<Spanned<BTreeMap<String, String>>>,
+    headers: Option<Spanned<BTreeMap<String, Secret>>>,
     #[serde(default)]
     read_recent: Option<bool>,
     #[serde(default)]
@@ -228,9 +233,9 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-prometheus-remote-read-version",
 ];
 
-/// Checks the `url` of a `section` entry; a bad one is pointed at, a missing one is
-/// the entry's problem.
-fn check_url(url: Option<Spanned<String>>, section: &str) -> Result<String, Problem> {
+/// Checks the `url` of a `section` entry; a bad one is pointed at (and quoted redacted),
+/// a missing one is the entry's problem.
+fn check_url(url: Option<Spanned<String>>, section: &str) -> Result<SecretUrl, Problem> {
     let Some(Spanned {
         value: url,
         referenced,
@@ -239,24 +244,18 @@ fn check_url(url: Option<Spanned<String>>, section: &str) -> Result<String, Prob
     else {
         return Err(format!("url for {section} is empty").into());
     };
-    let fail = |m: String| Problem::at(&referenced, m);
     if url.is_empty() {
-        return Err(fail(format!("url for {section} is empty")));
+        return Err(Problem::at(
+            &referenced,
+            format!("url for {section} is empty"),
+        ));
     }
-    let host = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
-        return Err(fail(format!(
-            "url {url:?}: want an http:// or https:// URL with a host"
-        )));
-    }
-    Ok(url)
+    crate::secret::check_url(&url, "url", UrlKind::Http).map_err(|m| Problem::at(&referenced, m))
 }
 
 fn check_headers(
-    headers: Option<Spanned<BTreeMap<String, String>>>,
-) -> Result<BTreeMap<String, String>, Problem> {
+    headers: Option<Spanned<BTreeMap<String, Secret>>>,
+) -> Result<BTreeMap<String, Secret>, Problem> {
     let Some(Spanned {
         value: headers,
         referenced,
@@ -399,7 +398,7 @@ impl RawRemoteWriteConfig {
         let remote_timeout = positive_duration(self.remote_timeout, Duration::from_secs(30))?;
         let name = match self.name {
             Some(n) if !n.is_empty() => n,
-            _ => generated_name(&["write", &url, protobuf_message.as_str()]),
+            _ => generated_name(&["write", url.expose(), protobuf_message.as_str()]),
         };
         Ok(RemoteWriteConfig {
             url,
@@ -433,7 +432,7 @@ impl RawRemoteReadConfig {
         let remote_timeout = positive_duration(self.remote_timeout, Duration::from_secs(60))?;
         let name = match self.name {
             Some(n) if !n.is_empty() => n,
-            _ => generated_name(&["read", &url]),
+            _ => generated_name(&["read", url.expose()]),
         };
         Ok(RemoteReadConfig {
             url,
@@ -538,7 +537,7 @@ remote_write:
         assert!(a.metadata_config.send);
         assert_eq!(b.name, "lts");
         assert_eq!(b.protobuf_message, ProtobufMessage::V2);
-        assert_eq!(b.headers["X-Scope-OrgID"], "team-a");
+        assert_eq!(b.headers["X-Scope-OrgID"].expose(), "team-a");
         assert_eq!(b.write_relabel_configs.len(), 1);
         let q = &b.queue_config;
         assert_eq!(
@@ -559,8 +558,14 @@ remote_write:
         assert_eq!(q.sample_age_limit.as_millis(), 300_000);
         assert!(!b.metadata_config.send);
         assert!(c.unapplied_sections().is_empty());
-        // Rendered and parsed again, the same config (but the masked password).
+        // Rendered and parsed again, the same config (but the masked password and
+        // header values).
         let mut again = Config::parse(&c.to_yaml(), "rendered").unwrap();
+        assert_eq!(
+            again.remote_write[1].headers["X-Scope-OrgID"].expose(),
+            "<secret>"
+        );
+        again.remote_write[1].headers = b.headers.clone();
         assert_eq!(
             again.remote_write[1]
                 .http_client

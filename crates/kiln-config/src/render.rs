@@ -1,7 +1,9 @@
 //! The loaded configuration as YAML, for `/api/v1/status/config`: every default filled
 //! in, fields in Prometheus's order and spelling, secrets (`password`, `credentials`,
-//! TLS `key`) shown as `<secret>`. Rendering a config without secrets and parsing the
-//! result gives the same config back (tested).
+//! TLS `key`, remote storage `headers` values) shown as `<secret>`, and the password of
+//! a URL's user info (`url`, `proxy_url`, `api_server`) as `xxxxx`, as Prometheus shows
+//! them. Rendering a config without secrets and parsing the result gives the same
+//! config back (tested).
 //!
 //! Sections Kiln accepts but does not apply yet (`storage`, ...) are not rendered,
 //! since they are not part of what runs.
@@ -18,10 +20,11 @@ use crate::sd::{
     DnsRecordType, DnsSdConfig, FileSdConfig, HttpSdConfig, KubernetesRole, KubernetesSdConfig,
     StaticConfig,
 };
+use crate::secret::{Secret, SecretUrl};
 use crate::units::{Duration, Size};
 use crate::{Config, DEFAULT_SCRAPE_PROTOCOLS, GlobalConfig, ScrapeLimits};
 
-const SECRET: &str = "<secret>";
+const SECRET: &str = crate::SECRET_PLACEHOLDER;
 
 /// A YAML value with its mapping keys in the order they are written.
 enum Node {
@@ -91,6 +94,24 @@ impl MapBuilder {
             .map(|(a, b)| (a.clone(), Node::Str(b.clone())))
             .collect();
         self.node(k, Node::Map(entries))
+    }
+    /// A mapping whose values are secrets: the keys, each with `<secret>`.
+    fn secret_map_nonempty(self, k: &str, m: &BTreeMap<String, Secret>) -> Self {
+        if m.is_empty() {
+            return self;
+        }
+        let entries = m
+            .keys()
+            .map(|a| (a.clone(), Node::Str(SECRET.to_owned())))
+            .collect();
+        self.node(k, Node::Map(entries))
+    }
+    /// A URL, its password redacted.
+    fn url(self, k: &str, v: &SecretUrl) -> Self {
+        self.str(k, v.redacted())
+    }
+    fn url_nonempty(self, k: &str, v: &SecretUrl) -> Self {
+        if v.is_empty() { self } else { self.url(k, v) }
     }
     fn extend(mut self, other: MapBuilder) -> Self {
         self.0.extend(other.0);
@@ -240,7 +261,7 @@ fn http_client(h: &HttpClientConfig) -> MapBuilder {
     m = m
         .plain("follow_redirects", h.follow_redirects)
         .plain("enable_http2", h.enable_http2)
-        .str_nonempty("proxy_url", &h.proxy_url)
+        .url_nonempty("proxy_url", &h.proxy_url)
         .str_nonempty("no_proxy", &h.no_proxy);
     if h.proxy_from_environment {
         m = m.plain("proxy_from_environment", true);
@@ -389,9 +410,9 @@ fn remote_write(rw: &RemoteWriteConfig) -> Node {
         .duration("send_interval", md.send_interval)
         .plain("max_samples_per_send", md.max_samples_per_send);
     MapBuilder::default()
-        .str("url", &rw.url)
+        .url("url", &rw.url)
         .duration("remote_timeout", rw.remote_timeout)
-        .string_map_nonempty("headers", &rw.headers)
+        .secret_map_nonempty("headers", &rw.headers)
         .seq_nonempty(
             "write_relabel_configs",
             rw.write_relabel_configs.iter().map(relabel).collect(),
@@ -408,11 +429,11 @@ fn remote_write(rw: &RemoteWriteConfig) -> Node {
 
 fn remote_read(rr: &RemoteReadConfig) -> Node {
     MapBuilder::default()
-        .str("url", &rr.url)
+        .url("url", &rr.url)
         .str("name", &rr.name)
         .string_map_nonempty("required_matchers", &rr.required_matchers)
         .duration("remote_timeout", rr.remote_timeout)
-        .string_map_nonempty("headers", &rr.headers)
+        .secret_map_nonempty("headers", &rr.headers)
         .plain("read_recent", rr.read_recent)
         .plain("filter_external_labels", rr.filter_external_labels)
         .extend(http_client(&rr.http_client))
@@ -455,7 +476,7 @@ fn discovery(m: MapBuilder, sd: &Discovery<'_>) -> MapBuilder {
         .map(|h| {
             MapBuilder::default()
                 .extend(http_client(&h.http_client))
-                .str("url", &h.url)
+                .url("url", &h.url)
                 .duration("refresh_interval", h.refresh_interval)
                 .build()
         })
@@ -515,7 +536,7 @@ fn discovery(m: MapBuilder, sd: &Discovery<'_>) -> MapBuilder {
                 .plain("job", a.job)
                 .plain("cronjob", a.cronjob);
             MapBuilder::default()
-                .str_nonempty("api_server", &k.api_server)
+                .url_nonempty("api_server", &k.api_server)
                 .str("role", role(k.role))
                 .str_nonempty("kubeconfig_file", &k.kubeconfig_file)
                 .node("namespaces", namespaces.build())
@@ -709,5 +730,45 @@ scrape_configs:
         }
         assert_eq!(yaml.matches("<secret>").count(), 3, "{yaml}");
         assert!(yaml.contains("cert: CERTPEM"), "{yaml}");
+    }
+
+    /// Every URL that may carry `user:password@`, and remote storage headers, as
+    /// Prometheus shows them: the password as `xxxxx`, header values as `<secret>`.
+    #[test]
+    fn url_passwords_and_headers_are_masked() {
+        let config = Config::parse(
+            r#"
+scrape_configs:
+  - job_name: a
+    proxy_url: http://proxyuser:pw-proxy@proxy:3128
+    http_sd_configs: [{url: 'https://sduser:pw-sd@sd.example.com/targets'}]
+    kubernetes_sd_configs:
+      - {role: pod, api_server: 'https://k8s:pw-k8s@k8s.example.com'}
+remote_write:
+  - url: https://rwuser:pw-write@lts.example.com/push
+    headers: {X-Scope-OrgID: team-a, X-Api-Key: pw-header}
+remote_read:
+  - url: http://rruser:pw-read@lts.example.com/read
+    headers: {X-Api-Key: pw-header-read}
+"#,
+            "s.yml",
+        )
+        .expect("parse");
+        let yaml = config.to_yaml();
+        assert!(!yaml.contains("pw-"), "a secret leaked:\n{yaml}");
+        for shown in [
+            "proxy_url: http://proxyuser:xxxxx@proxy:3128",
+            "url: https://sduser:xxxxx@sd.example.com/targets",
+            "api_server: https://k8s:xxxxx@k8s.example.com",
+            "url: https://rwuser:xxxxx@lts.example.com/push",
+            "X-Api-Key: <secret>",
+            "X-Scope-OrgID: <secret>",
+            "url: http://rruser:xxxxx@lts.example.com/read",
+        ] {
+            assert!(yaml.contains(shown), "want {shown:?} in:\n{yaml}");
+        }
+        // Debug of the whole config shows no secret of these either.
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("pw-"), "a secret leaked in Debug: {debug}");
     }
 }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::http::{HttpClientConfig, with_http_client_fields};
+use crate::secret::{SecretUrl, UrlKind, check_url};
 use crate::units::Duration;
 use crate::yaml::Problem;
 
@@ -105,7 +106,8 @@ impl RawFileSdConfig {
 /// `http_sd_configs` entry: target groups fetched as JSON from a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSdConfig {
-    pub url: String,
+    /// Displays redacted: see [`SecretUrl`].
+    pub url: SecretUrl,
     /// Default 60s.
     pub refresh_interval: Duration,
     pub http_client: HttpClientConfig,
@@ -125,16 +127,9 @@ with_http_client_fields! {
 impl RawHttpSdConfig {
     pub(crate) fn resolve(mut self) -> Result<HttpSdConfig, Problem> {
         let http_client = self.take_http_client();
-        let scheme_ok = self.url.starts_with("http://") || self.url.starts_with("https://");
-        if !scheme_ok || self.url.len() <= "https://".len() {
-            return Err(format!(
-                "http_sd_configs: URL {:?} must be an http or https URL with a host",
-                self.url
-            )
-            .into());
-        }
+        let url = check_url(&self.url, "http_sd_configs: url", UrlKind::Http)?;
         Ok(HttpSdConfig {
-            url: self.url,
+            url,
             refresh_interval: self.refresh_interval.unwrap_or(Duration::from_secs(60)),
             http_client: http_client
                 .resolve()
@@ -261,7 +256,8 @@ pub struct KubernetesAttachMetadata {
 pub struct KubernetesSdConfig {
     pub role: KubernetesRole,
     /// Empty means in-cluster configuration (service account) or `kubeconfig_file`.
-    pub api_server: String,
+    /// Displays redacted: see [`SecretUrl`].
+    pub api_server: SecretUrl,
     pub kubeconfig_file: String,
     pub namespaces: KubernetesNamespaces,
     pub selectors: Vec<KubernetesSelector>,
@@ -318,9 +314,18 @@ impl RawKubernetesSdConfig {
                 .into());
             }
         }
+        let api_server = if self.api_server.is_empty() {
+            SecretUrl::default()
+        } else {
+            check_url(
+                &self.api_server,
+                "kubernetes_sd_configs: api_server",
+                UrlKind::Http,
+            )?
+        };
         Ok(KubernetesSdConfig {
             role,
-            api_server: self.api_server,
+            api_server,
             kubeconfig_file: self.kubeconfig_file,
             namespaces: self.namespaces,
             selectors: self.selectors,

@@ -15,11 +15,20 @@
 //! [`Position`] and `Problem` carry the place of a value that parsed but breaks a
 //! rule of the schema (found with [`serde_saphyr::Spanned`]), so those errors point at
 //! the file too.
+//!
+//! Every document is read within [`LIMITS`] (see the `limits` module), so a file
+//! written to exhaust memory or the stack is refused quickly, with a message naming the
+//! limit it hit in the user's terms (`more than 250,000 YAML nodes`) and what to do.
 
 use std::fmt;
 
 use serde::de::DeserializeOwned;
 use serde_saphyr::{Error, Location};
+
+mod limits;
+
+pub use limits::{LIMITS, YamlLimits, read_file};
+use limits::{alias_bomb, count, over_budget, too_deep};
 
 /// A place in a YAML file: 1-based line and column (in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -122,16 +131,18 @@ impl From<&str> for Problem {
     }
 }
 
-/// Deserializes `text` into `T`. `document` says what the whole file must be, for a
-/// file of the wrong shape: "a rule file is a mapping with `groups:`" gives
-/// `1:1: a rule file is a mapping with `groups:`, not a list`.
+/// Deserializes `text` into `T`, within [`LIMITS`]. `document` says what the whole
+/// file must be, for a file of the wrong shape: "a rule file is a mapping with
+/// `groups:`" gives `1:1: a rule file is a mapping with `groups:`, not a list`.
 pub fn from_str<T: DeserializeOwned>(text: &str, document: &str) -> Result<T, YamlError> {
-    serde_saphyr::from_str(text).map_err(|e| describe(&e, text, document))
+    serde_saphyr::from_str_with_options(text, limits::options())
+        .map_err(|e| describe(&e, text, document))
 }
 
 /// Rewords a library error in the user's terms, using the text to say which key holds
 /// the bad value and what was written there.
 fn describe(err: &Error, text: &str, document: &str) -> YamlError {
+    let alias_use = alias_reference(err);
     let err = innermost(err);
     let mut position = err.location().as_ref().and_then(Position::of);
     let site = position.map(|p| Site::find(text, p)).unwrap_or_default();
@@ -174,6 +185,32 @@ fn describe(err: &Error, text: &str, document: &str) -> YamlError {
             "this alias (`*name`) refers to an anchor (`&name`) that is not defined before it"
                 .to_owned()
         }
+        Error::Budget { breach, .. } => {
+            if let Some(at) = alias_use {
+                // Point at the alias being expanded, not at the anchor it stands for.
+                position = Position::of(&at).or(position);
+            }
+            over_budget(breach, alias_use.is_some())
+        }
+        Error::AliasReplayLimitExceeded { .. } | Error::AliasReplayCounterOverflow { .. } => {
+            alias_bomb(&format!(
+                "more than {} YAML events in all",
+                count(LIMITS.max_alias_expansion)
+            ))
+        }
+        Error::AliasReplayStackDepthExceeded { .. } => format!(
+            "aliases (`*name`) are expanded inside one another more than {} levels deep, the \
+             most Kiln follows; reuse anchors less deeply",
+            count(LIMITS.max_alias_nesting)
+        ),
+        Error::AliasExpansionLimitExceeded {
+            max_expansions_per_anchor,
+            ..
+        } => format!(
+            "one anchor (`&name`) is expanded by aliases more than {} times, the most Kiln \
+             expands; write the repeated parts out, or reuse the anchor less",
+            count(*max_expansions_per_anchor)
+        ),
         other => {
             use serde_saphyr::MessageFormatter;
             serde_saphyr::UserMessageFormatter
@@ -200,6 +237,18 @@ fn at_first_tab(text: &str, at: Position) -> Position {
             column: i + 1,
         },
         None => at,
+    }
+}
+
+/// Where the alias was used whose expansion failed, if the error happened while one
+/// was being expanded.
+fn alias_reference(mut err: &Error) -> Option<Location> {
+    loop {
+        match err {
+            Error::WithSnippet { error, .. } => err = error,
+            Error::AliasError { locations, .. } => return Some(locations.reference_location),
+            _ => return None,
+        }
     }
 }
 
@@ -388,6 +437,10 @@ fn scanner_message(msg: &str) -> String {
     let msg = msg.trim();
     if msg.starts_with("tabs disallowed") {
         return "tabs are not allowed for indentation in YAML; indent with spaces".to_owned();
+    }
+    if msg == "recursion limit exceeded" {
+        // The scanner's nesting limit, set to the budget's depth.
+        return too_deep();
     }
     let msg = msg
         .strip_prefix("while parsing a block collection, ")

@@ -3,6 +3,10 @@
 //! As Prometheus's HTTP SD specifies: the response must be 200 with
 //! `Content-Type: application/json`, the body a list of target groups; each target gets
 //! `__meta_url`. A failed fetch keeps the previous targets.
+//!
+//! The URL may carry `user:password@`. Unlike Prometheus, `__meta_url` (shown among a
+//! target's discovered labels) and the groups' source names hold it redacted, as logs
+//! do: the password reaches only the request.
 
 use std::time::Duration;
 
@@ -47,7 +51,7 @@ impl HttpDiscovery {
         let interval = self.config.refresh_interval.as_std();
         let mut resp = self
             .client
-            .get(&self.config.url)
+            .get(self.config.url.expose())
             .map_err(|e| e.to_string())?
             .header("Accept", "application/json")
             .header(
@@ -77,12 +81,8 @@ impl HttpDiscovery {
             }
             body.extend_from_slice(&chunk);
         }
-        parse_groups(
-            &body,
-            GroupFormat::Json,
-            &self.config.url,
-            ("__meta_url", &self.config.url),
-        )
+        let url = self.config.url.redacted();
+        parse_groups(&body, GroupFormat::Json, &url, ("__meta_url", &url))
     }
 }
 
@@ -106,17 +106,24 @@ mod tests {
             r#"[{"targets":["a:1"],"labels":{"dc":"x"}}]"#.to_owned(),
         )));
         let seen_refresh_header = Arc::new(Mutex::new(String::new()));
+        let seen_authorization = Arc::new(Mutex::new(String::new()));
         let app = {
             let answer = answer.clone();
             let seen = seen_refresh_header.clone();
+            let seen_auth = seen_authorization.clone();
             Router::new().route(
                 "/sd",
                 get(move |headers: axum::http::HeaderMap| {
                     let answer = answer.clone();
                     let seen = seen.clone();
+                    let seen_auth = seen_auth.clone();
                     async move {
                         if let Some(v) = headers.get("X-Prometheus-Refresh-Interval-Seconds") {
                             *seen.lock().expect("lock") = v.to_str().expect("test step").to_owned();
+                        }
+                        if let Some(v) = headers.get("Authorization") {
+                            *seen_auth.lock().expect("lock") =
+                                v.to_str().expect("test step").to_owned();
                         }
                         let (status, ct, body) = answer.lock().expect("lock").clone();
                         (
@@ -131,11 +138,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("test step");
-        let url = format!("http://{}/sd", listener.local_addr().expect("test step"));
+        // The URL's user info is sent as basic auth, and shown redacted.
+        let addr = listener.local_addr().expect("test step");
+        let url = format!("http://sd:pw-sd@{addr}/sd");
+        let shown = format!("http://sd:xxxxx@{addr}/sd");
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
         let d = HttpDiscovery::new(HttpSdConfig {
-            url: url.clone(),
+            url: kiln_config::SecretUrl::new(url.clone()),
             refresh_interval: ConfigDuration(200),
             http_client: HttpClientConfig::default(),
         })
@@ -146,7 +156,12 @@ mod tests {
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].targets[0].get("__address__"), Some("a:1"));
         assert_eq!(groups[0].labels.get("dc"), Some("x"));
-        assert_eq!(groups[0].labels.get("__meta_url"), Some(url.as_str()));
+        assert_eq!(groups[0].labels.get("__meta_url"), Some(shown.as_str()));
+        assert_eq!(
+            *seen_authorization.lock().expect("lock"),
+            "Basic c2Q6cHctc2Q=",
+            "basic auth of sd:pw-sd"
+        );
         assert_eq!(*seen_refresh_header.lock().expect("lock"), "0");
 
         // Errors of every kind keep the targets.

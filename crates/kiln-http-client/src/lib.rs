@@ -22,9 +22,10 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    #[error("proxy_url {url:?}: {source}")]
+    /// `url` is the `proxy_url` as written; it displays with its password redacted.
+    #[error("proxy_url {:?}: {source}", url.redacted())]
     Proxy {
-        url: String,
+        url: kiln_config::SecretUrl,
         #[source]
         source: reqwest::Error,
     },
@@ -51,11 +52,13 @@ impl HttpClient {
             builder = builder.redirect(reqwest::redirect::Policy::none());
         }
         if !config.proxy_url.is_empty() {
-            let proxy =
-                reqwest::Proxy::all(&config.proxy_url).map_err(|source| ClientError::Proxy {
+            // reqwest moves the URL's user info into a `Proxy-Authorization` header.
+            let proxy = reqwest::Proxy::all(config.proxy_url.expose()).map_err(|source| {
+                ClientError::Proxy {
                     url: config.proxy_url.clone(),
                     source,
-                })?;
+                }
+            })?;
             let proxy = proxy.no_proxy(reqwest::NoProxy::from_string(&config.no_proxy));
             builder = builder.proxy(proxy);
         } else if !config.proxy_from_environment {
@@ -75,6 +78,9 @@ impl HttpClient {
     }
 
     /// A request to `url` with the configured credentials; `*_file` secrets are read now.
+    /// A password in the URL's user info (`https://user:password@host/`) is sent as
+    /// basic auth: reqwest moves the user info into the `Authorization` header and out
+    /// of the URL, so the errors of the request, which quote its URL, never show it.
     pub fn request(
         &self,
         method: reqwest::Method,
@@ -122,4 +128,45 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port nothing listens on (bound, then freed).
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    }
+
+    #[tokio::test]
+    async fn request_errors_do_not_show_the_urls_password() {
+        let client = HttpClient::new(&HttpClientConfig::default(), "test").expect("client");
+        let url = format!("http://user:hunter2@127.0.0.1:{}/push", closed_port());
+        let err = client
+            .get(&url)
+            .expect("request")
+            .send()
+            .await
+            .expect_err("nothing listens");
+        let text = error_chain(&err);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("127.0.0.1"), "{text}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    }
+
+    #[test]
+    fn proxy_errors_do_not_show_the_proxys_password() {
+        let config = HttpClientConfig {
+            proxy_url: kiln_config::SecretUrl::new("http://u:pw-proxy@[::1"),
+            ..HttpClientConfig::default()
+        };
+        let Err(err) = HttpClient::new(&config, "test") else {
+            panic!("a bad proxy_url must fail");
+        };
+        let text = error_chain(&err);
+        assert!(!text.contains("pw-proxy"), "{text}");
+        assert!(text.contains("u:xxxxx@"), "{text}");
+    }
 }

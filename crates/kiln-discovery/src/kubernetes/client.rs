@@ -2,7 +2,9 @@
 //! service account, `api_server` with `<http_config>`, or a kubeconfig file), and the
 //! list and watch requests the watchers make.
 
-use kiln_config::{Authorization, BasicAuth, HttpClientConfig, KubernetesSdConfig, TlsConfig};
+use kiln_config::{
+    Authorization, BasicAuth, HttpClientConfig, KubernetesSdConfig, SecretUrl, TlsConfig,
+};
 use kiln_http_client::{HttpClient, error_chain};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -16,8 +18,9 @@ const MAX_EVENT_BYTES: usize = 64 << 20;
 /// A client for one API server.
 #[derive(Clone)]
 pub struct ApiClient {
-    /// Without a trailing slash.
-    base: String,
+    /// Without a trailing slash. It may carry `user:password@`: request URLs built on it
+    /// are [`SecretUrl`]s too, so the errors that name them show them redacted.
+    base: SecretUrl,
     http: HttpClient,
 }
 
@@ -72,19 +75,20 @@ impl ApiClient {
         let (base, http_config) = if !config.api_server.is_empty() {
             (config.api_server.clone(), config.http_client.clone())
         } else if !config.kubeconfig_file.is_empty() {
-            from_kubeconfig(&config.kubeconfig_file)?
+            let (server, http) = from_kubeconfig(&config.kubeconfig_file)?;
+            (SecretUrl::new(server), http)
         } else {
             in_cluster()?
         };
         let http = HttpClient::new(&http_config, user_agent).map_err(|e| e.to_string())?;
         Ok(ApiClient {
-            base: base.trim_end_matches('/').to_owned(),
+            base: SecretUrl::new(base.expose().trim_end_matches('/')),
             http,
         })
     }
 
-    fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
-        let mut url = format!("{}/{path}", self.base);
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> SecretUrl {
+        let mut url = format!("{}/{path}", self.base.expose());
         let mut sep = '?';
         for (k, v) in query.iter().filter(|(_, v)| !v.is_empty()) {
             url.push(sep);
@@ -93,7 +97,7 @@ impl ApiClient {
             url.extend(form_urlencoded_byte_serialize(v));
             sep = '&';
         }
-        url
+        SecretUrl::new(url)
     }
 
     /// Lists a collection.
@@ -111,7 +115,7 @@ impl ApiClient {
         );
         let mut resp = self
             .http
-            .get(&url)
+            .get(url.expose())
             .map_err(|e| e.to_string())?
             .header("Accept", "application/json")
             .timeout(std::time::Duration::from_secs(120))
@@ -158,7 +162,7 @@ impl ApiClient {
         );
         let resp = self
             .http
-            .get(&url)
+            .get(url.expose())
             .map_err(|e| e.to_string())?
             .header("Accept", "application/json")
             .timeout(std::time::Duration::from_secs(330))
@@ -258,7 +262,7 @@ fn form_urlencoded_byte_serialize(v: &str) -> impl Iterator<Item = char> + '_ {
 
 /// In-cluster: `KUBERNETES_SERVICE_HOST`/`_PORT`, the service account's token (read
 /// on every request, so rotation works) and CA.
-fn in_cluster() -> Result<(String, HttpClientConfig), String> {
+fn in_cluster() -> Result<(SecretUrl, HttpClientConfig), String> {
     let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
     let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_default();
     if host.is_empty() || port.is_empty() {
@@ -285,7 +289,7 @@ fn in_cluster() -> Result<(String, HttpClientConfig), String> {
         },
         ..HttpClientConfig::default()
     };
-    Ok((format!("https://{host}:{port}"), config))
+    Ok((SecretUrl::new(format!("https://{host}:{port}")), config))
 }
 
 /// The namespace of the pod Kiln runs in (`namespaces.own_namespace`).

@@ -89,7 +89,7 @@ async fn fake_api_server() -> String {
 fn config(api: &str, role: KubernetesRole) -> KubernetesSdConfig {
     KubernetesSdConfig {
         role,
-        api_server: api.to_owned(),
+        api_server: kiln_config::SecretUrl::new(api),
         kubeconfig_file: String::new(),
         namespaces: KubernetesNamespaces::default(),
         selectors: Vec::new(),

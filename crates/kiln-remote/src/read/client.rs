@@ -236,10 +236,10 @@ async fn post(
     body: Vec<u8>,
 ) -> Result<(String, Vec<u8>), String> {
     let mut req = client
-        .request(reqwest::Method::POST, &config.url)
+        .request(reqwest::Method::POST, config.url.expose())
         .map_err(|e| e.to_string())?;
     for (k, v) in &config.headers {
-        req = req.header(k, v);
+        req = req.header(k, v.expose());
     }
     let resp = req
         .header("Content-Type", "application/x-protobuf")

@@ -82,7 +82,8 @@ impl QueueMetrics {
 /// One queue as `/metrics` shows it.
 pub struct QueueView<'a> {
     pub name: &'a str,
-    pub url: &'a str,
+    /// The endpoint with its password redacted, as Prometheus labels it.
+    pub url: std::borrow::Cow<'a, str>,
     pub capacity: usize,
     pub min_shards: usize,
     pub max_shards: usize,
@@ -217,8 +218,11 @@ pub fn write_metrics(queues: &[QueueView<'_>], out: &mut Vec<u8>) {
     for (name, help, kind, get) in families {
         header(out, name, help, *kind);
         for q in queues {
-            let labels =
-                Labels::from_pairs(&[("__name__", *name), ("remote_name", q.name), ("url", q.url)]);
+            let labels = Labels::from_pairs(&[
+                ("__name__", *name),
+                ("remote_name", q.name),
+                ("url", &q.url),
+            ]);
             encode_text_sample(out, &labels, get(q), None);
         }
     }
@@ -240,7 +244,7 @@ pub fn write_metrics(queues: &[QueueView<'_>], out: &mut Vec<u8>) {
             let mut pairs = vec![
                 ("__name__", metric),
                 ("remote_name", q.name),
-                ("url", q.url),
+                ("url", &q.url),
             ];
             pairs.extend(le.map(|le| ("le", le)));
             encode_text_sample(out, &Labels::from_pairs(&pairs), v, None);
@@ -321,7 +325,7 @@ mod tests {
         m.observe_batch(3.0);
         let view = QueueView {
             name: "a",
-            url: "http://x/api/v1/write",
+            url: "http://x/api/v1/write".into(),
             capacity: 1,
             min_shards: 1,
             max_shards: 2,

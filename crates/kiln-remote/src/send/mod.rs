@@ -131,7 +131,7 @@ impl RemoteWriteSender {
             .iter()
             .map(|q| QueueView {
                 name: &q.config.name,
-                url: &q.config.url,
+                url: q.config.url.redacted(),
                 capacity: q.config.queue_config.capacity,
                 min_shards: q.config.queue_config.min_shards,
                 max_shards: q.config.queue_config.max_shards,
@@ -152,7 +152,7 @@ impl RemoteWriteSender {
         let progress = Arc::new(Progress::new(
             self.progress_dir
                 .join(format!("{}.position", file_name(&config.name))),
-            &config.url,
+            &config.url.redacted(),
         ));
         let ctx = Arc::new(ShardContext {
             config: config.clone(),

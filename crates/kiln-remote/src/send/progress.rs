@@ -16,7 +16,10 @@ use parking_lot::Mutex;
 /// The delivery state of one queue. See the module docs.
 pub(crate) struct Progress {
     path: PathBuf,
-    /// The endpoint the saved position belongs to: another URL starts afresh.
+    /// The endpoint the saved position belongs to, its password redacted (the file is
+    /// not a place for secrets): another URL starts afresh, a new password for the same
+    /// endpoint keeps the position. Files written before redaction hold the password;
+    /// they are compared redacted too.
     url: String,
     inner: Mutex<Open>,
 }
@@ -54,7 +57,7 @@ impl Progress {
         let pos = WalPosition { segment, offset };
         let mut inner = self.inner.lock();
         inner.saved = Some(pos);
-        (url == self.url).then_some(pos)
+        (kiln_config::redact_url(url) == self.url).then_some(pos)
     }
 
     /// Marks everything before `pos` done (where the follower starts).
@@ -176,5 +179,22 @@ mod tests {
         assert_eq!(again.load(), Some(pos(30)));
         let other = Progress::new(path, "http://b");
         assert_eq!(other.load(), None, "another endpoint starts afresh");
+    }
+
+    #[test]
+    fn the_url_is_kept_redacted_and_files_with_a_password_still_match() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("q.position");
+        let p = Progress::new(path.clone(), "http://u:xxxxx@a/w");
+        p.start_at(pos(7));
+        p.save().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("http://u:xxxxx@a/w\n"), "{text}");
+        // Written by a Kiln that stored the URL as configured.
+        std::fs::write(&path, "http://u:pw@a/w\n3 9\n").unwrap();
+        assert_eq!(
+            Progress::new(path, "http://u:xxxxx@a/w").load(),
+            Some(pos(9))
+        );
     }
 }

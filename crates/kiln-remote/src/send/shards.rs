@@ -258,7 +258,7 @@ fn add_run(runs: &mut Vec<(u64, usize)>, seq: u64) {
 /// POSTs one snappy-compressed body with the protocol's headers.
 pub(crate) async fn post(ctx: &ShardContext, body: Bytes) -> Outcome {
     let c = &ctx.config;
-    let mut req = match ctx.client.request(reqwest::Method::POST, &c.url) {
+    let mut req = match ctx.client.request(reqwest::Method::POST, c.url.expose()) {
         Ok(r) => r,
         Err(e) => return Outcome::Retry(e.to_string(), None),
     };
@@ -270,7 +270,7 @@ pub(crate) async fn post(ctx: &ShardContext, body: Bytes) -> Outcome {
         ),
     };
     for (k, v) in &c.headers {
-        req = req.header(k, v);
+        req = req.header(k, v.expose());
     }
     req = req
         .header("Content-Type", content_type)

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{KilnServer, backfill, http, start_kiln_server};
+use super::{KilnServer, backfill, http, start_kiln_server_logged};
 
 /// The canary's time (Unix seconds): 2026-01-01T00:30:00Z, inside its block.
 pub(crate) const CANARY_TIME: i64 = 1_767_227_400;
@@ -31,6 +31,11 @@ impl Target {
 /// Starts `kiln server` with `args` (a data directory and port 0 are added) over the
 /// canary data.
 pub(crate) fn target(args: &[&str]) -> Target {
+    target_logged(args).0
+}
+
+/// [`target`], also handing every line the server logs to the receiver.
+pub(crate) fn target_logged(args: &[&str]) -> (Target, std::sync::mpsc::Receiver<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let om = dir.path().join("canary.om");
@@ -48,12 +53,13 @@ pub(crate) fn target(args: &[&str]) -> Target {
     let path = format!("--storage.tsdb.path={}", data.display());
     let mut all = vec![path.as_str(), "--web.listen-address=127.0.0.1:0"];
     all.extend_from_slice(args);
-    let server = start_kiln_server(&all);
-    Target {
+    let (server, log) = start_kiln_server_logged(&all);
+    let target = Target {
         server,
         data,
         _dir: dir,
-    }
+    };
+    (target, log)
 }
 
 /// The server survived: `/-/ready` answers 200 within a second, and the canary is
