@@ -18,6 +18,7 @@ pub(crate) use metadata::metadata;
 pub use remote_read::RemoteReadServer;
 pub(crate) use remote_read::read as remote_read;
 pub use remote_write::LIMITS as REMOTE_WRITE_LIMITS;
+pub use remote_write::RemoteWriteLimits;
 pub(crate) use remote_write::write as remote_write;
 pub(crate) use rules::{alertmanagers, alerts, rules};
 pub use runtime::RuntimeInfo;
@@ -55,8 +56,9 @@ pub struct ApiState {
     pub remote_write_cache: kiln_remote::SeriesCache,
     /// What `/api/v1/read` serves; `None`: 404.
     pub remote_read: Option<RemoteReadServer>,
-    /// Where `/api/v1/write` stores; `None`: the receiver answers 404.
-    pub remote_write: Option<Arc<dyn kiln_storage::Appendable>>,
+    /// The remote-write receiver (`--web.enable-remote-write-receiver`); `None`:
+    /// `/api/v1/write` answers 404.
+    remote_write: Option<remote_write::RemoteWriteReceiver>,
     /// The Alertmanager notifier, for `/api/v1/alertmanagers` and `/metrics`.
     pub notifier: Option<Arc<kiln_rules::notify::Notifier>>,
     /// The command-line flags with their values, for `/api/v1/status/flags`.
@@ -127,9 +129,13 @@ impl ApiState {
         self
     }
 
-    /// Enables the remote-write receiver, storing into `storage`.
-    pub fn with_remote_write(mut self, storage: Arc<dyn kiln_storage::Appendable>) -> Self {
-        self.remote_write = Some(storage);
+    /// Enables the remote-write receiver, storing into `storage` within `limits`.
+    pub fn with_remote_write(
+        mut self,
+        storage: Arc<dyn kiln_storage::Appendable>,
+        limits: RemoteWriteLimits,
+    ) -> Self {
+        self.remote_write = Some(remote_write::RemoteWriteReceiver::new(storage, limits));
         self
     }
 
@@ -392,26 +398,26 @@ pub(crate) async fn query_range(
 }
 
 /// Runs a query on the blocking pool, counted in `prometheus_engine_queries` and timed
-/// for `prometheus_engine_query_duration_seconds`, and answers with its result.
+/// for `prometheus_engine_query_duration_seconds`, and answers with its result. The
+/// JSON is written on the blocking pool too: it is as large as the result, and the
+/// async workers must stay free for other connections (health checks among them).
 async fn evaluate(
     state: &ApiState,
     query: impl FnOnce(&dyn Queryable) -> Result<kiln_promql::QueryResult, QueryError> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let storage = state.storage.clone();
     let _running = state.metrics.query_started();
-    let (result, took) = blocking(move || {
+    let (body, took) = blocking(move || {
         let started = std::time::Instant::now();
-        let r = query(&*storage);
-        Ok((r?, started.elapsed()))
+        let result = query(&*storage)?;
+        let took = started.elapsed();
+        let mut data = String::new();
+        json::query_data(&mut data, &result.value);
+        Ok((json::success(&data, &result.warnings, &result.infos), took))
     })
     .await?;
     state.metrics.observe_query_eval(took);
-    let mut data = String::new();
-    json::query_data(&mut data, &result.value);
-    Ok(json_response(
-        StatusCode::OK,
-        json::success(&data, &result.warnings, &result.infos),
-    ))
+    Ok(json_response(StatusCode::OK, body))
 }
 
 /// The `match[]` selectors of a request.
@@ -463,7 +469,7 @@ pub(crate) async fn series(
     let (start, end) = time_range(&p)?;
     let limit = limit(&p)?;
     let storage = state.storage.clone();
-    let (labels, warnings) = blocking(move || {
+    let labels = blocking(move || {
         let querier = storage.querier(start, end)?;
         let mut out: Vec<Labels> = Vec::new();
         let mut warnings = Vec::new();
@@ -479,30 +485,27 @@ pub(crate) async fn series(
         }
         out.sort();
         out.dedup();
-        Ok((out, warnings))
+        // Encoded here, off the async workers: the answer may be large.
+        let mut data = String::from("[");
+        let shown = if limit > 0 {
+            limit.min(out.len())
+        } else {
+            out.len()
+        };
+        for (i, l) in out.iter().take(shown).enumerate() {
+            if i > 0 {
+                data.push(',');
+            }
+            json::labels(&mut data, l);
+        }
+        data.push(']');
+        if shown < out.len() {
+            warnings.push("results truncated due to limit".into());
+        }
+        Ok(json::success(&data, &warnings, &[]))
     })
     .await?;
-    let mut data = String::from("[");
-    let shown = if limit > 0 {
-        limit.min(labels.len())
-    } else {
-        labels.len()
-    };
-    for (i, l) in labels.iter().take(shown).enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        json::labels(&mut data, l);
-    }
-    data.push(']');
-    let mut warnings = warnings;
-    if shown < labels.len() {
-        warnings.push("results truncated due to limit".into());
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        json::success(&data, &warnings, &[]),
-    ))
+    Ok(json_response(StatusCode::OK, labels))
 }
 
 fn string_list(values: &[String], limit: usize) -> (String, bool) {
@@ -549,7 +552,7 @@ async fn string_answers(
     let (start, end) = time_range(p)?;
     let limit = limit(p)?;
     let storage = state.storage.clone();
-    let (values, mut warnings) = blocking(move || {
+    let body = blocking(move || {
         let querier = storage.querier(start, end)?;
         let (mut all, mut warnings) = (Vec::new(), Vec::new());
         for matchers in &sets {
@@ -557,17 +560,15 @@ async fn string_answers(
             all.extend(v);
             warnings.extend(w);
         }
-        Ok((merged(all), warnings))
+        // Encoded here, off the async workers: the answer may be large.
+        let (data, truncated) = string_list(&merged(all), limit);
+        if truncated {
+            warnings.push("results truncated due to limit".into());
+        }
+        Ok(json::success(&data, &warnings, &[]))
     })
     .await?;
-    let (data, truncated) = string_list(&values, limit);
-    if truncated {
-        warnings.push("results truncated due to limit".into());
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        json::success(&data, &warnings, &[]),
-    ))
+    Ok(json_response(StatusCode::OK, body))
 }
 
 pub(crate) async fn labels(
