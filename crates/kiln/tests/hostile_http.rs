@@ -372,16 +372,11 @@ fn status_endpoints_do_not_wait_for_a_rule_evaluation() {
         "groups:\n  - name: stuck\n    interval: 1s\n    rules:\n      - record: stuck:count\n        expr: count(hostile_canary)\n      - alert: Stuck\n        expr: hostile_canary > 0\n",
     )
     .expect("rules");
-    let config = dir.path().join("kiln.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "rule_files: ['{}']\nremote_read:\n  - url: http://127.0.0.1:{silent_port}/read\n    read_recent: true\n    remote_timeout: 5m\n",
-            rules.display()
-        ),
-    )
-    .expect("config");
-    let config_flag = format!("--config.file={}", config.display());
+    let config_flag = silent_remote_read_config(
+        dir.path(),
+        silent_port,
+        &format!("rule_files: ['{}']\n", rules.display()),
+    );
     let t = target(&[&config_flag]);
     // The first evaluation's query reaches the silent endpoint and waits there.
     let (held, _) = silent.accept().expect("the evaluation's remote read");
@@ -405,4 +400,56 @@ fn status_endpoints_do_not_wait_for_a_rule_evaluation() {
     drop(held);
     drop(silent);
     assert_unharmed(&t, "a stuck rule evaluation");
+}
+
+/// A config whose `remote_read` endpoint is `silent` (accepts, never answers), asked
+/// for recent data too: queries that reach it wait there until it goes away.
+fn silent_remote_read_config(dir: &std::path::Path, silent_port: u16, extra: &str) -> String {
+    let config = dir.join("kiln.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "{extra}remote_read:\n  - url: http://127.0.0.1:{silent_port}/read\n    read_recent: true\n    remote_timeout: 5m\n"
+        ),
+    )
+    .expect("config");
+    format!("--config.file={}", config.display())
+}
+
+/// Item 9: queries beyond `--query.max-concurrency` wait for a slot without holding a
+/// thread, time out in the queue with Prometheus's error, and `/-/ready` is answered
+/// meanwhile.
+#[test]
+fn queries_beyond_the_concurrency_limit_wait_in_the_queue_and_time_out_there() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = silent_remote_read_config(dir.path(), silent_port, "");
+    let t = target(&[&config, "--query.max-concurrency=1"]);
+    let port = t.port();
+    // This query takes the only slot and waits on the silent endpoint.
+    let holder =
+        std::thread::spawn(move || http(port, "GET", "/api/v1/query?query=hostile_canary"));
+    let (held, _) = silent.accept().expect("the first query's remote read");
+    let (status, body) =
+        http(port, "GET", "/api/v1/query?query=vector(1)&timeout=300ms").expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(r#""errorType":"timeout""#)
+            && body.contains("query timed out in query queue"),
+        "{body}"
+    );
+    let started = Instant::now();
+    let ready = http(port, "GET", "/-/ready");
+    assert_eq!(ready.map(|r| r.0), Some(200));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+    drop(silent);
+    let first = holder.join().expect("holder thread");
+    assert!(first.is_some(), "the first query got no answer");
+    assert_unharmed(&t, "queries beyond the concurrency limit");
 }

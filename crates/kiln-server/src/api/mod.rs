@@ -42,6 +42,9 @@ use params::{MAX_TIME, MIN_TIME, Params, parse_duration, parse_time};
 pub struct ApiState {
     pub storage: Arc<dyn Queryable>,
     pub engine: Engine,
+    /// `--query.max-concurrency` slots for API queries, awaited asynchronously (see
+    /// `evaluate`).
+    query_slots: Arc<tokio::sync::Semaphore>,
     /// The running configuration's external labels and YAML; replaced on reload.
     loaded: std::sync::RwLock<LoadedConfig>,
     /// Where `/-/reload` sends its requests; `None` unless `--web.enable-lifecycle`.
@@ -92,6 +95,9 @@ impl ApiState {
     pub fn new(storage: Arc<dyn Queryable>, engine_opts: EngineOptions) -> Self {
         ApiState {
             storage,
+            query_slots: Arc::new(tokio::sync::Semaphore::new(
+                engine_opts.max_concurrency.max(1),
+            )),
             engine: Engine::new(engine_opts),
             loaded: std::sync::RwLock::new(LoadedConfig::default()),
             reload: None,
@@ -244,6 +250,14 @@ impl ApiError {
         &self.message
     }
 
+    fn timeout(message: impl Into<String>) -> Self {
+        ApiError {
+            error_type: "timeout",
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
     fn unavailable(message: impl Into<String>) -> Self {
         ApiError {
             error_type: "unavailable",
@@ -357,7 +371,7 @@ pub(crate) async fn query(
         None => now_ms(),
     };
     let engine = request_engine(&state, &p)?;
-    evaluate(&state, move |storage| {
+    evaluate(&state, engine, move |engine, storage| {
         engine.instant_query(storage, &query, t)
     })
     .await
@@ -391,25 +405,49 @@ pub(crate) async fn query_range(
         ));
     }
     let engine = request_engine(&state, &p)?;
-    evaluate(&state, move |storage| {
+    evaluate(&state, engine, move |engine, storage| {
         engine.range_query(storage, &query, start, end, step)
     })
     .await
 }
 
 /// Runs a query on the blocking pool, counted in `prometheus_engine_queries` and timed
-/// for `prometheus_engine_query_duration_seconds`, and answers with its result. The
-/// JSON is written on the blocking pool too: it is as large as the result, and the
-/// async workers must stay free for other connections (health checks among them).
+/// for `prometheus_engine_query_duration_seconds`, and answers with its result.
+///
+/// At most `--query.max-concurrency` queries run at once: a query first waits for one
+/// of [`ApiState::query_slots`] here, asynchronously (a waiting query holds no thread,
+/// and its wait counts against its timeout: "query timed out in query queue", as
+/// Prometheus says). The slot is held until the JSON is written, on the blocking pool
+/// too: the JSON is as large as the result, so writing it on an async worker would
+/// stall every other connection (health checks among them) for as long, and writing
+/// it outside the slot would let every waiting query hold its result in memory at
+/// once.
 async fn evaluate(
     state: &ApiState,
-    query: impl FnOnce(&dyn Queryable) -> Result<kiln_promql::QueryResult, QueryError> + Send + 'static,
+    mut engine: Engine,
+    query: impl FnOnce(&Engine, &dyn Queryable) -> Result<kiln_promql::QueryResult, QueryError>
+    + Send
+    + 'static,
 ) -> Result<Response, ApiError> {
+    let waiting = std::time::Instant::now();
+    let slot = state.query_slots.clone().acquire_owned();
+    let slot = match engine.opts.timeout {
+        Some(timeout) => tokio::time::timeout(timeout, slot)
+            .await
+            .map_err(|_| ApiError::timeout("query timed out in query queue"))?,
+        None => slot.await,
+    }
+    .map_err(|e| ApiError::internal(format!("query slots closed: {e}")))?;
+    engine.opts.timeout = engine
+        .opts
+        .timeout
+        .map(|t| t.saturating_sub(waiting.elapsed()));
     let storage = state.storage.clone();
     let _running = state.metrics.query_started();
     let (body, took) = blocking(move || {
+        let _slot = slot;
         let started = std::time::Instant::now();
-        let result = query(&*storage)?;
+        let result = query(&engine, &*storage)?;
         let took = started.elapsed();
         let mut data = String::new();
         json::query_data(&mut data, &result.value);
@@ -606,10 +644,15 @@ pub(crate) async fn format_query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = params(q, &headers, &body);
-    let query = required(&p, "query")?;
-    let formatted = kiln_promql::format_query(query)?;
-    let mut data = String::new();
-    json::string(&mut data, &formatted);
+    let query = required(&p, "query")?.to_owned();
+    // Parsing is work proportional to the query: off the async workers.
+    let data = blocking(move || {
+        let formatted = kiln_promql::format_query(&query)?;
+        let mut data = String::new();
+        json::string(&mut data, &formatted);
+        Ok(data)
+    })
+    .await?;
     Ok(json_response(
         StatusCode::OK,
         json::success(&data, &[], &[]),
