@@ -8,8 +8,8 @@
 //!   answer on a keep-alive connection. So a connection that sends nothing, stops in
 //!   the middle of its headers, or sits idle between requests is closed after the read
 //!   timeout.
-//! - The body must arrive within the read timeout of the headers ([`crate::body_deadline`]);
-//!   a late body is answered 408 and the connection closed.
+//! - The body must arrive within the read timeout of the headers (the crate's
+//!   `body_deadline` module); a late body is answered 408 and the connection closed.
 //! - At most `max_connections` connections are served at once. Beyond that, a small
 //!   reserve of [`HEALTH_RESERVE`] more connections is accepted with a short header
 //!   timeout ([`RESERVE_READ_TIMEOUT`]) and no keep-alive, and answers only
