@@ -4,7 +4,12 @@
 //! vmagent's senders retry 5xx and 429, and drop 4xx):
 //! - `Content-Type`: `application/x-protobuf`; remote write 1.0 without a `proto`
 //!   parameter or with `proto=prometheus.WriteRequest`, 2.0 with
-//!   `proto=io.prometheus.write.v2.Request`; anything else is 415.
+//!   `proto=io.prometheus.write.v2.Request`; anything else, and no `Content-Type` at
+//!   all, is 415. (A browser sends a cross-site POST without a preflight only with a
+//!   "simple" content type or none, so insisting on protobuf keeps web pages out.)
+//!   A body whose top-level fields belong to the other protocol (1.0's `timeseries`
+//!   under a 2.0 type, 2.0's `symbols`/`timeseries` under a 1.0 type) is 400: decoding
+//!   it as announced would skip every field and store nothing.
 //!   `Content-Encoding`: `snappy` (the block format) or absent-as-snappy, as Prometheus
 //!   accepts; anything else is 415.
 //! - 2.0: `symbols[0]` must be the empty string and every reference (labels, help,
@@ -14,7 +19,8 @@
 //!   `-Histograms-`, `-Exemplars-Written`, 0: not stored).
 //! - Sizes: the compressed body against [`ReceiveLimits::max_body_bytes`] (413), the
 //!   length the snappy header announces against
-//!   [`ReceiveLimits::max_decompressed_bytes`] before anything is allocated (413), the
+//!   [`ReceiveLimits::max_decompressed_bytes`] before anything is allocated (413, also
+//!   for announcements of 4 GiB and more, which the snappy format cannot hold), the
 //!   series per request (413).
 //! - Series: label names non-empty, unique and sorted, `__name__` present, values
 //!   non-empty... the rules of a valid Prometheus label set; native histograms refused
@@ -66,12 +72,24 @@ pub enum ReceiveError {
         "unsupported content type {0:?}: Kiln accepts remote write 1.0 (application/x-protobuf, proto=prometheus.WriteRequest)"
     )]
     UnsupportedContentType(String),
+    #[error(
+        "no Content-Type: remote write requests must say application/x-protobuf (1.0, or 2.0 with proto=io.prometheus.write.v2.Request)"
+    )]
+    MissingContentType,
+    #[error(
+        "the body is not a {declared} message: it holds field {field} of {found}; the Content-Type's proto parameter must name the message the body holds"
+    )]
+    ProtocolMismatch {
+        declared: &'static str,
+        found: &'static str,
+        field: u64,
+    },
     #[error("unsupported content encoding {0:?}: remote write bodies are snappy-compressed")]
     UnsupportedEncoding(String),
     #[error("request body of {size} bytes is over the limit of {limit}")]
     BodyTooLarge { size: usize, limit: usize },
     #[error("decompressed body of {size} bytes would be over the limit of {limit}")]
-    DecompressedTooLarge { size: usize, limit: usize },
+    DecompressedTooLarge { size: u64, limit: usize },
     #[error("{series} series in one request, over the limit of {limit}")]
     TooManySeries { series: usize, limit: usize },
     #[error("snappy decompression failed: {0}")]
@@ -95,7 +113,9 @@ impl ReceiveError {
     /// 503/500 for storage that cannot take the data now (senders retry those).
     pub fn status(&self) -> u16 {
         match self {
-            ReceiveError::UnsupportedContentType(_) | ReceiveError::UnsupportedEncoding(_) => 415,
+            ReceiveError::UnsupportedContentType(_)
+            | ReceiveError::MissingContentType
+            | ReceiveError::UnsupportedEncoding(_) => 415,
             ReceiveError::BodyTooLarge { .. }
             | ReceiveError::DecompressedTooLarge { .. }
             | ReceiveError::TooManySeries { .. } => 413,
@@ -124,7 +144,7 @@ pub fn check_headers(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
 ) -> Result<Protocol, ReceiveError> {
-    let ct = content_type.unwrap_or("application/x-protobuf");
+    let ct = content_type.ok_or(ReceiveError::MissingContentType)?;
     let mut parts = ct.split(';').map(str::trim);
     let media = parts.next().unwrap_or_default();
     if !media.eq_ignore_ascii_case("application/x-protobuf") {
@@ -159,6 +179,7 @@ pub fn decode(body: &[u8], limits: &ReceiveLimits) -> Result<WriteRequest, Recei
 /// Decompresses and decodes a 2.0 body, within `limits`.
 pub fn decode_v2(body: &[u8], limits: &ReceiveLimits) -> Result<v2::Request, ReceiveError> {
     let raw = decompress(body, limits)?;
+    scan::refuse_v1_fields(&raw)?;
     let req =
         v2::Request::decode(raw.as_slice()).map_err(|e| ReceiveError::Protobuf(e.to_string()))?;
     check_series_count(req.timeseries.len(), limits)?;
@@ -184,9 +205,15 @@ pub(crate) fn decompress(body: &[u8], limits: &ReceiveLimits) -> Result<Vec<u8>,
         });
     }
     // The snappy header announces the decompressed length; check it before the decoder
-    // allocates that much.
-    let size = snap::raw::decompress_len(body).map_err(|e| ReceiveError::Snappy(e.to_string()))?;
-    if size > limits.max_decompressed_bytes {
+    // allocates that much. The format caps it at 4 GiB - 1: the decoder reports a larger
+    // announcement as an error of its own, which is the same refusal (over the limit),
+    // not malformed input.
+    let size = match snap::raw::decompress_len(body) {
+        Ok(size) => size as u64,
+        Err(snap::Error::TooBig { given, .. }) => given,
+        Err(e) => return Err(ReceiveError::Snappy(e.to_string())),
+    };
+    if size > limits.max_decompressed_bytes as u64 {
         return Err(ReceiveError::DecompressedTooLarge {
             size,
             limit: limits.max_decompressed_bytes,

@@ -180,6 +180,35 @@ impl Group {
         }
     }
 
+    /// A copy for readers (see `SharedGroup`): everything the API and metrics show,
+    /// without the series each rule wrote last (staleness bookkeeping, as large as the
+    /// rules' results) or those waiting for staleness markers.
+    pub(crate) fn for_readers(&self) -> Group {
+        Group {
+            name: self.name.clone(),
+            file: self.file.clone(),
+            interval_ms: self.interval_ms,
+            limit: self.limit,
+            query_offset_ms: self.query_offset_ms,
+            rules: self.rules.clone(),
+            status: self
+                .status
+                .iter()
+                .map(|s| RuleStatus {
+                    health: s.health,
+                    last_error: s.last_error.clone(),
+                    last_eval_ms: s.last_eval_ms,
+                    eval_duration_s: s.eval_duration_s,
+                    written: HashSet::new(),
+                })
+                .collect(),
+            last_eval_ms: self.last_eval_ms,
+            last_duration_s: self.last_duration_s,
+            counters: self.counters,
+            removed_series: Vec::new(),
+        }
+    }
+
     /// Whether `other` has the same definition (so state may carry over on reload).
     pub fn same_definition(&self, other: &Group) -> bool {
         self.name == other.name

@@ -93,7 +93,47 @@ impl GroupChanges {
 }
 
 /// A group shared between its task and readers (the API, `/metrics`).
-pub type SharedGroup = Arc<Mutex<Group>>;
+///
+/// Readers never wait for an evaluation: the task holds the group's lock for a whole
+/// evaluation (which can take as long as its queries), so readers get instead the
+/// state the last completed evaluation published, an `Arc` they clone under a lock
+/// held only for that clone. Lock order: `state`, then `published`.
+#[derive(Clone)]
+pub struct SharedGroup {
+    /// The group itself: taken by its task for each evaluation, and by the manager
+    /// while the task is stopped (reloads). Readers never take it.
+    state: Arc<Mutex<Group>>,
+    /// A copy of the group as it was after its last evaluation (or start), without the
+    /// evaluation's private bookkeeping; replaced whole, never changed in place.
+    published: Arc<RwLock<Arc<Group>>>,
+}
+
+impl SharedGroup {
+    fn new(group: Group) -> SharedGroup {
+        let published = Arc::new(RwLock::new(Arc::new(group.for_readers())));
+        SharedGroup {
+            state: Arc::new(Mutex::new(group)),
+            published,
+        }
+    }
+
+    /// The group as its last completed evaluation left it; cheap, and never waits for
+    /// an evaluation in progress.
+    pub fn snapshot(&self) -> Arc<Group> {
+        self.published.read().clone()
+    }
+
+    /// The group itself, for its task and the manager.
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Group> {
+        self.state.lock()
+    }
+
+    /// Makes `group` (the locked state) what readers see.
+    fn publish(&self, group: &Group) {
+        let copy = Arc::new(group.for_readers());
+        *self.published.write() = copy;
+    }
+}
 
 /// The running groups, for readers. Cloning shares the view.
 #[derive(Clone, Default)]
@@ -213,7 +253,7 @@ impl RuleManager {
 
     fn start(&self, group: Group) -> RunningGroup {
         let (stop, stop_rx) = watch::channel(false);
-        let group = Arc::new(Mutex::new(group));
+        let group = SharedGroup::new(group);
         let handle = tokio::spawn(run_group(
             group.clone(),
             self.opts.clone(),
@@ -300,6 +340,7 @@ async fn run_group(
             if let Some(notifier) = &opts2.notifier {
                 notifier.send(crate::notify::due_alerts(&mut g, t, &opts2.external_url));
             }
+            group2.publish(&g);
         })
         .await;
         if let Err(e) = evaluated {
@@ -310,7 +351,9 @@ async fn run_group(
         if now >= next + interval {
             // Overran: skip the slots that already passed.
             let missed = (now - next) / interval;
-            group.lock().counters.iterations_missed += missed as u64;
+            let mut g = group.lock();
+            g.counters.iterations_missed += missed as u64;
+            group.publish(&g);
             next += missed * interval;
         }
     }

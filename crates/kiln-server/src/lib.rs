@@ -8,13 +8,20 @@
 //! - [`tsdb_metrics`]: the storage engine's part of `/metrics` (`prometheus_tsdb_*`).
 //! - [`server_metrics`]: the request and query metrics the router and handlers keep.
 //! - `landing`: `/`, a page saying what the server answers until the web UI lands.
+//! - [`connections`]: the accept loop: connection limit, read timeouts, the health
+//!   checks' reserve; `body_deadline`: the request-body half of the read timeout.
 //! - this file: the router, health and lifecycle endpoints (`/-/healthy`, `/-/ready`,
 //!   `/-/reload`) and [`serve`].
 //!
 //! Handlers are async; the query engine and storage are synchronous and run on tokio's
-//! blocking pool, never on the async workers.
+//! blocking pool, never on the async workers. Work proportional to a result's size
+//! (encoding a query's JSON) runs there too, so the async workers only move bytes and
+//! `/-/healthy` and `/-/ready` (answered on them, with no lock and no allocation
+//! beyond the response) never wait behind a query.
 
 pub mod api;
+mod body_deadline;
+pub mod connections;
 pub mod federate;
 mod landing;
 pub mod self_metrics;
@@ -30,7 +37,19 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 
-pub use api::{ApiState, ReloadSender, RemoteReadServer, RuntimeInfo, SelfMetricsWriter};
+pub use api::{
+    ApiState, ReloadSender, RemoteReadServer, RemoteWriteLimits, RuntimeInfo, SelfMetricsWriter,
+};
+pub use connections::ConnectionLimits;
+
+/// `/-/healthy` and `/-/ready`: constant answers, so that they depend on nothing but
+/// the connection (see [`connections`] for the reserve that serves them when every
+/// connection slot is taken).
+pub(crate) fn health_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/-/healthy", get(|| async { "Kiln is Healthy.\n" }))
+        .route("/-/ready", get(|| async { "Kiln is Ready.\n" }))
+}
 
 /// The router with every endpoint.
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -56,12 +75,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/rules", get(api::rules))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/alertmanagers", get(api::alertmanagers))
-        .route(
-            "/api/v1/write",
-            post(api::remote_write).layer(axum::extract::DefaultBodyLimit::max(
-                api::REMOTE_WRITE_LIMITS.max_body_bytes,
-            )),
-        )
+        .route("/api/v1/write", post(api::remote_write))
         .route("/api/v1/read", post(api::remote_read))
         .route("/api/v1/metadata", get(api::metadata))
         .route(
@@ -81,11 +95,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(federate::federate).post(federate::federate),
         )
         .route("/metrics", get(api::metrics))
-        .route("/-/healthy", get(|| async { "Kiln is Healthy.\n" }))
-        .route("/-/ready", get(|| async { "Kiln is Ready.\n" }))
         .route("/-/reload", post(api::reload).put(api::reload))
         .route("/", get(landing::landing))
         .fallback(landing::not_found)
+        .merge(health_routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_request,
@@ -108,14 +121,13 @@ async fn count_request(State(state): State<Arc<ApiState>>, req: Request, next: N
     resp
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then finishes the requests
-/// in flight.
+/// Serves the API on `listener` within `limits` until `shutdown` completes, then
+/// finishes the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ApiState>,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    connections::serve_connections(listener, router(state), limits, shutdown).await
 }

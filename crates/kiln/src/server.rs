@@ -13,6 +13,7 @@ use kiln_tsdb::db::Db;
 use tracing::{error, info, warn};
 
 mod applied;
+mod web;
 
 use applied::Applied;
 
@@ -58,10 +59,8 @@ pub(crate) struct ServerArgs {
     /// with a "for" longer than this.
     #[arg(long = "rules.alert.for-grace-period", value_parser = parse_duration_ms, default_value = "10m")]
     for_grace_period: i64,
-    /// Accepted for compatibility with Prometheus: Kiln's remote-write receiver
-    /// (`/api/v1/write`) is always on.
-    #[arg(long = "web.enable-remote-write-receiver")]
-    enable_remote_write_receiver: bool,
+    #[command(flatten)]
+    web: web::WebFlags,
     /// How long shutdown (or a reload that removes a remote_write entry) may spend
     /// delivering samples already queued for remote write.
     #[arg(long = "storage.remote.flush-deadline", value_parser = parse_duration_ms, default_value = "1m")]
@@ -103,10 +102,6 @@ impl ServerArgs {
             ),
             ("web.enable-lifecycle", self.enable_lifecycle.to_string()),
             ("web.enable-admin-api", self.enable_admin_api.to_string()),
-            (
-                "web.enable-remote-write-receiver",
-                self.enable_remote_write_receiver.to_string(),
-            ),
             ("web.listen-address", self.listen_address.clone()),
             (
                 "storage.remote.flush-deadline",
@@ -140,6 +135,7 @@ impl ServerArgs {
             ),
         ]
         .into_iter()
+        .chain(self.web.flag_values())
         .chain(self.storage.flag_values())
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
@@ -188,6 +184,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen_address = %args.listen_address,
         "Starting Kiln server"
     );
+    web::raise_open_files_limit(args.web.connection_limits().max_connections);
     let config_started = Instant::now();
     let config = load_config(args.config_file.as_deref())?;
     let opts = args.storage.db_options()?;
@@ -277,7 +274,6 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_targets(scrapes.scrapes.view())
         .with_rules(scrapes.rules.view())
         .with_notifier(notifier.clone())
-        .with_remote_write(db.clone())
         .with_remote_read(kiln_server::RemoteReadServer::new(
             db.clone(),
             kiln_remote::read::ReadLimits {
@@ -296,6 +292,9 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     if args.enable_admin_api {
         api = api.with_admin_api();
+    }
+    if let Some(limits) = args.web.remote_write() {
+        api = api.with_remote_write(db.clone(), limits);
     }
     let state = Arc::new(api);
 
@@ -364,9 +363,14 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         // Tests and scripts read the bound address (useful with port 0) from here.
         info!(component = "web", address = %address, "Listening on");
         info!("Server is ready to receive web requests.");
-        let served = kiln_server::serve(listener, state, shutdown_signal())
-            .await
-            .context("serving HTTP");
+        let served = kiln_server::serve(
+            listener,
+            state,
+            args.web.connection_limits(),
+            shutdown_signal(),
+        )
+        .await
+        .context("serving HTTP");
         info!(component = "web", "Web handler stopped");
         reloader.abort();
         let _ = reloader.await;

@@ -221,6 +221,7 @@ fn a_real_prometheus_remote_writes_to_kiln() {
     let kiln = start_kiln_server(&[
         &format!("--storage.tsdb.path={}", dir.path().join("kiln").display()),
         "--web.listen-address=127.0.0.1:0",
+        "--web.enable-remote-write-receiver",
     ]);
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -281,6 +282,7 @@ fn acknowledged_samples_survive_kill_9() {
     let args = [
         format!("--storage.tsdb.path={}", dir.path().display()),
         "--web.listen-address=127.0.0.1:0".to_owned(),
+        "--web.enable-remote-write-receiver".to_owned(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = start_kiln_server(&args);
@@ -353,6 +355,7 @@ fn vmagent_remote_writes_to_kiln() {
     let kiln = start_kiln_server(&[
         &format!("--storage.tsdb.path={}", dir.path().join("kiln").display()),
         "--web.listen-address=127.0.0.1:0",
+        "--web.enable-remote-write-receiver",
     ]);
     let scrape = dir.path().join("scrape.yml");
     std::fs::write(

@@ -419,6 +419,7 @@ fn kiln_remote_writes_2_0_to_kiln() {
     let receiver = start_kiln_server(&[
         &format!("--storage.tsdb.path={}", dir.path().join("recv").display()),
         "--web.listen-address=127.0.0.1:0",
+        "--web.enable-remote-write-receiver",
     ]);
     let port = receiver.port;
     let url = format!("http://127.0.0.1:{port}/api/v1/write");

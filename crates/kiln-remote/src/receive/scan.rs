@@ -124,10 +124,34 @@ pub(crate) fn for_each_series<'a>(
                 n += 1;
             }
             (1, _) => return Err(malformed("timeseries is not a message")),
+            // 2.0's `symbols` and `timeseries`; never fields of a 1.0 request.
+            (field @ (4 | 5), Value::Bytes(_)) => {
+                return Err(ReceiveError::ProtocolMismatch {
+                    declared: "remote write 1.0 prometheus.WriteRequest",
+                    found: "remote write 2.0 io.prometheus.write.v2.Request",
+                    field,
+                });
+            }
             _ => {}
         }
     }
     Ok(n)
+}
+
+/// Refuses a 2.0 body holding 1.0's top-level fields (1 `timeseries`, 3 `metadata`;
+/// reserved in 2.0): decoded as 2.0, such a body would be an empty request.
+pub(crate) fn refuse_v1_fields(buf: &[u8]) -> Result<(), ReceiveError> {
+    let mut fields = Fields::new(buf);
+    while let Some((_, field, _)) = fields.next()? {
+        if (1..=3).contains(&field) {
+            return Err(ReceiveError::ProtocolMismatch {
+                declared: "remote write 2.0 io.prometheus.write.v2.Request",
+                found: "remote write 1.0 prometheus.WriteRequest",
+                field,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Fills `view` from one `TimeSeries` message.

@@ -188,6 +188,15 @@ fn limits_and_formats() {
     // A header announcing 4 GiB is refused before any allocation.
     let bomb = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
     assert_eq!(status(decode(&bomb, &ReceiveLimits::default())), 413);
+    // 4 GiB and more is past what the snappy format holds: over the limit as well.
+    for bomb in [
+        &[0x80, 0x80, 0x80, 0x80, 0x10, 0x00][..],
+        &[0xff, 0xff, 0xff, 0xff, 0x1f, 0x00][..],
+    ] {
+        let e = decode(bomb, &ReceiveLimits::default()).expect_err("refused");
+        assert_eq!(e.status(), 413, "{e}");
+        assert!(e.to_string().contains("over the limit"), "{e}");
+    }
     assert_eq!(
         status(decode(b"not snappy", &ReceiveLimits::default())),
         400
@@ -214,7 +223,9 @@ fn limits_and_formats() {
     assert_eq!(other.map(|_| 0).unwrap_or_else(|e| e.status()), 415);
     let json = check_headers(Some("application/json"), None);
     assert_eq!(json.map(|_| 0).unwrap_or_else(|e| e.status()), 415);
-    let gzip = check_headers(None, Some("gzip"));
+    let none = check_headers(None, Some("snappy"));
+    assert_eq!(none.map(|_| 0).unwrap_or_else(|e| e.status()), 415);
+    let gzip = check_headers(Some("application/x-protobuf"), Some("gzip"));
     assert_eq!(gzip.map(|_| 0).unwrap_or_else(|e| e.status()), 415);
 }
 
@@ -405,4 +416,42 @@ fn known_series_come_from_the_cache_and_bad_ones_never_enter_it() {
         );
     }
     assert!(small.len() <= 16 * 2, "{}", small.len());
+}
+
+/// A body of one protocol under the other's content type is refused with the reason,
+/// never decoded as an empty request of the announced one.
+#[test]
+fn a_body_of_the_other_protocol_is_400() {
+    let check = |protocol: Protocol, body: &[u8], want: &str| {
+        let storage = MemStorage::new();
+        let e = receive(
+            storage.appender().as_mut(),
+            protocol,
+            body,
+            &ReceiveLimits::default(),
+            &SeriesCache::default(),
+        )
+        .expect_err("refused");
+        assert_eq!(e.status(), 400, "{e}");
+        assert!(e.to_string().contains(want), "{e}");
+        assert!(stored(&storage).is_empty());
+    };
+    let v1 = body(&WriteRequest {
+        timeseries: vec![series(&[("__name__", "up")], &[(1000, 1.0)])],
+        metadata: Vec::new(),
+    });
+    check(
+        Protocol::V2,
+        &v1,
+        "not a remote write 2.0 io.prometheus.write.v2.Request message: it holds field 1 of remote write 1.0",
+    );
+    let v2 = v2_body(&v2::Request {
+        symbols: vec![String::new(), "__name__".into(), "up".into()],
+        timeseries: vec![v2_series(&[1, 2], &[(1000, 1.0)])],
+    });
+    check(
+        Protocol::V1,
+        &v2,
+        "not a remote write 1.0 prometheus.WriteRequest message: it holds field 4 of remote write 2.0",
+    );
 }

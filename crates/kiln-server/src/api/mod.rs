@@ -18,6 +18,7 @@ pub(crate) use metadata::metadata;
 pub use remote_read::RemoteReadServer;
 pub(crate) use remote_read::read as remote_read;
 pub use remote_write::LIMITS as REMOTE_WRITE_LIMITS;
+pub use remote_write::RemoteWriteLimits;
 pub(crate) use remote_write::write as remote_write;
 pub(crate) use rules::{alertmanagers, alerts, rules};
 pub use runtime::RuntimeInfo;
@@ -41,6 +42,9 @@ use params::{MAX_TIME, MIN_TIME, Params, parse_duration, parse_time};
 pub struct ApiState {
     pub storage: Arc<dyn Queryable>,
     pub engine: Engine,
+    /// `--query.max-concurrency` slots for API queries, awaited asynchronously (see
+    /// `evaluate`).
+    query_slots: Arc<tokio::sync::Semaphore>,
     /// The running configuration's external labels and YAML; replaced on reload.
     loaded: std::sync::RwLock<LoadedConfig>,
     /// Where `/-/reload` sends its requests; `None` unless `--web.enable-lifecycle`.
@@ -55,8 +59,9 @@ pub struct ApiState {
     pub remote_write_cache: kiln_remote::SeriesCache,
     /// What `/api/v1/read` serves; `None`: 404.
     pub remote_read: Option<RemoteReadServer>,
-    /// Where `/api/v1/write` stores; `None`: the receiver answers 404.
-    pub remote_write: Option<Arc<dyn kiln_storage::Appendable>>,
+    /// The remote-write receiver (`--web.enable-remote-write-receiver`); `None`:
+    /// `/api/v1/write` answers 404.
+    remote_write: Option<remote_write::RemoteWriteReceiver>,
     /// The Alertmanager notifier, for `/api/v1/alertmanagers` and `/metrics`.
     pub notifier: Option<Arc<kiln_rules::notify::Notifier>>,
     /// The command-line flags with their values, for `/api/v1/status/flags`.
@@ -90,6 +95,9 @@ impl ApiState {
     pub fn new(storage: Arc<dyn Queryable>, engine_opts: EngineOptions) -> Self {
         ApiState {
             storage,
+            query_slots: Arc::new(tokio::sync::Semaphore::new(
+                engine_opts.max_concurrency.max(1),
+            )),
             engine: Engine::new(engine_opts),
             loaded: std::sync::RwLock::new(LoadedConfig::default()),
             reload: None,
@@ -127,9 +135,13 @@ impl ApiState {
         self
     }
 
-    /// Enables the remote-write receiver, storing into `storage`.
-    pub fn with_remote_write(mut self, storage: Arc<dyn kiln_storage::Appendable>) -> Self {
-        self.remote_write = Some(storage);
+    /// Enables the remote-write receiver, storing into `storage` within `limits`.
+    pub fn with_remote_write(
+        mut self,
+        storage: Arc<dyn kiln_storage::Appendable>,
+        limits: RemoteWriteLimits,
+    ) -> Self {
+        self.remote_write = Some(remote_write::RemoteWriteReceiver::new(storage, limits));
         self
     }
 
@@ -236,6 +248,14 @@ impl ApiError {
     /// The error message, without the JSON envelope.
     pub(crate) fn message(&self) -> &str {
         &self.message
+    }
+
+    fn timeout(message: impl Into<String>) -> Self {
+        ApiError {
+            error_type: "timeout",
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
     }
 
     fn unavailable(message: impl Into<String>) -> Self {
@@ -351,7 +371,7 @@ pub(crate) async fn query(
         None => now_ms(),
     };
     let engine = request_engine(&state, &p)?;
-    evaluate(&state, move |storage| {
+    evaluate(&state, engine, move |engine, storage| {
         engine.instant_query(storage, &query, t)
     })
     .await
@@ -385,7 +405,7 @@ pub(crate) async fn query_range(
         ));
     }
     let engine = request_engine(&state, &p)?;
-    evaluate(&state, move |storage| {
+    evaluate(&state, engine, move |engine, storage| {
         engine.range_query(storage, &query, start, end, step)
     })
     .await
@@ -393,25 +413,49 @@ pub(crate) async fn query_range(
 
 /// Runs a query on the blocking pool, counted in `prometheus_engine_queries` and timed
 /// for `prometheus_engine_query_duration_seconds`, and answers with its result.
+///
+/// At most `--query.max-concurrency` queries run at once: a query first waits for one
+/// of [`ApiState::query_slots`] here, asynchronously (a waiting query holds no thread,
+/// and its wait counts against its timeout: "query timed out in query queue", as
+/// Prometheus says). The slot is held until the JSON is written, on the blocking pool
+/// too: the JSON is as large as the result, so writing it on an async worker would
+/// stall every other connection (health checks among them) for as long, and writing
+/// it outside the slot would let every waiting query hold its result in memory at
+/// once.
 async fn evaluate(
     state: &ApiState,
-    query: impl FnOnce(&dyn Queryable) -> Result<kiln_promql::QueryResult, QueryError> + Send + 'static,
+    mut engine: Engine,
+    query: impl FnOnce(&Engine, &dyn Queryable) -> Result<kiln_promql::QueryResult, QueryError>
+    + Send
+    + 'static,
 ) -> Result<Response, ApiError> {
+    let waiting = std::time::Instant::now();
+    let slot = state.query_slots.clone().acquire_owned();
+    let slot = match engine.opts.timeout {
+        Some(timeout) => tokio::time::timeout(timeout, slot)
+            .await
+            .map_err(|_| ApiError::timeout("query timed out in query queue"))?,
+        None => slot.await,
+    }
+    .map_err(|e| ApiError::internal(format!("query slots closed: {e}")))?;
+    engine.opts.timeout = engine
+        .opts
+        .timeout
+        .map(|t| t.saturating_sub(waiting.elapsed()));
     let storage = state.storage.clone();
     let _running = state.metrics.query_started();
-    let (result, took) = blocking(move || {
+    let (body, took) = blocking(move || {
+        let _slot = slot;
         let started = std::time::Instant::now();
-        let r = query(&*storage);
-        Ok((r?, started.elapsed()))
+        let result = query(&engine, &*storage)?;
+        let took = started.elapsed();
+        let mut data = String::new();
+        json::query_data(&mut data, &result.value);
+        Ok((json::success(&data, &result.warnings, &result.infos), took))
     })
     .await?;
     state.metrics.observe_query_eval(took);
-    let mut data = String::new();
-    json::query_data(&mut data, &result.value);
-    Ok(json_response(
-        StatusCode::OK,
-        json::success(&data, &result.warnings, &result.infos),
-    ))
+    Ok(json_response(StatusCode::OK, body))
 }
 
 /// The `match[]` selectors of a request.
@@ -463,7 +507,7 @@ pub(crate) async fn series(
     let (start, end) = time_range(&p)?;
     let limit = limit(&p)?;
     let storage = state.storage.clone();
-    let (labels, warnings) = blocking(move || {
+    let labels = blocking(move || {
         let querier = storage.querier(start, end)?;
         let mut out: Vec<Labels> = Vec::new();
         let mut warnings = Vec::new();
@@ -479,30 +523,27 @@ pub(crate) async fn series(
         }
         out.sort();
         out.dedup();
-        Ok((out, warnings))
+        // Encoded here, off the async workers: the answer may be large.
+        let mut data = String::from("[");
+        let shown = if limit > 0 {
+            limit.min(out.len())
+        } else {
+            out.len()
+        };
+        for (i, l) in out.iter().take(shown).enumerate() {
+            if i > 0 {
+                data.push(',');
+            }
+            json::labels(&mut data, l);
+        }
+        data.push(']');
+        if shown < out.len() {
+            warnings.push("results truncated due to limit".into());
+        }
+        Ok(json::success(&data, &warnings, &[]))
     })
     .await?;
-    let mut data = String::from("[");
-    let shown = if limit > 0 {
-        limit.min(labels.len())
-    } else {
-        labels.len()
-    };
-    for (i, l) in labels.iter().take(shown).enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        json::labels(&mut data, l);
-    }
-    data.push(']');
-    let mut warnings = warnings;
-    if shown < labels.len() {
-        warnings.push("results truncated due to limit".into());
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        json::success(&data, &warnings, &[]),
-    ))
+    Ok(json_response(StatusCode::OK, labels))
 }
 
 fn string_list(values: &[String], limit: usize) -> (String, bool) {
@@ -549,7 +590,7 @@ async fn string_answers(
     let (start, end) = time_range(p)?;
     let limit = limit(p)?;
     let storage = state.storage.clone();
-    let (values, mut warnings) = blocking(move || {
+    let body = blocking(move || {
         let querier = storage.querier(start, end)?;
         let (mut all, mut warnings) = (Vec::new(), Vec::new());
         for matchers in &sets {
@@ -557,17 +598,15 @@ async fn string_answers(
             all.extend(v);
             warnings.extend(w);
         }
-        Ok((merged(all), warnings))
+        // Encoded here, off the async workers: the answer may be large.
+        let (data, truncated) = string_list(&merged(all), limit);
+        if truncated {
+            warnings.push("results truncated due to limit".into());
+        }
+        Ok(json::success(&data, &warnings, &[]))
     })
     .await?;
-    let (data, truncated) = string_list(&values, limit);
-    if truncated {
-        warnings.push("results truncated due to limit".into());
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        json::success(&data, &warnings, &[]),
-    ))
+    Ok(json_response(StatusCode::OK, body))
 }
 
 pub(crate) async fn labels(
@@ -605,10 +644,15 @@ pub(crate) async fn format_query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = params(q, &headers, &body);
-    let query = required(&p, "query")?;
-    let formatted = kiln_promql::format_query(query)?;
-    let mut data = String::new();
-    json::string(&mut data, &formatted);
+    let query = required(&p, "query")?.to_owned();
+    // Parsing is work proportional to the query: off the async workers.
+    let data = blocking(move || {
+        let formatted = kiln_promql::format_query(&query)?;
+        let mut data = String::new();
+        json::string(&mut data, &formatted);
+        Ok(data)
+    })
+    .await?;
     Ok(json_response(
         StatusCode::OK,
         json::success(&data, &[], &[]),

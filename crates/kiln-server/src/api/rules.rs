@@ -182,7 +182,7 @@ pub(crate) async fn rules(
     let mut data = String::from("{\"groups\":[");
     let mut first_group = true;
     for shared in state.rule_groups() {
-        let g = shared.lock();
+        let g = shared.snapshot();
         if !filter.group(&g) {
             continue;
         }
@@ -234,7 +234,7 @@ pub(crate) async fn alerts(State(state): State<Arc<ApiState>>) -> Response {
     let mut data = String::from("{\"alerts\":[");
     let mut first = true;
     for shared in state.rule_groups() {
-        let g = shared.lock();
+        let g = shared.snapshot();
         for rule in &g.rules {
             let Rule::Alerting(a) = rule else { continue };
             for alert in active(a.alerts()) {
@@ -417,11 +417,11 @@ pub(crate) fn write_metrics(groups: &[kiln_rules::SharedGroup], out: &mut Vec<u8
             |g| g.rules.len() as f64,
         ),
     ];
-    // One lock per group, taken once.
+    // Each group as its last evaluation left it; never waits for one in progress.
     let values: Vec<(String, Vec<f64>)> = groups
         .iter()
         .map(|g| {
-            let g = g.lock();
+            let g = g.snapshot();
             let key = format!("{};{}", g.file, g.name);
             (key, families.iter().map(|f| (f.3)(&g)).collect())
         })
