@@ -155,44 +155,6 @@ fn check_raised(hard: Option<u64>) {
     assert_unharmed(&t, "start with a low open-files limit");
 }
 
-/// A remote write 1.0 body (snappy block of a `WriteRequest`) with one sample of
-/// `name{job="hostile"}` at `t` ms, encoded by hand.
-fn write_request(name: &str, t: i64) -> Vec<u8> {
-    fn field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
-        out.push(tag << 3 | 2);
-        out.push(u8::try_from(bytes.len()).expect("short field"));
-        out.extend_from_slice(bytes);
-    }
-    let label = |n: &str, v: &str| {
-        let mut l = Vec::new();
-        field(&mut l, 1, n.as_bytes());
-        field(&mut l, 2, v.as_bytes());
-        l
-    };
-    let mut ts = Vec::new();
-    field(&mut ts, 1, &label("__name__", name));
-    field(&mut ts, 1, &label("job", "hostile"));
-    let mut sample = vec![1 << 3 | 1];
-    sample.extend_from_slice(&7.0f64.to_le_bytes());
-    sample.push(2 << 3);
-    let mut v = t as u64;
-    while v >= 0x80 {
-        sample.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    sample.push(v as u8);
-    field(&mut ts, 2, &sample);
-    let mut req = Vec::new();
-    field(&mut req, 1, &ts);
-    // Snappy block: the length, then literals of at most 60 bytes.
-    let mut out = vec![u8::try_from(req.len()).expect("short request")];
-    for chunk in req.chunks(60) {
-        out.push(((chunk.len() - 1) as u8) << 2);
-        out.extend_from_slice(chunk);
-    }
-    out
-}
-
 /// `POST /api/v1/write` with `headers` (lines ending in CRLF) and `body`.
 fn post_write(port: u16, headers: &str, body: &[u8]) -> Option<(u16, String)> {
     let mut req = format!(
@@ -233,7 +195,11 @@ fn stored(port: u16, name: &str) -> bool {
 #[test]
 fn remote_write_is_off_unless_enabled() {
     let t = target(&[]);
-    let answer = post_write(t.port(), PROTOBUF, &write_request("rw_off", now_ms()));
+    let answer = post_write(
+        t.port(),
+        PROTOBUF,
+        &common::remote_write_body("rw_off", "hostile", &[(now_ms(), 7.0)]),
+    );
     let (status, body) = answer.expect("an answer");
     assert_eq!(status, 404, "{body}");
     assert_eq!(
@@ -264,7 +230,7 @@ fn remote_write_refuses_what_is_not_protobuf_of_the_announced_version() {
         assert!(!stored(port, "rw_hostile"), "{what}: stored");
         assert_unharmed(&t, what);
     };
-    let valid = write_request("rw_hostile", now_ms());
+    let valid = common::remote_write_body("rw_hostile", "hostile", &[(now_ms(), 7.0)]);
     check(
         "no Content-Type",
         "",
@@ -335,7 +301,7 @@ fn remote_write_beyond_its_concurrency_waits_then_gets_503() {
         format!("POST /api/v1/write HTTP/1.0\r\nHost: x\r\n{PROTOBUF}Content-Length: 1000\r\n\r\n")
             .as_bytes(),
     );
-    let body = write_request("rw_queued", now_ms());
+    let body = common::remote_write_body("rw_queued", "hostile", &[(now_ms(), 7.0)]);
     // The holder takes the slot once the server has read its headers.
     let deadline = Instant::now() + Duration::from_secs(3);
     let busy = loop {

@@ -26,51 +26,9 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A remote write 1.0 body, by hand (prompb field numbers, snappy literals only): one
-/// series `name{job="hostile"}` with `samples`.
-fn write_body(name: &str, samples: &[(i64, f64)]) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    fn field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
-        out.push(tag << 3 | 2);
-        varint(out, bytes.len() as u64);
-        out.extend_from_slice(bytes);
-    }
-    let label = |n: &str, v: &str| {
-        let mut l = Vec::new();
-        field(&mut l, 1, n.as_bytes());
-        field(&mut l, 2, v.as_bytes());
-        l
-    };
-    let mut series = Vec::new();
-    field(&mut series, 1, &label("__name__", name));
-    field(&mut series, 1, &label("job", "hostile"));
-    for &(t, v) in samples {
-        let mut s = vec![1 << 3 | 1];
-        s.extend_from_slice(&v.to_le_bytes());
-        s.push(2 << 3);
-        varint(&mut s, t as u64);
-        field(&mut series, 2, &s);
-    }
-    let mut req = Vec::new();
-    field(&mut req, 1, &series);
-    let mut out = Vec::new();
-    varint(&mut out, req.len() as u64);
-    for chunk in req.chunks(60) {
-        out.push(((chunk.len() - 1) as u8) << 2);
-        out.extend_from_slice(chunk);
-    }
-    out
-}
-
 /// POSTs a remote-write request; returns the status and body.
 fn remote_write(port: u16, name: &str, samples: &[(i64, f64)]) -> (u16, String) {
-    let body = write_body(name, samples);
+    let body = common::remote_write_body(name, "hostile", samples);
     let mut request = format!(
         "POST /api/v1/write HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n\
          Content-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\n\

@@ -7,43 +7,10 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{exporter, free_port, http, require_peer, start_kiln_server, start_prometheus};
-
-/// A protobuf `WriteRequest` with one series `name{job="rw"}` and `samples`, by hand
-/// (field numbers of prompb): the test checks the wire format, not our own encoder.
-fn write_request(name: &str, samples: &[(i64, f64)]) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    fn field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
-        out.push(tag << 3 | 2);
-        varint(out, bytes.len() as u64);
-        out.extend_from_slice(bytes);
-    }
-    let label = |n: &str, v: &str| {
-        let mut l = Vec::new();
-        field(&mut l, 1, n.as_bytes());
-        field(&mut l, 2, v.as_bytes());
-        l
-    };
-    let mut ts = Vec::new();
-    field(&mut ts, 1, &label("__name__", name));
-    field(&mut ts, 1, &label("job", "rw"));
-    for &(t, v) in samples {
-        let mut s = vec![1 << 3 | 1];
-        s.extend_from_slice(&v.to_le_bytes());
-        s.push(2 << 3);
-        varint(&mut s, t as u64);
-        field(&mut ts, 2, &s);
-    }
-    let mut req = Vec::new();
-    field(&mut req, 1, &ts);
-    snappy_block(&req)
-}
+use common::{
+    exporter, free_port, http, remote_write_body, require_peer, snappy_literals, start_kiln_server,
+    start_prometheus,
+};
 
 /// A remote write 2.0 `Request` with one series `v2_pushed{job="rw"}`, by hand: the
 /// symbol table (field 4) and a series (field 5) of packed label references and samples.
@@ -72,23 +39,12 @@ fn write_request_v2(samples: &[(i64, f64)]) -> Vec<u8> {
         field(&mut ts, 2, &s);
     }
     field(&mut req, 5, &ts);
-    snappy_block(&req)
+    snappy_literals(&req)
 }
 
-/// The snappy block format with only literals: valid for any decoder.
-fn snappy_block(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut n = data.len() as u64;
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    for chunk in data.chunks(60) {
-        out.push(((chunk.len() - 1) as u8) << 2);
-        out.extend_from_slice(chunk);
-    }
-    out
+/// A remote-write request with one series `name{job="rw"}`.
+fn write_request(name: &str, samples: &[(i64, f64)]) -> Vec<u8> {
+    remote_write_body(name, "rw", samples)
 }
 
 fn post(port: u16, content_type: &str, body: &[u8]) -> (u16, String) {

@@ -408,3 +408,56 @@ pub(crate) fn backfill(om: &Path, data: &Path) {
         ]),
     );
 }
+
+/// A remote write 1.0 request body built by hand from prompb's field numbers (so tests
+/// check the wire format, not Kiln's own encoder): one series `name{job="<job>"}` with
+/// `samples`, snappy-compressed as literals.
+pub(crate) fn remote_write_body(name: &str, job: &str, samples: &[(i64, f64)]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+        out.push(tag << 3 | 2);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    let label = |n: &str, v: &str| {
+        let mut l = Vec::new();
+        field(&mut l, 1, n.as_bytes());
+        field(&mut l, 2, v.as_bytes());
+        l
+    };
+    let mut series = Vec::new();
+    field(&mut series, 1, &label("__name__", name));
+    field(&mut series, 1, &label("job", job));
+    for &(t, v) in samples {
+        let mut s = vec![1 << 3 | 1];
+        s.extend_from_slice(&v.to_le_bytes());
+        s.push(2 << 3);
+        varint(&mut s, t as u64);
+        field(&mut series, 2, &s);
+    }
+    let mut req = Vec::new();
+    field(&mut req, 1, &series);
+    snappy_literals(&req)
+}
+
+/// `data` as a snappy block of literals (the length, then runs of at most 60 bytes).
+pub(crate) fn snappy_literals(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut n = data.len() as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    for chunk in data.chunks(60) {
+        out.push(((chunk.len() - 1) as u8) << 2);
+        out.extend_from_slice(chunk);
+    }
+    out
+}
