@@ -373,3 +373,40 @@ fn range_functions_over_all_steps_equal_instant_queries() {
         }
     }
 }
+
+/// A step-invariant subtree (its selectors pinned with `@`) is computed once per query,
+/// but what an operation returns carries each step's time, as in Prometheus: only a
+/// selector's samples keep their own times. (Checked against Prometheus 2.42.)
+#[test]
+fn pinned_subtrees_carry_each_steps_time() {
+    let st = MemStorage::new();
+    let mut app = st.appender();
+    let x = Labels::from_pairs(&[("__name__", "x")]);
+    for i in 0..9i64 {
+        app.append(0, &x, i * 60_000, SampleValue::Float(i as f64 + 1.0))
+            .expect("append");
+    }
+    app.commit().expect("commit");
+    drop(app);
+    let each_step = vec![0.0, 60.0, 120.0, 180.0, 240.0];
+    let pinned = vec![60.0; 5];
+    for (q, want) in [
+        ("timestamp(abs(x @ 60))", &each_step),
+        ("timestamp(sum(x @ 60))", &each_step),
+        ("timestamp(-x @ 60)", &each_step),
+        ("timestamp(x @ 60 + 1)", &each_step),
+        ("timestamp(x @ 60)", &pinned),
+        ("timestamp((x @ 60))", &pinned),
+    ] {
+        let v = Engine::default()
+            .range_query(&st, q, 0, 240_000, 60_000)
+            .expect(q)
+            .value;
+        let Value::Matrix(m) = v else {
+            panic!("{q}: not a matrix")
+        };
+        assert_eq!(m.len(), 1, "{q}");
+        let got: Vec<f64> = m[0].points.iter().map(|p| p.1).collect();
+        assert_eq!(&got, want, "{q}");
+    }
+}

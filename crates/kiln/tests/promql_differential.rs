@@ -294,6 +294,11 @@ fn expressions() -> Vec<String> {
             "sgn(deriv(training_loss[5m]))",
             "timestamp(training_loss)",
             "hour(timestamp(training_loss))",
+            // Pinned subtrees: an operation's result carries each step's time, a
+            // selector's samples their own.
+            "timestamp(abs(training_loss @ 1700003580))",
+            "timestamp(training_loss @ 1700003580)",
+            "timestamp(sum by (job) (training_loss @ 1700003580))",
             "minute()",
             "day_of_week()",
             "time()",

@@ -451,6 +451,22 @@ fn invariant_nodes(e: &Expr, out: &mut std::collections::HashSet<usize, HashKeye
     })
 }
 
+/// A step-invariant value computed at another step, as evaluation at `ts` gives it: the
+/// same values, but an instant vector that an operation produced carries the evaluation
+/// time, as every step's result does in Prometheus (`timestamp(abs(x @ 60))` is each
+/// step's time). A selector's samples keep their own times (`timestamp(x @ 60)` is 60).
+fn restamped(v: Instant, e: &Expr, ts: Timestamp) -> Instant {
+    match v {
+        Instant::Vector(mut samples) if !matches!(unwrap_parens(e), Expr::Selector(_)) => {
+            for s in &mut samples {
+                s.t = ts;
+            }
+            Instant::Vector(samples)
+        }
+        other => other,
+    }
+}
+
 /// `e` without enclosing parentheses.
 pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
     while let Expr::Paren(inner) = e {
@@ -736,7 +752,7 @@ impl<'s> Evaluator<'s> {
         if self.step != 0 && self.invariant.contains(&key(e)) {
             let k = key(e);
             if let Some(v) = self.invariant_cache.get(&k) {
-                return Ok(v.clone());
+                return Ok(restamped(v.clone(), e, ts));
             }
             let v = self.eval_node(e, ts)?;
             self.invariant_cache.insert(k, v.clone());
