@@ -20,6 +20,10 @@ pub struct EngineOptions {
     /// Most samples a query may hold in memory at once (`--query.max-samples`): loaded
     /// series data, subquery results and a range query's output points together.
     pub max_samples: usize,
+    /// Most bytes a query may hold at once (`--query.max-memory-bytes`; 0: no limit):
+    /// decoded samples, vectors kept between steps, step tables and the result, as
+    /// counted by the evaluator.
+    pub max_memory_bytes: usize,
     /// Longest a query may run, waiting for a slot included (`--query.timeout`,
     /// default 2m).
     pub timeout: Option<Duration>,
@@ -38,6 +42,7 @@ impl Default for EngineOptions {
         EngineOptions {
             lookback_delta: 5 * 60 * 1000,
             max_samples: 50_000_000,
+            max_memory_bytes: 0,
             timeout: Some(Duration::from_secs(120)),
             max_concurrency: 20,
             delayed_name_removal: false,

@@ -26,4 +26,4 @@ pub mod value;
 pub use ast::{format_query, validate_query};
 pub use engine::{CancelToken, Engine, EngineOptions};
 pub use error::{QueryError, QueryErrorKind};
-pub use value::{QueryResult, Sample, Series, Value};
+pub use value::{QueryResult, QueryStats, Sample, Series, Value};

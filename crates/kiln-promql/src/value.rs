@@ -61,7 +61,8 @@ impl Value {
     }
 }
 
-/// A query's value with the annotations Prometheus attaches to it.
+/// A query's value with the annotations Prometheus attaches to it, and what evaluating
+/// it took.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryResult {
     pub value: Value,
@@ -70,4 +71,28 @@ pub struct QueryResult {
     /// Informational annotations (`PromQL info: ...`), e.g. a metric that might not be a
     /// counter.
     pub infos: Vec<String>,
+    pub stats: QueryStats,
+}
+
+/// What a query held and read (the API's `stats=all`). Not part of a result's identity:
+/// results compare equal whatever their stats.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryStats {
+    /// The most samples held at once (Prometheus's `peakSamples`).
+    pub peak_samples: usize,
+    /// The most bytes held at once (decoded samples, vectors kept between steps, step
+    /// tables, the result).
+    pub peak_bytes: usize,
+    /// Samples read from storage (Prometheus's `totalQueryableSamples`).
+    pub total_queryable_samples: usize,
+    /// Series in the result.
+    pub series: usize,
+    /// Time slices a range query was evaluated in.
+    pub slices: usize,
+}
+
+impl PartialEq for QueryStats {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }

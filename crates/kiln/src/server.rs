@@ -48,6 +48,12 @@ pub(crate) struct ServerArgs {
     /// Maximum number of samples a single query can load into memory.
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     max_samples: usize,
+    /// Most bytes one query may hold at once: decoded samples, vectors kept between
+    /// steps, step tables and the result (Kiln's flag; 0: no limit). Range queries are
+    /// evaluated in time slices, so what a query holds follows its slices, not its whole
+    /// range. Beyond it the query fails with 422, like --query.max-samples.
+    #[arg(long = "query.max-memory-bytes", value_parser = parse_memory_bytes, default_value = "0")]
+    max_memory_bytes: usize,
     /// The URL under which Kiln is reachable from outside (alert templates'
     /// `$externalURL`).
     #[arg(long = "web.external-url", default_value = "")]
@@ -123,6 +129,7 @@ impl ServerArgs {
             ("query.timeout", d(self.query_timeout)),
             ("query.max-concurrency", self.max_concurrency.to_string()),
             ("query.max-samples", self.max_samples.to_string()),
+            ("query.max-memory-bytes", self.max_memory_bytes.to_string()),
             ("web.external-url", self.external_url.clone()),
             (
                 "rules.alert.for-outage-tolerance",
@@ -148,6 +155,12 @@ fn parse_duration_ms(s: &str) -> Result<i64, String> {
 
 /// Seconds between looks for blocks that others wrote into the data directory.
 const BLOCK_SCAN_SECONDS: u32 = 5;
+
+/// A byte size as Prometheus writes one (`512MB`, `1GiB`, a plain number of bytes).
+fn parse_memory_bytes(s: &str) -> Result<usize, String> {
+    let bytes = kiln_config::Size::parse(s).map(|b| b.0)?;
+    usize::try_from(bytes).map_err(|_| format!("{s:?} is too large"))
+}
 
 /// The embedded default configuration: scrape this server every 15 s.
 fn embedded_config(listen: std::net::SocketAddr) -> anyhow::Result<kiln_config::Config> {
@@ -212,6 +225,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         timeout: Some(Duration::from_millis(args.query_timeout.max(0) as u64)),
         max_concurrency: args.max_concurrency,
         max_samples: args.max_samples,
+        max_memory_bytes: args.max_memory_bytes,
         ..EngineOptions::default()
     };
     let process = kiln_server::self_metrics::ProcessInfo {

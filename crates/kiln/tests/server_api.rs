@@ -482,6 +482,21 @@ fn root_page_says_what_is_served_and_errors_say_what_is_wrong() {
         (404, "404 page not found\n".to_owned())
     );
 
+    // stats=all: Prometheus's timings and sample counts, and Kiln's byte and slice counts.
+    let (status, body) = get("/api/v1/query_range?query=up&start=0&end=60&step=15&stats=all");
+    assert_eq!(status, 200, "{body}");
+    for want in [
+        r#""stats":{"timings":{"evalTotalTime":"#,
+        r#""samples":{"totalQueryableSamples":"#,
+        r#""peakSamples":"#,
+        r#""peakBytes":"#,
+        r#""slices":1}"#,
+    ] {
+        assert!(body.contains(want), "{want} missing from {body}");
+    }
+    let (_, body) = get("/api/v1/query?query=up");
+    assert!(!body.contains("stats"), "{body}");
+
     // A query that does not parse gets Prometheus's answer, position and reason.
     let (status, body) = get("/api/v1/query?query=avg_over_time(x%5B1h%5D)%20by%20(g)");
     assert_eq!(status, 400);

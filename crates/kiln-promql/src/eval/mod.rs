@@ -1,9 +1,12 @@
 //! The evaluator.
 //!
-//! A query runs in two phases. First ([`prepare`]) every selector's data is loaded from
-//! storage into memory, once, for the whole time range the query will look at (a
-//! selector's window widened by lookback, range, offsets and enclosing subqueries); the
-//! sample budget is enforced here. Range-function calls whose values can be computed
+//! A range query is evaluated in time slices ([`slice_plan`]), each with its own data,
+//! caches and step tables, given back before the next slice loads; what the query holds
+//! is counted in [`budget`] (samples and bytes, with their limits and peaks). Within a
+//! slice (or for an instant query) evaluation has two phases. First ([`prepare`]) every
+//! selector's data is loaded from storage into memory, once, for the whole time range
+//! the slice will look at (a selector's window widened by lookback, range, offsets and
+//! enclosing subqueries). Range-function calls whose values can be computed
 //! for all their evaluation times at once get a step table ([`step_table`]). Then the
 //! expression is evaluated at each step (long ranges split over the cores): every node
 //! yields an instant value at one timestamp, a tabled call reads its row, selectors
@@ -14,18 +17,18 @@
 
 mod aggregate;
 mod binary;
+mod budget;
 mod label_cache;
 mod prepare;
 mod step_table;
 
 pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
+use budget::{Budget, VECTOR_SAMPLE_BYTES};
 pub(crate) use label_cache::{HashKeyed, LabelCache};
-use prepare::SampleBudget;
 use step_table::{Grid, StepTable};
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use kiln_model::{Labels, METRIC_NAME, Timestamp, is_stale_nan};
 use kiln_storage::Queryable;
@@ -124,9 +127,9 @@ pub(crate) struct Evaluator<'s> {
     /// Keep `__name__` on results of name-dropping operations until the end of the
     /// query (see [`crate::EngineOptions::delayed_name_removal`]).
     delayed_name_removal: bool,
-    max_samples: usize,
-    /// Samples the query holds, shared with the evaluators of parallel step ranges.
-    loaded_samples: Arc<AtomicUsize>,
+    /// What the query holds, shared with the evaluators of parallel step ranges and
+    /// time slices.
+    budget: Arc<Budget>,
     /// Selector data by the selector node's address.
     data: Arc<HashMap<usize, Vec<Loaded>>>,
     /// Range-function calls computed for every time they are evaluated at, by the call
@@ -177,18 +180,22 @@ struct SubqueryWindow {
 
 impl SubqueryWindow {
     /// Makes the window start at inner step `first`: older steps are dropped; a window
-    /// that cannot provide `first` (evaluation went back in time) starts over.
-    fn slide_to(&mut self, first: Timestamp) {
+    /// that cannot provide `first` (evaluation went back in time) starts over. Returns
+    /// how many samples were dropped.
+    fn slide_to(&mut self, first: Timestamp) -> usize {
+        let mut dropped = 0;
         if self.from.is_none_or(|from| first < from) {
+            dropped = self.steps.iter().map(|(_, v)| v.len()).sum();
             self.steps.clear();
             self.done_until = None;
             self.from = Some(first);
-            return;
+            return dropped;
         }
         while self.steps.front().is_some_and(|(at, _)| *at < first) {
-            self.steps.pop_front();
+            dropped += self.steps.pop_front().map_or(0, |(_, v)| v.len());
         }
         self.from = Some(first);
+        dropped
     }
 
     /// The next inner step to evaluate for a window starting at `first`.
@@ -252,8 +259,10 @@ pub(crate) fn run(
         step,
         lookback: engine.opts.lookback_delta,
         delayed_name_removal: engine.opts.delayed_name_removal,
-        max_samples: engine.opts.max_samples,
-        loaded_samples: Arc::default(),
+        budget: Arc::new(Budget::new(
+            engine.opts.max_samples,
+            engine.opts.max_memory_bytes,
+        )),
         data: Arc::default(),
         tables: Arc::default(),
         subquery_cache: HashMap::default(),
@@ -298,8 +307,9 @@ pub(crate) fn run(
     let mut invariant = std::collections::HashSet::default();
     invariant_nodes(&expr, &mut invariant);
     ev.invariant = Arc::new(invariant);
-    ev.preload(&expr, start, end, Some(grid))?;
+    let mut slices = 1;
     let value = if step == 0 {
+        ev.preload(&expr, start, end, Some(grid))?;
         match ev.eval(&expr, start)? {
             Instant::Scalar(v) => Value::Scalar { t: start, v },
             Instant::String(v) => Value::String { t: start, v },
@@ -328,15 +338,151 @@ pub(crate) fn run(
             ),
         }
     } else {
-        let steps: Vec<Timestamp> = (0..grid.count).map(|k| grid.time(k)).collect();
-        let results = ev.eval_steps_parallel(&expr, &steps)?;
+        // In time slices: each slice loads its selectors' data for its own times (plus
+        // the windows reaching back from them), is evaluated, and gives its data back
+        // before the next one loads; only the result grows across slices.
+        let plan = slice_plan(&expr, grid, ev.lookback);
+        slices = plan.len();
         let mut series = SeriesCollector::default();
-        for (t, value) in steps.iter().copied().zip(results) {
+        for part in plan {
+            let results = ev.eval_slice(&expr, part)?;
+            ev.fold_range_results(&mut series, part, results)?;
+        }
+        let mut out = series.series;
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Value::Matrix(out)
+    };
+    let mut stats = ev.budget.stats();
+    stats.slices = slices;
+    stats.series = match &value {
+        Value::Vector(v) => v.len(),
+        Value::Matrix(m) => m.len(),
+        _ => 0,
+    };
+    Ok(QueryResult {
+        value,
+        warnings: ev.warnings,
+        infos: ev.infos,
+        stats,
+    })
+}
+
+/// A range query's steps split into time slices: each spans at least
+/// [`SLICE_WINDOWS`] times the longest window the query reads back over (lookback,
+/// ranges, subquery ranges) and [`SLICE_MIN_STEPS`] steps, so re-reading the windows at
+/// slice edges costs little, and most dashboard queries are one slice.
+fn slice_plan(expr: &Expr, grid: Grid, lookback: i64) -> Vec<Grid> {
+    let window = longest_window(expr, lookback);
+    let span = window
+        .saturating_mul(SLICE_WINDOWS)
+        .max(grid.step.saturating_mul(SLICE_MIN_STEPS as i64))
+        .max(SLICE_MIN_SPAN_MS);
+    let per_slice = usize::try_from(span / grid.step.max(1))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < grid.count {
+        let count = per_slice.min(grid.count - k);
+        out.push(Grid {
+            first: grid.time(k),
+            step: grid.step,
+            count,
+        });
+        k += count;
+    }
+    out
+}
+
+/// Slices span at least this many of the query's longest window...
+const SLICE_WINDOWS: i64 = 8;
+/// ...and at least this many steps...
+const SLICE_MIN_STEPS: usize = 256;
+/// ...and at least this long (2 h: the usual dashboard range is one slice).
+const SLICE_MIN_SPAN_MS: i64 = 2 * 3_600_000;
+
+/// The longest span a query reads back from an evaluation time: the lookback of
+/// instant selectors, the range of range selectors, a subquery's range plus what its
+/// inner expression reads back. `@`-pinned parts read a fixed window and are left out.
+fn longest_window(e: &Expr, lookback: i64) -> i64 {
+    crate::parser::with_stack(|| match e {
+        Expr::Number(_) | Expr::String(_) => 0,
+        Expr::Selector(sel) => {
+            if sel.at.is_some() {
+                0
+            } else {
+                lookback
+            }
+        }
+        Expr::Matrix { sel, range } => {
+            if sel.at.is_some() {
+                0
+            } else {
+                *range
+            }
+        }
+        Expr::Subquery {
+            expr, range, at, ..
+        } => {
+            if at.is_some() {
+                0
+            } else {
+                range.saturating_add(longest_window(expr, lookback))
+            }
+        }
+        Expr::Paren(inner) | Expr::Neg(inner) => longest_window(inner, lookback),
+        Expr::Aggregate { expr, param, .. } => longest_window(expr, lookback)
+            .max(param.as_deref().map_or(0, |p| longest_window(p, lookback))),
+        Expr::Binary { lhs, rhs, .. } => {
+            longest_window(lhs, lookback).max(longest_window(rhs, lookback))
+        }
+        Expr::Call { args, .. } => args
+            .iter()
+            .map(|a| longest_window(a, lookback))
+            .max()
+            .unwrap_or(0),
+    })
+}
+
+impl<'s> Evaluator<'s> {
+    /// Evaluates one time slice of a range query with the slice's own data, caches and
+    /// step tables, then gives back what it held. Annotations are kept.
+    fn eval_slice(&mut self, expr: &Expr, part: Grid) -> Result<Vec<Instant>, QueryError> {
+        let (samples_before, bytes_before) = self.budget.held();
+        let mut ev = self.fresh();
+        let last = part.time(part.count - 1);
+        ev.preload(expr, part.first, last, Some(part))?;
+        let steps: Vec<Timestamp> = (0..part.count).map(|k| part.time(k)).collect();
+        let results = ev.eval_steps_parallel(expr, &steps);
+        for w in std::mem::take(&mut ev.warnings) {
+            self.warn(w);
+        }
+        for i in std::mem::take(&mut ev.infos) {
+            self.info(i);
+        }
+        drop(ev);
+        let (samples, bytes) = self.budget.held();
+        self.budget.release(
+            samples.saturating_sub(samples_before),
+            bytes.saturating_sub(bytes_before),
+        );
+        results
+    }
+
+    /// Adds a slice's step results to the range query's series.
+    fn fold_range_results(
+        &mut self,
+        series: &mut SeriesCollector,
+        part: Grid,
+        results: Vec<Instant>,
+    ) -> Result<(), QueryError> {
+        for (k, value) in results.into_iter().enumerate() {
+            let t = part.time(k);
             match value {
                 Instant::Scalar(v) => series.points(Labels::empty()).push((t, v)),
                 Instant::Vector(mut v) => {
                     settle_names(&mut v);
-                    ev.hold_samples(v.len())?;
+                    self.hold_samples(v.len())?;
                     for s in v {
                         let points = series.points(s.labels);
                         if points.last().is_some_and(|p| p.0 == t) {
@@ -355,15 +501,8 @@ pub(crate) fn run(
                 }
             }
         }
-        let mut out = series.series;
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Value::Matrix(out)
-    };
-    Ok(QueryResult {
-        value,
-        warnings: ev.warnings,
-        infos: ev.infos,
-    })
+        Ok(())
+    }
 }
 
 /// Gathers a range query's points per series. The same series come back at every step
@@ -619,8 +758,7 @@ impl<'s> Evaluator<'s> {
             step: self.step,
             lookback: self.lookback,
             delayed_name_removal: self.delayed_name_removal,
-            max_samples: self.max_samples,
-            loaded_samples: self.loaded_samples.clone(),
+            budget: self.budget.clone(),
             data: self.data.clone(),
             tables: self.tables.clone(),
             subquery_cache: HashMap::default(),
@@ -638,6 +776,15 @@ impl<'s> Evaluator<'s> {
             infos: Vec::new(),
             call_pos: Default::default(),
         }
+    }
+
+    /// An evaluator for another time slice of the same query: nothing loaded, fresh
+    /// caches (label buffers of another slice's data may reuse freed addresses).
+    fn fresh(&self) -> Evaluator<'s> {
+        let mut ev = self.fork();
+        ev.data = Arc::default();
+        ev.tables = Arc::default();
+        ev
     }
 
     /// Evaluates `expr` at every step, splitting long step lists over the machine's
@@ -697,11 +844,7 @@ impl<'s> Evaluator<'s> {
 
     /// Counts `n` more samples held by the query against the budget.
     fn hold_samples(&mut self, n: usize) -> Result<(), QueryError> {
-        SampleBudget {
-            held: &self.loaded_samples,
-            max: self.max_samples,
-        }
-        .hold(n)
+        self.budget.hold(n, n * VECTOR_SAMPLE_BYTES)
     }
 
     /// The evaluation time of a node with `at`/`offset` at step time `ts`.
@@ -957,7 +1100,8 @@ impl<'s> Evaluator<'s> {
         let first = (t.saturating_sub(range).div_euclid(step) * step).saturating_add(step);
         let k = key(node);
         let mut window = self.subquery_cache.remove(&k).unwrap_or_default();
-        window.slide_to(first);
+        let dropped = window.slide_to(first);
+        self.budget.release(dropped, dropped * VECTOR_SAMPLE_BYTES);
         let mut it = window.next_step(first, step);
         while let Some(at) = it.filter(|&at| at <= t) {
             let v = match self.eval(inner, at)? {

@@ -3,10 +3,10 @@
 //! [`super::step_table`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kiln_model::{Labels, Timestamp, is_stale_nan};
 
+use super::budget::Budget;
 use super::step_table::{self, Grid};
 use super::{
     DEFAULT_SUBQUERY_STEP, Evaluator, Instant, Loaded, SeriesCollector, key, unwrap_parens,
@@ -23,37 +23,15 @@ const MAX_TABLE_STEPS: usize = 1 << 20;
 /// Selectors with fewer series per core than this are decoded on one thread.
 const MIN_SERIES_PER_LOAD_THREAD: usize = 256;
 
-/// The samples a query may hold, shared by the threads that load and evaluate it.
-pub(super) struct SampleBudget<'a> {
-    pub(super) held: &'a AtomicUsize,
-    pub(super) max: usize,
-}
-
-impl SampleBudget<'_> {
-    /// Counts `n` more samples held, failing once the query holds too many.
-    pub(super) fn hold(&self, n: usize) -> Result<(), QueryError> {
-        let held = self.held.fetch_add(n, Ordering::Relaxed) + n;
-        if held > self.max {
-            return Err(QueryError::execution(
-                "query processing would load too many samples into memory in query execution",
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// One series' float samples, decoded.
-fn decode(
-    series: &dyn kiln_storage::Series,
-    budget: &SampleBudget<'_>,
-) -> Result<Loaded, QueryError> {
+fn decode(series: &dyn kiln_storage::Series, budget: &Budget) -> Result<Loaded, QueryError> {
     let mut it = series.iterator();
     let (mut ts, mut vals) = (Vec::new(), Vec::new());
     it.read_floats(&mut ts, &mut vals);
     if let Some(e) = it.err() {
         return Err(e.clone().into());
     }
-    budget.hold(ts.len())?;
+    budget.hold_loaded(ts.len())?;
     // Reserved per chunk, so mostly exact; shrinking copies, so only for real slack.
     if ts.capacity() - ts.len() > ts.len() / 8 {
         ts.shrink_to_fit();
@@ -197,6 +175,7 @@ impl Evaluator<'_> {
             return Ok(());
         };
         crate::functions::range::annotate(self, func, inputs.iter(), &call.scalars, arg_pos);
+        self.budget.hold(0, table.bytes())?;
         Arc::make_mut(&mut self.tables).insert(key(e), table);
         Ok(())
     }
@@ -295,20 +274,16 @@ impl Evaluator<'_> {
             return Err(e.clone().into());
         }
         self.warnings.extend(set.warnings());
-        let budget = SampleBudget {
-            held: &self.loaded_samples,
-            max: self.max_samples,
-        };
+        let budget = &*self.budget;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let parts = cores.min(series.len() / MIN_SERIES_PER_LOAD_THREAD).max(1);
         let out = if parts == 1 {
             series
                 .iter()
-                .map(|s| decode(s.as_ref(), &budget))
+                .map(|s| decode(s.as_ref(), budget))
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             let chunk = series.len().div_ceil(parts);
-            let budget = &budget;
             let parts: Vec<Result<Vec<Loaded>, QueryError>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = series
                     .chunks(chunk)

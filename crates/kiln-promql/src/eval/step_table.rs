@@ -68,6 +68,11 @@ pub(crate) struct StepTable {
 }
 
 impl StepTable {
+    /// Bytes of the table's cells (a value and a presence flag per series and time).
+    pub(crate) fn bytes(&self) -> usize {
+        self.values.len() * (std::mem::size_of::<f64>() + 1)
+    }
+
     /// The call's instant vector at `ts`, `None` when `ts` is not on the grid.
     pub(crate) fn vector_at(&self, ts: Timestamp) -> Option<Vec<Sample>> {
         let k = self.grid.index(ts)?;

@@ -47,6 +47,7 @@ impl QueryEngine for Fake {
                 value,
                 warnings: vec![],
                 infos: vec![],
+                stats: Default::default(),
             })
         };
         let q = query.trim();
@@ -64,6 +65,7 @@ impl QueryEngine for Fake {
                     value: Value::Vector(vec![]),
                     warnings: vec!["PromQL warning: w (1:1)".into()],
                     infos: vec![],
+                    stats: Default::default(),
                 });
             }
             "info" => {
@@ -71,6 +73,7 @@ impl QueryEngine for Fake {
                     value: Value::Vector(vec![]),
                     warnings: vec![],
                     infos: vec!["PromQL info: i (1:1)".into()],
+                    stats: Default::default(),
                 });
             }
             // Right in instant mode only: the range-mode check must catch it.
@@ -132,6 +135,7 @@ impl QueryEngine for Fake {
             value: Value::Matrix(series),
             warnings,
             infos,
+            stats: Default::default(),
         })
     }
 }

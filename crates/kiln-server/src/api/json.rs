@@ -124,7 +124,7 @@ fn matrix(out: &mut String, m: &[Series]) {
 }
 
 /// The `data` object of a query response.
-pub(crate) fn query_data(out: &mut String, v: &Value) {
+pub(crate) fn query_data(out: &mut String, v: &Value, stats: Option<&QueryTimings>) {
     out.push_str("{\"resultType\":");
     string(out, v.type_name());
     out.push_str(",\"result\":");
@@ -140,7 +140,38 @@ pub(crate) fn query_data(out: &mut String, v: &Value) {
         Value::Vector(s) => vector(out, s),
         Value::Matrix(m) => matrix(out, m),
     }
+    if let Some(s) = stats {
+        query_stats(out, s);
+    }
     out.push('}');
+}
+
+/// What a query took, for `stats=`: the engine's counts and the times measured here.
+pub(crate) struct QueryTimings {
+    pub(crate) stats: kiln_promql::QueryStats,
+    /// Seconds waiting for a query slot.
+    pub(crate) queue: f64,
+    /// Seconds evaluating.
+    pub(crate) eval: f64,
+}
+
+/// `,"stats":{...}` as Prometheus writes it for `stats=` (the timings Kiln measures and
+/// the sample counts), with Kiln's own counts beside them (`peakBytes`, `series`,
+/// `slices`).
+fn query_stats(out: &mut String, s: &QueryTimings) {
+    let _ = write!(
+        out,
+        ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{},\"execQueueTime\":{},\"execTotalTime\":{}}},\
+         \"samples\":{{\"totalQueryableSamples\":{},\"peakSamples\":{},\"peakBytes\":{},\"series\":{},\"slices\":{}}}}}",
+        s.eval,
+        s.queue,
+        s.eval + s.queue,
+        s.stats.total_queryable_samples,
+        s.stats.peak_samples,
+        s.stats.peak_bytes,
+        s.stats.series,
+        s.stats.slices
+    );
 }
 
 /// A success envelope around `data` (already JSON), with annotations when present.
@@ -270,6 +301,7 @@ mod tests {
                 1000,
                 1.0,
             )]),
+            None,
         );
         assert_eq!(
             success(&d, &["w".into()], &[]),

@@ -371,7 +371,8 @@ pub(crate) async fn query(
         None => now_ms(),
     };
     let engine = request_engine(&state, &p)?;
-    evaluate(&state, engine, move |engine, storage| {
+    let stats = p.get("stats").is_some();
+    evaluate(&state, engine, stats, move |engine, storage| {
         engine.instant_query(storage, &query, t)
     })
     .await
@@ -405,7 +406,8 @@ pub(crate) async fn query_range(
         ));
     }
     let engine = request_engine(&state, &p)?;
-    evaluate(&state, engine, move |engine, storage| {
+    let stats = p.get("stats").is_some();
+    evaluate(&state, engine, stats, move |engine, storage| {
         engine.range_query(storage, &query, start, end, step)
     })
     .await
@@ -425,6 +427,7 @@ pub(crate) async fn query_range(
 async fn evaluate(
     state: &ApiState,
     mut engine: Engine,
+    with_stats: bool,
     query: impl FnOnce(&Engine, &dyn Queryable) -> Result<kiln_promql::QueryResult, QueryError>
     + Send
     + 'static,
@@ -438,6 +441,7 @@ async fn evaluate(
         None => slot.await,
     }
     .map_err(|e| ApiError::internal(format!("query slots closed: {e}")))?;
+    let queued = waiting.elapsed();
     engine.opts.timeout = engine
         .opts
         .timeout
@@ -449,8 +453,13 @@ async fn evaluate(
         let started = std::time::Instant::now();
         let result = query(&engine, &*storage)?;
         let took = started.elapsed();
+        let timings = with_stats.then_some(json::QueryTimings {
+            stats: result.stats,
+            queue: queued.as_secs_f64(),
+            eval: took.as_secs_f64(),
+        });
         let mut data = String::new();
-        json::query_data(&mut data, &result.value);
+        json::query_data(&mut data, &result.value, timings.as_ref());
         Ok((json::success(&data, &result.warnings, &result.infos), took))
     })
     .await?;
