@@ -349,6 +349,20 @@ fn write_wal(db: &Db, out: &mut Vec<u8>) {
             segment as f64,
         );
     }
+    if let Some((compression, saved)) = db.wal_bytes_saved() {
+        let name = "prometheus_tsdb_wal_record_bytes_saved_total";
+        header(
+            out,
+            name,
+            "Bytes of WAL records that compression spared writing.",
+            MetricType::Counter,
+        );
+        let labels = Labels::from_pairs(&[
+            ("__name__", name),
+            ("compression", &compression.to_string()),
+        ]);
+        encode_text_sample(out, &labels, saved as f64, None);
+    }
     counter(
         out,
         "prometheus_tsdb_wal_truncations_total",
@@ -435,6 +449,7 @@ mod tests {
             "prometheus_tsdb_checkpoint_creations_total 2\n",
             "prometheus_tsdb_wal_truncations_total 2\n",
             "prometheus_tsdb_wal_segment_current 2\n",
+            "# TYPE prometheus_tsdb_wal_record_bytes_saved_total counter\n",
             "# TYPE prometheus_tsdb_compaction_duration_seconds histogram\n",
             "prometheus_tsdb_compaction_duration_seconds_bucket{le=\"8192\"} 2\n",
             "prometheus_tsdb_compaction_duration_seconds_count 2\n",
@@ -458,6 +473,10 @@ mod tests {
         };
         assert!(value("prometheus_tsdb_storage_blocks_bytes") > 0.0);
         assert!(value("prometheus_tsdb_wal_storage_size_bytes") > 0.0);
+        // Snappy, the default, spared bytes of the WAL's records.
+        assert!(
+            value("prometheus_tsdb_wal_record_bytes_saved_total{compression=\"snappy\"}") > 0.0
+        );
         assert!(value("prometheus_tsdb_symbol_table_size_bytes") > 0.0);
         // Kiln's own parser and linter accept the exposition, as promtool would.
         let problems = kiln_exposition::lint_text(text.as_bytes()).expect("parses");

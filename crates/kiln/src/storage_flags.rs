@@ -24,6 +24,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use kiln_tsdb::db::{Db, DbOptions};
+use kiln_tsdb::wal::Compression;
 use tracing::warn;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -88,8 +89,8 @@ pub(crate) struct StorageFlags {
     /// Accepted for compatibility with Prometheus and ignored: Kiln creates no lock file.
     #[arg(long = "storage.tsdb.no-lockfile")]
     no_lockfile: bool,
-    /// Accepted for compatibility with Prometheus and ignored: Kiln writes uncompressed
-    /// WAL records (and reads compressed ones).
+    /// Compress WAL records (default true, as Prometheus 3). Replay reads compressed
+    /// and plain records whatever this says, so it can change between restarts.
     #[arg(
         long = "storage.tsdb.wal-compression",
         num_args = 0..=1,
@@ -97,10 +98,11 @@ pub(crate) struct StorageFlags {
         default_missing_value = "true"
     )]
     wal_compression: Option<bool>,
-    /// Same as --storage.tsdb.wal-compression=false (ignored likewise).
+    /// Same as --storage.tsdb.wal-compression=false.
     #[arg(long = "no-storage.tsdb.wal-compression")]
     no_wal_compression: bool,
-    /// Accepted for compatibility with Prometheus and ignored (snappy or zstd).
+    /// How WAL records are compressed: snappy (default; every Prometheus since 2.11
+    /// reads it) or zstd (smaller, more CPU; Prometheus 2.52 or newer reads it).
     #[arg(long = "storage.tsdb.wal-compression-type", value_parser = ["snappy", "zstd"])]
     wal_compression_type: Option<String>,
     /// Accepted for compatibility with Prometheus and ignored.
@@ -204,7 +206,19 @@ impl StorageFlags {
         opts.allow_overlapping_compaction =
             !self.no_overlapping_compaction && self.allow_overlapping_compaction.unwrap_or(true);
         opts.max_future = (self.max_future > 0).then_some(self.max_future);
+        opts.wal_compression = self.wal_compression();
         Ok(opts)
+    }
+
+    /// The WAL record compression the flags ask for.
+    fn wal_compression(&self) -> Compression {
+        if self.no_wal_compression || !self.wal_compression.unwrap_or(true) {
+            Compression::None
+        } else if self.wal_compression_type.as_deref() == Some("zstd") {
+            Compression::Zstd
+        } else {
+            Compression::Snappy
+        }
     }
 
     /// Whether `--storage.tsdb.max-block-duration` was raised to the minimum block
@@ -229,24 +243,6 @@ impl StorageFlags {
                 "--storage.tsdb.no-lockfile",
                 "true".into(),
                 "Kiln creates no lock file in the data directory",
-            ));
-        }
-        let compression = match (self.wal_compression, self.no_wal_compression) {
-            (_, true) => Some(false),
-            (v, false) => v,
-        };
-        if let Some(v) = compression {
-            out.push((
-                "--storage.tsdb.wal-compression",
-                v.to_string(),
-                "Kiln writes uncompressed WAL records and reads snappy-compressed ones",
-            ));
-        }
-        if let Some(v) = &self.wal_compression_type {
-            out.push((
-                "--storage.tsdb.wal-compression-type",
-                v.clone(),
-                "Kiln writes uncompressed WAL records",
             ));
         }
         if let Some(v) = self.head_chunks_write_queue_size {
@@ -337,7 +333,7 @@ impl StorageFlags {
         let Ok(opts) = self.db_options() else {
             return Vec::new();
         };
-        let compression = !self.no_wal_compression && self.wal_compression.unwrap_or(true);
+        let compression = self.wal_compression() != Compression::None;
         vec![
             ("storage.tsdb.path", self.path.display().to_string()),
             (
@@ -551,7 +547,7 @@ mod tests {
     fn ignored_flags_are_named_and_honoured_ones_are_not() {
         let f = flags(&[
             "--storage.tsdb.no-lockfile",
-            "--no-storage.tsdb.wal-compression",
+            "--storage.tsdb.wal-compression-type=zstd",
             "--storage.tsdb.samples-per-chunk=240",
             "--storage.tsdb.block-reload-interval=30s",
             "--storage.tsdb.wal-segment-size=64MB",
@@ -563,13 +559,34 @@ mod tests {
             names,
             vec![
                 ("--storage.tsdb.no-lockfile", "true".to_string()),
-                ("--storage.tsdb.wal-compression", "false".to_string()),
                 ("--storage.tsdb.samples-per-chunk", "240".to_string()),
                 ("--storage.tsdb.block-reload-interval", "30s".to_string()),
             ]
         );
         assert_eq!(f.db_options().expect("options").wal_segment_size, 64 << 20);
         assert!(flags(&[]).expect("parse").ignored().is_empty());
+    }
+
+    #[test]
+    fn wal_compression_is_snappy_unless_told_otherwise() {
+        let check = |args: &[&str], want: Compression| {
+            let opts = flags(args).expect("parse").db_options().expect("options");
+            assert_eq!(opts.wal_compression, want, "{args:?}");
+        };
+        check(&[], Compression::Snappy);
+        check(&["--storage.tsdb.wal-compression"], Compression::Snappy);
+        check(
+            &["--storage.tsdb.wal-compression-type=zstd"],
+            Compression::Zstd,
+        );
+        check(&["--storage.tsdb.wal-compression=false"], Compression::None);
+        check(
+            &[
+                "--no-storage.tsdb.wal-compression",
+                "--storage.tsdb.wal-compression-type=zstd",
+            ],
+            Compression::None,
+        );
     }
 
     #[test]

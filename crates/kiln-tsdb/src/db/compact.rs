@@ -214,6 +214,7 @@ impl Db {
             last,
             |id| head.wal_id_live(id),
             mint,
+            self.opts.wal_compression,
         )
         .inspect_err(|_| DbMetrics::inc(&m.checkpoint_creations_failed))?;
         DbMetrics::inc(&m.wal_truncations);

@@ -76,6 +76,10 @@ pub struct DbOptions {
     pub retention_size: Option<u64>,
     /// WAL segment size in bytes.
     pub wal_segment_size: u64,
+    /// How WAL and checkpoint records are written (`--storage.tsdb.wal-compression`,
+    /// `--storage.tsdb.wal-compression-type`); snappy by default, as Prometheus. Replay
+    /// reads every kind whatever this says.
+    pub wal_compression: crate::wal::Compression,
     /// Open without writing anything: no WAL writer, no repair, no cleanup. Used by the
     /// `kiln tsdb` tools on a directory another process may own.
     pub read_only: bool,
@@ -96,6 +100,7 @@ impl Default for DbOptions {
             retention_time: Some(retention),
             retention_size: None,
             wal_segment_size: crate::wal::DEFAULT_SEGMENT_SIZE,
+            wal_compression: crate::wal::Compression::Snappy,
             read_only: false,
             max_future: None,
         }

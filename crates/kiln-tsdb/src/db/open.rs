@@ -132,6 +132,7 @@ impl Db {
                 &wal_dir,
                 WalOptions {
                     segment_size: opts.wal_segment_size,
+                    compression: opts.wal_compression,
                 },
             )?;
             replay_head.attach_wal(wal);

@@ -186,6 +186,15 @@ impl Db {
     pub fn wal_segment_current(&self) -> Option<u64> {
         self.head.wal.as_ref().map(|w| w.lock().current_segment())
     }
+
+    /// The WAL's record compression and the bytes it spared since the WAL was opened;
+    /// `None` without a WAL (read-only).
+    pub fn wal_bytes_saved(&self) -> Option<(crate::wal::Compression, u64)> {
+        self.head.wal.as_ref().map(|w| {
+            let w = w.lock();
+            (w.options().compression, w.bytes_saved())
+        })
+    }
 }
 
 /// The oldest min time and newest max time of `blocks` (non-empty).

@@ -12,7 +12,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::error::{Result, WalError};
+use super::error::{Compression, Result, WalError};
 use super::reader::WalReader;
 use super::record::{
     DecodedRecord, RecordDecoder, RecordType, encode_samples, encode_series, encode_tombstones,
@@ -124,12 +124,15 @@ impl Drop for TmpGuard {
 /// nothing (that checkpoint exists: all-zero stats); `to < K` is an error. Corruption while
 /// reading fails the checkpoint: it must not be repaired at this point, because the
 /// head has already replayed the records.
+///
+/// The checkpoint's records are compressed with `compression`, as the WAL's are.
 pub fn checkpoint(
     wal_dir: &Path,
     from: u64,
     to: u64,
     keep: impl Fn(u64) -> bool,
     mint: i64,
+    compression: Compression,
 ) -> Result<CheckpointStats> {
     let mut sources = Vec::new();
     let mut from = from;
@@ -182,7 +185,13 @@ pub fn checkpoint(
     fs::create_dir_all(&tmp_dir).map_err(|e| WalError::io("create checkpoint", &tmp_dir, e))?;
     let mut guard = TmpGuard(Some(tmp_dir.clone()));
 
-    let stats = write_checkpoint(WalReader::from_files(sources), &tmp_dir, &keep, mint)?;
+    let stats = write_checkpoint(
+        WalReader::from_files(sources),
+        &tmp_dir,
+        &keep,
+        mint,
+        compression,
+    )?;
     sync_dir(&tmp_dir)?;
 
     if final_dir.exists() {
@@ -201,9 +210,14 @@ fn write_checkpoint(
     tmp_dir: &Path,
     keep: &impl Fn(u64) -> bool,
     mint: i64,
+    compression: Compression,
 ) -> Result<CheckpointStats> {
     let mut stats = CheckpointStats::default();
-    let mut cp = Wal::open(tmp_dir, WalOptions::default())?;
+    let opts = WalOptions {
+        compression,
+        ..WalOptions::default()
+    };
+    let mut cp = Wal::open(tmp_dir, opts)?;
     let mut dec = RecordDecoder::new();
     let mut d = DecodedRecord::default();
     // Encoded records of the current batch, back to back, and where each ends.

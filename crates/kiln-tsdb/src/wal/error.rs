@@ -72,6 +72,8 @@ pub enum CorruptionReason {
     NonZeroPadding,
     #[error("snappy-compressed record does not decompress: {0}")]
     Snappy(String),
+    #[error("zstd-compressed record does not decompress: {0}")]
+    Zstd(String),
     #[error("compressed record claims {claimed} bytes, more than the {limit}-byte limit")]
     DecompressedTooLarge { claimed: usize, limit: usize },
     #[error("record does not decode: {0}")]
@@ -125,16 +127,6 @@ pub enum WalError {
     #[error(transparent)]
     Corruption(#[from] CorruptionError),
     #[error(
-        "WAL record at byte offset {offset} of {location} is {compression}-compressed, which \
-         this build cannot read (start Prometheus with --no-storage.tsdb.wal-compression, or \
-         let it write uncompressed segments)"
-    )]
-    Compressed {
-        location: SegmentLocation,
-        offset: u64,
-        compression: Compression,
-    },
-    #[error(
         "WAL fragment header at byte offset {offset} of {location} sets reserved bits: {byte:#04x}"
     )]
     ReservedBits {
@@ -174,9 +166,7 @@ impl WalError {
         match self {
             WalError::Io { .. } | WalError::Poisoned { .. } => WalErrorKind::Io,
             WalError::Corruption(_) => WalErrorKind::Corruption,
-            WalError::Compressed { .. } | WalError::ReservedBits { .. } => {
-                WalErrorKind::Unsupported
-            }
+            WalError::ReservedBits { .. } => WalErrorKind::Unsupported,
             WalError::InvalidOptions(_)
             | WalError::NotSequential { .. }
             | WalError::MissingSegment { .. }

@@ -361,7 +361,7 @@ mod tests {
 
     use super::*;
     use crate::wal::record::{encode_samples, encode_series};
-    use crate::wal::{Wal, WalOptions, checkpoint};
+    use crate::wal::{Compression, Wal, WalOptions, checkpoint};
 
     /// What a test follower saw: series ids, samples as (id, t), checkpoints, losses.
     #[derive(Default, Debug)]
@@ -490,7 +490,7 @@ mod tests {
         log_sample(&mut w, 1, 40);
         // The writer checkpoints segments 0 and 1 and deletes them before the follower
         // read them.
-        checkpoint::checkpoint(tmp.path(), 0, 1, |_| true, 0).unwrap();
+        checkpoint::checkpoint(tmp.path(), 0, 1, |_| true, 0, Compression::Snappy).unwrap();
         w.truncate(2).unwrap();
         f.poll(|e| seen.take(e)).unwrap();
         assert_eq!(seen.checkpoints, vec![1]);

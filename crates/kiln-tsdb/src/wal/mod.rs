@@ -50,11 +50,12 @@
 //! WAL directory, [`repair::repair`] truncates there and the WAL is usable again; then
 //! [`Wal::open`] starts a new segment after the last one.
 //!
-//! # Limits of this version
-//! Snappy-compressed records (Prometheus's default `--storage.tsdb.wal-compression`) are
-//! decompressed on read, after checking their claimed size. Zstd records (a Prometheus 3
-//! option) are reported as [`WalError::Compressed`] (kind `Unsupported`, never repaired).
-//! Kiln itself writes uncompressed records, which every Prometheus reads.
+//! # Compression
+//! Records are compressed one at a time before they are split into fragments, flagged
+//! in every fragment's type byte, as Prometheus writes them: snappy by default
+//! ([`WalOptions::compression`]), zstd on request, and plain when compressing does not
+//! make a record smaller. Readers take any mix of the three, decompressing into a
+//! reused buffer bounded by [`reader::MAX_DECOMPRESSED_RECORD`].
 
 pub mod checkpoint;
 pub mod error;

@@ -236,52 +236,31 @@ impl WalReader {
     }
 
     /// The next record, or `None` at the end of the last segment. The slice is valid until
-    /// the next call. Snappy-compressed records (Prometheus's default) are decompressed,
-    /// after checking their claimed size against [`MAX_DECOMPRESSED_RECORD`]; a zstd
-    /// record is an [`WalError::Compressed`] error.
+    /// the next call. Compressed records (snappy, Prometheus's default, or zstd) are
+    /// decompressed into a reused buffer, never past [`MAX_DECOMPRESSED_RECORD`] bytes:
+    /// a snappy record's claimed size is checked before anything is allocated, a zstd
+    /// record is decoded as a stream that stops at the limit.
     pub fn next_record(&mut self) -> Result<Option<&[u8]>> {
-        match self.read_next()? {
-            None => Ok(None),
-            Some(Compression::None) => Ok(Some(&self.rec)),
-            Some(Compression::Snappy) => {
-                let (location, offset) = self.last_location();
-                let bad = |reason| -> WalError {
-                    CorruptionError {
-                        location: location.clone(),
-                        offset,
-                        reason,
-                    }
-                    .into()
-                };
-                let len = snap::raw::decompress_len(&self.rec)
-                    .map_err(|e| bad(CorruptionReason::Snappy(e.to_string())))?;
-                // Snappy expands at most ~21x (a 3-byte copy of 64 bytes): a larger claim
-                // is corrupt, and must not make us allocate it.
-                let limit = MAX_DECOMPRESSED_RECORD
-                    .min(self.rec.len().saturating_mul(24).saturating_add(64));
-                if len > limit {
-                    return Err(bad(CorruptionReason::DecompressedTooLarge {
-                        claimed: len,
-                        limit,
-                    }));
-                }
-                self.decoded.resize(len, 0);
-                let n = snap::raw::Decoder::new()
-                    .decompress(&self.rec, &mut self.decoded)
-                    .map_err(|e| bad(CorruptionReason::Snappy(e.to_string())))?;
-                self.decoded.truncate(n);
-                Ok(Some(&self.decoded))
+        let compression = match self.read_next()? {
+            None => return Ok(None),
+            Some(Compression::None) => return Ok(Some(&self.rec)),
+            Some(c) => c,
+        };
+        let decoded = match compression {
+            Compression::Snappy => decompress_snappy(&self.rec, &mut self.decoded),
+            _ => decompress_zstd(&self.rec, &mut self.decoded),
+        };
+        if let Err(reason) = decoded {
+            let (location, offset) = self.last_location();
+            self.finish();
+            return Err(CorruptionError {
+                location,
+                offset,
+                reason,
             }
-            Some(compression) => {
-                let (location, offset) = self.last_location();
-                self.finish();
-                Err(WalError::Compressed {
-                    location,
-                    offset,
-                    compression,
-                })
-            }
+            .into());
         }
+        Ok(Some(&self.decoded))
     }
 
     /// The next record as stored, compressed or not. Framing and CRCs are checked as
@@ -505,6 +484,49 @@ impl WalReader {
             }
         }
     }
+}
+
+/// Decompresses a snappy record into `out`, refusing a claimed size past the limit
+/// before allocating it.
+fn decompress_snappy(rec: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), CorruptionReason> {
+    let len =
+        snap::raw::decompress_len(rec).map_err(|e| CorruptionReason::Snappy(e.to_string()))?;
+    // Snappy expands at most ~21x (a 3-byte copy of 64 bytes): a larger claim is corrupt,
+    // and must not make us allocate it.
+    let limit = MAX_DECOMPRESSED_RECORD.min(rec.len().saturating_mul(24).saturating_add(64));
+    if len > limit {
+        return Err(CorruptionReason::DecompressedTooLarge {
+            claimed: len,
+            limit,
+        });
+    }
+    out.resize(len, 0);
+    let n = snap::raw::Decoder::new()
+        .decompress(rec, out)
+        .map_err(|e| CorruptionReason::Snappy(e.to_string()))?;
+    out.truncate(n);
+    Ok(())
+}
+
+/// Decompresses a zstd record (one frame, as Prometheus writes them) into `out`. The
+/// output is read as a stream and stops one byte past the limit, so a frame that claims
+/// or expands to more costs at most the limit.
+fn decompress_zstd(rec: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), CorruptionReason> {
+    let bad = |e: io::Error| CorruptionReason::Zstd(e.to_string());
+    out.clear();
+    let decoder = zstd::stream::read::Decoder::with_buffer(rec).map_err(bad)?;
+    let limit = MAX_DECOMPRESSED_RECORD;
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(out)
+        .map_err(bad)?;
+    if out.len() > limit {
+        return Err(CorruptionReason::DecompressedTooLarge {
+            claimed: out.len(),
+            limit,
+        });
+    }
+    Ok(())
 }
 
 fn corrupt(cur: &Current, offset: u64, reason: CorruptionReason) -> WalError {

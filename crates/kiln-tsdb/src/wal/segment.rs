@@ -81,10 +81,17 @@ pub(crate) fn compression_of(byte: u8) -> Compression {
 }
 
 /// Writes the 7-byte header of a fragment carrying `data` into `out[..HEADER_SIZE]`.
-pub(crate) fn put_header(out: &mut [u8], typ: FragmentType, data: &[u8]) {
+/// `compression` sets the type byte's flag (every fragment of a compressed record
+/// carries it, as Prometheus writes them).
+pub(crate) fn put_header(out: &mut [u8], typ: FragmentType, compression: Compression, data: &[u8]) {
     // The caller never passes more than MAX_FRAGMENT_LEN bytes, so the length fits u16.
     let len = data.len() as u16;
-    out[0] = typ as u8;
+    let flag = match compression {
+        Compression::None => 0,
+        Compression::Snappy => SNAPPY_FLAG,
+        Compression::Zstd => ZSTD_FLAG,
+    };
+    out[0] = typ as u8 | flag;
     out[1..3].copy_from_slice(&len.to_be_bytes());
     out[3..7].copy_from_slice(&crc32c::crc32c(data).to_be_bytes());
 }
@@ -232,8 +239,13 @@ mod tests {
     #[test]
     fn header_bytes() {
         let mut h = [0u8; HEADER_SIZE];
-        put_header(&mut h, FragmentType::First, b"123456789");
+        put_header(&mut h, FragmentType::First, Compression::None, b"123456789");
         // CRC32-C check value of "123456789" is 0xE3069283.
         assert_eq!(h, [2, 0, 9, 0xe3, 0x06, 0x92, 0x83]);
+        // The compression flags ride in the type byte.
+        put_header(&mut h, FragmentType::Last, Compression::Snappy, b"1");
+        assert_eq!(h[0], 4 | SNAPPY_FLAG);
+        put_header(&mut h, FragmentType::Full, Compression::Zstd, b"1");
+        assert_eq!(h[0], 1 | ZSTD_FLAG);
     }
 }

@@ -8,6 +8,10 @@
 //! [`Wal::sync`] fsyncs the active segment for callers that need the latter; a segment is
 //! always fsynced when it is cut and on [`Wal::close`].
 //!
+//! Records are compressed one by one before they are split, as Prometheus does
+//! ([`WalOptions::compression`]: snappy by default, zstd, or none); a record whose
+//! compressed form is not smaller is written as it is, so any record may be plain.
+//!
 //! A record never spans segments: if it does not fit in what is left of the active
 //! segment, the segment is cut first. A record larger than a whole segment goes alone into
 //! a fresh segment that grows past the segment size, as in Prometheus.
@@ -16,7 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::error::{Result, WalError};
+use super::error::{Compression, Result, WalError};
 use super::segment::{
     DEFAULT_SEGMENT_SIZE, FragmentType, HEADER_SIZE, MAX_FRAGMENT_LEN, PAGE_SIZE, list_segments,
     put_header, segment_path, sync_dir,
@@ -31,13 +35,67 @@ pub struct WalOptions {
     /// Size at which a segment is cut, in bytes. A multiple of the 32 KiB page size.
     /// Default 128 MiB, as Prometheus.
     pub segment_size: u64,
+    /// How records are compressed. Default snappy, as Prometheus 3 writes them
+    /// (`--storage.tsdb.wal-compression`); every Prometheus since 2.11 reads snappy,
+    /// zstd needs Prometheus 2.52 or newer.
+    pub compression: Compression,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_size: DEFAULT_SEGMENT_SIZE,
+            compression: Compression::Snappy,
         }
+    }
+}
+
+/// The zstd level records are compressed at: zstd's own default, a balance of speed and
+/// size close to what Prometheus's Go encoder does by default.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Compresses records into a reused buffer.
+enum RecordCompressor {
+    None,
+    Snappy(snap::raw::Encoder),
+    Zstd(Box<zstd::bulk::Compressor<'static>>),
+}
+
+impl RecordCompressor {
+    fn new(compression: Compression) -> Result<RecordCompressor> {
+        Ok(match compression {
+            Compression::None => RecordCompressor::None,
+            Compression::Snappy => RecordCompressor::Snappy(snap::raw::Encoder::new()),
+            Compression::Zstd => RecordCompressor::Zstd(Box::new(
+                zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                    .map_err(|_| WalError::InvalidOptions("zstd compressor could not start"))?,
+            )),
+        })
+    }
+
+    /// Compresses `rec` into `out`; `None` when the compressed form is not smaller (or
+    /// compression is off or failed), in which case the record is written plain.
+    fn compress(&mut self, rec: &[u8], out: &mut Vec<u8>) -> Option<Compression> {
+        if rec.is_empty() {
+            return None;
+        }
+        let n = match self {
+            RecordCompressor::None => return None,
+            RecordCompressor::Snappy(enc) => {
+                out.resize(snap::raw::max_compress_len(rec.len()), 0);
+                enc.compress(rec, out).ok()?
+            }
+            RecordCompressor::Zstd(enc) => {
+                out.clear();
+                out.reserve(zstd::zstd_safe::compress_bound(rec.len()));
+                enc.compress_to_buffer(rec, out).ok()?
+            }
+        };
+        out.truncate(n);
+        (n < rec.len()).then_some(match self {
+            RecordCompressor::Snappy(_) => Compression::Snappy,
+            _ => Compression::Zstd,
+        })
     }
 }
 
@@ -86,6 +144,11 @@ pub struct Wal {
     /// record, so nothing more may follow it. Reopening the WAL (which replays and
     /// repairs) is the way back.
     poisoned: bool,
+    compressor: RecordCompressor,
+    /// The compressed form of the record being written (reused).
+    compressed: Vec<u8>,
+    /// Record bytes compression spared since the WAL was opened.
+    bytes_saved: u64,
 }
 
 impl Wal {
@@ -113,7 +176,16 @@ impl Wal {
             flushed: 0,
             done_pages: 0,
             poisoned: false,
+            compressor: RecordCompressor::new(opts.compression)?,
+            compressed: Vec::new(),
+            bytes_saved: 0,
         })
+    }
+
+    /// Record bytes that compression spared (uncompressed minus written payload) since
+    /// the WAL was opened: `prometheus_tsdb_wal_record_bytes_saved_total`.
+    pub fn bytes_saved(&self) -> u64 {
+        self.bytes_saved
     }
 
     /// The WAL directory.
@@ -137,7 +209,8 @@ impl Wal {
     }
 
     /// Appends a batch of records, in order. When it returns `Ok`, all their bytes have
-    /// been written to the segment file (not fsynced). Allocates nothing.
+    /// been written to the segment file (not fsynced). Allocates nothing once the
+    /// compression buffer has grown to the largest record.
     ///
     /// On an I/O error the records may be partly written, and a record written after
     /// them would be read as corruption; so after an error every later call fails with
@@ -162,6 +235,24 @@ impl Wal {
     }
 
     fn log_one(&mut self, rec: &[u8], last_of_batch: bool) -> Result<()> {
+        let mut compressed = std::mem::take(&mut self.compressed);
+        let res = match self.compressor.compress(rec, &mut compressed) {
+            Some(compression) => {
+                self.bytes_saved += (rec.len() - compressed.len()) as u64;
+                self.write_record(&compressed, compression, last_of_batch)
+            }
+            None => self.write_record(rec, Compression::None, last_of_batch),
+        };
+        self.compressed = compressed;
+        res
+    }
+
+    fn write_record(
+        &mut self,
+        rec: &[u8],
+        compression: Compression,
+        last_of_batch: bool,
+    ) -> Result<()> {
         // A page left full by a failed flush is written out before anything else.
         if self.page_full() {
             self.flush_page(true)?;
@@ -189,7 +280,12 @@ impl Wal {
                 (false, true) => FragmentType::Last,
             };
             let start = self.alloc;
-            put_header(&mut self.page[start..start + HEADER_SIZE], typ, part);
+            put_header(
+                &mut self.page[start..start + HEADER_SIZE],
+                typ,
+                compression,
+                part,
+            );
             self.page[start + HEADER_SIZE..start + HEADER_SIZE + n].copy_from_slice(part);
             self.alloc += HEADER_SIZE + n;
             if self.page_full() {
