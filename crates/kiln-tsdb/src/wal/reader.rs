@@ -104,6 +104,8 @@ pub struct WalReader {
     rec: Vec<u8>,
     /// Reused buffer for decompressed records.
     decoded: Vec<u8>,
+    /// Reused zstd context, made at the first zstd record.
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
     last: Option<RecordPosition>,
 }
 
@@ -115,6 +117,7 @@ impl WalReader {
             page: vec![0u8; PAGE_SIZE].into_boxed_slice(),
             rec: Vec::new(),
             decoded: Vec::new(),
+            zstd: None,
             last: None,
         }
     }
@@ -248,7 +251,7 @@ impl WalReader {
         };
         let decoded = match compression {
             Compression::Snappy => decompress_snappy(&self.rec, &mut self.decoded),
-            _ => decompress_zstd(&self.rec, &mut self.decoded),
+            _ => decompress_zstd(&self.rec, &mut self.decoded, &mut self.zstd),
         };
         if let Err(reason) = decoded {
             let (location, offset) = self.last_location();
@@ -508,14 +511,41 @@ fn decompress_snappy(rec: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), C
     Ok(())
 }
 
-/// Decompresses a zstd record (one frame, as Prometheus writes them) into `out`. The
-/// output is read as a stream and stops one byte past the limit, so a frame that claims
-/// or expands to more costs at most the limit.
-fn decompress_zstd(rec: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), CorruptionReason> {
+/// Decompresses a zstd record (one frame, as Prometheus writes them) into `out`. A frame
+/// that states its size (Kiln's and Prometheus's do) is decoded in one call with the
+/// reused context `ctx`, after checking the size against the limit; any other is read
+/// as a stream that stops one byte past the limit. Either way a frame that claims or
+/// expands to more costs at most the limit.
+fn decompress_zstd(
+    rec: &[u8],
+    out: &mut Vec<u8>,
+    ctx: &mut Option<zstd::bulk::Decompressor<'static>>,
+) -> std::result::Result<(), CorruptionReason> {
     let bad = |e: io::Error| CorruptionReason::Zstd(e.to_string());
-    out.clear();
-    let decoder = zstd::stream::read::Decoder::with_buffer(rec).map_err(bad)?;
     let limit = MAX_DECOMPRESSED_RECORD;
+    out.clear();
+    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(rec) {
+        if size > limit as u64 {
+            return Err(CorruptionReason::DecompressedTooLarge {
+                claimed: usize::try_from(size).unwrap_or(usize::MAX),
+                limit,
+            });
+        }
+        let size = size as usize;
+        out.reserve(size);
+        let dec = match ctx {
+            Some(d) => d,
+            None => ctx.insert(zstd::bulk::Decompressor::new().map_err(bad)?),
+        };
+        let n = dec.decompress_to_buffer(rec, out).map_err(bad)?;
+        if n != size {
+            return Err(CorruptionReason::Zstd(format!(
+                "frame states {size} bytes but holds {n}"
+            )));
+        }
+        return Ok(());
+    }
+    let decoder = zstd::stream::read::Decoder::with_buffer(rec).map_err(bad)?;
     decoder
         .take(limit as u64 + 1)
         .read_to_end(out)

@@ -586,6 +586,21 @@ fn reader_cases() {
 }
 
 #[test]
+fn zstd_frames_with_and_without_a_stated_size() {
+    let data: Vec<u8> = (0..3000u32).flat_map(|i| (i % 17).to_be_bytes()).collect();
+    // The bulk encoder states the size (as Prometheus's does); the streaming one does not.
+    let sized = zstd::bulk::compress(&data, 3).unwrap();
+    let unsized_ = zstd::stream::encode_all(&data[..], 3).unwrap();
+    assert_eq!(
+        zstd::zstd_safe::get_frame_content_size(&unsized_).unwrap(),
+        None
+    );
+    let seg = [frag(0x11, &sized), frag(0x11, &unsized_)].concat();
+    let got = read_all(&mut WalReader::from_bytes(seg)).unwrap();
+    assert_eq!(got, vec![data.clone(), data]);
+}
+
+#[test]
 fn raw_records_show_compression() {
     let seg = [frag(0x0a, b"ab"), frag(0x0c, b"c"), frag(1, b"d")].concat();
     let mut r = WalReader::from_bytes(seg);
