@@ -142,6 +142,35 @@ impl Labels {
         self.buf.len()
     }
 
+    /// The packed buffer (see the module docs), for Kiln's own files that store label
+    /// sets as they are in memory. Read back with [`Labels::from_packed`].
+    pub fn packed(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The label set whose packed buffer is `bytes`, in one allocation; `None` unless
+    /// `bytes` is exactly the canonical buffer of a label set (well-formed lengths,
+    /// UTF-8, names strictly increasing, no empty value), so that equality and hashing
+    /// stay byte comparisons.
+    pub fn from_packed(bytes: &[u8]) -> Option<Labels> {
+        let mut rest = bytes;
+        let mut canonical = Vec::with_capacity(bytes.len());
+        let mut previous: Option<&str> = None;
+        while !rest.is_empty() {
+            let name = std::str::from_utf8(checked_take(&mut rest)?).ok()?;
+            let value = std::str::from_utf8(checked_take(&mut rest)?).ok()?;
+            if value.is_empty() || previous.is_some_and(|p| p >= name) {
+                return None;
+            }
+            previous = Some(name);
+            put_str(&mut canonical, name);
+            put_str(&mut canonical, value);
+        }
+        (canonical == bytes).then(|| Labels {
+            buf: std::sync::Arc::from(canonical),
+        })
+    }
+
     /// The pairs whose names `keep` accepts, as a new label set. Copies the kept pairs'
     /// bytes into one new buffer (one allocation); returns a clone of `self` (no
     /// allocation) when everything is kept.
@@ -253,6 +282,28 @@ impl<'a> Iterator for LabelsIter<'a> {
 fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
     // The buffer is only ever built from `&str` pairs by `LabelsBuilder::build`.
     std::str::from_utf8(take_bytes(rest)).unwrap_or_default()
+}
+
+/// The next length-prefixed string of untrusted bytes; `None` when the length is
+/// malformed or runs past the end.
+fn checked_take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let mut len = 0usize;
+    let mut i = 0;
+    loop {
+        let b = *rest.get(i)?;
+        len |= usize::from(b & 0x7f).checked_shl(7 * i as u32)?;
+        i += 1;
+        if b < 0x80 {
+            break;
+        }
+        if i >= 10 {
+            return None;
+        }
+    }
+    let end = i.checked_add(len)?;
+    let s = rest.get(i..end)?;
+    *rest = &rest[end..];
+    Some(s)
 }
 
 /// The next length-prefixed string of a packed buffer, as bytes (no UTF-8 check: for
@@ -388,6 +439,35 @@ fn go_is_print(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_round_trip_and_refusals() {
+        let l = Labels::from_pairs(&[("__name__", "up"), ("job", "ä"), ("x", "1")]);
+        assert_eq!(Labels::from_packed(l.packed()), Some(l.clone()));
+        assert_eq!(Labels::from_packed(&[]), Some(Labels::empty()));
+        let pair = |n: &[u8], v: &[u8]| {
+            let mut b = vec![n.len() as u8];
+            b.extend_from_slice(n);
+            b.push(v.len() as u8);
+            b.extend_from_slice(v);
+            b
+        };
+        for (what, bytes) in [
+            ("unsorted", [pair(b"b", b"1"), pair(b"a", b"1")].concat()),
+            (
+                "duplicate name",
+                [pair(b"a", b"1"), pair(b"a", b"2")].concat(),
+            ),
+            ("empty value", pair(b"a", b"")),
+            ("not UTF-8", pair(b"a", &[0xff])),
+            ("length past the end", vec![5, b'a']),
+            ("name without value", vec![1, b'a']),
+            ("overlong length", vec![0x81, 0x00, b'a', 1, b'1']),
+            ("endless length", vec![0xff; 12]),
+        ] {
+            assert_eq!(Labels::from_packed(&bytes), None, "{what}");
+        }
+    }
 
     #[test]
     fn sorted_and_deduplicated() {

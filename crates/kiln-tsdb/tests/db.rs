@@ -602,8 +602,20 @@ fn a_new_series_with_uncommitted_samples_survives_head_truncation() {
     );
 }
 
+/// Overwrites every WAL segment with zeros of the same length: a replay would find no
+/// record, while the clean-shutdown snapshot still matches the WAL's end.
+fn blank_wal(dir: &Path) {
+    for e in std::fs::read_dir(dir.join("wal")).expect("wal dir") {
+        let p = e.expect("entry").path();
+        if p.is_file() {
+            let len = std::fs::metadata(&p).expect("stat").len();
+            std::fs::write(&p, vec![0u8; len as usize]).expect("blank");
+        }
+    }
+}
+
 #[test]
-fn a_clean_shutdown_skips_sample_replay_and_loses_nothing() {
+fn a_clean_shutdown_restores_the_head_from_its_snapshot_and_loses_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
     let all = [Matcher::new(MatchType::Regex, "__name__", ".+").expect("matcher")];
@@ -611,26 +623,40 @@ fn a_clean_shutdown_skips_sample_replay_and_loses_nothing() {
     let db = Db::open(&dir, opts()).expect("open");
     fill(&db, 0, 1);
     fill(&db, HOUR, 1);
+    // A tombstone, which the snapshot carries too.
+    db.delete(10 * MIN, 19 * MIN, &[Matcher::equal("gpu", "3")])
+        .expect("delete");
     let want = read(&db, 0, 4 * HOUR, &all);
-    assert_eq!(total_samples(&want), 4 * 120);
+    assert_eq!(total_samples(&want), 4 * 120 - 10);
     db.close().expect("close");
     assert!(
-        dir.join("clean-shutdown").is_file(),
-        "a clean close is recorded"
+        dir.join("head-snapshot").is_file(),
+        "a clean close writes the snapshot"
     );
 
-    // The record counts once, and only for the WAL it describes.
+    // The snapshot alone restores the head: the WAL, blanked to the same length, is not
+    // read (a replay would find nothing in it).
+    let saved = tmp.path().join("saved");
+    copy_dir(&dir, &saved);
+    blank_wal(&dir);
     let db = Db::open(&dir, opts()).expect("reopen after a clean close");
     assert!(
-        !dir.join("clean-shutdown").exists(),
-        "the record is used up"
+        !dir.join("head-snapshot").exists(),
+        "the snapshot is used up"
     );
     assert_eq!(
         read(&db, 0, 4 * HOUR, &all),
         want,
-        "every sample from chunk files"
+        "every sample, without the WAL"
     );
-    // New samples go on after the old ones (duplicates and out-of-order still refused).
+    drop(db);
+    std::fs::remove_dir_all(&dir).expect("remove");
+    std::fs::rename(&saved, &dir).expect("restore the saved directory");
+
+    let db = Db::open(&dir, opts()).expect("reopen after a clean close");
+    assert_eq!(read(&db, 0, 4 * HOUR, &all), want);
+    // New samples go on after the old ones (duplicates and out-of-order still refused),
+    // and a new series gets an id no other series had.
     {
         let mut app = db.appender();
         let l = labels(0, "train");
@@ -640,17 +666,21 @@ fn a_clean_shutdown_skips_sample_replay_and_loses_nothing() {
         );
         app.append(0, &l, 2 * HOUR, SampleValue::Float(7.0))
             .expect("append after the newest sample");
+        app.append(0, &labels(9, "new"), 2 * HOUR, SampleValue::Float(3.0))
+            .expect("append to a new series");
         app.commit().expect("commit");
     }
-    // A crash: no close, no record; the next open replays the WAL in full.
+    // A crash: no close, no snapshot; the next open replays the WAL in full, which
+    // holds the samples from before the snapshot restore and after it.
     drop(db);
-    assert!(!dir.join("clean-shutdown").exists());
+    assert!(!dir.join("head-snapshot").exists());
     let db = Db::open(&dir, opts()).expect("reopen after a crash");
     let after = read(&db, 0, 4 * HOUR, &all);
-    assert_eq!(total_samples(&after), 4 * 120 + 1);
+    assert_eq!(total_samples(&after), 4 * 120 - 10 + 2);
+    assert_eq!(after.len(), 5, "{after:?}");
     db.close().expect("close");
 
-    // A record that no longer matches the WAL (written to after the close) is ignored.
+    // A snapshot that no longer matches the WAL (written to after the close) is ignored.
     {
         let mut wal = kiln_tsdb::wal::Wal::open(dir.join("wal"), Default::default()).expect("wal");
         let mut buf = Vec::new();
@@ -669,7 +699,50 @@ fn a_clean_shutdown_skips_sample_replay_and_loses_nothing() {
     let moved = read(&db, 0, 4 * HOUR, &all);
     assert_eq!(
         total_samples(&moved),
-        4 * 120 + 2,
-        "the sample written after the record is replayed"
+        4 * 120 - 10 + 3,
+        "the sample written after the snapshot is replayed"
     );
+    db.close().expect("close");
+
+    // Chunk files that changed since the close, or a damaged snapshot, mean a replay.
+    let want = read(&Db::open(&dir, opts()).expect("open"), 0, 4 * HOUR, &all);
+    for damage in ["chunk file grew", "snapshot byte flipped"] {
+        let db = Db::open(&dir, opts()).expect("open");
+        db.close().expect("close");
+        match damage {
+            "chunk file grew" => {
+                let f = std::fs::read_dir(dir.join("chunks_head"))
+                    .expect("chunks_head")
+                    .map(|e| e.expect("entry").path())
+                    .max()
+                    .expect("a chunk file");
+                let mut bytes = std::fs::read(&f).expect("read");
+                bytes.extend_from_slice(&[0u8; 16]);
+                std::fs::write(&f, bytes).expect("write");
+            }
+            _ => {
+                let f = dir.join("head-snapshot");
+                let mut bytes = std::fs::read(&f).expect("read");
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x40;
+                std::fs::write(&f, bytes).expect("write");
+            }
+        }
+        let db = Db::open(&dir, opts()).expect("open after damage");
+        assert_eq!(read(&db, 0, 4 * HOUR, &all), want, "{damage}");
+        drop(db);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
 }

@@ -116,7 +116,7 @@ fn check(how: Damage, clean: bool) {
     );
     if clean {
         db.close().expect("close");
-        assert!(dir.join("clean-shutdown").is_file(), "{what}");
+        assert!(dir.join("head-snapshot").is_file(), "{what}");
     } else {
         drop(db);
     }

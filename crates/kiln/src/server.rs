@@ -317,6 +317,9 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     // the data directory by a backfill (one directory listing when there are none), so
     // that backfilled data is queryable within seconds rather than a minute.
     let stop = Arc::new(AtomicBool::new(false));
+    // Dropped at shutdown: the thread's wait between rounds ends at once, so SIGTERM
+    // does not wait out a sleep.
+    let (wake, woken) = std::sync::mpsc::channel::<()>();
     let maintenance = {
         let (db, stop) = (db.clone(), stop.clone());
         std::thread::Builder::new()
@@ -329,10 +332,10 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
                         error!(component = "tsdb", err = %e, "Compaction failed");
                     }
                     for second in 1..=60 {
-                        if stop.load(Ordering::Acquire) {
-                            return;
+                        match woken.recv_timeout(Duration::from_secs(1)) {
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                            _ => return,
                         }
-                        std::thread::sleep(Duration::from_secs(1));
                         if second % BLOCK_SCAN_SECONDS == 0
                             && second < 60
                             && let Err(e) = db.reload_blocks()
@@ -416,6 +419,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         served
     });
     stop.store(true, Ordering::Release);
+    drop(wake);
     if maintenance.join().is_err() {
         error!(component = "tsdb", "The TSDB maintenance thread panicked");
     }

@@ -28,8 +28,9 @@ impl Db {
     ///
     /// Head chunk files (`chunks_head/`) only spare the replay re-encoding samples: damaged
     /// ones are dropped with a warning (see `ChunkDiskMapper::open_with_options`) and
-    /// their samples come from the WAL. The clean-shutdown fast path, which skips the
-    /// WAL's samples, is taken only when the files still hold every sample.
+    /// their samples come from the WAL. After a clean shutdown the head is restored from
+    /// its snapshot instead (see `head_snapshot`), reading neither the WAL nor the chunk
+    /// files, when both are still exactly as the shutdown left them.
     ///
     /// With [`DbOptions::max_future`], samples further ahead than that of the replay's
     /// clock are dropped, with one warning, as the appender would refuse them now: a
@@ -67,55 +68,90 @@ impl Db {
         if let Some(t) = min_valid {
             replay_head.set_min_valid_time(t);
         }
-        // Only a read-write open adopts chunk files, and only then can samples be skipped.
-        let clean = super::clean_shutdown::take(&dir, opts.read_only)? && !opts.read_only;
+        // Only a read-write open adopts chunk files or restores a snapshot.
+        let snapshot = if opts.read_only {
+            None
+        } else {
+            super::head_snapshot::take(&dir, false)?
+                .filter(|s| s.within(replay_max.unwrap_or(i64::MAX)))
+        };
+        let chunks_dir = dir.join("chunks_head");
+        let restored = match snapshot {
+            Some(snapshot) => {
+                let started = Instant::now();
+                match ChunkDiskMapper::open_trusted(&chunks_dir, &snapshot.files)
+                    .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?
+                {
+                    Some(disk) => {
+                        replay_head.attach_chunk_disk(disk);
+                        match super::head_snapshot::restore(
+                            &replay_head,
+                            snapshot,
+                            min_valid.unwrap_or(i64::MIN),
+                        ) {
+                            Ok((series, chunks)) => {
+                                info!(series, chunks, duration = ?started.elapsed(), "Head restored from the snapshot of the last clean shutdown; no WAL replay");
+                                true
+                            }
+                            Err(problem) => {
+                                // Start over with an empty head and a full replay.
+                                warn!(
+                                    problem,
+                                    "the head snapshot does not decode; replaying the WAL"
+                                );
+                                replay_head = Head::new(head_opts.clone());
+                                if let Some(t) = min_valid {
+                                    replay_head.set_min_valid_time(t);
+                                }
+                                false
+                            }
+                        }
+                    }
+                    None => {
+                        info!(
+                            "The last shutdown was clean, but the head chunk files changed since; replaying the WAL"
+                        );
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
         let mut disk_chunks = DiskChunks::default();
-        let mut chunks_kept = false;
-        if !opts.read_only {
+        if !opts.read_only && !restored {
             let chunks_started = Instant::now();
-            let disk = ChunkDiskMapper::open(&dir.join("chunks_head"))
+            let disk = ChunkDiskMapper::open(&chunks_dir)
                 .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
-            let loaded = load_disk_chunks(
+            disk_chunks = load_disk_chunks(
                 &disk,
                 min_valid.unwrap_or(i64::MIN),
                 replay_max.unwrap_or(i64::MAX),
             )?;
-            chunks_kept = !disk.lost_chunks() && loaded.complete;
-            disk_chunks = loaded.chunks;
+            // Whether open dropped damaged chunks (the WAL replay restores their samples).
+            let lost_chunks = disk.lost_chunks();
             replay_head.attach_chunk_disk(disk);
             info!(
+                lost_chunks,
                 series = disk_chunks.len(),
                 chunks = disk_chunks.values().map(|(c, _)| c.len()).sum::<usize>(),
                 duration = ?chunks_started.elapsed(),
                 "On-disk memory mappable chunks replay completed"
             );
         }
-        if wal_dir.is_dir() {
-            let series_only = clean && chunks_kept;
-            if clean && !chunks_kept {
-                info!(
-                    "The last shutdown was clean, but the head chunk files no longer hold every sample; replaying every WAL sample"
-                );
-            }
-            info!(
-                clean_shutdown = series_only,
-                "Replaying WAL, this may take a while"
-            );
+        if wal_dir.is_dir() && !restored {
+            info!("Replaying WAL, this may take a while");
             let wal_started = Instant::now();
             let stats = replay_wal(
                 &replay_head,
                 &wal_dir,
                 opts.read_only,
                 disk_chunks,
-                series_only,
                 replay_max.unwrap_or(i64::MAX),
             )?;
             info!(
                 segments = stats.segments,
                 series = stats.series,
                 samples = stats.samples,
-                // The clean-shutdown fast path: samples came from the chunk files.
-                clean_shutdown = series_only,
                 duration = ?wal_started.elapsed(),
                 "WAL replay completed"
             );
@@ -206,15 +242,6 @@ fn load_blocks(
 /// in time order, and the newest sample they hold.
 type DiskChunks = IntMap<(Vec<(i64, i64, u64)>, (i64, f64))>;
 
-/// What [`load_disk_chunks`] found.
-struct LoadedChunks {
-    chunks: DiskChunks,
-    /// False when a chunk that may hold head samples was left out (undecodable,
-    /// overlapping an earlier one, or past the replay's future bound): then only a full
-    /// WAL replay restores every sample.
-    complete: bool,
-}
-
 /// Reads the chunk files' index: every XOR chunk not older than `min_valid`, grouped by
 /// series, up to the first chunk that ends after `max_valid` (the replay's future
 /// bound). The WAL still holds these samples; adopting the chunks only saves
@@ -223,7 +250,7 @@ fn load_disk_chunks(
     disk: &ChunkDiskMapper,
     min_valid: i64,
     max_valid: i64,
-) -> Result<LoadedChunks, DbError> {
+) -> Result<DiskChunks, DbError> {
     let mut metas: IntMap<Vec<(i64, i64, u64)>> = IntMap::default();
     disk.iterate(|m| -> Result<(), HeadChunksError> {
         // Only in-order XOR chunks; Prometheus marks out-of-order chunks with the high bit.
@@ -237,7 +264,6 @@ fn load_disk_chunks(
     })
     .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?;
     let mut out = DiskChunks::with_capacity_and_hasher(metas.len(), Default::default());
-    let mut complete = true;
     for (series, mut chunks) in metas {
         chunks.sort_unstable();
         // Chunks must not overlap; keep an ordered run from the oldest.
@@ -246,13 +272,10 @@ fn load_disk_chunks(
             if c.1 > max_valid {
                 // This chunk and every later one reach past the future bound: the WAL
                 // replay keeps what of them is within it.
-                complete = false;
                 break;
             }
             if kept.last().is_none_or(|l| c.0 > l.1) {
                 kept.push(c);
-            } else {
-                complete = false;
             }
         }
         let Some(&(_, _, last_ref)) = kept.last() else {
@@ -271,17 +294,13 @@ fn load_disk_chunks(
                 series,
                 "undecodable chunk in chunks_head; replaying this series from the WAL only"
             );
-            complete = false;
             continue;
         }
         if let Some(last) = last {
             out.insert(series, (kept, last));
         }
     }
-    Ok(LoadedChunks {
-        chunks: out,
-        complete,
-    })
+    Ok(out)
 }
 
 /// The clock a replay judges samples "too far in the future" by: the system clock, or
@@ -314,7 +333,7 @@ struct ReplayStats {
     segments: u64,
     /// Series records' series.
     series: u64,
-    /// Samples appended to the head (none on the clean-shutdown path).
+    /// Samples appended to the head.
     samples: u64,
     /// Series that took over full chunks from `chunks_head/`, and those chunks.
     adopted_series: u64,
@@ -331,11 +350,9 @@ fn replay_wal(
     wal_dir: &Path,
     read_only: bool,
     disk_chunks: DiskChunks,
-    series_only: bool,
     max_valid: i64,
 ) -> Result<ReplayStats, DbError> {
     let mut state = Replay {
-        series_only,
         max_valid,
         head,
         by_wal_id: SeriesById::default(),
@@ -444,8 +461,6 @@ impl SeriesById {
 
 struct Replay<'h> {
     head: &'h Head,
-    /// Skip sample records: every sample is in adopted chunk files (clean shutdown).
-    series_only: bool,
     /// Samples after this are dropped (the future bound; `i64::MAX` for none).
     max_valid: i64,
     by_wal_id: SeriesById,
@@ -487,7 +502,6 @@ impl Replay<'_> {
                     self.by_wal_id.insert(s.id, series);
                 }
             }
-            RecordType::Samples if self.series_only => {}
             RecordType::Samples => {
                 self.samples.clear();
                 if let Err(e) = record::decode_samples(rec, &mut self.samples) {

@@ -502,6 +502,39 @@ impl Head {
         all
     }
 
+    /// The id the next new series gets.
+    pub(crate) fn next_series_id(&self) -> u64 {
+        self.next_id.load(Ordering::Acquire)
+    }
+
+    /// Keeps the next new series' id at `id` or above.
+    pub(crate) fn raise_next_series_id(&self, id: u64) {
+        self.next_id.fetch_max(id, Ordering::AcqRel);
+    }
+
+    /// WAL ids replay mapped onto another series with the same labels, as
+    /// `(wal id, head id)`.
+    pub(crate) fn wal_aliases(&self) -> Vec<(u64, u64)> {
+        self.wal_aliases
+            .lock()
+            .iter()
+            .map(|(&w, &h)| (w, h))
+            .collect()
+    }
+
+    /// Records that WAL id `wal_id` names head series `head_id`.
+    pub(crate) fn add_wal_alias(&self, wal_id: u64, head_id: u64) {
+        self.wal_aliases.lock().insert(wal_id, head_id);
+    }
+
+    /// Every deleted interval, as `(series id, interval)`.
+    pub(crate) fn all_tombstones(&self) -> Vec<(u64, Interval)> {
+        let ts = self.tombstones.read();
+        ts.iter()
+            .flat_map(|(&id, list)| list.iter().map(move |&iv| (id, iv)))
+            .collect()
+    }
+
     /// Every series, in no particular order.
     pub(crate) fn all_series(&self) -> Vec<Arc<MemSeries>> {
         let mut out = Vec::new();

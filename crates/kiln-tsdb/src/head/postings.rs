@@ -7,10 +7,15 @@ use std::collections::{HashMap, HashSet};
 
 use kiln_model::{Labels, Matcher};
 
+/// Maps keyed by label names and values, hashed with foldhash (label strings are short;
+/// SipHash's DoS resistance is not needed for data the server itself indexes, and its
+/// cost showed in series creation).
+type StrMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+
 /// Label name -> label value -> sorted series ids.
 #[derive(Debug, Default)]
 pub(crate) struct MemPostings {
-    by_name: HashMap<Box<str>, HashMap<Box<str>, Vec<u64>>>,
+    by_name: StrMap<StrMap<Vec<u64>>>,
     all: Vec<u64>,
 }
 
@@ -19,8 +24,17 @@ impl MemPostings {
     /// smaller id (a concurrent creator, WAL replay) is inserted in place.
     pub(crate) fn add(&mut self, id: u64, labels: &Labels) {
         for l in labels.iter() {
-            let values = self.by_name.entry(Box::from(l.name)).or_default();
-            insert_sorted(values.entry(Box::from(l.value)).or_default(), id);
+            // Look up before inserting: names and values are almost always known, and
+            // an entry would allocate its key every time.
+            let values = match self.by_name.get_mut(l.name) {
+                Some(v) => v,
+                None => self.by_name.entry(Box::from(l.name)).or_default(),
+            };
+            let ids = match values.get_mut(l.value) {
+                Some(ids) => ids,
+                None => values.entry(Box::from(l.value)).or_default(),
+            };
+            insert_sorted(ids, id);
         }
         insert_sorted(&mut self.all, id);
     }

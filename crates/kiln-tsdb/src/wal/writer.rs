@@ -57,7 +57,7 @@ const ZSTD_LEVEL: i32 = 3;
 /// Compresses records into a reused buffer.
 enum RecordCompressor {
     None,
-    Snappy(snap::raw::Encoder),
+    Snappy(Box<snap::raw::Encoder>),
     Zstd(Box<zstd::bulk::Compressor<'static>>),
 }
 
@@ -65,7 +65,7 @@ impl RecordCompressor {
     fn new(compression: Compression) -> Result<RecordCompressor> {
         Ok(match compression {
             Compression::None => RecordCompressor::None,
-            Compression::Snappy => RecordCompressor::Snappy(snap::raw::Encoder::new()),
+            Compression::Snappy => RecordCompressor::Snappy(Box::new(snap::raw::Encoder::new())),
             Compression::Zstd => RecordCompressor::Zstd(Box::new(
                 zstd::bulk::Compressor::new(ZSTD_LEVEL)
                     .map_err(|_| WalError::InvalidOptions("zstd compressor could not start"))?,

@@ -22,6 +22,9 @@ pub(super) struct FileEntry {
     pub(super) disk_len: u64,
     /// Largest maxt of the file's chunks; `i64::MIN` for a file without chunks.
     pub(super) maxt: i64,
+    /// CRC32-C of the first `readable_len` bytes (header and records), so that a head
+    /// snapshot can check the whole file in one pass instead of record by record.
+    pub(super) crc: u32,
     /// Mapping of at least the first `readable_len` bytes, made on demand.
     pub(super) map: Option<Arc<Mmap>>,
 }
@@ -35,6 +38,8 @@ pub(super) struct Active {
     /// Records not yet written: they belong at `flushed..flushed + buf.len()`.
     pub(super) buf: Vec<u8>,
     pub(super) maxt: i64,
+    /// CRC32-C of the bytes up to `flushed`.
+    pub(super) crc: u32,
     /// A failed write may have left bytes past `flushed`; trim them when finishing.
     pub(super) dirty_tail: bool,
 }
@@ -59,6 +64,7 @@ impl Active {
             return Err(HeadChunksError::io("write", &self.path)(e));
         }
         self.flushed += self.buf.len();
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf);
         self.buf.clear();
         if self.buf.capacity() > buffer_size.saturating_mul(2) {
             self.buf.shrink_to(buffer_size);
@@ -184,6 +190,7 @@ impl State {
             entry.readable_len = active.flushed;
             entry.disk_len = active.flushed as u64;
             entry.maxt = active.maxt;
+            entry.crc = active.crc;
         }
         self.active = None;
         Ok(())
@@ -205,6 +212,7 @@ impl State {
                 readable_len: HEADER_SIZE,
                 disk_len: HEADER_SIZE as u64,
                 maxt: i64::MIN,
+                crc: crc32c::crc32c(&file_header()),
                 map: None,
             },
         );
@@ -216,6 +224,7 @@ impl State {
             flushed: HEADER_SIZE,
             buf: Vec::with_capacity(buffer_size.min(64 << 10)),
             maxt: i64::MIN,
+            crc: crc32c::crc32c(&file_header()),
             dirty_tail: false,
         };
         Ok(self.active.insert(active))
@@ -391,6 +400,7 @@ pub(super) fn open_existing(path: &Path, is_last: bool) -> Result<Checked> {
             Err(problem) => break Some(problem),
         }
     };
+    let crc = crc32c::crc32c(&bytes[..off]);
     if failure.is_none() && (!is_last || off as u64 == disk_len) {
         return Ok(Checked {
             entry: Some(FileEntry {
@@ -398,6 +408,7 @@ pub(super) fn open_existing(path: &Path, is_last: bool) -> Result<Checked> {
                 readable_len: off,
                 disk_len,
                 maxt,
+                crc,
                 map: map.map(Arc::new),
             }),
             damage: None,
@@ -422,6 +433,7 @@ pub(super) fn open_existing(path: &Path, is_last: bool) -> Result<Checked> {
             readable_len: off,
             disk_len: off as u64,
             maxt,
+            crc,
             map: None,
         }),
         damage: failure.map(|problem| damage(off, problem)),

@@ -175,6 +175,20 @@ impl std::fmt::Debug for ChunkBytes {
     }
 }
 
+/// One chunk file as a clean close left it (see [`ChunkDiskMapper::close`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileExtent {
+    pub(crate) seq: u64,
+    /// Bytes holding the header and whole records.
+    pub(crate) readable_len: u64,
+    /// Size on disk.
+    pub(crate) disk_len: u64,
+    /// Largest maxt of its chunks (`i64::MIN` for none).
+    pub(crate) maxt: i64,
+    /// CRC32-C of its first `readable_len` bytes.
+    pub(crate) crc: u32,
+}
+
 /// What [`ChunkDiskMapper::iterate`] reports for each stored chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ChunkMetaOnDisk {
@@ -573,11 +587,83 @@ impl ChunkDiskMapper {
     }
 
     /// Writes everything out, fsyncs the active file and the directory, and closes.
-    pub(crate) fn close(self) -> Result<()> {
-        self.state
-            .write()
-            .finish_active(self.opts.write_buffer_size)?;
-        sync_dir(&self.dir)
+    /// Returns every file's extent as it is now on disk, for a head snapshot to reopen
+    /// the files by ([`open_trusted`](Self::open_trusted)).
+    pub(crate) fn close(self) -> Result<Vec<FileExtent>> {
+        let mut state = self.state.write();
+        state.finish_active(self.opts.write_buffer_size)?;
+        sync_dir(&self.dir)?;
+        Ok(state
+            .files
+            .iter()
+            .map(|(&seq, e)| FileExtent {
+                seq,
+                readable_len: e.readable_len as u64,
+                disk_len: e.disk_len,
+                maxt: e.maxt,
+                crc: e.crc,
+            })
+            .collect())
+    }
+
+    /// Opens the store in `dir` from `extents`, recorded when it was closed cleanly: each
+    /// file is checked against its recorded size and whole-file CRC32-C in one pass,
+    /// without parsing its records. `None` when the directory is not exactly as recorded
+    /// (a file missing, added, resized, or changed); the caller then opens it with
+    /// [`open`](Self::open), which checks every record and drops damaged ones. New
+    /// chunks go to a new file, as after every open.
+    pub(crate) fn open_trusted(dir: &Path, extents: &[FileExtent]) -> Result<Option<Self>> {
+        if dir.join(WRITE_FAILED_MARKER).exists() {
+            return Ok(None);
+        }
+        let listed = list_files(dir)?;
+        if listed.len() != extents.len() {
+            return Ok(None);
+        }
+        let mut files = BTreeMap::new();
+        for ((seq, path), ext) in listed.into_iter().zip(extents) {
+            if seq != ext.seq || ext.readable_len > ext.disk_len {
+                return Ok(None);
+            }
+            let file = File::open(&path).map_err(HeadChunksError::io("open", &path))?;
+            let disk_len = file
+                .metadata()
+                .map_err(HeadChunksError::io("stat", &path))?
+                .len();
+            let Ok(readable_len) = usize::try_from(ext.readable_len) else {
+                return Ok(None);
+            };
+            if disk_len != ext.disk_len || readable_len < HEADER_SIZE {
+                return Ok(None);
+            }
+            let map = map_file(&file, readable_len).map_err(HeadChunksError::io("mmap", &path))?;
+            if map[..HEADER_SIZE] != file_header() || crc32c::crc32c(&map) != ext.crc {
+                return Ok(None);
+            }
+            files.insert(
+                seq,
+                FileEntry {
+                    path,
+                    readable_len,
+                    disk_len,
+                    maxt: ext.maxt,
+                    crc: ext.crc,
+                    map: Some(Arc::new(map)),
+                },
+            );
+        }
+        let next_seq = files.keys().next_back().map_or(1, |s| s + 1);
+        Ok(Some(ChunkDiskMapper {
+            dir: dir.to_path_buf(),
+            opts: ChunkDiskMapperOptions::default(),
+            state: RwLock::new(State {
+                files,
+                active: None,
+                next_seq,
+            }),
+            failed: AtomicBool::new(false),
+            lost_chunks: false,
+        }))
     }
 
     #[cfg(test)]
