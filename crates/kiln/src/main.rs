@@ -10,7 +10,22 @@ use clap::{Parser, Subcommand};
 use kiln_model::{Matcher, parse_selector};
 use kiln_tsdb::tools;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod logging;
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(feature = "mimalloc"),
+    not(feature = "jemalloc")
+))]
+mod malloc_tuning;
 mod rule_backfill;
 mod rule_tools;
 mod server;
@@ -186,6 +201,13 @@ impl Command {
 }
 
 fn main() -> ExitCode {
+    #[cfg(all(
+        target_os = "linux",
+        target_env = "gnu",
+        not(feature = "mimalloc"),
+        not(feature = "jemalloc")
+    ))]
+    malloc_tuning::limit_arenas();
     let cli = Cli::parse();
     logging::init(&cli.log, cli.command.default_log_level());
     let logs_errors = matches!(cli.command, Command::Server(_));

@@ -233,6 +233,13 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64()),
     };
+    #[cfg(all(
+        target_os = "linux",
+        target_env = "gnu",
+        not(feature = "mimalloc"),
+        not(feature = "jemalloc")
+    ))]
+    crate::malloc_tuning::spawn_trimmer().context("starting the memory trimmer")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -21,6 +21,7 @@ mod budget;
 mod label_cache;
 mod prepare;
 mod step_table;
+mod stream;
 
 pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
 use budget::{Budget, VECTOR_SAMPLE_BYTES};
@@ -972,9 +973,15 @@ impl<'s> Evaluator<'s> {
                 pos,
                 arg_pos,
             } => {
-                if let Some(v) = self.tables.get(&key(e)).and_then(|t| t.vector_at(ts)) {
-                    // Labels are final already (names dropped, checked distinct).
-                    return Ok(Instant::Vector(v));
+                if let Some(table) = self.tables.get(&key(e)) {
+                    if let Some(v) = table.vector_at(ts) {
+                        // Labels are final already (names dropped, checked distinct).
+                        return Ok(Instant::Vector(v));
+                    }
+                    debug_assert!(
+                        !table.from_storage,
+                        "call table built from storage evaluated off its grid at {ts}"
+                    );
                 }
                 let v = crate::functions::call(self, func, args, ts, *pos, arg_pos)?;
                 // These rewrite labels, so their results may collide whatever the names.
@@ -997,6 +1004,17 @@ impl<'s> Evaluator<'s> {
     }
 
     fn select_at(&mut self, sel: &Selector, ts: Timestamp, sample_times: bool) -> Vec<Sample> {
+        if let Some(table) = self.tables.get(&key(sel)) {
+            // Built from storage for the grid this selector is evaluated at; it has no
+            // loaded data to fall back on.
+            let v = if sample_times {
+                table.vector_at_sample_times(ts)
+            } else {
+                table.vector_at(ts)
+            };
+            debug_assert!(v.is_some(), "selector table evaluated off its grid at {ts}");
+            return v.unwrap_or_default();
+        }
         let t = self.shifted(sel.at, sel.offset, ts);
         let lookback = self.lookback;
         let mut out = Vec::with_capacity(self.data.get(&key(sel)).map_or(0, Vec::len));

@@ -1,6 +1,8 @@
-//! Before evaluation: every selector's data loaded (decoded on all cores) for the whole
-//! window the query reads, and the step tables of range-function calls built (see
-//! [`super::step_table`]).
+//! Before evaluation: the step tables of instant selectors and of range-function calls
+//! over selectors built from storage where the grid of evaluation times is known (see
+//! [`super::stream`]); elsewhere every selector's data loaded (decoded on all cores) for
+//! the whole window the query reads, and the step tables of range-function calls built
+//! from it (see [`super::step_table`]).
 
 use std::sync::Arc;
 
@@ -24,7 +26,10 @@ const MAX_TABLE_STEPS: usize = 1 << 20;
 const MIN_SERIES_PER_LOAD_THREAD: usize = 256;
 
 /// One series' float samples, decoded.
-fn decode(series: &dyn kiln_storage::Series, budget: &Budget) -> Result<Loaded, QueryError> {
+pub(super) fn decode(
+    series: &dyn kiln_storage::Series,
+    budget: &Budget,
+) -> Result<Loaded, QueryError> {
     let mut it = series.iterator();
     let (mut ts, mut vals) = (Vec::new(), Vec::new());
     it.read_floats(&mut ts, &mut vals);
@@ -83,6 +88,14 @@ impl Evaluator<'_> {
         match e {
             Expr::Number(_) | Expr::String(_) => Ok(()),
             Expr::Selector(sel) => {
+                // At known grid times the selector's table is built from storage a
+                // series at a time (see `stream`), instead of loading its window.
+                if let Some(g) = grid.filter(|g| g.count >= 2)
+                    && sel.at.is_none()
+                    && self.stream_selector(sel, g)?
+                {
+                    return Ok(());
+                }
                 let (a, b) = self.shifted_span(sel.at, sel.offset, lo, hi);
                 self.load(sel, a.saturating_sub(self.lookback), b)
             }
@@ -125,6 +138,12 @@ impl Evaluator<'_> {
                 arg_pos,
                 ..
             } => {
+                if let Some(g) = grid.filter(|g| g.count >= 2)
+                    && !self.invariant.contains(&key(e))
+                    && self.stream_call(e, func, args, arg_pos, g)?
+                {
+                    return Ok(());
+                }
                 for a in args {
                     self.preload(a, lo, hi, grid)?;
                 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use kiln_model::{Labels, Timestamp, is_stale_nan};
 
 use super::{HashKeyed, Loaded, advance, drop_name};
+use crate::error::QueryError;
 use crate::functions::range::{GridCall, RangeCtx, Window};
 use crate::value::Sample;
 
@@ -53,7 +54,8 @@ impl Grid {
     }
 }
 
-/// A range-function call's values at every time of a [`Grid`].
+/// A range-function call's (or an instant selector's) values at every time of a
+/// [`Grid`].
 #[derive(Clone)]
 pub(crate) struct StepTable {
     grid: Grid,
@@ -65,12 +67,40 @@ pub(crate) struct StepTable {
     /// `present[k * labels.len() + i]`.
     values: Vec<f64>,
     present: Vec<bool>,
+    /// For a selector's table, the stored timestamp of each cell's sample (laid out as
+    /// `values`), for `timestamp()`; empty for a call's.
+    sample_times: Vec<Timestamp>,
+    /// Built from storage (see [`super::stream`]): the node has no loaded data to be
+    /// evaluated from off the grid.
+    pub(super) from_storage: bool,
 }
 
 impl StepTable {
-    /// Bytes of the table's cells (a value and a presence flag per series and time).
+    /// Bytes of the table's cells (a value and a presence flag per series and time,
+    /// and a sample time in a selector's table).
     pub(crate) fn bytes(&self) -> usize {
         self.values.len() * (std::mem::size_of::<f64>() + 1)
+            + self.sample_times.len() * std::mem::size_of::<Timestamp>()
+    }
+
+    /// A selector table's instant vector at `ts` with each sample's stored timestamp
+    /// (for `timestamp()`); `None` when `ts` is not on the grid or this is a call's.
+    pub(crate) fn vector_at_sample_times(&self, ts: Timestamp) -> Option<Vec<Sample>> {
+        let mut v = self.vector_at(ts)?;
+        let k = self.grid.index(ts)?;
+        let n = self.labels.len();
+        let times = self.sample_times.get(k * n..(k + 1) * n)?;
+        let present = &self.present[k * n..(k + 1) * n];
+        for (s, &t) in v.iter_mut().zip(
+            times
+                .iter()
+                .zip(present)
+                .filter(|(_, p)| **p)
+                .map(|(t, _)| t),
+        ) {
+            s.t = t;
+        }
+        Some(v)
     }
 
     /// The call's instant vector at `ts`, `None` when `ts` is not on the grid.
@@ -138,9 +168,11 @@ impl StepTable {
 }
 
 /// One series' values at every grid time, and whether any window held samples.
-struct SeriesRow {
+pub(super) struct SeriesRow {
     values: Vec<f64>,
     present: Vec<bool>,
+    /// Sample times (a selector's row only).
+    times: Vec<Timestamp>,
     any_window: bool,
 }
 
@@ -162,34 +194,66 @@ pub(crate) fn build(
     if series.len().checked_mul(grid.count)? > MAX_CELLS {
         return None;
     }
-    let rows = compute_rows(series, call, grid);
+    let rows = compute_rows(series, grid, |s| Ok(row(s, call, grid)))
+        .ok()?
+        .into_iter()
+        .zip(series)
+        .map(|(r, s)| (s.labels.clone(), r))
+        .collect();
+    assemble(rows, grid, keep_name, delayed)
+}
+
+/// Whether a table of `series` x `grid` cells may be built.
+pub(crate) fn fits(series: usize, grid: Grid) -> bool {
+    series
+        .checked_mul(grid.count)
+        .is_some_and(|cells| cells <= MAX_CELLS)
+}
+
+/// The table made of `rows` (each series' input labels and row), as [`build`] returns
+/// it: the series without any value left out, names dropped unless kept or delayed.
+pub(crate) fn assemble(
+    rows: Vec<(Labels, SeriesRow)>,
+    grid: Grid,
+    keep_name: bool,
+    delayed: bool,
+) -> Option<(StepTable, Vec<Labels>)> {
     let mut inputs = Vec::new();
     let mut kept = Vec::new();
-    for (s, row) in series.iter().zip(rows) {
+    for (labels, row) in rows {
         if row.any_window {
-            inputs.push(s.labels.clone());
+            inputs.push(labels.clone());
         }
         if row.present.iter().any(|&p| p) {
-            kept.push((s, row));
+            kept.push((labels, row));
         }
     }
     let (labels, drop) = if keep_name || delayed {
-        let labels: Vec<Labels> = kept.iter().map(|(s, _)| s.labels.clone()).collect();
+        let labels: Vec<Labels> = kept.iter().map(|(l, _)| l.clone()).collect();
         (labels, !keep_name)
     } else {
-        let labels: Vec<Labels> = kept.iter().map(|(s, _)| drop_name(&s.labels)).collect();
+        let labels: Vec<Labels> = kept.iter().map(|(l, _)| drop_name(l)).collect();
         if !all_distinct(&labels) {
             return None;
         }
         (labels, false)
     };
     let n = kept.len();
+    let with_times = kept.first().is_some_and(|(_, r)| !r.times.is_empty());
     let mut values = vec![0.0; n * grid.count];
     let mut present = vec![false; n * grid.count];
+    let mut sample_times = if with_times {
+        vec![0; n * grid.count]
+    } else {
+        Vec::new()
+    };
     for (i, (_, row)) in kept.iter().enumerate() {
         for k in 0..grid.count {
             values[k * n + i] = row.values[k];
             present[k * n + i] = row.present[k];
+            if with_times {
+                sample_times[k * n + i] = row.times[k];
+            }
         }
     }
     let table = StepTable {
@@ -198,41 +262,85 @@ pub(crate) fn build(
         drop_name: drop,
         values,
         present,
+        sample_times,
+        from_storage: false,
     };
     Some((table, inputs))
 }
 
-/// Every series' row, split over the machine's cores when there is enough work.
-fn compute_rows(series: &[Loaded], call: &GridCall<'_>, grid: Grid) -> Vec<SeriesRow> {
-    let cells = series.len() * grid.count;
+/// `row(item)` for every item, in order, split over the machine's cores when there is
+/// enough work (`grid.count` cells per item). The first error is returned.
+pub(crate) fn compute_rows<T: Sync>(
+    items: &[T],
+    grid: Grid,
+    row: impl Fn(&T) -> Result<SeriesRow, QueryError> + Sync,
+) -> Result<Vec<SeriesRow>, QueryError> {
+    let cells = items.len() * grid.count;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let parts = cores.min(cells / MIN_CELLS_PER_THREAD).max(1);
     if parts == 1 {
-        return series.iter().map(|s| row(s, call, grid)).collect();
+        return items.iter().map(&row).collect();
     }
-    let chunk = series.len().div_ceil(parts);
+    let chunk = items.len().div_ceil(parts);
+    let row = &row;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = series
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(|s| row(s, call, grid)).collect::<Vec<_>>())
-            })
+            .map(|part| scope.spawn(move || part.iter().map(row).collect::<Result<Vec<_>, _>>()))
             .collect();
-        let mut rows = Vec::with_capacity(series.len());
-        for (h, part) in handles.into_iter().zip(series.chunks(chunk)) {
+        let mut rows = Vec::with_capacity(items.len());
+        for (h, part) in handles.into_iter().zip(items.chunks(chunk)) {
             // A panicking thread leaves its part computed here instead.
             match h.join() {
-                Ok(r) => rows.extend(r),
-                Err(_) => rows.extend(part.iter().map(|s| row(s, call, grid))),
+                Ok(r) => rows.extend(r?),
+                Err(_) => {
+                    for item in part {
+                        rows.push(row(item)?);
+                    }
+                }
             }
         }
-        rows
+        Ok(rows)
     })
+}
+
+/// An instant selector's row: at each grid time `t` (shifted back by `offset`), the
+/// newest sample in `(t - lookback, t]` unless it is a staleness marker, with its time.
+pub(crate) fn lookback_row(
+    ts: &[Timestamp],
+    vals: &[f64],
+    grid: Grid,
+    offset: i64,
+    lookback: i64,
+) -> SeriesRow {
+    let mut out = SeriesRow {
+        values: vec![0.0; grid.count],
+        present: vec![false; grid.count],
+        times: vec![0; grid.count],
+        any_window: false,
+    };
+    let mut hi = 0;
+    for k in 0..grid.count {
+        let t = grid.time(k).saturating_sub(offset);
+        hi = advance(ts, hi, t);
+        if hi == 0 {
+            continue;
+        }
+        let (st, sv) = (ts[hi - 1], vals[hi - 1]);
+        if st <= t - lookback || is_stale_nan(sv) {
+            continue;
+        }
+        out.any_window = true;
+        out.values[k] = sv;
+        out.present[k] = true;
+        out.times[k] = st;
+    }
+    out
 }
 
 /// One series' values: its samples swept once, the window `(t - range, t]` moving
 /// forward with each grid time `t` (shifted back by the selector's offset).
-fn row(s: &Loaded, call: &GridCall<'_>, grid: Grid) -> SeriesRow {
+pub(crate) fn row(s: &Loaded, call: &GridCall<'_>, grid: Grid) -> SeriesRow {
     // Windows leave staleness markers out: dropping them from the whole series once
     // gives the same windows.
     let filtered;
@@ -256,6 +364,7 @@ fn row(s: &Loaded, call: &GridCall<'_>, grid: Grid) -> SeriesRow {
     let mut out = SeriesRow {
         values: vec![0.0; grid.count],
         present: vec![false; grid.count],
+        times: Vec::new(),
         any_window: false,
     };
     let (mut lo, mut hi) = (0, 0);
