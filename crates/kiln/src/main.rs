@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand};
 use kiln_model::{Matcher, parse_selector};
 use kiln_tsdb::tools;
 
+#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
+compile_error!("the `mimalloc` and `jemalloc` features each set the global allocator: choose one");
+
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

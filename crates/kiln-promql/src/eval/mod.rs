@@ -346,8 +346,9 @@ pub(crate) fn run(
         slices = plan.len();
         let mut series = SeriesCollector::default();
         for part in plan {
-            let results = ev.eval_slice(&expr, part)?;
-            ev.fold_range_results(&mut series, part, results)?;
+            for collected in ev.eval_slice(&expr, part)? {
+                series.append(collected);
+            }
         }
         let mut out = series.series;
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -447,14 +448,16 @@ fn longest_window(e: &Expr, lookback: i64) -> i64 {
 
 impl<'s> Evaluator<'s> {
     /// Evaluates one time slice of a range query with the slice's own data, caches and
-    /// step tables, then gives back what it held. Annotations are kept.
-    fn eval_slice(&mut self, expr: &Expr, part: Grid) -> Result<Vec<Instant>, QueryError> {
+    /// step tables, each step's result folded into its series as it comes (one
+    /// collector per thread, in step order), then gives back what it held but the
+    /// result. Annotations are kept.
+    fn eval_slice(&mut self, expr: &Expr, part: Grid) -> Result<Vec<SeriesCollector>, QueryError> {
         let (samples_before, bytes_before) = self.budget.held();
         let mut ev = self.fresh();
         let last = part.time(part.count - 1);
         ev.preload(expr, part.first, last, Some(part))?;
         let steps: Vec<Timestamp> = (0..part.count).map(|k| part.time(k)).collect();
-        let results = ev.eval_steps_parallel(expr, &steps);
+        let results = ev.eval_steps_into(expr, &steps, SeriesCollector::default, fold_step);
         for w in std::mem::take(&mut ev.warnings) {
             self.warn(w);
         }
@@ -467,43 +470,48 @@ impl<'s> Evaluator<'s> {
             samples.saturating_sub(samples_before),
             bytes.saturating_sub(bytes_before),
         );
-        results
+        let results = results?;
+        // The slice's result stays held, as part of the query's.
+        let points = results
+            .iter()
+            .flat_map(|c| c.series.iter())
+            .map(|s| s.points.len())
+            .sum();
+        self.hold_samples(points)?;
+        Ok(results)
     }
+}
 
-    /// Adds a slice's step results to the range query's series.
-    fn fold_range_results(
-        &mut self,
-        series: &mut SeriesCollector,
-        part: Grid,
-        results: Vec<Instant>,
-    ) -> Result<(), QueryError> {
-        for (k, value) in results.into_iter().enumerate() {
-            let t = part.time(k);
-            match value {
-                Instant::Scalar(v) => series.points(Labels::empty()).push((t, v)),
-                Instant::Vector(mut v) => {
-                    settle_names(&mut v);
-                    self.hold_samples(v.len())?;
-                    for s in v {
-                        let points = series.points(s.labels);
-                        if points.last().is_some_and(|p| p.0 == t) {
-                            return Err(QueryError::execution(
-                                "vector cannot contain metrics with the same labelset",
-                            ));
-                        }
-                        points.push((t, s.v));
-                    }
+/// Adds one step's result to a range query's series.
+fn fold_step(
+    ev: &mut Evaluator<'_>,
+    series: &mut SeriesCollector,
+    t: Timestamp,
+    value: Instant,
+) -> Result<(), QueryError> {
+    match value {
+        Instant::Scalar(v) => series.points(Labels::empty()).push((t, v)),
+        Instant::Vector(mut v) => {
+            settle_names(&mut v);
+            ev.hold_samples(v.len())?;
+            for s in v {
+                let points = series.points(s.labels);
+                if points.last().is_some_and(|p| p.0 == t) {
+                    return Err(QueryError::execution(
+                        "vector cannot contain metrics with the same labelset",
+                    ));
                 }
-                other => {
-                    return Err(QueryError::bad_data(format!(
-                        "unexpected {} in a range query",
-                        other.type_name()
-                    )));
-                }
+                points.push((t, s.v));
             }
         }
-        Ok(())
+        other => {
+            return Err(QueryError::bad_data(format!(
+                "unexpected {} in a range query",
+                other.type_name()
+            )));
+        }
     }
+    Ok(())
 }
 
 /// Gathers a range query's points per series. The same series come back at every step
@@ -518,6 +526,18 @@ struct SeriesCollector {
 }
 
 impl SeriesCollector {
+    /// Appends `later`'s points (all after this collector's in time) to its series.
+    fn append(&mut self, later: SeriesCollector) {
+        for s in later.series {
+            let points = self.points(s.labels);
+            if points.is_empty() {
+                *points = s.points;
+            } else {
+                points.extend(s.points);
+            }
+        }
+    }
+
     fn points(&mut self, labels: Labels) -> &mut Vec<(Timestamp, f64)> {
         let addr = labels.buffer_addr();
         let i = match self.by_addr.get(&addr) {
@@ -796,41 +816,65 @@ impl<'s> Evaluator<'s> {
         expr: &Expr,
         steps: &[Timestamp],
     ) -> Result<Vec<Instant>, QueryError> {
+        let parts = self.eval_steps_into(expr, steps, Vec::new, |_, out, _, v| {
+            out.push(v);
+            Ok(())
+        })?;
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// Evaluates `expr` at every step as [`eval_steps_parallel`](Self::eval_steps_parallel)
+    /// does, handing each step's result to `consume` with the part's sink (made by
+    /// `init`) instead of keeping them all: the sinks come back one per part, in step
+    /// order.
+    fn eval_steps_into<R: Send>(
+        &mut self,
+        expr: &Expr,
+        steps: &[Timestamp],
+        init: impl Fn() -> R + Sync,
+        consume: impl Fn(&mut Evaluator<'s>, &mut R, Timestamp, Instant) -> Result<(), QueryError>
+        + Sync,
+    ) -> Result<Vec<R>, QueryError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let parts = cores.min(steps.len() / MIN_STEPS_PER_THREAD).max(1);
+        let run_part = |ev: &mut Evaluator<'s>, part: &[Timestamp]| -> Result<R, QueryError> {
+            let mut sink = init();
+            for &t in part {
+                let v = ev.eval(expr, t)?;
+                consume(ev, &mut sink, t, v)?;
+            }
+            Ok(sink)
+        };
         if parts == 1 {
-            return steps.iter().map(|&t| self.eval(expr, t)).collect();
+            return Ok(vec![run_part(self, steps)?]);
         }
         let chunk = steps.len().div_ceil(parts);
         let forks: Vec<Evaluator<'s>> = (0..parts).map(|_| self.fork()).collect();
-        let outcomes: Vec<(Result<Vec<Instant>, QueryError>, Evaluator<'s>)> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = forks
-                    .into_iter()
-                    .zip(steps.chunks(chunk))
-                    .map(|(mut ev, part)| {
-                        scope.spawn(move || {
-                            let r = part
-                                .iter()
-                                .map(|&t| ev.eval(expr, t))
-                                .collect::<Result<Vec<_>, _>>();
-                            (r, ev)
-                        })
+        let run_part = &run_part;
+        let outcomes: Vec<(Result<R, QueryError>, Evaluator<'s>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = forks
+                .into_iter()
+                .zip(steps.chunks(chunk))
+                .map(|(mut ev, part)| {
+                    scope.spawn(move || {
+                        let r = run_part(&mut ev, part);
+                        (r, ev)
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            (
-                                Err(QueryError::execution("query evaluation panicked")),
-                                self.fork(),
-                            )
-                        })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        (
+                            Err(QueryError::execution("query evaluation panicked")),
+                            self.fork(),
+                        )
                     })
-                    .collect()
-            });
-        let mut out = Vec::with_capacity(steps.len());
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(parts);
         for (r, ev) in outcomes {
             for w in ev.warnings {
                 self.warn(w);
@@ -838,7 +882,7 @@ impl<'s> Evaluator<'s> {
             for i in ev.infos {
                 self.info(i);
             }
-            out.extend(r?);
+            out.push(r?);
         }
         Ok(out)
     }

@@ -103,9 +103,10 @@ fn vector(out: &mut String, v: &[Sample]) {
     out.push(']');
 }
 
-fn matrix(out: &mut String, m: &[Series]) {
+/// Writes the series, dropping each once written: the result shrinks as its JSON grows.
+fn matrix(out: &mut String, m: Vec<Series>) {
     out.push('[');
-    for (i, s) in m.iter().enumerate() {
+    for (i, s) in m.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -123,21 +124,49 @@ fn matrix(out: &mut String, m: &[Series]) {
     out.push(']');
 }
 
+/// The bytes a query's JSON answer will about take (to allocate it once).
+fn estimated_len(v: &Value) -> usize {
+    match v {
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| 64 + s.labels.packed_len() * 2 + s.points.len() * 32)
+            .sum(),
+        Value::Vector(s) => s.iter().map(|s| 96 + s.labels.packed_len() * 2).sum(),
+        _ => 64,
+    }
+}
+
+/// A query's whole success answer, written into one buffer sized for it; the result
+/// is consumed as it is written.
+pub(crate) fn query_success(
+    v: Value,
+    stats: Option<&QueryTimings>,
+    warnings: &[String],
+    infos: &[String],
+) -> String {
+    let mut out = String::with_capacity(estimated_len(&v) + 256);
+    out.push_str("{\"status\":\"success\",\"data\":");
+    query_data(&mut out, v, stats);
+    annotations(&mut out, warnings, infos);
+    out.push('}');
+    out
+}
+
 /// The `data` object of a query response.
-pub(crate) fn query_data(out: &mut String, v: &Value, stats: Option<&QueryTimings>) {
+fn query_data(out: &mut String, v: Value, stats: Option<&QueryTimings>) {
     out.push_str("{\"resultType\":");
     string(out, v.type_name());
     out.push_str(",\"result\":");
     match v {
-        Value::Scalar { t, v } => point(out, *t, *v),
+        Value::Scalar { t, v } => point(out, t, v),
         Value::String { t, v } => {
             out.push('[');
-            timestamp(out, *t);
+            timestamp(out, t);
             out.push(',');
-            string(out, v);
+            string(out, &v);
             out.push(']');
         }
-        Value::Vector(s) => vector(out, s),
+        Value::Vector(s) => vector(out, &s),
         Value::Matrix(m) => matrix(out, m),
     }
     if let Some(s) = stats {
@@ -179,6 +208,13 @@ pub(crate) fn success(data: &str, warnings: &[String], infos: &[String]) -> Stri
     let mut out = String::with_capacity(data.len() + 64);
     out.push_str("{\"status\":\"success\",\"data\":");
     out.push_str(data);
+    annotations(&mut out, warnings, infos);
+    out.push('}');
+    out
+}
+
+/// `,"warnings":[...]` and `,"infos":[...]` when there are any.
+fn annotations(out: &mut String, warnings: &[String], infos: &[String]) {
     for (key, list) in [("warnings", warnings), ("infos", infos)] {
         if list.is_empty() {
             continue;
@@ -190,12 +226,10 @@ pub(crate) fn success(data: &str, warnings: &[String], infos: &[String]) -> Stri
             if i > 0 {
                 out.push(',');
             }
-            string(&mut out, w);
+            string(out, w);
         }
         out.push(']');
     }
-    out.push('}');
-    out
 }
 
 /// An error envelope.
@@ -293,15 +327,16 @@ mod tests {
 
     #[test]
     fn envelopes() {
+        let v = Value::Vector(vec![Sample::new(
+            Labels::from_pairs(&[("__name__", "up"), ("job", "a\"b")]),
+            1000,
+            1.0,
+        )]);
         let mut d = String::new();
-        query_data(
-            &mut d,
-            &Value::Vector(vec![Sample::new(
-                Labels::from_pairs(&[("__name__", "up"), ("job", "a\"b")]),
-                1000,
-                1.0,
-            )]),
-            None,
+        query_data(&mut d, v.clone(), None);
+        assert_eq!(
+            query_success(v, None, &["w".into()], &[]),
+            success(&d, &["w".into()], &[])
         );
         assert_eq!(
             success(&d, &["w".into()], &[]),

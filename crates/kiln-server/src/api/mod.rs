@@ -458,9 +458,13 @@ async fn evaluate(
             queue: queued.as_secs_f64(),
             eval: took.as_secs_f64(),
         });
-        let mut data = String::new();
-        json::query_data(&mut data, &result.value, timings.as_ref());
-        Ok((json::success(&data, &result.warnings, &result.infos), took))
+        let body = json::query_success(
+            result.value,
+            timings.as_ref(),
+            &result.warnings,
+            &result.infos,
+        );
+        Ok((body, took))
     })
     .await?;
     state.metrics.observe_query_eval(took);
