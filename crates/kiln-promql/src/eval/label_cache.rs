@@ -60,6 +60,9 @@ fn spread(n: u64) -> u64 {
 /// `BuildHasher` of [`KeyHasher`].
 pub(crate) type HashKeyed = std::hash::BuildHasherDefault<KeyHasher>;
 
+/// A bucket's label set without `le` and its upper bound; `None` without a valid `le`.
+type Bucket = Option<(Labels, f64)>;
+
 /// What the evaluator works out per label set, remembered across the steps of a range
 /// query (the same series are matched and grouped at every step): matching and
 /// grouping signatures ([`subset_hash`]), and the result label sets of vector-matching
@@ -72,6 +75,12 @@ pub(crate) struct LabelCache {
     /// By (the "many" side's label set, the "one" side's, the matching): the inputs,
     /// and the result.
     results: HashMap<(usize, usize, usize), (Labels, Labels, Labels), HashKeyed>,
+    /// Classic histogram buckets by label set: the label set, and its labels without
+    /// `le` with its upper bound (`None`: no valid `le`).
+    buckets: HashMap<usize, (Labels, Bucket), HashKeyed>,
+    /// The bucket label sets without `le` made so far, each once, so that equal ones
+    /// share a buffer.
+    bucket_keys: HashMap<Labels, Labels, HashKeyed>,
 }
 
 impl LabelCache {
@@ -85,6 +94,37 @@ impl LabelCache {
             .entry(k)
             .or_insert_with(|| (l.clone(), subset_hash(l, names, include)))
             .1
+    }
+
+    /// Forgets the buckets when many were seen. Call between evaluations, never while
+    /// grouping by [`bucket`](Self::bucket)'s label-set addresses.
+    pub(crate) fn trim_buckets(&mut self) {
+        if self.buckets.len() > 1_000_000 {
+            self.buckets.clear();
+            self.bucket_keys.clear();
+        }
+    }
+
+    /// A classic histogram bucket's label set without `le`, and its upper bound as
+    /// `parse_le` reads it; `None` when `le` is missing or malformed. Remembered per
+    /// label set; equal results share one label-set buffer, so buckets can be grouped
+    /// by its address.
+    pub(crate) fn bucket(
+        &mut self,
+        l: &Labels,
+        parse_le: fn(&str) -> Option<f64>,
+    ) -> Bucket {
+        if let Some((_, known)) = self.buckets.get(&l.buffer_addr()) {
+            return known.clone();
+        }
+        let found = parse_le(l.get("le").unwrap_or("")).map(|upper| {
+            let key = l.retain(|name| name != "le");
+            let key = self.bucket_keys.entry(key.clone()).or_insert(key).clone();
+            (key, upper)
+        });
+        self.buckets
+            .insert(l.buffer_addr(), (l.clone(), found.clone()));
+        found
     }
 
     /// `make(many, one)`, from memory when this pair was seen under `matching`.

@@ -23,7 +23,7 @@ mod prepare;
 mod step_table;
 mod stream;
 
-pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
+pub(crate) use aggregate::{KahanSum, avg, avg4, go_float, variance};
 use budget::{Budget, VECTOR_SAMPLE_BYTES};
 pub(crate) use label_cache::{HashKeyed, LabelCache};
 use step_table::{Grid, StepTable};

@@ -368,6 +368,9 @@ pub(crate) fn row(s: &Loaded, call: &GridCall<'_>, grid: Grid) -> SeriesRow {
         any_window: false,
     };
     let (mut lo, mut hi) = (0, 0);
+    // Windows waiting to go through `call.lanes` four at a time: (grid index, lo, hi).
+    let mut batch = [(0usize, 0usize, 0usize); 4];
+    let mut batched = 0;
     for k in 0..grid.count {
         let at = grid.time(k);
         let t = at.saturating_sub(call.offset);
@@ -377,8 +380,34 @@ pub(crate) fn row(s: &Loaded, call: &GridCall<'_>, grid: Grid) -> SeriesRow {
             continue;
         }
         out.any_window = true;
+        if let Some(lanes) = call.lanes {
+            batch[batched] = (k, lo, hi);
+            batched += 1;
+            if batched == 4 {
+                let r = lanes(batch.map(|(_, l, h)| &vals[l..h]));
+                for ((k, _, _), v) in batch.iter().zip(r) {
+                    out.values[*k] = v;
+                    out.present[*k] = true;
+                }
+                batched = 0;
+            }
+            continue;
+        }
         ctx.t = t;
         ctx.ts = at;
+        let window = Window {
+            ts: &ts[lo..hi],
+            vals: &vals[lo..hi],
+        };
+        if let Some(v) = (call.f)(&ctx, &window) {
+            out.values[k] = v;
+            out.present[k] = true;
+        }
+    }
+    // The last windows of a batched function, one at a time.
+    for &(k, lo, hi) in &batch[..batched] {
+        ctx.t = grid.time(k).saturating_sub(call.offset);
+        ctx.ts = grid.time(k);
         let window = Window {
             ts: &ts[lo..hi],
             vals: &vals[lo..hi],

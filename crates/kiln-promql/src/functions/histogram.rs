@@ -42,11 +42,14 @@ fn bucket_groups(
     v: Vec<Sample>,
     arg: usize,
 ) -> Vec<(Labels, Vec<(f64, f64)>)> {
-    let mut index: HashMap<Labels, usize, crate::eval::HashKeyed> = HashMap::default();
+    // The same series come back at every step: each label set's group and bound are
+    // remembered (see `LabelCache::bucket`), and groups are told apart by address.
+    ev.label_cache.trim_buckets();
+    let mut index: HashMap<usize, usize, crate::eval::HashKeyed> = HashMap::default();
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
     for s in v {
-        let le = s.labels.get("le").unwrap_or("");
-        let Some(upper) = parse_le(le) else {
+        let Some((key, upper)) = ev.label_cache.bucket(&s.labels, parse_le) else {
+            let le = s.labels.get("le").unwrap_or("");
             let pos = ev.arg_pos(arg);
             let name = s.labels.metric_name().unwrap_or("");
             ev.warn(format!(
@@ -54,10 +57,7 @@ fn bucket_groups(
             ));
             continue;
         };
-        let mut b = s.labels.to_builder();
-        b.del("le");
-        let key = b.build();
-        let i = *index.entry(key.clone()).or_insert_with(|| {
+        let i = *index.entry(key.buffer_addr()).or_insert_with(|| {
             groups.push((key, Vec::new()));
             groups.len() - 1
         });

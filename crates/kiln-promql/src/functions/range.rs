@@ -188,11 +188,17 @@ pub(crate) fn annotate<'l>(
 /// without `@`, its other arguments constant.
 pub(crate) struct GridCall<'e> {
     pub(crate) f: RangeFn,
+    /// The same function over four windows' values at once (bit for bit), for those
+    /// that read only values and gain from it.
+    pub(crate) lanes: Option<Lanes4Fn>,
     pub(crate) source: GridSource<'e>,
     pub(crate) range: i64,
     pub(crate) offset: i64,
     pub(crate) scalars: Vec<f64>,
 }
+
+/// A range function of values only, over four windows at once.
+pub(crate) type Lanes4Fn = fn([&[f64]; 4]) -> [f64; 4];
 
 /// Where a [`GridCall`]'s range vector comes from.
 pub(crate) enum GridSource<'e> {
@@ -237,8 +243,13 @@ pub(crate) fn grid_call<'e>(
             _ => return Ok(None),
         }
     }
+    let lanes = match name {
+        "avg_over_time" => Some(crate::eval::avg4 as Lanes4Fn),
+        _ => None,
+    };
     Ok(Some(GridCall {
         f,
+        lanes,
         source,
         range,
         offset,
