@@ -109,11 +109,7 @@ impl LabelCache {
     /// `parse_le` reads it; `None` when `le` is missing or malformed. Remembered per
     /// label set; equal results share one label-set buffer, so buckets can be grouped
     /// by its address.
-    pub(crate) fn bucket(
-        &mut self,
-        l: &Labels,
-        parse_le: fn(&str) -> Option<f64>,
-    ) -> Bucket {
+    pub(crate) fn bucket(&mut self, l: &Labels, parse_le: fn(&str) -> Option<f64>) -> Bucket {
         if let Some((_, known)) = self.buckets.get(&l.buffer_addr()) {
             return known.clone();
         }

@@ -990,6 +990,20 @@ impl<'s> Evaluator<'s> {
                 Ok(Instant::Range(self.subquery_at(e, expr, *range, step, t)?))
             }
             Expr::Aggregate { expr, param, .. } => {
+                if param.is_none() {
+                    // Over a step table: aggregated from the table in place.
+                    let tables = self.tables.clone();
+                    let input = match unwrap_parens(expr) {
+                        Expr::Selector(sel) => tables.get(&key(sel)),
+                        call @ Expr::Call { .. } => tables.get(&key(call)),
+                        _ => None,
+                    };
+                    if let Some(column) = input.and_then(|t| t.column(ts))
+                        && let Some(v) = aggregate::eval_column(self, e, &column, ts)
+                    {
+                        return v;
+                    }
+                }
                 let param = match param {
                     Some(p) => Some(self.eval(p, ts)?),
                     None => None,

@@ -54,6 +54,14 @@ impl Grid {
     }
 }
 
+/// One time of a [`StepTable`] (see [`StepTable::column`]).
+pub(crate) struct Column<'t> {
+    pub(crate) labels: &'t [Labels],
+    pub(crate) values: &'t [f64],
+    pub(crate) present: &'t [bool],
+    pub(crate) drop_name: bool,
+}
+
 /// A range-function call's (or an instant selector's) values at every time of a
 /// [`Grid`].
 #[derive(Clone)]
@@ -81,6 +89,20 @@ impl StepTable {
     pub(crate) fn bytes(&self) -> usize {
         self.values.len() * (std::mem::size_of::<f64>() + 1)
             + self.sample_times.len() * std::mem::size_of::<Timestamp>()
+    }
+
+    /// The table at `ts`, for consumers that read it in place: every series' result
+    /// labels, its value and whether it has one (`values[i]` counts when `present[i]`),
+    /// and whether names are still to be dropped. `None` when `ts` is not on the grid.
+    pub(crate) fn column(&self, ts: Timestamp) -> Option<Column<'_>> {
+        let k = self.grid.index(ts)?;
+        let n = self.labels.len();
+        Some(Column {
+            labels: &self.labels,
+            values: &self.values[k * n..(k + 1) * n],
+            present: &self.present[k * n..(k + 1) * n],
+            drop_name: self.drop_name,
+        })
     }
 
     /// A selector table's instant vector at `ts` with each sample's stored timestamp
