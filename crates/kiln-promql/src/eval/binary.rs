@@ -177,6 +177,27 @@ fn result_labels(many: &Labels, one: &Labels, m: &VectorMatching) -> Labels {
     }
 }
 
+/// A vector-vector operation's pairing worked out at one step: which sample of the
+/// "many" side meets which of the "one" side, under which result labels. The next step
+/// usually brings the same series in the same order; then the pairing is reused as it
+/// is, without signatures, lookups or checks (they would find the same). The input
+/// label sets are kept, so their addresses, which tell them apart, cannot be reused.
+pub(crate) struct Pairing {
+    many: Vec<Labels>,
+    one: Vec<Labels>,
+    /// (index in "many", index in "one", result labels), in the order of "many".
+    pairs: Vec<(usize, usize, Labels)>,
+}
+
+/// Whether `samples` carry exactly the label sets of `kept`, by address, in order.
+fn same_series(kept: &[Labels], samples: &[Sample]) -> bool {
+    kept.len() == samples.len()
+        && kept
+            .iter()
+            .zip(samples)
+            .all(|(k, s)| k.buffer_addr() == s.labels.buffer_addr())
+}
+
 fn vector_vector(
     op: BinOp,
     lhs: Vec<Sample>,
@@ -189,28 +210,76 @@ fn vector_vector(
     // The "one" side is the right one unless group_right swaps the roles.
     let swap = matches!(m.card, Cardinality::OneToMany(_));
     let (many, one) = if swap { (rhs, lhs) } else { (lhs, rhs) };
-    let side = if swap { "left" } else { "right" };
-    let mut one_by_sig: HashMap<u64, Sample, HashKeyed> =
+    let node = super::key(m);
+    let known = sigs
+        .pairing(node)
+        .is_some_and(|p| same_series(&p.many, &many) && same_series(&p.one, &one));
+    let pairing = if known {
+        sigs.pairing(node)
+    } else {
+        let p = pair(&many, &one, m, sigs)?;
+        Some(sigs.keep_pairing(node, p))
+    };
+    // Always there: just found or just kept.
+    let Some(pairing) = pairing else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(pairing.pairs.len());
+    for (i, j, labels) in &pairing.pairs {
+        let (s, o) = (&many[*i], &one[*j]);
+        let (lv, rv) = if swap { (o.v, s.v) } else { (s.v, o.v) };
+        let (mut value, keep) = apply(op, lv, rv);
+        if op.is_comparison() {
+            if return_bool {
+                value = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+        }
+        out.push(Sample {
+            labels: labels.clone(),
+            t: ts,
+            v: value,
+            drop_name: s.drop_name || drops_name(op, return_bool),
+        });
+    }
+    Ok(out)
+}
+
+/// Pairs the samples of the two sides by their matching signatures, with the errors
+/// Prometheus gives for duplicates and ambiguous matches.
+fn pair(
+    many: &[Sample],
+    one: &[Sample],
+    m: &VectorMatching,
+    sigs: &mut LabelCache,
+) -> Result<Pairing, QueryError> {
+    let side = if matches!(m.card, Cardinality::OneToMany(_)) {
+        "left"
+    } else {
+        "right"
+    };
+    let mut one_by_sig: HashMap<u64, usize, HashKeyed> =
         HashMap::with_capacity_and_hasher(one.len(), HashKeyed::default());
-    for s in one {
+    for (j, s) in one.iter().enumerate() {
         let sig = sigs.of(&s.labels, &m.labels, m.on);
-        if let Some(prev) = one_by_sig.get(&sig) {
+        if let Some(&prev) = one_by_sig.get(&sig) {
             return Err(QueryError::execution(format!(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                 signature_labels(&s.labels, m),
-                prev.labels,
+                one[prev].labels,
                 s.labels
             )));
         }
-        one_by_sig.insert(sig, s);
+        one_by_sig.insert(sig, j);
     }
     let one_to_one = m.card == Cardinality::OneToOne;
     let mut matched_sigs: HashSet<u64, HashKeyed> = HashSet::default();
     let mut seen_results: HashSet<Labels, HashKeyed> = HashSet::default();
-    let mut out = Vec::new();
-    for s in many {
+    let mut pairs = Vec::new();
+    for (i, s) in many.iter().enumerate() {
         let sig = sigs.of(&s.labels, &m.labels, m.on);
-        let Some(o) = one_by_sig.get(&sig) else {
+        let Some(&j) = one_by_sig.get(&sig) else {
             continue;
         };
         if one_to_one {
@@ -221,15 +290,7 @@ fn vector_vector(
             }
             matched_sigs.insert(sig);
         }
-        let (lv, rv) = if swap { (o.v, s.v) } else { (s.v, o.v) };
-        let (mut value, keep) = apply(op, lv, rv);
-        if op.is_comparison() {
-            if return_bool {
-                value = if keep { 1.0 } else { 0.0 };
-            } else if !keep {
-                continue;
-            }
-        }
+        let o = &one[j];
         let labels = sigs.result_labels(&s.labels, &o.labels, m, || {
             result_labels(&s.labels, &o.labels, m)
         });
@@ -238,12 +299,11 @@ fn vector_vector(
                 "multiple matches for labels: grouping labels must ensure unique matches",
             ));
         }
-        out.push(Sample {
-            labels,
-            t: ts,
-            v: value,
-            drop_name: s.drop_name || drops_name(op, return_bool),
-        });
+        pairs.push((i, j, labels));
     }
-    Ok(out)
+    Ok(Pairing {
+        many: many.iter().map(|s| s.labels.clone()).collect(),
+        one: one.iter().map(|s| s.labels.clone()).collect(),
+        pairs,
+    })
 }

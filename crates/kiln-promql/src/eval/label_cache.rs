@@ -81,6 +81,8 @@ pub(crate) struct LabelCache {
     /// The bucket label sets without `le` made so far, each once, so that equal ones
     /// share a buffer.
     bucket_keys: HashMap<Labels, Labels, HashKeyed>,
+    /// The last pairing of each vector-vector operation, by its matching's address.
+    pairings: HashMap<usize, super::binary::Pairing, HashKeyed>,
 }
 
 impl LabelCache {
@@ -94,6 +96,21 @@ impl LabelCache {
             .entry(k)
             .or_insert_with(|| (l.clone(), subset_hash(l, names, include)))
             .1
+    }
+
+    /// The last pairing kept for operation `node`.
+    pub(crate) fn pairing(&self, node: usize) -> Option<&super::binary::Pairing> {
+        self.pairings.get(&node)
+    }
+
+    /// Keeps `pairing` as operation `node`'s last, and returns it.
+    pub(crate) fn keep_pairing(
+        &mut self,
+        node: usize,
+        pairing: super::binary::Pairing,
+    ) -> &super::binary::Pairing {
+        self.pairings.insert(node, pairing);
+        &self.pairings[&node]
     }
 
     /// Forgets the buckets when many were seen. Call between evaluations, never while

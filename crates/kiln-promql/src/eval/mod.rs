@@ -136,6 +136,9 @@ pub(crate) struct Evaluator<'s> {
     /// Range-function calls computed for every time they are evaluated at, by the call
     /// node's address (see [`step_table`]).
     tables: Arc<HashMap<usize, StepTable, HashKeyed>>,
+    /// Selectors (by address) whose samples' stored times are read (`timestamp(x)`):
+    /// their step tables keep them.
+    sample_times_wanted: std::collections::HashSet<usize, HashKeyed>,
     /// Subquery results by (node address, inner evaluation time).
     /// Each subquery node's inner results kept from one evaluation time to the next.
     subquery_cache: HashMap<usize, SubqueryWindow, HashKeyed>,
@@ -266,6 +269,7 @@ pub(crate) fn run(
         )),
         data: Arc::default(),
         tables: Arc::default(),
+        sample_times_wanted: Default::default(),
         subquery_cache: HashMap::default(),
         invariant_cache: HashMap::new(),
         invariant: Arc::default(),
@@ -782,6 +786,7 @@ impl<'s> Evaluator<'s> {
             budget: self.budget.clone(),
             data: self.data.clone(),
             tables: self.tables.clone(),
+            sample_times_wanted: self.sample_times_wanted.clone(),
             subquery_cache: HashMap::default(),
             invariant_cache: HashMap::new(),
             invariant: self.invariant.clone(),

@@ -144,6 +144,12 @@ impl Evaluator<'_> {
                 {
                     return Ok(());
                 }
+                // `timestamp(x)` reads the stored times of selector `x`'s samples.
+                if func == "timestamp"
+                    && let Some(Expr::Selector(sel)) = args.first().map(unwrap_parens)
+                {
+                    self.sample_times_wanted.insert(key(sel));
+                }
                 for a in args {
                     self.preload(a, lo, hi, grid)?;
                 }

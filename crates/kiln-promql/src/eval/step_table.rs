@@ -327,18 +327,24 @@ pub(crate) fn compute_rows<T: Sync>(
 }
 
 /// An instant selector's row: at each grid time `t` (shifted back by `offset`), the
-/// newest sample in `(t - lookback, t]` unless it is a staleness marker, with its time.
+/// newest sample in `(t - lookback, t]` unless it is a staleness marker, and its time
+/// when `with_times` (for `timestamp()`; 8 bytes more per cell otherwise unused).
 pub(crate) fn lookback_row(
     ts: &[Timestamp],
     vals: &[f64],
     grid: Grid,
     offset: i64,
     lookback: i64,
+    with_times: bool,
 ) -> SeriesRow {
     let mut out = SeriesRow {
         values: vec![0.0; grid.count],
         present: vec![false; grid.count],
-        times: vec![0; grid.count],
+        times: if with_times {
+            vec![0; grid.count]
+        } else {
+            Vec::new()
+        },
         any_window: false,
     };
     let mut hi = 0;
@@ -355,7 +361,9 @@ pub(crate) fn lookback_row(
         out.any_window = true;
         out.values[k] = sv;
         out.present[k] = true;
-        out.times[k] = st;
+        if with_times {
+            out.times[k] = st;
+        }
     }
     out
 }

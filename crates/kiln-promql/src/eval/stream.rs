@@ -37,8 +37,9 @@ impl Evaluator<'_> {
             last.saturating_sub(sel.offset),
         );
         let lookback = self.lookback;
+        let with_times = self.sample_times_wanted.contains(&key(sel));
         let Some(rows) = self.rows_from_storage(sel, a.saturating_sub(lookback), b, grid, |s| {
-            step_table::lookback_row(&s.ts, &s.vals, grid, sel.offset, lookback)
+            step_table::lookback_row(&s.ts, &s.vals, grid, sel.offset, lookback, with_times)
         })?
         else {
             return Ok(false);
