@@ -477,3 +477,67 @@ fn long_range_queries_hold_one_slice_at_a_time() {
     let e = all_at_once.expect_err("a window of the whole range does not fit");
     assert!(e.message.contains("--query.max-memory-bytes"), "{e}");
 }
+
+#[test]
+fn selectors_in_a_range_query_hold_their_table_not_their_windows() {
+    // 200 series scraped every 15 s for 2 h, a range query at a 5-minute step: each
+    // selector's table holds one value per series and step (24 steps), a quarter of
+    // what its decoded window (480 samples per series) took.
+    let st = MemStorage::new();
+    let mut app = st.appender();
+    for i in 0..200i64 {
+        for metric in ["used", "total"] {
+            let l = Labels::from_pairs(&[("__name__", metric), ("gpu", &i.to_string())]);
+            for k in 0..480i64 {
+                let v = if metric == "used" {
+                    (k % 50 + i) as f64
+                } else {
+                    100.0 + i as f64
+                };
+                app.append(0, &l, k * 15_000, SampleValue::Float(v))
+                    .expect("append");
+            }
+        }
+    }
+    app.commit().expect("commit");
+    drop(app);
+    let decoded_windows = 2 * 200 * 480 * 16;
+    let engine = Engine::new(kiln_promql::EngineOptions {
+        max_memory_bytes: decoded_windows / 2,
+        ..kiln_promql::EngineOptions::default()
+    });
+    let q = "100 * (used / total)";
+    let (start, end, step) = (300_000, 6_900_000, 300_000);
+    let r = engine
+        .range_query(&st, q, start, end, step)
+        .expect("fits the budget");
+    assert!(r.stats.peak_bytes < decoded_windows / 2, "{:?}", r.stats);
+    let Value::Matrix(m) = r.value else {
+        panic!("matrix expected")
+    };
+    assert_eq!(m.len(), 200);
+    // The same answers as instant queries, timestamp() of a selector included.
+    for t in [start, 3_600_000, end] {
+        for query in [q, "timestamp(used)"] {
+            let range = engine
+                .range_query(&st, query, start, end, step)
+                .expect("range");
+            let Value::Matrix(series) = range.value else {
+                panic!("matrix expected")
+            };
+            let Value::Vector(v) = engine.instant_query(&st, query, t).expect("instant").value
+            else {
+                panic!("vector expected")
+            };
+            assert_eq!(v.len(), 200, "{query} at {t}");
+            for x in &v {
+                let s = series
+                    .iter()
+                    .find(|s| s.labels == x.labels)
+                    .expect("series");
+                let got = s.points.iter().find(|p| p.0 == t).map(|p| p.1);
+                assert_eq!(got, Some(x.v), "{query} {} at {t}", x.labels);
+            }
+        }
+    }
+}

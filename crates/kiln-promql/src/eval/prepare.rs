@@ -288,7 +288,25 @@ impl Evaluator<'_> {
     /// Loads the samples of `sel`'s series in `[mint, maxt]`, decoding them on all cores
     /// when there are many.
     fn load(&mut self, sel: &Selector, mint: Timestamp, maxt: Timestamp) -> Result<(), QueryError> {
-        let k = key(sel);
+        self.with_selected(sel, mint, maxt, |ev, series, warnings| {
+            ev.warnings.extend(warnings);
+            ev.load_series(sel, &series)
+        })
+    }
+
+    /// Hands `f` the series of `sel` with samples in `[mint, maxt]`, not decoded yet,
+    /// and the storage's warnings.
+    pub(super) fn with_selected<T>(
+        &mut self,
+        sel: &Selector,
+        mint: Timestamp,
+        maxt: Timestamp,
+        f: impl FnOnce(
+            &mut Self,
+            Vec<Box<dyn kiln_storage::Series + '_>>,
+            Vec<String>,
+        ) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
         let querier = self.storage.querier(mint, maxt)?;
         let mut set = querier.select(true, None, &sel.matchers);
         let mut series = Vec::new();
@@ -298,7 +316,17 @@ impl Evaluator<'_> {
         if let Some(e) = set.err() {
             return Err(e.clone().into());
         }
-        self.warnings.extend(set.warnings());
+        let warnings = set.warnings();
+        f(self, series, warnings)
+    }
+
+    /// Decodes `series` of `sel` (on all cores when there are many) as its data.
+    fn load_series(
+        &mut self,
+        sel: &Selector,
+        series: &[Box<dyn kiln_storage::Series + '_>],
+    ) -> Result<(), QueryError> {
+        let k = key(sel);
         let budget = &*self.budget;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let parts = cores.min(series.len() / MIN_SERIES_PER_LOAD_THREAD).max(1);

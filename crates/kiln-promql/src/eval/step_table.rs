@@ -401,51 +401,45 @@ pub(crate) fn row(s: &Loaded, call: &GridCall<'_>, grid: Grid) -> SeriesRow {
     // Windows waiting to go through `call.lanes` four at a time: (grid index, lo, hi).
     let mut batch = [(0usize, 0usize, 0usize); 4];
     let mut batched = 0;
+    // The function over one window, at grid index `k`.
+    let mut one = |out: &mut SeriesRow, k: usize, lo: usize, hi: usize| {
+        ctx.ts = grid.time(k);
+        ctx.t = ctx.ts.saturating_sub(call.offset);
+        let window = Window {
+            ts: &ts[lo..hi],
+            vals: &vals[lo..hi],
+        };
+        if let Some(v) = (call.f)(&ctx, &window) {
+            out.values[k] = v;
+            out.present[k] = true;
+        }
+    };
     for k in 0..grid.count {
-        let at = grid.time(k);
-        let t = at.saturating_sub(call.offset);
+        let t = grid.time(k).saturating_sub(call.offset);
         lo = advance(ts, lo, t - call.range);
         hi = advance(ts, hi.max(lo), t);
         if lo >= hi {
             continue;
         }
         out.any_window = true;
-        if let Some(lanes) = call.lanes {
-            batch[batched] = (k, lo, hi);
-            batched += 1;
-            if batched == 4 {
-                let r = lanes(batch.map(|(_, l, h)| &vals[l..h]));
-                for ((k, _, _), v) in batch.iter().zip(r) {
-                    out.values[*k] = v;
-                    out.present[*k] = true;
-                }
-                batched = 0;
-            }
+        let Some(lanes) = call.lanes else {
+            one(&mut out, k, lo, hi);
             continue;
-        }
-        ctx.t = t;
-        ctx.ts = at;
-        let window = Window {
-            ts: &ts[lo..hi],
-            vals: &vals[lo..hi],
         };
-        if let Some(v) = (call.f)(&ctx, &window) {
-            out.values[k] = v;
-            out.present[k] = true;
+        batch[batched] = (k, lo, hi);
+        batched += 1;
+        if batched == 4 {
+            let r = lanes(batch.map(|(_, l, h)| &vals[l..h]));
+            for ((k, _, _), v) in batch.iter().zip(r) {
+                out.values[*k] = v;
+                out.present[*k] = true;
+            }
+            batched = 0;
         }
     }
     // The last windows of a batched function, one at a time.
     for &(k, lo, hi) in &batch[..batched] {
-        ctx.t = grid.time(k).saturating_sub(call.offset);
-        ctx.ts = grid.time(k);
-        let window = Window {
-            ts: &ts[lo..hi],
-            vals: &vals[lo..hi],
-        };
-        if let Some(v) = (call.f)(&ctx, &window) {
-            out.values[k] = v;
-            out.present[k] = true;
-        }
+        one(&mut out, k, lo, hi);
     }
     out
 }

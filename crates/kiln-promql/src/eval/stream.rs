@@ -108,32 +108,25 @@ impl Evaluator<'_> {
         grid: Grid,
         row: impl Fn(&Loaded) -> SeriesRow + Sync,
     ) -> Result<Option<Vec<(Labels, SeriesRow)>>, QueryError> {
-        let querier = self.storage.querier(mint, maxt)?;
-        let mut set = querier.select(true, None, &sel.matchers);
-        let mut series = Vec::new();
-        while let Some(s) = set.next() {
-            series.push(s);
-        }
-        if let Some(e) = set.err() {
-            return Err(e.clone().into());
-        }
-        if !step_table::fits(series.len(), grid) {
-            return Ok(None);
-        }
-        self.warnings.extend(set.warnings());
-        let budget = &*self.budget;
-        let rows = step_table::compute_rows(&series, grid, |s| {
-            let loaded = decode(s.as_ref(), budget)?;
-            let r = row(&loaded);
-            budget.release(loaded.ts.len(), loaded.ts.len() * DECODED_SAMPLE_BYTES);
-            Ok(r)
-        })?;
-        Ok(Some(
-            series
-                .iter()
-                .map(|s| s.labels().clone())
-                .zip(rows)
-                .collect(),
-        ))
+        self.with_selected(sel, mint, maxt, |ev, series, warnings| {
+            if !step_table::fits(series.len(), grid) {
+                return Ok(None);
+            }
+            ev.warnings.extend(warnings);
+            let budget = &*ev.budget;
+            let rows = step_table::compute_rows(&series, grid, |s| {
+                let loaded = decode(s.as_ref(), budget)?;
+                let r = row(&loaded);
+                budget.release(loaded.ts.len(), loaded.ts.len() * DECODED_SAMPLE_BYTES);
+                Ok(r)
+            })?;
+            Ok(Some(
+                series
+                    .iter()
+                    .map(|s| s.labels().clone())
+                    .zip(rows)
+                    .collect(),
+            ))
+        })
     }
 }
