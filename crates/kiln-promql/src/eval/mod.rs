@@ -1,32 +1,38 @@
 //! The evaluator.
 //!
-//! A range query is evaluated in time slices ([`slice_plan`]), each with its own data,
-//! caches and step tables, given back before the next slice loads; what the query holds
-//! is counted in [`budget`] (samples and bytes, with their limits and peaks). Within a
-//! slice (or for an instant query) evaluation has two phases. First ([`prepare`]) every
-//! selector's data is loaded from storage into memory, once, for the whole time range
-//! the slice will look at (a selector's window widened by lookback, range, offsets and
-//! enclosing subqueries). Range-function calls whose values can be computed
-//! for all their evaluation times at once get a step table ([`step_table`]). Then the
-//! expression is evaluated at each step (long ranges split over the cores): every node
-//! yields an instant value at one timestamp, a tabled call reads its row, selectors
-//! slice their preloaded samples with cursors that move forward. Subquery results are
-//! cached per inner timestamp, so overlapping windows of consecutive steps are computed
-//! once. What is worked out per series (groups, signatures, label sets without names)
-//! is remembered across steps.
+//! [`run`] parses a query and runs it: an instant query at once, a range query in time
+//! slices, each with its own data, caches and step tables, given back before the next
+//! slice loads; what the query holds is counted in [`budget`] (samples and bytes, with
+//! their limits and peaks). Within a slice (or for an instant query) evaluation has two
+//! phases. First ([`prepare`]) the nodes evaluated at the slice's known grid of times
+//! (instant selectors, range functions over selectors) get step tables built straight
+//! from storage a series at a time ([`stream`]); every other selector's data is loaded
+//! once for the whole time range the slice will look at (a selector's window widened by
+//! lookback, range, offsets and enclosing subqueries), and range functions over it or
+//! over subqueries get step tables too ([`step_table`]). Then the expression is
+//! evaluated at each step (long ranges split over the cores): every node yields an
+//! instant value at one timestamp, a tabled node reads its column, other selectors slice
+//! their loaded samples with cursors that move forward. Subquery results are cached per
+//! inner timestamp, so overlapping windows of consecutive steps are computed once. What
+//! is worked out per series (groups, pairings, signatures, label sets without names) is
+//! remembered across steps.
 
 mod aggregate;
 mod binary;
 mod budget;
 mod label_cache;
 mod prepare;
+mod run;
 mod step_table;
 mod stream;
+
+use run::SeriesCollector;
+pub(crate) use run::run;
 
 pub(crate) use aggregate::{KahanSum, avg, avg4, go_float, variance};
 use budget::{Budget, VECTOR_SAMPLE_BYTES};
 pub(crate) use label_cache::{HashKeyed, LabelCache};
-use step_table::{Grid, StepTable};
+use step_table::StepTable;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,10 +40,10 @@ use std::sync::Arc;
 use kiln_model::{Labels, METRIC_NAME, Timestamp, is_stale_nan};
 use kiln_storage::Queryable;
 
-use crate::ast::{self, At, Expr, Selector, ValueType};
-use crate::engine::{Engine, Limits};
+use crate::ast::{self, At, Expr, Selector};
+use crate::engine::Limits;
 use crate::error::QueryError;
-use crate::value::{QueryResult, Sample, Series, Value};
+use crate::value::Sample;
 
 /// Range queries with fewer steps per core than this are evaluated on one thread.
 const MIN_STEPS_PER_THREAD: usize = 32;
@@ -237,329 +243,6 @@ fn advance(ts: &[Timestamp], from: usize, bound: Timestamp) -> usize {
 
 fn key<T>(node: &T) -> usize {
     std::ptr::from_ref(node) as usize
-}
-
-/// Runs a query from `start` to `end` every `step` ms (`step` 0: an instant query).
-pub(crate) fn run(
-    engine: &Engine,
-    storage: &dyn Queryable,
-    query: &str,
-    start: Timestamp,
-    end: Timestamp,
-    step: i64,
-    limits: &Limits,
-) -> Result<QueryResult, QueryError> {
-    let expr = ast::parse(
-        query,
-        ast::DurationParams {
-            step_ms: step,
-            range_ms: end - start,
-        },
-    )?;
-    let mut ev = Evaluator {
-        storage,
-        start,
-        end,
-        step,
-        lookback: engine.opts.lookback_delta,
-        delayed_name_removal: engine.opts.delayed_name_removal,
-        budget: Arc::new(Budget::new(
-            engine.opts.max_samples,
-            engine.opts.max_memory_bytes,
-        )),
-        data: Arc::default(),
-        tables: Arc::default(),
-        sample_times_wanted: Default::default(),
-        subquery_cache: HashMap::default(),
-        invariant_cache: HashMap::new(),
-        invariant: Arc::default(),
-        cursors: HashMap::new(),
-        nameless: HashMap::default(),
-        nameless_outputs: HashMap::default(),
-        names_may_collide: false,
-        aggregations: HashMap::default(),
-        label_cache: LabelCache::default(),
-        counter_checked: Default::default(),
-        limits,
-        warnings: Vec::new(),
-        infos: Vec::new(),
-        call_pos: Default::default(),
-    };
-    let ty = expr.value_type();
-    if step != 0 && !matches!(ty, ValueType::Scalar | ValueType::Vector) {
-        let name = if ty == ValueType::Matrix {
-            "range vector"
-        } else {
-            "string"
-        };
-        return Err(QueryError::invalid_query(format!(
-            "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
-        )));
-    }
-    let grid = if step == 0 {
-        Grid {
-            first: start,
-            step: 0,
-            count: 1,
-        }
-    } else {
-        Grid {
-            first: start,
-            step,
-            count: ((end - start) / step) as usize + 1,
-        }
-    };
-    let mut invariant = std::collections::HashSet::default();
-    invariant_nodes(&expr, &mut invariant);
-    ev.invariant = Arc::new(invariant);
-    let mut slices = 1;
-    let value = if step == 0 {
-        ev.preload(&expr, start, end, Some(grid))?;
-        match ev.eval(&expr, start)? {
-            Instant::Scalar(v) => Value::Scalar { t: start, v },
-            Instant::String(v) => Value::String { t: start, v },
-            Instant::Vector(mut v) => {
-                settle_names(&mut v);
-                check_unique(&v)?;
-                Value::Vector(v)
-            }
-            Instant::Range(r) => Value::Matrix(
-                r.into_iter()
-                    .map(|s| {
-                        let points = s
-                            .ts()
-                            .iter()
-                            .copied()
-                            .zip(s.vals().iter().copied())
-                            .collect();
-                        let labels = if s.drop_name {
-                            drop_name(&s.labels)
-                        } else {
-                            s.labels
-                        };
-                        Series { labels, points }
-                    })
-                    .collect(),
-            ),
-        }
-    } else {
-        // In time slices: each slice loads its selectors' data for its own times (plus
-        // the windows reaching back from them), is evaluated, and gives its data back
-        // before the next one loads; only the result grows across slices.
-        let plan = slice_plan(&expr, grid, ev.lookback);
-        slices = plan.len();
-        let mut series = SeriesCollector::default();
-        for part in plan {
-            for collected in ev.eval_slice(&expr, part)? {
-                series.append(collected);
-            }
-        }
-        let mut out = series.series;
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Value::Matrix(out)
-    };
-    let mut stats = ev.budget.stats();
-    stats.slices = slices;
-    stats.series = match &value {
-        Value::Vector(v) => v.len(),
-        Value::Matrix(m) => m.len(),
-        _ => 0,
-    };
-    Ok(QueryResult {
-        value,
-        warnings: ev.warnings,
-        infos: ev.infos,
-        stats,
-    })
-}
-
-/// A range query's steps split into time slices: each spans at least
-/// [`SLICE_WINDOWS`] times the longest window the query reads back over (lookback,
-/// ranges, subquery ranges) and [`SLICE_MIN_STEPS`] steps, so re-reading the windows at
-/// slice edges costs little, and most dashboard queries are one slice.
-fn slice_plan(expr: &Expr, grid: Grid, lookback: i64) -> Vec<Grid> {
-    let window = longest_window(expr, lookback);
-    let span = window
-        .saturating_mul(SLICE_WINDOWS)
-        .max(grid.step.saturating_mul(SLICE_MIN_STEPS as i64))
-        .max(SLICE_MIN_SPAN_MS);
-    let per_slice = usize::try_from(span / grid.step.max(1))
-        .unwrap_or(usize::MAX)
-        .max(1);
-    let mut out = Vec::new();
-    let mut k = 0;
-    while k < grid.count {
-        let count = per_slice.min(grid.count - k);
-        out.push(Grid {
-            first: grid.time(k),
-            step: grid.step,
-            count,
-        });
-        k += count;
-    }
-    out
-}
-
-/// Slices span at least this many of the query's longest window...
-const SLICE_WINDOWS: i64 = 8;
-/// ...and at least this many steps...
-const SLICE_MIN_STEPS: usize = 256;
-/// ...and at least this long (2 h: the usual dashboard range is one slice).
-const SLICE_MIN_SPAN_MS: i64 = 2 * 3_600_000;
-
-/// The longest span a query reads back from an evaluation time: the lookback of
-/// instant selectors, the range of range selectors, a subquery's range plus what its
-/// inner expression reads back. `@`-pinned parts read a fixed window and are left out.
-fn longest_window(e: &Expr, lookback: i64) -> i64 {
-    crate::parser::with_stack(|| match e {
-        Expr::Number(_) | Expr::String(_) => 0,
-        Expr::Selector(sel) => {
-            if sel.at.is_some() {
-                0
-            } else {
-                lookback
-            }
-        }
-        Expr::Matrix { sel, range } => {
-            if sel.at.is_some() {
-                0
-            } else {
-                *range
-            }
-        }
-        Expr::Subquery {
-            expr, range, at, ..
-        } => {
-            if at.is_some() {
-                0
-            } else {
-                range.saturating_add(longest_window(expr, lookback))
-            }
-        }
-        Expr::Paren(inner) | Expr::Neg(inner) => longest_window(inner, lookback),
-        Expr::Aggregate { expr, param, .. } => longest_window(expr, lookback)
-            .max(param.as_deref().map_or(0, |p| longest_window(p, lookback))),
-        Expr::Binary { lhs, rhs, .. } => {
-            longest_window(lhs, lookback).max(longest_window(rhs, lookback))
-        }
-        Expr::Call { args, .. } => args
-            .iter()
-            .map(|a| longest_window(a, lookback))
-            .max()
-            .unwrap_or(0),
-    })
-}
-
-impl<'s> Evaluator<'s> {
-    /// Evaluates one time slice of a range query with the slice's own data, caches and
-    /// step tables, each step's result folded into its series as it comes (one
-    /// collector per thread, in step order), then gives back what it held but the
-    /// result. Annotations are kept.
-    fn eval_slice(&mut self, expr: &Expr, part: Grid) -> Result<Vec<SeriesCollector>, QueryError> {
-        let (samples_before, bytes_before) = self.budget.held();
-        let mut ev = self.fresh();
-        let last = part.time(part.count - 1);
-        ev.preload(expr, part.first, last, Some(part))?;
-        let steps: Vec<Timestamp> = (0..part.count).map(|k| part.time(k)).collect();
-        let results = ev.eval_steps_into(expr, &steps, SeriesCollector::default, fold_step);
-        for w in std::mem::take(&mut ev.warnings) {
-            self.warn(w);
-        }
-        for i in std::mem::take(&mut ev.infos) {
-            self.info(i);
-        }
-        drop(ev);
-        let (samples, bytes) = self.budget.held();
-        self.budget.release(
-            samples.saturating_sub(samples_before),
-            bytes.saturating_sub(bytes_before),
-        );
-        let results = results?;
-        // The slice's result stays held, as part of the query's.
-        let points = results
-            .iter()
-            .flat_map(|c| c.series.iter())
-            .map(|s| s.points.len())
-            .sum();
-        self.hold_samples(points)?;
-        Ok(results)
-    }
-}
-
-/// Adds one step's result to a range query's series.
-fn fold_step(
-    ev: &mut Evaluator<'_>,
-    series: &mut SeriesCollector,
-    t: Timestamp,
-    value: Instant,
-) -> Result<(), QueryError> {
-    match value {
-        Instant::Scalar(v) => series.points(Labels::empty()).push((t, v)),
-        Instant::Vector(mut v) => {
-            settle_names(&mut v);
-            ev.hold_samples(v.len())?;
-            for s in v {
-                let points = series.points(s.labels);
-                if points.last().is_some_and(|p| p.0 == t) {
-                    return Err(QueryError::execution(
-                        "vector cannot contain metrics with the same labelset",
-                    ));
-                }
-                points.push((t, s.v));
-            }
-        }
-        other => {
-            return Err(QueryError::bad_data(format!(
-                "unexpected {} in a range query",
-                other.type_name()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Gathers a range query's points per series. The same series come back at every step
-/// mostly with the same label-set buffer, so a series is found by the buffer's address
-/// first (the series keeps its labels, so the address cannot be reused meanwhile) and
-/// by hashing the labels only for addresses not seen before.
-#[derive(Default)]
-struct SeriesCollector {
-    series: Vec<Series>,
-    by_addr: HashMap<usize, (Labels, usize), HashKeyed>,
-    by_labels: HashMap<Labels, usize, HashKeyed>,
-}
-
-impl SeriesCollector {
-    /// Appends `later`'s points (all after this collector's in time) to its series.
-    fn append(&mut self, later: SeriesCollector) {
-        for s in later.series {
-            let points = self.points(s.labels);
-            if points.is_empty() {
-                *points = s.points;
-            } else {
-                points.extend(s.points);
-            }
-        }
-    }
-
-    fn points(&mut self, labels: Labels) -> &mut Vec<(Timestamp, f64)> {
-        let addr = labels.buffer_addr();
-        let i = match self.by_addr.get(&addr) {
-            Some(&(_, i)) => i,
-            None => {
-                let i = *self.by_labels.entry(labels.clone()).or_insert_with(|| {
-                    self.series.push(Series {
-                        labels: labels.clone(),
-                        points: Vec::new(),
-                    });
-                    self.series.len() - 1
-                });
-                self.by_addr.insert(addr, (labels, i));
-                i
-            }
-        };
-        &mut self.series[i].points
-    }
 }
 
 /// Functions whose value changes with the evaluation time even when their arguments do
