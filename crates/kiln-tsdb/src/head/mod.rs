@@ -347,10 +347,10 @@ impl Head {
     pub(crate) fn create_with_id(&self, id: u64, labels: Labels) -> Arc<MemSeries> {
         self.next_id.fetch_max(id + 1, Ordering::AcqRel);
         let hash = labels.hash();
-        let s = match self.lookup(hash, &labels) {
-            Some(s) => s,
-            None => self.insert(hash, id, labels).0,
-        };
+        // `insert` returns the series already there with these labels, if any: one
+        // look into the stripe instead of a lookup and then an insert (replay and a
+        // snapshot restore do this for every series).
+        let s = self.insert(hash, id, labels).0;
         if s.id != id {
             // The WAL holds this label set under two ids (a series that went away and
             // came back): remember the alias so that checkpoints keep its records.
