@@ -456,23 +456,33 @@ impl<'s> Evaluator<'s> {
         self.limits.check()
     }
 
-    /// An evaluator for another thread: the same query and loaded data, its own caches
-    /// and annotations.
-    fn fork(&self) -> Evaluator<'s> {
+    /// An evaluator for a query over `[start, end]` every `step` ms: nothing loaded, no
+    /// tables, empty caches, no annotations.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        storage: &'s dyn Queryable,
+        start: Timestamp,
+        end: Timestamp,
+        step: i64,
+        lookback: i64,
+        delayed_name_removal: bool,
+        budget: Arc<Budget>,
+        limits: &'s Limits,
+    ) -> Evaluator<'s> {
         Evaluator {
-            storage: self.storage,
-            start: self.start,
-            end: self.end,
-            step: self.step,
-            lookback: self.lookback,
-            delayed_name_removal: self.delayed_name_removal,
-            budget: self.budget.clone(),
-            data: self.data.clone(),
-            tables: self.tables.clone(),
-            sample_times_wanted: self.sample_times_wanted.clone(),
+            storage,
+            start,
+            end,
+            step,
+            lookback,
+            delayed_name_removal,
+            budget,
+            data: Arc::default(),
+            tables: Arc::default(),
+            sample_times_wanted: Default::default(),
             subquery_cache: HashMap::default(),
             invariant_cache: HashMap::new(),
-            invariant: self.invariant.clone(),
+            invariant: Arc::default(),
             cursors: HashMap::new(),
             nameless: HashMap::default(),
             nameless_outputs: HashMap::default(),
@@ -480,11 +490,31 @@ impl<'s> Evaluator<'s> {
             aggregations: HashMap::default(),
             label_cache: LabelCache::default(),
             counter_checked: Default::default(),
-            limits: self.limits,
+            limits,
             warnings: Vec::new(),
             infos: Vec::new(),
             call_pos: Default::default(),
         }
+    }
+
+    /// An evaluator for another thread: the same query and loaded data, its own caches
+    /// and annotations.
+    fn fork(&self) -> Evaluator<'s> {
+        let mut ev = Evaluator::new(
+            self.storage,
+            self.start,
+            self.end,
+            self.step,
+            self.lookback,
+            self.delayed_name_removal,
+            self.budget.clone(),
+            self.limits,
+        );
+        ev.data = self.data.clone();
+        ev.tables = self.tables.clone();
+        ev.sample_times_wanted = self.sample_times_wanted.clone();
+        ev.invariant = self.invariant.clone();
+        ev
     }
 
     /// An evaluator for another time slice of the same query: nothing loaded, fresh

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use kiln_model::{Labels, Timestamp, is_stale_nan};
 
 use super::budget::Budget;
-use super::step_table::{self, Grid};
+use super::step_table::{self, Grid, StepTable};
 use super::{
     DEFAULT_SUBQUERY_STEP, Evaluator, Instant, Loaded, SeriesCollector, key, unwrap_parens,
 };
@@ -163,6 +163,13 @@ impl Evaluator<'_> {
         }
     }
 
+    /// Keeps `table` for the node at address `node`, counted in what the query holds.
+    pub(super) fn keep_table(&mut self, node: usize, table: StepTable) -> Result<(), QueryError> {
+        self.budget.hold(0, table.bytes())?;
+        Arc::make_mut(&mut self.tables).insert(node, table);
+        Ok(())
+    }
+
     /// Builds the step table of call `e` over `grid` when it is a [`GridCall`]
     /// (see [`step_table`]), with the annotations its evaluation would give.
     ///
@@ -200,9 +207,7 @@ impl Evaluator<'_> {
             return Ok(());
         };
         crate::functions::range::annotate(self, func, inputs.iter(), &call.scalars, arg_pos);
-        self.budget.hold(0, table.bytes())?;
-        Arc::make_mut(&mut self.tables).insert(key(e), table);
-        Ok(())
+        self.keep_table(key(e), table)
     }
 
     /// The series of subquery `node` over all its windows at the times of `grid`: its

@@ -8,7 +8,6 @@ use kiln_model::{Labels, Timestamp};
 use kiln_storage::Queryable;
 
 use super::budget::Budget;
-use super::label_cache::LabelCache;
 use super::step_table::Grid;
 use super::{
     Evaluator, HashKeyed, Instant, check_unique, drop_name, invariant_nodes, settle_names,
@@ -35,35 +34,20 @@ pub(crate) fn run(
             range_ms: end - start,
         },
     )?;
-    let mut ev = Evaluator {
+    let budget = Arc::new(Budget::new(
+        engine.opts.max_samples,
+        engine.opts.max_memory_bytes,
+    ));
+    let mut ev = Evaluator::new(
         storage,
         start,
         end,
         step,
-        lookback: engine.opts.lookback_delta,
-        delayed_name_removal: engine.opts.delayed_name_removal,
-        budget: Arc::new(Budget::new(
-            engine.opts.max_samples,
-            engine.opts.max_memory_bytes,
-        )),
-        data: Arc::default(),
-        tables: Arc::default(),
-        sample_times_wanted: Default::default(),
-        subquery_cache: HashMap::default(),
-        invariant_cache: HashMap::new(),
-        invariant: Arc::default(),
-        cursors: HashMap::new(),
-        nameless: HashMap::default(),
-        nameless_outputs: HashMap::default(),
-        names_may_collide: false,
-        aggregations: HashMap::default(),
-        label_cache: LabelCache::default(),
-        counter_checked: Default::default(),
+        engine.opts.lookback_delta,
+        engine.opts.delayed_name_removal,
+        budget,
         limits,
-        warnings: Vec::new(),
-        infos: Vec::new(),
-        call_pos: Default::default(),
-    };
+    );
     let ty = expr.value_type();
     if step != 0 && !matches!(ty, ValueType::Scalar | ValueType::Vector) {
         let name = if ty == ValueType::Matrix {

@@ -49,8 +49,7 @@ impl Evaluator<'_> {
             return Ok(false);
         };
         table.from_storage = true;
-        self.budget.hold(0, table.bytes())?;
-        std::sync::Arc::make_mut(&mut self.tables).insert(key(sel), table);
+        self.keep_table(key(sel), table)?;
         Ok(true)
     }
 
@@ -91,8 +90,7 @@ impl Evaluator<'_> {
         };
         table.from_storage = true;
         crate::functions::range::annotate(self, func, inputs.iter(), &call.scalars, arg_pos);
-        self.budget.hold(0, table.bytes())?;
-        std::sync::Arc::make_mut(&mut self.tables).insert(key(e), table);
+        self.keep_table(key(e), table)?;
         Ok(true)
     }
 

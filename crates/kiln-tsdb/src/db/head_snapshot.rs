@@ -78,8 +78,6 @@ pub(super) struct Snapshot {
     /// The whole file; `batches` are ranges of it.
     bytes: Vec<u8>,
     batches: Vec<std::ops::Range<usize>>,
-    /// The newest chunk end of any series (`i64::MIN` for none).
-    newest_chunk: i64,
     pub(super) aliases: Vec<(u64, u64)>,
     pub(super) tombstones: Vec<(u64, i64, i64)>,
 }
@@ -317,17 +315,11 @@ fn parse(bytes: Vec<u8>) -> Result<((u64, u64), Snapshot), &'static str> {
     }
     let n_batches = c.count(4)?;
     let mut batches = Vec::with_capacity(n_batches);
-    let mut newest_chunk = i64::MIN;
     for _ in 0..n_batches {
+        // Decoded while restored; only found here.
         let len = c.count(1)?;
         let start = body.len() - c.rest.len();
-        let batch = c.take(len)?;
-        // Only the chunk ranges are read now (for the future bound); labels later.
-        for_each_series(batch, false, |_, meta| {
-            if let Some(&(_, maxt, _)) = meta.chunks.last() {
-                newest_chunk = newest_chunk.max(maxt);
-            }
-        })?;
+        c.take(len)?;
         batches.push(start..start + len);
     }
     let n = c.count(16)?;
@@ -350,7 +342,6 @@ fn parse(bytes: Vec<u8>) -> Result<((u64, u64), Snapshot), &'static str> {
             files,
             bytes,
             batches,
-            newest_chunk,
             aliases,
             tombstones,
         },
@@ -369,11 +360,9 @@ struct BatchSeries {
     labels: kiln_model::Labels,
 }
 
-/// Walks one batch: calls `f` with each series (its labels built only when
-/// `with_labels`, else empty) and its chunks, in order.
+/// Walks one batch: calls `f` with each series and its chunks, in order.
 fn for_each_series(
     batch: &[u8],
-    with_labels: bool,
     mut f: impl FnMut(BatchSeries, SeriesMeta),
 ) -> Result<(), &'static str> {
     let mut c = Cursor { rest: batch };
@@ -382,11 +371,7 @@ fn for_each_series(
         let id = c.u64()?;
         let len = c.count(1)?;
         let packed = c.take(len)?;
-        let labels = if with_labels {
-            kiln_model::Labels::from_packed(packed).ok_or("malformed labels")?
-        } else {
-            kiln_model::Labels::empty()
-        };
+        let labels = kiln_model::Labels::from_packed(packed).ok_or("malformed labels")?;
         let k = c.count(24)?;
         let mut chunks = Vec::with_capacity(k);
         for _ in 0..k {
@@ -406,10 +391,11 @@ fn for_each_series(
 }
 
 impl Snapshot {
-    /// Whether every chunk ends at or before `max_valid` (the future bound). A snapshot
-    /// with a chunk past it is not used: a replay decides what of it to keep.
+    /// Whether every chunk ends at or before `max_valid` (the future bound), judged by
+    /// the chunk files' newest chunks (every chunk of the snapshot is in them). A
+    /// snapshot with a chunk past it is not used: a replay decides what of it to keep.
     pub(super) fn within(&self, max_valid: i64) -> bool {
-        self.newest_chunk <= max_valid
+        self.files.iter().all(|f| f.maxt <= max_valid)
     }
 }
 
@@ -436,7 +422,7 @@ pub(super) fn restore(
         let decoder = scope.spawn(move || -> Result<(), &'static str> {
             for range in batches {
                 let mut out = Vec::with_capacity(BATCH);
-                for_each_series(&bytes[range.clone()], true, |s, m| out.push((s, m)))?;
+                for_each_series(&bytes[range.clone()], |s, m| out.push((s, m)))?;
                 if tx.send(out).is_err() {
                     break;
                 }

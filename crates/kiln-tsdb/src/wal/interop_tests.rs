@@ -75,21 +75,27 @@ fn reads_prometheus_wal_and_reencodes_it_byte_for_byte() {
     // Logging the same records through our writer gives the same segment bytes (the
     // fixture's last page is partial because Prometheus was killed; ours is too, as the
     // writer is dropped without close).
+    rewrites_segment(&dir, &recs, Compression::None, drop);
+}
+
+/// Logs `recs` through Kiln's writer with `compression`, ends the writer with `end`
+/// (close, or drop as a crash would), and asserts the segment equals `dir`'s first.
+fn rewrites_segment(dir: &Path, recs: &[Vec<u8>], compression: Compression, end: fn(Wal)) {
     let out = tempfile::tempdir().unwrap();
-    let plain = WalOptions {
-        compression: Compression::None,
+    let opts = WalOptions {
+        compression,
         ..WalOptions::default()
     };
-    let mut w = Wal::open(out.path(), plain).unwrap();
-    for r in &recs {
+    let mut w = Wal::open(out.path(), opts).unwrap();
+    for r in recs {
         w.log_record(r).unwrap();
     }
-    drop(w);
+    end(w);
     let ours = std::fs::read(segment_path(out.path(), 0)).unwrap();
-    let theirs = std::fs::read(segment_path(&dir, 0)).unwrap();
+    let theirs = std::fs::read(segment_path(dir, 0)).unwrap();
     assert!(
         ours == theirs,
-        "segment bytes differ ({} vs {} bytes)",
+        "{compression}: segment bytes differ ({} vs {} bytes)",
         ours.len(),
         theirs.len()
     );
@@ -129,19 +135,7 @@ fn snappy_prometheus_wal_decodes_like_the_plain_one() {
 
     // Kiln's writer, compressing the same records with snappy (its default), writes the
     // segment Prometheus wrote: same compressed bytes, same fragments and flags.
-    let recs = records(&dir);
-    let out = tempfile::tempdir().unwrap();
-    let mut w = Wal::open(out.path(), WalOptions::default()).unwrap();
-    for r in &recs {
-        w.log_record(r).unwrap();
-    }
-    w.close().unwrap();
-    let ours = std::fs::read(segment_path(out.path(), 0)).unwrap();
-    let theirs = std::fs::read(segment_path(&dir, 0)).unwrap();
-    assert!(
-        ours == theirs,
-        "segment bytes differ ({} vs {} bytes)",
-        ours.len(),
-        theirs.len()
-    );
+    rewrites_segment(&dir, &records(&dir), Compression::Snappy, |w| {
+        w.close().unwrap()
+    });
 }
