@@ -375,11 +375,16 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         let (notifier_stop, notifier_stop_rx) = tokio::sync::watch::channel(false);
         let sender = tokio::spawn(notifier.clone().run(notifier_stop_rx));
         let scrapes = Arc::new(tokio::sync::Mutex::new(scrapes));
+        // Listening for SIGHUP starts here, before readiness is announced: a SIGHUP's
+        // default action ends the process, so one sent right after the ready line must
+        // find the handler in place.
+        let hangup = listen_for(tokio::signal::unix::SignalKind::hangup(), "SIGHUP");
         let reloader = tokio::spawn(reload_loop(
             args.config_file.clone(),
             scrapes.clone(),
             state.clone(),
             reload_rx,
+            hangup,
         ));
         let discovered = tokio::spawn(discovery_updates(scrapes.clone(), watcher));
         let alertmanagers_discovered =
@@ -615,14 +620,8 @@ async fn reload_loop(
     scrapes: Arc<tokio::sync::Mutex<ScrapeService>>,
     state: Arc<ApiState>,
     mut requests: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
 ) {
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            error!(err = %e, "Cannot listen for SIGHUP; reload with /-/reload only");
-            None
-        }
-    };
     loop {
         let reply = tokio::select! {
             Some(reply) = requests.recv() => Some(reply),
@@ -682,28 +681,43 @@ async fn reload_loop(
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            error!(err = %e, "Cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// A listener for signal `kind` from now on; `None`, logged, when it cannot be had.
+fn listen_for(
+    kind: tokio::signal::unix::SignalKind,
+    name: &str,
+) -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            error!(err = %e, "Cannot listen for {name}");
+            None
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                error!(err = %e, "Cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    }
+}
+
+/// The next delivery of signal `s`; never without a listener.
+async fn received(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
         }
-    };
-    let signal = tokio::select! {
-        () = ctrl_c => "interrupt",
-        () = term => "terminated",
-    };
-    // Prometheus's wording and level; the signal named as Go names it.
-    warn!(signal, "Received an OS signal, exiting gracefully...");
+        None => std::future::pending::<()>().await,
+    }
+}
+
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::SignalKind;
+    // Listening starts now, when the server is set up, not at the first poll: a signal
+    // sent right after the ready line must stop the server cleanly, not by the
+    // signal's default action.
+    let mut interrupt = listen_for(SignalKind::interrupt(), "SIGINT");
+    let mut terminate = listen_for(SignalKind::terminate(), "SIGTERM");
+    async move {
+        let signal = tokio::select! {
+            () = received(&mut interrupt) => "interrupt",
+            () = received(&mut terminate) => "terminated",
+        };
+        // Prometheus's wording and level; the signal named as Go names it.
+        warn!(signal, "Received an OS signal, exiting gracefully...");
+    }
 }
