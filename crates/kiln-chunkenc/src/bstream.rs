@@ -65,6 +65,19 @@ impl BitWriter {
         &self.buf
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Makes room for at least `additional` more bytes, exactly that much if it grows.
+    pub(crate) fn reserve_exact(&mut self, additional: usize) {
+        self.buf.reserve_exact(additional);
+    }
+
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.buf
     }

@@ -115,10 +115,8 @@ mod tests {
     use kiln_model::Labels;
 
     fn series(id: u64) -> Arc<MemSeries> {
-        Arc::new(MemSeries::new(
-            id,
-            Labels::from_pairs(&[("id", id.to_string())]),
-        ))
+        let labels = Labels::from_pairs(&[("id", id.to_string())]);
+        Arc::new(MemSeries::new(id, labels.hash(), labels))
     }
 
     #[test]

@@ -95,10 +95,14 @@ impl std::hash::Hasher for IntHasher {
 
 pub(crate) type IntMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IntHasher>>;
 
-/// One lock stripe of the series maps. A hash bucket almost always holds one series;
-/// label-hash collisions push more.
+/// One lock stripe of the series maps.
+///
+/// `by_hash` holds bare series pointers keyed by their label set's hash, which each
+/// series keeps ([`MemSeries::hash`]): 8 bytes an entry, where a map from hash to a
+/// vector of series took 32. Series whose label sets hash alike are separate entries
+/// told apart by their labels.
 struct Stripe {
-    by_hash: IntMap<smallvec::SmallVec<[Arc<MemSeries>; 1]>>,
+    by_hash: hashbrown::HashTable<Arc<MemSeries>>,
     by_id: IdIndex,
 }
 
@@ -106,7 +110,7 @@ impl Stripe {
     /// A stripe of a head with `stripes` stripes.
     fn new(stripes: usize) -> Stripe {
         Stripe {
-            by_hash: IntMap::default(),
+            by_hash: hashbrown::HashTable::new(),
             by_id: IdIndex::new(stripes),
         }
     }
@@ -311,12 +315,7 @@ impl Head {
 
     fn lookup(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
         let stripe = self.stripe_for(hash).read();
-        stripe
-            .by_hash
-            .get(&hash)?
-            .iter()
-            .find(|s| s.labels == *labels)
-            .cloned()
+        stripe.by_hash.find(hash, |s| s.labels == *labels).cloned()
     }
 
     /// Inserts a series with a known id (WAL replay) or a fresh one. If another thread
@@ -324,15 +323,13 @@ impl Head {
     fn insert(&self, hash: u64, id: u64, labels: Labels) -> (Arc<MemSeries>, bool) {
         let series = {
             let mut stripe = self.stripe_for(hash).write();
-            let bucket = stripe.by_hash.entry(hash).or_default();
-            if let Some(s) = bucket
-                .iter()
-                .find(|s| s.labels == labels && !s.removed.load(Ordering::Acquire))
-            {
+            if let Some(s) = stripe.by_hash.find(hash, |s| {
+                s.labels == labels && !s.removed.load(Ordering::Acquire)
+            }) {
                 return (s.clone(), false);
             }
-            let s = Arc::new(MemSeries::new(id, labels));
-            bucket.push(s.clone());
+            let s = Arc::new(MemSeries::new(id, hash, labels));
+            stripe.by_hash.insert_unique(hash, s.clone(), |s| s.hash);
             s
         };
         self.id_stripe(id).write().by_id.insert(id, series.clone());
@@ -414,10 +411,7 @@ impl Head {
         for stripe in self.stripes.iter() {
             let mut st = stripe.write();
             st.by_id.retain(|id| !dead.contains(&id));
-            for bucket in st.by_hash.values_mut() {
-                bucket.retain(|s| !dead.contains(&s.id));
-            }
-            st.by_hash.retain(|_, b| !b.is_empty());
+            st.by_hash.retain(|s| !dead.contains(&s.id));
         }
         self.postings.write().remove(&dead);
         self.tombstones.write().retain(|id, _| !dead.contains(id));
