@@ -153,8 +153,10 @@ impl Labels {
     /// UTF-8, names strictly increasing, no empty value), so that equality and hashing
     /// stay byte comparisons.
     pub fn from_packed(bytes: &[u8]) -> Option<Labels> {
+        // Checked in place: every length minimally encoded (as `put_str` writes it),
+        // names sorted and unique, values not empty, all UTF-8. Such bytes are exactly
+        // the buffer the builder would make, so they are taken as they are.
         let mut rest = bytes;
-        let mut canonical = Vec::with_capacity(bytes.len());
         let mut previous: Option<&str> = None;
         while !rest.is_empty() {
             let name = std::str::from_utf8(checked_take(&mut rest)?).ok()?;
@@ -163,11 +165,9 @@ impl Labels {
                 return None;
             }
             previous = Some(name);
-            put_str(&mut canonical, name);
-            put_str(&mut canonical, value);
         }
-        (canonical == bytes).then(|| Labels {
-            buf: std::sync::Arc::from(canonical),
+        Some(Labels {
+            buf: std::sync::Arc::from(bytes),
         })
     }
 
@@ -285,7 +285,7 @@ fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
 }
 
 /// The next length-prefixed string of untrusted bytes; `None` when the length is
-/// malformed or runs past the end.
+/// malformed, not minimally encoded, or runs past the end.
 fn checked_take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let mut len = 0usize;
     let mut i = 0;
@@ -294,6 +294,11 @@ fn checked_take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
         len |= usize::from(b & 0x7f).checked_shl(7 * i as u32)?;
         i += 1;
         if b < 0x80 {
+            // A zero last byte after others adds nothing: a longer encoding than
+            // `put_str` writes.
+            if b == 0 && i > 1 {
+                return None;
+            }
             break;
         }
         if i >= 10 {

@@ -15,19 +15,24 @@
 //! still opens the directory as if Kiln had not written it.
 //!
 //! Opening from a snapshot costs a read of one file, one checksum pass over the chunk
-//! files (memory speed, no parsing) and the creation of the series, with the decoding of
-//! one batch of series overlapping the insertion of the previous one; the WAL, however
-//! long, is not read.
+//! files (memory speed, no parsing, while the series are restored) and the creation of
+//! the series, with the decoding of one batch overlapping the insertion of the previous
+//! one, and the postings index read back whole beside them; the WAL, however long, is
+//! not read.
 //!
 //! Layout (integers little-endian, fixed width), closed by a CRC32-C of all before it:
 //! ```text
-//! "KILNHEAD" u32 version=1
-//! u64 wal_segment u64 wal_len u64 next_series_id
+//! "KILNHEAD" u32 version=2
+//! u64 wal_segment u64 wal_len u64 next_series_id i64 chunks_from (the head's oldest
+//!     valid time: the chunk files' chunks ending at or after it are the snapshot's)
 //! u32 n_files { u64 seq u64 readable_len u64 disk_len i64 maxt u32 crc32c }
 //! u32 n_batches { u32 batch_len (bytes after this field), u32 n_series,
 //!                 per series: u64 id, u32 len, the labels' packed buffer (len bytes),
 //!                             u32 n_chunks { i64 mint i64 maxt u64 ref }
 //!                             and, when n_chunks > 0, i64 t u64 value_bits }
+//! u32 postings_len (bytes after this field) {
+//!     u32 n_names { u32 len, name, u32 n_values { u32 len, value, u32 n_ids,
+//!                   uvarint first id, n_ids - 1 uvarint gaps to the next id (>= 1) } } }
 //! u32 n_aliases { u64 wal_id u64 head_id }
 //! u32 n_tombstones { u64 series_id i64 mint i64 maxt }
 //! u32 crc32c
@@ -41,16 +46,16 @@ use std::sync::atomic::Ordering;
 use tracing::warn;
 
 use super::DbError;
-use crate::head::Head;
-use crate::head::chunk_disk::FileExtent;
+use crate::head::chunk_disk::{ChunkFingerprint, FileExtent};
 use crate::head::series::{ChunkLocation, MemSeries};
+use crate::head::{Head, MemPostings};
 use crate::wal::segment::{segment_path, segment_range};
 
 const FILE: &str = "head-snapshot";
 /// The record of a clean shutdown older Kilns wrote; a full replay follows it.
 const LEGACY_FILE: &str = "clean-shutdown";
 const MAGIC: &[u8; 8] = b"KILNHEAD";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Series per WAL series record in the snapshot.
 const BATCH: usize = 4096;
 
@@ -74,10 +79,15 @@ fn wal_end(dir: &Path) -> Result<Option<(u64, u64)>, DbError> {
 /// decoded; the series batches are decoded while they are restored.
 pub(super) struct Snapshot {
     pub(super) next_series_id: u64,
+    /// The head's oldest valid time at the close: every chunk in the chunk files that
+    /// ends at or after it is one of the snapshot's, and no other.
+    pub(super) chunks_from: i64,
     pub(super) files: Vec<FileExtent>,
     /// The whole file; `batches` are ranges of it.
     bytes: Vec<u8>,
     batches: Vec<std::ops::Range<usize>>,
+    /// The postings section, decoded while the series are restored.
+    postings: std::ops::Range<usize>,
     pub(super) aliases: Vec<(u64, u64)>,
     pub(super) tombstones: Vec<(u64, i64, i64)>,
 }
@@ -99,6 +109,7 @@ pub(super) fn write(
     for v in [segment, wal_len, head.next_series_id()] {
         buf.extend_from_slice(&v.to_le_bytes());
     }
+    buf.extend_from_slice(&head.min_valid_time().to_le_bytes());
     put_len(&mut buf, files.len());
     for f in files {
         buf.extend_from_slice(&f.seq.to_le_bytes());
@@ -109,7 +120,12 @@ pub(super) fn write(
     }
     let mut series = head.all_series();
     series.sort_unstable_by_key(|s| s.id);
-    let Some(batches) = encode_batches(&series) else {
+    let (batches, postings) = std::thread::scope(|scope| {
+        let postings = scope.spawn(|| encode_postings(head));
+        let batches = encode_batches(&series);
+        (batches, postings.join().ok())
+    });
+    let (Some(batches), Some(postings)) = (batches, postings) else {
         return Ok(None);
     };
     put_len(&mut buf, batches.len());
@@ -117,6 +133,8 @@ pub(super) fn write(
         put_len(&mut buf, b.len());
         buf.extend_from_slice(b);
     }
+    put_len(&mut buf, postings.len());
+    buf.extend_from_slice(&postings);
     let aliases = head.wal_aliases();
     put_len(&mut buf, aliases.len());
     for (w, h) in aliases {
@@ -239,6 +257,41 @@ fn encode_batch(batch: &[Arc<MemSeries>]) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// The head's postings as the snapshot stores them (see the layout above).
+fn encode_postings(head: &Head) -> Vec<u8> {
+    let postings = head.postings();
+    let mut buf = Vec::with_capacity(1 << 20);
+    let names: Vec<_> = postings.by_name().collect();
+    put_len(&mut buf, names.len());
+    for (name, values) in names {
+        put_bytes(&mut buf, name.as_bytes());
+        put_len(&mut buf, values.len());
+        for (value, ids) in values {
+            put_bytes(&mut buf, value.as_bytes());
+            put_len(&mut buf, ids.len());
+            let mut previous = 0;
+            for (i, &id) in ids.iter().enumerate() {
+                put_uvarint(&mut buf, if i == 0 { id } else { id - previous });
+                previous = id;
+            }
+        }
+    }
+    buf
+}
+
+fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(buf, bytes.len());
+    buf.extend_from_slice(bytes);
+}
+
+fn put_uvarint(buf: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
 fn put_len(buf: &mut Vec<u8>, n: usize) {
     // Counts are bounded by memory long before 4 Gi; saturate rather than wrap.
     buf.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
@@ -277,6 +330,25 @@ impl<'a> Cursor<'a> {
 
     /// A count of items of at least `item` bytes each, checked against what is left so
     /// that a damaged count cannot make us allocate.
+    fn uvarint(&mut self) -> Result<u64, &'static str> {
+        let mut n = 0u64;
+        for i in 0..10 {
+            let b = *self.take(1)?.first().ok_or("truncated")?;
+            n |= u64::from(b & 0x7f)
+                .checked_shl(7 * i)
+                .ok_or("varint too long")?;
+            if b < 0x80 {
+                return Ok(n);
+            }
+        }
+        Err("varint too long")
+    }
+
+    fn str(&mut self) -> Result<&'a str, &'static str> {
+        let len = self.count(1)?;
+        std::str::from_utf8(self.take(len)?).map_err(|_| "a label string is not UTF-8")
+    }
+
     fn count(&mut self, item: usize) -> Result<usize, &'static str> {
         let n = self.u32()? as usize;
         if n.saturating_mul(item) > self.rest.len() {
@@ -302,6 +374,7 @@ fn parse(bytes: Vec<u8>) -> Result<((u64, u64), Snapshot), &'static str> {
     }
     let wal = (c.u64()?, c.u64()?);
     let next_series_id = c.u64()?;
+    let chunks_from = c.i64()?;
     let n_files = c.count(36)?;
     let mut files = Vec::with_capacity(n_files);
     for _ in 0..n_files {
@@ -322,6 +395,10 @@ fn parse(bytes: Vec<u8>) -> Result<((u64, u64), Snapshot), &'static str> {
         c.take(len)?;
         batches.push(start..start + len);
     }
+    let len = c.count(1)?;
+    let start = body.len() - c.rest.len();
+    c.take(len)?;
+    let postings = start..start + len;
     let n = c.count(16)?;
     let mut aliases = Vec::with_capacity(n);
     for _ in 0..n {
@@ -339,31 +416,32 @@ fn parse(bytes: Vec<u8>) -> Result<((u64, u64), Snapshot), &'static str> {
         wal,
         Snapshot {
             next_series_id,
+            chunks_from,
             files,
             bytes,
             batches,
+            postings,
             aliases,
             tombstones,
         },
     ))
 }
 
-/// The chunk part of one series in a batch.
-struct SeriesMeta {
-    chunks: Vec<(i64, i64, u64)>,
+/// One series of a batch as stored: chunks still encoded, `CHUNK_LEN` bytes each.
+struct StoredSeries<'a> {
+    id: u64,
+    labels: kiln_model::Labels,
+    chunks: &'a [u8],
     last: (i64, f64),
 }
 
-/// One series of a batch: its id and labels.
-struct BatchSeries {
-    id: u64,
-    labels: kiln_model::Labels,
-}
+/// Bytes of one chunk entry: mint, maxt, ref.
+const CHUNK_LEN: usize = 24;
 
-/// Walks one batch: calls `f` with each series and its chunks, in order.
-fn for_each_series(
-    batch: &[u8],
-    mut f: impl FnMut(BatchSeries, SeriesMeta),
+/// Walks one batch: calls `f` with each series, in order.
+fn for_each_series<'a>(
+    batch: &'a [u8],
+    mut f: impl FnMut(StoredSeries<'a>),
 ) -> Result<(), &'static str> {
     let mut c = Cursor { rest: batch };
     let n = c.count(16)?;
@@ -372,22 +450,40 @@ fn for_each_series(
         let len = c.count(1)?;
         let packed = c.take(len)?;
         let labels = kiln_model::Labels::from_packed(packed).ok_or("malformed labels")?;
-        let k = c.count(24)?;
-        let mut chunks = Vec::with_capacity(k);
-        for _ in 0..k {
-            chunks.push((c.i64()?, c.i64()?, c.u64()?));
-        }
+        let k = c.count(CHUNK_LEN)?;
+        let chunks = c.take(k * CHUNK_LEN)?;
         let last = if k > 0 {
             (c.i64()?, f64::from_bits(c.u64()?))
         } else {
             (i64::MIN, f64::NAN)
         };
-        f(BatchSeries { id, labels }, SeriesMeta { chunks, last });
+        f(StoredSeries {
+            id,
+            labels,
+            chunks,
+            last,
+        });
     }
     if !c.rest.is_empty() {
         return Err("trailing bytes in a batch");
     }
     Ok(())
+}
+
+/// `(mint, maxt, ref)` of each chunk entry in `chunks`.
+fn chunk_entries(chunks: &[u8]) -> impl Iterator<Item = (i64, i64, u64)> + '_ {
+    chunks.chunks_exact(CHUNK_LEN).map(|e| {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&e[i..i + 8]);
+            w
+        };
+        (
+            i64::from_le_bytes(word(0)),
+            i64::from_le_bytes(word(8)),
+            u64::from_le_bytes(word(16)),
+        )
+    })
 }
 
 impl Snapshot {
@@ -399,62 +495,204 @@ impl Snapshot {
     }
 }
 
+/// What the decoding of a snapshot's series found, for the head's counters.
+#[derive(Default)]
+struct Decoded {
+    series: u64,
+    chunks: u64,
+    /// Oldest and newest sample time of the kept chunks (`None`: no chunk kept).
+    range: Option<(i64, i64)>,
+    /// Of every (series, label pair), to hold against the postings read back.
+    pairs: PairsFingerprint,
+    /// Of every chunk the snapshot names (kept or not), to hold against the files.
+    files: ChunkFingerprint,
+}
+
+/// What [`restore`] restored.
+pub(super) struct Restored {
+    pub(super) series: u64,
+    pub(super) chunks: u64,
+    /// Of every chunk the snapshot names: the caller holds it against the one
+    /// [`ChunkDiskMapper::open_trusted`](crate::head::chunk_disk::ChunkDiskMapper::open_trusted)
+    /// took of the files, and throws the restore away if they differ.
+    pub(super) files: ChunkFingerprint,
+}
+
+/// An order-independent fingerprint of a set of (series id, label pair) entries: the
+/// series' labels and the postings each give one, and a restore uses the postings it
+/// read back only if the two agree. The checksum vouches for the bytes; this vouches
+/// that the postings index exactly the series beside them, which only a bug could
+/// break, at the cost of one hash per label pair (the labels were read for checking
+/// anyway).
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+struct PairsFingerprint(u64);
+
+impl PairsFingerprint {
+    fn pair_hash(name: &str, value: &str) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(0x6b69_6c6e).hash_one((name, value))
+    }
+
+    /// Adds series `id` under the pair whose [`pair_hash`](Self::pair_hash) is `pair`.
+    fn add(&mut self, pair: u64, id: u64) {
+        // splitmix64's finalizer: a sum of well-mixed terms is order-independent and
+        // still changes with any one term.
+        let mut x = pair ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.0 = self.0.wrapping_add(x ^ (x >> 31));
+    }
+}
+
 /// Restores `snapshot` into `head` (whose chunk files were opened from its extents):
 /// creates every series with its chunks, the aliases and the tombstones. Chunks ending
 /// before `min_valid` (covered by blocks since) are left out, as a replay would. Returns
-/// the number of series and chunks restored.
+/// the number of series and chunks restored and the fingerprint of the chunks named.
 ///
-/// A second thread decodes the batches (labels are the costly part) while this one
-/// inserts the previous batch; the head's insertion is serial anyway (one postings
-/// lock). A batch that does not decode (the checksum held, so only a bug writes one) is
-/// an error: the head is then partly restored and the caller must not use it.
+/// Three threads at once: one decodes the series batch by batch and builds each one
+/// whole (labels, hash, chunk list, newest sample), this one adds them to the head's
+/// series tables, and a third reads the postings section back into an index, which
+/// is installed at the end. A batch or postings that do not decode, or a series whose
+/// id or labels the head already has (the checksum held, so only a bug writes any of
+/// these), is an error: the head is then partly restored and the caller must not use
+/// it.
 pub(super) fn restore(
     head: &Head,
-    snapshot: Snapshot,
+    snapshot: &Snapshot,
     min_valid: i64,
-) -> Result<(u64, u64), &'static str> {
+) -> Result<Restored, &'static str> {
     head.raise_next_series_id(snapshot.next_series_id);
-    let (mut n_series, mut chunks_restored) = (0u64, 0u64);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(BatchSeries, SeriesMeta)>>(2);
+    // Every batch but the last holds BATCH series.
+    head.reserve_series(snapshot.batches.len() * BATCH);
+    let (to_insert, inserts) = std::sync::mpsc::sync_channel::<Vec<Arc<MemSeries>>>(4);
     let bytes = &snapshot.bytes;
     let batches = &snapshot.batches;
-    std::thread::scope(|scope| -> Result<(), &'static str> {
-        let decoder = scope.spawn(move || -> Result<(), &'static str> {
-            for range in batches {
-                let mut out = Vec::with_capacity(BATCH);
-                for_each_series(&bytes[range.clone()], |s, m| out.push((s, m)))?;
-                if tx.send(out).is_err() {
-                    break;
-                }
+    let decoded = std::thread::scope(|scope| -> Result<Decoded, &'static str> {
+        let decoder = scope.spawn(move || decode_series(bytes, batches, min_valid, to_insert));
+        let postings = &bytes[snapshot.postings.clone()];
+        let indexer = scope.spawn(move || decode_postings(postings));
+        let mut inserted_all = true;
+        let mut all = Vec::with_capacity(snapshot.batches.len() * BATCH);
+        for batch in inserts {
+            inserted_all = batch.iter().all(|s| head.insert_restored(s));
+            if !inserted_all {
+                break;
             }
-            Ok(())
-        });
-        for batch in rx {
-            for (s, meta) in batch {
-                n_series += 1;
-                let series = head.create_with_id(s.id, s.labels);
-                let keep_from = meta.chunks.partition_point(|c| c.1 < min_valid);
-                let chunks = &meta.chunks[keep_from..];
-                if let (Some(first), Some(newest)) = (chunks.first(), chunks.last()) {
-                    head.note_sample_time(first.0);
-                    head.note_sample_time(newest.1);
-                    let adopted = series.data.lock().adopt_disk_chunks(chunks, meta.last);
-                    chunks_restored += adopted as u64;
-                }
-            }
+            all.extend(batch.iter().map(|s| s.id));
         }
-        decoder
+        let (mut postings, pairs) = indexer
             .join()
-            .unwrap_or(Err("the decoding thread panicked"))
+            .unwrap_or(Err("the indexing thread panicked"))?;
+        let decoded = decoder
+            .join()
+            .unwrap_or(Err("the decoding thread panicked"))?;
+        if !inserted_all {
+            return Err("a series id or label set is in the snapshot twice");
+        }
+        if !all.is_sorted() {
+            return Err("series not in id order");
+        }
+        if pairs != decoded.pairs {
+            return Err("the postings do not index exactly the series");
+        }
+        postings.set_all(all);
+        head.install_postings(postings);
+        Ok(decoded)
     })?;
+    if let Some((mint, maxt)) = decoded.range {
+        head.note_sample_time(mint);
+        head.note_sample_time(maxt);
+    }
     head.stats
         .chunks_created
-        .fetch_add(chunks_restored, Ordering::Relaxed);
+        .fetch_add(decoded.chunks, Ordering::Relaxed);
     for &(wal_id, head_id) in &snapshot.aliases {
         head.add_wal_alias(wal_id, head_id);
     }
     for &(id, mint, maxt) in &snapshot.tombstones {
         head.add_tombstone(id, mint, maxt);
     }
-    Ok((n_series, chunks_restored))
+    Ok(Restored {
+        series: decoded.series,
+        chunks: decoded.chunks,
+        files: decoded.files,
+    })
+}
+
+/// Reads the postings section back into an index (without its list of all ids), with
+/// the fingerprint of its entries.
+fn decode_postings(section: &[u8]) -> Result<(MemPostings, PairsFingerprint), &'static str> {
+    let mut c = Cursor { rest: section };
+    let mut postings = MemPostings::default();
+    let mut pairs = PairsFingerprint::default();
+    for _ in 0..c.count(8)? {
+        let name = c.str()?;
+        let n = c.count(8)?;
+        let mut values = Vec::with_capacity(n);
+        for _ in 0..n {
+            let value = c.str()?;
+            let pair = PairsFingerprint::pair_hash(name, value);
+            let n_ids = c.count(1)?;
+            let mut ids = Vec::with_capacity(n_ids);
+            let mut id = 0u64;
+            for i in 0..n_ids {
+                let gap = c.uvarint()?;
+                if i > 0 && gap == 0 {
+                    return Err("postings not in increasing order");
+                }
+                id = id.checked_add(gap).ok_or("series id out of range")?;
+                pairs.add(pair, id);
+                ids.push(id);
+            }
+            values.push((Box::from(value), ids));
+        }
+        if !postings.insert_name(name, values) {
+            return Err("a label name or value twice in the postings");
+        }
+    }
+    if !c.rest.is_empty() {
+        return Err("trailing bytes after the postings");
+    }
+    Ok((postings, pairs))
+}
+
+/// Decodes every batch into whole series and sends each batch to `out`; stops early,
+/// without an error, when the receiver has gone.
+fn decode_series(
+    bytes: &[u8],
+    batches: &[std::ops::Range<usize>],
+    min_valid: i64,
+    out: std::sync::mpsc::SyncSender<Vec<Arc<MemSeries>>>,
+) -> Result<Decoded, &'static str> {
+    let mut d = Decoded::default();
+    let mut kept: Vec<(i64, i64, u64)> = Vec::new();
+    for range in batches {
+        let mut batch = Vec::with_capacity(BATCH);
+        for_each_series(&bytes[range.clone()], |s| {
+            for l in s.labels.iter() {
+                d.pairs
+                    .add(PairsFingerprint::pair_hash(l.name, l.value), s.id);
+            }
+            let hash = s.labels.hash();
+            let mut series = MemSeries::new(s.id, hash, s.labels);
+            kept.clear();
+            for (mint, maxt, chunk_ref) in chunk_entries(s.chunks) {
+                d.files.add(chunk_ref, s.id, mint, maxt);
+                if maxt >= min_valid {
+                    kept.push((mint, maxt, chunk_ref));
+                }
+            }
+            if let (Some(first), Some(newest)) = (kept.first(), kept.last()) {
+                let (lo, hi) = d.range.unwrap_or((first.0, newest.1));
+                d.range = Some((lo.min(first.0), hi.max(newest.1)));
+                d.chunks += series.data.get_mut().adopt_disk_chunks(&kept, s.last) as u64;
+            }
+            d.series += 1;
+            batch.push(Arc::new(series));
+        })?;
+        if out.send(batch).is_err() {
+            break;
+        }
+    }
+    Ok(d)
 }

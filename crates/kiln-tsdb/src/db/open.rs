@@ -79,38 +79,56 @@ impl Db {
         let restored = match snapshot {
             Some(snapshot) => {
                 let started = Instant::now();
-                match ChunkDiskMapper::open_trusted(&chunks_dir, &snapshot.files)
-                    .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?
-                {
-                    Some(disk) => {
+                // The chunk files are checked (read and summed) while the head is
+                // restored from the snapshot; a restore whose files do not check out
+                // is thrown away.
+                let (disk, restore) = std::thread::scope(|scope| {
+                    let files = &snapshot.files;
+                    let chunks_dir = &chunks_dir;
+                    let from = snapshot.chunks_from;
+                    let checker =
+                        scope.spawn(move || ChunkDiskMapper::open_trusted(chunks_dir, files, from));
+                    let restore = super::head_snapshot::restore(
+                        &replay_head,
+                        &snapshot,
+                        min_valid.unwrap_or(i64::MIN),
+                    );
+                    let disk = checker.join().unwrap_or_else(|_| {
+                        Err(HeadChunksError::Io {
+                            op: "checking",
+                            path: chunks_dir.clone(),
+                            source: std::io::Error::other("the checking thread panicked"),
+                        })
+                    });
+                    (disk, restore)
+                });
+                match (
+                    disk.map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?,
+                    restore,
+                ) {
+                    (Some((disk, files)), Ok(restored)) if files == restored.files => {
                         replay_head.attach_chunk_disk(disk);
-                        match super::head_snapshot::restore(
-                            &replay_head,
-                            snapshot,
-                            min_valid.unwrap_or(i64::MIN),
-                        ) {
-                            Ok((series, chunks)) => {
-                                info!(series, chunks, duration = ?started.elapsed(), "Head restored from the snapshot of the last clean shutdown; no WAL replay");
-                                true
-                            }
-                            Err(problem) => {
-                                // Start over with an empty head and a full replay.
-                                warn!(
-                                    problem,
-                                    "the head snapshot does not decode; replaying the WAL"
-                                );
-                                replay_head = Head::new(head_opts.clone());
-                                if let Some(t) = min_valid {
-                                    replay_head.set_min_valid_time(t);
-                                }
-                                false
-                            }
-                        }
+                        info!(series = restored.series, chunks = restored.chunks, duration = ?started.elapsed(), "Head restored from the snapshot of the last clean shutdown; no WAL replay");
+                        true
                     }
-                    None => {
-                        info!(
-                            "The last shutdown was clean, but the head chunk files changed since; replaying the WAL"
-                        );
+                    (disk, restore) => {
+                        match (disk, restore) {
+                            (_, Err(problem)) => warn!(
+                                problem,
+                                "the head snapshot does not decode; replaying the WAL"
+                            ),
+                            (None, Ok(_)) => info!(
+                                "The last shutdown was clean, but the head chunk files changed since; replaying the WAL"
+                            ),
+                            (Some(_), Ok(_)) => warn!(
+                                "the head snapshot does not name exactly the chunks in the chunk files; replaying the WAL"
+                            ),
+                        }
+                        // Start over with an empty head and a full replay.
+                        replay_head = Head::new(head_opts.clone());
+                        if let Some(t) = min_valid {
+                            replay_head.set_min_valid_time(t);
+                        }
                         false
                     }
                 }

@@ -70,6 +70,12 @@ impl IdIndex {
         self.position(id).map(|i| &self.series[i])
     }
 
+    /// Makes room for `n` more series.
+    pub(super) fn reserve(&mut self, n: usize) {
+        self.ids.reserve(n);
+        self.series.reserve(n);
+    }
+
     pub(super) fn contains(&self, id: u64) -> bool {
         self.position(id).is_some()
     }

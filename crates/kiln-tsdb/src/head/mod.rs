@@ -38,7 +38,7 @@ use crate::block::tombstones::Interval;
 use crate::wal::Wal;
 use chunk_disk::ChunkDiskMapper;
 use id_index::IdIndex;
-use postings::MemPostings;
+pub(crate) use postings::MemPostings;
 use series::MemSeries;
 
 /// Default chunk range: the span of one block cut from the head (2 h).
@@ -338,6 +338,62 @@ impl Head {
         self.postings.write().add(id, &series.labels);
         self.stats.series_created.fetch_add(1, Ordering::Relaxed);
         (series, true)
+    }
+
+    /// Makes room in the series tables for `n` more series spread evenly over the
+    /// stripes (a restore knows how many it brings: the tables then never rehash).
+    pub(crate) fn reserve_series(&self, n: usize) {
+        let per_stripe = n / self.stripes.len() + n / self.stripes.len() / 16 + 1;
+        for stripe in self.stripes.iter() {
+            let mut st = stripe.write();
+            st.by_hash.reserve(per_stripe, |s| s.hash);
+            st.by_id.reserve(per_stripe);
+        }
+    }
+
+    /// Adds a series restored from a head snapshot to the series tables, leaving the
+    /// postings to [`install_postings`](Self::install_postings): a restore builds those
+    /// on another thread. Returns `false`, adding nothing, when the head already has a
+    /// series with its id or its labels (a snapshot written from a head never holds
+    /// either twice).
+    pub(crate) fn insert_restored(&self, series: &Arc<MemSeries>) -> bool {
+        // One stripe lock at a time: the id's and the hash's stripe may be the same.
+        // Nothing else writes to the head while it is restored.
+        if self.series_exists(series.id) {
+            return false;
+        }
+        {
+            let mut stripe = self.stripe_for(series.hash).write();
+            if stripe
+                .by_hash
+                .find(series.hash, |s| s.labels == series.labels)
+                .is_some()
+            {
+                return false;
+            }
+            stripe
+                .by_hash
+                .insert_unique(series.hash, series.clone(), |s| s.hash);
+        }
+        self.id_stripe(series.id)
+            .write()
+            .by_id
+            .insert(series.id, series.clone());
+        series.logged.store(true, Ordering::Release);
+        self.next_id.fetch_max(series.id + 1, Ordering::AcqRel);
+        self.stats.series_created.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// The postings index, read-locked (writers of new series wait).
+    pub(crate) fn postings(&self) -> parking_lot::RwLockReadGuard<'_, MemPostings> {
+        self.postings.read()
+    }
+
+    /// Replaces the postings with `postings`, built from the series a restore inserted
+    /// with [`insert_restored`](Self::insert_restored).
+    pub(crate) fn install_postings(&self, postings: MemPostings) {
+        *self.postings.write() = postings;
     }
 
     /// Creates a series with the id recorded in the WAL. Keeps `next_id` above it.

@@ -39,6 +39,28 @@ impl MemPostings {
         insert_sorted(&mut self.all, id);
     }
 
+    /// Adds the values of label `name` with their series ids, read back whole (from a
+    /// head snapshot): each list sorted, `name` not indexed yet. Returns `false`, adding
+    /// nothing, when `name` is already indexed or a value comes twice.
+    pub(crate) fn insert_name(&mut self, name: &str, values: Vec<(Box<str>, Vec<u64>)>) -> bool {
+        if self.by_name.contains_key(name) {
+            return false;
+        }
+        let n = values.len();
+        let mut map = StrMap::with_capacity_and_hasher(n, Default::default());
+        map.extend(values);
+        if map.len() != n {
+            return false;
+        }
+        self.by_name.insert(Box::from(name), map);
+        true
+    }
+
+    /// Sets the sorted list of every indexed series id (see [`insert_name`](Self::insert_name)).
+    pub(crate) fn set_all(&mut self, all: Vec<u64>) {
+        self.all = all;
+    }
+
     /// Removes the given series ids everywhere.
     pub(crate) fn remove(&mut self, dead: &HashSet<u64>) {
         if dead.is_empty() {

@@ -89,6 +89,9 @@ pub(crate) use error::{Corruption, HeadChunksError};
 use files::*;
 use record::*;
 
+mod trusted;
+pub(crate) use trusted::ChunkFingerprint;
+
 /// Options of a [`ChunkDiskMapper`].
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkDiskMapperOptions {
@@ -173,27 +176,6 @@ impl std::fmt::Debug for ChunkBytes {
             .field("len", &self.len())
             .finish()
     }
-}
-
-/// Whether the first `len` bytes of `file` start with the chunk file header and have
-/// CRC32-C `crc`. Reads in 1 MiB pieces; an I/O error counts as a mismatch (the caller
-/// then opens the directory the checked way, which reports it).
-fn file_checks_out(file: &File, len: usize, crc: u32) -> bool {
-    let mut buf = vec![0u8; (1 << 20).min(len)];
-    let mut sum = 0u32;
-    let mut off = 0usize;
-    while off < len {
-        let n = buf.len().min(len - off);
-        if file.read_exact_at(&mut buf[..n], off as u64).is_err() {
-            return false;
-        }
-        if off == 0 && buf.get(..HEADER_SIZE) != Some(&file_header()[..]) {
-            return false;
-        }
-        sum = crc32c::crc32c_append(sum, &buf[..n]);
-        off += n;
-    }
-    sum == crc
 }
 
 /// One chunk file as a clean close left it (see [`ChunkDiskMapper::close`]).
@@ -625,67 +607,6 @@ impl ChunkDiskMapper {
                 crc: e.crc,
             })
             .collect())
-    }
-
-    /// Opens the store in `dir` from `extents`, recorded when it was closed cleanly: each
-    /// file is checked against its recorded size and whole-file CRC32-C in one pass,
-    /// without parsing its records. `None` when the directory is not exactly as recorded
-    /// (a file missing, added, resized, or changed); the caller then opens it with
-    /// [`open`](Self::open), which checks every record and drops damaged ones. New
-    /// chunks go to a new file, as after every open.
-    pub(crate) fn open_trusted(dir: &Path, extents: &[FileExtent]) -> Result<Option<Self>> {
-        if dir.join(WRITE_FAILED_MARKER).exists() {
-            return Ok(None);
-        }
-        let listed = list_files(dir)?;
-        if listed.len() != extents.len() {
-            return Ok(None);
-        }
-        let mut files = BTreeMap::new();
-        for ((seq, path), ext) in listed.into_iter().zip(extents) {
-            if seq != ext.seq || ext.readable_len > ext.disk_len {
-                return Ok(None);
-            }
-            let file = File::open(&path).map_err(HeadChunksError::io("open", &path))?;
-            let disk_len = file
-                .metadata()
-                .map_err(HeadChunksError::io("stat", &path))?
-                .len();
-            let Ok(readable_len) = usize::try_from(ext.readable_len) else {
-                return Ok(None);
-            };
-            if disk_len != ext.disk_len || readable_len < HEADER_SIZE {
-                return Ok(None);
-            }
-            // Read, not mapped: the pages stay in the page cache without counting in
-            // this process's resident memory until a query maps them.
-            if !file_checks_out(&file, readable_len, ext.crc) {
-                return Ok(None);
-            }
-            files.insert(
-                seq,
-                FileEntry {
-                    path,
-                    readable_len,
-                    disk_len,
-                    maxt: ext.maxt,
-                    crc: ext.crc,
-                    map: None,
-                },
-            );
-        }
-        let next_seq = files.keys().next_back().map_or(1, |s| s + 1);
-        Ok(Some(ChunkDiskMapper {
-            dir: dir.to_path_buf(),
-            opts: ChunkDiskMapperOptions::default(),
-            state: RwLock::new(State {
-                files,
-                active: None,
-                next_seq,
-            }),
-            failed: AtomicBool::new(false),
-            lost_chunks: false,
-        }))
     }
 
     #[cfg(test)]
