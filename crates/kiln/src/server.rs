@@ -439,7 +439,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     served?;
     let db =
         Arc::try_unwrap(db).map_err(|_| anyhow::anyhow!("storage still in use at shutdown"))?;
-    db.close().context("closing storage")?;
+    db.close_before_exit().context("closing storage")?;
     info!(component = "tsdb", "TSDB stopped");
     info!("See you next time!");
     Ok(())

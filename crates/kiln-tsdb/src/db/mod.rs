@@ -211,6 +211,18 @@ impl Db {
     /// WAL or the chunk files (Prometheus's snapshot-on-shutdown, made from the chunk
     /// files a head already has).
     pub fn close(self) -> Result<(), DbError> {
+        self.close_keeping_head().map(drop)
+    }
+
+    /// [`close`](Self::close) for a process about to exit: the head's memory is not
+    /// given back series by series (millions of frees, a third of a second at 400k
+    /// series) but left to the exit, which returns it at once.
+    pub fn close_before_exit(self) -> Result<(), DbError> {
+        self.close_keeping_head().map(std::mem::forget)
+    }
+
+    /// Everything [`close`](Self::close) does; returns the head, whose files are closed.
+    fn close_keeping_head(self) -> Result<Head, DbError> {
         let mut head = self.head;
         let started = std::time::Instant::now();
         let all_in_chunks = !self.opts.read_only && head.persist_open_chunks();
@@ -239,7 +251,7 @@ impl Db {
                 );
             }
         }
-        Ok(())
+        Ok(head)
     }
 
     /// Blocks that were skipped because they could not be read.
