@@ -20,7 +20,8 @@
 //! one, and the postings index read back whole beside them; the WAL, however long, is
 //! not read.
 //!
-//! Layout (integers little-endian, fixed width), closed by a CRC32-C of all before it:
+//! Layout (integers little-endian and fixed width unless marked uvarint), closed by a
+//! CRC32-C of all before it:
 //! ```text
 //! "KILNHEAD" u32 version=2
 //! u64 wal_segment u64 wal_len u64 next_series_id i64 chunks_from (the head's oldest
