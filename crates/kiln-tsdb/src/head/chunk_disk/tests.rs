@@ -649,3 +649,68 @@ fn a_failed_write_disables_writes_and_the_next_open_discards_the_files() {
     assert!(!dir.join(WRITE_FAILED_MARKER).exists());
     write_n(&m, 3, 0);
 }
+
+#[test]
+fn a_trusted_open_fingerprints_the_chunks_from_a_time_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = ChunkDiskMapper::open(dir.path()).expect("open");
+    // 3,000 records of 700-odd bytes: one file of about 2 MiB, so records run across the
+    // 1 MiB pieces the check reads.
+    let written: Vec<(u64, u64, i64, i64)> = (0..3000u64)
+        .map(|i| {
+            let data = vec![(i % 251) as u8; 700 + (i % 7) as usize];
+            let (series, mint) = (i % 13 + 1, i as i64 * 1000);
+            let r = m
+                .write_chunk(series, mint, mint + 999, 1, &data)
+                .expect("write");
+            (r, series, mint, mint + 999)
+        })
+        .collect();
+    let extents = m.close().expect("close");
+    assert_eq!(extents.len(), 1);
+    assert!(extents[0].readable_len > 2 << 20);
+    for from in [i64::MIN, 1_500_000, i64::MAX] {
+        let mut want = ChunkFingerprint::default();
+        for &(r, series, mint, maxt) in written.iter().filter(|w| w.3 >= from) {
+            want.add(r, series, mint, maxt);
+        }
+        let (m, got) = ChunkDiskMapper::open_trusted(dir.path(), &extents, from)
+            .expect("open")
+            .expect("files as recorded");
+        assert_eq!(got, want, "from {from}");
+        let (r, ..) = written[2999];
+        assert_eq!(
+            m.chunk(r).expect("read")[..],
+            vec![(2999 % 251) as u8; 700 + 2999 % 7]
+        );
+    }
+    // One chunk fewer, or one more, changes the fingerprint.
+    let mut fewer = ChunkFingerprint::default();
+    for &(r, series, mint, maxt) in &written[1..] {
+        fewer.add(r, series, mint, maxt);
+    }
+    let (_, all) = ChunkDiskMapper::open_trusted(dir.path(), &extents, i64::MIN)
+        .expect("open")
+        .expect("files as recorded");
+    assert_ne!(fewer, all);
+
+    // A changed byte or a wrong recorded length: not the files recorded.
+    let path = &files_in(dir.path())[0].1;
+    let mut bytes = fs::read(path).expect("read");
+    bytes[1 << 20] ^= 1;
+    fs::write(path, &bytes).expect("write");
+    assert!(
+        ChunkDiskMapper::open_trusted(dir.path(), &extents, i64::MIN)
+            .expect("open")
+            .is_none()
+    );
+    bytes[1 << 20] ^= 1;
+    fs::write(path, &bytes).expect("write");
+    let mut short = extents.clone();
+    short[0].readable_len -= 1;
+    assert!(
+        ChunkDiskMapper::open_trusted(dir.path(), &short, i64::MIN)
+            .expect("open")
+            .is_none()
+    );
+}
