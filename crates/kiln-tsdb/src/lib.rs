@@ -12,6 +12,7 @@
 
 pub mod block;
 pub mod db;
+mod fingerprint;
 pub mod head;
 mod querier;
 pub mod stats;

@@ -614,15 +614,21 @@ fn blank_wal(dir: &Path) {
     }
 }
 
+/// A database in `dir` holding two hours of the 4 series of [`fill`], every series with a
+/// partly filled open chunk at the end.
+fn open_with_two_hours(dir: &Path) -> Db {
+    let db = Db::open(dir, opts()).expect("open");
+    fill(&db, 0, 1);
+    fill(&db, HOUR, 1);
+    db
+}
+
 #[test]
 fn a_clean_shutdown_restores_the_head_from_its_snapshot_and_loses_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
     let all = [Matcher::new(MatchType::Regex, "__name__", ".+").expect("matcher")];
-    // 70 minutes: every series has a partly filled open chunk at the end.
-    let db = Db::open(&dir, opts()).expect("open");
-    fill(&db, 0, 1);
-    fill(&db, HOUR, 1);
+    let db = open_with_two_hours(&dir);
     // A tombstone, which the snapshot carries too.
     db.delete(10 * MIN, 19 * MIN, &[Matcher::equal("gpu", "3")])
         .expect("delete");
@@ -755,9 +761,7 @@ fn a_head_snapshot_damaged_under_a_valid_checksum_never_breaks_the_open() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
     let all = [Matcher::new(MatchType::Regex, "__name__", ".+").expect("matcher")];
-    let db = Db::open(&dir, opts()).expect("open");
-    fill(&db, 0, 1);
-    fill(&db, HOUR, 1);
+    let db = open_with_two_hours(&dir);
     // Selected through every label pair, so a wrong postings index would show.
     let selections: Vec<Vec<Matcher>> = std::iter::once(all.to_vec())
         .chain((0..4).map(|g| vec![Matcher::equal("gpu", &g.to_string())]))

@@ -47,6 +47,7 @@ use std::sync::atomic::Ordering;
 use tracing::warn;
 
 use super::DbError;
+use crate::fingerprint::SetFingerprint;
 use crate::head::chunk_disk::{ChunkFingerprint, FileExtent};
 use crate::head::series::{ChunkLocation, MemSeries};
 use crate::head::{Head, MemPostings};
@@ -537,14 +538,13 @@ pub(super) struct Restored {
     pub(super) files: ChunkFingerprint,
 }
 
-/// An order-independent fingerprint of a set of (series id, label pair) entries: the
-/// series' labels and the postings each give one, and a restore uses the postings it
-/// read back only if the two agree. The checksum vouches for the bytes; this vouches
-/// that the postings index exactly the series beside them, which only a bug could
-/// break, at the cost of one hash per label pair (the labels were read for checking
-/// anyway).
+/// The fingerprint of a set of (series id, label pair) entries: the series' labels and
+/// the postings each give one, and a restore uses the postings it read back only if the
+/// two agree. The checksum vouches for the bytes; this vouches that the postings index
+/// exactly the series beside them, which only a bug could break, at the cost of one
+/// hash per label pair (the labels were read for checking anyway).
 #[derive(Default, Clone, Copy, PartialEq, Eq)]
-struct PairsFingerprint(u64);
+struct PairsFingerprint(SetFingerprint);
 
 impl PairsFingerprint {
     fn pair_hash(name: &[u8], value: &[u8]) -> u64 {
@@ -554,12 +554,7 @@ impl PairsFingerprint {
 
     /// Adds series `id` under the pair whose [`pair_hash`](Self::pair_hash) is `pair`.
     fn add(&mut self, pair: u64, id: u64) {
-        // splitmix64's finalizer: a sum of well-mixed terms is order-independent and
-        // still changes with any one term.
-        let mut x = pair ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        self.0 = self.0.wrapping_add(x ^ (x >> 31));
+        self.0.add(&[pair, id]);
     }
 }
 
@@ -582,7 +577,8 @@ pub(super) fn restore(
 ) -> Result<Restored, &'static str> {
     head.raise_next_series_id(snapshot.next_series_id);
     // Every batch but the last holds BATCH series.
-    head.reserve_series(snapshot.batches.len() * BATCH);
+    let at_most = snapshot.batches.len() * BATCH;
+    head.reserve_series(at_most);
     let (to_insert, inserts) = std::sync::mpsc::sync_channel::<Vec<Arc<MemSeries>>>(4);
     let bytes = &snapshot.bytes;
     let batches = &snapshot.batches;
@@ -591,7 +587,7 @@ pub(super) fn restore(
         let postings = &bytes[snapshot.postings.clone()];
         let indexer = scope.spawn(move || decode_postings(postings));
         let mut inserted_all = true;
-        let mut all = Vec::with_capacity(snapshot.batches.len() * BATCH);
+        let mut all = Vec::with_capacity(at_most);
         for batch in inserts {
             inserted_all = batch.iter().all(|s| head.insert_restored(s));
             if !inserted_all {

@@ -280,7 +280,9 @@ impl SeriesData {
             max_time,
             loc: ChunkLocation::Disk(chunk_ref),
         });
-        self.clear_open();
+        // Only a close persists open chunks: keeping the buffer spares an allocation per
+        // series on the way out.
+        self.open.reset();
         Ok(())
     }
 

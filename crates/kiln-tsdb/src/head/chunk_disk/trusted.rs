@@ -9,28 +9,16 @@
 //! caught at open instead of surfacing as unreadable chunks in queries.
 
 use super::*;
+use crate::fingerprint::SetFingerprint;
 
-/// An order-independent fingerprint of a set of chunks, each taken as (chunk ref,
-/// series id, mint, maxt): the sum of a strong 64-bit mix of each. Any chunk missing,
-/// added or differing in one field changes it (up to a 2^-64 chance).
+/// The fingerprint of a set of chunks, each taken as (chunk ref, series id, mint, maxt).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ChunkFingerprint(u64);
+pub(crate) struct ChunkFingerprint(SetFingerprint);
 
 impl ChunkFingerprint {
     pub(crate) fn add(&mut self, chunk_ref: u64, series: u64, mint: i64, maxt: i64) {
-        let mut h = chunk_ref;
-        for v in [series, mint as u64, maxt as u64] {
-            h = mix(h ^ v.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        }
-        self.0 = self.0.wrapping_add(h);
+        self.0.add(&[chunk_ref, series, mint as u64, maxt as u64]);
     }
-}
-
-/// splitmix64's finalizer.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// Bytes read from a file at a time while checking it.
