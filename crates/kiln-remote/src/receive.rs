@@ -321,7 +321,10 @@ fn append_series(
 }
 
 /// Stores a decompressed 1.0 request as one transaction, reading it in place (see
-/// `scan`); series `cache` knows skip label checks and lookup. The caller commits on
+/// `scan`). A series the `cache` knows goes to the storage by reference alone: its
+/// labels are neither checked nor built again. When the storage no longer knows the
+/// reference (the series was garbage-collected), the labels are built from the request
+/// and that sample and the rest are appended with them. The caller commits on
 /// `Ok` (the appender's commit is what makes the samples durable) and rolls back on
 /// `Err`.
 fn append_v1(
@@ -334,33 +337,48 @@ fn append_v1(
     let mut b = LabelsBuilder::new();
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     let mut view = scan::SeriesView::default();
+    let no_labels = Labels::empty();
     scan::for_each_series(raw, &mut view, |v| {
         check_series_count(stats.series + 1, limits)?;
         let key = v.labels_block.map(SeriesCache::key);
-        let cached = key.and_then(|k| cache.get(k));
-        let (known_ref, labels) = match &cached {
-            Some(c) => (c.series_ref, c.labels.clone()),
-            None => {
-                pairs.clear();
-                for l in &v.labels {
-                    pairs.push(scan::label(l)?);
+        let cached = key.and_then(|k| cache.get(k)).filter(|_| v.histograms == 0);
+        let mut samples = v.samples.iter().copied();
+        let mut series_ref = 0;
+        let mut refused = None;
+        if let Some(known) = cached {
+            series_ref = known;
+            for (t, value) in samples.by_ref() {
+                match app.append(series_ref, &no_labels, t, SampleValue::Float(value)) {
+                    Ok(r) => {
+                        series_ref = r;
+                        stats.samples += 1;
+                    }
+                    Err(StorageError::UnknownSeriesRef { .. }) => {
+                        refused = Some((t, value));
+                        series_ref = 0;
+                        break;
+                    }
+                    Err(e) => return Err(ReceiveError::Storage(e)),
                 }
-                (0, series_labels(&pairs, &mut b)?)
             }
-        };
-        let series_ref = append_series(
-            app,
-            &labels,
-            known_ref,
-            v.samples.iter().copied(),
-            v.histograms,
-            &mut stats,
-        )?;
+        }
+        if cached.is_none() || refused.is_some() {
+            pairs.clear();
+            for l in &v.labels {
+                pairs.push(scan::label(l)?);
+            }
+            let labels = series_labels(&pairs, &mut b)?;
+            let rest = refused.into_iter().chain(samples);
+            series_ref = append_series(app, &labels, series_ref, rest, v.histograms, &mut stats)?;
+        } else {
+            stats.series += 1;
+        }
         stats.exemplars_ignored += v.exemplars;
         if let Some(k) = key
-            && (cached.is_none() || series_ref != known_ref)
+            && series_ref != 0
+            && cached != Some(series_ref)
         {
-            cache.put(k, CachedSeries { series_ref, labels });
+            cache.put(k, series_ref);
         }
         Ok(())
     })?;
@@ -450,5 +468,4 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
-use cache::CachedSeries;
 pub use cache::SeriesCache;

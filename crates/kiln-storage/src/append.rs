@@ -31,6 +31,12 @@ pub trait Appender: Send {
     /// Adds one sample. `series_ref` is a hint (see [`SeriesRef`]); `labels` must be the
     /// series' full label set and is used when the ref is 0 or unknown. Returns the ref
     /// to use next time.
+    ///
+    /// `labels` may be empty with a non-zero ref this storage returned: the sample then
+    /// goes to that series (rejection errors still name the series' labels), or, when
+    /// the storage no longer knows the ref, is refused with
+    /// [`StorageError::UnknownSeriesRef`] so the caller can retry with the labels. An
+    /// implementation that only ever returns 0 never sees such a call.
     fn append(
         &mut self,
         series_ref: SeriesRef,

@@ -127,6 +127,55 @@ fn samples_too_far_in_the_future_are_refused_with_the_reason() {
     assert!(all_ok(&append(&db, "edge", &[t0, i64::MAX])));
 }
 
+/// A writer that knows a series' reference may append by it alone, with no labels (the
+/// remote-write receiver does for the series it has seen): the samples go to that
+/// series, refusals still name it, and a reference the head does not know is refused
+/// as such, so the writer can retry with the labels.
+#[test]
+fn appends_by_reference_alone_name_the_series_when_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts(Some(10 * MIN))).expect("open");
+    let t0 = now();
+    let mut app = db.appender();
+    let r = app
+        .append(0, &series("byref"), t0, SampleValue::Float(1.0))
+        .expect("first");
+    app.commit().expect("commit");
+    let none = Labels::empty();
+    let mut app = db.appender();
+    assert_eq!(
+        app.append(r, &none, t0 + 1, SampleValue::Float(2.0))
+            .expect("by ref"),
+        r
+    );
+    let named = "series {__name__=\"byref\", job=\"edge\"}";
+    for (t, what) in [
+        (t0 - 1, "out of order"),
+        (t0 - 3 * HOUR, "out of bounds"),
+        (t0 + HOUR, "too far in the future"),
+    ] {
+        let e = app
+            .append(r, &none, t, SampleValue::Float(3.0))
+            .expect_err(what);
+        assert!(
+            e.to_string().contains(what) && e.to_string().contains(named),
+            "{e}"
+        );
+    }
+    let e = app
+        .append(r + 1000, &none, t0 + 2, SampleValue::Float(4.0))
+        .expect_err("unknown ref");
+    assert!(matches!(e, StorageError::UnknownSeriesRef { .. }), "{e:?}");
+    app.commit().expect("commit");
+    assert_eq!(
+        read(&db),
+        vec![(
+            "{__name__=\"byref\", job=\"edge\"}".to_string(),
+            vec![(t0, 1.0), (t0 + 1, 2.0)]
+        )]
+    );
+}
+
 #[test]
 fn compaction_jumps_over_empty_ranges_and_far_future_samples() {
     let tmp = tempfile::tempdir().expect("tempdir");

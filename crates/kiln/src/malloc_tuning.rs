@@ -5,19 +5,31 @@
 //! after an ingest peaked at 1,294 MiB and 827 MiB stayed resident after them, as every
 //! thread that decoded chunks or built results kept its own arena's freed memory. One
 //! arena per core halved the peak (668 MiB) at the same query times; mimalloc and
-//! jemalloc were measured too and lost on memory after ingest. So Kiln keeps glibc,
-//! limits the arenas, and gives freed memory back to the OS after large queries.
+//! jemalloc were measured too and lost on memory after ingest (again with the head's
+//! tight chunk buffers: mimalloc held twice glibc's memory after a scale-4 ingest). So
+//! Kiln keeps glibc, limits the arenas, and gives freed memory back to the OS after
+//! large queries and ingest bursts.
 //!
-//! The only `unsafe` of the binary: three calls into glibc that take and return plain
-//! integers and structs.
+//! The only `unsafe` of the binary: two calls into glibc that take and return plain
+//! integers.
 
 use std::time::Duration;
 
-/// Freed memory glibc may keep before it is asked to give it back.
-const TRIM_ABOVE_BYTES: usize = 64 << 20;
+/// Growth of the resident memory since the last trim that makes a trim due.
+const TRIM_AFTER_GROWTH_BYTES: u64 = 16 << 20;
 
-/// How often the free memory is looked at.
+/// Growth within one look that counts as still growing (a trim then waits).
+const STILL_GROWING_BYTES: u64 = 1 << 20;
+
+/// How often the resident memory is looked at.
 const TRIM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Looks a due trim waits at most for the growth to stop (a long ingest).
+const MAX_WAIT_LOOKS: u32 = 5;
+
+/// Looks after which a trim runs whether or not the memory grew (memory freed by head
+/// truncation or series removal, without growth, goes back too).
+const ANYWAY_LOOKS: u32 = 300;
 
 /// Limits glibc to one arena per core (at least 2). Call before any thread starts.
 pub(crate) fn limit_arenas() {
@@ -32,12 +44,12 @@ pub(crate) fn limit_arenas() {
     }
 }
 
-/// Memory glibc holds freed (in every arena), in bytes.
-fn free_held_bytes() -> usize {
-    // SAFETY: mallinfo2 takes nothing and returns a struct of counters by value.
-    #[allow(unsafe_code)]
-    let info = unsafe { libc::mallinfo2() };
-    info.fordblks
+/// The process's resident memory (`VmRSS`), in bytes; `None` where `/proc` is missing.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Gives freed memory back to the OS (`malloc_trim(0)`: every arena, whole free pages
@@ -50,21 +62,129 @@ fn trim() -> bool {
     released == 1
 }
 
-/// Starts a thread that, once a second, gives freed memory back to the OS when glibc
-/// holds more than 64 MiB of it (after a large query, typically). It runs until the
+/// Starts a thread that gives freed memory back to the OS (`malloc_trim`) once the
+/// resident memory has grown by 16 MiB since the last trim: as soon as the growth
+/// stops (a large query ended, an ingest burst is over), or every 5 seconds while it
+/// goes on; and every 5 minutes regardless. It looks once a second and runs until the
 /// process exits.
+///
+/// Why growth and not glibc's own count of freed memory: that count (`mallinfo2`)
+/// walks every free chunk of every arena under the arena's lock, and a head of 400k
+/// series leaves a quarter of a million small free chunks between live ones, so asking
+/// once a second stalled allocations for milliseconds each time (12% of the CPU
+/// samples of a shutdown at that size). Reading `VmRSS` costs microseconds.
 pub(crate) fn spawn_trimmer() -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("malloc-trim".into())
         .spawn(move || {
+            let Some(rss) = resident_bytes() else {
+                return;
+            };
+            let mut policy = TrimPolicy::new(rss);
             loop {
                 std::thread::sleep(TRIM_CHECK_INTERVAL);
-                let free = free_held_bytes();
-                if free > TRIM_ABOVE_BYTES {
+                let Some(now) = resident_bytes() else {
+                    return;
+                };
+                if policy.look(now) {
                     let released = trim();
-                    tracing::debug!(free, released, "gave freed memory back to the OS");
+                    let after = resident_bytes().unwrap_or(now);
+                    policy.trimmed(after);
+                    tracing::debug!(
+                        before = now,
+                        after,
+                        released,
+                        "gave freed memory back to the OS"
+                    );
                 }
             }
         })
         .map(drop)
+}
+
+/// When to trim, from the resident memory seen once a look (see [`spawn_trimmer`]).
+#[derive(Debug)]
+struct TrimPolicy {
+    /// The lowest resident memory since the last trim: growth counts from here.
+    low: u64,
+    /// The resident memory at the previous look.
+    previous: u64,
+    /// Looks since the growth made a trim due (0: none due).
+    due_for: u32,
+    /// Looks since the last trim.
+    since_trim: u32,
+}
+
+impl TrimPolicy {
+    fn new(rss: u64) -> TrimPolicy {
+        TrimPolicy {
+            low: rss,
+            previous: rss,
+            due_for: 0,
+            since_trim: 0,
+        }
+    }
+
+    /// Takes the resident memory `now`; says whether to trim.
+    fn look(&mut self, now: u64) -> bool {
+        self.since_trim += 1;
+        // Memory given back without a trim (large blocks are unmapped when freed) lowers
+        // the mark.
+        self.low = self.low.min(now);
+        if self.due_for > 0 || now > self.low + TRIM_AFTER_GROWTH_BYTES {
+            self.due_for += 1;
+        }
+        let growing = now > self.previous + STILL_GROWING_BYTES;
+        self.previous = now;
+        (self.due_for > 0 && (!growing || self.due_for >= MAX_WAIT_LOOKS))
+            || self.since_trim >= ANYWAY_LOOKS
+    }
+
+    /// A trim ran and left `rss` resident.
+    fn trimmed(&mut self, rss: u64) {
+        *self = TrimPolicy::new(rss);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Feeds resident sizes (MiB) one look at a time; returns the looks that trimmed.
+    fn trims(policy: &mut TrimPolicy, looks: &[u64]) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, &mib) in looks.iter().enumerate() {
+            if policy.look(mib * MIB) {
+                policy.trimmed(mib * MIB);
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn trims_when_growth_stops_while_it_goes_on_and_now_and_then() {
+        // Small wobbles never trim.
+        let mut p = TrimPolicy::new(100 * MIB);
+        assert!(trims(&mut p, &[101, 100, 105, 110, 104, 100]).is_empty());
+        // A query grows memory by 300 MiB over three looks, then ends: one trim, at the
+        // first look without growth.
+        let mut p = TrimPolicy::new(100 * MIB);
+        assert_eq!(trims(&mut p, &[150, 300, 400, 400, 400, 400]), vec![3]);
+        // An ingest that grows memory for a long time: a trim every 5 looks, and one
+        // when it stops.
+        let mut p = TrimPolicy::new(100 * MIB);
+        let ingest: Vec<u64> = (1..=12).map(|i| 100 + 20 * i).chain([340, 340]).collect();
+        assert_eq!(trims(&mut p, &ingest), vec![4, 9, 12]);
+        // Memory unmapped on its own lowers the mark: growth counts from there.
+        let mut p = TrimPolicy::new(400 * MIB);
+        assert!(trims(&mut p, &[100, 110, 110]).is_empty());
+        assert_eq!(trims(&mut p, &[120, 120]), vec![1]);
+        // Without any growth, a trim every 5 minutes.
+        let mut p = TrimPolicy::new(100 * MIB);
+        let idle = vec![100; ANYWAY_LOOKS as usize];
+        assert_eq!(trims(&mut p, &idle), vec![ANYWAY_LOOKS as usize - 1]);
+    }
 }

@@ -367,13 +367,84 @@ fn remote_write_2_uses_the_symbol_table() {
     }
 }
 
+/// A storage that hands out references as the TSDB does: a ref per label set, usable
+/// with empty labels until [`forget`](RefStorage::forget) makes them stale (garbage
+/// collection). Counts the appends that came by reference alone.
+#[derive(Default)]
+struct RefStorage {
+    inner: MemStorage,
+    refs: parking_lot::Mutex<(u64, std::collections::HashMap<u64, Labels>)>,
+    by_ref_alone: std::sync::atomic::AtomicUsize,
+}
+
+impl RefStorage {
+    fn forget(&self) {
+        self.refs.lock().1.clear();
+    }
+}
+
+struct RefAppender<'s> {
+    storage: &'s RefStorage,
+    inner: Box<dyn Appender + 's>,
+}
+
+impl Appender for RefAppender<'_> {
+    fn append(
+        &mut self,
+        series_ref: SeriesRef,
+        labels: &Labels,
+        t: kiln_model::Timestamp,
+        v: SampleValue,
+    ) -> Result<SeriesRef, StorageError> {
+        let mut refs = self.storage.refs.lock();
+        let labels = if labels.is_empty() {
+            let Some(known) = refs.1.get(&series_ref) else {
+                return Err(StorageError::UnknownSeriesRef { series_ref });
+            };
+            self.storage
+                .by_ref_alone
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            known.clone()
+        } else {
+            labels.clone()
+        };
+        let existing = refs.1.iter().find(|(_, l)| **l == labels).map(|(r, _)| *r);
+        let r = existing.unwrap_or_else(|| {
+            refs.0 += 1;
+            let r = refs.0;
+            refs.1.insert(r, labels.clone());
+            r
+        });
+        drop(refs);
+        self.inner.append(0, &labels, t, v)?;
+        Ok(r)
+    }
+
+    fn commit(&mut self) -> Result<(), StorageError> {
+        self.inner.commit()
+    }
+
+    fn rollback(&mut self) -> Result<(), StorageError> {
+        self.inner.rollback()
+    }
+}
+
+impl Appendable for RefStorage {
+    fn appender(&self) -> Box<dyn Appender + '_> {
+        Box::new(RefAppender {
+            storage: self,
+            inner: self.inner.appender(),
+        })
+    }
+}
+
 #[test]
 fn known_series_come_from_the_cache_and_bad_ones_never_enter_it() {
-    let storage = MemStorage::new();
+    let storage = RefStorage::default();
     let cache = SeriesCache::new(1000);
     let send = |t: i64, labels: &[(&str, &str)]| {
         let req = WriteRequest {
-            timeseries: vec![series(labels, &[(t, t as f64)])],
+            timeseries: vec![series(labels, &[(t, t as f64), (t + 1, t as f64)])],
             metadata: Vec::new(),
         };
         receive(
@@ -384,36 +455,67 @@ fn known_series_come_from_the_cache_and_bad_ones_never_enter_it() {
             &cache,
         )
     };
+    let by_ref_alone = || {
+        storage
+            .by_ref_alone
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
     let gpu = [("__name__", "gpu_util"), ("gpu", "0")];
     send(1000, &gpu).expect("first");
-    assert_eq!(cache.len(), 1);
+    assert_eq!((cache.len(), by_ref_alone()), (1, 0));
     send(2000, &gpu).expect("second, from the cache");
     send(3000, &gpu).expect("third");
-    assert_eq!(cache.len(), 1);
+    assert_eq!((cache.len(), by_ref_alone()), (1, 4));
+    // The storage dropped the series (a stale ref): the labels come from the request
+    // again, nothing is lost, and the new ref is cached.
+    storage.forget();
+    let stats = send(4000, &gpu).expect("after the ref went stale");
+    assert_eq!((stats.series, stats.samples), (1, 2));
+    send(5000, &gpu).expect("the new ref");
+    assert_eq!((cache.len(), by_ref_alone()), (1, 6));
     assert_eq!(
-        stored(&storage),
+        stored(&storage.inner),
         vec![(
             r#"{__name__="gpu_util", gpu="0"}"#.to_owned(),
-            vec![(1000, 1000.0), (2000, 2000.0), (3000, 3000.0)]
+            [1000, 2000, 3000, 4000, 5000]
+                .iter()
+                .flat_map(|&t| [(t, t as f64), (t + 1, t as f64)])
+                .collect()
         )]
     );
+    // A sample the storage refuses on the cached path is refused as it would be
+    // uncached, naming the series.
+    let e = send(500, &gpu).expect_err("out of order");
+    assert_eq!(e.status(), 400);
+    assert!(e.to_string().contains("gpu_util"), "{e}");
     // A refused series is not cached: it is refused again next time.
     for _ in 0..2 {
         let e = send(4000, &[("gpu", "0")]).expect_err("no metric name");
         assert_eq!(e.status(), 400);
     }
     assert_eq!(cache.len(), 1);
+    // A storage that hands out no references (0) leaves the cache empty.
+    let plain = MemStorage::new();
+    let fresh = SeriesCache::new(1000);
+    let req = WriteRequest {
+        timeseries: vec![series(&gpu, &[(1000, 1.0)])],
+        metadata: Vec::new(),
+    };
+    for _ in 0..2 {
+        receive(
+            plain.appender().as_mut(),
+            Protocol::V1,
+            &body(&req),
+            &ReceiveLimits::default(),
+            &fresh,
+        )
+        .expect("stored");
+    }
+    assert!(fresh.is_empty());
     // A full cache starts over rather than growing.
     let small = SeriesCache::new(16);
     for i in 0..100 {
-        let key = SeriesCache::key(format!("series {i}").as_bytes());
-        small.put(
-            key,
-            CachedSeries {
-                series_ref: i,
-                labels: kiln_model::Labels::empty(),
-            },
-        );
+        small.put(SeriesCache::key(format!("series {i}").as_bytes()), i);
     }
     assert!(small.len() <= 16 * 2, "{}", small.len());
 }

@@ -32,7 +32,7 @@ mod enc;
 pub mod error;
 pub mod index;
 pub mod meta;
-mod mmap;
+pub(crate) mod mmap;
 pub mod tombstones;
 
 #[cfg(test)]

@@ -47,9 +47,10 @@ use std::sync::atomic::Ordering;
 use tracing::warn;
 
 use super::DbError;
+use crate::block::mmap::FileBytes;
 use crate::fingerprint::SetFingerprint;
 use crate::head::chunk_disk::{ChunkFingerprint, FileExtent};
-use crate::head::series::{ChunkLocation, MemSeries};
+use crate::head::series::{ChunkLocation, ClosedChunk, MemSeries};
 use crate::head::{Head, MemPostings};
 use crate::wal::segment::{segment_path, segment_range};
 
@@ -86,7 +87,7 @@ pub(super) struct Snapshot {
     pub(super) chunks_from: i64,
     pub(super) files: Vec<FileExtent>,
     /// The whole file; `batches` are ranges of it.
-    bytes: Vec<u8>,
+    bytes: FileBytes,
     batches: Vec<std::ops::Range<usize>>,
     /// The postings section, decoded while the series are restored.
     postings: std::ops::Range<usize>,
@@ -100,6 +101,8 @@ pub(super) struct Snapshot {
 pub(super) fn write(
     dir: &Path,
     head: &Head,
+    series: &[&MemSeries],
+    open_chunks: &[Option<ClosedChunk>],
     files: &[FileExtent],
 ) -> Result<Option<usize>, DbError> {
     let Some((segment, wal_len)) = wal_end(dir)? else {
@@ -120,17 +123,8 @@ pub(super) fn write(
         start.extend_from_slice(&f.maxt.to_le_bytes());
         start.extend_from_slice(&f.crc.to_le_bytes());
     }
-    let mut series = head.all_series();
-    series.sort_unstable_by_key(|s| s.id);
-    let (batches, postings) = std::thread::scope(|scope| {
-        let postings = scope.spawn(|| encode_postings(head));
-        let batches = encode_batches(&series);
-        (batches, postings.join().ok())
-    });
-    let (Some(batches), Some(postings)) = (batches, postings) else {
-        return Ok(None);
-    };
-    put_len(&mut start, batches.len());
+    let n_batches = series.len().div_ceil(BATCH);
+    put_len(&mut start, n_batches);
     let mut end = Vec::new();
     let aliases = head.wal_aliases();
     put_len(&mut end, aliases.len());
@@ -145,39 +139,69 @@ pub(super) fn write(
         end.extend_from_slice(&iv.mint.to_le_bytes());
         end.extend_from_slice(&iv.maxt.to_le_bytes());
     }
-    // Each batch and the postings go to the file as they are, each after its length,
-    // instead of being copied into one buffer first (a hundred megabytes at 400k
-    // series).
-    let lengths: Vec<[u8; 4]> = batches
-        .iter()
-        .chain([&postings])
-        .map(|b| u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes())
-        .collect();
-    let mut pieces: Vec<&[u8]> = vec![&start];
-    for (len, b) in lengths.iter().zip(batches.iter().chain([&postings])) {
-        pieces.push(len);
-        pieces.push(b);
-    }
-    let crc = pieces
-        .iter()
-        .fold(0, |crc, p| crc32c::crc32c_append(crc, p));
-    end.extend_from_slice(&crc32c::crc32c_append(crc, &end).to_le_bytes());
-    pieces.push(&end);
 
     // Not fsynced: the snapshot is a cache that its checksum vouches for. If a power
     // loss leaves it partly written, the next open finds the checksum wrong and replays
     // the WAL, which was fsynced on close. Shutdown does not wait for the disk.
     let path = dir.join(FILE);
     let tmp = dir.join(format!("{FILE}.tmp"));
-    let mut f =
+    let file =
         std::fs::File::create(&tmp).map_err(|e| DbError::io("creating head snapshot", &tmp, e))?;
-    for p in &pieces {
-        f.write_all(p)
-            .map_err(|e| DbError::io("writing head snapshot", &tmp, e))?;
+    let mut out = SnapshotFile {
+        file,
+        crc: 0,
+        bytes: 0,
+        path: &tmp,
+    };
+    out.put(&start)?;
+    let complete = std::thread::scope(|scope| {
+        let postings = scope.spawn(|| encode_postings(head));
+        if !write_batches(&mut out, series, open_chunks)? {
+            return Ok::<_, DbError>(false);
+        }
+        let Ok(postings) = postings.join() else {
+            return Ok(false);
+        };
+        out.put_piece(&postings)?;
+        Ok(true)
+    })?;
+    if !complete {
+        drop(out);
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(None);
     }
-    drop(f);
+    let crc = crc32c::crc32c_append(out.crc, &end);
+    end.extend_from_slice(&crc.to_le_bytes());
+    out.put(&end)?;
+    let bytes = out.bytes;
+    drop(out);
     std::fs::rename(&tmp, &path).map_err(|e| DbError::io("renaming", &tmp, e))?;
-    Ok(Some(pieces.iter().map(|p| p.len()).sum()))
+    Ok(Some(bytes))
+}
+
+/// The snapshot file being written, with the checksum and length of what it holds.
+struct SnapshotFile<'a> {
+    file: std::fs::File,
+    crc: u32,
+    bytes: usize,
+    path: &'a Path,
+}
+
+impl SnapshotFile<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), DbError> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| DbError::io("writing head snapshot", self.path, e))?;
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.bytes += bytes.len();
+        Ok(())
+    }
+
+    /// Writes `bytes` after their length.
+    fn put_piece(&mut self, bytes: &[u8]) -> Result<(), DbError> {
+        self.put(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes())?;
+        self.put(bytes)
+    }
 }
 
 /// Reads the snapshot in `dir` if it still matches the WAL; `None` otherwise (and for
@@ -191,11 +215,15 @@ pub(super) fn take(dir: &Path, read_only: bool) -> Result<Option<Snapshot>, DbEr
             std::fs::remove_file(&legacy).map_err(|e| DbError::io("removing", &legacy, e))?;
         }
     }
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
+    // Mapped, not read: reading copied a hundred megabytes at 400k series into a fresh
+    // buffer, faulting in each of its pages, before the restore could start.
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(DbError::io("reading head snapshot", &path, e)),
+        Err(e) => return Err(DbError::io("opening head snapshot", &path, e)),
     };
+    let bytes =
+        FileBytes::map_whole(&file).map_err(|e| DbError::io("mapping head snapshot", &path, e))?;
     if !read_only {
         std::fs::remove_file(&path).map_err(|e| DbError::io("removing", &path, e))?;
     }
@@ -210,39 +238,76 @@ pub(super) fn take(dir: &Path, read_only: bool) -> Result<Option<Snapshot>, DbEr
     Ok((wal_end(dir)? == Some(wal_at_close)).then_some(snapshot))
 }
 
-/// Encodes `series` in batches of [`BATCH`], on up to 4 threads: the encoding is mostly
-/// waiting for memory (each series, its labels and its chunk list live apart), and a
-/// shutdown waits for it. `None` when a series holds a chunk outside the chunk files.
-fn encode_batches(series: &[Arc<MemSeries>]) -> Option<Vec<Vec<u8>>> {
-    let batches: Vec<&[Arc<MemSeries>]> = series.chunks(BATCH).collect();
+/// Encodes `series` in batches of [`BATCH`] on up to 4 threads (the encoding is mostly
+/// waiting for memory: each series, its labels and its chunk list live apart) and
+/// writes them to `out` in order as they come, so the writing overlaps the encoding and
+/// only the batches that arrive early are held. `open_chunks[i]` is where `series[i]`'s
+/// open chunk was written. `Ok(false)` when a series holds a chunk outside the chunk
+/// files (or a worker failed): the snapshot is then abandoned.
+fn write_batches(
+    out: &mut SnapshotFile<'_>,
+    series: &[&MemSeries],
+    open_chunks: &[Option<ClosedChunk>],
+) -> Result<bool, DbError> {
+    if series.len() != open_chunks.len() {
+        return Ok(false);
+    }
+    let batches: Vec<_> = series
+        .chunks(BATCH)
+        .zip(open_chunks.chunks(BATCH))
+        .collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4)
         .min(batches.len().max(1));
-    let mut out: Vec<Option<Vec<u8>>> = vec![None; batches.len()];
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|w| {
-                let batches = &batches;
-                scope.spawn(move || {
-                    (w..batches.len())
-                        .step_by(threads)
-                        .map(|i| (i, encode_batch(batches[i])))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for worker in workers {
-            // A panicking worker leaves its batches out, which fails the snapshot.
-            for (i, b) in worker.join().unwrap_or_default() {
-                out[i] = b;
-            }
+        let (tx, rx) = std::sync::mpsc::sync_channel(2 * threads);
+        let mut workers = Vec::with_capacity(threads);
+        for w in 0..threads {
+            let (tx, batches) = (tx.clone(), &batches);
+            workers.push(scope.spawn(move || {
+                for i in (w..batches.len()).step_by(threads) {
+                    let (series, open) = batches[i];
+                    // The writer hung up: it gave up on the snapshot.
+                    if tx.send((i, encode_batch(series, open))).is_err() {
+                        return;
+                    }
+                }
+            }));
         }
-    });
-    out.into_iter().collect()
+        drop(tx);
+        let written = write_in_order(out, rx);
+        // Every worker is joined (one not joined that panicked would panic the scope);
+        // one that panicked left its batches out, which `written` shows.
+        for w in workers {
+            let _ = w.join();
+        }
+        Ok(written? == batches.len())
+    })
 }
 
-fn encode_batch(batch: &[Arc<MemSeries>]) -> Option<Vec<u8>> {
+/// Writes the batches coming from `rx` (numbered from 0) in order; returns how many,
+/// stopping at a batch that could not be encoded (which drops `rx`, so the encoders stop).
+fn write_in_order(
+    out: &mut SnapshotFile<'_>,
+    rx: std::sync::mpsc::Receiver<(usize, Option<Vec<u8>>)>,
+) -> Result<usize, DbError> {
+    let mut early = std::collections::BTreeMap::new();
+    let mut next = 0;
+    for (i, batch) in rx {
+        let Some(batch) = batch else {
+            return Ok(next);
+        };
+        early.insert(i, batch);
+        while let Some(batch) = early.remove(&next) {
+            out.put_piece(&batch)?;
+            next += 1;
+        }
+    }
+    Ok(next)
+}
+
+fn encode_batch(batch: &[&MemSeries], open_chunks: &[Option<ClosedChunk>]) -> Option<Vec<u8>> {
     // Sized for six chunks a series, to grow rarely.
     let size: usize = batch
         .iter()
@@ -250,17 +315,18 @@ fn encode_batch(batch: &[Arc<MemSeries>]) -> Option<Vec<u8>> {
         .sum();
     let mut buf = Vec::with_capacity(4 + size);
     put_len(&mut buf, batch.len());
-    for s in batch {
+    for (s, open) in batch.iter().zip(open_chunks) {
         buf.extend_from_slice(&s.id.to_le_bytes());
         let labels = s.labels.packed();
         put_len(&mut buf, labels.len());
         buf.extend_from_slice(labels);
         let data = s.data.lock();
-        if data.open.num_samples() > 0 {
+        if (data.open.num_samples() > 0) != open.is_some() {
             return None;
         }
-        put_len(&mut buf, data.closed.len());
-        for c in &data.closed {
+        let chunks = data.closed.len() + usize::from(open.is_some());
+        put_len(&mut buf, chunks);
+        for c in data.closed.iter().chain(open) {
             let ChunkLocation::Disk(r) = c.loc else {
                 return None;
             };
@@ -268,7 +334,7 @@ fn encode_batch(batch: &[Arc<MemSeries>]) -> Option<Vec<u8>> {
             buf.extend_from_slice(&c.max_time.to_le_bytes());
             buf.extend_from_slice(&r.to_le_bytes());
         }
-        if !data.closed.is_empty() {
+        if chunks > 0 {
             let (t, v) = data.last().unwrap_or((i64::MIN, f64::NAN));
             buf.extend_from_slice(&t.to_le_bytes());
             buf.extend_from_slice(&v.to_bits().to_le_bytes());
@@ -378,7 +444,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn parse(bytes: Vec<u8>) -> Result<((u64, u64), Snapshot), &'static str> {
+fn parse(bytes: FileBytes) -> Result<((u64, u64), Snapshot), &'static str> {
     let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
         return Err("truncated");
     };

@@ -225,31 +225,43 @@ impl Db {
     fn close_keeping_head(self) -> Result<Head, DbError> {
         let mut head = self.head;
         let started = std::time::Instant::now();
-        let all_in_chunks = !self.opts.read_only && head.persist_open_chunks();
-        let persisted = started.elapsed();
-        let had_wal = head.wal.is_some();
-        if let Some(wal) = head.wal.take() {
-            wal.into_inner().close()?;
-        }
-        let files = match head.chunk_disk.take() {
-            Some(disk) => Some(
-                disk.close()
-                    .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?,
-            ),
-            None => None,
-        };
-        if let (true, true, Some(files)) = (all_in_chunks, had_wal, files) {
-            let closed = started.elapsed();
-            if let Some(bytes) = head_snapshot::write(&self.dir, &head, &files)? {
-                tracing::info!(
-                    series = head.num_series(),
-                    bytes,
-                    open_chunks_written = ?persisted,
-                    files_closed = ?closed - persisted,
-                    snapshot_written = ?started.elapsed() - closed,
-                    "Head snapshot written for a fast restart"
-                );
+        let wal = head.wal.take();
+        let had_wal = wal.is_some();
+        let disk = head.chunk_disk.take();
+        let read_only = self.opts.read_only;
+        let dir = &self.dir;
+        let snapshot = head.with_series_by_id(|series| {
+            let open_chunks = match (&disk, read_only) {
+                (Some(disk), false) => crate::head::persist_open_chunks(series, disk),
+                _ => None,
+            };
+            let persisted = started.elapsed();
+            if let Some(wal) = wal {
+                wal.into_inner().close()?;
             }
+            let files = match disk {
+                Some(disk) => Some(
+                    disk.close()
+                        .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?,
+                ),
+                None => None,
+            };
+            let (Some(open_chunks), true, Some(files)) = (open_chunks, had_wal, files) else {
+                return Ok(None);
+            };
+            let closed = started.elapsed();
+            let bytes = head_snapshot::write(dir, &head, series, &open_chunks, &files)?;
+            Ok::<_, DbError>(bytes.map(|b| (b, persisted, closed)))
+        })?;
+        if let Some((bytes, persisted, closed)) = snapshot {
+            tracing::info!(
+                series = head.num_series(),
+                bytes,
+                open_chunks_written = ?persisted,
+                files_closed = ?closed - persisted,
+                snapshot_written = ?started.elapsed() - closed,
+                "Head snapshot written for a fast restart"
+            );
         }
         Ok(head)
     }

@@ -96,16 +96,33 @@ impl<'h> HeadAppender<'h> {
         }
     }
 
-    fn out_of_bounds(&self, labels: &Labels, t: Timestamp, min_valid: Timestamp) -> StorageError {
+    fn out_of_bounds(
+        &self,
+        series_ref: SeriesRef,
+        labels: &Labels,
+        t: Timestamp,
+        min_valid: Timestamp,
+    ) -> StorageError {
         self.head
             .stats
             .out_of_bounds_rejected
             .fetch_add(1, Ordering::Relaxed);
         StorageError::OutOfBounds {
-            labels: labels.clone(),
+            labels: self.labels_for_error(series_ref, labels),
             t,
             min_valid,
         }
+    }
+
+    /// The labels a rejection names: those given, or the series' own when the caller
+    /// appended by reference alone (empty labels).
+    fn labels_for_error(&self, series_ref: SeriesRef, labels: &Labels) -> Labels {
+        if labels.is_empty()
+            && let Some(s) = self.head.series_by_id(series_ref)
+        {
+            return s.labels.clone();
+        }
+        labels.clone()
     }
 
     /// Forgets every pending sample: clears the series' pending marks and counts.
@@ -246,7 +263,7 @@ impl Appender for HeadAppender<'_> {
     ) -> Result<SeriesRef, StorageError> {
         let SampleValue::Float(v) = v;
         if t < self.min_valid {
-            return Err(self.out_of_bounds(labels, t, self.min_valid));
+            return Err(self.out_of_bounds(series_ref, labels, t, self.min_valid));
         }
         if let Some(bound) = self.future_bound
             && t > bound.max_valid()
@@ -256,7 +273,7 @@ impl Appender for HeadAppender<'_> {
                 .out_of_bounds_rejected
                 .fetch_add(1, Ordering::Relaxed);
             return Err(StorageError::TooFarInFuture {
-                labels: labels.clone(),
+                labels: self.labels_for_error(series_ref, labels),
                 t,
                 now: bound.now,
                 max_future: bound.max_future,
@@ -269,7 +286,7 @@ impl Appender for HeadAppender<'_> {
         let bound = self.head.min_valid_time();
         if t < bound {
             self.inflight.store(self.pending_min, Ordering::SeqCst);
-            return Err(self.out_of_bounds(labels, t, bound));
+            return Err(self.out_of_bounds(series_ref, labels, t, bound));
         }
         let check = loop {
             let mut data = series.data.lock();

@@ -113,6 +113,11 @@ impl IdIndex {
     pub(super) fn values(&self) -> impl Iterator<Item = &Arc<MemSeries>> {
         self.series.iter()
     }
+
+    /// Every series with its id, by id.
+    pub(super) fn entries(&self) -> impl Iterator<Item = (u64, &Arc<MemSeries>)> {
+        self.ids.iter().copied().zip(&self.series)
+    }
 }
 
 #[cfg(test)]

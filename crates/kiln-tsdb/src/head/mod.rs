@@ -36,10 +36,10 @@ pub use querier::HeadQuerier;
 
 use crate::block::tombstones::Interval;
 use crate::wal::Wal;
-use chunk_disk::ChunkDiskMapper;
+use chunk_disk::{ChunkDiskMapper, EncodedChunks};
 use id_index::IdIndex;
 pub(crate) use postings::MemPostings;
-use series::MemSeries;
+use series::{ChunkLocation, ClosedChunk, MemSeries};
 
 /// Default chunk range: the span of one block cut from the head (2 h).
 pub const DEFAULT_CHUNK_RANGE: i64 = 2 * 60 * 60 * 1000;
@@ -536,20 +536,21 @@ impl Head {
         bound.div_euclid(range) > min.div_euclid(range)
     }
 
-    /// Writes every series' open chunk to the chunk files; true when all of them (and so
-    /// every sample of the head) are now on disk.
-    pub(crate) fn persist_open_chunks(&self) -> bool {
-        let Some(disk) = self.chunk_disk.as_ref() else {
-            return false;
-        };
-        let mut all = !disk.has_failed();
-        for s in self.all_series() {
-            if let Err(e) = s.data.lock().persist_open(s.id, disk) {
-                tracing::warn!(series = s.id, err = %e, "writing an open chunk at shutdown failed; the next start replays the WAL");
-                all = false;
-            }
+    /// Calls `f` with every series, by id, without cloning them: the stripes stay
+    /// read-locked while `f` runs, so `f` must not create or remove series (a shutdown
+    /// lists them this way to write their open chunks and the snapshot).
+    pub(crate) fn with_series_by_id<R>(&self, f: impl FnOnce(&[&MemSeries]) -> R) -> R {
+        let stripes: Vec<_> = self.stripes.iter().map(|s| s.read()).collect();
+        let mut by_id: Vec<(u64, &MemSeries)> =
+            Vec::with_capacity(stripes.iter().map(|s| s.by_id.len()).sum());
+        for s in &stripes {
+            by_id.extend(s.by_id.entries().map(|(id, series)| (id, &**series)));
         }
-        all
+        // Sorted by the id beside each series, not read through it: no cache miss a
+        // comparison.
+        by_id.sort_unstable_by_key(|(id, _)| *id);
+        let series: Vec<&MemSeries> = by_id.into_iter().map(|(_, s)| s).collect();
+        f(&series)
     }
 
     /// The id the next new series gets.
@@ -609,4 +610,73 @@ impl kiln_storage::Queryable for Head {
     ) -> Result<Box<dyn kiln_storage::Querier + '_>, kiln_storage::StorageError> {
         Ok(Box::new(Head::querier(self, mint, maxt)))
     }
+}
+
+/// Writes every open chunk of `series` to `disk`, for a clean shutdown (see
+/// `Db::close`): the records are encoded on up to four threads, each storing a few
+/// thousand at a time under the files' lock. Returns, for each of `series` in
+/// order, the chunk its open chunk became (`None` for a series without one), or
+/// `None` when a write failed (the next start then replays the WAL). The series are
+/// left as they are.
+pub(crate) fn persist_open_chunks(
+    series: &[&MemSeries],
+    disk: &ChunkDiskMapper,
+) -> Option<Vec<Option<ClosedChunk>>> {
+    if disk.has_failed() {
+        return None;
+    }
+    const PIECE: usize = 4096;
+    let mut out: Vec<Option<ClosedChunk>> = vec![None; series.len()];
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let per_thread = series.len().div_ceil(threads).max(1);
+    let persist = |series: &[&MemSeries], out: &mut [Option<ClosedChunk>]| {
+        let mut encoded = EncodedChunks::default();
+        let mut ranges = Vec::with_capacity(PIECE);
+        for (series, out) in series.chunks(PIECE).zip(out.chunks_mut(PIECE)) {
+            encoded.clear();
+            ranges.clear();
+            for (i, s) in series.iter().enumerate() {
+                match s.data.lock().encode_open(s.id, disk, &mut encoded) {
+                    Ok(Some(range)) => ranges.push((i, range)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(series = s.id, err = %e, "writing an open chunk at shutdown failed; the next start replays the WAL");
+                        return false;
+                    }
+                }
+            }
+            let refs = match disk.write_encoded(&encoded) {
+                Ok(refs) => refs,
+                Err(e) => {
+                    tracing::warn!(err = %e, "writing the open chunks at shutdown failed; the next start replays the WAL");
+                    return false;
+                }
+            };
+            for ((i, (min_time, max_time)), r) in ranges.iter().zip(refs) {
+                out[*i] = Some(ClosedChunk {
+                    min_time: *min_time,
+                    max_time: *max_time,
+                    loc: ChunkLocation::Disk(r),
+                });
+            }
+        }
+        true
+    };
+    let all = std::thread::scope(|scope| {
+        let workers: Vec<_> = series
+            .chunks(per_thread)
+            .zip(out.chunks_mut(per_thread))
+            .map(|(series, out)| scope.spawn(move || persist(series, out)))
+            .collect();
+        // Every worker is joined (one not joined that panicked would panic the scope);
+        // a panicking worker counts as a failed write.
+        let mut all = true;
+        for w in workers {
+            all &= w.join().unwrap_or(false);
+        }
+        all
+    });
+    all.then_some(out)
 }

@@ -15,17 +15,19 @@ use kiln_chunkenc::{Encoding, SAMPLES_PER_CHUNK, XorEncoder};
 use kiln_model::{Labels, Timestamp};
 use tracing::warn;
 
-use super::chunk_disk::{ChunkBytes, ChunkDiskMapper, HeadChunksError};
+use super::chunk_disk::{ChunkBytes, ChunkDiskMapper, EncodedChunks, HeadChunksError};
 
-/// Where a full chunk's bytes are.
+/// Where a full chunk's bytes are. 16 bytes: every closed chunk of every head series
+/// holds one, and almost all are `Disk`, so the rare in-memory bytes sit behind a thin
+/// pointer instead of widening every entry.
 #[derive(Debug, Clone)]
 pub(crate) enum ChunkLocation {
-    Memory(Arc<[u8]>),
+    Memory(Box<Arc<[u8]>>),
     /// A reference into the head's chunk files.
     Disk(u64),
 }
 
-/// A full, immutable chunk of a head series.
+/// A full, immutable chunk of a head series (32 bytes; see [`ChunkLocation`]).
 #[derive(Debug, Clone)]
 pub(crate) struct ClosedChunk {
     pub(crate) min_time: Timestamp,
@@ -220,22 +222,23 @@ impl SeriesData {
         let min_time = self.open_min_time;
         let max_time = self.last().map_or(min_time, |(t, _)| t);
         let bytes = self.open.bytes();
+        let bytes_len = bytes.len();
         let loc = match disk
             .map(|d| d.write_chunk(id, min_time, max_time, Encoding::Xor.as_u8(), bytes))
         {
             Some(Ok(chunk_ref)) => ChunkLocation::Disk(chunk_ref),
             Some(Err(e)) => {
                 warn!(series = id, err = %e, "writing a head chunk to disk failed; keeping it in memory");
-                ChunkLocation::Memory(Arc::from(bytes))
+                ChunkLocation::Memory(Box::new(Arc::from(bytes)))
             }
-            None => ChunkLocation::Memory(Arc::from(bytes)),
+            None => ChunkLocation::Memory(Box::new(Arc::from(bytes))),
         };
         self.push_closed(ClosedChunk {
             min_time,
             max_time,
             loc,
         });
-        self.clear_open();
+        self.reuse_open(bytes_len);
     }
 
     /// Adds a closed chunk, growing the list by one rather than doubling it: a series
@@ -248,42 +251,54 @@ impl SeriesData {
         self.closed.push(chunk);
     }
 
+    /// Empties the open chunk after a cut of `closed_len` bytes, keeping its buffer for
+    /// the next chunk unless it is more than twice that size.
+    ///
+    /// The series of a head cut their chunks together (every 120 samples, and all at each
+    /// chunk-range boundary), so buffers given back at every cut and grown again sample
+    /// by sample ([`XorEncoder::reserve_tight`]) all pass through the same sizes at the
+    /// same time: each step frees a buffer of a size no series asks for again until the
+    /// next cycle, and the heap fills with such holes (about 90 bytes a series at 94,400
+    /// series). The next chunk of a series usually needs what the last one did, so the
+    /// buffer is kept; when it is much larger (the values became more compressible, a
+    /// short chunk at a range boundary) it is given back and the next chunk grows its own.
+    fn reuse_open(&mut self, closed_len: usize) {
+        if self.open.allocated_bytes() > 2 * closed_len {
+            self.clear_open();
+        } else {
+            self.open.reset();
+        }
+    }
+
     /// Empties the open chunk and gives its buffer back: the next chunk grows its own
-    /// from nothing (see [`XorEncoder::reserve_tight`]) instead of keeping the room the
-    /// largest chunk so far needed.
+    /// from nothing (see [`XorEncoder::reserve_tight`]).
     fn clear_open(&mut self) {
         self.open = XorEncoder::with_capacity(0);
     }
 
-    /// Writes the open chunk to `disk` as a closed chunk, so that every sample of the
-    /// series is in the chunk files (a clean shutdown; see `Db::close`). Leaves the open
-    /// chunk as it was on error.
-    pub(crate) fn persist_open(
-        &mut self,
+    /// Encodes the open chunk, when it holds samples, as a chunk record into `out` and
+    /// returns its time range (a clean shutdown writes every open chunk to the chunk
+    /// files; see `Head::persist_open_chunks`). The series itself is left as it is.
+    pub(crate) fn encode_open(
+        &self,
         id: u64,
         disk: &ChunkDiskMapper,
-    ) -> Result<(), HeadChunksError> {
+        out: &mut EncodedChunks,
+    ) -> Result<Option<(Timestamp, Timestamp)>, HeadChunksError> {
         if self.open.num_samples() == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let min_time = self.open_min_time;
         let max_time = self.last().map_or(min_time, |(t, _)| t);
-        let chunk_ref = disk.write_chunk(
+        disk.encode_chunk(
+            out,
             id,
             min_time,
             max_time,
             Encoding::Xor.as_u8(),
             self.open.bytes(),
         )?;
-        self.push_closed(ClosedChunk {
-            min_time,
-            max_time,
-            loc: ChunkLocation::Disk(chunk_ref),
-        });
-        // Only a close persists open chunks: keeping the buffer spares an allocation per
-        // series on the way out.
-        self.open.reset();
-        Ok(())
+        Ok(Some((min_time, max_time)))
     }
 
     /// Drops every chunk whose samples are all before `mint`. Returns how many chunks
@@ -358,7 +373,7 @@ impl SeriesData {
             .filter(|c| c.max_time >= mint && c.min_time <= maxt)
         {
             let data = match (&c.loc, disk) {
-                (ChunkLocation::Memory(b), _) => HeadChunkData::Memory(b.clone()),
+                (ChunkLocation::Memory(b), _) => HeadChunkData::Memory(Arc::clone(b)),
                 (ChunkLocation::Disk(r), Some(d)) => HeadChunkData::Disk(d.chunk(*r)?),
                 (ChunkLocation::Disk(r), None) => {
                     return Err(HeadChunksError::RefNotFound {
@@ -438,13 +453,16 @@ mod tests {
             "MemSeries grew to {} bytes",
             std::mem::size_of::<MemSeries>()
         );
+        assert_eq!(std::mem::size_of::<ClosedChunk>(), 32);
     }
 
-    /// The open chunk's buffer grows by a quarter, and a cut gives it back: a series'
-    /// open chunk never holds much more room than its samples take, however large an
-    /// earlier chunk of the series was.
+    /// The open chunk's buffer grows by a quarter; a cut keeps it for the next chunk
+    /// (the series of a head cut together, and buffers given back and grown again would
+    /// leave the heap full of holes), unless the chunk just cut was less than half its
+    /// size: then the buffer is given back, so a series never holds much more room than
+    /// its chunks need.
     #[test]
-    fn open_chunk_room_follows_its_samples() {
+    fn open_chunk_room_follows_its_chunks() {
         let s = series(1);
         let mut d = s.data.lock();
         assert!(
@@ -453,19 +471,38 @@ mod tests {
         );
         // Noisy values: about 8 bytes a sample.
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut room_at_cut = 0;
         for i in 0..150 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
+            if i == 120 {
+                room_at_cut = d.open.allocated_bytes();
+            }
             d.append(1, i * 15_000, (x >> 11) as f64, 7_200_000, None);
             let (used, room) = (d.open.bytes().len(), d.open.allocated_bytes());
-            assert!(
-                room <= used + used / 4 + 40,
-                "{room} bytes of room for {used}"
-            );
+            if i < 120 {
+                assert!(
+                    room <= used + used / 4 + 40,
+                    "{room} bytes of room for {used}"
+                );
+            } else {
+                assert_eq!(room, room_at_cut, "the cut kept the buffer");
+            }
         }
         assert_eq!(d.open.num_samples(), 30, "cut at 120 samples");
         assert_eq!(d.closed.capacity(), 1, "closed chunks grow one at a time");
+        // Constant values from here: the next chunk is a fraction of the buffer, which the
+        // cut after it gives back.
+        for i in 150..250 {
+            d.append(1, i * 15_000, 1.0, 7_200_000, None);
+        }
+        assert_eq!(d.closed.len(), 2);
+        let (used, room) = (d.open.bytes().len(), d.open.allocated_bytes());
+        assert!(
+            room <= used + used / 4 + 40,
+            "{room} bytes of room for {used}"
+        );
     }
 
     #[test]

@@ -87,6 +87,7 @@ mod tests;
 
 pub(crate) use error::{Corruption, HeadChunksError};
 use files::*;
+pub(crate) use record::EncodedChunks;
 use record::*;
 
 mod trusted;
@@ -370,11 +371,7 @@ impl ChunkDiskMapper {
         if let Err(e) = &result
             && !matches!(e, HeadChunksError::InvalidChunk { .. })
         {
-            self.failed.store(true, Ordering::Release);
-            let marker = self.dir.join(WRITE_FAILED_MARKER);
-            if let Err(me) = fs::write(&marker, b"") {
-                tracing::error!(path = %marker.display(), err = %me, "cannot record a failed head chunk write");
-            }
+            self.mark_failed();
         }
         result
     }
@@ -387,6 +384,16 @@ impl ChunkDiskMapper {
         encoding: u8,
         data: &[u8],
     ) -> Result<u64> {
+        let record_len = self.checked_record_len(series_ref, data)?;
+        let mut state = self.state.write();
+        self.place_record(&mut state, record_len, maxt, |buf| {
+            encode_record(buf, series_ref, mint, maxt, encoding, data)
+        })
+        .map_err(|e| e.unwrap_or_else(|| self.offset_overflow(series_ref, data.len())))
+    }
+
+    /// The length of `data`'s record, after checking that it can be stored.
+    fn checked_record_len(&self, series_ref: u64, data: &[u8]) -> Result<usize> {
         let invalid = |reason| HeadChunksError::InvalidChunk {
             series_ref,
             len: data.len(),
@@ -402,9 +409,28 @@ impl ChunkDiskMapper {
         if HEADER_SIZE + record_len > self.opts.max_file_size {
             return Err(invalid("chunk does not fit in one head chunk file"));
         }
+        Ok(record_len)
+    }
+
+    fn offset_overflow(&self, series_ref: u64, len: usize) -> HeadChunksError {
+        HeadChunksError::InvalidChunk {
+            series_ref,
+            len,
+            reason: "chunk offset does not fit in 32 bits",
+        }
+    }
+
+    /// Places a record of `record_len` bytes, written by `write`, in the active file
+    /// (starting a new file when it would pass the size limit) and returns its ref.
+    /// `Err(None)`: the offset does not fit a ref. On error nothing was stored.
+    fn place_record(
+        &self,
+        state: &mut State,
+        record_len: usize,
+        maxt: i64,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> std::result::Result<u64, Option<HeadChunksError>> {
         let buffer_size = self.opts.write_buffer_size;
-        let mut state = self.state.write();
-        let state = &mut *state;
         let active = match state.active.take() {
             Some(a) if !a.has_chunks() || a.size() + record_len <= self.opts.max_file_size => {
                 state.active.insert(a)
@@ -418,22 +444,83 @@ impl ChunkDiskMapper {
             active.flush(buffer_size)?;
         }
         let offset = active.size();
-        let (seq32, off32) = match (u32::try_from(active.seq), u32::try_from(offset)) {
-            (Ok(s), Ok(o)) => (s, o),
-            _ => return Err(invalid("chunk offset does not fit in 32 bits")),
+        let (Ok(seq32), Ok(off32)) = (u32::try_from(active.seq), u32::try_from(offset)) else {
+            return Err(None);
         };
         let prev_len = active.buf.len();
         let prev_maxt = active.maxt;
-        encode_record(&mut active.buf, series_ref, mint, maxt, encoding, data);
+        write(&mut active.buf);
         active.maxt = active.maxt.max(maxt);
         if active.buf.len() >= buffer_size
             && let Err(e) = active.flush(buffer_size)
         {
             active.buf.truncate(prev_len);
             active.maxt = prev_maxt;
-            return Err(e);
+            return Err(Some(e));
         }
         Ok(chunk_ref(seq32, off32))
+    }
+
+    /// Adds a chunk's record, CRC included, to `out`, without taking the mapper's lock;
+    /// [`write_encoded`](Self::write_encoded) stores them. The checks are
+    /// [`write_chunk`](Self::write_chunk)'s.
+    pub(crate) fn encode_chunk(
+        &self,
+        out: &mut EncodedChunks,
+        series_ref: u64,
+        mint: i64,
+        maxt: i64,
+        encoding: u8,
+        data: &[u8],
+    ) -> Result<()> {
+        self.checked_record_len(series_ref, data)?;
+        encode_record(&mut out.bytes, series_ref, mint, maxt, encoding, data);
+        out.records.push((out.bytes.len(), maxt));
+        Ok(())
+    }
+
+    /// Stores records made by [`encode_chunk`](Self::encode_chunk), in order, and returns
+    /// their refs. Under the lock this only copies bytes, so threads that encode their
+    /// chunks apart store them at memory speed (a shutdown persists every open chunk
+    /// this way). A failure is [`write_chunk`](Self::write_chunk)'s: later writes fail
+    /// and the next open discards the files.
+    pub(crate) fn write_encoded(&self, chunks: &EncodedChunks) -> Result<Vec<u64>> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(HeadChunksError::WritesDisabled {
+                dir: self.dir.clone(),
+            });
+        }
+        let mut refs = Vec::with_capacity(chunks.records.len());
+        let mut state = self.state.write();
+        let mut start = 0;
+        for &(end, maxt) in &chunks.records {
+            let record = &chunks.bytes[start..end];
+            match self.place_record(&mut state, record.len(), maxt, |buf| {
+                buf.extend_from_slice(record)
+            }) {
+                Ok(r) => refs.push(r),
+                Err(e) => {
+                    drop(state);
+                    let series_ref = record
+                        .first_chunk::<8>()
+                        .map_or(0, |b| u64::from_be_bytes(*b));
+                    let e = e.unwrap_or_else(|| self.offset_overflow(series_ref, record.len()));
+                    self.mark_failed();
+                    return Err(e);
+                }
+            }
+            start = end;
+        }
+        Ok(refs)
+    }
+
+    /// Disables writes after a failed one and records it for the next open.
+    fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+        let marker = self.dir.join(WRITE_FAILED_MARKER);
+        if let Err(me) = fs::write(&marker, b"") {
+            tracing::error!(path = %marker.display(), err = %me, "cannot record a failed head chunk write");
+        }
     }
 
     /// The data bytes of the chunk at `chunk_ref`. The record's bounds are checked, its CRC

@@ -134,6 +134,22 @@ pub(super) fn uvarint_len(mut v: u64) -> usize {
 }
 
 /// Appends one record to `buf`. Allocates only when `buf` must grow.
+/// Chunk records encoded apart from the mapper, in order: the bytes, and where each
+/// record ends with its newest timestamp (see `ChunkDiskMapper::encode_chunk`).
+#[derive(Debug, Default)]
+pub(crate) struct EncodedChunks {
+    pub(super) bytes: Vec<u8>,
+    pub(super) records: Vec<(usize, i64)>,
+}
+
+impl EncodedChunks {
+    /// Forgets every record, keeping the room.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.records.clear();
+    }
+}
+
 pub(super) fn encode_record(
     buf: &mut Vec<u8>,
     series_ref: u64,
