@@ -27,6 +27,12 @@ const TRIM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Looks a due trim waits at most for the growth to stop (a long ingest).
 const MAX_WAIT_LOOKS: u32 = 5;
 
+/// Quiet looks (no growth) after a trim that growth made due at which the trimmer trims
+/// again: memory a query or a burst still held at the first trim and freed later goes
+/// back too (the resident memory does not change when memory is freed, so growth alone
+/// would not show it).
+const FOLLOW_UP_LOOKS: [u32; 2] = [5, 30];
+
 /// Looks after which a trim runs whether or not the memory grew (memory freed by head
 /// truncation or series removal, without growth, goes back too).
 const ANYWAY_LOOKS: u32 = 300;
@@ -65,7 +71,8 @@ fn trim() -> bool {
 /// Starts a thread that gives freed memory back to the OS (`malloc_trim`) once the
 /// resident memory has grown by 16 MiB since the last trim: as soon as the growth
 /// stops (a large query ended, an ingest burst is over), or every 5 seconds while it
-/// goes on; and every 5 minutes regardless. It looks once a second and runs until the
+/// goes on, and again 5 and 30 quiet seconds later (for what was freed after that
+/// trim); and every 5 minutes regardless. It looks once a second and runs until the
 /// process exits.
 ///
 /// Why growth and not glibc's own count of freed memory: that count (`mallinfo2`)
@@ -113,6 +120,9 @@ struct TrimPolicy {
     due_for: u32,
     /// Looks since the last trim.
     since_trim: u32,
+    /// Looks without growth since the last trim that growth made due; `None` when the
+    /// follow-ups are done (or none is owed).
+    quiet_after_growth: Option<u32>,
 }
 
 impl TrimPolicy {
@@ -122,6 +132,7 @@ impl TrimPolicy {
             previous: rss,
             due_for: 0,
             since_trim: 0,
+            quiet_after_growth: None,
         }
     }
 
@@ -136,13 +147,28 @@ impl TrimPolicy {
         }
         let growing = now > self.previous + STILL_GROWING_BYTES;
         self.previous = now;
+        if let Some(quiet) = &mut self.quiet_after_growth {
+            *quiet = if growing { 0 } else { *quiet + 1 };
+        }
+        let follow_up = self
+            .quiet_after_growth
+            .is_some_and(|quiet| FOLLOW_UP_LOOKS.contains(&quiet));
         (self.due_for > 0 && (!growing || self.due_for >= MAX_WAIT_LOOKS))
+            || follow_up
             || self.since_trim >= ANYWAY_LOOKS
     }
 
     /// A trim ran and left `rss` resident.
     fn trimmed(&mut self, rss: u64) {
+        let owed = match self.quiet_after_growth {
+            // Growth made this one due: the follow-ups start over.
+            _ if self.due_for > 0 => Some(0),
+            // The last follow-up ends them.
+            Some(quiet) if quiet >= FOLLOW_UP_LOOKS[FOLLOW_UP_LOOKS.len() - 1] => None,
+            other => other,
+        };
         *self = TrimPolicy::new(rss);
+        self.quiet_after_growth = owed;
     }
 }
 
@@ -169,10 +195,19 @@ mod tests {
         // Small wobbles never trim.
         let mut p = TrimPolicy::new(100 * MIB);
         assert!(trims(&mut p, &[101, 100, 105, 110, 104, 100]).is_empty());
-        // A query grows memory by 300 MiB over three looks, then ends: one trim, at the
-        // first look without growth.
+        // A query grows memory by 300 MiB over three looks, then ends: a trim at the
+        // first look without growth, and two follow-ups 5 and 30 quiet looks later (what
+        // the query still held at the first trim and freed after it goes back then).
         let mut p = TrimPolicy::new(100 * MIB);
-        assert_eq!(trims(&mut p, &[150, 300, 400, 400, 400, 400]), vec![3]);
+        let query: Vec<u64> = [150, 300, 400].into_iter().chain([400; 40]).collect();
+        assert_eq!(trims(&mut p, &query), vec![3, 8, 33]);
+        // Growth during the follow-ups starts them over.
+        let mut p = TrimPolicy::new(100 * MIB);
+        let two: Vec<u64> = [150, 150, 150, 150, 200, 200]
+            .into_iter()
+            .chain([200; 10])
+            .collect();
+        assert_eq!(trims(&mut p, &two), vec![1, 5, 10]);
         // An ingest that grows memory for a long time: a trim every 5 looks, and one
         // when it stops.
         let mut p = TrimPolicy::new(100 * MIB);

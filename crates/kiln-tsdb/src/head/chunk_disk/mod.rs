@@ -482,8 +482,9 @@ impl ChunkDiskMapper {
     /// Stores records made by [`encode_chunk`](Self::encode_chunk), in order, and returns
     /// their refs. Under the lock this only copies bytes, so threads that encode their
     /// chunks apart store them at memory speed (a shutdown persists every open chunk
-    /// this way). A failure is [`write_chunk`](Self::write_chunk)'s: later writes fail
-    /// and the next open discards the files.
+    /// this way). A failure is [`write_chunk`](Self::write_chunk)'s (a failed write
+    /// disables later ones and makes the next open discard the files); the records
+    /// before the failing one are stored.
     pub(crate) fn write_encoded(&self, chunks: &EncodedChunks) -> Result<Vec<u64>> {
         if self.failed.load(Ordering::Acquire) {
             return Err(HeadChunksError::WritesDisabled {
@@ -499,14 +500,16 @@ impl ChunkDiskMapper {
                 buf.extend_from_slice(record)
             }) {
                 Ok(r) => refs.push(r),
-                Err(e) => {
+                Err(Some(e)) => {
                     drop(state);
+                    self.mark_failed();
+                    return Err(e);
+                }
+                Err(None) => {
                     let series_ref = record
                         .first_chunk::<8>()
                         .map_or(0, |b| u64::from_be_bytes(*b));
-                    let e = e.unwrap_or_else(|| self.offset_overflow(series_ref, record.len()));
-                    self.mark_failed();
-                    return Err(e);
+                    return Err(self.offset_overflow(series_ref, record.len()));
                 }
             }
             start = end;
