@@ -156,14 +156,16 @@ pub(super) fn write(
     out.put(&start)?;
     let complete = std::thread::scope(|scope| {
         let postings = scope.spawn(|| encode_postings(head));
-        if !write_batches(&mut out, series, open_chunks)? {
-            return Ok::<_, DbError>(false);
+        let batches_written = write_batches(&mut out, series, open_chunks);
+        // Joined whatever happened to the batches (a thread that panicked and was not
+        // joined would panic the scope); a panic there abandons the snapshot.
+        match (batches_written?, postings.join()) {
+            (true, Ok(postings)) => {
+                out.put_piece(&postings)?;
+                Ok::<_, DbError>(true)
+            }
+            _ => Ok(false),
         }
-        let Ok(postings) = postings.join() else {
-            return Ok(false);
-        };
-        out.put_piece(&postings)?;
-        Ok(true)
     })?;
     if !complete {
         drop(out);

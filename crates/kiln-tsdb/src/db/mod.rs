@@ -226,27 +226,30 @@ impl Db {
         let mut head = self.head;
         let started = std::time::Instant::now();
         let wal = head.wal.take();
-        let had_wal = wal.is_some();
         let disk = head.chunk_disk.take();
-        let read_only = self.opts.read_only;
+        // The WAL first, then the chunk files: their extents are what a snapshot records.
+        let close_files =
+            |wal: Option<Mutex<crate::wal::Wal>>,
+             disk: Option<crate::head::chunk_disk::ChunkDiskMapper>| {
+                if let Some(wal) = wal {
+                    wal.into_inner().close()?;
+                }
+                disk.map(|d| d.close().map_err(|e| DbError::HeadChunkFiles(Box::new(e))))
+                    .transpose()
+            };
+        // A snapshot needs the WAL it vouches for and chunk files to hold the open chunks.
+        if self.opts.read_only || wal.is_none() || disk.is_none() {
+            close_files(wal, disk)?;
+            return Ok(head);
+        }
         let dir = &self.dir;
         let snapshot = head.with_series_by_id(|series| {
-            let open_chunks = match (&disk, read_only) {
-                (Some(disk), false) => crate::head::persist_open_chunks(series, disk),
-                _ => None,
-            };
+            let open_chunks = disk
+                .as_ref()
+                .and_then(|d| crate::head::persist_open_chunks(series, d));
             let persisted = started.elapsed();
-            if let Some(wal) = wal {
-                wal.into_inner().close()?;
-            }
-            let files = match disk {
-                Some(disk) => Some(
-                    disk.close()
-                        .map_err(|e| DbError::HeadChunkFiles(Box::new(e)))?,
-                ),
-                None => None,
-            };
-            let (Some(open_chunks), true, Some(files)) = (open_chunks, had_wal, files) else {
+            let files = close_files(wal, disk)?;
+            let (Some(open_chunks), Some(files)) = (open_chunks, files) else {
                 return Ok(None);
             };
             let closed = started.elapsed();
