@@ -204,6 +204,54 @@ impl<'a> BitReader<'a> {
         self.pos
     }
 
+    /// Whole bytes from the one holding the next bit to the end of the data.
+    #[inline]
+    pub(crate) fn bytes_ahead(&self) -> usize {
+        self.data.len().saturating_sub(self.pos / 8)
+    }
+
+    /// The next 64 bits, first bit highest, without moving; the low `pos % 8` bits are
+    /// zero, so at least 57 are data. Only when [`bytes_ahead`](Self::bytes_ahead) is
+    /// at least 8 (else the missing bytes read as zero).
+    #[inline]
+    pub(crate) fn peek(&self) -> u64 {
+        let start = self.pos / 8;
+        let mut a = [0u8; 8];
+        if let Some(s) = self.data.get(start..start + 8) {
+            a.copy_from_slice(s);
+        }
+        u64::from_be_bytes(a) << (self.pos % 8)
+    }
+
+    /// Moves past `n` bits already looked at with [`peek`](Self::peek).
+    #[inline]
+    pub(crate) fn skip(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    /// [`read_bits`](Self::read_bits) for a caller that knows at least 16 bytes lie
+    /// ahead (see [`bytes_ahead`](Self::bytes_ahead)), so no bound is checked: up to
+    /// 57 bits come from one 8-byte load.
+    #[inline]
+    pub(crate) fn read_bits_ahead(&mut self, nbits: u8) -> u64 {
+        let n = u32::from(nbits.min(64));
+        if n == 0 {
+            return 0;
+        }
+        let v = if n <= 57 {
+            self.peek() >> (64 - n)
+        } else {
+            let start = self.pos / 8;
+            let mut a = [0u8; 16];
+            if let Some(s) = self.data.get(start..start + 16) {
+                a.copy_from_slice(s);
+            }
+            ((u128::from_be_bytes(a) << (self.pos % 8)) >> (128 - n)) as u64
+        };
+        self.pos += n as usize;
+        v
+    }
+
     /// The sample fields are filled in by the caller, which knows them.
     fn truncated(&self) -> ChunkError {
         ChunkError::Truncated {

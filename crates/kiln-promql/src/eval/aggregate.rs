@@ -304,49 +304,6 @@ fn unreachable_op(op: AggOp) -> Result<f64, QueryError> {
 
 /// The mean as Prometheus computes it: a Kahan-compensated sum divided by the count,
 /// switching to an incremental mean from the point where the sum would overflow.
-/// [`avg`] of four slices at once, bit for bit: the four compensated sums run
-/// interleaved, so the processor overlaps their dependency chains (one sum alone waits
-/// on each addition), and each addition's rounding error is found with Knuth's
-/// branch-free TwoSum instead of [`avg`]'s comparison of magnitudes. Both yield the
-/// exact error of a finite addition, so the compensations are the same numbers. A
-/// slice whose sum or compensation does not end finite is done again by [`avg`], which
-/// handles overflow.
-pub(crate) fn avg4(w: [&[f64]; 4]) -> [f64; 4] {
-    if w.iter().any(|x| x.is_empty()) {
-        return w.map(avg);
-    }
-    let mut sum = w.map(|x| x[0]);
-    let mut c = [0.0f64; 4];
-    let step = |sum: &mut f64, c: &mut f64, v: f64| {
-        let t = *sum + v;
-        let bp = t - *sum;
-        let ap = t - bp;
-        *c += (*sum - ap) + (v - bp);
-        *sum = t;
-    };
-    let common = w.iter().map(|x| x.len()).min().unwrap_or(0);
-    // Index by index across the four lanes: the interleaving is the point.
-    #[allow(clippy::needless_range_loop)]
-    for i in 1..common {
-        for j in 0..4 {
-            step(&mut sum[j], &mut c[j], w[j][i]);
-        }
-    }
-    for j in 0..4 {
-        for &v in &w[j][common.max(1)..] {
-            step(&mut sum[j], &mut c[j], v);
-        }
-    }
-    std::array::from_fn(|j| {
-        if sum[j].is_finite() && c[j].is_finite() {
-            let n = w[j].len() as f64;
-            sum[j] / n + c[j] / n
-        } else {
-            avg(w[j])
-        }
-    })
-}
-
 pub(crate) fn avg(vals: &[f64]) -> f64 {
     let Some(&first) = vals.first() else {
         return f64::NAN;
@@ -556,54 +513,4 @@ fn cmp_asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
 /// A stable number in `[0, 1)` from a label set, for `limit_ratio`.
 fn ratio_of(l: &Labels) -> f64 {
     (l.hash() as f64) / (u64::MAX as f64 + 1.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn avg4_is_avg_bit_for_bit() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let pools: [&[f64]; 5] = [
-            &[0.01, 0.73, 0.5, 1e-9, 0.99],
-            &[1e16, 1.0, -1e16, 3.5, 1e-3],
-            &[f64::MAX, f64::MAX, -f64::MAX, 1.0],
-            &[f64::NAN, 1.0, f64::INFINITY, -2.5],
-            &[-0.0, 0.0, -0.0],
-        ];
-        for round in 0..3000 {
-            let pool = pools[round % pools.len()];
-            let windows: Vec<Vec<f64>> = (0..4)
-                .map(|_| {
-                    let len = (next() % 300) as usize + usize::from(round % 7 != 0);
-                    (0..len)
-                        .map(|_| {
-                            if round % 3 == 0 {
-                                // Any sign and mantissa, exponents 2^-40..2^40.
-                                let exp = 1023 - 40 + next() % 81;
-                                f64::from_bits((next() & 0x800f_ffff_ffff_ffff) | (exp << 52))
-                            } else {
-                                pool[(next() % pool.len() as u64) as usize] * (next() % 5) as f64
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
-            let got = avg4(std::array::from_fn(|j| windows[j].as_slice()));
-            for (w, g) in windows.iter().zip(got) {
-                let want = avg(w);
-                assert!(
-                    want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
-                    "round {round}: {want} != {g} over {w:?}"
-                );
-            }
-        }
-    }
 }

@@ -18,6 +18,7 @@
 //! remembered across steps.
 
 mod aggregate;
+mod avg_lanes;
 mod binary;
 mod budget;
 mod label_cache;
@@ -29,7 +30,8 @@ mod stream;
 use run::SeriesCollector;
 pub(crate) use run::run;
 
-pub(crate) use aggregate::{KahanSum, avg, avg4, go_float, variance};
+pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
+pub(crate) use avg_lanes::avg4;
 use budget::{Budget, VECTOR_SAMPLE_BYTES};
 pub(crate) use label_cache::{HashKeyed, LabelCache};
 use step_table::StepTable;
