@@ -333,6 +333,19 @@ fn range_functions_over_all_steps_equal_instant_queries() {
         "max_over_time(rate(work_total[1m])[30s:10s])",
         "sum(count_over_time(work_total[1m:15s]))",
         "rate(work_total[1m]) > 1",
+        // Operations over tables (see `binary_table`): constants on either side,
+        // filters, `bool`, matching modifiers, nested.
+        "100 * (rate(work_total[1m]) / work_total)",
+        "work_total > 50",
+        "50 < work_total",
+        "work_total >= bool 80",
+        "work_total > rate(work_total[1m])",
+        "rate(work_total[1m]) * on(instance) group_left() max_over_time(work_total[2m])",
+        "max_over_time(work_total[2m]) - on(instance) group_right() work_total",
+        "-work_total + 2 ^ 3",
+        "sum(work_total / 2)",
+        // The same call in two subqueries: one table, read from storage once.
+        "(rate(work_total[1m]) - avg_over_time(rate(work_total[1m])[5m:30s])) / stddev_over_time(rate(work_total[1m])[5m:30s])",
     ] {
         for step in [7_000, 20_000, 60_000] {
             let Value::Matrix(m) = e
@@ -372,6 +385,41 @@ fn range_functions_over_all_steps_equal_instant_queries() {
             assert!(points > 0, "{q} step={step}: no points at all");
         }
     }
+}
+
+/// A range function over a selector that appears twice over the same times (inside two
+/// subqueries) reads storage once: the whole query reads as many samples as one of the
+/// subqueries alone.
+#[test]
+fn the_same_call_twice_is_read_once() {
+    let st = MemStorage::new();
+    let mut app = st.appender();
+    for i in 0..20i64 {
+        let l = Labels::from_pairs(&[("__name__", "x_total"), ("id", &i.to_string())]);
+        for k in 0..=720i64 {
+            app.append(0, &l, k * 15_000, SampleValue::Float((k * (i + 1)) as f64))
+                .expect("append");
+        }
+    }
+    app.commit().expect("commit");
+    drop(app);
+    let e = Engine::default();
+    let read = |q: &str| {
+        let r = e
+            .range_query(&st, q, 3_600_000, 10_800_000, 60_000)
+            .unwrap_or_else(|err| panic!("{q}: {err}"));
+        r.stats.total_queryable_samples
+    };
+    let one = read("avg_over_time(rate(x_total[5m])[1h:5m])");
+    let both = read(
+        "avg_over_time(rate(x_total[5m])[1h:5m]) - stddev_over_time(rate(x_total[5m])[1h:5m])",
+    );
+    let different = read(
+        "avg_over_time(rate(x_total[5m])[1h:5m]) - stddev_over_time(rate(x_total[10m])[1h:5m])",
+    );
+    assert!(one > 0);
+    assert_eq!(both, one);
+    assert!(different > one, "{different} <= {one}");
 }
 
 /// A step-invariant subtree (its selectors pinned with `@`) is computed once per query,

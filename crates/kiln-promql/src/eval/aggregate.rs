@@ -75,6 +75,8 @@ pub(crate) struct Groups {
     by_addr: HashMap<usize, (Labels, usize), super::HashKeyed>,
     by_key: HashMap<u64, usize, super::HashKeyed>,
     labels: Vec<Labels>,
+    /// Whether each group's label set keeps `__name__` (`by (__name__)`).
+    has_name: Vec<bool>,
     members: Vec<Vec<f64>>,
     drop_name: Vec<bool>,
     /// The evaluation that last used each group (its buffer is stale otherwise).
@@ -119,7 +121,9 @@ impl Groups {
             Some(Grouping::Without(names)) => super::subset_hash(l, names, false),
         };
         let g = *self.by_key.entry(k).or_insert_with(|| {
-            self.labels.push(group_labels(l, grouping));
+            let labels = group_labels(l, grouping);
+            self.has_name.push(labels.get(METRIC_NAME).is_some());
+            self.labels.push(labels);
             self.members.push(Vec::new());
             self.drop_name.push(false);
             self.mark.push(0);
@@ -285,7 +289,7 @@ fn finish(
         };
         let labels = groups.labels[g].clone();
         // A member's name matters only when the group keeps `__name__` (`by (__name__)`).
-        let drop_name = groups.drop_name[g] && labels.get(METRIC_NAME).is_some();
+        let drop_name = groups.drop_name[g] && groups.has_name[g];
         out.push(Sample {
             labels,
             t: ts,

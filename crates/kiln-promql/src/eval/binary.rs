@@ -32,7 +32,7 @@ pub(crate) fn apply(op: BinOp, l: f64, r: f64) -> (f64, bool) {
 }
 
 /// Whether the operator removes the metric name from its result.
-fn drops_name(op: BinOp, return_bool: bool) -> bool {
+pub(super) fn drops_name(op: BinOp, return_bool: bool) -> bool {
     return_bool || !(op.is_comparison() || op.is_set())
 }
 
@@ -186,7 +186,7 @@ pub(crate) struct Pairing {
     many: Vec<Labels>,
     one: Vec<Labels>,
     /// (index in "many", index in "one", result labels), in the order of "many".
-    pairs: Vec<(usize, usize, Labels)>,
+    pub(super) pairs: Vec<(usize, usize, Labels)>,
 }
 
 /// Whether `samples` carry exactly the label sets of `kept`, by address, in order.
@@ -248,7 +248,7 @@ fn vector_vector(
 
 /// Pairs the samples of the two sides by their matching signatures, with the errors
 /// Prometheus gives for duplicates and ambiguous matches.
-fn pair(
+pub(super) fn pair(
     many: &[Sample],
     one: &[Sample],
     m: &VectorMatching,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use kiln_model::Labels;
 
 use super::{key, subset_hash};
+use crate::error::QueryError;
 
 /// A map hasher for the evaluator's maps: keys that are already hashes (group and
 /// signature hashes) are used as they are, addresses and times are spread (see
@@ -83,6 +84,34 @@ pub(crate) struct LabelCache {
     bucket_keys: HashMap<Labels, Labels, HashKeyed>,
     /// The last pairing of each vector-vector operation, by its matching's address.
     pairings: HashMap<usize, super::binary::Pairing, HashKeyed>,
+    /// How the last vector of classic buckets grouped (see [`BucketPlan`]).
+    pub(crate) bucket_plan: Option<BucketPlan>,
+}
+
+/// How a vector of classic histogram buckets splits into histograms: kept from one
+/// step to the next, and used again as long as a step's samples carry the same label
+/// sets in the same order (a range query's steps usually do), so that grouping costs
+/// a comparison of addresses per sample instead of a lookup and a map per step.
+pub(crate) struct BucketPlan {
+    /// The label sets of the vector the plan was made for, in order; held, so their
+    /// addresses cannot be reused by other label sets while the plan is kept.
+    inputs: Vec<Labels>,
+    /// For each input sample: its histogram's index in `groups` and its upper bound;
+    /// `None` when its `le` is missing or malformed.
+    pub(crate) slots: Vec<Option<(usize, f64)>>,
+    /// Each histogram's label set without `le` and how many buckets it has, in the
+    /// order they first appear in the vector.
+    pub(crate) groups: Vec<(Labels, usize)>,
+}
+
+impl BucketPlan {
+    /// Whether the plan was made for a vector with exactly these label sets in order.
+    pub(crate) fn fits<'l>(&self, labels: impl ExactSizeIterator<Item = &'l Labels>) -> bool {
+        labels.len() == self.inputs.len()
+            && labels
+                .zip(&self.inputs)
+                .all(|(a, b)| a.buffer_addr() == b.buffer_addr())
+    }
 }
 
 impl LabelCache {
@@ -115,10 +144,39 @@ impl LabelCache {
 
     /// Forgets the buckets when many were seen. Call between evaluations, never while
     /// grouping by [`bucket`](Self::bucket)'s label-set addresses.
-    pub(crate) fn trim_buckets(&mut self) {
+    fn trim_buckets(&mut self) {
         if self.buckets.len() > 1_000_000 {
             self.buckets.clear();
             self.bucket_keys.clear();
+        }
+    }
+
+    /// The [`BucketPlan`] of a vector with label sets `labels`, made with
+    /// [`bucket`](Self::bucket)'s answers.
+    pub(crate) fn make_bucket_plan(
+        &mut self,
+        labels: &[&Labels],
+        parse_le: fn(&str) -> Option<f64>,
+    ) -> BucketPlan {
+        self.trim_buckets();
+        let mut index: HashMap<usize, usize, HashKeyed> = HashMap::default();
+        let mut groups: Vec<(Labels, usize)> = Vec::new();
+        let slots = labels
+            .iter()
+            .map(|l| {
+                let (key, upper) = self.bucket(l, parse_le)?;
+                let i = *index.entry(key.buffer_addr()).or_insert_with(|| {
+                    groups.push((key, 0));
+                    groups.len() - 1
+                });
+                groups[i].1 += 1;
+                Some((i, upper))
+            })
+            .collect();
+        BucketPlan {
+            inputs: labels.iter().map(|l| (*l).clone()).collect(),
+            slots,
+            groups,
         }
     }
 
@@ -157,5 +215,89 @@ impl LabelCache {
             .or_insert_with(|| (many.clone(), one.clone(), make()))
             .2
             .clone()
+    }
+}
+
+/// Label sets (by address, clones kept) known to be pairwise distinct, so that a step
+/// whose samples all carry different ones of them holds no duplicates: checking that
+/// costs a lookup by address per sample, where [`super::check_unique`] hashes every
+/// label set at every step. A step with label sets not known yet is checked in full,
+/// and those of them whose hash no member has join.
+#[derive(Default)]
+pub(crate) struct DistinctLabels {
+    /// Members by address: the label set, and the last check that met it.
+    members: HashMap<usize, (Labels, u64), HashKeyed>,
+    /// The members' hashes.
+    hashes: std::collections::HashSet<u64, HashKeyed>,
+    checks: u64,
+}
+
+impl DistinctLabels {
+    /// Fails as [`super::check_unique`] does when two samples of `v` have equal labels.
+    pub(crate) fn check(&mut self, v: &[crate::value::Sample]) -> Result<(), QueryError> {
+        self.checks += 1;
+        let check = self.checks;
+        let mut known = true;
+        for s in v {
+            match self.members.get_mut(&s.labels.buffer_addr()) {
+                // Met twice in this vector: the same buffer, so equal labels.
+                Some((_, last)) if *last == check => {
+                    known = false;
+                    break;
+                }
+                Some((_, last)) => *last = check,
+                None => {
+                    known = false;
+                    break;
+                }
+            }
+        }
+        if known {
+            return Ok(());
+        }
+        super::check_unique(v)?;
+        if self.members.len() > 1_000_000 {
+            self.members.clear();
+            self.hashes.clear();
+        }
+        for s in v {
+            let addr = s.labels.buffer_addr();
+            if !self.members.contains_key(&addr) && self.hashes.insert(s.labels.hash()) {
+                self.members.insert(addr, (s.labels.clone(), 0));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Sample;
+
+    #[test]
+    fn distinct_labels_refuse_duplicates_however_they_arrive() {
+        let l = |id: &str| Labels::from_pairs(&[("job", "a"), ("id", id)]);
+        let (a, b) = (l("1"), l("2"));
+        let step = |labels: &[&Labels]| -> Vec<Sample> {
+            labels
+                .iter()
+                .map(|l| Sample::new((*l).clone(), 0, 1.0))
+                .collect()
+        };
+        let mut d = DistinctLabels::default();
+        // Learnt at the first step, known at the next.
+        assert!(d.check(&step(&[&a, &b])).is_ok());
+        assert!(d.check(&step(&[&b, &a])).is_ok());
+        assert!(d.check(&step(&[&a])).is_ok());
+        // The same buffer twice, a known one included.
+        assert!(d.check(&step(&[&a, &b, &a])).is_err());
+        // Equal labels in another buffer, beside a member or not.
+        let a2 = l("1");
+        assert!(d.check(&step(&[&a, &a2])).is_err());
+        assert!(d.check(&step(&[&a2, &l("1")])).is_err());
+        // A label set equal to a member stays out, but is fine alone.
+        assert!(d.check(&step(&[&a2, &b])).is_ok());
+        assert!(d.check(&step(&[&a2, &b])).is_ok());
     }
 }

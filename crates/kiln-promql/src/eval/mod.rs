@@ -20,6 +20,7 @@
 mod aggregate;
 mod avg_lanes;
 mod binary;
+mod binary_table;
 mod budget;
 mod label_cache;
 mod prepare;
@@ -33,7 +34,7 @@ pub(crate) use run::run;
 pub(crate) use aggregate::{KahanSum, avg, go_float, variance};
 pub(crate) use avg_lanes::avg4;
 use budget::{Budget, VECTOR_SAMPLE_BYTES};
-pub(crate) use label_cache::{HashKeyed, LabelCache};
+pub(crate) use label_cache::{DistinctLabels, HashKeyed, LabelCache};
 use step_table::StepTable;
 
 use std::collections::HashMap;
@@ -144,6 +145,10 @@ pub(crate) struct Evaluator<'s> {
     /// Range-function calls computed for every time they are evaluated at, by the call
     /// node's address (see [`step_table`]).
     tables: Arc<HashMap<usize, StepTable, HashKeyed>>,
+    /// Range-function calls over selectors whose tables were built from storage, by
+    /// what makes their tables equal (see `stream::call_shape`): the node that has
+    /// the table, and the input series its annotations were made from.
+    streamed_calls: HashMap<String, (usize, Vec<Labels>)>,
     /// Selectors (by address) whose samples' stored times are read (`timestamp(x)`):
     /// their step tables keep them.
     sample_times_wanted: std::collections::HashSet<usize, HashKeyed>,
@@ -165,6 +170,8 @@ pub(crate) struct Evaluator<'s> {
     /// Whether two label sets met so far lose their difference without `__name__` (or
     /// a hash of two outputs met): only then can dropping names make duplicates.
     names_may_collide: bool,
+    /// Result label sets known to be distinct (see [`DistinctLabels`]).
+    distinct: DistinctLabels,
     /// Aggregation groups by aggregation node address.
     aggregations: HashMap<usize, aggregate::Groups, HashKeyed>,
     pub(crate) label_cache: LabelCache,
@@ -316,6 +323,19 @@ fn restamped(v: Instant, e: &Expr, ts: Timestamp) -> Instant {
     }
 }
 
+/// The step table of node `e` (parentheses aside) in `tables`, if it has one: a
+/// selector's, a range-function call's, a binary operation's.
+fn table_in<'t>(
+    tables: &'t HashMap<usize, StepTable, HashKeyed>,
+    e: &Expr,
+) -> Option<&'t StepTable> {
+    match unwrap_parens(e) {
+        Expr::Selector(sel) => tables.get(&key(sel)),
+        node @ (Expr::Call { .. } | Expr::Binary { .. }) => tables.get(&key(node)),
+        _ => None,
+    }
+}
+
 /// `e` without enclosing parentheses.
 pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
     while let Expr::Paren(inner) = e {
@@ -359,7 +379,7 @@ impl Evaluator<'_> {
             // Dropped names can only collide if two series ever lost their name to the
             // same label set in this query (see `without_name`).
             if always_check || (dropped && self.names_may_collide) {
-                check_unique(samples)?;
+                self.distinct.check(samples)?;
             }
         }
         Ok(v)
@@ -481,6 +501,7 @@ impl<'s> Evaluator<'s> {
             budget,
             data: Arc::default(),
             tables: Arc::default(),
+            streamed_calls: HashMap::new(),
             sample_times_wanted: Default::default(),
             subquery_cache: HashMap::default(),
             invariant_cache: HashMap::new(),
@@ -489,6 +510,7 @@ impl<'s> Evaluator<'s> {
             nameless: HashMap::default(),
             nameless_outputs: HashMap::default(),
             names_may_collide: false,
+            distinct: DistinctLabels::default(),
             aggregations: HashMap::default(),
             label_cache: LabelCache::default(),
             counter_checked: Default::default(),
@@ -713,12 +735,7 @@ impl<'s> Evaluator<'s> {
                 if param.is_none() {
                     // Over a step table: aggregated from the table in place.
                     let tables = self.tables.clone();
-                    let input = match unwrap_parens(expr) {
-                        Expr::Selector(sel) => tables.get(&key(sel)),
-                        call @ Expr::Call { .. } => tables.get(&key(call)),
-                        _ => None,
-                    };
-                    if let Some(column) = input.and_then(|t| t.column(ts))
+                    if let Some(column) = table_in(&tables, expr).and_then(|t| t.column(ts))
                         && let Some(v) = aggregate::eval_column(self, e, &column, ts)
                     {
                         return v;
@@ -740,6 +757,12 @@ impl<'s> Evaluator<'s> {
                 return_bool,
                 matching,
             } => {
+                // Computed over its operands' tables (see `binary_table`): final labels.
+                if let Some(table) = self.tables.get(&key(e))
+                    && let Some(v) = table.vector_at(ts)
+                {
+                    return Ok(Instant::Vector(v));
+                }
                 let l = self.eval(lhs, ts)?;
                 let r = self.eval(rhs, ts)?;
                 let v = binary::eval(*op, l, r, *return_bool, matching, ts, &mut self.label_cache)?;

@@ -129,7 +129,11 @@ impl Evaluator<'_> {
             }
             Expr::Binary { lhs, rhs, .. } => {
                 self.preload(lhs, lo, hi, grid)?;
-                self.preload(rhs, lo, hi, grid)
+                self.preload(rhs, lo, hi, grid)?;
+                match grid {
+                    Some(g) if g.count >= 2 => self.build_binary_table(e, g),
+                    _ => Ok(()),
+                }
             }
             Expr::Neg(e) | Expr::Paren(e) => self.preload(e, lo, hi, grid),
             Expr::Call {

@@ -8,9 +8,9 @@ use kiln_model::{Labels, Timestamp};
 use kiln_storage::Queryable;
 
 use super::budget::Budget;
-use super::step_table::Grid;
+use super::step_table::{Grid, StepTable};
 use super::{
-    Evaluator, HashKeyed, Instant, check_unique, drop_name, invariant_nodes, settle_names,
+    Evaluator, HashKeyed, Instant, check_unique, drop_name, invariant_nodes, settle_names, table_in,
 };
 use crate::ast::{self, Expr, ValueType};
 use crate::engine::{Engine, Limits};
@@ -223,8 +223,14 @@ impl<'s> Evaluator<'s> {
         let mut ev = self.fresh();
         let last = part.time(part.count - 1);
         ev.preload(expr, part.first, last, Some(part))?;
-        let steps: Vec<Timestamp> = (0..part.count).map(|k| part.time(k)).collect();
-        let results = ev.eval_steps_into(expr, &steps, SeriesCollector::default, fold_step);
+        let results = match table_in(&ev.tables, expr).filter(|t| t.covers(part)) {
+            // The whole value is a table: read off it series by series.
+            Some(table) => Ok(vec![SeriesCollector::from_table(table)]),
+            None => {
+                let steps: Vec<Timestamp> = (0..part.count).map(|k| part.time(k)).collect();
+                ev.eval_steps_into(expr, &steps, SeriesCollector::default, fold_step)
+            }
+        };
         for w in std::mem::take(&mut ev.warnings) {
             self.warn(w);
         }
@@ -293,6 +299,30 @@ pub(super) struct SeriesCollector {
 }
 
 impl SeriesCollector {
+    /// The series of a table over a slice's grid, each with its points in time order:
+    /// what folding the table's vector at every step gives (its label sets are final
+    /// and distinct).
+    fn from_table(table: &StepTable) -> SeriesCollector {
+        let n = table.labels.len();
+        let grid = table.grid;
+        let series = table
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, labels)| Series {
+                labels: labels.clone(),
+                points: (0..grid.count)
+                    .filter(|&k| table.present[k * n + i])
+                    .map(|k| (grid.time(k), table.values[k * n + i]))
+                    .collect(),
+            })
+            .collect();
+        SeriesCollector {
+            series,
+            ..SeriesCollector::default()
+        }
+    }
+
     /// Appends `later`'s points (all after this collector's in time) to its series.
     fn append(&mut self, later: SeriesCollector) {
         for s in later.series {

@@ -66,15 +66,15 @@ pub(crate) struct Column<'t> {
 /// [`Grid`].
 #[derive(Clone)]
 pub(crate) struct StepTable {
-    grid: Grid,
+    pub(super) grid: Grid,
     /// The result label set of each series that has a value at some grid time.
-    labels: Vec<Labels>,
+    pub(super) labels: Vec<Labels>,
     /// Whether the results still carry a name to drop (delayed name removal).
-    drop_name: bool,
+    pub(super) drop_name: bool,
     /// `values[k * labels.len() + i]`: series `i` at grid time `k`, when
     /// `present[k * labels.len() + i]`.
-    values: Vec<f64>,
-    present: Vec<bool>,
+    pub(super) values: Vec<f64>,
+    pub(super) present: Vec<bool>,
     /// For a selector's table, the stored timestamp of each cell's sample (laid out as
     /// `values`), for `timestamp()`; empty for a call's.
     sample_times: Vec<Timestamp>,
@@ -84,6 +84,61 @@ pub(crate) struct StepTable {
 }
 
 impl StepTable {
+    /// The table of `labels` over `grid` with cells laid out as the fields are, the
+    /// series without a value at any time left out. Labels are final and distinct.
+    pub(super) fn from_cells(
+        grid: Grid,
+        labels: Vec<Labels>,
+        mut values: Vec<f64>,
+        mut present: Vec<bool>,
+    ) -> StepTable {
+        let n = labels.len();
+        let mut with_value = vec![false; n];
+        for k in 0..grid.count {
+            for (w, &p) in with_value.iter_mut().zip(&present[k * n..(k + 1) * n]) {
+                *w |= p;
+            }
+        }
+        let kept = with_value.iter().filter(|&&w| w).count();
+        let labels = if kept == n {
+            labels
+        } else {
+            let mut cells = 0;
+            for k in 0..grid.count {
+                for i in (0..n).filter(|&i| with_value[i]) {
+                    values[cells] = values[k * n + i];
+                    present[cells] = present[k * n + i];
+                    cells += 1;
+                }
+            }
+            values.truncate(cells);
+            present.truncate(cells);
+            labels
+                .into_iter()
+                .zip(&with_value)
+                .filter(|(_, w)| **w)
+                .map(|(l, _)| l)
+                .collect()
+        };
+        StepTable {
+            grid,
+            labels,
+            drop_name: false,
+            values,
+            present,
+            sample_times: Vec::new(),
+            from_storage: false,
+        }
+    }
+
+    /// Whether the table holds final results (no name left to drop) at exactly the
+    /// times of `grid`.
+    pub(super) fn covers(&self, grid: Grid) -> bool {
+        !self.drop_name
+            && (self.grid.first, self.grid.step, self.grid.count)
+                == (grid.first, grid.step, grid.count)
+    }
+
     /// Bytes of the table's cells (a value and a presence flag per series and time,
     /// and a sample time in a selector's table).
     pub(crate) fn bytes(&self) -> usize {
@@ -158,10 +213,7 @@ impl StepTable {
     /// the times it has one — when the table covers exactly that grid and its labels
     /// are final (no name left to drop).
     pub(super) fn series_over(&self, grid: Grid) -> Option<Vec<Loaded>> {
-        if self.drop_name
-            || (self.grid.first, self.grid.step, self.grid.count)
-                != (grid.first, grid.step, grid.count)
-        {
+        if !self.covers(grid) {
             return None;
         }
         let n = self.labels.len();
@@ -445,7 +497,7 @@ pub(crate) fn row(s: &Loaded, call: &GridCall<'_>, grid: Grid) -> SeriesRow {
 }
 
 /// Whether no two label sets are equal (told apart by hash, compared when hashes meet).
-fn all_distinct(labels: &[Labels]) -> bool {
+pub(super) fn all_distinct(labels: &[Labels]) -> bool {
     let mut seen: HashMap<u64, Vec<&Labels>, HashKeyed> =
         HashMap::with_capacity_and_hasher(labels.len(), HashKeyed::default());
     for l in labels {

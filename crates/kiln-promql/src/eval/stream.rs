@@ -70,6 +70,17 @@ impl Evaluator<'_> {
         let GridSource::Selector(sel) = call.source else {
             return Ok(false);
         };
+        // The same call again (`rate(x[5m])` inside two subqueries over the same
+        // grid): its table is the one already built, with its own annotations.
+        let shape = call_shape(func, &call.scalars, sel, call.offset, call.range, grid);
+        if let Some((node, inputs)) = self.streamed_calls.get(&shape)
+            && let Some(table) = self.tables.get(node)
+        {
+            let (table, inputs) = (table.clone(), inputs.clone());
+            crate::functions::range::annotate(self, func, inputs.iter(), &call.scalars, arg_pos);
+            self.keep_table(key(e), table)?;
+            return Ok(true);
+        }
         let (first, last) = (grid.time(0), grid.time(grid.count - 1));
         let (a, b) = (
             first.saturating_sub(call.offset),
@@ -91,6 +102,7 @@ impl Evaluator<'_> {
         table.from_storage = true;
         crate::functions::range::annotate(self, func, inputs.iter(), &call.scalars, arg_pos);
         self.keep_table(key(e), table)?;
+        self.streamed_calls.insert(shape, (key(e), inputs));
         Ok(true)
     }
 
@@ -127,4 +139,26 @@ impl Evaluator<'_> {
             ))
         })
     }
+}
+
+/// What makes two calls' tables built from storage equal: the function, its constant
+/// arguments, the selector's matchers, offset and range, and the grid. (`@` is never
+/// set here: such calls are not streamed.)
+fn call_shape(
+    func: &str,
+    scalars: &[f64],
+    sel: &Selector,
+    offset: i64,
+    range: i64,
+    grid: Grid,
+) -> String {
+    let matchers: Vec<_> = sel
+        .matchers
+        .iter()
+        .map(|m| (m.kind, &m.name, &m.value))
+        .collect();
+    format!(
+        "{func} {scalars:?} {matchers:?} {offset} {range} {} {} {}",
+        grid.first, grid.step, grid.count
+    )
 }

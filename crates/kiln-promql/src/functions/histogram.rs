@@ -2,8 +2,6 @@
 //! supported yet: the `histogram_*` functions that only take native histograms return
 //! nothing for float input, as Prometheus does.
 
-use std::collections::HashMap;
-
 use kiln_model::{Labels, Timestamp};
 
 use super::{scalar_arg, vector_arg};
@@ -42,27 +40,34 @@ fn bucket_groups(
     v: Vec<Sample>,
     arg: usize,
 ) -> Vec<(Labels, Vec<(f64, f64)>)> {
-    // The same series come back at every step: each label set's group and bound are
-    // remembered (see `LabelCache::bucket`), and groups are told apart by address.
-    ev.label_cache.trim_buckets();
-    let mut index: HashMap<usize, usize, crate::eval::HashKeyed> = HashMap::default();
-    let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
-    for s in v {
-        let Some((key, upper)) = ev.label_cache.bucket(&s.labels, parse_le) else {
-            let le = s.labels.get("le").unwrap_or("");
-            let pos = ev.arg_pos(arg);
-            let name = s.labels.metric_name().unwrap_or("");
-            ev.warn(format!(
-                "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {name:?} {pos}"
-            ));
-            continue;
-        };
-        let i = *index.entry(key.buffer_addr()).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
-        });
-        groups[i].1.push((upper, s.v));
+    // The same series come back at every step, usually in the same order: the last
+    // step's grouping is used again when it fits (see `BucketPlan`).
+    let plan = match ev.label_cache.bucket_plan.take() {
+        Some(plan) if plan.fits(v.iter().map(|s| &s.labels)) => plan,
+        _ => {
+            let labels: Vec<&Labels> = v.iter().map(|s| &s.labels).collect();
+            ev.label_cache.make_bucket_plan(&labels, parse_le)
+        }
+    };
+    let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = plan
+        .groups
+        .iter()
+        .map(|(key, n)| (key.clone(), Vec::with_capacity(*n)))
+        .collect();
+    for (s, slot) in v.iter().zip(&plan.slots) {
+        match *slot {
+            Some((i, upper)) => groups[i].1.push((upper, s.v)),
+            None => {
+                let le = s.labels.get("le").unwrap_or("");
+                let pos = ev.arg_pos(arg);
+                let name = s.labels.metric_name().unwrap_or("");
+                ev.warn(format!(
+                    "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {name:?} {pos}"
+                ));
+            }
+        }
     }
+    ev.label_cache.bucket_plan = Some(plan);
     groups
 }
 
@@ -205,20 +210,25 @@ pub(super) fn histogram_fraction(
     Ok(Instant::Vector(out))
 }
 
-/// Sorts buckets by bound and merges equal bounds; `None` without a `+Inf` bucket.
+/// Sorts buckets by bound and merges equal bounds, in place; `None` without a `+Inf`
+/// bucket.
 fn prepared(mut buckets: Vec<(f64, f64)>) -> Option<Vec<(f64, f64)>> {
     buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
     if !buckets.last().is_some_and(|b| b.0 == f64::INFINITY) {
         return None;
     }
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for (ub, c) in buckets {
-        match merged.last_mut() {
-            Some(last) if last.0 == ub => last.1 += c,
-            _ => merged.push((ub, c)),
+    let mut kept = 0;
+    for i in 0..buckets.len() {
+        let (ub, c) = buckets[i];
+        if kept > 0 && buckets[kept - 1].0 == ub {
+            buckets[kept - 1].1 += c;
+        } else {
+            buckets[kept] = (ub, c);
+            kept += 1;
         }
     }
-    Some(merged)
+    buckets.truncate(kept);
+    Some(buckets)
 }
 
 fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<(f64, f64)>) -> f64 {

@@ -258,7 +258,7 @@ pub(crate) fn grid_call<'e>(
 }
 
 /// Whether `e` is arithmetic over number literals only.
-fn constant(e: &Expr) -> bool {
+pub(crate) fn constant(e: &Expr) -> bool {
     crate::parser::with_stack(|| constant_node(e))
 }
 
