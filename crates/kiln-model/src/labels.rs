@@ -156,11 +156,19 @@ impl Labels {
         // Checked in place: every length minimally encoded (as `put_str` writes it),
         // names sorted and unique, values not empty, all UTF-8. Such bytes are exactly
         // the buffer the builder would make, so they are taken as they are.
+        // A buffer all ASCII (the usual case: short lengths, ASCII names and values)
+        // holds only valid UTF-8 strings: one vectorized check instead of one per
+        // string. Names compare as bytes, which is how `str` orders them.
+        let ascii = bytes.is_ascii();
         let mut rest = bytes;
-        let mut previous: Option<&str> = None;
+        let mut previous: Option<&[u8]> = None;
         while !rest.is_empty() {
-            let name = std::str::from_utf8(checked_take(&mut rest)?).ok()?;
-            let value = std::str::from_utf8(checked_take(&mut rest)?).ok()?;
+            let name = checked_take(&mut rest)?;
+            let value = checked_take(&mut rest)?;
+            if !ascii && (std::str::from_utf8(name).is_err() || std::str::from_utf8(value).is_err())
+            {
+                return None;
+            }
             if value.is_empty() || previous.is_some_and(|p| p >= name) {
                 return None;
             }

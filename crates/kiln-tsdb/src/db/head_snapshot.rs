@@ -655,13 +655,21 @@ pub(super) fn restore(
         let postings = &bytes[snapshot.postings.clone()];
         let indexer = scope.spawn(move || decode_postings(postings));
         let mut inserted_all = true;
-        let mut all = Vec::with_capacity(at_most);
+        let mut ids_increase = true;
+        let mut all: Vec<u64> = Vec::with_capacity(at_most);
         for batch in inserts {
-            inserted_all = batch.iter().all(|s| head.insert_restored(s));
+            // Ids strictly increasing: none is restored twice (the head starts empty).
+            for s in &batch {
+                ids_increase &= all.last().is_none_or(|&last| last < s.id);
+                if !ids_increase {
+                    break;
+                }
+                all.push(s.id);
+            }
+            inserted_all = ids_increase && batch.iter().all(|s| head.insert_restored(s));
             if !inserted_all {
                 break;
             }
-            all.extend(batch.iter().map(|s| s.id));
         }
         let (mut postings, pairs) = indexer
             .join()
@@ -669,11 +677,11 @@ pub(super) fn restore(
         let decoded = decoder
             .join()
             .unwrap_or(Err("the decoding thread panicked"))?;
-        if !inserted_all {
-            return Err("a series id or label set is in the snapshot twice");
+        if !ids_increase {
+            return Err("series not in increasing id order");
         }
-        if !all.is_sorted() {
-            return Err("series not in id order");
+        if !inserted_all {
+            return Err("a label set is in the snapshot twice");
         }
         if pairs != decoded.pairs {
             return Err("the postings do not index exactly the series");

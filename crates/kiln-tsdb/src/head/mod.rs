@@ -291,9 +291,14 @@ impl Head {
         self.stripes.iter().map(|s| s.read().by_id.len()).sum()
     }
 
-    /// The stripe whose `by_hash` holds label-set hash `hash`.
+    /// The stripe whose `by_hash` holds label-set hash `hash`: chosen by bits 32 and
+    /// up, which the stripe's table uses for neither its bucket (the low bits) nor its
+    /// control byte (the top seven). Choosing by the low bits, as this once did, gave
+    /// every series of a stripe the same low bucket bits: a 256th of the buckets were
+    /// probe starts, probes ran long, and each control-byte match on the way read
+    /// another series's labels from memory (half of a scale-16 restore's inserting).
     fn stripe_for(&self, hash: u64) -> &RwLock<Stripe> {
-        &self.stripes[(hash as usize) & (self.stripes.len() - 1)]
+        &self.stripes[((hash >> 32) as usize) & (self.stripes.len() - 1)]
     }
 
     /// The stripe whose `by_id` holds series `id` (see [`id_index`] for why ids are
@@ -354,26 +359,29 @@ impl Head {
     /// Adds a series restored from a head snapshot to the series tables, leaving the
     /// postings to [`install_postings`](Self::install_postings): a restore builds those
     /// on another thread. Returns `false`, adding nothing, when the head already has a
-    /// series with its id or its labels (a snapshot written from a head never holds
-    /// either twice).
+    /// series with its labels (a snapshot written from a head never holds a label set
+    /// twice). The caller restores into an empty head, in increasing id order (so no id
+    /// can be there already; checked in debug builds).
     pub(crate) fn insert_restored(&self, series: &Arc<MemSeries>) -> bool {
+        debug_assert!(
+            !self.series_exists(series.id),
+            "id {} restored twice",
+            series.id
+        );
         // One stripe lock at a time: the id's and the hash's stripe may be the same.
         // Nothing else writes to the head while it is restored.
-        if self.series_exists(series.id) {
-            return false;
-        }
         {
             let mut stripe = self.stripe_for(series.hash).write();
-            if stripe
+            // One probe finds a duplicate or the free slot.
+            match stripe
                 .by_hash
-                .find(series.hash, |s| s.labels == series.labels)
-                .is_some()
+                .entry(series.hash, |s| s.labels == series.labels, |s| s.hash)
             {
-                return false;
+                hashbrown::hash_table::Entry::Occupied(_) => return false,
+                hashbrown::hash_table::Entry::Vacant(slot) => {
+                    slot.insert(series.clone());
+                }
             }
-            stripe
-                .by_hash
-                .insert_unique(series.hash, series.clone(), |s| s.hash);
         }
         self.id_stripe(series.id)
             .write()
