@@ -9,7 +9,9 @@
 //! from storage a series at a time ([`stream`]); every other selector's data is loaded
 //! once for the whole time range the slice will look at (a selector's window widened by
 //! lookback, range, offsets and enclosing subqueries), and range functions over it or
-//! over subqueries get step tables too ([`step_table`]). Then the expression is
+//! over subqueries get step tables too ([`step_table`]), as do binary operations over
+//! tables and constants ([`binary_table`]); a query whose value is a table is read off
+//! it. Otherwise the expression is
 //! evaluated at each step (long ranges split over the cores): every node yields an
 //! instant value at one timestamp, a tabled node reads its column, other selectors slice
 //! their loaded samples with cursors that move forward. Subquery results are cached per
