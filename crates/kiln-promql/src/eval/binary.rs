@@ -31,6 +31,19 @@ pub(crate) fn apply(op: BinOp, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
+/// A vector-vector operation's value for one pair of samples: `None` when a filtering
+/// comparison (no `bool`) drops the pair; a comparison keeps the left-hand value.
+pub(super) fn pair_value(op: BinOp, lv: f64, rv: f64, return_bool: bool) -> Option<f64> {
+    let (value, holds) = apply(op, lv, rv);
+    if !op.is_comparison() {
+        Some(value)
+    } else if return_bool {
+        Some(if holds { 1.0 } else { 0.0 })
+    } else {
+        holds.then_some(value)
+    }
+}
+
 /// Whether the operator removes the metric name from its result.
 pub(super) fn drops_name(op: BinOp, return_bool: bool) -> bool {
     return_bool || !(op.is_comparison() || op.is_set())
@@ -228,14 +241,9 @@ fn vector_vector(
     for (i, j, labels) in &pairing.pairs {
         let (s, o) = (&many[*i], &one[*j]);
         let (lv, rv) = if swap { (o.v, s.v) } else { (s.v, o.v) };
-        let (mut value, keep) = apply(op, lv, rv);
-        if op.is_comparison() {
-            if return_bool {
-                value = if keep { 1.0 } else { 0.0 };
-            } else if !keep {
-                continue;
-            }
-        }
+        let Some(value) = pair_value(op, lv, rv, return_bool) else {
+            continue;
+        };
         out.push(Sample {
             labels: labels.clone(),
             t: ts,

@@ -20,7 +20,7 @@
 
 use kiln_model::Labels;
 
-use super::binary::{apply, drops_name, pair};
+use super::binary::{apply, drops_name, pair, pair_value};
 use super::step_table::{Grid, StepTable, all_distinct};
 use super::{Evaluator, Instant, LabelCache, drop_name, key, table_in, unwrap_parens};
 use crate::ast::{BinOp, Cardinality, Expr, VectorMatching};
@@ -180,16 +180,10 @@ fn vector_vector(
                 continue;
             }
             let (lv, rv) = if swap { (ov[j], mv[i]) } else { (mv[i], ov[j]) };
-            let (mut value, holds) = apply(op, lv, rv);
-            if op.is_comparison() {
-                if return_bool {
-                    value = if holds { 1.0 } else { 0.0 };
-                } else if !holds {
-                    continue;
-                }
+            if let Some(value) = pair_value(op, lv, rv, return_bool) {
+                out_v[p] = value;
+                out_p[p] = true;
             }
-            out_v[p] = value;
-            out_p[p] = true;
         }
     }
     Some(StepTable::from_cells(grid, labels, values, present))
