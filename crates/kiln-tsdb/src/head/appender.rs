@@ -194,6 +194,7 @@ impl<'h> HeadAppender<'h> {
         }
         new_series.sort_by_key(|s| s.id);
         new_series.dedup_by_key(|s| s.id);
+        middle_id_first(&mut samples);
         self.series_buf.clear();
         self.samples_buf.clear();
         record::encode_series(&new_series, &mut self.series_buf);
@@ -386,5 +387,76 @@ impl Drop for HeadAppender<'_> {
             buffers.samples_buf.clear();
             kept.push(buffers);
         }
+    }
+}
+
+/// Moves the first sample of the series with the middle id to the front of `samples`.
+///
+/// A samples record stores its first sample's series id, and each sample's id as a
+/// varint delta from it (Prometheus's layout, which decodes in any order). A request's
+/// samples usually come in id order, so from the first the deltas span all of the ids;
+/// and under concurrent writers the series one request creates get ids spread over
+/// several requests' worth: at bench scale 1, 2% of the deltas took three bytes where
+/// Prometheus's WAL had 0.8%. From the middle id no delta is more than half the spread.
+/// Only a series' first sample moves, so every series' samples keep their order.
+fn middle_id_first(samples: &mut [RefSample]) {
+    if samples.len() < 3 {
+        return;
+    }
+    let mut ids: Vec<u64> = samples.iter().map(|s| s.id).collect();
+    let mid = ids.len() / 2;
+    let (_, &mut middle, _) = ids.select_nth_unstable(mid);
+    if let Some(i) = samples.iter().position(|s| s.id == middle) {
+        samples[..=i].rotate_right(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_middle_id_goes_first_and_series_keep_their_order() {
+        // Ids spread as concurrent writers leave them, two samples for some series.
+        let mut samples: Vec<RefSample> = (0..2000u64)
+            .map(|i| RefSample {
+                id: 100 + i * 6,
+                t: 1_000,
+                v: i as f64,
+            })
+            .chain((0..10u64).map(|i| RefSample {
+                id: 100 + i * 6,
+                t: 2_000,
+                v: 0.5,
+            }))
+            .collect();
+        let before = samples.clone();
+        let encoded = |s: &[RefSample]| {
+            let mut buf = Vec::new();
+            record::encode_samples(s, &mut buf);
+            buf
+        };
+        let mut ids: Vec<u64> = before.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        middle_id_first(&mut samples);
+        assert_eq!(samples[0].id, ids[ids.len() / 2], "the middle id leads");
+        // Each series' samples in their order, nothing lost or added.
+        for id in before.iter().map(|s| s.id) {
+            let of = |v: &[RefSample]| -> Vec<(i64, u64)> {
+                v.iter()
+                    .filter(|s| s.id == id)
+                    .map(|s| (s.t, s.v.to_bits()))
+                    .collect()
+            };
+            assert_eq!(of(&samples), of(&before), "series {id}");
+        }
+        // Deltas of up to 6,000 from the middle instead of 12,000 from the lowest id:
+        // two bytes each, where the 634 ids 8,192 or more above the lowest took three.
+        assert!(
+            encoded(&samples).len() + 600 < encoded(&before).len(),
+            "{} vs {}",
+            encoded(&samples).len(),
+            encoded(&before).len()
+        );
     }
 }
