@@ -74,6 +74,24 @@ fn bench(c: &mut Criterion) {
             black_box(sum)
         })
     });
+    let mut enc = XorEncoder::new();
+    let mut count = 0.0;
+    for i in 0..SAMPLES_PER_CHUNK as i64 {
+        count += (i % 3) as f64;
+        enc.append(1_700_000_000_000 + i * 15_000, count);
+    }
+    let counter = enc.into_bytes();
+    g.bench_function("decode_120_counter", |b| {
+        let mut it = XorIterator::new(&counter);
+        b.iter(|| {
+            it.reset(black_box(&counter));
+            let mut sum = 0.0;
+            while it.next() {
+                sum += it.at().1;
+            }
+            black_box(sum)
+        })
+    });
     g.finish();
 }
 
