@@ -58,41 +58,35 @@ fn bench(c: &mut Criterion) {
         )
     });
 
+    let gpu = encode(samples.iter().copied());
+    let mut count = 0.0;
+    let counter = encode((0..SAMPLES_PER_CHUNK as i64).map(|i| {
+        count += (i % 3) as f64;
+        (1_700_000_000_000 + i * 15_000, count)
+    }));
+    for (name, bytes) in [("decode_120", &gpu), ("decode_120_counter", &counter)] {
+        g.bench_function(name, |b| {
+            let mut it = XorIterator::new(bytes);
+            b.iter(|| {
+                it.reset(black_box(bytes));
+                let mut sum = 0.0;
+                while it.next() {
+                    sum += it.at().1;
+                }
+                black_box(sum)
+            })
+        });
+    }
+    g.finish();
+}
+
+/// One chunk of `samples`.
+fn encode(samples: impl Iterator<Item = (i64, f64)>) -> Vec<u8> {
     let mut enc = XorEncoder::new();
-    for &(t, v) in &samples {
+    for (t, v) in samples {
         enc.append(t, v);
     }
-    let bytes = enc.into_bytes();
-    g.bench_function("decode_120", |b| {
-        let mut it = XorIterator::new(&bytes);
-        b.iter(|| {
-            it.reset(black_box(&bytes));
-            let mut sum = 0.0;
-            while it.next() {
-                sum += it.at().1;
-            }
-            black_box(sum)
-        })
-    });
-    let mut enc = XorEncoder::new();
-    let mut count = 0.0;
-    for i in 0..SAMPLES_PER_CHUNK as i64 {
-        count += (i % 3) as f64;
-        enc.append(1_700_000_000_000 + i * 15_000, count);
-    }
-    let counter = enc.into_bytes();
-    g.bench_function("decode_120_counter", |b| {
-        let mut it = XorIterator::new(&counter);
-        b.iter(|| {
-            it.reset(black_box(&counter));
-            let mut sum = 0.0;
-            while it.next() {
-                sum += it.at().1;
-            }
-            black_box(sum)
-        })
-    });
-    g.finish();
+    enc.into_bytes()
 }
 
 criterion_group!(benches, bench);

@@ -79,8 +79,9 @@ impl Evaluator<'_> {
         }
     }
 
-    /// The value of `e` when it is arithmetic over number literals.
-    fn constant_value(&mut self, e: &Expr) -> Result<Option<f64>, QueryError> {
+    /// The value of `e` when it is arithmetic over number literals (any evaluation
+    /// time gives the same value).
+    pub(crate) fn constant_value(&mut self, e: &Expr) -> Result<Option<f64>, QueryError> {
         if !crate::functions::range::constant(e) {
             return Ok(None);
         }

@@ -234,13 +234,9 @@ pub(crate) fn grid_call<'e>(
         if i == pos {
             continue;
         }
-        if !constant(a) {
-            return Ok(None);
-        }
-        // Constant: any evaluation time gives the same value.
-        match ev.eval(a, 0)? {
-            Instant::Scalar(v) => scalars.push(v),
-            _ => return Ok(None),
+        match ev.constant_value(a)? {
+            Some(v) => scalars.push(v),
+            None => return Ok(None),
         }
     }
     let lanes = match name {
