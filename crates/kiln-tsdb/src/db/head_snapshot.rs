@@ -910,7 +910,8 @@ mod tests {
         drop(tx);
         let pairs = decode_pairs(&good).expect("pairs");
         let postings = index_series(&pairs, rx).expect("postings");
-        let got: Vec<(String, Vec<(String, Vec<u64>)>)> = postings
+        type Index = Vec<(String, Vec<(String, Vec<u64>)>)>;
+        let got: Index = postings
             .by_name()
             .map(|(n, values)| {
                 (
