@@ -56,6 +56,7 @@ use tracing::warn;
 use super::DbError;
 use crate::block::mmap::FileBytes;
 use crate::head::chunk_disk::{ChunkFingerprint, FileExtent};
+use crate::head::label_pairs::LabelPairs;
 use crate::head::series::{ChunkLocation, ClosedChunk, MemSeries};
 use crate::head::{Head, MemPostings};
 use crate::wal::segment::{segment_path, segment_range};
@@ -160,13 +161,11 @@ pub(super) fn write(
         path: &tmp,
     };
     out.put(&start)?;
-    let postings = head.postings();
-    let pairs = PairTable::of(&postings);
+    let pairs = PairTable::of(head);
     let complete = write_batches(&mut out, series, open_chunks, &pairs)?;
     if complete {
         out.put_piece(&pairs.section)?;
     }
-    drop(postings);
     if !complete {
         drop(out);
         let _ = std::fs::remove_file(&tmp);
@@ -250,7 +249,7 @@ fn write_batches(
     out: &mut SnapshotFile<'_>,
     series: &[&MemSeries],
     open_chunks: &[Option<ClosedChunk>],
-    pairs: &PairTable<'_>,
+    pairs: &PairTable,
 ) -> Result<bool, DbError> {
     if series.len() != open_chunks.len() {
         return Ok(false);
@@ -310,29 +309,31 @@ fn write_in_order(
     Ok(next)
 }
 
-/// The snapshot's table of label pairs, made from the postings index: each pair once,
+/// The snapshot's table of label pairs, made from the head's: each pair once,
 /// numbered in the order the section lists them (names in byte order, so the numbers
 /// of a label set's pairs increase with its names).
-struct PairTable<'a> {
+struct PairTable {
     section: Vec<u8>,
-    /// Keyed by bytes: a label set's pairs are read without checking them as UTF-8.
-    numbers: std::collections::HashMap<(&'a [u8], &'a [u8]), u32, foldhash::fast::RandomState>,
+    /// The snapshot's number of each head pair number; `u32::MAX` for numbers free.
+    numbers: Vec<u32>,
 }
 
-impl<'a> PairTable<'a> {
-    fn of(postings: &'a MemPostings) -> PairTable<'a> {
+impl PairTable {
+    fn of(head: &Head) -> PairTable {
+        let mut all = head.pairs.all();
+        all.sort_unstable();
+        let mut numbers = vec![u32::MAX; all.iter().map(|p| p.2 as usize + 1).max().unwrap_or(0)];
         let mut section = Vec::with_capacity(1 << 16);
-        let mut numbers = std::collections::HashMap::default();
-        let mut names: Vec<_> = postings.by_name().collect();
-        names.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        put_len(&mut section, names.len());
-        for (name, values) in names {
-            put_bytes(&mut section, name.as_bytes());
-            put_len(&mut section, values.len());
-            for (value, _) in values {
+        let names = all.chunk_by(|a, b| a.0 == b.0).count();
+        put_len(&mut section, names);
+        let mut next = 0u32;
+        for name in all.chunk_by(|a, b| a.0 == b.0) {
+            put_bytes(&mut section, name[0].0.as_bytes());
+            put_len(&mut section, name.len());
+            for (_, value, head_number) in name {
                 put_bytes(&mut section, value.as_bytes());
-                let n = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
-                numbers.insert((name.as_bytes(), value.as_bytes()), n);
+                numbers[*head_number as usize] = next;
+                next += 1;
             }
         }
         PairTable { section, numbers }
@@ -342,39 +343,34 @@ impl<'a> PairTable<'a> {
 fn encode_batch(
     batch: &[&MemSeries],
     open_chunks: &[Option<ClosedChunk>],
-    pairs: &PairTable<'_>,
+    pairs: &PairTable,
 ) -> Option<Vec<u8>> {
     // Sized for eight labels and six chunks a series, to grow rarely.
     let mut buf = Vec::with_capacity(4 + batch.len() * (24 + 8 * 2 + 6 * 12));
     put_len(&mut buf, batch.len());
     let mut previous_id = 0;
-    // The previous series' pairs and their numbers: series next to each other by id
-    // were mostly created together and share most pairs, and comparing a pair with the
-    // one at the same place costs less than hashing it.
-    let (mut previous, mut current) = (Vec::new(), Vec::new());
+    let mut numbers = Vec::new();
     for (s, open) in batch.iter().zip(open_chunks) {
         put_uvarint(&mut buf, s.id.wrapping_sub(previous_id));
         previous_id = s.id;
         buf.extend_from_slice(&s.hash.to_le_bytes());
-        current.clear();
-        for (i, l) in s.labels.iter_bytes().enumerate() {
-            let n = match previous.get(i) {
-                Some(&(p, n)) if p == l => n,
-                // A pair the postings do not have: a bug; no snapshot.
-                _ => *pairs.numbers.get(&l)?,
-            };
-            current.push((l, n));
+        numbers.clear();
+        for n in s.labels.numbers() {
+            // A pair the head's table does not hold: a bug; no snapshot.
+            match pairs.numbers.get(n as usize) {
+                Some(&m) if m != u32::MAX => numbers.push(m),
+                _ => return None,
+            }
         }
-        put_uvarint(&mut buf, current.len() as u64);
+        put_uvarint(&mut buf, numbers.len() as u64);
         let mut previous_pair = 0;
-        for (i, &(_, n)) in current.iter().enumerate() {
+        for (i, &n) in numbers.iter().enumerate() {
             if i > 0 && n <= previous_pair {
                 return None;
             }
             put_uvarint(&mut buf, u64::from(n - previous_pair));
             previous_pair = n;
         }
-        std::mem::swap(&mut previous, &mut current);
         let data = s.data.lock();
         if (data.open.num_samples() > 0) != open.is_some() {
             return None;
@@ -662,6 +658,8 @@ struct Decoded {
     range: Option<(i64, i64)>,
     /// Of every chunk the snapshot names (kept or not), to hold against the files.
     files: ChunkFingerprint,
+    /// Series holding each pair of the snapshot's table.
+    holders: Vec<u32>,
 }
 
 /// What [`restore`] restored.
@@ -695,16 +693,20 @@ pub(super) fn restore(
     let bytes = &snapshot.bytes;
     let batches = &snapshot.batches;
     let pairs = decode_pairs(&bytes[snapshot.pairs.clone()])?;
+    let numbers = head.pairs.intern_table(&pairs.pairs);
     // Every batch but the last holds BATCH series.
     let at_most = batches.len() * BATCH;
     head.reserve_series(at_most);
     let (to_insert, inserts) = std::sync::mpsc::sync_channel::<Vec<Arc<MemSeries>>>(4);
     let (to_index, indexes) = std::sync::mpsc::sync_channel::<Vec<(u32, u64)>>(4);
     let decoded = std::thread::scope(|scope| -> Result<Decoded, &'static str> {
-        let pairs = &pairs;
-        let builder = scope
-            .spawn(move || build_series(bytes, batches, pairs, min_valid, to_insert, to_index));
-        let indexer = scope.spawn(move || index_series(pairs, indexes));
+        let (pairs, numbers) = (&pairs, &numbers);
+        let builder = scope.spawn(move || {
+            build_series(
+                bytes, batches, pairs, numbers, min_valid, to_insert, to_index,
+            )
+        });
+        let indexer = scope.spawn(move || index_series(&pairs.pairs, indexes));
         let mut inserted_all = true;
         let mut ids_increase = true;
         let mut all: Vec<u64> = Vec::with_capacity(at_most);
@@ -738,6 +740,7 @@ pub(super) fn restore(
         }
         postings.set_all(all);
         head.install_postings(postings);
+        head.pairs.hold(numbers, &decoded.holders);
         Ok(decoded)
     })?;
     if let Some((mint, maxt)) = decoded.range {
@@ -760,12 +763,20 @@ pub(super) fn restore(
     })
 }
 
-/// The pair table read back: `(name, value)` by number, names in byte order.
-fn decode_pairs(section: &[u8]) -> Result<Vec<(&str, &str)>, &'static str> {
+/// The pair table read back.
+struct SnapshotPairs<'a> {
+    /// `(name, value)` by number, names in byte order.
+    pairs: Vec<(&'a str, &'a str)>,
+    /// The place of each pair's name among the names.
+    names: Vec<u32>,
+}
+
+fn decode_pairs(section: &[u8]) -> Result<SnapshotPairs<'_>, &'static str> {
     let mut c = Cursor { rest: section };
     let mut pairs = Vec::new();
+    let mut names = Vec::new();
     let mut previous: Option<&str> = None;
-    for _ in 0..c.count(8)? {
+    for i in 0..c.count(8)? {
         let name = c.str()?;
         if previous.is_some_and(|p| p >= name) {
             return Err("label names out of order in the pair table");
@@ -777,13 +788,14 @@ fn decode_pairs(section: &[u8]) -> Result<Vec<(&str, &str)>, &'static str> {
                 return Err("an empty label value in the pair table");
             }
             pairs.push((name, value));
+            names.push(i as u32);
         }
     }
     if !c.rest.is_empty() {
         return Err("trailing bytes after the pair table");
     }
     u32::try_from(pairs.len()).map_err(|_| "too many label pairs")?;
-    Ok(pairs)
+    Ok(SnapshotPairs { pairs, names })
 }
 
 /// Files the `(pair, series id)` entries coming from `entries` (ids increasing from
@@ -819,16 +831,20 @@ fn index_series(
 
 /// Builds every batch's series whole (labels, hash, chunk list, newest sample), sends
 /// each batch to `out` and its `(pair, id)` entries to `index`; stops early, without an
-/// error, when a receiver has gone.
+/// error, when a receiver has gone. `numbers` are the head's numbers of the pairs.
 fn build_series(
     bytes: &[u8],
     batches: &[std::ops::Range<usize>],
-    pairs: &[(&str, &str)],
+    pairs: &SnapshotPairs<'_>,
+    numbers: &[u32],
     min_valid: i64,
     out: std::sync::mpsc::SyncSender<Vec<Arc<MemSeries>>>,
     index: std::sync::mpsc::SyncSender<Vec<(u32, u64)>>,
 ) -> Result<Decoded, &'static str> {
-    let mut d = Decoded::default();
+    let mut d = Decoded {
+        holders: vec![0; pairs.pairs.len()],
+        ..Decoded::default()
+    };
     let mut scratch = SeriesScratch::default();
     let mut kept: Vec<(i64, i64, u64)> = Vec::new();
     let mut packed = Vec::new();
@@ -836,19 +852,33 @@ fn build_series(
         let mut batch = Vec::with_capacity(BATCH);
         let mut entries = Vec::with_capacity(BATCH * 8);
         for_each_series(&bytes[range.clone()], &mut scratch, |s| {
+            // The labels as they were packed, to check against their hash: pairs from
+            // the table (valid strings, no empty value) with names strictly increasing
+            // are a canonical label set.
             packed.clear();
+            let mut previous_name = None;
             for &p in s.pairs {
-                let (name, value) = pairs.get(p as usize).ok_or("label pair out of range")?;
+                let i = p as usize;
+                let (Some(&(name, value)), Some(&name_at)) =
+                    (pairs.pairs.get(i), pairs.names.get(i))
+                else {
+                    return Err("label pair out of range");
+                };
+                if previous_name.is_some_and(|n| n >= name_at) {
+                    return Err("a label name twice in a series");
+                }
+                previous_name = Some(name_at);
                 for part in [name, value] {
                     put_uvarint(&mut packed, part.len() as u64);
                     packed.extend_from_slice(part.as_bytes());
                 }
                 entries.push((p, s.id));
+                d.holders[i] += 1;
             }
-            let labels = kiln_model::Labels::from_packed(&packed).ok_or("malformed labels")?;
-            if labels.hash() != s.hash {
+            if kiln_model::Labels::hash_packed(&packed) != s.hash {
                 return Err("a series' labels are not the ones it was written with");
             }
+            let labels = LabelPairs::restored(s.pairs.iter().map(|&p| numbers[p as usize]));
             let mut series = MemSeries::new(s.id, s.hash, labels);
             kept.clear();
             for &(mint, maxt, chunk_ref) in s.chunks {
@@ -892,10 +922,9 @@ mod tests {
             b
         };
         let good = section(&[("a", &["x", "y"]), ("b", &["z"])]);
-        assert_eq!(
-            decode_pairs(&good),
-            Ok(vec![("a", "x"), ("a", "y"), ("b", "z")])
-        );
+        let read = decode_pairs(&good).expect("pairs");
+        assert_eq!(read.pairs, vec![("a", "x"), ("a", "y"), ("b", "z")]);
+        assert_eq!(read.names, vec![0, 0, 1]);
         for bad in [
             section(&[("b", &["x"]), ("a", &["y"])]),
             section(&[("a", &["x"]), ("a", &["y"])]),
@@ -908,8 +937,7 @@ mod tests {
         tx.send(vec![(0, 7), (2, 7)]).expect("send");
         tx.send(vec![(0, 9), (2, 9)]).expect("send");
         drop(tx);
-        let pairs = decode_pairs(&good).expect("pairs");
-        let postings = index_series(&pairs, rx).expect("postings");
+        let postings = index_series(&read.pairs, rx).expect("postings");
         type Index = Vec<(String, Vec<(String, Vec<u64>)>)>;
         let got: Index = postings
             .by_name()

@@ -119,10 +119,19 @@ impl<'h> HeadAppender<'h> {
     fn labels_for_error(&self, series_ref: SeriesRef, labels: &Labels) -> Labels {
         if labels.is_empty()
             && let Some(s) = self.head.series_by_id(series_ref)
+            && let Some(own) = self.head.pairs.labels_of(&s)
         {
-            return s.labels.clone();
+            return own;
         }
         labels.clone()
+    }
+
+    /// The labels of `series` for an error, or `given` if it is gone.
+    fn series_labels(&self, series: &MemSeries, given: &Labels) -> Labels {
+        self.head
+            .pairs
+            .labels_of(series)
+            .unwrap_or_else(|| given.clone())
     }
 
     /// Forgets every pending sample: clears the series' pending marks and counts.
@@ -154,9 +163,13 @@ impl<'h> HeadAppender<'h> {
         series_ref: SeriesRef,
         labels: &Labels,
     ) -> Result<Arc<MemSeries>, StorageError> {
+        // A reference is checked against the labels given with it by their hash (a
+        // series keeps its hash; reading its labels back costs more): ids are never
+        // used twice, so a reference this head handed out names its series, and the
+        // check is against a caller mixing up references, not against collisions.
         if series_ref != 0
             && let Some(s) = self.head.series_by_id(series_ref)
-            && (labels.is_empty() || s.labels == *labels)
+            && (labels.is_empty() || s.hash == labels.hash())
         {
             return Ok(s);
         }
@@ -179,12 +192,17 @@ impl<'h> HeadAppender<'h> {
         };
         let mut new_series: Vec<RefSeries> = Vec::new();
         let mut samples: Vec<RefSample> = Vec::with_capacity(self.pending.len());
+        let pairs = self.head.pairs.read();
         for p in &self.pending {
             if !p.series.logged.load(Ordering::Acquire) {
-                new_series.push(RefSeries {
-                    id: p.series.id,
-                    labels: p.series.labels.clone(),
-                });
+                // A series with pending samples is never removed, so its labels are
+                // always there.
+                if let Some(labels) = pairs.labels(&p.series) {
+                    new_series.push(RefSeries {
+                        id: p.series.id,
+                        labels,
+                    });
+                }
             }
             samples.push(RefSample {
                 id: p.series.id,
@@ -192,6 +210,7 @@ impl<'h> HeadAppender<'h> {
                 v: p.v,
             });
         }
+        drop(pairs);
         new_series.sort_by_key(|s| s.id);
         new_series.dedup_by_key(|s| s.id);
         middle_id_first(&mut samples);
@@ -294,12 +313,13 @@ impl Appender for HeadAppender<'_> {
             if series.removed.load(Ordering::Acquire) {
                 // Garbage-collected since we found it: use (or create) the live one.
                 drop(data);
-                let l = if labels.is_empty() {
-                    series.labels.clone()
-                } else {
-                    labels.clone()
-                };
-                series = self.head.get_or_create(&l).0;
+                if labels.is_empty() {
+                    // Appended by reference alone: its labels went with it. The caller
+                    // appends again with labels (as after any unknown reference).
+                    self.inflight.store(self.pending_min, Ordering::SeqCst);
+                    return Err(StorageError::UnknownSeriesRef { series_ref });
+                }
+                series = self.head.get_or_create(labels).0;
                 continue;
             }
             let c = data.check(t, v);
@@ -322,7 +342,7 @@ impl Appender for HeadAppender<'_> {
                     .out_of_order_rejected
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(StorageError::OutOfOrderSample {
-                    labels: series.labels.clone(),
+                    labels: self.series_labels(&series, labels),
                     t,
                 });
             }
@@ -332,7 +352,7 @@ impl Appender for HeadAppender<'_> {
                     .duplicate_rejected
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(StorageError::DuplicateSampleForTimestamp {
-                    labels: series.labels.clone(),
+                    labels: self.series_labels(&series, labels),
                     t,
                 });
             }

@@ -123,11 +123,9 @@ impl IdIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_model::Labels;
 
     fn series(id: u64) -> Arc<MemSeries> {
-        let labels = Labels::from_pairs(&[("id", id.to_string())]);
-        Arc::new(MemSeries::new(id, labels.hash(), labels))
+        Arc::new(MemSeries::new(id, id, Default::default()))
     }
 
     #[test]
