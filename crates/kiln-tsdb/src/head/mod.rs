@@ -19,6 +19,7 @@ mod appender;
 mod cardinality;
 pub(crate) mod chunk_disk;
 mod id_index;
+mod label_cache;
 pub(crate) mod label_pairs;
 mod postings;
 mod querier;
@@ -39,12 +40,17 @@ use crate::block::tombstones::Interval;
 use crate::wal::Wal;
 use chunk_disk::{ChunkDiskMapper, EncodedChunks};
 use id_index::IdIndex;
+use label_cache::LabelCache;
 use label_pairs::LabelPairs;
 pub(crate) use postings::MemPostings;
 use series::{ChunkLocation, ClosedChunk, MemSeries};
 
 /// Default chunk range: the span of one block cut from the head (2 h).
 pub const DEFAULT_CHUNK_RANGE: i64 = 2 * 60 * 60 * 1000;
+
+/// Bytes of label sets a head keeps for series read lately (about 300,000 sets of eight
+/// labels).
+const LABEL_CACHE_BYTES: usize = 64 << 20;
 
 /// Options of the head.
 #[derive(Debug, Clone)]
@@ -154,6 +160,8 @@ pub struct Head {
     /// Every series' label pairs. Its lock is taken innermost: never hold it while
     /// taking a stripe's or the postings' lock.
     pub(crate) pairs: LabelPairs,
+    /// Label sets of series read lately, for the next read (see [`label_cache`]).
+    label_cache: LabelCache,
     postings: RwLock<MemPostings>,
     next_id: AtomicU64,
     /// Oldest and newest sample times; `i64::MAX` / `i64::MIN` while empty.
@@ -190,6 +198,7 @@ impl Head {
             stripes: (0..n).map(|_| RwLock::new(Stripe::new(n))).collect(),
             opts,
             pairs: LabelPairs::default(),
+            label_cache: LabelCache::new(LABEL_CACHE_BYTES),
             postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU64::new(1),
             min_time: AtomicI64::new(i64::MAX),
@@ -447,6 +456,13 @@ impl Head {
         alias.is_some_and(|head_id| self.series_exists(head_id))
     }
 
+    /// The labels of `series` for a reader, kept for the next one; `None` once the
+    /// series has been removed.
+    pub(crate) fn labels_for_read(&self, series: &MemSeries) -> Option<Labels> {
+        self.label_cache
+            .get_or_build(series.id, || self.pairs.labels_of(series))
+    }
+
     /// The series with this id.
     pub(crate) fn series_by_id(&self, id: u64) -> Option<Arc<MemSeries>> {
         self.id_stripe(id).read().by_id.get(id).cloned()
@@ -495,6 +511,7 @@ impl Head {
         // After `removed` is set (see `label_pairs` for why that order).
         self.pairs.release(dead_series.iter().map(|s| &**s));
         drop(dead_series);
+        self.label_cache.remove(&dead);
         self.tombstones.write().retain(|id, _| !dead.contains(id));
         if let Some(disk) = &self.chunk_disk
             && let Err(e) = disk.truncate(mint)

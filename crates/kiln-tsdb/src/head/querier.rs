@@ -70,7 +70,7 @@ impl<'h> HeadQuerier<'h> {
                 continue;
             }
             // Removed since it was selected: it is gone for this query too.
-            let Some(labels) = self.head.pairs.labels_of(&s) else {
+            let Some(labels) = self.head.labels_for_read(&s) else {
                 continue;
             };
             out.push(ChunkedSeries {
