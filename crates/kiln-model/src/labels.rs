@@ -75,52 +75,6 @@ impl Labels {
         b.build()
     }
 
-    /// The label set of `pairs`, given sorted by name, with unique names and no empty
-    /// value, in one allocation; `None` when they are not. For stores that keep a label
-    /// set as references to pairs held elsewhere and hand out whole sets when read.
-    pub fn from_sorted_pairs<'a, I>(pairs: I) -> Option<Labels>
-    where
-        I: Iterator<Item = (&'a str, &'a str)> + Clone,
-    {
-        let mut len = 0;
-        let mut previous: Option<&str> = None;
-        for (name, value) in pairs.clone() {
-            if value.is_empty() || previous.is_some_and(|p| p >= name) {
-                return None;
-            }
-            previous = Some(name);
-            len += uvarint_len(name.len()) + name.len() + uvarint_len(value.len()) + value.len();
-        }
-        // Packed on the stack when short (the usual case), so the set costs one
-        // allocation: the shared buffer itself.
-        let mut stack = [0u8; 256];
-        let mut heap = Vec::new();
-        let buf: &mut [u8] = if len <= stack.len() {
-            &mut stack[..len]
-        } else {
-            heap.resize(len, 0);
-            &mut heap
-        };
-        let mut at = 0;
-        for (name, value) in pairs {
-            for part in [name, value] {
-                let mut n = part.len();
-                while n >= 0x80 {
-                    buf[at] = (n as u8) | 0x80;
-                    n >>= 7;
-                    at += 1;
-                }
-                buf[at] = n as u8;
-                buf[at + 1..at + 1 + part.len()].copy_from_slice(part.as_bytes());
-                at += 1 + part.len();
-            }
-        }
-        debug_assert_eq!(at, len, "the pairs changed between two passes");
-        Some(Labels {
-            buf: std::sync::Arc::from(&*buf),
-        })
-    }
-
     /// Number of pairs.
     pub fn len(&self) -> usize {
         self.iter().count()
@@ -173,12 +127,7 @@ impl Labels {
     /// A 64-bit hash of the label set (xxh3 of the canonical buffer). Stable within one
     /// build of Kiln; not a persisted format.
     pub fn hash(&self) -> u64 {
-        Labels::hash_packed(&self.buf)
-    }
-
-    /// The [`hash`](Self::hash) of the label set whose packed buffer is `packed`.
-    pub fn hash_packed(packed: &[u8]) -> u64 {
-        xxhash_rust::xxh3::xxh3_64(packed)
+        xxhash_rust::xxh3::xxh3_64(&self.buf)
     }
 
     /// The address of the shared buffer: equal for clones of one label set, so caches
@@ -390,11 +339,6 @@ fn take_bytes<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
     bytes
 }
 
-/// Bytes of `n` as a uvarint.
-fn uvarint_len(n: usize) -> usize {
-    (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
-}
-
 fn put_str(buf: &mut Vec<u8>, s: &str) {
     let mut n = s.len();
     while n >= 0x80 {
@@ -507,28 +451,6 @@ fn go_is_print(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn sorted_pairs_make_the_same_set_and_anything_else_is_refused() {
-        let long = "v".repeat(300);
-        for pairs in [
-            vec![("__name__", "up"), ("job", "node")],
-            vec![("a", long.as_str()), ("b", "x")],
-            vec![],
-        ] {
-            let got = Labels::from_sorted_pairs(pairs.iter().copied()).expect("sorted");
-            assert_eq!(got, Labels::from_pairs(&pairs));
-            assert_eq!(got.hash(), Labels::hash_packed(got.packed()));
-        }
-        for bad in [
-            vec![("job", "node"), ("__name__", "up")],
-            vec![("a", "x"), ("a", "y")],
-            vec![("a", "")],
-        ] {
-            assert!(Labels::from_sorted_pairs(bad.into_iter()).is_none());
-        }
-    }
-
     use super::*;
 
     #[test]

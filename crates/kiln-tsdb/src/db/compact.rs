@@ -467,24 +467,18 @@ pub(crate) fn write_head_block(
     metrics: Option<&DbMetrics>,
 ) -> Result<Option<PathBuf>, DbError> {
     let mut series = head.all_series();
-    // In label order without building every label set at once: each is built when
-    // its series is written.
-    series.sort_by(|a, b| head.pairs.compare(a, b));
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
     let mut writer = BlockWriter::create(parent, lo, hi)?;
     let mut written = 0usize;
     let mut encoded: Vec<OwnedChunk> = Vec::new();
     for s in &series {
-        // Removed meanwhile: nothing of it is left to write.
-        let Some(labels) = head.pairs.labels_of(s) else {
-            continue;
-        };
         let deleted = head.tombstones_for(s.id);
         let held = s
             .data
             .lock()
             .chunks_in(lo, hi.saturating_sub(1), head.chunk_disk.as_ref())
             .map_err(|e| DbError::HeadChunks {
-                series: labels.to_string(),
+                series: s.labels.to_string(),
                 source: Box::new(e),
             })?;
         if deleted.is_empty() && held.iter().all(|c| c.min_time >= lo && c.max_time < hi) {
@@ -506,7 +500,7 @@ pub(crate) fn write_head_block(
                         m.observe_head_chunk(*min, *max, data);
                     }
                 }
-                writer.add_series(&labels, &chunks)?;
+                writer.add_series(&s.labels, &chunks)?;
                 written += 1;
             }
             continue;
@@ -523,7 +517,7 @@ pub(crate) fn write_head_block(
             }
         }
         if !encoded.is_empty() {
-            writer.add_series(&labels, &as_chunk_data(&encoded))?;
+            writer.add_series(&s.labels, &as_chunk_data(&encoded))?;
             written += 1;
         }
     }

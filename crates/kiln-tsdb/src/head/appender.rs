@@ -119,19 +119,10 @@ impl<'h> HeadAppender<'h> {
     fn labels_for_error(&self, series_ref: SeriesRef, labels: &Labels) -> Labels {
         if labels.is_empty()
             && let Some(s) = self.head.series_by_id(series_ref)
-            && let Some(own) = self.head.pairs.labels_of(&s)
         {
-            return own;
+            return s.labels.clone();
         }
         labels.clone()
-    }
-
-    /// The labels of `series` for an error, or `given` if it is gone.
-    fn series_labels(&self, series: &MemSeries, given: &Labels) -> Labels {
-        self.head
-            .pairs
-            .labels_of(series)
-            .unwrap_or_else(|| given.clone())
     }
 
     /// Forgets every pending sample: clears the series' pending marks and counts.
@@ -163,13 +154,9 @@ impl<'h> HeadAppender<'h> {
         series_ref: SeriesRef,
         labels: &Labels,
     ) -> Result<Arc<MemSeries>, StorageError> {
-        // A reference is checked against the labels given with it by their hash (a
-        // series keeps its hash; reading its labels back costs more): ids are never
-        // used twice, so a reference this head handed out names its series, and the
-        // check is against a caller mixing up references, not against collisions.
         if series_ref != 0
             && let Some(s) = self.head.series_by_id(series_ref)
-            && (labels.is_empty() || s.hash == labels.hash())
+            && (labels.is_empty() || s.labels == *labels)
         {
             return Ok(s);
         }
@@ -192,17 +179,12 @@ impl<'h> HeadAppender<'h> {
         };
         let mut new_series: Vec<RefSeries> = Vec::new();
         let mut samples: Vec<RefSample> = Vec::with_capacity(self.pending.len());
-        let pairs = self.head.pairs.read();
         for p in &self.pending {
             if !p.series.logged.load(Ordering::Acquire) {
-                // A series with pending samples is never removed, so its labels are
-                // always there.
-                if let Some(labels) = pairs.labels(&p.series) {
-                    new_series.push(RefSeries {
-                        id: p.series.id,
-                        labels,
-                    });
-                }
+                new_series.push(RefSeries {
+                    id: p.series.id,
+                    labels: p.series.labels.clone(),
+                });
             }
             samples.push(RefSample {
                 id: p.series.id,
@@ -210,7 +192,6 @@ impl<'h> HeadAppender<'h> {
                 v: p.v,
             });
         }
-        drop(pairs);
         new_series.sort_by_key(|s| s.id);
         new_series.dedup_by_key(|s| s.id);
         middle_id_first(&mut samples);
@@ -313,13 +294,12 @@ impl Appender for HeadAppender<'_> {
             if series.removed.load(Ordering::Acquire) {
                 // Garbage-collected since we found it: use (or create) the live one.
                 drop(data);
-                if labels.is_empty() {
-                    // Appended by reference alone: its labels went with it. The caller
-                    // appends again with labels (as after any unknown reference).
-                    self.inflight.store(self.pending_min, Ordering::SeqCst);
-                    return Err(StorageError::UnknownSeriesRef { series_ref });
-                }
-                series = self.head.get_or_create(labels).0;
+                let l = if labels.is_empty() {
+                    series.labels.clone()
+                } else {
+                    labels.clone()
+                };
+                series = self.head.get_or_create(&l).0;
                 continue;
             }
             let c = data.check(t, v);
@@ -342,7 +322,7 @@ impl Appender for HeadAppender<'_> {
                     .out_of_order_rejected
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(StorageError::OutOfOrderSample {
-                    labels: self.series_labels(&series, labels),
+                    labels: series.labels.clone(),
                     t,
                 });
             }
@@ -352,7 +332,7 @@ impl Appender for HeadAppender<'_> {
                     .duplicate_rejected
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(StorageError::DuplicateSampleForTimestamp {
-                    labels: self.series_labels(&series, labels),
+                    labels: series.labels.clone(),
                     t,
                 });
             }

@@ -123,9 +123,11 @@ impl IdIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_model::Labels;
 
     fn series(id: u64) -> Arc<MemSeries> {
-        Arc::new(MemSeries::new(id, id, Default::default()))
+        let labels = Labels::from_pairs(&[("id", id.to_string())]);
+        Arc::new(MemSeries::new(id, labels.hash(), labels))
     }
 
     #[test]

@@ -19,8 +19,6 @@ mod appender;
 mod cardinality;
 pub(crate) mod chunk_disk;
 mod id_index;
-mod label_cache;
-pub(crate) mod label_pairs;
 mod postings;
 mod querier;
 pub(crate) mod series;
@@ -40,17 +38,11 @@ use crate::block::tombstones::Interval;
 use crate::wal::Wal;
 use chunk_disk::{ChunkDiskMapper, EncodedChunks};
 use id_index::IdIndex;
-use label_cache::LabelCache;
-use label_pairs::LabelPairs;
 pub(crate) use postings::MemPostings;
 use series::{ChunkLocation, ClosedChunk, MemSeries};
 
 /// Default chunk range: the span of one block cut from the head (2 h).
 pub const DEFAULT_CHUNK_RANGE: i64 = 2 * 60 * 60 * 1000;
-
-/// Bytes of label sets a head keeps for series read lately (about 300,000 sets of eight
-/// labels).
-const LABEL_CACHE_BYTES: usize = 64 << 20;
 
 /// Options of the head.
 #[derive(Debug, Clone)]
@@ -157,11 +149,6 @@ impl HeadStats {
 pub struct Head {
     opts: HeadOptions,
     stripes: Box<[RwLock<Stripe>]>,
-    /// Every series' label pairs. Its lock is taken innermost: never hold it while
-    /// taking a stripe's or the postings' lock.
-    pub(crate) pairs: LabelPairs,
-    /// Label sets of series read lately, for the next read (see [`label_cache`]).
-    label_cache: LabelCache,
     postings: RwLock<MemPostings>,
     next_id: AtomicU64,
     /// Oldest and newest sample times; `i64::MAX` / `i64::MIN` while empty.
@@ -197,8 +184,6 @@ impl Head {
         Head {
             stripes: (0..n).map(|_| RwLock::new(Stripe::new(n))).collect(),
             opts,
-            pairs: LabelPairs::default(),
-            label_cache: LabelCache::new(LABEL_CACHE_BYTES),
             postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU64::new(1),
             min_time: AtomicI64::new(i64::MAX),
@@ -335,37 +320,27 @@ impl Head {
 
     fn lookup(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
         let stripe = self.stripe_for(hash).read();
-        let pairs = self.pairs.read();
-        stripe
-            .by_hash
-            .find(hash, |s| pairs.equals(s, labels))
-            .cloned()
+        stripe.by_hash.find(hash, |s| s.labels == *labels).cloned()
     }
 
     /// Inserts a series with a known id (WAL replay) or a fresh one. If another thread
     /// created the same labels first, that series wins.
     fn insert(&self, hash: u64, id: u64, labels: Labels) -> (Arc<MemSeries>, bool) {
-        // Interned before the stripe is locked (the pairs' lock is the inner one).
-        let numbers = self.pairs.intern(&labels);
         let series = {
             let mut stripe = self.stripe_for(hash).write();
-            // Within one table, equal label sets are equal numbers.
             if let Some(s) = stripe.by_hash.find(hash, |s| {
-                s.labels == numbers && !s.removed.load(Ordering::Acquire)
+                s.labels == labels && !s.removed.load(Ordering::Acquire)
             }) {
-                let s = s.clone();
-                drop(stripe);
-                self.pairs.release_unused(&numbers);
-                return (s, false);
+                return (s.clone(), false);
             }
-            let s = Arc::new(MemSeries::new(id, hash, numbers));
+            let s = Arc::new(MemSeries::new(id, hash, labels));
             stripe.by_hash.insert_unique(hash, s.clone(), |s| s.hash);
             s
         };
         self.id_stripe(id).write().by_id.insert(id, series.clone());
         // Postings need increasing ids: take the lock and add in id order. Ids from
         // concurrent creators may arrive out of order, so insert sorted.
-        self.postings.write().add(id, &labels);
+        self.postings.write().add(id, &series.labels);
         self.stats.series_created.fetch_add(1, Ordering::Relaxed);
         (series, true)
     }
@@ -418,6 +393,11 @@ impl Head {
         true
     }
 
+    /// The postings index, read-locked (writers of new series wait).
+    pub(crate) fn postings(&self) -> parking_lot::RwLockReadGuard<'_, MemPostings> {
+        self.postings.read()
+    }
+
     /// Replaces the postings with `postings`, built from the series a restore inserted
     /// with [`insert_restored`](Self::insert_restored).
     pub(crate) fn install_postings(&self, postings: MemPostings) {
@@ -456,13 +436,6 @@ impl Head {
         alias.is_some_and(|head_id| self.series_exists(head_id))
     }
 
-    /// The labels of `series` for a reader, kept for the next one; `None` once the
-    /// series has been removed.
-    pub(crate) fn labels_for_read(&self, series: &MemSeries) -> Option<Labels> {
-        self.label_cache
-            .get_or_build(series.id, || self.pairs.labels_of(series))
-    }
-
     /// The series with this id.
     pub(crate) fn series_by_id(&self, id: u64) -> Option<Arc<MemSeries>> {
         self.id_stripe(id).read().by_id.get(id).cloned()
@@ -481,7 +454,6 @@ impl Head {
         self.stats.truncations.fetch_add(1, Ordering::Relaxed);
         self.set_min_valid_time(mint);
         let mut dead = HashSet::new();
-        let mut dead_series = Vec::new();
         let mut chunks_dropped = 0u64;
         for stripe in self.stripes.iter() {
             let all: Vec<Arc<MemSeries>> = stripe.read().by_id.values().cloned().collect();
@@ -494,8 +466,6 @@ impl Head {
                 if empty && d.pending_commits == 0 {
                     s.removed.store(true, Ordering::Release);
                     dead.insert(s.id);
-                    drop(d);
-                    dead_series.push(s);
                 }
             }
         }
@@ -508,10 +478,6 @@ impl Head {
             st.by_hash.retain(|s| !dead.contains(&s.id));
         }
         self.postings.write().remove(&dead);
-        // After `removed` is set (see `label_pairs` for why that order).
-        self.pairs.release(dead_series.iter().map(|s| &**s));
-        drop(dead_series);
-        self.label_cache.remove(&dead);
         self.tombstones.write().retain(|id, _| !dead.contains(id));
         if let Some(disk) = &self.chunk_disk
             && let Err(e) = disk.truncate(mint)

@@ -59,22 +59,17 @@ impl<'h> HeadQuerier<'h> {
                 .lock()
                 .chunks_in(self.mint, self.maxt, self.head.chunk_disk.as_ref())
                 .map_err(|e| {
-                    let labels = self.head.pairs.labels_of(&s).unwrap_or_default();
                     StorageError::backend(
                         e.kind(),
-                        format!("reading head chunks of series {labels}"),
+                        format!("reading head chunks of series {}", s.labels),
                         e,
                     )
                 })?;
             if chunks.is_empty() {
                 continue;
             }
-            // Removed since it was selected: it is gone for this query too.
-            let Some(labels) = self.head.labels_for_read(&s) else {
-                continue;
-            };
             out.push(ChunkedSeries {
-                labels,
+                labels: s.labels.clone(),
                 chunks: chunks
                     .into_iter()
                     .map(|c| ChunkView {

@@ -12,11 +12,10 @@
 use std::sync::Arc;
 
 use kiln_chunkenc::{Encoding, SAMPLES_PER_CHUNK, XorEncoder};
-use kiln_model::Timestamp;
+use kiln_model::{Labels, Timestamp};
 use tracing::warn;
 
 use super::chunk_disk::{ChunkBytes, ChunkDiskMapper, EncodedChunks, HeadChunksError};
-use super::label_pairs::SeriesLabels;
 
 /// Where a full chunk's bytes are. 16 bytes: every closed chunk of every head series
 /// holds one, and almost all are `Disk`, so the rare in-memory bytes sit behind a thin
@@ -116,12 +115,9 @@ pub(crate) struct SeriesData {
 #[derive(Debug)]
 pub(crate) struct MemSeries {
     pub(crate) id: u64,
-    /// The labels' hash ([`kiln_model::Labels::hash`]), which the head's series table
-    /// is keyed by.
+    /// The labels' hash ([`Labels::hash`]), which the head's series table is keyed by.
     pub(crate) hash: u64,
-    /// The numbers of its pairs in the head's [`LabelPairs`](super::label_pairs::LabelPairs),
-    /// which gives the labels back.
-    pub(crate) labels: SeriesLabels,
+    pub(crate) labels: Labels,
     /// Whether the WAL holds this series' record (samples may then refer to it).
     pub(crate) logged: std::sync::atomic::AtomicBool,
     /// Set (under the data lock) when garbage collection removes the series from the
@@ -131,8 +127,9 @@ pub(crate) struct MemSeries {
 }
 
 impl MemSeries {
-    /// A series without samples; `hash` is the hash of the labels `labels` numbers.
-    pub(crate) fn new(id: u64, hash: u64, labels: SeriesLabels) -> Self {
+    /// A series without samples; `hash` is `labels.hash()`.
+    pub(crate) fn new(id: u64, hash: u64, labels: Labels) -> Self {
+        debug_assert_eq!(hash, labels.hash());
         MemSeries {
             id,
             hash,
@@ -442,7 +439,8 @@ mod tests {
     }
 
     fn series(id: u64) -> MemSeries {
-        MemSeries::new(id, 0, SeriesLabels::default())
+        let labels = Labels::from_pairs(&[("__name__", "x")]);
+        MemSeries::new(id, labels.hash(), labels)
     }
 
     /// Every byte here is paid once per series. With the `Arc` header a series is one
