@@ -66,7 +66,7 @@ const FILE: &str = "head-snapshot";
 const LEGACY_FILE: &str = "clean-shutdown";
 const MAGIC: &[u8; 8] = b"KILNHEAD";
 const VERSION: u32 = 3;
-/// Series per WAL series record in the snapshot.
+/// Series per batch of the snapshot.
 const BATCH: usize = 4096;
 
 /// Where the WAL ends: last segment index and its length in bytes.
@@ -86,7 +86,7 @@ fn wal_end(dir: &Path) -> Result<Option<(u64, u64)>, DbError> {
 }
 
 /// A snapshot read back by [`take`]: its checksum verified, everything but the series
-/// decoded; the series batches are decoded while they are restored.
+/// and the pair table decoded; those are decoded by the restore.
 pub(super) struct Snapshot {
     pub(super) next_series_id: u64,
     /// The head's oldest valid time at the close: every chunk in the chunk files that

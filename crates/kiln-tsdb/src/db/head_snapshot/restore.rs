@@ -246,8 +246,10 @@ fn index_series(
     let mut rest = pairs.iter().zip(lists).peekable();
     while let Some(&((name, _), _)) = rest.peek() {
         let mut values = Vec::new();
-        while let Some(((_, value), ids)) = rest.next_if(|((n, _), _)| *n == *name) {
+        while let Some(((_, value), mut ids)) = rest.next_if(|((n, _), _)| *n == *name) {
             if !ids.is_empty() {
+                // Grown by pushes: give the slack back, as lists read whole had none.
+                ids.shrink_to_fit();
                 values.push((Box::from(*value), ids));
             }
         }
