@@ -8,23 +8,28 @@
 //!
 //! Module map:
 //! - [`append`]: [`Appender`], [`Appendable`], [`SampleValue`].
-//! - [`query`]: [`Queryable`], [`Querier`], [`SeriesSet`], [`Series`], [`SampleIterator`],
-//!   [`ChunkQuerier`].
+//! - [`query`]: [`Queryable`], [`Querier`], [`SeriesSet`], [`Series`], [`SampleIterator`].
+//! - [`chunks`]: the same contract over encoded chunks, as stored: [`ChunkQueryable`],
+//!   [`ChunkQuerier`], [`ChunkSeriesSet`] (remote read, StoreAPI, store gateway,
+//!   compaction).
 //! - [`merge`]: merging sorted series sets from several queriers (head + blocks, several
 //!   stores) into one, deduplicating equal timestamps.
 //! - [`mem`]: an in-memory storage for tests.
 //! - [`error`]: [`StorageError`] and its [`ErrorKind`].
 
 pub mod append;
+pub mod chunks;
 pub mod error;
 pub mod mem;
 pub mod merge;
 pub mod query;
 
 pub use append::{Appendable, Appender, SampleValue, SeriesRef};
+pub use chunks::{
+    ChunkQuerier, ChunkQueryable, ChunkSeries, ChunkSeriesSet, EncodedChunk, VecChunkSeriesSet,
+};
 pub use error::{ErrorKind, StorageError};
 pub use query::{
-    ChunkQuerier, ChunkSeries, ChunkSeriesSet, EncodedChunk, ErrorSeriesSet, Querier, Queryable,
-    SampleIterator, SelectHints, Series, SeriesSet, ValueKind, VecSeries, VecSeriesSet,
-    sorted_label_names, sorted_label_values,
+    ErrorSeriesSet, Querier, Queryable, SampleIterator, SelectHints, Series, SeriesSet, ValueKind,
+    VecSeries, VecSeriesSet, sorted_label_names, sorted_label_values,
 };

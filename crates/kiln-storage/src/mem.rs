@@ -1,8 +1,10 @@
 //! An in-memory storage for tests of code that sits above the contracts (PromQL, rules,
-//! scraping). Simple rather than fast: a sorted map of series under one lock.
+//! scraping, remote read). Simple rather than fast: a sorted map of series under one lock;
+//! its chunk querier encodes the samples in range as XOR chunks of 120 samples.
 
 use std::collections::BTreeMap;
 
+use kiln_chunkenc::{Encoding, SAMPLES_PER_CHUNK, XorEncoder};
 use kiln_model::{Labels, Matcher, Timestamp};
 use parking_lot::RwLock;
 
@@ -10,8 +12,9 @@ use crate::query::{
     VecSeries, VecSeriesSet, labels_match, sorted_label_names, sorted_label_values,
 };
 use crate::{
-    Appendable, Appender, Querier, Queryable, SampleValue, SelectHints, SeriesRef, SeriesSet,
-    StorageError,
+    Appendable, Appender, ChunkQuerier, ChunkQueryable, ChunkSeries, ChunkSeriesSet, EncodedChunk,
+    Querier, Queryable, SampleValue, SelectHints, SeriesRef, SeriesSet, StorageError,
+    VecChunkSeriesSet,
 };
 
 /// Series in a sorted map; samples appended in time order per series.
@@ -170,6 +173,73 @@ impl Queryable for MemStorage {
     }
 }
 
+/// A series' samples as XOR chunks of up to [`SAMPLES_PER_CHUNK`] samples.
+fn encode_chunks(s: &VecSeries) -> Vec<EncodedChunk> {
+    s.ts.chunks(SAMPLES_PER_CHUNK)
+        .zip(s.vals.chunks(SAMPLES_PER_CHUNK))
+        .map(|(ts, vals)| {
+            let mut enc = XorEncoder::new();
+            for (&t, &v) in ts.iter().zip(vals) {
+                enc.append(t, v);
+            }
+            EncodedChunk {
+                min_time: ts[0],
+                max_time: ts[ts.len() - 1],
+                encoding: Encoding::Xor.as_u8(),
+                data: enc.into_bytes(),
+            }
+        })
+        .collect()
+}
+
+impl ChunkQuerier for MemQuerier<'_> {
+    fn select_chunks<'a>(
+        &'a self,
+        _sorted: bool,
+        _hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> Box<dyn ChunkSeriesSet + 'a> {
+        let series = self
+            .matching(matchers)
+            .iter()
+            .map(|s| ChunkSeries {
+                labels: s.labels.clone(),
+                chunks: encode_chunks(s),
+            })
+            .collect();
+        Box::new(VecChunkSeriesSet::new(series, Vec::new()))
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), StorageError> {
+        Querier::label_values(self, name, matchers)
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), StorageError> {
+        Querier::label_names(self, matchers)
+    }
+}
+
+impl ChunkQueryable for MemStorage {
+    fn chunk_querier(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Box<dyn ChunkQuerier + '_>, StorageError> {
+        Ok(Box::new(MemQuerier {
+            storage: self,
+            mint,
+            maxt,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +277,46 @@ mod tests {
         assert_eq!(
             q.label_values("job", &[]).expect("values").0,
             vec!["a".to_string()]
+        );
+    }
+
+    #[test]
+    fn chunk_querier_encodes_the_samples_in_range() {
+        let st = MemStorage::new();
+        let a = Labels::from_pairs(&[("__name__", "a")]);
+        let b = Labels::from_pairs(&[("__name__", "b")]);
+        let mut app = st.appender();
+        for i in 0..300i64 {
+            app.append(0, &b, i * 10, SampleValue::Float(i as f64))
+                .expect("append");
+            app.append(0, &a, i * 10, SampleValue::Float(-(i as f64)))
+                .expect("append");
+        }
+        app.commit().expect("commit");
+
+        let q = st.chunk_querier(100, 2_500).expect("chunk querier");
+        let mut set = q.select_chunks(true, None, &[]);
+        let first = set.next().expect("series a");
+        let second = set.next().expect("series b");
+        assert!(set.next().is_none() && set.err().is_none());
+        assert_eq!((first.labels, second.labels.clone()), (a, b));
+        // 241 samples in [100, 2500]: chunks of 120, 120 and 1.
+        let sizes: Vec<u16> = second
+            .chunks
+            .iter()
+            .map(|c| kiln_chunkenc::num_samples(&c.data).expect("chunk header"))
+            .collect();
+        assert_eq!(sizes, vec![120, 120, 1]);
+        assert_eq!(
+            (second.chunks[0].min_time, second.chunks[2].max_time),
+            (100, 2_500)
+        );
+        let mut it = kiln_chunkenc::XorIterator::new(&second.chunks[1].data);
+        assert!(it.next());
+        assert_eq!(it.at(), (1_300, 130.0));
+        assert_eq!(
+            q.label_names(&[]).expect("names").0,
+            vec!["__name__".to_string()]
         );
     }
 }

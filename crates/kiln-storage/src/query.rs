@@ -113,39 +113,6 @@ pub trait Queryable: Send + Sync {
     ) -> Result<Box<dyn Querier + '_>, StorageError>;
 }
 
-/// One encoded chunk as stored: time bounds, the Prometheus encoding byte and the data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EncodedChunk {
-    pub min_time: Timestamp,
-    pub max_time: Timestamp,
-    pub encoding: u8,
-    pub data: Vec<u8>,
-}
-
-/// One series with its encoded chunks, for remote read, store gateways and compaction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChunkSeries {
-    pub labels: Labels,
-    pub chunks: Vec<EncodedChunk>,
-}
-
-/// A stream of [`ChunkSeries`] in label order.
-pub trait ChunkSeriesSet {
-    fn next(&mut self) -> Option<ChunkSeries>;
-    fn err(&self) -> Option<&StorageError>;
-    fn warnings(&self) -> Vec<String>;
-}
-
-/// Like [`Querier`], but yields encoded chunks instead of decoded samples.
-pub trait ChunkQuerier {
-    fn select_chunks<'a>(
-        &'a self,
-        sorted: bool,
-        hints: Option<&SelectHints>,
-        matchers: &[Matcher],
-    ) -> Box<dyn ChunkSeriesSet + 'a>;
-}
-
 /// A series held as plain vectors; used by tests and by in-memory sources.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct VecSeries {

@@ -6,7 +6,6 @@
 //! - [`wal`]: the write-ahead log (segments, records, checkpoints, repair).
 //! - [`head`]: the in-memory head: series, postings, appenders, head querier.
 //! - [`db`]: a data directory: open and replay, compaction, retention, the merged querier.
-//! - [`tools`]: the `kiln tsdb` tools (list, analyze, dump, backfill).
 //! - [`stats`]: the lock-free counters, histograms and summaries the engine keeps about
 //!   itself (exported by the server as `prometheus_tsdb_*`).
 
@@ -16,5 +15,4 @@ mod fingerprint;
 pub mod head;
 mod querier;
 pub mod stats;
-pub mod tools;
 pub mod wal;

@@ -157,6 +157,82 @@ fn head_compaction_and_block_merging_keep_every_sample() {
     assert_eq!(n, 13 * 60);
 }
 
+/// Every series of a chunk selection decoded, in the order the stream gave them.
+fn read_chunks(
+    q: &dyn ChunkQuerier,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Vec<(String, Vec<(i64, f64)>)> {
+    let mut set = q.select_chunks(true, None, matchers);
+    let mut out = Vec::new();
+    while let Some(s) = set.next() {
+        let mut samples = Vec::new();
+        let mut prev_max = i64::MIN;
+        for c in &s.chunks {
+            assert!(c.min_time > prev_max, "chunks overlap in {}", s.labels);
+            prev_max = c.max_time;
+            let mut it = kiln_chunkenc::XorIterator::new(&c.data);
+            while it.next() {
+                let (t, v) = it.at();
+                // Chunks come whole: clip to the range as a remote-read client does.
+                if (mint..=maxt).contains(&t) {
+                    samples.push((t, v));
+                }
+            }
+            assert!(it.err().is_none());
+        }
+        out.push((s.labels.to_string(), samples));
+    }
+    assert!(set.err().is_none());
+    out
+}
+
+#[test]
+fn chunk_stream_over_blocks_and_head_matches_the_sample_querier() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    fill(&db, 0, 13);
+    db.compact().expect("compact");
+    assert!(db.blocks().len() >= 2, "several blocks and the head");
+    // A deletion inside a block and inside the head: those chunks are re-encoded.
+    let gpu1 = [Matcher::equal("gpu", "1")];
+    db.delete(HOUR, HOUR + 10 * MIN, &gpu1).expect("delete");
+    db.delete(11 * HOUR, 11 * HOUR + 5 * MIN, &gpu1)
+        .expect("delete");
+
+    for (mint, maxt) in [
+        (i64::MIN, i64::MAX),
+        (5 * HOUR + 30 * MIN, 9 * HOUR),
+        (9 * HOUR + MIN, 12 * HOUR),
+    ] {
+        for matchers in [vec![], vec![Matcher::equal("job", "train")]] {
+            let want = read(&db, mint, maxt, &matchers);
+            let cq = db.chunk_querier(mint, maxt);
+            let got = read_chunks(&cq, &matchers, mint, maxt);
+            assert_eq!(got, want, "[{mint}, {maxt}] {matchers:?}");
+        }
+    }
+    let all = read(&db, i64::MIN, i64::MAX, &gpu1);
+    assert_eq!(
+        all[0].1.len(),
+        13 * 60 - 11 - 6,
+        "deleted samples stay gone"
+    );
+
+    let cq = db.chunk_querier(0, 13 * HOUR);
+    assert_eq!(
+        cq.label_values("job", &[]).expect("values").0,
+        vec!["serve".to_string(), "train".to_string()]
+    );
+    assert_eq!(
+        cq.label_names(&[Matcher::equal("gpu", "3")])
+            .expect("names")
+            .0,
+        vec!["__name__".to_string(), "gpu".to_string(), "job".to_string()]
+    );
+}
+
 #[test]
 fn out_of_bounds_after_compaction_and_rejections() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kiln_model::{Matcher, parse_selector};
-use kiln_tsdb::tools;
+use tsdb_tools as tools;
 
 #[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
 compile_error!("the `mimalloc` and `jemalloc` features each set the global allocator: choose one");
@@ -33,6 +33,7 @@ mod rule_backfill;
 mod rule_tools;
 mod server;
 mod storage_flags;
+mod tsdb_tools;
 
 #[derive(Parser)]
 #[command(

@@ -30,10 +30,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::tsdb_tools::backfill::{WindowBlock, block_duration};
 use anyhow::{Context, anyhow, bail};
 use kiln_model::Labels;
 use kiln_rules::file::{GroupSpec, RuleKind};
-use kiln_tsdb::tools::backfill::{WindowBlock, block_duration};
 use tracing::info;
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
@@ -218,7 +218,7 @@ pub(crate) fn run(args: RuleBackfillArgs, out: &mut impl Write) -> anyhow::Resul
     // overlap in time are the normal case here, and the server merges them, so unlike
     // `create-blocks-from openmetrics` this says nothing about overlaps.
     if !blocks.is_empty() && !args.quiet {
-        kiln_tsdb::tools::list::print_blocks(&blocks, args.human_readable, out)?;
+        crate::tsdb_tools::list::print_blocks(&blocks, args.human_readable, out)?;
     }
     out.flush()?;
     if failures.is_empty() {

@@ -317,7 +317,7 @@ impl StorageFlags {
         let time = self.effective_retention_time();
         let size = self.effective_retention_size();
         let time = (time > 0).then(|| kiln_model::format_duration_ms(time));
-        let size = (size > 0).then(|| kiln_tsdb::tools::format::go_base2_bytes(size));
+        let size = (size > 0).then(|| crate::tsdb_tools::format::go_base2_bytes(size));
         match (time, size) {
             (Some(t), Some(s)) => format!("{t} or {s}"),
             (Some(t), None) => t,
@@ -409,7 +409,7 @@ pub(crate) fn warn_about_aged_blocks(db: &Db, now_ms: i64) {
         return;
     };
     let d = kiln_model::format_duration_ms;
-    let time = |ms: i64| kiln_tsdb::tools::format::go_time_utc(ms);
+    let time = |ms: i64| crate::tsdb_tools::format::go_time_utc(ms);
     // The head is cut once it spans 1.5 block durations of new samples.
     let after = d(db.options().chunk_range / 2 * 3);
     let age = d(now_ms.saturating_sub(aged.min_time) / DAY_MS * DAY_MS + DAY_MS);

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use kiln_model::{Labels, MatchType, Matcher};
-use kiln_storage::{ChunkQuerier, Querier, SelectHints, StorageError, ValueKind};
+use kiln_storage::{ChunkQueryable, Queryable, SelectHints, StorageError, ValueKind};
 use prost::Message;
 
 use crate::proto::read::{
@@ -76,29 +76,12 @@ pub struct ReadAnswer {
     pub body: Vec<u8>,
 }
 
-/// What remote read reads from: decoded samples and stored chunks over a time range.
-pub trait ReadStorage: Send + Sync {
-    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>, StorageError>;
-    fn chunk_querier(
-        &self,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Box<dyn ChunkQuerier + '_>, StorageError>;
-}
+/// What remote read reads from: decoded samples (`SAMPLES` answers) and stored chunks
+/// (`STREAMED_XOR_CHUNKS`) over a time range. Anything that implements both storage
+/// contracts serves: the TSDB, a bucket store, a fan-out.
+pub trait ReadStorage: Queryable + ChunkQueryable {}
 
-impl ReadStorage for kiln_tsdb::db::Db {
-    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>, StorageError> {
-        Ok(Box::new(kiln_tsdb::db::Db::querier(self, mint, maxt)))
-    }
-
-    fn chunk_querier(
-        &self,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Box<dyn ChunkQuerier + '_>, StorageError> {
-        Ok(Box::new(kiln_tsdb::db::Db::chunk_querier(self, mint, maxt)))
-    }
-}
+impl<T: Queryable + ChunkQueryable + ?Sized> ReadStorage for T {}
 
 /// A decoded read request and the response type it will be answered in.
 pub struct ReadPlan {
@@ -531,5 +514,51 @@ mod tests {
         let g2 = &per_series["__name__=gpu_util,gpu=2"];
         assert_eq!(g2.len(), 500);
         assert_eq!(g2[499], (499 * 15_000, 2.499));
+    }
+
+    #[test]
+    fn any_storage_of_the_contracts_serves_both_answers() {
+        // The in-memory storage of kiln-storage, not the TSDB: the server sees only the
+        // two storage contracts.
+        let st = kiln_storage::mem::MemStorage::new();
+        let l = Labels::from_pairs(&[("__name__", "loss"), ("job", "train")]);
+        let mut app = kiln_storage::Appendable::appender(&st);
+        for i in 0..250 {
+            app.append(0, &l, i * 1_000, SampleValue::Float(i as f64))
+                .unwrap();
+        }
+        app.commit().unwrap();
+        drop(app);
+        let limits = ReadLimits::default();
+        let ext = BTreeMap::new();
+
+        let body = request(vec![], vec![eq("job", "train")], 10_000, 19_000);
+        let a = serve(&body, &st, &ext, &limits).unwrap();
+        let raw = snap::raw::Decoder::new().decompress_vec(&a.body).unwrap();
+        let resp = ReadResponse::decode(raw.as_slice()).unwrap();
+        let samples = &resp.results[0].timeseries[0].samples;
+        assert_eq!(samples.len(), 10);
+        assert_eq!((samples[0].timestamp, samples[9].value), (10_000, 19.0));
+
+        let body = request(
+            vec![RESPONSE_STREAMED_XOR_CHUNKS],
+            vec![eq("job", "train")],
+            0,
+            i64::MAX,
+        );
+        let a = serve(&body, &st, &ext, &limits).unwrap();
+        let mut n = 0;
+        for f in frames(&a.body, 1 << 20).unwrap() {
+            for cs in ChunkedReadResponse::decode(f).unwrap().chunked_series {
+                for c in cs.chunks {
+                    let mut it = kiln_chunkenc::XorIterator::new(&c.data);
+                    while it.next() {
+                        assert_eq!(it.at(), (n * 1_000, n as f64));
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 250);
     }
 }

@@ -1,19 +1,24 @@
-//! Reading encoded chunks (for remote read, store gateways and downsampling).
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! Reading encoded chunks (for remote read, the StoreAPI, store gateways and downsampling).
+//!
+//! A selection is answered as a stream: the head and every block in range each list the
+//! matching series with references to their chunks (in label order: a block's index
+//! order, the head sorted by labels), and the stream merges those lists, copying one
+//! series' chunk bytes at a time as the caller asks for it. The memory a selection
+//! holds is the lists of references (labels are shared, a chunk reference is a few
+//! words), not the chunk data of the answer.
 
 use kiln_chunkenc::Encoding;
 use kiln_model::{Labels, Matcher, Timestamp};
 use kiln_storage::{
-    ChunkQuerier, ChunkSeries, ChunkSeriesSet, EncodedChunk, SelectHints, StorageError,
+    ChunkQuerier, ChunkQueryable, ChunkSeries, ChunkSeriesSet, EncodedChunk, Querier, SelectHints,
+    StorageError, VecChunkSeriesSet,
 };
 
 use super::Db;
 use super::compact::{OwnedChunk, reencode};
 use super::querier::BlockQuerier;
-use crate::block::{BlockReader, Interval};
-use crate::head::Head;
+use crate::block::Interval;
+use crate::head::series::HeadChunkData;
 
 /// A chunk querier over a [`Db`]'s blocks and head for `[mint, maxt]`.
 ///
@@ -21,8 +26,8 @@ use crate::head::Head;
 /// samples outside it (callers clip, as with Prometheus's remote read). A chunk that
 /// holds deleted samples is re-encoded without them.
 pub struct DbChunkQuerier<'a> {
-    blocks: Vec<Arc<BlockReader>>,
-    head: &'a Head,
+    db: &'a Db,
+    blocks: Vec<BlockQuerier>,
     mint: Timestamp,
     maxt: Timestamp,
 }
@@ -34,33 +39,79 @@ impl Db {
             .blocks()
             .into_iter()
             .filter(|b| b.meta().max_time > mint && b.meta().min_time <= maxt)
+            .map(|b| BlockQuerier::new(b, mint, maxt))
             .collect();
         DbChunkQuerier {
+            db: self,
             blocks,
-            head: &self.head,
             mint,
             maxt,
         }
     }
 }
 
-/// Adds one series' chunks, `(min_time, max_time, encoding, data)`, to `out`,
-/// re-encoding XOR chunks that overlap a deletion. Chunks in other encodings (native
-/// histograms) pass through as stored.
-fn add_chunks<'d>(
-    out: &mut BTreeMap<Labels, Vec<EncodedChunk>>,
+impl ChunkQueryable for Db {
+    fn chunk_querier(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Box<dyn ChunkQuerier + '_>, StorageError> {
+        Ok(Box::new(Db::chunk_querier(self, mint, maxt)))
+    }
+}
+
+/// Where a listed chunk's bytes are: a block's mapped files or the head.
+enum ChunkBytes<'a> {
+    Block(&'a [u8]),
+    Head(HeadChunkData),
+}
+
+impl AsRef<[u8]> for ChunkBytes<'_> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            ChunkBytes::Block(b) => b,
+            ChunkBytes::Head(h) => h.as_ref(),
+        }
+    }
+}
+
+/// One source's entry for a series: its chunks in range `(min_time, max_time, encoding,
+/// bytes)` and the source's deletions for it.
+struct ListedSeries<'a> {
     labels: Labels,
-    chunks: impl Iterator<Item = (Timestamp, Timestamp, u8, &'d [u8])>,
-    deleted: &[Interval],
-) {
+    chunks: Vec<(Timestamp, Timestamp, u8, ChunkBytes<'a>)>,
+    deleted: Deleted<'a>,
+}
+
+/// A series' deleted intervals: borrowed from a block's tombstones, owned from the head.
+enum Deleted<'a> {
+    Block(&'a [Interval]),
+    Head(Vec<Interval>),
+}
+
+impl Deleted<'_> {
+    fn intervals(&self) -> &[Interval] {
+        match self {
+            Deleted::Block(d) => d,
+            Deleted::Head(d) => d,
+        }
+    }
+}
+
+/// Adds one series' chunks from one source to `out`, re-encoding XOR chunks that
+/// overlap a deletion. Chunks in other encodings (native histograms) pass through as
+/// stored.
+fn add_chunks(out: &mut Vec<EncodedChunk>, series: &ListedSeries<'_>) {
     let xor = Encoding::Xor.as_u8();
-    let entry = out.entry(labels).or_default();
-    for (min_time, max_time, encoding, data) in chunks {
+    let deleted = series.deleted.intervals();
+    for (min_time, max_time, encoding, data) in &series.chunks {
+        let (min_time, max_time, encoding) = (*min_time, *max_time, *encoding);
+        let data = data.as_ref();
         let touched = deleted
             .iter()
             .any(|d| d.mint <= max_time && d.maxt >= min_time);
         if !touched || encoding != xor {
-            entry.push(EncodedChunk {
+            out.push(EncodedChunk {
                 min_time,
                 max_time,
                 encoding,
@@ -76,7 +127,7 @@ fn add_chunks<'d>(
             deleted,
             &mut kept,
         );
-        entry.extend(kept.into_iter().map(|(lo, hi, data)| EncodedChunk {
+        out.extend(kept.into_iter().map(|(lo, hi, data)| EncodedChunk {
             min_time: lo,
             max_time: hi,
             encoding: xor,
@@ -118,52 +169,85 @@ fn dedupe_chunks(mut chunks: Vec<EncodedChunk>) -> Vec<EncodedChunk> {
     others
 }
 
-impl DbChunkQuerier<'_> {
-    fn collect(&self, matchers: &[Matcher]) -> Result<Vec<ChunkSeries>, StorageError> {
-        let mut out: BTreeMap<Labels, Vec<EncodedChunk>> = BTreeMap::new();
-        for b in &self.blocks {
-            let q = BlockQuerier::new(b.clone(), self.mint, self.maxt);
-            for s in q.series_chunks(matchers)? {
-                add_chunks(
-                    &mut out,
-                    s.labels,
-                    s.chunks.into_iter(),
-                    b.tombstones().get(u64::from(s.id)),
-                );
-            }
+impl<'q> DbChunkQuerier<'q> {
+    /// Every source's matching series with their chunk references, each list in label
+    /// order.
+    fn list<'a>(
+        &'a self,
+        matchers: &[Matcher],
+    ) -> Result<Vec<std::vec::IntoIter<ListedSeries<'a>>>, StorageError> {
+        let mut sources = Vec::with_capacity(self.blocks.len() + 1);
+        for q in &self.blocks {
+            let tombstones = q.block().tombstones();
+            let listed: Vec<ListedSeries<'a>> = q
+                .series_chunks(matchers)?
+                .into_iter()
+                .map(|s| ListedSeries {
+                    deleted: Deleted::Block(tombstones.get(u64::from(s.id))),
+                    labels: s.labels,
+                    chunks: s
+                        .chunks
+                        .into_iter()
+                        .map(|(lo, hi, enc, data)| (lo, hi, enc, ChunkBytes::Block(data)))
+                        .collect(),
+                })
+                .collect();
+            sources.push(listed.into_iter());
         }
         let xor = Encoding::Xor.as_u8();
-        for s in self.head.querier(self.mint, self.maxt).snapshot(matchers)? {
-            let chunks = s
-                .chunks
-                .iter()
-                .map(|c| (c.min_time, c.max_time, xor, c.data.as_ref()));
-            add_chunks(&mut out, s.labels.clone(), chunks, &s.deleted);
-        }
-        Ok(out
+        let head: Vec<ListedSeries<'a>> = self
+            .db
+            .head
+            .querier(self.mint, self.maxt)
+            .snapshot(matchers)?
             .into_iter()
-            .filter(|(_, chunks)| !chunks.is_empty())
-            .map(|(labels, chunks)| ChunkSeries {
-                labels,
-                chunks: dedupe_chunks(chunks),
+            .map(|s| ListedSeries {
+                labels: s.labels,
+                chunks: s
+                    .chunks
+                    .into_iter()
+                    .map(|c| (c.min_time, c.max_time, xor, ChunkBytes::Head(c.data)))
+                    .collect(),
+                deleted: Deleted::Head(s.deleted),
             })
-            .collect())
+            .collect();
+        sources.push(head.into_iter());
+        Ok(sources)
     }
 }
 
-/// A chunk series set over an owned list.
-struct VecChunkSeriesSet {
-    series: std::vec::IntoIter<ChunkSeries>,
-    err: Option<StorageError>,
+/// The merged stream: the series of every source in label order, a series present in
+/// several sources answered once with all their chunks.
+struct MergedChunkSeriesSet<'a> {
+    sources: Vec<std::iter::Peekable<std::vec::IntoIter<ListedSeries<'a>>>>,
 }
 
-impl ChunkSeriesSet for VecChunkSeriesSet {
+impl ChunkSeriesSet for MergedChunkSeriesSet<'_> {
     fn next(&mut self) -> Option<ChunkSeries> {
-        self.series.next()
+        loop {
+            let labels = self
+                .sources
+                .iter_mut()
+                .filter_map(|s| s.peek().map(|p| &p.labels))
+                .min()?
+                .clone();
+            let mut chunks = Vec::new();
+            for source in &mut self.sources {
+                if let Some(series) = source.next_if(|p| p.labels == labels) {
+                    add_chunks(&mut chunks, &series);
+                }
+            }
+            if !chunks.is_empty() {
+                return Some(ChunkSeries {
+                    labels,
+                    chunks: dedupe_chunks(chunks),
+                });
+            }
+        }
     }
 
     fn err(&self) -> Option<&StorageError> {
-        self.err.as_ref()
+        None
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -178,15 +262,28 @@ impl ChunkQuerier for DbChunkQuerier<'_> {
         _hints: Option<&SelectHints>,
         matchers: &[Matcher],
     ) -> Box<dyn ChunkSeriesSet + 'a> {
-        match self.collect(matchers) {
-            Ok(series) => Box::new(VecChunkSeriesSet {
-                series: series.into_iter(),
-                err: None,
+        match self.list(matchers) {
+            Ok(sources) => Box::new(MergedChunkSeriesSet {
+                sources: sources.into_iter().map(Iterator::peekable).collect(),
             }),
-            Err(e) => Box::new(VecChunkSeriesSet {
-                series: Vec::new().into_iter(),
-                err: Some(e),
-            }),
+            Err(e) => Box::new(VecChunkSeriesSet::failed(e)),
         }
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), StorageError> {
+        self.db
+            .querier(self.mint, self.maxt)
+            .label_values(name, matchers)
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), StorageError> {
+        self.db.querier(self.mint, self.maxt).label_names(matchers)
     }
 }

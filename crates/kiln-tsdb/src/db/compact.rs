@@ -459,7 +459,7 @@ pub(super) fn go_time(ms: Timestamp) -> String {
 /// (its meta.json time range is exactly `[lo, hi)`) and returns its directory, or
 /// `None` when no series has samples there. With `metrics`, every chunk written is
 /// recorded in the chunk histograms (Prometheus records level-1 compactions only).
-pub(crate) fn write_head_block(
+pub fn write_head_block(
     head: &Head,
     parent: &Path,
     lo: Timestamp,

@@ -39,7 +39,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use chunk_querier::DbChunkQuerier;
 pub use compact::CompactStats;
-pub(crate) use compact::write_head_block;
+pub use compact::write_head_block;
 pub use metrics::{
     CHUNK_RANGE_BUCKETS, CHUNK_SAMPLES_BUCKETS, CHUNK_SIZE_BUCKETS, COMPACTION_DURATION_BUCKETS,
     DEFAULT_BUCKETS, DbMetrics,
@@ -47,7 +47,7 @@ pub use metrics::{
 pub use querier::BlockQuerier;
 pub use reload::ReloadStats;
 pub use retention::AgedBlocks;
-pub(crate) use retention::dir_size;
+pub use retention::dir_size;
 pub use snapshot::SnapshotStats;
 
 use crate::block::BlockReader;

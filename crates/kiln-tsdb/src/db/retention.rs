@@ -223,7 +223,7 @@ impl Reason {
 }
 
 /// Total size of the files under `path` (0 when it does not exist).
-pub(crate) fn dir_size(path: &Path) -> u64 {
+pub fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     };

@@ -6,11 +6,11 @@ use std::path::Path;
 use super::ToolError;
 use super::format::{go_base2_bytes, go_duration, go_time_utc, tab_align};
 use super::open_read_only;
-use crate::block::BlockReader;
+use kiln_tsdb::block::BlockReader;
 
 /// Prints every readable block of `dir`, oldest first. Unreadable blocks are reported on
 /// stderr and skipped.
-pub fn list_blocks(dir: &Path, human: bool, out: &mut dyn Write) -> Result<(), ToolError> {
+pub(crate) fn list_blocks(dir: &Path, human: bool, out: &mut dyn Write) -> Result<(), ToolError> {
     let db = open_read_only(dir)?;
     let blocks = db.blocks();
     let refs: Vec<&BlockReader> = blocks.iter().map(|b| b.as_ref()).collect();
@@ -18,7 +18,7 @@ pub fn list_blocks(dir: &Path, human: bool, out: &mut dyn Write) -> Result<(), T
 }
 
 /// Prints blocks that were just written to `dirs`.
-pub fn print_blocks(
+pub(crate) fn print_blocks(
     dirs: &[std::path::PathBuf],
     human: bool,
     out: &mut dyn Write,
@@ -54,7 +54,7 @@ fn print_blocks_readers(
     ];
     for b in blocks {
         let m = b.meta();
-        let size = crate::db::dir_size(b.dir());
+        let size = kiln_tsdb::db::dir_size(b.dir());
         rows.push(vec![
             m.ulid.to_string(),
             time(m.min_time),

@@ -19,19 +19,19 @@ use kiln_model::Labels;
 use kiln_storage::{Appender, SampleValue};
 
 use super::ToolError;
-use crate::block::meta::read_meta;
-use crate::db::write_head_block;
-use crate::head::{DEFAULT_CHUNK_RANGE, Head, HeadAppender, HeadOptions};
+use kiln_tsdb::block::meta::read_meta;
+use kiln_tsdb::db::write_head_block;
+use kiln_tsdb::head::{DEFAULT_CHUNK_RANGE, Head, HeadAppender, HeadOptions};
 
 /// The samples of one block window of a backfill, gathered in an in-memory head and
 /// written out as one block. Memory is bounded by the window's data.
-pub struct WindowBlock {
+pub(crate) struct WindowBlock {
     head: Head,
 }
 
 impl WindowBlock {
     /// A window of `duration` ms (as [`block_duration`] gives).
-    pub fn new(duration: i64) -> WindowBlock {
+    pub(crate) fn new(duration: i64) -> WindowBlock {
         // A chunk range of twice the block duration keeps every sample of the window
         // appendable: the head rejects samples more than half a range behind its newest.
         WindowBlock {
@@ -43,13 +43,17 @@ impl WindowBlock {
     }
 
     /// A transaction adding samples to the window.
-    pub fn appender(&self) -> HeadAppender<'_> {
+    pub(crate) fn appender(&self) -> HeadAppender<'_> {
         self.head.appender()
     }
 
     /// Adds one series' samples (in time order) in one transaction. A second value at a
     /// timestamp the series already has is an error naming the series.
-    pub fn add_series(&self, labels: &Labels, samples: &[(i64, f64)]) -> Result<(), ToolError> {
+    pub(crate) fn add_series(
+        &self,
+        labels: &Labels,
+        samples: &[(i64, f64)],
+    ) -> Result<(), ToolError> {
         let append_error = |source| ToolError::Append {
             series: labels.to_string(),
             source,
@@ -64,12 +68,11 @@ impl WindowBlock {
 
     /// Writes the window as a block under `out_dir`, spanning its first sample to its
     /// last sample + 1 ms, like promtool's; `None` when it holds no sample.
-    pub fn write(self, out_dir: &Path) -> Result<Option<PathBuf>, ToolError> {
+    pub(crate) fn write(self, out_dir: &Path) -> Result<Option<PathBuf>, ToolError> {
         let (Some(lo), Some(hi)) = (self.head.min_time(), self.head.max_time()) else {
             return Ok(None);
         };
-        std::fs::create_dir_all(out_dir)
-            .map_err(|e| crate::db::DbError::io("creating", out_dir, e))?;
+        std::fs::create_dir_all(out_dir).map_err(|e| ToolError::io("creating", out_dir, e))?;
         Ok(write_head_block(
             &self.head,
             out_dir,
@@ -82,12 +85,12 @@ impl WindowBlock {
 
 /// Options of a backfill.
 #[derive(Debug, Clone)]
-pub struct BackfillOptions {
+pub(crate) struct BackfillOptions {
     /// Largest span of one block, ms. Rounded down to the largest compaction range
     /// (2 h times a power of 3) that fits, and never below 2 h.
-    pub max_block_duration: i64,
+    pub(crate) max_block_duration: i64,
     /// Samples appended per transaction.
-    pub commit_every: usize,
+    pub(crate) commit_every: usize,
 }
 
 impl Default for BackfillOptions {
@@ -101,7 +104,7 @@ impl Default for BackfillOptions {
 
 /// The block duration promtool would use for `max`: the largest of 2h, 6h, 18h, ...
 /// that is at most `max`, and at least 2h.
-pub fn block_duration(max: i64) -> i64 {
+pub(crate) fn block_duration(max: i64) -> i64 {
     let mut d = DEFAULT_CHUNK_RANGE;
     while d.saturating_mul(3) <= max {
         d *= 3;
@@ -112,17 +115,17 @@ pub fn block_duration(max: i64) -> i64 {
 /// A block that was already in the output directory and overlaps a block a backfill
 /// wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverlappingBlock {
-    pub ulid: ulid::Ulid,
+pub(crate) struct OverlappingBlock {
+    pub(crate) ulid: ulid::Ulid,
     /// Its time range, ms: `[min_time, max_time)`.
-    pub min_time: i64,
-    pub max_time: i64,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
 }
 
 /// The blocks under `dir`, other than `new_blocks`, whose time range overlaps the range
 /// of one of `new_blocks`, oldest first. Reads only `meta.json` files; a block whose
 /// `meta.json` cannot be read is left out (the server reports it when it opens `dir`).
-pub fn overlapping_blocks(
+pub(crate) fn overlapping_blocks(
     dir: &Path,
     new_blocks: &[PathBuf],
 ) -> Result<Vec<OverlappingBlock>, ToolError> {
@@ -131,10 +134,10 @@ pub fn overlapping_blocks(
         let m = read_meta(b)?;
         new_ranges.push((m.ulid, m.min_time, m.max_time));
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| crate::db::DbError::io("listing", dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| ToolError::io("listing", dir, e))?;
     let mut found = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| crate::db::DbError::io("listing", dir, e))?;
+        let entry = entry.map_err(|e| ToolError::io("listing", dir, e))?;
         let name = entry.file_name();
         let Some(ulid) = name.to_str().and_then(|n| ulid::Ulid::from_string(n).ok()) else {
             continue;
@@ -170,7 +173,7 @@ fn input_error(line: usize, message: impl Into<String>) -> ToolError {
 /// Imports `input` (OpenMetrics text, ending in `# EOF`) into new blocks under `out_dir`
 /// (created if missing). Returns the directories of the blocks written, oldest first.
 /// `progress` is called with the fraction of the work done, from 0 to 1.
-pub fn create_blocks_from_openmetrics(
+pub(crate) fn create_blocks_from_openmetrics(
     input: &[u8],
     out_dir: &Path,
     opts: &BackfillOptions,
@@ -196,7 +199,7 @@ pub fn create_blocks_from_openmetrics(
     if total == 0 {
         return Ok(Vec::new());
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| crate::db::DbError::io("creating", out_dir, e))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| ToolError::io("creating", out_dir, e))?;
 
     let duration = block_duration(opts.max_block_duration);
     let mut blocks = Vec::new();

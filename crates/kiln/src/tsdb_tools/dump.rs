@@ -14,7 +14,7 @@ use super::open_read_only;
 /// Dumps samples in `[mint, maxt]` of the series matching any of `selectors` (all series
 /// when empty), sorted by labels then time. Warnings (skipped blocks, a WAL corruption
 /// that stopped replay) go to stderr.
-pub fn dump(
+pub(crate) fn dump(
     dir: &Path,
     mint: i64,
     maxt: i64,

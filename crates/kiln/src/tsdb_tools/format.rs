@@ -33,14 +33,14 @@ pub(crate) fn go_duration(ms: i64) -> String {
 
 /// Formats a ms timestamp like Go's `time.Time.String()` in UTC:
 /// `2023-01-02 03:04:05.006 +0000 UTC` (fraction only when non-zero).
-pub fn go_time_utc(ms: i64) -> String {
+pub(crate) fn go_time_utc(ms: i64) -> String {
     kiln_model::calendar::go_time_string_utc(i128::from(ms) * 1_000_000)
 }
 
 /// Formats bytes like `units.Base2Bytes.String()` from alecthomas/units, which promtool
 /// uses: every non-zero unit from largest to smallest, concatenated (`1KiB512B`, `2MiB`,
 /// `0B`).
-pub fn go_base2_bytes(n: u64) -> String {
+pub(crate) fn go_base2_bytes(n: u64) -> String {
     const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if n == 0 {
         return "0B".into();

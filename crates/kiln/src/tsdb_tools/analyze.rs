@@ -11,7 +11,7 @@ use super::open_read_only;
 
 /// Analyzes block `block_id` of `dir` (the newest block when `None`) and prints the top
 /// `limit` entries of each list.
-pub fn analyze(
+pub(crate) fn analyze(
     dir: &Path,
     block_id: Option<&str>,
     limit: usize,
