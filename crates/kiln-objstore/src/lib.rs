@@ -1,0 +1,23 @@
+//! Object storage in Thanos's shape.
+//!
+//! Kiln keeps blocks past one machine in a bucket laid out as Thanos lays it out, so a
+//! Kiln bucket and a Thanos bucket are interchangeable. This crate is the bucket itself:
+//! the configuration users already have (`objstore.yml`), a client for a local directory,
+//! S3, GCS or Azure (on `object_store`), and the operations the shipper, the store
+//! gateway, the compactor and the bucket tools build on, with Thanos's bucket metrics.
+//!
+//! Module map:
+//! - [`config`]: parsing `objstore.yml` (environment variables, providers, refusals).
+//! - [`bucket`]: [`Bucket`] and its operations; [`BucketError`].
+//! - [`metrics`]: the bucket metrics (`thanos_objstore_bucket_*`).
+//! - `provider`: building the `object_store` client (retries, timeouts, TLS).
+
+pub mod bucket;
+pub mod config;
+pub mod metrics;
+mod provider;
+
+pub use bucket::{Bucket, BucketError, ObjectAttributes};
+pub use config::{BucketConfig, ConfigError, Provider, parse};
+pub use metrics::{BucketMetrics, Operation};
+pub use provider::BuildError;

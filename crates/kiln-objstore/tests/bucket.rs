@@ -1,0 +1,263 @@
+//! One suite of bucket operations, run against every kind of store the tests can reach:
+//! memory, a local directory (with a prefix), and a real S3 API (moto's server on
+//! loopback, an interop test).
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kiln_objstore::{Bucket, Operation, parse};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A file of `len` bytes whose content depends on the position (parts that came back in
+/// the wrong order would show).
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
+}
+
+/// The operations Kiln's block shipper, store gateway and tools rely on.
+async fn exercise(bucket: &Bucket, big_file_len: usize) {
+    let block = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
+    assert!(
+        bucket.iter("", false).await.unwrap().is_empty(),
+        "starts empty"
+    );
+
+    let meta = Bytes::from_static(br#"{"ulid":"x","version":1}"#);
+    bucket
+        .upload(&format!("{block}/meta.json"), meta.clone())
+        .await
+        .unwrap();
+    bucket
+        .upload(
+            &format!("{block}/chunks/000001"),
+            Bytes::from_static(b"0123456789"),
+        )
+        .await
+        .unwrap();
+    bucket
+        .upload("debug/metas/x.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        bucket.get(&format!("{block}/meta.json")).await.unwrap(),
+        meta
+    );
+    assert_eq!(
+        bucket
+            .get_range(&format!("{block}/chunks/000001"), 2..5)
+            .await
+            .unwrap(),
+        Bytes::from_static(b"234")
+    );
+    let attrs = bucket
+        .attributes(&format!("{block}/chunks/000001"))
+        .await
+        .unwrap();
+    assert_eq!(attrs.size, 10);
+    assert!(attrs.last_modified_ms > 1_600_000_000_000, "{attrs:?}");
+    assert!(bucket.exists(&format!("{block}/meta.json")).await.unwrap());
+    assert!(!bucket.exists(&format!("{block}/index")).await.unwrap());
+
+    // Thanos's Iter: directories with a trailing slash, full names, sorted.
+    assert_eq!(
+        bucket.iter("", false).await.unwrap(),
+        vec![format!("{block}/"), "debug/".to_owned()]
+    );
+    assert_eq!(
+        bucket.iter(block, false).await.unwrap(),
+        vec![format!("{block}/chunks/"), format!("{block}/meta.json")]
+    );
+    assert_eq!(
+        bucket.iter(&format!("{block}/"), true).await.unwrap(),
+        vec![
+            format!("{block}/chunks/000001"),
+            format!("{block}/meta.json")
+        ]
+    );
+
+    // A file larger than a part goes up in parts and comes back whole.
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("index");
+    let content = patterned(big_file_len);
+    std::fs::write(&local, &content).unwrap();
+    let size = bucket
+        .upload_file(&format!("{block}/index"), &local)
+        .await
+        .unwrap();
+    assert_eq!(size, content.len() as u64);
+    let back = bucket.get(&format!("{block}/index")).await.unwrap();
+    assert!(
+        back.as_ref() == content.as_slice(),
+        "multipart upload changed the bytes"
+    );
+    let tail = bucket
+        .get_range(
+            &format!("{block}/index"),
+            (big_file_len - 3) as u64..big_file_len as u64,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tail.as_ref(), &content[big_file_len - 3..]);
+
+    // Missing objects: an expected answer for reads, a failure for a delete.
+    let failures_before = bucket.metrics().failures(Operation::Get);
+    let missing = bucket.get(&format!("{block}/nope")).await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+    assert_eq!(bucket.metrics().failures(Operation::Get), failures_before);
+    assert!(bucket.delete(&format!("{block}/nope")).await.is_err());
+    assert_eq!(bucket.metrics().failures(Operation::Delete), 1);
+
+    bucket.delete(&format!("{block}/meta.json")).await.unwrap();
+    assert!(!bucket.exists(&format!("{block}/meta.json")).await.unwrap());
+    assert!(bucket.metrics().operations(Operation::Upload) >= 4);
+
+    let mut text = Vec::new();
+    bucket.metrics().write_metrics(&mut text);
+    let text = String::from_utf8(text).unwrap();
+    let line = format!(
+        "thanos_objstore_bucket_operation_failures_total{{bucket=\"{}\",operation=\"delete\"}} 1\n",
+        bucket.name()
+    );
+    assert!(text.contains(&line), "{text}");
+    assert!(
+        text.contains("thanos_objstore_bucket_operation_duration_seconds_bucket{"),
+        "{text}"
+    );
+}
+
+#[test]
+fn in_memory_bucket() {
+    runtime().block_on(exercise(&Bucket::in_memory("mem"), 11 << 20));
+}
+
+#[test]
+fn filesystem_bucket_with_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    let config = parse(&format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\nprefix: tenant-a\n",
+        root.display()
+    ))
+    .unwrap();
+    let bucket = Bucket::from_config(&config).unwrap();
+    runtime().block_on(exercise(&bucket, 3 << 20));
+    // The objects live under the prefix, as files.
+    let chunk = root.join("tenant-a/01HZZZZZZZZZZZZZZZZZZZZZZZ/chunks/000001");
+    assert_eq!(std::fs::read(chunk).unwrap(), b"0123456789");
+}
+
+/// moto's S3 server on a free loopback port, stopped (by its PID) on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One plain HTTP/1.1 request to moto; returns the status line.
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer.lines().next().unwrap_or_default().to_owned())
+}
+
+fn start_moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("interop test needs python3 with moto (pip install 'moto[server]'): run scripts/test, which installs it");
+    let moto = Moto { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http(port, "GET", "/").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto's server did not answer on port {port} within 30 s (is `moto[server]` installed?)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    moto
+}
+
+#[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Python's moto server (scripts/test installs it)"
+)]
+fn s3_bucket_against_moto() {
+    let moto = start_moto();
+    let status = http(moto.port, "PUT", "/kiln-test").unwrap();
+    assert!(status.contains(" 200"), "creating the bucket: {status}");
+    // The file as a user writes it, credentials from the environment.
+    let text = format!(
+        "type: s3\nconfig:\n  bucket: kiln-test\n  endpoint: 127.0.0.1:{}\n  insecure: true\n  \
+         access_key: $(KILN_TEST_KEY)\n  secret_key: ${{KILN_TEST_KEY}}\n  part_size: 5242880\n  \
+         put_user_metadata:\n    X-Amz-Meta-Origin: kiln\nprefix: cluster-a\n",
+        moto.port
+    );
+    let config = kiln_objstore::config::parse_with_env(&text, |v| {
+        (v == "KILN_TEST_KEY").then(|| "testing".to_owned())
+    })
+    .unwrap();
+    let bucket = Bucket::from_config(&config).unwrap();
+    assert_eq!(bucket.name(), "kiln-test");
+    // 11 MiB at 5 MiB a part: a three-part upload.
+    runtime().block_on(exercise(&bucket, 11 << 20));
+}
+
+#[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and Python's moto server (scripts/test installs it)"
+)]
+fn s3_errors_name_the_bucket_and_the_object() {
+    let moto = start_moto();
+    let text = format!(
+        "type: S3\nconfig:\n  bucket: no-such-bucket\n  endpoint: 127.0.0.1:{}\n  insecure: true\n  \
+         access_key: a\n  secret_key: b\n  max_retries: 1\n",
+        moto.port
+    );
+    let bucket = Bucket::from_config(&parse(&text).unwrap()).unwrap();
+    let err = runtime()
+        .block_on(bucket.upload("x/meta.json", Bytes::from_static(b"{}")))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "bucket no-such-bucket: upload x/meta.json");
+    // The chain carries the store's answer.
+    let mut chain = String::new();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push_str(&format!("{s}\n"));
+        source = s.source();
+    }
+    assert!(chain.contains("NoSuchBucket"), "{chain}");
+    assert_eq!(bucket.metrics().failures(Operation::Upload), 1);
+}
