@@ -55,19 +55,23 @@ pub struct BucketError {
 /// The cause of a [`BucketError`].
 #[derive(Debug, thiserror::Error)]
 pub enum BucketErrorSource {
+    /// Boxed: the store's error is large, and errors travel up through several layers.
     #[error(transparent)]
-    Store(#[from] object_store::Error),
+    Store(Box<object_store::Error>),
     #[error("reading the local file")]
     LocalFile(#[from] std::io::Error),
+}
+
+impl From<object_store::Error> for BucketErrorSource {
+    fn from(e: object_store::Error) -> Self {
+        BucketErrorSource::Store(Box::new(e))
+    }
 }
 
 impl BucketError {
     /// Whether the object does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self.source,
-            BucketErrorSource::Store(object_store::Error::NotFound { .. })
-        )
+        matches!(&self.source, BucketErrorSource::Store(e) if matches!(**e, object_store::Error::NotFound { .. }))
     }
 }
 

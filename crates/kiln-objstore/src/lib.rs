@@ -11,13 +11,23 @@
 //! - [`bucket`]: [`Bucket`] and its operations; [`BucketError`].
 //! - [`metrics`]: the bucket metrics (`thanos_objstore_bucket_*`).
 //! - `provider`: building the `object_store` client (retries, timeouts, TLS).
+//! - [`thanos_meta`]: the `thanos` section of a block's `meta.json`.
+//! - [`upload`]: one block directory into the bucket, `meta.json` last.
+//! - [`shipper`]: a server's new blocks into the bucket, recorded in
+//!   `thanos.shipper.json` (Thanos's sidecar role).
 
 pub mod bucket;
 pub mod config;
 pub mod metrics;
 mod provider;
+pub mod shipper;
+pub mod thanos_meta;
+pub mod upload;
 
 pub use bucket::{Bucket, BucketError, ObjectAttributes};
 pub use config::{BucketConfig, ConfigError, Provider, parse};
 pub use metrics::{BucketMetrics, Operation};
 pub use provider::BuildError;
+pub use shipper::{Shipper, SyncError, SyncReport};
+pub use thanos_meta::ThanosMeta;
+pub use upload::{UploadError, UploadOptions, upload_block};

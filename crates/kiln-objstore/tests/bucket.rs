@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
 use bytes::Bytes;
+use common::{http, start_moto};
 use kiln_objstore::{Bucket, Operation, parse};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -156,56 +154,6 @@ fn filesystem_bucket_with_a_prefix() {
     // The objects live under the prefix, as files.
     let chunk = root.join("tenant-a/01HZZZZZZZZZZZZZZZZZZZZZZZ/chunks/000001");
     assert_eq!(std::fs::read(chunk).unwrap(), b"0123456789");
-}
-
-/// moto's S3 server on a free loopback port, stopped (by its PID) on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One plain HTTP/1.1 request to moto; returns the status line.
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    Ok(answer.lines().next().unwrap_or_default().to_owned())
-}
-
-fn start_moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("interop test needs python3 with moto (pip install 'moto[server]'): run scripts/test, which installs it");
-    let moto = Moto { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http(port, "GET", "/").is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto's server did not answer on port {port} within 30 s (is `moto[server]` installed?)"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    moto
 }
 
 #[test]
