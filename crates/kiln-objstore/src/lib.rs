@@ -9,6 +9,7 @@
 //! Module map:
 //! - [`config`]: parsing `objstore.yml` (environment variables, providers, refusals).
 //! - [`bucket`]: [`Bucket`] and its operations; [`BucketError`].
+//! - [`catalog`]: the blocks of a bucket (and its partial and corrupt block directories).
 //! - [`metrics`]: the bucket metrics (`thanos_objstore_bucket_*`).
 //! - `provider`: building the `object_store` client (retries, timeouts, TLS).
 //! - [`thanos_meta`]: the `thanos` section of a block's `meta.json`.
@@ -17,6 +18,7 @@
 //!   `thanos.shipper.json` (Thanos's sidecar role).
 
 pub mod bucket;
+pub mod catalog;
 pub mod config;
 pub mod metrics;
 mod provider;
@@ -25,6 +27,7 @@ pub mod thanos_meta;
 pub mod upload;
 
 pub use bucket::{Bucket, BucketError, ObjectAttributes};
+pub use catalog::{BucketBlock, Catalog, list_blocks};
 pub use config::{BucketConfig, ConfigError, Provider, parse};
 pub use metrics::{BucketMetrics, Operation};
 pub use provider::BuildError;

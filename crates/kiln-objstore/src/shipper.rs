@@ -148,6 +148,8 @@ pub struct Shipper {
     dir: PathBuf,
     labels: BTreeMap<String, String>,
     upload_compacted: bool,
+    /// `thanos.source` of the blocks uploaded.
+    source: &'static str,
     metrics: ShipperMetrics,
 }
 
@@ -165,8 +167,16 @@ impl Shipper {
             dir: dir.into(),
             labels: external_labels,
             upload_compacted,
+            source: source::SIDECAR,
             metrics: ShipperMetrics::default(),
         }
+    }
+
+    /// Labels the uploaded blocks as coming from `source` instead of a sidecar
+    /// ([`crate::thanos_meta::source`]).
+    pub fn with_source(mut self, source: &'static str) -> Shipper {
+        self.source = source;
+        self
     }
 
     pub fn metrics(&self) -> &ShipperMetrics {
@@ -292,7 +302,7 @@ impl Shipper {
         link_block(&self.dir.join(id.to_string()), &staging).map_err(prepare)?;
         let opts = UploadOptions {
             labels: self.labels.clone(),
-            source: source::SIDECAR.to_owned(),
+            source: self.source.to_owned(),
             require_labels: true,
         };
         let result = upload_block(&self.bucket, &staging, &opts).await;

@@ -21,6 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod bucket_tools;
 mod logging;
 #[cfg(all(
     target_os = "linux",
@@ -29,6 +30,7 @@ mod logging;
     not(feature = "jemalloc")
 ))]
 mod malloc_tuning;
+mod objstore_flags;
 mod rule_backfill;
 mod rule_tools;
 mod server;
@@ -64,6 +66,15 @@ enum Command {
     /// Unit tests, in the spirit of `promtool test`.
     #[command(subcommand)]
     Test(TestCommand),
+    /// Tools for buckets, in the spirit of `thanos tools`.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Bucket utility commands (`thanos tools bucket`): ls, upload-blocks.
+    Bucket(bucket_tools::BucketArgs),
 }
 
 #[derive(Subcommand)]
@@ -197,9 +208,11 @@ impl Command {
     fn default_log_level(&self) -> logging::LogLevel {
         match self {
             Command::Server(_) => logging::LogLevel::Info,
-            Command::Tsdb(_) | Command::Promqltest(_) | Command::Check(_) | Command::Test(_) => {
-                logging::LogLevel::Warn
-            }
+            Command::Tsdb(_)
+            | Command::Promqltest(_)
+            | Command::Check(_)
+            | Command::Test(_)
+            | Command::Tools(_) => logging::LogLevel::Warn,
         }
     }
 }
@@ -265,6 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(CheckCommand::Rules { files }) => return rule_tools::check_rules(&files),
         Command::Test(TestCommand::Rules { files }) => return rule_tools::test_rules(&files),
         Command::Server(args) => server::run(*args)?,
+        Command::Tools(ToolsCommand::Bucket(args)) => bucket_tools::run(&args, &mut out)?,
         Command::Tsdb(TsdbCommand::CreateBlocksFrom(CreateBlocksFrom::Rules(args))) => {
             return rule_backfill::run(*args, &mut out);
         }

@@ -13,6 +13,7 @@ use kiln_tsdb::db::Db;
 use tracing::{error, info, warn};
 
 mod applied;
+mod shipping;
 mod web;
 
 use applied::Applied;
@@ -67,6 +68,8 @@ pub(crate) struct ServerArgs {
     for_grace_period: i64,
     #[command(flatten)]
     web: web::WebFlags,
+    #[command(flatten)]
+    shipper: shipping::ShipperFlags,
     /// How long shutdown (or a reload that removes a remote_write entry) may spend
     /// delivering samples already queued for remote write.
     #[arg(long = "storage.remote.flush-deadline", value_parser = parse_duration_ms, default_value = "1m")]
@@ -143,6 +146,7 @@ impl ServerArgs {
         ]
         .into_iter()
         .chain(self.web.flag_values())
+        .chain(self.shipper.flag_values())
         .chain(self.storage.flag_values())
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
@@ -200,9 +204,18 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     web::raise_open_files_limit(args.web.connection_limits().max_connections);
     let config_started = Instant::now();
     let config = load_config(args.config_file.as_deref())?;
-    let opts = args.storage.db_options()?;
+    let mut opts = args.storage.db_options()?;
     args.storage.warn_ignored();
     let storage_path = args.storage.path.clone();
+    let no_labels = std::collections::BTreeMap::new();
+    let external_labels = config
+        .as_ref()
+        .map_or(&no_labels, |c| &c.global.external_labels);
+    let shipping = shipping::Shipping::from_flags(&args.shipper, &storage_path, external_labels)?;
+    if shipping.is_some() {
+        // Blocks are merged in the bucket, not here (see server/shipping.rs).
+        opts.max_block_duration = opts.chunk_range;
+    }
     info!(component = "tsdb", "Starting TSDB ...");
     let tsdb_started = Instant::now();
     let db = Arc::new(
@@ -263,9 +276,14 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     ));
     let metrics_db = db.clone();
     let metrics_rw = remote_write.clone();
+    let metrics_shipper = shipping.as_ref().map(|s| s.shipper.clone());
     let self_metrics: kiln_server::SelfMetricsWriter = Arc::new(move |out: &mut Vec<u8>| {
         kiln_server::self_metrics::write_self_metrics(&metrics_db, &process, out);
         metrics_rw.write_metrics(metrics_db.head().max_time(), out);
+        if let Some(s) = &metrics_shipper {
+            s.metrics().write_metrics(out);
+            s.bucket().metrics().write_metrics(out);
+        }
     });
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let notifier = kiln_rules::notify::Notifier::new(args.notification_queue_capacity);
@@ -354,6 +372,8 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             })?
     };
 
+    let shipper = shipping.map(shipping::Shipping::start).transpose()?;
+
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen_address)
             .await
@@ -430,6 +450,9 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         drop(scrapes);
         served
     });
+    if let Some(shipper) = shipper {
+        shipper.stop();
+    }
     stop.store(true, Ordering::Release);
     drop(wake);
     if maintenance.join().is_err() {

@@ -1,0 +1,163 @@
+//! `kiln tools bucket`: looking at and filling a bucket, as `thanos tools bucket` does.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use kiln_objstore::thanos_meta::source;
+use kiln_objstore::{BucketBlock, Shipper, list_blocks};
+
+use crate::objstore_flags::ObjstoreFlags;
+use crate::tsdb_tools::format::{go_base2_bytes, go_duration};
+
+#[derive(clap::Args)]
+pub(crate) struct BucketArgs {
+    #[command(flatten)]
+    objstore: ObjstoreFlags,
+    #[command(subcommand)]
+    command: BucketCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum BucketCommand {
+    /// List the bucket's blocks: their ULIDs (as `thanos tools bucket ls`); `-o wide` adds
+    /// time range, level, resolution, source, external labels and size; `-o json` prints
+    /// each block's meta.json. Upload directories without meta.json are not blocks and
+    /// are left out (counted on stderr).
+    Ls {
+        /// `""` (ULIDs), `wide` or `json`.
+        #[arg(short = 'o', long = "output", default_value = "")]
+        output: String,
+    },
+    /// Upload the blocks of a local data directory (Prometheus's or Kiln's) to the bucket
+    /// with the given external labels, as `thanos tools bucket upload-blocks` does:
+    /// level-1 blocks, and compacted ones with --shipper.upload-compacted. Blocks already
+    /// in the bucket are left as they are.
+    UploadBlocks {
+        /// The data directory holding the blocks.
+        #[arg(long = "path", default_value = "./data")]
+        path: PathBuf,
+        /// An external label for the uploaded blocks, `name="value"`; repeat for more
+        /// (at least one is needed).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Upload compacted blocks (level 2 and up) too.
+        #[arg(long = "shipper.upload-compacted")]
+        upload_compacted: bool,
+    },
+}
+
+pub(crate) fn run(args: &BucketArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let bucket = args.objstore.bucket()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    match &args.command {
+        BucketCommand::Ls { output } => {
+            let catalog = runtime.block_on(list_blocks(&bucket))?;
+            for b in &catalog.blocks {
+                match output.as_str() {
+                    "" => writeln!(out, "{}", b.meta.ulid)?,
+                    "wide" => writeln!(out, "{}", wide_line(b))?,
+                    "json" => {
+                        out.write_all(&b.meta.to_json())?;
+                        writeln!(out)?;
+                    }
+                    other => anyhow::bail!("unknown output format {other:?}: use wide or json"),
+                }
+            }
+            if !catalog.partial.is_empty() {
+                eprintln!(
+                    "{} block director{} without meta.json (uploads in progress or interrupted): {}",
+                    catalog.partial.len(),
+                    if catalog.partial.len() == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    },
+                    join(catalog.partial.iter())
+                );
+            }
+            for (id, reason) in &catalog.corrupt {
+                eprintln!("block {id}: unreadable meta.json: {reason}");
+            }
+            Ok(())
+        }
+        BucketCommand::UploadBlocks {
+            path,
+            labels,
+            upload_compacted,
+        } => {
+            let labels = parse_labels(labels)?;
+            if labels.is_empty() {
+                anyhow::bail!(
+                    "no external labels: give at least one --label name=\"value\" (they say whose blocks these are)"
+                );
+            }
+            let shipper = Shipper::new(bucket, path, labels, *upload_compacted)
+                .with_source(source::BUCKET_UPLOAD);
+            let report = runtime
+                .block_on(shipper.sync())
+                .with_context(|| format!("uploading the blocks of {}", path.display()))?;
+            writeln!(
+                out,
+                "uploaded {} block(s); {} already in the bucket",
+                report.uploaded, report.already_there
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// Thanos's `wide` line, then Kiln's additions (labels and size).
+fn wide_line(b: &BucketBlock) -> String {
+    let m = &b.meta;
+    let labels = b
+        .thanos
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{} -- {} - {} Diff: {}, Compaction: {}, Downsample: {}, Source: {}, Labels: {{{}}}, Size: {}",
+        m.ulid,
+        rfc3339_seconds(m.min_time),
+        rfc3339_seconds(m.max_time),
+        go_duration((m.max_time - m.min_time) / 1000 * 1000),
+        m.compaction.level,
+        b.thanos.downsample.resolution,
+        b.thanos.source,
+        labels,
+        go_base2_bytes(b.listed_size()),
+    )
+}
+
+fn rfc3339_seconds(ms: i64) -> String {
+    kiln_objstore::thanos_meta::rfc3339_nanos(i128::from(ms.div_euclid(1000)) * 1_000_000_000)
+}
+
+fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// `name="value"` (or `name=value`) flags as a label map.
+fn parse_labels(flags: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for f in flags {
+        let (name, value) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--label {f:?}: expected name=\"value\""))?;
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        if !kiln_model::labels::is_valid_label_name(name) {
+            anyhow::bail!("--label {f:?}: {name:?} is not a valid label name");
+        }
+        out.insert(name.to_owned(), value.to_owned());
+    }
+    Ok(out)
+}

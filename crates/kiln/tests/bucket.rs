@@ -1,0 +1,314 @@
+//! Blocks into a bucket: `kiln tools bucket upload-blocks` and `ls`, and `kiln server`
+//! shipping its blocks (Thanos's sidecar role), on a local-directory bucket; what lands
+//! there reads the same with the real promtool.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{
+    backfill, http, kiln, ok_stdout, promtool_dump, require_peer, start_kiln_server,
+    write_openmetrics,
+};
+
+/// `objstore.yml` of a FILESYSTEM bucket in `dir`, through an environment variable as
+/// users write them.
+fn objstore_file(tmp: &Path, dir: &Path) -> std::path::PathBuf {
+    let file = tmp.join("objstore.yml");
+    std::fs::write(
+        &file,
+        "type: FILESYSTEM\nconfig:\n  directory: ${KILN_TEST_BUCKET}\n",
+    )
+    .expect("write objstore.yml");
+    std::fs::create_dir_all(dir).expect("bucket dir");
+    file
+}
+
+fn kiln_with_bucket(bucket: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("KILN_TEST_BUCKET", bucket)
+        .output()
+        .expect("run kiln")
+}
+
+/// A data directory with a few hours of backfilled blocks.
+fn data_with_blocks(tmp: &Path) -> std::path::PathBuf {
+    let om = tmp.join("in.om");
+    write_openmetrics(&om, 1_700_000_000, 5, 60);
+    let data = tmp.join("data");
+    backfill(&om, &data);
+    data
+}
+
+fn block_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .flatten()
+        .filter(|e| e.path().join("meta.json").exists())
+        .count()
+}
+
+#[test]
+fn upload_blocks_then_ls() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_with_blocks(tmp.path());
+    let bucket = tmp.path().join("bucket");
+    let config = objstore_file(tmp.path(), &bucket);
+    let config = config.to_str().expect("path");
+    let blocks = block_count(&data);
+    assert!(blocks >= 2, "{blocks}");
+
+    let refused = kiln_with_bucket(
+        &bucket,
+        &[
+            "tools",
+            "bucket",
+            "upload-blocks",
+            "--objstore.config-file",
+            config,
+            "--path",
+            data.to_str().expect("path"),
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no external labels"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let out = ok_stdout(
+        "upload-blocks",
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config,
+                "upload-blocks",
+                "--path",
+                data.to_str().expect("path"),
+                "--label",
+                "cluster=\"eu-1\"",
+                "--label",
+                "replica=0",
+            ],
+        ),
+    );
+    assert_eq!(
+        out,
+        format!("uploaded {blocks} block(s); 0 already in the bucket\n")
+    );
+    // Again: nothing to do.
+    let again = ok_stdout(
+        "upload-blocks again",
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config,
+                "upload-blocks",
+                "--path",
+                data.to_str().expect("path"),
+                "--label",
+                "cluster=eu-1",
+            ],
+        ),
+    );
+    assert!(again.starts_with("uploaded 0 block(s)"), "{again}");
+
+    // An interrupted upload: a block directory without meta.json is not listed.
+    std::fs::create_dir_all(bucket.join("01JAAAAAAAAAAAAAAAAAAAAAAA/chunks")).expect("mkdir");
+    let ls = kiln_with_bucket(
+        &bucket,
+        &["tools", "bucket", "--objstore.config-file", config, "ls"],
+    );
+    let ids = ok_stdout("ls", ls.clone());
+    assert_eq!(ids.lines().count(), blocks, "{ids}");
+    assert!(
+        String::from_utf8_lossy(&ls.stderr).contains("1 block directory without meta.json"),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    let wide = ok_stdout(
+        "ls -o wide",
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config,
+                "ls",
+                "-o",
+                "wide",
+            ],
+        ),
+    );
+    let first = wide.lines().next().expect("a line");
+    assert!(first.contains(" -- 2023-11-"), "{first}");
+    assert!(
+        first.contains("Compaction: 1, Downsample: 0, Source: bucket.upload, Labels: {cluster=\"eu-1\", replica=\"0\"}, Size: "),
+        "{first}"
+    );
+    let json = ok_stdout(
+        "ls -o json",
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config,
+                "ls",
+                "-o",
+                "json",
+            ],
+        ),
+    );
+    assert!(json.contains("\"source\": \"bucket.upload\""), "{json}");
+}
+
+#[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
+fn uploaded_blocks_read_the_same_with_promtool() {
+    require_peer("promtool", "prometheus");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_with_blocks(tmp.path());
+    let bucket = tmp.path().join("bucket");
+    let config = objstore_file(tmp.path(), &bucket);
+    ok_stdout(
+        "upload-blocks",
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config.to_str().expect("path"),
+                "upload-blocks",
+                "--path",
+                data.to_str().expect("path"),
+                "--label",
+                "cluster=a",
+            ],
+        ),
+    );
+    // A directory bucket holds the blocks as a data directory does.
+    let want = promtool_dump(&data, &[]);
+    let got = promtool_dump(&bucket, &[]);
+    assert!(want.lines().count() > 1000, "{}", want.lines().count());
+    common::assert_same_dump("promtool dump of the bucket", &want, &got);
+}
+
+#[test]
+fn server_ships_its_blocks() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_with_blocks(tmp.path());
+    let blocks = block_count(&data);
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(&bucket).expect("bucket dir");
+    let cfg = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        "global:\n  external_labels:\n    cluster: eu-1\n    replica: \"0\"\nscrape_configs: []\n",
+    )
+    .expect("config");
+    let objstore = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
+    );
+    let server = start_kiln_server(&[
+        "--config.file",
+        cfg.to_str().expect("path"),
+        "--storage.tsdb.path",
+        data.to_str().expect("path"),
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--objstore.config",
+        &objstore,
+        "--shipper.sync-interval",
+        "200ms",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while block_count(&bucket) < blocks {
+        assert!(
+            Instant::now() < deadline,
+            "the server shipped {} of {blocks} blocks in 30 s",
+            block_count(&bucket)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let record = std::fs::read_to_string(data.join("thanos.shipper.json")).expect("record");
+    let record: serde_json::Value = serde_json::from_str(&record).expect("json");
+    assert_eq!(record["version"], 1);
+    assert_eq!(record["uploaded"].as_array().map(Vec::len), Some(blocks));
+    let ulid = record["uploaded"][0].as_str().expect("ulid");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(bucket.join(ulid).join("meta.json")).expect("meta.json"),
+    )
+    .expect("json");
+    assert_eq!(meta["thanos"]["source"], "sidecar");
+    assert_eq!(meta["thanos"]["labels"]["cluster"], "eu-1");
+    assert_eq!(meta["thanos"]["labels"]["replica"], "0");
+    let (status, metrics) = http(server.port, "GET", "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(&format!("thanos_shipper_uploads_total {blocks}\n")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("thanos_objstore_bucket_operations_total{bucket="),
+        "{metrics}"
+    );
+    let (_, flags) = http(server.port, "GET", "/api/v1/status/flags").expect("flags");
+    assert!(
+        flags.contains("\"objstore.config\":\"<secret>\""),
+        "{flags}"
+    );
+}
+
+#[test]
+fn server_refuses_to_ship_without_external_labels() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bucket = tmp.path().join("bucket");
+    let objstore = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
+    );
+    let out = kiln(&[
+        "server",
+        "--storage.tsdb.path",
+        tmp.path().join("data").to_str().expect("path"),
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--objstore.config",
+        &objstore,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs external labels"), "{stderr}");
+
+    let bad = kiln(&[
+        "server",
+        "--storage.tsdb.path",
+        tmp.path().join("data").to_str().expect("path"),
+        "--objstore.config",
+        "type: SWIFT\nconfig: {}\n",
+    ]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("type \\\"SWIFT\\\" is not a bucket type Kiln supports")
+            || stderr.contains("type \"SWIFT\" is not a bucket type Kiln supports"),
+        "{stderr}"
+    );
+}
