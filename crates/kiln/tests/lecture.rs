@@ -3,7 +3,8 @@
 //! - every scrape config in it loads as a `prometheus.yml`;
 //! - every PromQL query in it evaluates, or is rejected with a parse error exactly where
 //!   Prometheus rejects it too (a few lecture snippets put `by (...)` after a function
-//!   call, which is not PromQL).
+//!   call, which is not PromQL);
+//! - its `objstore.yml` loads, with its `${VAR}` references, into a bucket client.
 //!
 //! Without the lecture (decided when the tests are built, see build.rs) both tests are
 //! reported as ignored with that reason.
@@ -25,6 +26,11 @@ fn lecture() -> String {
 
 /// The YAML blocks of the lecture that are Prometheus configs.
 fn lecture_configs(text: &str) -> Vec<String> {
+    yaml_blocks(text, "scrape_configs:")
+}
+
+/// The YAML blocks of the lecture that hold `marker`.
+fn yaml_blocks(text: &str, marker: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
@@ -33,7 +39,7 @@ fn lecture_configs(text: &str) -> Vec<String> {
                 current = Some(String::new());
             }
             Some(block) if line.trim_start().starts_with("```") => {
-                if block.contains("scrape_configs:") {
+                if block.contains(marker) {
                     out.push(std::mem::take(block));
                 }
                 current = None;
@@ -46,6 +52,35 @@ fn lecture_configs(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+#[test]
+#[cfg_attr(
+    not(kiln_lecture),
+    ignore = "lecture: needs ../shared/seed/advanced-prometheus-lecture.md beside the repository"
+)]
+fn lecture_objstore_config_loads() {
+    let blocks = yaml_blocks(&lecture(), "# objstore.yml");
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    let env = |name: &str| match name {
+        "AWS_ACCESS_KEY_ID" => Some("AKIAEXAMPLE".to_owned()),
+        "AWS_SECRET_ACCESS_KEY" => Some("secret".to_owned()),
+        _ => None,
+    };
+    let config = kiln_objstore::config::parse_with_env(&blocks[0], env)
+        .unwrap_or_else(|e| panic!("{e}\n{}", blocks[0]));
+    let kiln_objstore::Provider::S3(s3) = &config.provider else {
+        panic!("{config:?}")
+    };
+    assert_eq!(s3.bucket, "ai-metrics-long-term-storage");
+    assert_eq!(s3.access_key, "AKIAEXAMPLE");
+    assert_eq!(s3.sse_config.kind, "SSE-S3");
+    // The client builds (nothing is asked of AWS until the first operation).
+    let bucket = kiln_objstore::Bucket::from_config(&config).expect("bucket client");
+    assert_eq!(bucket.name(), "ai-metrics-long-term-storage");
+    // Without the variables set, the reference is an error naming the variable.
+    let err = kiln_objstore::config::parse_with_env(&blocks[0], |_| None).expect_err("unset");
+    assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
 }
 
 #[test]
