@@ -10,7 +10,11 @@ use anyhow::Context;
 pub(crate) struct ObjstoreFlags {
     /// Thanos's bucket configuration file (objstore.yml): FILESYSTEM, S3, GCS or AZURE,
     /// with `$(VAR)` and `${VAR}` expanded from the environment.
-    #[arg(long = "objstore.config-file", conflicts_with = "objstore_config", global = true)]
+    #[arg(
+        long = "objstore.config-file",
+        conflicts_with = "objstore_config",
+        global = true
+    )]
     objstore_config_file: Option<PathBuf>,
     /// The bucket configuration as YAML text, instead of a file.
     #[arg(long = "objstore.config", global = true)]
