@@ -1,63 +1,20 @@
 //! Arbitrary bytes as a remote-read request body (served from a small in-memory store,
-//! both answer types) and as a remote-read answer (streamed frames or snappy samples,
-//! decoded by the client): an error or a result, never a panic.
+//! both answer types, chunks included) and as a remote-read answer (streamed frames or
+//! snappy samples, decoded by the client): an error or a result, never a panic.
 #![no_main]
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use kiln_model::{Labels, Matcher};
-use kiln_remote::read::{ReadLimits, ReadStorage, decode_answer, serve};
+use kiln_model::Labels;
+use kiln_remote::read::{ReadLimits, decode_answer, serve};
 use kiln_storage::mem::MemStorage;
-use kiln_storage::{
-    Appendable, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier, Queryable, SampleValue,
-    SelectHints, StorageError,
-};
+use kiln_storage::{Appendable, SampleValue};
 use libfuzzer_sys::fuzz_target;
 
-/// Samples from memory; chunk queries find nothing.
-struct Store(MemStorage);
-
-struct NoChunks;
-
-impl ChunkSeriesSet for NoChunks {
-    fn next(&mut self) -> Option<ChunkSeries> {
-        None
-    }
-    fn err(&self) -> Option<&StorageError> {
-        None
-    }
-    fn warnings(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
-
-impl ChunkQuerier for NoChunks {
-    fn select_chunks<'a>(
-        &'a self,
-        _sorted: bool,
-        _hints: Option<&SelectHints>,
-        _matchers: &[Matcher],
-    ) -> Box<dyn ChunkSeriesSet + 'a> {
-        Box::new(NoChunks)
-    }
-}
-
-impl ReadStorage for Store {
-    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>, StorageError> {
-        self.0.querier(mint, maxt)
-    }
-    fn chunk_querier(
-        &self,
-        _mint: i64,
-        _maxt: i64,
-    ) -> Result<Box<dyn ChunkQuerier + '_>, StorageError> {
-        Ok(Box::new(NoChunks))
-    }
-}
-
-fn store() -> &'static Store {
-    static STORE: OnceLock<Store> = OnceLock::new();
+/// Samples and XOR chunks from memory.
+fn store() -> &'static MemStorage {
+    static STORE: OnceLock<MemStorage> = OnceLock::new();
     STORE.get_or_init(|| {
         let mem = MemStorage::new();
         {
@@ -68,7 +25,7 @@ fn store() -> &'static Store {
             }
             let _ = app.commit();
         }
-        Store(mem)
+        mem
     })
 }
 

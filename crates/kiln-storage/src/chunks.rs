@@ -16,7 +16,8 @@
 //! - a series without a chunk in the range is left out.
 //!
 //! The [`SelectHints`] carry what the query engine knows: the enclosing function, its
-//! range and the step. A source of downsampled data picks the aggregate it returns from
+//! range and the step. The function `series` means labels only (Prometheus's hint for
+//! `/api/v1/series`): an implementation may then answer each series with no chunk. A source of downsampled data picks the aggregate it returns from
 //! them; a deduplicating source applies counter adjustment under `rate` and the like.
 
 use kiln_model::{Labels, Matcher, Timestamp};

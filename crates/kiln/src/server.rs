@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 
 mod applied;
 mod shipping;
+mod store_api;
 mod web;
 
 use applied::Applied;
@@ -70,6 +71,8 @@ pub(crate) struct ServerArgs {
     web: web::WebFlags,
     #[command(flatten)]
     shipper: shipping::ShipperFlags,
+    #[command(flatten)]
+    store_api: store_api::StoreApiFlags,
     /// How long shutdown (or a reload that removes a remote_write entry) may spend
     /// delivering samples already queued for remote write.
     #[arg(long = "storage.remote.flush-deadline", value_parser = parse_duration_ms, default_value = "1m")]
@@ -147,6 +150,7 @@ impl ServerArgs {
         .into_iter()
         .chain(self.web.flag_values())
         .chain(self.shipper.flag_values())
+        .chain(self.store_api.flag_values())
         .chain(self.storage.flag_values())
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
@@ -406,6 +410,14 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             reload_rx,
             hangup,
         ));
+        let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(false);
+        let grpc = store_api::start(
+            &args.store_api,
+            db.clone(),
+            &config.global.external_labels,
+            grpc_stopped,
+        )
+        .await?;
         let discovered = tokio::spawn(discovery_updates(scrapes.clone(), watcher));
         let alertmanagers_discovered =
             tokio::spawn(alertmanager_updates(scrapes.clone(), alert_watcher));
@@ -421,6 +433,11 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("serving HTTP");
         info!(component = "web", "Web handler stopped");
+        let _ = grpc_stop.send(true);
+        if let Some(grpc) = grpc {
+            let _ = grpc.await;
+            info!(component = "grpc", "StoreAPI stopped");
+        }
         reloader.abort();
         let _ = reloader.await;
         discovered.abort();

@@ -220,6 +220,9 @@ impl<'q> DbChunkQuerier<'q> {
 /// several sources answered once with all their chunks.
 struct MergedChunkSeriesSet<'a> {
     sources: Vec<std::iter::Peekable<std::vec::IntoIter<ListedSeries<'a>>>>,
+    /// Labels only: each series with a chunk in range, with no chunk copied (the
+    /// `series` function hint, as Prometheus gives it for label-only reads).
+    labels_only: bool,
 }
 
 impl ChunkSeriesSet for MergedChunkSeriesSet<'_> {
@@ -232,10 +235,20 @@ impl ChunkSeriesSet for MergedChunkSeriesSet<'_> {
                 .min()?
                 .clone();
             let mut chunks = Vec::new();
+            let mut listed = false;
             for source in &mut self.sources {
                 if let Some(series) = source.next_if(|p| p.labels == labels) {
-                    add_chunks(&mut chunks, &series);
+                    listed |= !series.chunks.is_empty();
+                    if !self.labels_only {
+                        add_chunks(&mut chunks, &series);
+                    }
                 }
+            }
+            if self.labels_only && listed {
+                return Some(ChunkSeries {
+                    labels,
+                    chunks: Vec::new(),
+                });
             }
             if !chunks.is_empty() {
                 return Some(ChunkSeries {
@@ -256,15 +269,19 @@ impl ChunkSeriesSet for MergedChunkSeriesSet<'_> {
 }
 
 impl ChunkQuerier for DbChunkQuerier<'_> {
+    /// With the function hint `series` (Prometheus's hint for a read that needs labels
+    /// only), series come without chunks.
     fn select_chunks<'a>(
         &'a self,
         _sorted: bool,
-        _hints: Option<&SelectHints>,
+        hints: Option<&SelectHints>,
         matchers: &[Matcher],
     ) -> Box<dyn ChunkSeriesSet + 'a> {
+        let labels_only = hints.is_some_and(|h| h.func.as_deref() == Some("series"));
         match self.list(matchers) {
             Ok(sources) => Box::new(MergedChunkSeriesSet {
                 sources: sources.into_iter().map(Iterator::peekable).collect(),
+                labels_only,
             }),
             Err(e) => Box::new(VecChunkSeriesSet::failed(e)),
         }

@@ -1,0 +1,537 @@
+//! [`StoreService`]: `thanos.Store` and `thanos.info.Info` over a chunk source, as
+//! Thanos's sidecar and receiver serve them.
+//!
+//! A `Series` call reads the source on a blocking thread and streams the answer through a
+//! small channel, so a slow client holds back the reading instead of letting the answer
+//! pile up in memory. Each series goes out with its chunks as stored (whole chunks that
+//! overlap the range, unclipped, as Thanos stores send them), split into messages of at
+//! most about [`StoreOptions::max_bytes_per_frame`] of chunk data.
+//!
+//! **Order.** Stores answer in the order of the labels they send, which the querier's
+//! merge relies on. Those labels are the stored ones with the external labels set (and
+//! the `without_replica_labels` taken out), and that can change the order: `up{a="1"}`
+//! sorts before `up{a="1",b="2"}`, but with `replica="0"` added it sorts after. So when a
+//! store has external labels, a first pass over the series' labels alone (no chunk is
+//! read) checks the order. When it holds, as it usually does, the answer streams
+//! straight from the source; when it does not, the series are put in the right order
+//! with as few of them held back as the source order allows, within
+//! [`StoreOptions::max_reorder_bytes`] (past it the call fails with
+//! `RESOURCE_EXHAUSTED` rather than growing without bound). Thanos's own stores buffer
+//! the whole answer to re-sort it.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use kiln_model::{Labels, Timestamp};
+use kiln_storage::{ChunkQuerier, ChunkQueryable, ChunkSeries, SelectHints, StorageError};
+use tonic::{Request, Response, Status};
+
+use crate::convert::{ExternalLabelsPlan, to_wire_labels, wire_encoding};
+use crate::proto::thanos::info::info_server::{Info, InfoServer};
+use crate::proto::thanos::info::{InfoRequest, InfoResponse, StoreInfo, TsdbInfo};
+use crate::proto::thanos::store_server::{Store, StoreServer};
+use crate::proto::thanos::{
+    AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, Series, SeriesRequest, SeriesResponse, ZLabelSet, series_response,
+};
+
+/// Limits and identity of a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Chunk bytes per `Series` message (a message may exceed it by one chunk).
+    pub max_bytes_per_frame: usize,
+    /// Chunk bytes a `Series` answer may hold back to put its series in order (see the
+    /// module docs).
+    pub max_reorder_bytes: usize,
+    /// What `Info` says the endpoint is (`sidecar`, `store`, `receive`, ...).
+    pub component_type: &'static str,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_bytes_per_frame: 1 << 20,
+            max_reorder_bytes: 256 << 20,
+            component_type: "sidecar",
+        }
+    }
+}
+
+/// The time range a store holds data for, `(min, max)` in ms; `None` when it holds none.
+pub type TimeRange = Arc<dyn Fn() -> Option<(Timestamp, Timestamp)> + Send + Sync>;
+
+/// `thanos.Store` and `thanos.info.Info` over a chunk source. See the module docs.
+#[derive(Clone)]
+pub struct StoreService {
+    storage: Arc<dyn ChunkQueryable>,
+    external_labels: Labels,
+    time_range: TimeRange,
+    opts: StoreOptions,
+}
+
+impl StoreService {
+    pub fn new(
+        storage: Arc<dyn ChunkQueryable>,
+        external_labels: Labels,
+        time_range: TimeRange,
+        opts: StoreOptions,
+    ) -> StoreService {
+        StoreService {
+            storage,
+            external_labels,
+            time_range,
+            opts,
+        }
+    }
+}
+
+/// Serves both services on `listener` until `shutdown` completes.
+pub async fn serve(
+    service: StoreService,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = futures_util::stream::unfold(listener, |listener| async move {
+        let conn = listener.accept().await.map(|(stream, _)| {
+            // Small messages (Info, label calls) go out at once.
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((conn, listener))
+    });
+    tonic::transport::Server::builder()
+        .add_service(StoreServer::new(service.clone()).max_decoding_message_size(16 << 20))
+        .add_service(InfoServer::new(service))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+fn internal(e: &StorageError) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// Runs `f` on a blocking thread (storage reads are synchronous).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("the reading task failed: {e}")))?
+}
+
+type SeriesStream = Pin<Box<dyn Stream<Item = Result<SeriesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Store for StoreService {
+    type SeriesStream = SeriesStream;
+
+    async fn series(
+        &self,
+        request: Request<SeriesRequest>,
+    ) -> Result<Response<SeriesStream>, Status> {
+        let req = request.into_inner();
+        let plan = ExternalLabelsPlan::new(
+            &req.matchers,
+            &self.external_labels,
+            &req.without_replica_labels,
+        )
+        .map_err(Status::invalid_argument)?;
+        let Some(plan) = plan else {
+            return Ok(Response::new(Box::pin(futures_util::stream::empty())));
+        };
+        if plan.matchers.is_empty() {
+            return Err(Status::invalid_argument(
+                "no matchers specified (excluding external labels)",
+            ));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<SeriesResponse, Status>>(4);
+        let storage = self.storage.clone();
+        let opts = self.opts.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut send = |r: SeriesResponse| tx.blocking_send(Ok(r)).is_ok();
+            if let Err(status) = answer_series(&*storage, &req, &plan, &opts, &mut send) {
+                let _ = tx.blocking_send(Err(status));
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<LabelNamesRequest>,
+    ) -> Result<Response<LabelNamesResponse>, Status> {
+        let req = request.into_inner();
+        let Some(plan) = ExternalLabelsPlan::new(
+            &req.matchers,
+            &self.external_labels,
+            &req.without_replica_labels,
+        )
+        .map_err(Status::invalid_argument)?
+        else {
+            return Ok(Response::new(LabelNamesResponse::default()));
+        };
+        let storage = self.storage.clone();
+        let (mut names, warnings) = blocking(move || {
+            let q = storage
+                .chunk_querier(req.start, req.end)
+                .map_err(|e| internal(&e))?;
+            let (mut names, warnings) = q.label_names(&plan.matchers).map_err(|e| internal(&e))?;
+            names.retain(|n| !plan.removed.contains(n));
+            if !names.is_empty() {
+                names.extend(plan.external.iter().map(|l| l.name.to_owned()));
+            }
+            Ok((names, warnings))
+        })
+        .await?;
+        names.sort_unstable();
+        names.dedup();
+        truncate(&mut names, req.limit);
+        Ok(Response::new(LabelNamesResponse {
+            names,
+            warnings,
+            hints: None,
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<LabelValuesRequest>,
+    ) -> Result<Response<LabelValuesResponse>, Status> {
+        let req = request.into_inner();
+        if req.label.is_empty() {
+            return Err(Status::invalid_argument(
+                "label name parameter cannot be empty",
+            ));
+        }
+        let Some(plan) = ExternalLabelsPlan::new(
+            &req.matchers,
+            &self.external_labels,
+            &req.without_replica_labels,
+        )
+        .map_err(Status::invalid_argument)?
+        else {
+            return Ok(Response::new(LabelValuesResponse::default()));
+        };
+        if plan.removed.contains(&req.label) {
+            return Ok(Response::new(LabelValuesResponse::default()));
+        }
+        let storage = self.storage.clone();
+        let label = req.label.clone();
+        let (mut values, warnings) = blocking(move || {
+            let q = storage
+                .chunk_querier(req.start, req.end)
+                .map_err(|e| internal(&e))?;
+            if let Some(v) = plan.external.get(&label) {
+                // An external label has its one value wherever the store has a series.
+                let (names, warnings) = q.label_names(&plan.matchers).map_err(|e| internal(&e))?;
+                let values = if names.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![v.to_owned()]
+                };
+                return Ok((values, warnings));
+            }
+            q.label_values(&label, &plan.matchers)
+                .map_err(|e| internal(&e))
+        })
+        .await?;
+        truncate(&mut values, req.limit);
+        Ok(Response::new(LabelValuesResponse {
+            values,
+            warnings,
+            hints: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Info for StoreService {
+    async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        let labels = ZLabelSet {
+            labels: to_wire_labels(&self.external_labels),
+        };
+        // A store with data yet to come (a server's head) advertises no upper bound, as
+        // a sidecar does; an empty one still answers (with nothing) for any range.
+        let (min_time, max_time) = match (self.time_range)() {
+            Some((min, _)) => (min, i64::MAX),
+            None => (i64::MAX, i64::MAX),
+        };
+        let label_sets = if self.external_labels.is_empty() {
+            Vec::new()
+        } else {
+            vec![labels.clone()]
+        };
+        Ok(Response::new(InfoResponse {
+            label_sets,
+            component_type: self.opts.component_type.to_owned(),
+            store: Some(StoreInfo {
+                min_time,
+                max_time,
+                supports_sharding: false,
+                supports_without_replica_labels: true,
+                tsdb_infos: vec![TsdbInfo {
+                    labels: Some(labels),
+                    min_time,
+                    max_time,
+                }],
+                supports_projections: false,
+            }),
+            ..InfoResponse::default()
+        }))
+    }
+}
+
+fn truncate(v: &mut Vec<String>, limit: i64) {
+    if let Ok(limit) = usize::try_from(limit)
+        && limit > 0
+    {
+        v.truncate(limit);
+    }
+}
+
+/// Answers one `Series` request, handing each message to `send` (which returns false
+/// when the client went away). See the module docs for the order.
+fn answer_series(
+    storage: &dyn ChunkQueryable,
+    req: &SeriesRequest,
+    plan: &ExternalLabelsPlan,
+    opts: &StoreOptions,
+    send: &mut dyn FnMut(SeriesResponse) -> bool,
+) -> Result<(), Status> {
+    let q = storage
+        .chunk_querier(req.min_time, req.max_time)
+        .map_err(|e| internal(&e))?;
+    let func = req
+        .query_hints
+        .as_ref()
+        .and_then(|h| h.func.as_ref())
+        .map(|f| f.name.clone())
+        .filter(|n| !n.is_empty());
+    let hints = SelectHints {
+        start: req.min_time,
+        end: req.max_time,
+        step: req.step,
+        range: req.range,
+        func,
+    };
+    // Prometheus's hint for "labels only": no chunk is read.
+    let labels_only = SelectHints {
+        func: Some("series".to_owned()),
+        ..hints.clone()
+    };
+    let order = if plan.external.is_empty() && plan.removed.is_empty() {
+        None
+    } else {
+        answer_order(&*q, &labels_only, plan)?
+    };
+    let mut writer = FrameWriter {
+        send,
+        opts,
+        skip_chunks: req.skip_chunks,
+        left: usize::try_from(req.limit)
+            .ok()
+            .filter(|&l| l > 0)
+            .unwrap_or(usize::MAX),
+        warnings: Vec::new(),
+    };
+    let mut set = q.select_chunks(
+        true,
+        Some(if req.skip_chunks {
+            &labels_only
+        } else {
+            &hints
+        }),
+        &plan.matchers,
+    );
+    match order {
+        None => {
+            while let Some(s) = set.next() {
+                if !writer.write(&plan.answer_labels(&s.labels), &s)? {
+                    return Ok(());
+                }
+            }
+        }
+        Some(order) => {
+            let mut reorder = Reorder::new(order, opts.max_reorder_bytes);
+            while let Some(s) = set.next() {
+                for ready in reorder.push(s)? {
+                    if !writer.write(&plan.answer_labels(&ready.labels), &ready)? {
+                        return Ok(());
+                    }
+                }
+            }
+            for ready in reorder.finish(plan) {
+                if !writer.write(&plan.answer_labels(&ready.labels), &ready)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if let Some(e) = set.err() {
+        return Err(internal(e));
+    }
+    writer.warnings.extend(set.warnings());
+    for w in std::mem::take(&mut writer.warnings) {
+        if !(writer.send)(SeriesResponse {
+            result: Some(series_response::Result::Warning(w)),
+        }) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The stored label sets in answer order, when that differs from the source's order;
+/// `None` when the source's order is already the answer's.
+fn answer_order(
+    q: &dyn ChunkQuerier,
+    labels_only: &SelectHints,
+    plan: &ExternalLabelsPlan,
+) -> Result<Option<Vec<Labels>>, Status> {
+    let mut set = q.select_chunks(true, Some(labels_only), &plan.matchers);
+    let mut listed: Vec<(Labels, Labels)> = Vec::new();
+    while let Some(s) = set.next() {
+        listed.push((plan.answer_labels(&s.labels), s.labels));
+    }
+    if let Some(e) = set.err() {
+        return Err(internal(e));
+    }
+    if listed.windows(2).all(|w| w[0].0 <= w[1].0) {
+        return Ok(None);
+    }
+    listed.sort();
+    Ok(Some(listed.into_iter().map(|(_, stored)| stored).collect()))
+}
+
+/// Puts series that arrive in stored-label order into answer order (see the module
+/// docs), holding back as few as it can.
+struct Reorder {
+    /// Stored label sets in answer order, and the next one due.
+    order: Vec<Labels>,
+    next: usize,
+    held: HashMap<Labels, ChunkSeries>,
+    held_bytes: usize,
+    max_bytes: usize,
+}
+
+impl Reorder {
+    fn new(order: Vec<Labels>, max_bytes: usize) -> Reorder {
+        Reorder {
+            order,
+            next: 0,
+            held: HashMap::new(),
+            held_bytes: 0,
+            max_bytes,
+        }
+    }
+
+    /// Takes the next series of the source; returns the series now due, in order.
+    fn push(&mut self, s: ChunkSeries) -> Result<Vec<ChunkSeries>, Status> {
+        let newest = s.labels.clone();
+        self.held_bytes += size(&s);
+        self.held.insert(s.labels.clone(), s);
+        let mut ready = Vec::new();
+        while let Some(due) = self.order.get(self.next) {
+            if let Some(s) = self.held.remove(due) {
+                self.held_bytes -= size(&s);
+                ready.push(s);
+                self.next += 1;
+            } else if *due < newest {
+                // The source has gone past it: it had no chunk after all.
+                self.next += 1;
+            } else {
+                break;
+            }
+        }
+        if self.held_bytes > self.max_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "putting the series in the order of their labels with the external labels \
+                 set would hold more than {} bytes of chunks: narrow the selector",
+                self.max_bytes
+            )));
+        }
+        Ok(ready)
+    }
+
+    /// What is still held, in answer order (series the first pass did not see last).
+    fn finish(self, plan: &ExternalLabelsPlan) -> Vec<ChunkSeries> {
+        let mut rest: Vec<ChunkSeries> = self.held.into_values().collect();
+        rest.sort_by_cached_key(|s| plan.answer_labels(&s.labels));
+        rest
+    }
+}
+
+fn size(s: &ChunkSeries) -> usize {
+    s.chunks.iter().map(|c| c.data.len() + 32).sum()
+}
+
+/// Writes series as `Series` messages of bounded size.
+struct FrameWriter<'a> {
+    send: &'a mut dyn FnMut(SeriesResponse) -> bool,
+    opts: &'a StoreOptions,
+    skip_chunks: bool,
+    /// Series still allowed by the request's limit.
+    left: usize,
+    warnings: Vec<String>,
+}
+
+impl FrameWriter<'_> {
+    /// Sends one series; returns false when the answer is complete (the limit reached or
+    /// the client gone).
+    fn write(&mut self, labels: &Labels, s: &ChunkSeries) -> Result<bool, Status> {
+        if self.left == 0 {
+            return Ok(false);
+        }
+        self.left -= 1;
+        let wire_labels = to_wire_labels(labels);
+        let frame = |chunks| SeriesResponse {
+            result: Some(series_response::Result::Series(Series {
+                labels: wire_labels.clone(),
+                chunks,
+            })),
+        };
+        if self.skip_chunks {
+            return Ok((self.send)(frame(Vec::new())) && self.left > 0);
+        }
+        let mut chunks = Vec::new();
+        let mut bytes = 0usize;
+        let mut skipped = 0usize;
+        for c in &s.chunks {
+            let Some(encoding) = wire_encoding(c.encoding) else {
+                skipped += 1;
+                continue;
+            };
+            bytes += c.data.len();
+            chunks.push(AggrChunk {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                raw: Some(Chunk {
+                    r#type: encoding as i32,
+                    data: c.data.clone(),
+                    hash: 0,
+                }),
+                ..AggrChunk::default()
+            });
+            if bytes >= self.opts.max_bytes_per_frame {
+                if !(self.send)(frame(std::mem::take(&mut chunks))) {
+                    return Ok(false);
+                }
+                bytes = 0;
+            }
+        }
+        if skipped > 0 {
+            self.warnings.push(format!(
+                "{skipped} chunk(s) of {labels} in an encoding the StoreAPI does not carry were left out"
+            ));
+        }
+        if !chunks.is_empty() && !(self.send)(frame(chunks)) {
+            return Ok(false);
+        }
+        Ok(self.left > 0)
+    }
+}
