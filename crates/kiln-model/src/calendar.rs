@@ -100,12 +100,28 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 /// without trailing zeros. (`promtool tsdb` and Prometheus's template functions print
 /// times this way.)
 pub fn go_time_string_utc(unix_nanos: i128) -> String {
+    let mut out = date_time_utc(unix_nanos, ' ');
+    out.push_str(" +0000 UTC");
+    out
+}
+
+/// RFC 3339 with nanoseconds, as Go's `time.Time` marshals a UTC time to JSON:
+/// `2006-01-02T15:04:05.999999999Z`, the fraction only when non-zero and without
+/// trailing zeros. (Thanos writes `meta.json`'s `upload_time` this way.)
+pub fn rfc3339_nanos_utc(unix_nanos: i128) -> String {
+    let mut out = date_time_utc(unix_nanos, 'T');
+    out.push('Z');
+    out
+}
+
+/// `YYYY-MM-DD<sep>hh:mm:ss[.fraction]` of a UTC time in Unix nanoseconds.
+fn date_time_utc(unix_nanos: i128, sep: char) -> String {
     let secs = unix_nanos.div_euclid(1_000_000_000) as i64;
     let nanos = unix_nanos.rem_euclid(1_000_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
     let mut out = format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        "{y:04}-{m:02}-{d:02}{sep}{:02}:{:02}:{:02}",
         sod / 3600,
         (sod / 60) % 60,
         sod % 60
@@ -115,7 +131,6 @@ pub fn go_time_string_utc(unix_nanos: i128) -> String {
         out.push('.');
         out.push_str(frac.trim_end_matches('0'));
     }
-    out.push_str(" +0000 UTC");
     out
 }
 
@@ -130,6 +145,24 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_as_go_marshals_utc_times() {
+        assert_eq!(rfc3339_nanos_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339_nanos_utc(1_796_666_400_500_000_000),
+            "2026-12-07T18:00:00.5Z"
+        );
+        assert_eq!(
+            rfc3339_nanos_utc(1_796_666_400_000_000_123),
+            "2026-12-07T18:00:00.000000123Z"
+        );
+        assert_eq!(rfc3339_nanos_utc(-1_000_000_000), "1969-12-31T23:59:59Z");
+        assert_eq!(
+            go_time_string_utc(1_796_666_400_500_000_000),
+            "2026-12-07 18:00:00.5 +0000 UTC"
+        );
+    }
 
     #[test]
     fn dates() {

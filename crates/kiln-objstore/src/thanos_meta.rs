@@ -137,29 +137,6 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(
     Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
 }
 
-/// `unix_nanos` as Go's `time.Time` marshals to JSON: RFC 3339 in UTC with the
-/// fraction's trailing zeros left out (`2026-12-07T22:45:01.5Z`).
-pub fn rfc3339_nanos(unix_nanos: i128) -> String {
-    let secs = unix_nanos.div_euclid(1_000_000_000);
-    let nanos = unix_nanos.rem_euclid(1_000_000_000);
-    let days = i64::try_from(secs.div_euclid(86_400)).unwrap_or(0);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = kiln_model::calendar::civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    if nanos != 0 {
-        let fraction = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(fraction.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -220,19 +197,5 @@ mod tests {
         assert_eq!(back["rewrites"], v["rewrites"]);
         assert_eq!(back["files"], v["files"]);
         assert_eq!(back["labels"], serde_json::json!({}));
-    }
-
-    #[test]
-    fn upload_times_as_rfc3339_nanos() {
-        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339_nanos(1_796_666_400_500_000_000),
-            "2026-12-07T18:00:00.5Z"
-        );
-        assert_eq!(
-            rfc3339_nanos(1_796_666_400_000_000_123),
-            "2026-12-07T18:00:00.000000123Z"
-        );
-        assert_eq!(rfc3339_nanos(-1_000_000_000), "1969-12-31T23:59:59Z");
     }
 }

@@ -14,7 +14,7 @@ use kiln_tsdb::block::{BlockError, BlockMeta, BlockReader};
 use ulid::Ulid;
 
 use crate::bucket::{Bucket, BucketError};
-use crate::thanos_meta::{BlockFile, IndexStats, THANOS_META_VERSION, ThanosMeta, rfc3339_nanos};
+use crate::thanos_meta::{BlockFile, IndexStats, THANOS_META_VERSION, ThanosMeta};
 
 /// Why a block could not be uploaded.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +125,7 @@ pub async fn upload_block(
         .upload_file(&format!("{id}/index"), &dir.join("index"))
         .await
         .map_err(bucket_err)?;
-    thanos.upload_time = rfc3339_nanos(now_nanos());
+    thanos.upload_time = kiln_model::calendar::rfc3339_nanos_utc(now_nanos());
     meta.thanos = Some(thanos.to_value());
     bucket
         .upload(

@@ -87,6 +87,19 @@ impl StoreService {
     }
 }
 
+impl StoreService {
+    /// How a request's matchers meet the external labels (`None`: the store has nothing
+    /// for it); a bad matcher is `INVALID_ARGUMENT`.
+    fn plan(
+        &self,
+        matchers: &[crate::proto::thanos::LabelMatcher],
+        without_replica_labels: &[String],
+    ) -> Result<Option<ExternalLabelsPlan>, Status> {
+        ExternalLabelsPlan::new(matchers, &self.external_labels, without_replica_labels)
+            .map_err(Status::invalid_argument)
+    }
+}
+
 /// Serves both services on `listener` until `shutdown` completes.
 pub async fn serve(
     service: StoreService,
@@ -132,13 +145,7 @@ impl Store for StoreService {
         request: Request<SeriesRequest>,
     ) -> Result<Response<SeriesStream>, Status> {
         let req = request.into_inner();
-        let plan = ExternalLabelsPlan::new(
-            &req.matchers,
-            &self.external_labels,
-            &req.without_replica_labels,
-        )
-        .map_err(Status::invalid_argument)?;
-        let Some(plan) = plan else {
+        let Some(plan) = self.plan(&req.matchers, &req.without_replica_labels)? else {
             return Ok(Response::new(Box::pin(futures_util::stream::empty())));
         };
         if plan.matchers.is_empty() {
@@ -166,13 +173,7 @@ impl Store for StoreService {
         request: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
         let req = request.into_inner();
-        let Some(plan) = ExternalLabelsPlan::new(
-            &req.matchers,
-            &self.external_labels,
-            &req.without_replica_labels,
-        )
-        .map_err(Status::invalid_argument)?
-        else {
+        let Some(plan) = self.plan(&req.matchers, &req.without_replica_labels)? else {
             return Ok(Response::new(LabelNamesResponse::default()));
         };
         let storage = self.storage.clone();
@@ -208,13 +209,7 @@ impl Store for StoreService {
                 "label name parameter cannot be empty",
             ));
         }
-        let Some(plan) = ExternalLabelsPlan::new(
-            &req.matchers,
-            &self.external_labels,
-            &req.without_replica_labels,
-        )
-        .map_err(Status::invalid_argument)?
-        else {
+        let Some(plan) = self.plan(&req.matchers, &req.without_replica_labels)? else {
             return Ok(Response::new(LabelValuesResponse::default()));
         };
         if plan.removed.contains(&req.label) {

@@ -136,7 +136,7 @@ fn wide_line(b: &BucketBlock) -> String {
 }
 
 fn rfc3339_seconds(ms: i64) -> String {
-    kiln_objstore::thanos_meta::rfc3339_nanos(i128::from(ms.div_euclid(1000)) * 1_000_000_000)
+    kiln_model::calendar::rfc3339_nanos_utc(i128::from(ms.div_euclid(1000)) * 1_000_000_000)
 }
 
 fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {

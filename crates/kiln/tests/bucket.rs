@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    backfill, http, kiln, ok_stdout, promtool_dump, require_peer, start_kiln_server,
-    write_openmetrics,
+    data_with_blocks, external_labels_config, http, kiln, ok_stdout, promtool_dump, require_peer,
+    start_kiln_server,
 };
 
 /// `objstore.yml` of a FILESYSTEM bucket in `dir`, through an environment variable as
@@ -31,15 +31,6 @@ fn kiln_with_bucket(bucket: &Path, args: &[&str]) -> std::process::Output {
         .env("KILN_TEST_BUCKET", bucket)
         .output()
         .expect("run kiln")
-}
-
-/// A data directory with a few hours of backfilled blocks.
-fn data_with_blocks(tmp: &Path) -> std::path::PathBuf {
-    let om = tmp.join("in.om");
-    write_openmetrics(&om, 1_700_000_000, 5, 60);
-    let data = tmp.join("data");
-    backfill(&om, &data);
-    data
 }
 
 fn block_count(dir: &Path) -> usize {
@@ -216,12 +207,7 @@ fn server_ships_its_blocks() {
     let blocks = block_count(&data);
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(&bucket).expect("bucket dir");
-    let cfg = tmp.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        "global:\n  external_labels:\n    cluster: eu-1\n    replica: \"0\"\nscrape_configs: []\n",
-    )
-    .expect("config");
+    let cfg = external_labels_config(tmp.path());
     let objstore = format!(
         "type: FILESYSTEM\nconfig:\n  directory: {}\n",
         bucket.display()

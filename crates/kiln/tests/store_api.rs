@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    backfill, free_port, kiln, ok_stdout, require_python_module, start_kiln_server,
-    write_openmetrics,
+    data_with_blocks, external_labels_config, free_port, kiln, ok_stdout, require_python_module,
+    start_kiln_server,
 };
 
 const CLIENT: &str = r#"
@@ -58,16 +58,8 @@ print(json.dumps({
 fn a_python_grpc_client_reads_the_server() {
     require_python_module("grpc_tools");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let om = tmp.path().join("in.om");
-    write_openmetrics(&om, 1_700_000_000, 5, 60);
-    let data = tmp.path().join("data");
-    backfill(&om, &data);
-    let cfg = tmp.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        "global:\n  external_labels:\n    cluster: eu-1\n    replica: \"0\"\nscrape_configs: []\n",
-    )
-    .expect("config");
+    let data = data_with_blocks(tmp.path());
+    let cfg = external_labels_config(tmp.path());
     let grpc_port = free_port();
     let _server = start_kiln_server(&[
         "--config.file",

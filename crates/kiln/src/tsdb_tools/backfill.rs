@@ -1,11 +1,17 @@
 //! `kiln tsdb create-blocks-from openmetrics`: backfilling blocks from an OpenMetrics
 //! text file, as `promtool tsdb create-blocks-from openmetrics` does.
 //!
-//! The input is read twice or more: once to validate it and find its time bounds, then
-//! once per block window, appending only that window's samples to a fresh in-memory head
-//! and writing it out as one block. Memory is bounded by one window's data, not the file.
-//! Like promtool, a block's time range is its first sample to its last sample + 1 ms, and
-//! the windows are aligned to the block duration.
+//! The input is read once (promtool reads it again for every block window). Each sample
+//! goes to the in-memory head of its window (windows are aligned to the block duration);
+//! at the end every window is written out as one block spanning its first sample to its
+//! last sample + 1 ms, like promtool's. What the heads hold is bounded
+//! ([`BackfillOptions::max_memory_bytes`]): past it every window is written out as it is
+//! and starts again empty, so a window can end up as several blocks over the same time,
+//! which the server merges at its next compaction (keeping each sample once).
+//!
+//! Blocks are written into a staging directory inside the output directory (a name that
+//! is not a ULID, which servers and tools skip) and moved into place only when the whole
+//! input has been read: a bad line anywhere leaves the output directory as it was.
 //!
 //! Backfilling next to blocks that cover the same time (the same file imported twice,
 //! say) is allowed, as with promtool: [`overlapping_blocks`] names the existing blocks
@@ -45,6 +51,11 @@ impl WindowBlock {
     /// A transaction adding samples to the window.
     pub(crate) fn appender(&self) -> HeadAppender<'_> {
         self.head.appender()
+    }
+
+    /// Series in the window so far.
+    pub(crate) fn num_series(&self) -> usize {
+        self.head.num_series()
     }
 
     /// Adds one series' samples (in time order) in one transaction. A second value at a
@@ -91,6 +102,9 @@ pub(crate) struct BackfillOptions {
     pub(crate) max_block_duration: i64,
     /// Samples appended per transaction.
     pub(crate) commit_every: usize,
+    /// About how many bytes the windows' heads may hold before they are written out (see
+    /// the module docs).
+    pub(crate) max_memory_bytes: usize,
 }
 
 impl Default for BackfillOptions {
@@ -98,6 +112,7 @@ impl Default for BackfillOptions {
         BackfillOptions {
             max_block_duration: DEFAULT_CHUNK_RANGE,
             commit_every: 5000,
+            max_memory_bytes: 512 << 20,
         }
     }
 }
@@ -170,88 +185,154 @@ fn input_error(line: usize, message: impl Into<String>) -> ToolError {
     }
 }
 
+/// What one sample costs in a window's head, about: its share of an XOR chunk.
+const BYTES_PER_SAMPLE: usize = 2;
+/// What one series costs in a window's head, about: labels, series, postings, chunk list.
+const BYTES_PER_SERIES: usize = 1024;
+
+/// One block window being filled: its head and the samples waiting for the next
+/// transaction (with their input line, for errors).
+struct Window {
+    block: WindowBlock,
+    pending: Vec<(Labels, i64, f64, usize)>,
+}
+
+impl Window {
+    /// Appends the waiting samples in one transaction.
+    fn commit(&mut self) -> Result<(), ToolError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut app = self.block.appender();
+        for (labels, t, v, line) in self.pending.drain(..) {
+            app.append(0, &labels, t, SampleValue::Float(v))
+                .map_err(|e| input_error(line, format!("add sample: {e}")))?;
+        }
+        app.commit()
+            .map_err(|e| input_error(0, format!("commit: {e}")))
+    }
+}
+
+/// The windows of a backfill and the staging directory their blocks go to.
+struct Windows<'a> {
+    duration: i64,
+    opts: &'a BackfillOptions,
+    open: std::collections::BTreeMap<i64, Window>,
+    /// Samples appended to the open windows.
+    samples: usize,
+    staging: PathBuf,
+    written: Vec<PathBuf>,
+}
+
+impl Windows<'_> {
+    fn add(&mut self, labels: Labels, t: i64, v: f64, line: usize) -> Result<(), ToolError> {
+        let start = t.div_euclid(self.duration).saturating_mul(self.duration);
+        let duration = self.duration;
+        let w = self.open.entry(start).or_insert_with(|| Window {
+            block: WindowBlock::new(duration),
+            pending: Vec::new(),
+        });
+        w.pending.push((labels, t, v, line));
+        if w.pending.len() >= self.opts.commit_every {
+            w.commit()?;
+        }
+        self.samples += 1;
+        if self.samples.is_multiple_of(10_000) && self.held_bytes() > self.opts.max_memory_bytes {
+            self.write_all()?;
+        }
+        Ok(())
+    }
+
+    fn held_bytes(&self) -> usize {
+        let series: usize = self.open.values().map(|w| w.block.num_series()).sum();
+        self.samples * BYTES_PER_SAMPLE + series * BYTES_PER_SERIES
+    }
+
+    /// Writes every open window as a block into the staging directory.
+    fn write_all(&mut self) -> Result<(), ToolError> {
+        for (_, mut w) in std::mem::take(&mut self.open) {
+            w.commit()?;
+            if let Some(block) = w.block.write(&self.staging)? {
+                self.written.push(block);
+            }
+        }
+        self.samples = 0;
+        Ok(())
+    }
+}
+
 /// Imports `input` (OpenMetrics text, ending in `# EOF`) into new blocks under `out_dir`
 /// (created if missing). Returns the directories of the blocks written, oldest first.
-/// `progress` is called with the fraction of the work done, from 0 to 1.
+/// `progress` is called with the fraction of the input read, from 0 to 1.
 pub(crate) fn create_blocks_from_openmetrics(
     input: &[u8],
     out_dir: &Path,
     opts: &BackfillOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Vec<PathBuf>, ToolError> {
-    // Pass 1: validate everything and find the time bounds.
-    let (mut mint, mut maxt, mut total) = (i64::MAX, i64::MIN, 0usize);
-    let mut parser = Parser::new(input, Format::OpenMetrics);
-    while let Some(entry) = parser.next() {
-        let entry = entry?;
-        if let Entry::Sample(s) = entry {
-            let t = s.timestamp_ms.ok_or_else(|| {
-                input_error(
-                    parser.line(),
-                    format!("expected timestamp for series {}, got none", s.labels),
-                )
-            })?;
-            mint = mint.min(t);
-            maxt = maxt.max(t);
-            total += 1;
-        }
-    }
-    if total == 0 {
-        return Ok(Vec::new());
-    }
     std::fs::create_dir_all(out_dir).map_err(|e| ToolError::io("creating", out_dir, e))?;
-
-    let duration = block_duration(opts.max_block_duration);
-    let mut blocks = Vec::new();
-    let mut done = 0usize;
-    let mut window = mint.div_euclid(duration).saturating_mul(duration);
-    loop {
-        // `end` saturates for timestamps near i64::MAX: that last window is then closed.
-        let end = window.saturating_add(duration);
-        let last_window = end == i64::MAX || end > maxt;
-        let window_block = WindowBlock::new(duration);
-        let mut app = window_block.appender();
-        // The oldest sample after this window: the next pass starts at its window, so
-        // empty windows cost nothing.
-        let mut next_t = i64::MAX;
-        let mut parser = Parser::new(input, Format::OpenMetrics);
-        while let Some(entry) = parser.next() {
-            let Ok(Entry::Sample(s)) = entry else {
-                continue;
-            };
-            let line = parser.line();
-            let Some(t) = s.timestamp_ms else { continue };
-            if t >= end && !last_window {
-                next_t = next_t.min(t);
-                continue;
-            }
-            if t < window {
-                continue;
-            }
-            app.append(0, &s.labels, t, SampleValue::Float(s.value))
-                .map_err(|e| input_error(line, format!("add sample: {e}")))?;
-            if app.pending() >= opts.commit_every {
-                app.commit()
-                    .map_err(|e| input_error(line, format!("commit: {e}")))?;
-            }
-            done += 1;
-            if done.is_multiple_of(10_000) {
-                progress(done as f64 / total as f64);
-            }
-        }
-        app.commit()
-            .map_err(|e| input_error(0, format!("commit: {e}")))?;
-        drop(app);
-        if let Some(block) = window_block.write(out_dir)? {
-            blocks.push(block);
-        }
-        if last_window || next_t == i64::MAX {
-            break;
-        }
-        window = next_t.div_euclid(duration).saturating_mul(duration);
+    let staging = out_dir.join(format!(".backfill-{}", ulid::Ulid::new()));
+    let mut windows = Windows {
+        duration: block_duration(opts.max_block_duration),
+        opts,
+        open: std::collections::BTreeMap::new(),
+        samples: 0,
+        staging: staging.clone(),
+        written: Vec::new(),
+    };
+    let read = read_into(input, &mut windows, progress).and_then(|()| windows.write_all());
+    let result = read.and_then(|()| move_into_place(&windows.written, out_dir));
+    // The staging directory goes in every case (on success it is empty by now).
+    if staging.exists() {
+        let _ = std::fs::remove_dir_all(&staging);
     }
+    let mut blocks = result?;
+    blocks.sort_by_key(|b| read_meta(b).map(|m| (m.min_time, m.ulid)).ok());
     progress(1.0);
     Ok(blocks)
+}
+
+/// Parses the whole input into the windows.
+fn read_into(
+    input: &[u8],
+    windows: &mut Windows<'_>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(), ToolError> {
+    let lines = input.iter().filter(|&&b| b == b'\n').count().max(1);
+    let mut parser = Parser::new(input, Format::OpenMetrics);
+    let mut seen = 0usize;
+    while let Some(entry) = parser.next() {
+        let Entry::Sample(s) = entry? else {
+            continue;
+        };
+        let line = parser.line();
+        let t = s.timestamp_ms.ok_or_else(|| {
+            input_error(
+                line,
+                format!("expected timestamp for series {}, got none", s.labels),
+            )
+        })?;
+        windows.add(s.labels, t, s.value, line)?;
+        seen += 1;
+        if seen.is_multiple_of(10_000) {
+            progress(line as f64 / lines as f64);
+        }
+    }
+    Ok(())
+}
+
+/// Moves the staged blocks into `out_dir`; returns their new directories.
+fn move_into_place(staged: &[PathBuf], out_dir: &Path) -> Result<Vec<PathBuf>, ToolError> {
+    let mut moved = Vec::with_capacity(staged.len());
+    for b in staged {
+        let Some(name) = b.file_name() else {
+            continue;
+        };
+        let to = out_dir.join(name);
+        std::fs::rename(b, &to).map_err(|e| ToolError::io("moving a block into", out_dir, e))?;
+        moved.push(to);
+    }
+    Ok(moved)
 }
 
 #[cfg(test)]
@@ -313,6 +394,147 @@ mod tests {
         assert_eq!(ranges, vec![(0, 7_140_001)]);
         let first_meta = read_meta(&first[0]).expect("meta");
         assert_eq!(found[0].ulid, first_meta.ulid);
+    }
+
+    /// Every sample of the blocks under `dir`, per series, in time order.
+    fn samples_in(dir: &Path) -> std::collections::BTreeMap<String, Vec<(i64, f64)>> {
+        use kiln_storage::{Querier, ValueKind};
+        let db = kiln_tsdb::db::Db::open(
+            dir,
+            kiln_tsdb::db::DbOptions {
+                read_only: true,
+                ..Default::default()
+            },
+        )
+        .expect("open");
+        let q = db.querier(i64::MIN, i64::MAX);
+        let mut set = q.select(true, None, &[]);
+        let mut out = std::collections::BTreeMap::new();
+        while let Some(series) = set.next() {
+            let mut it = series.iterator();
+            let mut v = Vec::new();
+            while it.next() == ValueKind::Float {
+                v.push(it.at());
+            }
+            out.insert(series.labels().to_string(), v);
+        }
+        out
+    }
+
+    /// Three series over 9 hours, one sample a minute, written series after series as
+    /// promtool's exports are.
+    fn nine_hours() -> String {
+        let mut om = String::from("# TYPE g gauge\n");
+        for s in 0..3 {
+            for i in 0..9 * 60 {
+                om.push_str(&format!("g{{s=\"{s}\"}} {} {}\n", i + s, i * 60));
+            }
+        }
+        om.push_str("# EOF\n");
+        om
+    }
+
+    #[test]
+    fn one_read_gives_one_block_per_window() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut fractions = Vec::new();
+        let blocks = create_blocks_from_openmetrics(
+            nine_hours().as_bytes(),
+            tmp.path(),
+            &BackfillOptions::default(),
+            &mut |f| fractions.push(f),
+        )
+        .expect("import");
+        let ranges: Vec<(i64, i64)> = blocks
+            .iter()
+            .map(|b| {
+                let m = read_meta(b).expect("meta");
+                (m.min_time, m.max_time)
+            })
+            .collect();
+        let h = 3_600_000;
+        assert_eq!(
+            ranges,
+            [
+                (0, 2 * h - 60_000 + 1),
+                (2 * h, 4 * h - 60_000 + 1),
+                (4 * h, 6 * h - 60_000 + 1),
+                (6 * h, 8 * h - 60_000 + 1),
+                (8 * h, 9 * h - 60_000 + 1)
+            ]
+        );
+        assert_eq!(fractions.last(), Some(&1.0));
+        let got = samples_in(tmp.path());
+        assert_eq!(got.len(), 3);
+        assert_eq!(got["{__name__=\"g\", s=\"2\"}"][539], (539 * 60_000, 541.0));
+        // Nothing else is left in the directory.
+        let names: Vec<String> = std::fs::read_dir(tmp.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 5, "{names:?}");
+    }
+
+    #[test]
+    fn a_small_memory_bound_writes_windows_more_than_once() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let want = {
+            let whole = tmp.path().join("whole");
+            create_blocks_from_openmetrics(
+                nine_hours().as_bytes(),
+                &whole,
+                &BackfillOptions::default(),
+                &mut |_| {},
+            )
+            .expect("import");
+            samples_in(&whole)
+        };
+        let small = tmp.path().join("small");
+        let opts = BackfillOptions {
+            max_memory_bytes: 1,
+            commit_every: 100,
+            ..BackfillOptions::default()
+        };
+        // 21,620 samples: past the bound (checked every 10,000 samples) the windows are
+        // written out before the end, so a window gets more than one block; the data is
+        // the same.
+        let mut many = nine_hours();
+        many.truncate(many.len() - "# EOF\n".len());
+        for i in 0..20_000 {
+            many.push_str(&format!("h {i} {}\n", i * 10));
+        }
+        many.push_str("# EOF\n");
+        let blocks = create_blocks_from_openmetrics(many.as_bytes(), &small, &opts, &mut |_| {})
+            .expect("import");
+        let mut windows: Vec<i64> = blocks
+            .iter()
+            .map(|b| read_meta(b).expect("meta").min_time.div_euclid(7_200_000))
+            .collect();
+        let n = windows.len();
+        windows.dedup();
+        assert!(windows.len() < n, "some window written twice: {windows:?}");
+        let got = samples_in(&small);
+        for (series, samples) in &want {
+            assert_eq!(&got[series], samples, "{series}");
+        }
+        assert_eq!(got["{__name__=\"h\"}"].len(), 20_000);
+    }
+
+    #[test]
+    fn a_bad_line_leaves_the_output_directory_as_it_was() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut om = nine_hours();
+        om.insert_str(om.len() - 6, "g{s=\"9\"} 1\n");
+        let err = create_blocks_from_openmetrics(
+            om.as_bytes(),
+            tmp.path(),
+            &BackfillOptions::default(),
+            &mut |_| {},
+        )
+        .expect_err("no timestamp");
+        assert!(err.to_string().contains("expected timestamp"), "{err}");
+        assert_eq!(std::fs::read_dir(tmp.path()).expect("list").count(), 0);
     }
 
     #[test]

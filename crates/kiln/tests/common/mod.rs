@@ -387,6 +387,28 @@ pub(crate) fn wait_for(port: u16, query: &str, want: &[&str], limit: Duration) -
     }
 }
 
+/// `<tmp>/data` with five hours of backfilled blocks ([`write_openmetrics`] from
+/// 2023-11-14 22:13:20 UTC, one sample a minute).
+pub(crate) fn data_with_blocks(tmp: &Path) -> std::path::PathBuf {
+    let om = tmp.join("in.om");
+    write_openmetrics(&om, 1_700_000_000, 5, 60);
+    let data = tmp.join("data");
+    backfill(&om, &data);
+    data
+}
+
+/// `<tmp>/prometheus.yml` with the external labels `cluster="eu-1"`, `replica="0"` and
+/// nothing to scrape.
+pub(crate) fn external_labels_config(tmp: &Path) -> std::path::PathBuf {
+    let cfg = tmp.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        "global:\n  external_labels:\n    cluster: eu-1\n    replica: \"0\"\nscrape_configs: []\n",
+    )
+    .expect("write prometheus.yml");
+    cfg
+}
+
 /// Backfills `examples/gpu-fleet.om` into a new Kiln data directory `data` (blocks).
 pub(crate) fn backfill_example(data: &Path) {
     let om = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gpu-fleet.om");
