@@ -196,6 +196,17 @@ impl Shipper {
             .collect()
     }
 
+    /// Whether a local block is still to be uploaded: it has samples, the shipper ships
+    /// its level, and the record does not list it. A server holds such blocks back from
+    /// time retention (see `Db::hold_for_time_retention`).
+    pub fn is_pending(&self, meta: &BlockMeta) -> bool {
+        meta.stats.num_samples > 0
+            && (meta.compaction.level <= 1 || self.upload_compacted)
+            && !read_record(&self.dir.join(SHIPPER_FILE))
+                .uploaded
+                .contains(&meta.ulid.to_string())
+    }
+
     /// One pass over the data directory. See the module docs. Calls must not overlap.
     pub async fn sync(&self) -> Result<SyncReport, SyncError> {
         let result = self.sync_once().await;

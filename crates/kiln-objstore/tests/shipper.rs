@@ -73,9 +73,14 @@ async fn ships_blocks_and_resumes(bucket: Bucket) {
     let tmp = tempfile::tempdir().unwrap();
     let blocks = data_dir(tmp.path());
     let shipper = Shipper::new(bucket.clone(), tmp.path(), labels(), false);
+    assert!(blocks.iter().all(|b| shipper.is_pending(b)));
 
     let report = shipper.sync().await.unwrap();
     assert_eq!(report.uploaded, blocks.len());
+    assert!(
+        !blocks.iter().any(|b| shipper.is_pending(b)),
+        "shipped blocks are no longer held from retention"
+    );
     for local in &blocks {
         let id = local.ulid;
         let raw = bucket.get(&format!("{id}/meta.json")).await.unwrap();

@@ -294,6 +294,39 @@ fn retention_by_time_and_size() {
 }
 
 #[test]
+fn a_hold_keeps_blocks_from_time_retention_but_not_from_the_size_limit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut o = opts();
+    o.max_block_duration = 2 * HOUR;
+    o.retention_time = Some(4 * HOUR);
+    let db = Db::open(tmp.path(), o).expect("open");
+    // The block ending at 4 h is "not shipped yet".
+    db.hold_for_time_retention(std::sync::Arc::new(|m| m.max_time == 4 * HOUR));
+    fill(&db, 0, 13);
+    let stats = db.compact().expect("compact");
+    let ranges: Vec<i64> = db.blocks().iter().map(|b| b.meta().max_time).collect();
+    assert_eq!(ranges, vec![4 * HOUR, 8 * HOUR, 10 * HOUR]);
+    assert_eq!(stats.deleted_blocks, 2);
+    // Once released, the next pass deletes it.
+    db.hold_for_time_retention(std::sync::Arc::new(|_| false));
+    db.compact().expect("compact");
+    let ranges: Vec<i64> = db.blocks().iter().map(|b| b.meta().max_time).collect();
+    assert_eq!(ranges, vec![8 * HOUR, 10 * HOUR]);
+    drop(db);
+
+    let mut o = opts();
+    o.max_block_duration = 2 * HOUR;
+    o.retention_size = Some(1);
+    let db = Db::open(tmp.path(), o).expect("reopen with a size limit");
+    db.hold_for_time_retention(std::sync::Arc::new(|_| true));
+    db.compact().expect("compact");
+    assert!(
+        db.blocks().is_empty(),
+        "the size limit deletes held blocks too"
+    );
+}
+
+#[test]
 fn time_retention_measures_from_the_newest_block_not_the_clock() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut o = opts();

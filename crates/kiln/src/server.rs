@@ -237,6 +237,10 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         error!(block = %s.dir.display(), reason = %s.reason, "skipped unreadable block");
     }
     crate::storage_flags::warn_about_aged_blocks(&db, kiln_model::calendar::now_ms());
+    if let Some(s) = &shipping {
+        let shipper = s.shipper.clone();
+        db.hold_for_time_retention(Arc::new(move |meta| shipper.is_pending(meta)));
+    }
     let engine = EngineOptions {
         lookback_delta: args.lookback_delta,
         timeout: Some(Duration::from_millis(args.query_timeout.max(0) as u64)),

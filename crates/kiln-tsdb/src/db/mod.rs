@@ -47,7 +47,7 @@ pub use metrics::{
 pub use querier::BlockQuerier;
 pub use reload::ReloadStats;
 pub use retention::AgedBlocks;
-pub use retention::dir_size;
+pub use retention::{RetentionHold, dir_size};
 pub use snapshot::SnapshotStats;
 
 use crate::block::BlockReader;
@@ -126,6 +126,8 @@ pub struct Db {
     failed_merges: Mutex<std::collections::HashSet<ulid::Ulid>>,
     maintenance: Mutex<()>,
     metrics: DbMetrics,
+    /// What time retention must keep for now (see [`Db::hold_for_time_retention`]).
+    retention_hold: RwLock<Option<retention::RetentionHold>>,
 }
 
 /// Errors of the database layer.

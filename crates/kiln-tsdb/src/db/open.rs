@@ -203,6 +203,7 @@ impl Db {
             blocks: RwLock::new(blocks),
             skipped: Mutex::new(skipped),
             failed_merges: Mutex::new(Default::default()),
+            retention_hold: RwLock::new(None),
             maintenance: Mutex::new(()),
             metrics,
         })

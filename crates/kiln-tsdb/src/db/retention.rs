@@ -24,6 +24,10 @@ use super::compact::{delete_block_dir, go_time};
 use super::{Db, DbError, DbMetrics};
 use crate::block::BlockReader;
 
+/// Says whether time retention must keep a block for now (see
+/// [`Db::hold_for_time_retention`]).
+pub type RetentionHold = Arc<dyn Fn(&crate::block::BlockMeta) -> bool + Send + Sync>;
+
 /// Blocks that time retention will delete once the database holds a block of current
 /// data; see [`Db::aged_blocks`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,13 @@ impl Db {
             max_time: aged.iter().map(|b| b.meta().max_time).max()?,
             retention,
         })
+    }
+
+    /// Keeps blocks past the retention time for as long as `hold` says so, e.g. blocks a
+    /// shipper has not uploaded yet: a bucket outage longer than the local retention then
+    /// costs disk, not data. The size limit still deletes them (it protects the disk).
+    pub fn hold_for_time_retention(&self, hold: RetentionHold) {
+        *self.retention_hold.write() = Some(hold);
     }
 
     /// Deletes blocks past the retention time or beyond the size limit, oldest first
@@ -103,13 +114,31 @@ impl Db {
                 "deleting blocks beyond the retention size (blocks, WAL and head chunks)"
             );
         }
-        let doomed = &newest_first[first_doomed..];
+        // Blocks past the retention time only (not the size limit) stay while the hold
+        // says so (a shipper's blocks not uploaded yet).
+        let hold = self.retention_hold.read().clone();
+        let doomed: Vec<(usize, Arc<BlockReader>)> = newest_first
+            .iter()
+            .enumerate()
+            .skip(first_doomed)
+            .filter(|(i, b)| {
+                by_size.is_some_and(|s| *i >= s) || !hold.as_ref().is_some_and(|h| h(b.meta()))
+            })
+            .map(|(i, b)| (i, b.clone()))
+            .collect();
+        let held = newest_first.len() - first_doomed - doomed.len();
+        if held > 0 {
+            info!(
+                blocks = held,
+                "keeping blocks past the retention time until they are shipped"
+            );
+        }
         self.blocks
             .write()
-            .retain(|x| !doomed.iter().any(|d| Arc::ptr_eq(x, d)));
-        for (i, b) in doomed.iter().enumerate() {
+            .retain(|x| !doomed.iter().any(|(_, d)| Arc::ptr_eq(x, d)));
+        for (i, b) in &doomed {
             let meta = b.meta();
-            let by = if by_time.is_some_and(|t| first_doomed + i >= t) {
+            let by = if by_time.is_some_and(|t| *i >= t) {
                 Reason::Time
             } else {
                 Reason::Size

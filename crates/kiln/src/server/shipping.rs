@@ -3,7 +3,8 @@
 //!
 //! While shipping, local compaction stops at level 1 (blocks are not merged locally:
 //! the bucket's compactor does that, and a merged block would duplicate uploaded data),
-//! as Thanos requires of the Prometheus beside its sidecar. The server refuses to start
+//! as Thanos requires of the Prometheus beside its sidecar, and time retention keeps the
+//! blocks not uploaded yet (the size limit still applies). The server refuses to start
 //! without `global.external_labels`, which say in the bucket whose blocks they are.
 
 use std::collections::BTreeMap;
