@@ -10,6 +10,7 @@
 //! - [`config`]: parsing `objstore.yml` (environment variables, providers, refusals).
 //! - [`bucket`]: [`Bucket`] and its operations; [`BucketError`].
 //! - [`catalog`]: the blocks of a bucket (and its partial and corrupt block directories).
+//! - [`markers`]: `deletion-mark.json`, `no-compact-mark.json`, `no-downsample-mark.json`.
 //! - [`metrics`]: the bucket metrics (`thanos_objstore_bucket_*`).
 //! - `provider`: building the `object_store` client (retries, timeouts, TLS).
 //! - [`thanos_meta`]: the `thanos` section of a block's `meta.json`.
@@ -20,6 +21,7 @@
 pub mod bucket;
 pub mod catalog;
 pub mod config;
+pub mod markers;
 pub mod metrics;
 mod provider;
 pub mod shipper;

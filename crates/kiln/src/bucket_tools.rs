@@ -1,10 +1,12 @@
-//! `kiln tools bucket`: looking at and filling a bucket, as `thanos tools bucket` does.
+//! `kiln tools bucket`: looking at, marking and filling a bucket, as `thanos tools
+//! bucket` does.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use kiln_objstore::markers::{self, Marked, MarkerKind};
 use kiln_objstore::thanos_meta::source;
 use kiln_objstore::{BucketBlock, Shipper, list_blocks};
 
@@ -29,6 +31,26 @@ enum BucketCommand {
         /// `""` (ULIDs), `wide` or `json`.
         #[arg(short = 'o', long = "output", default_value = "")]
         output: String,
+    },
+    /// A table of the bucket's blocks (time range, series, samples, chunks, compaction
+    /// level, labels, resolution, source), oldest first, as `thanos tools bucket inspect`.
+    Inspect,
+    /// Set (or with --remove, take away) a marker on blocks, as `thanos tools bucket
+    /// mark`: `deletion-mark.json` (the compactor deletes the block after its delete
+    /// delay), `no-compact-mark.json`, `no-downsample-mark.json`.
+    Mark {
+        /// ULID of a block to mark; repeat for more.
+        #[arg(long = "id", required = true)]
+        ids: Vec<String>,
+        /// The marker: deletion-mark.json, no-compact-mark.json or no-downsample-mark.json.
+        #[arg(long = "marker")]
+        marker: String,
+        /// Why, kept in the marker.
+        #[arg(long = "details", default_value = "")]
+        details: String,
+        /// Remove the marker instead of setting it.
+        #[arg(long = "remove")]
+        remove: bool,
     },
     /// Upload the blocks of a local data directory (Prometheus's or Kiln's) to the bucket
     /// with the given external labels, as `thanos tools bucket upload-blocks` does:
@@ -85,6 +107,42 @@ pub(crate) fn run(args: &BucketArgs, out: &mut dyn Write) -> anyhow::Result<()> 
             }
             Ok(())
         }
+        BucketCommand::Inspect => {
+            let catalog = runtime.block_on(list_blocks(&bucket))?;
+            let mut blocks: Vec<&BucketBlock> = catalog.blocks.iter().collect();
+            blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time, b.meta.ulid));
+            out.write_all(inspect_table(&blocks).as_bytes())?;
+            Ok(())
+        }
+        BucketCommand::Mark {
+            ids,
+            marker,
+            details,
+            remove,
+        } => {
+            let kind = MarkerKind::from_file_name(marker).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--marker {marker:?}: one of deletion-mark.json, no-compact-mark.json, no-downsample-mark.json"
+                )
+            })?;
+            for id in ids {
+                let id = ulid::Ulid::from_string(id)
+                    .map_err(|e| anyhow::anyhow!("--id {id:?} is not a block ULID: {e}"))?;
+                if *remove {
+                    let had = runtime.block_on(markers::unmark(&bucket, id, kind))?;
+                    let what = if had { "removed" } else { "had no" };
+                    writeln!(out, "block {id}: {what} {}", kind.file_name())?;
+                } else {
+                    let done = runtime.block_on(markers::mark(&bucket, id, kind, details))?;
+                    let what = match done {
+                        Marked::Set => "marked with",
+                        Marked::AlreadyThere => "already has",
+                    };
+                    writeln!(out, "block {id}: {what} {}", kind.file_name())?;
+                }
+            }
+            Ok(())
+        }
         BucketCommand::UploadBlocks {
             path,
             labels,
@@ -109,6 +167,73 @@ pub(crate) fn run(args: &BucketArgs, out: &mut dyn Write) -> anyhow::Result<()> 
             Ok(())
         }
     }
+}
+
+/// Downsampling starts for raw blocks spanning 40 h and for 5m blocks spanning 10 days.
+const DOWNSAMPLE_RANGES: [(i64, i64); 2] = [(0, 40 * 3_600_000), (300_000, 10 * 86_400_000)];
+
+/// The `inspect` table.
+fn inspect_table(blocks: &[&BucketBlock]) -> String {
+    let mut rows = vec![
+        [
+            "ULID",
+            "FROM",
+            "UNTIL",
+            "RANGE",
+            "UNTIL-DOWN",
+            "#SERIES",
+            "#SAMPLES",
+            "#CHUNKS",
+            "COMP-LEVEL",
+            "COMP-FAILED",
+            "LABELS",
+            "RESOLUTION",
+            "SOURCE",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for b in blocks {
+        let m = &b.meta;
+        let range = m.max_time - m.min_time;
+        let resolution = b.thanos.downsample.resolution;
+        let until_down = DOWNSAMPLE_RANGES
+            .iter()
+            .find(|(r, _)| *r == resolution)
+            .map_or_else(
+                || "-".to_owned(),
+                |(_, needed)| go_duration((needed - range).max(0)),
+            );
+        let labels = b
+            .thanos
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        rows.push(vec![
+            m.ulid.to_string(),
+            utc_seconds(m.min_time),
+            utc_seconds(m.max_time),
+            go_duration(range),
+            until_down,
+            m.stats.num_series.to_string(),
+            m.stats.num_samples.to_string(),
+            m.stats.num_chunks.to_string(),
+            m.compaction.level.to_string(),
+            m.compaction.failed.to_string(),
+            labels,
+            go_duration(resolution),
+            b.thanos.source.clone(),
+        ]);
+    }
+    crate::tsdb_tools::format::tab_align(&rows)
+}
+
+/// `2006-01-02 15:04:05` in UTC.
+fn utc_seconds(ms: i64) -> String {
+    let s = rfc3339_seconds(ms);
+    s.trim_end_matches('Z').replacen('T', " ", 1)
 }
 
 /// Thanos's `wide` line, then Kiln's additions (labels and size).

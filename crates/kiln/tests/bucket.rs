@@ -163,6 +163,81 @@ fn upload_blocks_then_ls() {
         ),
     );
     assert!(json.contains("\"source\": \"bucket.upload\""), "{json}");
+
+    let inspect = ok_stdout(
+        "inspect",
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config,
+                "inspect",
+            ],
+        ),
+    );
+    let lines: Vec<&str> = inspect.lines().collect();
+    assert_eq!(lines.len(), blocks + 1, "{inspect}");
+    assert!(
+        lines[0].starts_with("ULID") && lines[0].contains("UNTIL-DOWN"),
+        "{inspect}"
+    );
+    assert!(lines[1].contains("2023-11-14 22:13:20"), "{inspect}");
+    assert!(lines[1].contains("cluster=eu-1,replica=0"), "{inspect}");
+    assert!(lines[1].contains("bucket.upload"), "{inspect}");
+
+    // Markers, as Thanos writes them.
+    let first = ids.lines().next().expect("a block").to_owned();
+    let mark = |extra: &[&str]| {
+        let mut args = vec![
+            "tools",
+            "bucket",
+            "--objstore.config-file",
+            config,
+            "mark",
+            "--id",
+            &first,
+            "--marker",
+            "no-compact-mark.json",
+        ];
+        args.extend_from_slice(extra);
+        ok_stdout("mark", kiln_with_bucket(&bucket, &args))
+    };
+    assert_eq!(
+        mark(&["--details", "index too large"]),
+        format!("block {first}: marked with no-compact-mark.json\n")
+    );
+    let marker: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(bucket.join(&first).join("no-compact-mark.json")).expect("marker"),
+    )
+    .expect("json");
+    assert_eq!(marker["id"], first.as_str());
+    assert_eq!(marker["details"], "index too large");
+    assert_eq!(marker["reason"], "manual");
+    assert!(marker["no_compact_time"].as_i64().expect("time") > 1_700_000_000);
+    assert!(mark(&[]).contains("already has"));
+    assert!(mark(&["--remove"]).contains("removed"));
+    let bad = kiln_with_bucket(
+        &bucket,
+        &[
+            "tools",
+            "bucket",
+            "--objstore.config-file",
+            config,
+            "mark",
+            "--id",
+            "01JAAAAAAAAAAAAAAAAAAAAAAA",
+            "--marker",
+            "deletion-mark.json",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not in the bucket"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }
 
 #[test]
