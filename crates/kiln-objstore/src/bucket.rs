@@ -288,6 +288,22 @@ impl Bucket {
         .await
     }
 
+    /// Every object below directory `dir` with its size, sorted by name.
+    pub async fn list_sizes(&self, dir: &str) -> Result<Vec<(String, u64)>, BucketError> {
+        let dir = dir.trim_matches('/');
+        let prefix = (!dir.is_empty()).then(|| Path::from(dir));
+        self.counted(Operation::Iter, dir, async {
+            let mut out = Vec::new();
+            let mut stream = self.store.list(prefix.as_ref());
+            while let Some(meta) = stream.try_next().await? {
+                out.push((meta.location.to_string(), meta.size));
+            }
+            out.sort_unstable();
+            Ok(out)
+        })
+        .await
+    }
+
     /// The names under directory `dir` ("" for the root), as Thanos's `Iter` gives
     /// them: full names from the bucket's root, directories with a trailing `/`, sorted.
     /// With `recursive`, every object below `dir` instead (no directories).

@@ -15,6 +15,7 @@
 //! - `provider`: building the `object_store` client (retries, timeouts, TLS).
 //! - [`thanos_meta`]: the `thanos` section of a block's `meta.json`.
 //! - [`upload`]: one block directory into the bucket, `meta.json` last.
+//! - [`verify`]: checks of the bucket's blocks (overlaps, missing files, index problems).
 //! - [`shipper`]: a server's new blocks into the bucket, recorded in
 //!   `thanos.shipper.json` (Thanos's sidecar role).
 
@@ -27,6 +28,7 @@ mod provider;
 pub mod shipper;
 pub mod thanos_meta;
 pub mod upload;
+pub mod verify;
 
 pub use bucket::{Bucket, BucketError, ObjectAttributes};
 pub use catalog::{BucketBlock, Catalog, list_blocks};

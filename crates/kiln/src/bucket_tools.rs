@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use kiln_objstore::markers::{self, Marked, MarkerKind};
 use kiln_objstore::thanos_meta::source;
+use kiln_objstore::verify::{self, Issue};
 use kiln_objstore::{BucketBlock, Shipper, list_blocks};
 
 use crate::objstore_flags::ObjstoreFlags;
@@ -35,6 +36,19 @@ enum BucketCommand {
     /// A table of the bucket's blocks (time range, series, samples, chunks, compaction
     /// level, labels, resolution, source), oldest first, as `thanos tools bucket inspect`.
     Inspect,
+    /// Check the bucket's blocks, as `thanos tools bucket verify`: `overlapped_blocks`
+    /// (blocks of one group whose time ranges overlap), `index_known_issues` (each
+    /// block's index read whole and checked), `missing_files` (files meta.json lists
+    /// that are missing or of another size). Prints each problem; exits 1 when there is
+    /// one. Nothing is repaired.
+    Verify {
+        /// An issue to check; repeat for more (default: all three).
+        #[arg(short = 'i', long = "issues")]
+        issues: Vec<String>,
+        /// Check only this block (overlaps are checked among the blocks given); repeat.
+        #[arg(long = "id")]
+        ids: Vec<String>,
+    },
     /// Set (or with --remove, take away) a marker on blocks, as `thanos tools bucket
     /// mark`: `deletion-mark.json` (the compactor deletes the block after its delete
     /// delay), `no-compact-mark.json`, `no-downsample-mark.json`.
@@ -114,6 +128,49 @@ pub(crate) fn run(args: &BucketArgs, out: &mut dyn Write) -> anyhow::Result<()> 
             out.write_all(inspect_table(&blocks).as_bytes())?;
             Ok(())
         }
+        BucketCommand::Verify { issues, ids } => {
+            let issues: Vec<Issue> = if issues.is_empty() {
+                Issue::ALL.to_vec()
+            } else {
+                issues
+                    .iter()
+                    .map(|i| {
+                        Issue::from_name(i).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "unknown issue {i:?}: overlapped_blocks, index_known_issues or missing_files"
+                            )
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let ids = parse_ids(ids)?;
+            let catalog = runtime.block_on(list_blocks(&bucket))?;
+            let findings = runtime.block_on(verify::verify(&bucket, &catalog, &issues, &ids))?;
+            for f in &findings {
+                writeln!(
+                    out,
+                    "{}: {}: {}",
+                    f.issue.name(),
+                    join(f.blocks.iter()),
+                    f.what
+                )?;
+            }
+            for (id, reason) in &catalog.corrupt {
+                writeln!(out, "unreadable_meta: {id}: {reason}")?;
+            }
+            let checked = if ids.is_empty() {
+                catalog.blocks.len()
+            } else {
+                ids.len()
+            };
+            let problems = findings.len() + catalog.corrupt.len();
+            writeln!(out, "{checked} block(s) checked, {problems} problem(s)")?;
+            if problems > 0 {
+                out.flush()?;
+                anyhow::bail!("the bucket has {problems} problem(s)");
+            }
+            Ok(())
+        }
         BucketCommand::Mark {
             ids,
             marker,
@@ -125,9 +182,7 @@ pub(crate) fn run(args: &BucketArgs, out: &mut dyn Write) -> anyhow::Result<()> 
                     "--marker {marker:?}: one of deletion-mark.json, no-compact-mark.json, no-downsample-mark.json"
                 )
             })?;
-            for id in ids {
-                let id = ulid::Ulid::from_string(id)
-                    .map_err(|e| anyhow::anyhow!("--id {id:?} is not a block ULID: {e}"))?;
+            for id in parse_ids(ids)? {
                 if *remove {
                     let had = runtime.block_on(markers::unmark(&bucket, id, kind))?;
                     let what = if had { "removed" } else { "had no" };
@@ -266,6 +321,16 @@ fn rfc3339_seconds(ms: i64) -> String {
 
 fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// `--id` flags as block ULIDs.
+fn parse_ids(ids: &[String]) -> anyhow::Result<Vec<ulid::Ulid>> {
+    ids.iter()
+        .map(|id| {
+            ulid::Ulid::from_string(id)
+                .map_err(|e| anyhow::anyhow!("--id {id:?} is not a block ULID: {e}"))
+        })
+        .collect()
 }
 
 /// `name="value"` (or `name=value`) flags as a label map.

@@ -241,6 +241,97 @@ fn upload_blocks_then_ls() {
 }
 
 #[test]
+fn verify_finds_overlaps_missing_files_and_broken_indexes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_with_blocks(tmp.path());
+    let bucket = tmp.path().join("bucket");
+    let config = objstore_file(tmp.path(), &bucket);
+    let config = config.to_str().expect("path");
+    let upload = |dir: &Path| {
+        ok_stdout(
+            "upload-blocks",
+            kiln_with_bucket(
+                &bucket,
+                &[
+                    "tools",
+                    "bucket",
+                    "--objstore.config-file",
+                    config,
+                    "upload-blocks",
+                    "--path",
+                    dir.to_str().expect("path"),
+                    "--label",
+                    "cluster=a",
+                ],
+            ),
+        )
+    };
+    upload(&data);
+    let blocks = block_count(&data);
+    let verify = || {
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config,
+                "verify",
+            ],
+        )
+    };
+    let clean = ok_stdout("verify", verify());
+    assert_eq!(clean, format!("{blocks} block(s) checked, 0 problem(s)\n"));
+
+    // The same data again under new block ids: every block overlaps its twin.
+    let again = tmp.path().join("again");
+    std::fs::create_dir_all(&again).expect("mkdir");
+    ok_stdout(
+        "backfill again",
+        kiln(&[
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "-q",
+            tmp.path().join("in.om").to_str().expect("path"),
+            again.to_str().expect("path"),
+        ]),
+    );
+    upload(&again);
+    // A chunk file cut short and an index overwritten.
+    let mut dirs: Vec<_> = std::fs::read_dir(&bucket)
+        .expect("list")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("meta.json").exists())
+        .collect();
+    dirs.sort();
+    std::fs::write(dirs[0].join("chunks/000001"), b"short").expect("cut");
+    std::fs::write(dirs[1].join("index"), b"not an index").expect("overwrite");
+    let out = verify();
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        report.matches("overlapped_blocks: ").count(),
+        blocks,
+        "{report}"
+    );
+    assert!(
+        report.contains("missing_files: ") && report.contains("chunks/000001 is 5 bytes"),
+        "{report}"
+    );
+    assert!(
+        report.contains("index_known_issues: ") && report.contains("the index does not read"),
+        "{report}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("problem(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 #[cfg_attr(
     not(kiln_interop),
     ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
