@@ -84,6 +84,26 @@ pub trait ChunkQueryable: Send + Sync {
     ) -> Result<Box<dyn ChunkQuerier + '_>, StorageError>;
 }
 
+impl<T: ChunkQueryable + ?Sized> ChunkQueryable for &T {
+    fn chunk_querier(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Box<dyn ChunkQuerier + '_>, StorageError> {
+        (**self).chunk_querier(mint, maxt)
+    }
+}
+
+impl<T: ChunkQueryable + ?Sized> ChunkQueryable for std::sync::Arc<T> {
+    fn chunk_querier(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Box<dyn ChunkQuerier + '_>, StorageError> {
+        (**self).chunk_querier(mint, maxt)
+    }
+}
+
 /// A chunk series set over an owned list (already in label order), or an error.
 pub struct VecChunkSeriesSet {
     series: std::vec::IntoIter<ChunkSeries>,

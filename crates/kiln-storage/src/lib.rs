@@ -12,6 +12,8 @@
 //! - [`chunks`]: the same contract over encoded chunks, as stored: [`ChunkQueryable`],
 //!   [`ChunkQuerier`], [`ChunkSeriesSet`] (remote read, StoreAPI, store gateway,
 //!   compaction).
+//! - [`decoded`]: [`DecodedChunks`], samples from any chunk source (a `Queryable` over a
+//!   `ChunkQueryable`).
 //! - [`merge`]: merging sorted series sets from several queriers (head + blocks, several
 //!   stores) into one, deduplicating equal timestamps.
 //! - [`mem`]: an in-memory storage for tests.
@@ -19,6 +21,7 @@
 
 pub mod append;
 pub mod chunks;
+pub mod decoded;
 pub mod error;
 pub mod mem;
 pub mod merge;
@@ -28,6 +31,7 @@ pub use append::{Appendable, Appender, SampleValue, SeriesRef};
 pub use chunks::{
     ChunkQuerier, ChunkQueryable, ChunkSeries, ChunkSeriesSet, EncodedChunk, VecChunkSeriesSet,
 };
+pub use decoded::DecodedChunks;
 pub use error::{ErrorKind, StorageError};
 pub use query::{
     ErrorSeriesSet, Querier, Queryable, SampleIterator, SelectHints, Series, SeriesSet, ValueKind,
