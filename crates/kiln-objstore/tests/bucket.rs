@@ -209,3 +209,44 @@ fn s3_errors_name_the_bucket_and_the_object() {
     assert!(chain.contains("NoSuchBucket"), "{chain}");
     assert_eq!(bucket.metrics().failures(Operation::Upload), 1);
 }
+
+/// A server that accepts connections and never answers: requests stall, time out, are
+/// retried and fail within the configured bounds; no call hangs.
+#[test]
+fn a_stalled_or_absent_s3_endpoint_fails_in_bounded_time() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in silent.incoming().flatten() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (port, what) in [(silent_port, "stalled"), (closed_port, "refused")] {
+        let text = format!(
+            "type: S3\nconfig:\n  bucket: b\n  endpoint: 127.0.0.1:{port}\n  insecure: true\n  \
+             access_key: a\n  secret_key: b\n  max_retries: 2\n  http_config:\n    \
+             response_header_timeout: 500ms\n    tls_handshake_timeout: 500ms\n"
+        );
+        let bucket = Bucket::from_config(&parse(&text).unwrap()).unwrap();
+        let started = std::time::Instant::now();
+        let err = runtime().block_on(bucket.get("x/meta.json")).unwrap_err();
+        let took = started.elapsed();
+        assert!(!err.is_not_found(), "{what}: {err}");
+        assert!(
+            took < std::time::Duration::from_secs(15),
+            "{what}: failing took {took:?}"
+        );
+        assert_eq!(bucket.metrics().failures(Operation::Get), 1, "{what}");
+    }
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the silent server was reached"
+    );
+}

@@ -1,5 +1,6 @@
 //! Kiln reads a data directory written by a real Prometheus server: its WAL (and
-//! head chunks) and a block from its snapshot API. An interop test: it runs when built
+//! head chunks) and a block from its snapshot API, and moves that block into a bucket
+//! (`kiln tools bucket upload-blocks`). An interop test: it runs when built
 //! with `KILN_INTEROP=1` and is reported as ignored otherwise.
 
 mod common;
@@ -69,6 +70,33 @@ fn kiln_reads_a_real_prometheus_data_dir() {
         .expect("one snapshot")
         .path();
     check_same_dump(&snap, "snapshot block");
+    // Migration: the Prometheus-written block goes into a bucket and reads the same there.
+    let bucket = tmp.path().join("bucket");
+    let objstore = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
+    );
+    let uploaded = ok_stdout(
+        "kiln tools bucket upload-blocks",
+        kiln(&[
+            "tools",
+            "bucket",
+            "--objstore.config",
+            &objstore,
+            "upload-blocks",
+            "--path",
+            snap.to_str().expect("utf-8 path"),
+            "--label",
+            "cluster=migrated",
+            "--shipper.upload-compacted",
+        ]),
+    );
+    assert!(uploaded.starts_with("uploaded 1 block(s)"), "{uploaded}");
+    assert_same_dump(
+        "the Prometheus block in a bucket",
+        &promtool_dump(&snap, &[]),
+        &promtool_dump(&bucket, &[]),
+    );
     // The data directory itself: WAL (and head chunks) only, no blocks yet.
     check_same_dump(&data, "WAL of a stopped Prometheus");
 }
