@@ -15,6 +15,7 @@
 //! - `provider`: building the `object_store` client (retries, timeouts, TLS).
 //! - [`thanos_meta`]: the `thanos` section of a block's `meta.json`.
 //! - [`upload`]: one block directory into the bucket, `meta.json` last.
+//! - [`rewrite`]: a block rewritten without deleted series or samples.
 //! - [`verify`]: checks of the bucket's blocks (overlaps, missing files, index problems).
 //! - [`shipper`]: a server's new blocks into the bucket, recorded in
 //!   `thanos.shipper.json` (Thanos's sidecar role).
@@ -25,6 +26,7 @@ pub mod config;
 pub mod markers;
 pub mod metrics;
 mod provider;
+pub mod rewrite;
 pub mod shipper;
 pub mod thanos_meta;
 pub mod upload;

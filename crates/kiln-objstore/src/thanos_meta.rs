@@ -17,6 +17,8 @@ pub mod source {
     pub const SIDECAR: &str = "sidecar";
     /// `kiln tools bucket upload-blocks`.
     pub const BUCKET_UPLOAD: &str = "bucket.upload";
+    /// `kiln tools bucket rewrite`.
+    pub const BUCKET_REWRITE: &str = "bucket.rewrite";
     pub const COMPACTOR: &str = "compactor";
 }
 

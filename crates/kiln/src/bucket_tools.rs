@@ -1,5 +1,5 @@
-//! `kiln tools bucket`: looking at, marking and filling a bucket, as `thanos tools
-//! bucket` does.
+//! `kiln tools bucket`: looking at, checking, marking, rewriting and filling a bucket,
+//! as `thanos tools bucket` does.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use kiln_objstore::markers::{self, Marked, MarkerKind};
+use kiln_objstore::rewrite::{self, DeletionRequest, OldBlock};
 use kiln_objstore::thanos_meta::source;
 use kiln_objstore::verify::{self, Issue};
 use kiln_objstore::{BucketBlock, Shipper, list_blocks};
@@ -65,6 +66,35 @@ enum BucketCommand {
         /// Remove the marker instead of setting it.
         #[arg(long = "remove")]
         remove: bool,
+    },
+    /// Rewrite blocks without the series and samples a deletion file names, as `thanos
+    /// tools bucket rewrite`: each block is downloaded into --tmp.dir, rewritten, and
+    /// uploaded under a new ULID (`source: bucket.rewrite`, a `rewrites` entry); the old
+    /// block is then marked for deletion (--delete-blocks: deleted at once). A dry run
+    /// (the default, as with Thanos) only reports what would change; --no-dry-run applies.
+    Rewrite {
+        /// ULID of a block to rewrite; repeat for more.
+        #[arg(long = "id", required = true)]
+        ids: Vec<String>,
+        /// YAML list of deletions: `- matchers: '{job="x"}'` with optional `intervals:
+        /// [{mint: MS, maxt: MS}]`.
+        #[arg(
+            long = "rewrite.to-delete-config-file",
+            conflicts_with = "to_delete_config"
+        )]
+        to_delete_config_file: Option<std::path::PathBuf>,
+        /// The deletions as YAML text, instead of a file.
+        #[arg(long = "rewrite.to-delete-config", allow_hyphen_values = true)]
+        to_delete_config: Option<String>,
+        /// Where blocks are downloaded and rewritten.
+        #[arg(long = "tmp.dir", default_value_os_t = std::env::temp_dir().join("kiln-rewrite"))]
+        tmp_dir: std::path::PathBuf,
+        /// Apply the rewrite (without it, only report).
+        #[arg(long = "no-dry-run")]
+        apply: bool,
+        /// Delete the old blocks at once instead of marking them for deletion.
+        #[arg(long = "delete-blocks")]
+        delete_blocks: bool,
     },
     /// Upload the blocks of a local data directory (Prometheus's or Kiln's) to the bucket
     /// with the given external labels, as `thanos tools bucket upload-blocks` does:
@@ -195,6 +225,61 @@ pub(crate) fn run(args: &BucketArgs, out: &mut dyn Write) -> anyhow::Result<()> 
                     };
                     writeln!(out, "block {id}: {what} {}", kind.file_name())?;
                 }
+            }
+            Ok(())
+        }
+        BucketCommand::Rewrite {
+            ids,
+            to_delete_config_file,
+            to_delete_config,
+            tmp_dir,
+            apply,
+            delete_blocks,
+        } => {
+            let text = match (to_delete_config_file, to_delete_config) {
+                (Some(path), _) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                (None, Some(text)) => text.clone(),
+                (None, None) => anyhow::bail!(
+                    "no deletions: give --rewrite.to-delete-config-file or --rewrite.to-delete-config"
+                ),
+            };
+            let requests: Vec<DeletionRequest> = kiln_config::yaml::from_str(
+                &text,
+                "a deletion file is a list of `- matchers: ...` entries",
+            )
+            .context("the deletion file")?;
+            if requests.is_empty() {
+                anyhow::bail!("the deletion file lists no deletion");
+            }
+            let old = if *delete_blocks {
+                OldBlock::Delete
+            } else {
+                OldBlock::Mark
+            };
+            for id in parse_ids(ids)? {
+                let work = tmp_dir.join(format!("{id}-{}", ulid::Ulid::new()));
+                let result = runtime.block_on(rewrite::rewrite_block(
+                    &bucket, id, &requests, &work, !apply, old,
+                ));
+                let _ = std::fs::remove_dir_all(&work);
+                let r = result.with_context(|| format!("rewriting block {id}"))?;
+                let verb = if *apply { "rewritten" } else { "dry run" };
+                writeln!(
+                    out,
+                    "block {id}: {verb}: series {} -> {}, samples {} -> {}{}",
+                    r.series_before,
+                    r.series_after,
+                    r.samples_before,
+                    r.samples_after,
+                    match (r.new, *apply) {
+                        (Some(new), _) => format!(", new block {new}"),
+                        (None, true) if r.samples_after == r.samples_before =>
+                            ", nothing to delete".to_owned(),
+                        (None, true) => ", nothing left: the block goes".to_owned(),
+                        (None, false) => String::new(),
+                    }
+                )?;
             }
             Ok(())
         }

@@ -241,6 +241,106 @@ fn upload_blocks_then_ls() {
 }
 
 #[test]
+fn rewrite_deletes_series_and_retires_the_old_block() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_with_blocks(tmp.path());
+    let bucket = tmp.path().join("bucket");
+    let config = objstore_file(tmp.path(), &bucket);
+    let config = config.to_str().expect("path");
+    ok_stdout(
+        "upload-blocks",
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config,
+                "upload-blocks",
+                "--path",
+                data.to_str().expect("path"),
+                "--label",
+                "cluster=a",
+            ],
+        ),
+    );
+    let ls = ok_stdout(
+        "ls",
+        kiln_with_bucket(
+            &bucket,
+            &["tools", "bucket", "--objstore.config-file", config, "ls"],
+        ),
+    );
+    let old = ls.lines().next().expect("a block").to_owned();
+    let deletions = "- matchers: '{__name__=\"gpu_temperature_celsius\"}'\n";
+    let tmp_dir = tmp.path().join("work");
+    let rewrite = |extra: &[&str]| {
+        let mut args = vec![
+            "tools",
+            "bucket",
+            "--objstore.config-file",
+            config,
+            "rewrite",
+            "--id",
+            &old,
+            "--rewrite.to-delete-config",
+            deletions,
+            "--tmp.dir",
+            tmp_dir.to_str().expect("path"),
+        ];
+        args.extend_from_slice(extra);
+        ok_stdout("rewrite", kiln_with_bucket(&bucket, &args))
+    };
+    let dry = rewrite(&[]);
+    assert!(
+        dry.starts_with(&format!("block {old}: dry run: series ")),
+        "{dry}"
+    );
+    assert!(
+        !bucket.join(&old).join("deletion-mark.json").exists(),
+        "a dry run changes nothing"
+    );
+
+    let done = rewrite(&["--no-dry-run"]);
+    let new = done
+        .trim_end()
+        .rsplit_once("new block ")
+        .map(|(_, id)| id.to_owned())
+        .unwrap_or_else(|| panic!("no new block in {done:?}"));
+    let mark: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(bucket.join(&old).join("deletion-mark.json")).expect("deletion mark"),
+    )
+    .expect("json");
+    assert_eq!(mark["details"], format!("rewritten as {new}"));
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(bucket.join(&new).join("meta.json")).expect("new meta.json"),
+    )
+    .expect("json");
+    assert_eq!(meta["thanos"]["source"], "bucket.rewrite");
+    assert_eq!(meta["thanos"]["labels"]["cluster"], "a");
+    assert_eq!(
+        meta["thanos"]["rewrites"][0]["deletions_applied"][0]["matchers"],
+        "{__name__=\"gpu_temperature_celsius\"}"
+    );
+    // The new block holds everything but the deleted series.
+    let check = tmp.path().join("check");
+    std::fs::create_dir_all(check.join(&new).join("chunks")).expect("mkdir");
+    for f in ["index", "meta.json", "chunks/000001"] {
+        std::fs::copy(bucket.join(&new).join(f), check.join(&new).join(f)).expect("copy");
+    }
+    let dump = ok_stdout(
+        "dump",
+        kiln(&["tsdb", "dump", check.to_str().expect("path")]),
+    );
+    assert!(!dump.contains("gpu_temperature_celsius"), "deleted");
+    assert!(dump.contains("gpu_power_watts"), "the rest stays");
+    assert!(
+        std::fs::read_dir(&tmp_dir).map_or(true, |d| d.count() == 0),
+        "work dir cleaned"
+    );
+}
+
+#[test]
 fn verify_finds_overlaps_missing_files_and_broken_indexes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = data_with_blocks(tmp.path());
