@@ -235,30 +235,27 @@ impl Shipper {
                 uploaded_now.push(id);
                 continue;
             }
-            if meta.stats.num_samples == 0 {
+            // After a failure, blocks go up oldest first at the next sync: only the
+            // record of those already uploaded is kept.
+            if result.is_err() || meta.stats.num_samples == 0 {
                 continue;
             }
             if meta.compaction.level > 1 && !self.upload_compacted {
                 continue;
             }
-            let exists = self
-                .bucket
-                .exists(&format!("{id}/meta.json"))
-                .await
-                .map_err(|source| SyncError::Exists {
-                    block: meta.ulid,
-                    source,
-                });
-            match exists {
+            match self.bucket.exists(&format!("{id}/meta.json")).await {
                 Ok(true) => {
                     report.already_there += 1;
                     uploaded_now.push(id);
                     continue;
                 }
                 Ok(false) => {}
-                Err(e) => {
-                    result = Err(e);
-                    break;
+                Err(source) => {
+                    result = Err(SyncError::Exists {
+                        block: meta.ulid,
+                        source,
+                    });
+                    continue;
                 }
             }
             match self.upload(&meta).await {
@@ -269,10 +266,8 @@ impl Shipper {
                     uploaded_now.push(id);
                 }
                 Err(e) => {
-                    // Stop here: blocks go up oldest first, and the next sync retries.
                     self.metrics.upload_failures.fetch_add(1, Ordering::Relaxed);
                     result = Err(e);
-                    break;
                 }
             }
         }

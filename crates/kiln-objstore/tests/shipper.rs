@@ -231,3 +231,46 @@ fn ships_to_s3_against_moto() {
     let (_moto, bucket) = common::moto_bucket("kiln-ship", "prefix: eu-1\n");
     runtime().block_on(ships_blocks_and_resumes(bucket));
 }
+
+#[test]
+fn a_failing_bucket_keeps_the_record_and_counts_the_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = data_dir(tmp.path());
+    // A record from before: the newest block is uploaded already.
+    let newest = blocks.iter().max_by_key(|b| b.min_time).unwrap().ulid;
+    std::fs::write(
+        tmp.path().join(SHIPPER_FILE),
+        format!("{{\"version\": 1, \"uploaded\": [\"{newest}\"]}}"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = parse(&format!(
+        "type: S3\nconfig:\n  bucket: b\n  endpoint: 127.0.0.1:{port}\n  insecure: true\n  \
+         access_key: a\n  secret_key: b\n  max_retries: 1\n"
+    ))
+    .unwrap();
+    let shipper = Shipper::new(
+        Bucket::from_config(&config).unwrap(),
+        tmp.path(),
+        labels(),
+        false,
+    );
+    let err = runtime().block_on(shipper.sync()).unwrap_err();
+    assert!(err.to_string().contains("checking whether block"), "{err}");
+    assert_eq!(
+        shipper.uploaded(),
+        vec![newest],
+        "the record keeps what it had"
+    );
+    let mut text = Vec::new();
+    shipper.metrics().write_metrics(&mut text);
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("thanos_shipper_dir_sync_failures_total 1\n"),
+        "{text}"
+    );
+}
