@@ -31,6 +31,9 @@ pub enum ChunkError {
         leading: u8,
         sigbits: u8,
     },
+    /// Bytes that are not an aggregate chunk (see [`crate::aggr`]).
+    #[error("invalid aggregate chunk at byte {offset}: {reason}")]
+    BadAggregate { offset: usize, reason: &'static str },
     /// The chunk already holds `u16::MAX` samples, the most its header can count.
     #[error("chunk is full: it already holds {max} samples")]
     Full { max: u16 },

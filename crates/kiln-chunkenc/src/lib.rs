@@ -9,6 +9,8 @@
 //! Module map:
 //! - [`xor`]: [`XorEncoder`] (appends samples into the `Vec<u8>` it owns) and
 //!   [`XorIterator`] (a cursor over borrowed bytes). Layout: `docs/format/xor.md`.
+//! - [`aggr`]: aggregate chunks of downsampled blocks (Thanos's encoding 0xff: count,
+//!   sum, min, max and counter sub-chunks), with the format's specification.
 //! - `bstream` (private): the MSB-first bit writer/reader and Go-compatible varints.
 //! - [`ChunkError`]: what went wrong decoding, with the bit offset.
 //!
@@ -27,6 +29,7 @@
 //! Bad input never panics: every decoder returns or records a [`ChunkError`] for
 //! arbitrary bytes, and bounds no allocation by a length read from the data.
 
+pub mod aggr;
 mod bstream;
 mod error;
 pub mod xor;
