@@ -11,6 +11,8 @@
 //!   [`XorIterator`] (a cursor over borrowed bytes). Layout: `docs/format/xor.md`.
 //! - [`aggr`]: aggregate chunks of downsampled blocks (Thanos's encoding 0xff: count,
 //!   sum, min, max and counter sub-chunks), with the format's specification.
+//! - [`downsample`]: raw float samples to aggregate chunks at 5m or 1h, by Thanos's
+//!   rules.
 //! - `bstream` (private): the MSB-first bit writer/reader and Go-compatible varints.
 //! - [`ChunkError`]: what went wrong decoding, with the bit offset.
 //!
@@ -31,6 +33,7 @@
 
 pub mod aggr;
 mod bstream;
+pub mod downsample;
 mod error;
 pub mod xor;
 
