@@ -301,6 +301,9 @@ pub fn downsample_aggr(
     Ok(out)
 }
 
+/// What a window of an aggregate becomes, from the window's aggregator.
+type WindowValue = fn(&Aggregator) -> f64;
+
 /// The samples of one aggregate across chunks.
 fn expand(
     part: &[[Option<SubChunk<'_>>; 5]],
@@ -327,7 +330,7 @@ fn downsample_aggr_batch(
     resolution: i64,
 ) -> Result<AggrChunkData, ChunkError> {
     let mut b = Builder::new();
-    let generic: [(AggrType, fn(&Aggregator) -> f64); 4] = [
+    let generic: [(AggrType, WindowValue); 4] = [
         (AggrType::Count, |a| a.sum),
         (AggrType::Sum, |a| a.sum),
         (AggrType::Min, |a| a.min),
