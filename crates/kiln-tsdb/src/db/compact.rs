@@ -230,23 +230,12 @@ impl Db {
     /// The block ranges compaction builds: the chunk range times 3, 9, 27, ... up to
     /// the maximum block duration.
     pub(crate) fn block_ranges(&self) -> Vec<i64> {
-        let mut ranges = vec![self.opts.chunk_range];
-        loop {
-            let next = ranges[ranges.len() - 1].saturating_mul(3);
-            if next > self.opts.max_block_duration {
-                break ranges;
-            }
-            ranges.push(next);
-        }
+        super::plan::prometheus_ranges(self.opts.chunk_range, self.opts.max_block_duration)
     }
 
-    /// The next group of blocks to merge: overlapping blocks first (unless overlapping
-    /// compaction is off), then, for each larger range, two or more blocks inside one
-    /// aligned window that newer data has already passed. With overlapping compaction
-    /// off, a window whose blocks overlap is left alone too, so overlapping blocks are
-    /// never merged.
+    /// The next group of blocks to merge ([`super::plan::plan`]), leaving out blocks
+    /// whose merge failed before.
     fn plan_merge(&self) -> Option<Vec<Arc<BlockReader>>> {
-        let allow_overlaps = self.opts.allow_overlapping_compaction;
         let failed = self.failed_merges.lock().clone();
         let blocks: Vec<Arc<BlockReader>> = self
             .blocks
@@ -255,37 +244,19 @@ impl Db {
             .filter(|b| !failed.contains(&b.meta().ulid))
             .cloned()
             .collect();
-        for pair in blocks.windows(2).filter(|_| allow_overlaps) {
-            if pair[1].meta().min_time < pair[0].meta().max_time {
-                let lo = pair[0].meta().min_time;
-                let mut group: Vec<Arc<BlockReader>> = Vec::new();
-                let mut hi = pair[0].meta().max_time;
-                for b in blocks.iter().filter(|b| b.meta().min_time >= lo) {
-                    if b.meta().min_time < hi || group.is_empty() {
-                        hi = hi.max(b.meta().max_time);
-                        group.push(b.clone());
-                    }
-                }
-                return Some(group);
-            }
-        }
-        let newest = blocks.iter().map(|b| b.meta().max_time).max()?;
-        for &r in self.block_ranges().iter().skip(1) {
-            let mut i = 0;
-            while i < blocks.len() {
-                let window = blocks[i].meta().min_time.div_euclid(r).saturating_mul(r);
-                let end = window.saturating_add(r);
-                let n = blocks[i..]
-                    .iter()
-                    .take_while(|b| b.meta().min_time >= window && b.meta().max_time <= end)
-                    .count();
-                if n >= 2 && end <= newest && (allow_overlaps || !overlapping(&blocks[i..i + n])) {
-                    return Some(blocks[i..i + n].to_vec());
-                }
-                i += n.max(1);
-            }
-        }
-        None
+        let planned: Vec<super::plan::PlannedBlock> = blocks
+            .iter()
+            .map(|b| super::plan::PlannedBlock {
+                min_time: b.meta().min_time,
+                max_time: b.meta().max_time,
+            })
+            .collect();
+        let group = super::plan::plan(
+            &planned,
+            &self.block_ranges(),
+            self.opts.allow_overlapping_compaction,
+        )?;
+        Some(group.into_iter().map(|i| blocks[i].clone()).collect())
     }
 
     /// Merges `group` into one block and deletes the originals. Samples the blocks hold
@@ -442,12 +413,14 @@ fn ulids(blocks: &[Arc<BlockReader>]) -> String {
 
 /// Whether any two of `blocks` have overlapping time ranges.
 fn overlapping(blocks: &[Arc<BlockReader>]) -> bool {
-    let mut ranges: Vec<(Timestamp, Timestamp)> = blocks
+    let planned: Vec<super::plan::PlannedBlock> = blocks
         .iter()
-        .map(|b| (b.meta().min_time, b.meta().max_time))
+        .map(|b| super::plan::PlannedBlock {
+            min_time: b.meta().min_time,
+            max_time: b.meta().max_time,
+        })
         .collect();
-    ranges.sort_unstable();
-    ranges.windows(2).any(|w| w[1].0 < w[0].1)
+    super::plan::overlapping(&planned)
 }
 
 /// A ms timestamp the way Go prints a UTC time, for log lines.

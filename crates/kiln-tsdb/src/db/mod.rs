@@ -27,6 +27,7 @@ mod delete;
 mod head_snapshot;
 mod metrics;
 mod open;
+pub mod plan;
 mod querier;
 mod reload;
 mod retention;
