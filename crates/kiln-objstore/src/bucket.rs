@@ -14,7 +14,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
+    Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    UpdateVersion,
 };
 use tokio::io::AsyncReadExt;
 
@@ -31,7 +32,13 @@ pub struct Bucket {
     metrics: Arc<BucketMetrics>,
     put_attributes: Attributes,
     part_size: Option<usize>,
+    /// The directory holding the objects, for a FILESYSTEM bucket (prefix included).
+    local_dir: Option<std::path::PathBuf>,
 }
+
+/// The version of an object a conditional update expects (its ETag and version id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(UpdateVersion);
 
 /// What [`Bucket::attributes`] tells about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,12 +92,19 @@ impl Bucket {
         } else {
             Arc::new(PrefixStore::new(built.store, config.prefix.as_str()))
         };
+        let local_dir = match &config.provider {
+            crate::config::Provider::Filesystem(c) => {
+                Some(std::path::Path::new(&c.directory).join(&config.prefix))
+            }
+            _ => None,
+        };
         Ok(Bucket {
             store,
             metrics: Arc::new(BucketMetrics::new(&built.name)),
             name: built.name.into(),
             put_attributes: built.put_attributes,
             part_size: built.part_size,
+            local_dir,
         })
     }
 
@@ -102,7 +116,13 @@ impl Bucket {
             metrics: Arc::new(BucketMetrics::new(name)),
             put_attributes: Attributes::new(),
             part_size: Some(5 << 20),
+            local_dir: None,
         }
+    }
+
+    /// The local directory holding the objects of a FILESYSTEM bucket.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local_dir.as_deref()
     }
 
     /// The bucket's name (bucket, container or directory), as its metrics label it.
@@ -272,6 +292,76 @@ impl Bucket {
                 return Err(e);
             }
             Ok(size)
+        })
+        .await
+    }
+
+    /// Writes `data` as `key` only if no object has that name; `Ok(None)` when one has.
+    /// Returns the new object's version (for [`update`](Self::update)).
+    pub async fn create(&self, key: &str, data: Bytes) -> Result<Option<Version>, BucketError> {
+        let path = Path::from(key);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            attributes: self.put_attributes.clone(),
+            ..PutOptions::default()
+        };
+        let put = self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(data), opts);
+        self.counted(Operation::Upload, key, async {
+            match put.await {
+                Ok(r) => Ok(Some(Version(UpdateVersion {
+                    e_tag: r.e_tag,
+                    version: r.version,
+                }))),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// Replaces `key` with `data` only if it is still at `version`; `Ok(None)` when it
+    /// changed since. Returns the new version. Stores without conditional updates (a
+    /// local directory) refuse with an error.
+    pub async fn update(
+        &self,
+        key: &str,
+        data: Bytes,
+        version: &Version,
+    ) -> Result<Option<Version>, BucketError> {
+        let path = Path::from(key);
+        let opts = PutOptions {
+            mode: PutMode::Update(version.0.clone()),
+            attributes: self.put_attributes.clone(),
+            ..PutOptions::default()
+        };
+        let put = self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(data), opts);
+        self.counted(Operation::Upload, key, async {
+            match put.await {
+                Ok(r) => Ok(Some(Version(UpdateVersion {
+                    e_tag: r.e_tag,
+                    version: r.version,
+                }))),
+                Err(object_store::Error::Precondition { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// The whole object and its version.
+    pub async fn get_versioned(&self, key: &str) -> Result<(Bytes, Version), BucketError> {
+        let path = Path::from(key);
+        self.counted(Operation::Get, key, async {
+            let r = self.store.get(&path).await?;
+            let version = Version(UpdateVersion {
+                e_tag: r.meta.e_tag.clone(),
+                version: r.meta.version.clone(),
+            });
+            Ok((r.bytes().await?, version))
         })
         .await
     }

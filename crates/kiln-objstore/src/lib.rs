@@ -10,6 +10,7 @@
 //! - [`config`]: parsing `objstore.yml` (environment variables, providers, refusals).
 //! - [`bucket`]: [`Bucket`] and its operations; [`BucketError`].
 //! - [`catalog`]: the blocks of a bucket (and its partial and corrupt block directories).
+//! - [`lock`]: the one-compactor-per-bucket lock.
 //! - [`markers`]: `deletion-mark.json`, `no-compact-mark.json`, `no-downsample-mark.json`.
 //! - [`metrics`]: the bucket metrics (`thanos_objstore_bucket_*`).
 //! - `provider`: building the `object_store` client (retries, timeouts, TLS).
@@ -23,6 +24,7 @@
 pub mod bucket;
 pub mod catalog;
 pub mod config;
+pub mod lock;
 pub mod markers;
 pub mod metrics;
 mod provider;
@@ -32,7 +34,7 @@ pub mod thanos_meta;
 pub mod upload;
 pub mod verify;
 
-pub use bucket::{Bucket, BucketError, ObjectAttributes};
+pub use bucket::{Bucket, BucketError, ObjectAttributes, Version};
 pub use catalog::{BucketBlock, Catalog, list_blocks};
 pub use config::{BucketConfig, ConfigError, Provider, parse};
 pub use metrics::{BucketMetrics, Operation};
