@@ -214,7 +214,9 @@ impl BlockWriter {
             meta.chunk_ref = writer.write(encoding, data)?;
             let samples = chunk_sample_count(encoding, data);
             match encoding {
-                ENCODING_XOR => self.stats.num_float_samples += samples,
+                ENCODING_XOR | kiln_chunkenc::aggr::AGGR_ENCODING => {
+                    self.stats.num_float_samples += samples;
+                }
                 _ => self.stats.num_histogram_samples += samples,
             }
         }
@@ -300,12 +302,20 @@ impl Drop for BlockWriter {
 }
 
 /// The number of samples in a chunk, from its header: the first two bytes (big-endian)
-/// for XOR, histogram and float histogram chunks; 0 for other encodings.
+/// for XOR, histogram and float histogram chunks, the windows of an aggregate chunk
+/// (downsampled blocks); 0 for other encodings.
 pub fn chunk_sample_count(encoding: u8, data: &[u8]) -> u64 {
     match (encoding, data) {
         (ENCODING_XOR | ENCODING_HISTOGRAM | ENCODING_FLOAT_HISTOGRAM, [a, b, ..]) => {
             u64::from(u16::from_be_bytes([*a, *b]))
         }
+        // A downsampled chunk counts its windows, as Thanos does (the count aggregate's
+        // samples).
+        (kiln_chunkenc::aggr::AGGR_ENCODING, _) => kiln_chunkenc::aggr::decode_aggr_chunk(data)
+            .ok()
+            .and_then(|subs| subs[kiln_chunkenc::aggr::AggrType::Count as usize])
+            .and_then(|s| kiln_chunkenc::num_samples(s.data).ok())
+            .map_or(0, u64::from),
         _ => 0,
     }
 }
