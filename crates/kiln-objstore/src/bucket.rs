@@ -299,26 +299,7 @@ impl Bucket {
     /// Writes `data` as `key` only if no object has that name; `Ok(None)` when one has.
     /// Returns the new object's version (for [`update`](Self::update)).
     pub async fn create(&self, key: &str, data: Bytes) -> Result<Option<Version>, BucketError> {
-        let path = Path::from(key);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            attributes: self.put_attributes.clone(),
-            ..PutOptions::default()
-        };
-        let put = self
-            .store
-            .put_opts(&path, PutPayload::from_bytes(data), opts);
-        self.counted(Operation::Upload, key, async {
-            match put.await {
-                Ok(r) => Ok(Some(Version(UpdateVersion {
-                    e_tag: r.e_tag,
-                    version: r.version,
-                }))),
-                Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
+        self.put_if(key, data, PutMode::Create).await
     }
 
     /// Replaces `key` with `data` only if it is still at `version`; `Ok(None)` when it
@@ -330,9 +311,20 @@ impl Bucket {
         data: Bytes,
         version: &Version,
     ) -> Result<Option<Version>, BucketError> {
+        self.put_if(key, data, PutMode::Update(version.0.clone()))
+            .await
+    }
+
+    /// A conditional write: `Ok(None)` when its condition does not hold.
+    async fn put_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        mode: PutMode,
+    ) -> Result<Option<Version>, BucketError> {
         let path = Path::from(key);
         let opts = PutOptions {
-            mode: PutMode::Update(version.0.clone()),
+            mode,
             attributes: self.put_attributes.clone(),
             ..PutOptions::default()
         };
@@ -345,7 +337,10 @@ impl Bucket {
                     e_tag: r.e_tag,
                     version: r.version,
                 }))),
-                Err(object_store::Error::Precondition { .. }) => Ok(None),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => Ok(None),
                 Err(e) => Err(e.into()),
             }
         })
