@@ -116,12 +116,13 @@ pub(crate) struct StorageFlags {
     /// random delay.
     #[arg(long = "storage.tsdb.delayed-compaction.max-percent")]
     delayed_compaction_max_percent: Option<i64>,
-    /// Accepted for compatibility with Prometheus and ignored: Kiln does not read a
-    /// shipper file.
+    /// Accepted for compatibility with Prometheus and ignored: Prometheus compacts only
+    /// blocks such a file lists as uploaded; a Kiln server shipping blocks itself
+    /// (--objstore.config-file) keeps every block at 2h instead.
     #[arg(long = "storage.tsdb.delay-compact-file.path")]
     delay_compact_file_path: Option<PathBuf>,
-    /// Accepted for compatibility with Prometheus and ignored: Kiln loads blocks at
-    /// start-up only.
+    /// Accepted for compatibility with Prometheus and ignored: Kiln looks for blocks
+    /// added to its data directory every 5 seconds.
     #[arg(long = "storage.tsdb.block-reload-interval", value_parser = parse_duration_ms)]
     block_reload_interval: Option<i64>,
 }
@@ -270,14 +271,14 @@ impl StorageFlags {
             out.push((
                 "--storage.tsdb.delay-compact-file.path",
                 v.display().to_string(),
-                "compaction does not wait for blocks to be uploaded; set --storage.tsdb.min-block-duration equal to --storage.tsdb.max-block-duration to keep blocks uncompacted",
+                "compaction does not wait for blocks to be uploaded; ship with --objstore.config-file, or set --storage.tsdb.min-block-duration equal to --storage.tsdb.max-block-duration to keep blocks uncompacted",
             ));
         }
         if let Some(v) = self.block_reload_interval {
             out.push((
                 "--storage.tsdb.block-reload-interval",
                 kiln_model::format_duration_ms(v),
-                "blocks added to the data directory are loaded at the next start",
+                "blocks added to the data directory are loaded within 5 seconds",
             ));
         }
         out
