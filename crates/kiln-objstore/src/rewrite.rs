@@ -6,7 +6,7 @@
 //! naming what was deleted. The old block then gets a deletion mark (or is deleted at
 //! once), so that it does not come back through a later merge.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kiln_model::Matcher;
 use kiln_tsdb::block::BlockMeta;
@@ -67,7 +67,7 @@ pub enum RewriteError {
     BadRequest { index: usize, message: String },
     #[error("writing {}", path.display())]
     Local {
-        path: PathBuf,
+        path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -125,29 +125,18 @@ pub async fn rewrite_block(
     old_block: OldBlock,
 ) -> Result<RewriteReport, RewriteError> {
     let parsed = parse_requests(requests)?;
-    let local_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RewriteError::Local { path, source }
-    };
     if !bucket.exists(&format!("{id}/meta.json")).await? {
         return Err(RewriteError::NoSuchBlock(id));
     }
     // Download the block into a data directory of its own.
-    let block_dir = work_dir.join(id.to_string());
-    for (name, _) in bucket.list_sizes(&id.to_string()).await? {
-        let Some(rel) = name.strip_prefix(&format!("{id}/")) else {
-            continue;
-        };
-        if rel.ends_with("-mark.json") {
-            continue;
-        }
-        let path = block_dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(local_err(parent))?;
-        }
-        let data = bucket.get(&name).await?;
-        std::fs::write(&path, &data).map_err(local_err(&path))?;
-    }
+    let block_dir = crate::upload::download_block(bucket, id, work_dir)
+        .await
+        .map_err(|e| match e {
+            crate::upload::DownloadError::Bucket(b) => RewriteError::Bucket(b),
+            crate::upload::DownloadError::Local { path, source } => {
+                RewriteError::Local { path, source }
+            }
+        })?;
     let old_meta = read_meta(&block_dir).map_err(|e| RewriteError::Tsdb {
         block: id,
         source: DbError::Block(e),

@@ -1,4 +1,5 @@
-//! Uploading one TSDB block directory as Thanos lays blocks out in a bucket:
+//! Uploading one TSDB block directory as Thanos lays blocks out in a bucket (and
+//! [`download_block`], the way back):
 //! `<ULID>/chunks/000001...`, `<ULID>/index`, then `<ULID>/meta.json` with its `thanos`
 //! section.
 //!
@@ -199,4 +200,47 @@ fn index_stats(dir: &Path) -> Result<IndexStats, BlockError> {
         }
     }
     Ok(stats)
+}
+
+/// Why a block could not be downloaded.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    #[error("writing {}", path.display())]
+    Local {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Downloads block `id` (every object under `<id>/` but its markers) into
+/// `<parent>/<id>`, a block directory the TSDB opens; returns it. Each object is held
+/// in memory while it is written.
+pub async fn download_block(
+    bucket: &Bucket,
+    id: Ulid,
+    parent: &Path,
+) -> Result<PathBuf, DownloadError> {
+    let block_dir = parent.join(id.to_string());
+    let local = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DownloadError::Local { path, source }
+    };
+    for (name, _) in bucket.list_sizes(&id.to_string()).await? {
+        let Some(rel) = name.strip_prefix(&format!("{id}/")) else {
+            continue;
+        };
+        if rel.ends_with("-mark.json") {
+            continue;
+        }
+        let path = block_dir.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(local(dir))?;
+        }
+        let data = bucket.get(&name).await?;
+        std::fs::write(&path, &data).map_err(local(&path))?;
+    }
+    Ok(block_dir)
 }

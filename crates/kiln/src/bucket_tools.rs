@@ -96,6 +96,15 @@ enum BucketCommand {
         #[arg(long = "delete-blocks")]
         delete_blocks: bool,
     },
+    /// Downsample the bucket's blocks once, as Thanos's compactor does: raw blocks
+    /// spanning at least 40h to 5m, 5m blocks spanning at least 10 days to 1h, each
+    /// unless the bucket has that downsampled block already or the block has a
+    /// no-downsample mark. Blocks are downloaded into --tmp.dir.
+    Downsample {
+        /// Where blocks are downloaded and downsampled.
+        #[arg(long = "tmp.dir", default_value_os_t = std::env::temp_dir().join("kiln-downsample"))]
+        tmp_dir: std::path::PathBuf,
+    },
     /// Upload the blocks of a local data directory (Prometheus's or Kiln's) to the bucket
     /// with the given external labels, as `thanos tools bucket upload-blocks` does:
     /// level-1 blocks, and compacted ones with --shipper.upload-compacted. Blocks already
@@ -283,6 +292,20 @@ pub(crate) fn run(args: &BucketArgs, out: &mut dyn Write) -> anyhow::Result<()> 
             }
             Ok(())
         }
+        BucketCommand::Downsample { tmp_dir } => {
+            let catalog = runtime.block_on(list_blocks(&bucket))?;
+            let mut made = 0;
+            for b in &catalog.blocks {
+                let Some(done) = runtime.block_on(downsample_one(&bucket, &catalog, b, tmp_dir))?
+                else {
+                    continue;
+                };
+                made += 1;
+                writeln!(out, "block {}: downsampled to {done}", b.meta.ulid)?;
+            }
+            writeln!(out, "{made} downsampled block(s) written")?;
+            Ok(())
+        }
         BucketCommand::UploadBlocks {
             path,
             labels,
@@ -307,6 +330,67 @@ pub(crate) fn run(args: &BucketArgs, out: &mut dyn Write) -> anyhow::Result<()> 
             Ok(())
         }
     }
+}
+
+/// Downsamples block `b` when it is due and not done yet (see `Downsample`); returns the
+/// new block's description.
+async fn downsample_one(
+    bucket: &kiln_objstore::Bucket,
+    catalog: &kiln_objstore::Catalog,
+    b: &BucketBlock,
+    tmp_dir: &std::path::Path,
+) -> anyhow::Result<Option<String>> {
+    let from = b.thanos.downsample.resolution;
+    let Some(&(_, needed)) = DOWNSAMPLE_RANGES.iter().find(|(r, _)| *r == from) else {
+        return Ok(None);
+    };
+    let Some(to) = kiln_compact::next_resolution(from) else {
+        return Ok(None);
+    };
+    if b.meta.max_time - b.meta.min_time < needed {
+        return Ok(None);
+    }
+    let mut sources = b.meta.compaction.sources.clone();
+    sources.sort();
+    let done = catalog.blocks.iter().any(|o| {
+        let mut s = o.meta.compaction.sources.clone();
+        s.sort();
+        o.thanos.downsample.resolution == to && o.thanos.labels == b.thanos.labels && s == sources
+    });
+    let id = b.meta.ulid;
+    let marked = bucket
+        .exists(&format!("{id}/{}", MarkerKind::NoDownsample.file_name()))
+        .await?;
+    if done || marked {
+        return Ok(None);
+    }
+    let work = tmp_dir.join(format!("{id}-{}", ulid::Ulid::new()));
+    let result = async {
+        let dir = kiln_objstore::upload::download_block(bucket, id, &work).await?;
+        let reader = kiln_tsdb::block::BlockReader::open(&dir)
+            .with_context(|| format!("opening the downloaded block {id}"))?;
+        let mut thanos = b.thanos.clone();
+        thanos.downsample.resolution = to;
+        thanos.source = source::COMPACTOR.to_owned();
+        thanos.files.clear();
+        thanos.segment_files.clear();
+        let out = work.join("out");
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let made = kiln_compact::downsample_block(&reader, from, &out, thanos.to_value())?;
+        let Some(new) = made.block else {
+            return anyhow::Ok(None);
+        };
+        let opts = kiln_objstore::UploadOptions {
+            labels: b.thanos.labels.clone(),
+            source: source::COMPACTOR.to_owned(),
+            require_labels: false,
+        };
+        kiln_objstore::upload_block(bucket, &out.join(new.to_string()), &opts).await?;
+        Ok(Some(format!("{new} at resolution {}", go_duration(to))))
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+    result.with_context(|| format!("downsampling block {id}"))
 }
 
 /// Downsampling starts for raw blocks spanning 40 h and for 5m blocks spanning 10 days.

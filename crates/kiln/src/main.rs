@@ -73,7 +73,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ToolsCommand {
-    /// Bucket utility commands (`thanos tools bucket`): ls, inspect, verify, mark, rewrite, upload-blocks.
+    /// Bucket utility commands (`thanos tools bucket`): ls, inspect, verify, mark, rewrite, downsample, upload-blocks.
     Bucket(bucket_tools::BucketArgs),
 }
 

@@ -341,6 +341,118 @@ fn rewrite_deletes_series_and_retires_the_old_block() {
 }
 
 #[test]
+fn downsample_writes_5m_blocks_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 50 hours in one 54h window: a raw block long enough to downsample.
+    let om = tmp.path().join("long.om");
+    common::write_openmetrics(&om, 8745 * 194_400, 50, 60);
+    let data = tmp.path().join("data");
+    ok_stdout(
+        "backfill",
+        kiln(&[
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "-q",
+            "--max-block-duration",
+            "54h",
+            om.to_str().expect("path"),
+            data.to_str().expect("path"),
+        ]),
+    );
+    assert_eq!(block_count(&data), 1);
+    let bucket = tmp.path().join("bucket");
+    let config = objstore_file(tmp.path(), &bucket);
+    let config = config.to_str().expect("path");
+    ok_stdout(
+        "upload-blocks",
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config,
+                "upload-blocks",
+                "--shipper.upload-compacted",
+                "--path",
+                data.to_str().expect("path"),
+                "--label",
+                "cluster=a",
+            ],
+        ),
+    );
+    let work = tmp.path().join("work");
+    let downsample = || {
+        ok_stdout(
+            "downsample",
+            kiln_with_bucket(
+                &bucket,
+                &[
+                    "tools",
+                    "bucket",
+                    "--objstore.config-file",
+                    config,
+                    "downsample",
+                    "--tmp.dir",
+                    work.to_str().expect("path"),
+                ],
+            ),
+        )
+    };
+    let first = downsample();
+    assert!(
+        first.contains("downsampled to") && first.ends_with("1 downsampled block(s) written\n"),
+        "{first}"
+    );
+    assert_eq!(
+        downsample(),
+        "0 downsampled block(s) written\n",
+        "done once"
+    );
+    let wide = ok_stdout(
+        "ls -o wide",
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config,
+                "ls",
+                "-o",
+                "wide",
+            ],
+        ),
+    );
+    assert!(
+        wide.contains("Downsample: 300000, Source: compactor, Labels: {cluster=\"a\"}"),
+        "{wide}"
+    );
+    assert!(
+        wide.contains("Downsample: 0, Source: bucket.upload"),
+        "{wide}"
+    );
+    let verify = ok_stdout(
+        "verify",
+        kiln_with_bucket(
+            &bucket,
+            &[
+                "tools",
+                "bucket",
+                "--objstore.config-file",
+                config,
+                "verify",
+            ],
+        ),
+    );
+    assert!(
+        verify.ends_with("2 block(s) checked, 0 problem(s)\n"),
+        "{verify}"
+    );
+}
+
+#[test]
 fn verify_finds_overlaps_missing_files_and_broken_indexes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = data_with_blocks(tmp.path());
