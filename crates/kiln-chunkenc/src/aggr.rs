@@ -1,6 +1,6 @@
 //! Aggregate chunks: the chunks of downsampled blocks, in Thanos's encoding, so that
-//! Kiln's and Thanos's downsampled blocks are interchangeable. This comment is the
-//! format's specification.
+//! Kiln's and Thanos's downsampled blocks are interchangeable. Specification:
+//! `crates/kiln-chunkenc/docs/format/aggr.md`; in short:
 //!
 //! A downsampled series keeps, per window of its resolution (5m, 1h), five aggregates
 //! of the raw samples: their count, sum, min, max, and a "counter" series from which

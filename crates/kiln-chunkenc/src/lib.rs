@@ -10,7 +10,7 @@
 //! - [`xor`]: [`XorEncoder`] (appends samples into the `Vec<u8>` it owns) and
 //!   [`XorIterator`] (a cursor over borrowed bytes). Layout: `docs/format/xor.md`.
 //! - [`aggr`]: aggregate chunks of downsampled blocks (Thanos's encoding 0xff: count,
-//!   sum, min, max and counter sub-chunks), with the format's specification.
+//!   sum, min, max and counter sub-chunks). Layout: `docs/format/aggr.md`.
 //! - [`downsample`]: raw float samples to aggregate chunks at 5m or 1h, by Thanos's
 //!   rules.
 //! - `bstream` (private): the MSB-first bit writer/reader and Go-compatible varints.
