@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use kiln_model::calendar::now_ms;
 use serde::{Deserialize, Serialize};
 
 use crate::bucket::{Bucket, BucketError, Version};
@@ -64,12 +65,6 @@ pub struct BucketLock {
     version: Option<Version>,
     /// The locked file (local directories); the lock holds while it is open.
     file: Option<std::fs::File>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn record(owner: &str, acquired_ms: i64, ttl: Duration) -> Bytes {

@@ -10,13 +10,6 @@ use bytes::Bytes;
 use common::{http, start_moto};
 use kiln_objstore::{Bucket, Operation, parse};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A file of `len` bytes whose content depends on the position (parts that came back in
 /// the wrong order would show).
 fn patterned(len: usize) -> Vec<u8> {
@@ -137,7 +130,7 @@ async fn exercise(bucket: &Bucket, big_file_len: usize) {
 
 #[test]
 fn in_memory_bucket() {
-    runtime().block_on(exercise(&Bucket::in_memory("mem"), 11 << 20));
+    common::runtime().block_on(exercise(&Bucket::in_memory("mem"), 11 << 20));
 }
 
 #[test]
@@ -150,7 +143,7 @@ fn filesystem_bucket_with_a_prefix() {
     ))
     .unwrap();
     let bucket = Bucket::from_config(&config).unwrap();
-    runtime().block_on(exercise(&bucket, 3 << 20));
+    common::runtime().block_on(exercise(&bucket, 3 << 20));
     // The objects live under the prefix, as files.
     let chunk = root.join("tenant-a/01HZZZZZZZZZZZZZZZZZZZZZZZ/chunks/000001");
     assert_eq!(std::fs::read(chunk).unwrap(), b"0123456789");
@@ -179,7 +172,7 @@ fn s3_bucket_against_moto() {
     let bucket = Bucket::from_config(&config).unwrap();
     assert_eq!(bucket.name(), "kiln-test");
     // 11 MiB at 5 MiB a part: a three-part upload.
-    runtime().block_on(exercise(&bucket, 11 << 20));
+    common::runtime().block_on(exercise(&bucket, 11 << 20));
 }
 
 #[test]
@@ -195,7 +188,7 @@ fn s3_errors_name_the_bucket_and_the_object() {
         moto.port
     );
     let bucket = Bucket::from_config(&parse(&text).unwrap()).unwrap();
-    let err = runtime()
+    let err = common::runtime()
         .block_on(bucket.upload("x/meta.json", Bytes::from_static(b"{}")))
         .unwrap_err();
     assert_eq!(err.to_string(), "bucket no-such-bucket: upload x/meta.json");
@@ -236,7 +229,9 @@ fn a_stalled_or_absent_s3_endpoint_fails_in_bounded_time() {
         );
         let bucket = Bucket::from_config(&parse(&text).unwrap()).unwrap();
         let started = std::time::Instant::now();
-        let err = runtime().block_on(bucket.get("x/meta.json")).unwrap_err();
+        let err = common::runtime()
+            .block_on(bucket.get("x/meta.json"))
+            .unwrap_err();
         let took = started.elapsed();
         assert!(!err.is_not_found(), "{what}: {err}");
         assert!(

@@ -10,13 +10,6 @@ use std::time::Duration;
 use kiln_objstore::lock::{BucketLock, LOCK_OBJECT, LockError};
 use kiln_objstore::{Bucket, parse};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn one_holder_at_a_time_on_a_directory() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,7 +19,7 @@ fn one_holder_at_a_time_on_a_directory() {
     ))
     .unwrap();
     let bucket = Bucket::from_config(&config).unwrap();
-    runtime().block_on(async {
+    common::runtime().block_on(async {
         let mut first = BucketLock::acquire(&bucket, "compactor-a", Duration::from_secs(60))
             .await
             .unwrap();
@@ -56,7 +49,7 @@ fn one_holder_at_a_time_on_a_directory() {
 )]
 fn conditional_writes_on_s3_hold_renew_and_expire() {
     let (_moto, bucket) = common::moto_bucket("kiln-lock", "");
-    runtime().block_on(async {
+    common::runtime().block_on(async {
         let mut a = BucketLock::acquire(&bucket, "compactor-a", Duration::from_secs(60))
             .await
             .unwrap();

@@ -19,13 +19,6 @@ use kiln_tsdb::db::{Db, DbOptions};
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A data directory with level-1 blocks: 7 hours of one sample a minute for 3 series,
 /// compacted without merging (as while shipping).
 fn data_dir(dir: &Path) -> Vec<BlockMeta> {
@@ -181,14 +174,14 @@ fn ships_to_a_directory_bucket() {
         root.path().display()
     ))
     .unwrap();
-    runtime().block_on(ships_blocks_and_resumes(
+    common::runtime().block_on(ships_blocks_and_resumes(
         Bucket::from_config(&config).unwrap(),
     ));
 }
 
 #[test]
 fn ships_to_memory() {
-    runtime().block_on(ships_blocks_and_resumes(Bucket::in_memory("mem")));
+    common::runtime().block_on(ships_blocks_and_resumes(Bucket::in_memory("mem")));
 }
 
 #[test]
@@ -202,18 +195,18 @@ fn a_block_without_external_labels_is_refused() {
         require_labels: true,
     };
     let dir = tmp.path().join(blocks[0].ulid.to_string());
-    let err = runtime()
+    let err = common::runtime()
         .block_on(upload_block(&bucket, &dir, &opts))
         .unwrap_err();
     assert!(matches!(err, UploadError::NoExternalLabels(id) if id == blocks[0].ulid));
     assert!(
-        runtime()
+        common::runtime()
             .block_on(bucket.iter("", false))
             .unwrap()
             .is_empty(),
         "nothing uploaded"
     );
-    let not_block = runtime()
+    let not_block = common::runtime()
         .block_on(upload_block(&bucket, tmp.path(), &opts))
         .unwrap_err();
     assert!(
@@ -229,7 +222,7 @@ fn a_block_without_external_labels_is_refused() {
 )]
 fn ships_to_s3_against_moto() {
     let (_moto, bucket) = common::moto_bucket("kiln-ship", "prefix: eu-1\n");
-    runtime().block_on(ships_blocks_and_resumes(bucket));
+    common::runtime().block_on(ships_blocks_and_resumes(bucket));
 }
 
 #[test]
@@ -259,7 +252,7 @@ fn a_failing_bucket_keeps_the_record_and_counts_the_failure() {
         labels(),
         false,
     );
-    let err = runtime().block_on(shipper.sync()).unwrap_err();
+    let err = common::runtime().block_on(shipper.sync()).unwrap_err();
     assert!(err.to_string().contains("checking whether block"), "{err}");
     assert_eq!(
         shipper.uploaded(),

@@ -33,6 +33,13 @@ fn kiln_with_bucket(bucket: &Path, args: &[&str]) -> std::process::Output {
         .expect("run kiln")
 }
 
+/// `kiln tools bucket --objstore.config-file CONFIG ARGS...` on a directory bucket.
+fn bucket_tool(bucket: &Path, config: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["tools", "bucket", "--objstore.config-file", config];
+    all.extend_from_slice(args);
+    kiln_with_bucket(bucket, &all)
+}
+
 fn block_count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .expect("list")
@@ -72,13 +79,10 @@ fn upload_blocks_then_ls() {
 
     let out = ok_stdout(
         "upload-blocks",
-        kiln_with_bucket(
+        bucket_tool(
             &bucket,
+            config,
             &[
-                "tools",
-                "bucket",
-                "--objstore.config-file",
-                config,
                 "upload-blocks",
                 "--path",
                 data.to_str().expect("path"),
@@ -96,13 +100,10 @@ fn upload_blocks_then_ls() {
     // Again: nothing to do.
     let again = ok_stdout(
         "upload-blocks again",
-        kiln_with_bucket(
+        bucket_tool(
             &bucket,
+            config,
             &[
-                "tools",
-                "bucket",
-                "--objstore.config-file",
-                config,
                 "upload-blocks",
                 "--path",
                 data.to_str().expect("path"),
@@ -115,10 +116,7 @@ fn upload_blocks_then_ls() {
 
     // An interrupted upload: a block directory without meta.json is not listed.
     std::fs::create_dir_all(bucket.join("01JAAAAAAAAAAAAAAAAAAAAAAA/chunks")).expect("mkdir");
-    let ls = kiln_with_bucket(
-        &bucket,
-        &["tools", "bucket", "--objstore.config-file", config, "ls"],
-    );
+    let ls = bucket_tool(&bucket, config, &["ls"]);
     let ids = ok_stdout("ls", ls.clone());
     assert_eq!(ids.lines().count(), blocks, "{ids}");
     assert!(
@@ -128,18 +126,7 @@ fn upload_blocks_then_ls() {
     );
     let wide = ok_stdout(
         "ls -o wide",
-        kiln_with_bucket(
-            &bucket,
-            &[
-                "tools",
-                "bucket",
-                "--objstore.config-file",
-                config,
-                "ls",
-                "-o",
-                "wide",
-            ],
-        ),
+        bucket_tool(&bucket, config, &["ls", "-o", "wide"]),
     );
     let first = wide.lines().next().expect("a line");
     assert!(first.contains(" -- 2023-11-"), "{first}");
@@ -149,34 +136,11 @@ fn upload_blocks_then_ls() {
     );
     let json = ok_stdout(
         "ls -o json",
-        kiln_with_bucket(
-            &bucket,
-            &[
-                "tools",
-                "bucket",
-                "--objstore.config-file",
-                config,
-                "ls",
-                "-o",
-                "json",
-            ],
-        ),
+        bucket_tool(&bucket, config, &["ls", "-o", "json"]),
     );
     assert!(json.contains("\"source\": \"bucket.upload\""), "{json}");
 
-    let inspect = ok_stdout(
-        "inspect",
-        kiln_with_bucket(
-            &bucket,
-            &[
-                "tools",
-                "bucket",
-                "--objstore.config-file",
-                config,
-                "inspect",
-            ],
-        ),
-    );
+    let inspect = ok_stdout("inspect", bucket_tool(&bucket, config, &["inspect"]));
     let lines: Vec<&str> = inspect.lines().collect();
     assert_eq!(lines.len(), blocks + 1, "{inspect}");
     assert!(
@@ -190,19 +154,9 @@ fn upload_blocks_then_ls() {
     // Markers, as Thanos writes them.
     let first = ids.lines().next().expect("a block").to_owned();
     let mark = |extra: &[&str]| {
-        let mut args = vec![
-            "tools",
-            "bucket",
-            "--objstore.config-file",
-            config,
-            "mark",
-            "--id",
-            &first,
-            "--marker",
-            "no-compact-mark.json",
-        ];
+        let mut args = vec!["mark", "--id", &first, "--marker", "no-compact-mark.json"];
         args.extend_from_slice(extra);
-        ok_stdout("mark", kiln_with_bucket(&bucket, &args))
+        ok_stdout("mark", bucket_tool(&bucket, config, &args))
     };
     assert_eq!(
         mark(&["--details", "index too large"]),
@@ -218,13 +172,10 @@ fn upload_blocks_then_ls() {
     assert!(marker["no_compact_time"].as_i64().expect("time") > 1_700_000_000);
     assert!(mark(&[]).contains("already has"));
     assert!(mark(&["--remove"]).contains("removed"));
-    let bad = kiln_with_bucket(
+    let bad = bucket_tool(
         &bucket,
+        config,
         &[
-            "tools",
-            "bucket",
-            "--objstore.config-file",
-            config,
             "mark",
             "--id",
             "01JAAAAAAAAAAAAAAAAAAAAAAA",
@@ -249,13 +200,10 @@ fn rewrite_deletes_series_and_retires_the_old_block() {
     let config = config.to_str().expect("path");
     ok_stdout(
         "upload-blocks",
-        kiln_with_bucket(
+        bucket_tool(
             &bucket,
+            config,
             &[
-                "tools",
-                "bucket",
-                "--objstore.config-file",
-                config,
                 "upload-blocks",
                 "--path",
                 data.to_str().expect("path"),
@@ -264,22 +212,12 @@ fn rewrite_deletes_series_and_retires_the_old_block() {
             ],
         ),
     );
-    let ls = ok_stdout(
-        "ls",
-        kiln_with_bucket(
-            &bucket,
-            &["tools", "bucket", "--objstore.config-file", config, "ls"],
-        ),
-    );
+    let ls = ok_stdout("ls", bucket_tool(&bucket, config, &["ls"]));
     let old = ls.lines().next().expect("a block").to_owned();
     let deletions = "- matchers: '{__name__=\"gpu_temperature_celsius\"}'\n";
     let tmp_dir = tmp.path().join("work");
     let rewrite = |extra: &[&str]| {
         let mut args = vec![
-            "tools",
-            "bucket",
-            "--objstore.config-file",
-            config,
             "rewrite",
             "--id",
             &old,
@@ -289,7 +227,7 @@ fn rewrite_deletes_series_and_retires_the_old_block() {
             tmp_dir.to_str().expect("path"),
         ];
         args.extend_from_slice(extra);
-        ok_stdout("rewrite", kiln_with_bucket(&bucket, &args))
+        ok_stdout("rewrite", bucket_tool(&bucket, config, &args))
     };
     let dry = rewrite(&[]);
     assert!(
@@ -347,32 +285,17 @@ fn downsample_writes_5m_blocks_once() {
     let om = tmp.path().join("long.om");
     common::write_openmetrics(&om, 8745 * 194_400, 50, 60);
     let data = tmp.path().join("data");
-    ok_stdout(
-        "backfill",
-        kiln(&[
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "-q",
-            "--max-block-duration",
-            "54h",
-            om.to_str().expect("path"),
-            data.to_str().expect("path"),
-        ]),
-    );
+    common::backfill_with(&om, &data, &["--max-block-duration", "54h"]);
     assert_eq!(block_count(&data), 1);
     let bucket = tmp.path().join("bucket");
     let config = objstore_file(tmp.path(), &bucket);
     let config = config.to_str().expect("path");
     ok_stdout(
         "upload-blocks",
-        kiln_with_bucket(
+        bucket_tool(
             &bucket,
+            config,
             &[
-                "tools",
-                "bucket",
-                "--objstore.config-file",
-                config,
                 "upload-blocks",
                 "--shipper.upload-compacted",
                 "--path",
@@ -386,17 +309,10 @@ fn downsample_writes_5m_blocks_once() {
     let downsample = || {
         ok_stdout(
             "downsample",
-            kiln_with_bucket(
+            bucket_tool(
                 &bucket,
-                &[
-                    "tools",
-                    "bucket",
-                    "--objstore.config-file",
-                    config,
-                    "downsample",
-                    "--tmp.dir",
-                    work.to_str().expect("path"),
-                ],
+                config,
+                &["downsample", "--tmp.dir", work.to_str().expect("path")],
             ),
         )
     };
@@ -412,18 +328,7 @@ fn downsample_writes_5m_blocks_once() {
     );
     let wide = ok_stdout(
         "ls -o wide",
-        kiln_with_bucket(
-            &bucket,
-            &[
-                "tools",
-                "bucket",
-                "--objstore.config-file",
-                config,
-                "ls",
-                "-o",
-                "wide",
-            ],
-        ),
+        bucket_tool(&bucket, config, &["ls", "-o", "wide"]),
     );
     assert!(
         wide.contains("Downsample: 300000, Source: compactor, Labels: {cluster=\"a\"}"),
@@ -433,19 +338,7 @@ fn downsample_writes_5m_blocks_once() {
         wide.contains("Downsample: 0, Source: bucket.upload"),
         "{wide}"
     );
-    let verify = ok_stdout(
-        "verify",
-        kiln_with_bucket(
-            &bucket,
-            &[
-                "tools",
-                "bucket",
-                "--objstore.config-file",
-                config,
-                "verify",
-            ],
-        ),
-    );
+    let verify = ok_stdout("verify", bucket_tool(&bucket, config, &["verify"]));
     assert!(
         verify.ends_with("2 block(s) checked, 0 problem(s)\n"),
         "{verify}"
@@ -462,13 +355,10 @@ fn verify_finds_overlaps_missing_files_and_broken_indexes() {
     let upload = |dir: &Path| {
         ok_stdout(
             "upload-blocks",
-            kiln_with_bucket(
+            bucket_tool(
                 &bucket,
+                config,
                 &[
-                    "tools",
-                    "bucket",
-                    "--objstore.config-file",
-                    config,
                     "upload-blocks",
                     "--path",
                     dir.to_str().expect("path"),
@@ -480,35 +370,14 @@ fn verify_finds_overlaps_missing_files_and_broken_indexes() {
     };
     upload(&data);
     let blocks = block_count(&data);
-    let verify = || {
-        kiln_with_bucket(
-            &bucket,
-            &[
-                "tools",
-                "bucket",
-                "--objstore.config-file",
-                config,
-                "verify",
-            ],
-        )
-    };
+    let verify = || bucket_tool(&bucket, config, &["verify"]);
     let clean = ok_stdout("verify", verify());
     assert_eq!(clean, format!("{blocks} block(s) checked, 0 problem(s)\n"));
 
     // The same data again under new block ids: every block overlaps its twin.
     let again = tmp.path().join("again");
     std::fs::create_dir_all(&again).expect("mkdir");
-    ok_stdout(
-        "backfill again",
-        kiln(&[
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "-q",
-            tmp.path().join("in.om").to_str().expect("path"),
-            again.to_str().expect("path"),
-        ]),
-    );
+    common::backfill(&tmp.path().join("in.om"), &again);
     upload(&again);
     // A chunk file cut short and an index overwritten.
     let mut dirs: Vec<_> = std::fs::read_dir(&bucket)

@@ -57,6 +57,14 @@ pub(crate) fn start_moto() -> Moto {
     moto
 }
 
+/// A single-threaded runtime for a test's bucket calls.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A moto server with the bucket `name` created, and the `objstore.yml` of it (path-style,
 /// plain HTTP, fixed credentials) with `extra` config lines.
 pub(crate) fn moto_bucket(name: &str, extra: &str) -> (Moto, kiln_objstore::Bucket) {

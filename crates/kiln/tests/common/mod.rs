@@ -418,17 +418,16 @@ pub(crate) fn backfill_example(data: &Path) {
 /// Backfills an OpenMetrics file into a new Kiln data directory `data` (blocks), as
 /// `kiln tsdb create-blocks-from openmetrics` does.
 pub(crate) fn backfill(om: &Path, data: &Path) {
-    ok_stdout(
-        "backfill",
-        kiln(&[
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "-q",
-            om.to_str().expect("path"),
-            data.to_str().expect("path"),
-        ]),
-    );
+    backfill_with(om, data, &[]);
+}
+
+/// [`backfill`] with more flags of `create-blocks-from openmetrics`.
+pub(crate) fn backfill_with(om: &Path, data: &Path, flags: &[&str]) {
+    let mut args = vec!["tsdb", "create-blocks-from", "openmetrics", "-q"];
+    args.extend_from_slice(flags);
+    args.push(om.to_str().expect("path"));
+    args.push(data.to_str().expect("path"));
+    ok_stdout("backfill", kiln(&args));
 }
 
 /// A remote write 1.0 request body built by hand from prompb's field numbers (so tests
