@@ -282,23 +282,43 @@ impl ChunkReader {
                     },
                 ));
             }
-            let mut d = Decoder::new(&bytes[off as usize..], off64);
-            let len = d.uvarint_len()?;
-            let enc_at = d.offset();
-            let body = d.bytes(
-                len.checked_add(1)
-                    .ok_or_else(|| d.err(Corruption::VarintOverflow))?,
-            )?;
-            let stored = d.be32()?;
-            let computed = crc(body);
-            if stored != computed {
-                return Err(DecodeError::new(
-                    enc_at,
-                    Corruption::Checksum { stored, computed },
-                ));
-            }
-            Ok((body[0], &body[1..]))
+            decode_chunk_entry(&bytes[off as usize..], off64)
         };
         run().map_err(|e| e.at(path, "chunk"))
     }
+}
+
+/// Decodes the chunk entry `bytes` start with (`len | encoding | data | CRC32`, fetched
+/// from offset `at` of a segment), checking its checksum: the encoding and the data.
+pub(crate) fn decode_chunk_entry(bytes: &[u8], at: u64) -> Result<(u8, &[u8]), DecodeError> {
+    let mut d = Decoder::new(bytes, at);
+    let len = d.uvarint_len()?;
+    let enc_at = d.offset();
+    let body = d.bytes(
+        len.checked_add(1)
+            .ok_or_else(|| d.err(Corruption::VarintOverflow))?,
+    )?;
+    let stored = d.be32()?;
+    let computed = crc(body);
+    if stored != computed {
+        return Err(DecodeError::new(
+            enc_at,
+            Corruption::Checksum { stored, computed },
+        ));
+    }
+    Ok((body[0], &body[1..]))
+}
+
+/// Decodes a chunk fetched from offset `at` of segment file `segment` (see
+/// [`chunk_entry_len`] for how many bytes it needs): the encoding and the data.
+pub fn decode_fetched_chunk<'b>(bytes: &'b [u8], at: u64, segment: &Path) -> Result<(u8, &'b [u8])> {
+    decode_chunk_entry(bytes, at).map_err(|e| e.at(segment, "chunk"))
+}
+
+/// How many bytes the chunk entry that `prefix` starts with takes (length field,
+/// encoding, data and checksum); `None` while `prefix` is too short to say.
+pub fn chunk_entry_len(prefix: &[u8]) -> Option<u64> {
+    let mut d = Decoder::new(prefix, 0);
+    let len = d.uvarint().ok()?;
+    Some((d.pos() as u64).saturating_add(len).saturating_add(1 + 4))
 }

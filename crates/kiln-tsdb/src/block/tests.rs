@@ -748,14 +748,137 @@ fn arb_series() -> impl Strategy<Value = Vec<(Labels, Vec<ChunkMeta>)>> {
     })
 }
 
+
+/// Builds an index-header from `bytes` (an index) the way a store gateway does, from the
+/// ranges it names, and checks it answers as the reader over the whole index does.
+fn check_header_matches(bytes: &[u8], r: &IndexReader) {
+    use super::index::header::IndexHeader;
+    let dir = tempfile::tempdir().unwrap();
+    let index = Path::new("index");
+    let size = bytes.len() as u64;
+    let version =
+        IndexHeader::index_version(&bytes[..IndexHeader::INDEX_HEAD_LEN as usize], index).unwrap();
+    let tail = &bytes[(size - IndexHeader::INDEX_TOC_LEN) as usize..];
+    let (toc, src) = IndexHeader::index_toc(tail, size, index).unwrap();
+    let range = |r: &std::ops::Range<u64>| &bytes[r.start as usize..r.end as usize];
+    let path = dir.path().join("index-header");
+    let h = IndexHeader::write(
+        &path,
+        version,
+        size,
+        &toc,
+        range(&src.symbols),
+        range(&src.postings_offset_table),
+    )
+    .unwrap();
+    assert!(h.size() < size || size < 200, "a header is smaller than its index");
+    let h = IndexHeader::open(&path).unwrap();
+    assert_eq!(h.label_names(), r.label_names());
+    let postings_of = |range: std::ops::Range<u64>| {
+        let list = &bytes[range.start as usize..range.end as usize];
+        IndexHeader::decode_postings(list, range.start, index)
+            .unwrap()
+            .into_vec()
+    };
+    let ids = match h.all_postings_range().unwrap() {
+        Some(range) => postings_of(range),
+        None => Vec::new(),
+    };
+    assert_eq!(ids, r.all_postings().unwrap().into_vec());
+    for name in r.label_names() {
+        let values = r.label_values(&name).unwrap();
+        assert_eq!(h.label_values(&name).unwrap(), values);
+        let ranges = h.postings_ranges(&name, |_| true).unwrap();
+        assert_eq!(
+            ranges.iter().map(|p| p.value.clone()).collect::<Vec<_>>(),
+            values
+        );
+        for p in ranges {
+            assert_eq!(
+                postings_of(p.range),
+                r.postings(&name, &p.value).unwrap().into_vec(),
+                "{name}={}",
+                p.value
+            );
+        }
+    }
+    let mut builder = LabelsBuilder::new();
+    let mut chunks = Vec::new();
+    for id in ids {
+        let off = (u64::from(id) * index::SERIES_ALIGN) as usize;
+        let len = super::index::header::series_entry_len(&bytes[off..]).unwrap() as usize;
+        // Exactly the entry, and with bytes after it, decode alike.
+        for end in [off + len, bytes.len()] {
+            h.decode_series(&bytes[off..end], id, index, &mut builder, Some(&mut chunks))
+                .unwrap();
+            let (labels, metas) = r.series(id).unwrap();
+            assert_eq!(builder.build(), labels);
+            assert_eq!(chunks, metas);
+        }
+        let short = h.decode_series(&bytes[off..off + len - 1], id, index, &mut builder, None);
+        assert!(short.is_err(), "a cut entry is an error");
+    }
+}
+
+#[test]
+fn index_header_answers_as_the_index() {
+    for n in [0, 1, 400] {
+        let series = sample_series(n);
+        for legacy in [false, true] {
+            let opts = IndexWriterOptions {
+                legacy_label_indices: legacy,
+            };
+            let bytes = write_index(&series, opts, true);
+            let r = IndexReader::from_bytes(bytes.clone()).unwrap();
+            check_header_matches(&bytes, &r);
+        }
+    }
+}
+
+#[test]
+fn corrupt_index_header_is_an_error() {
+    use super::index::header::IndexHeader;
+    let series = sample_series(50);
+    let bytes = write_index(&series, IndexWriterOptions::default(), true);
+    let index = Path::new("index");
+    let size = bytes.len() as u64;
+    let (toc, src) =
+        IndexHeader::index_toc(&bytes[(size - 52) as usize..], size, index).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index-header");
+    let range = |r: &std::ops::Range<u64>| &bytes[r.start as usize..r.end as usize];
+    IndexHeader::write(&path, 2, size, &toc, range(&src.symbols), range(&src.postings_offset_table))
+        .unwrap();
+    // A cut symbol table is refused at write time.
+    let cut = &range(&src.symbols)[..10];
+    assert!(IndexHeader::write(&path, 2, size, &toc, cut, range(&src.postings_offset_table)).is_err());
+    // Every flipped byte and every truncation of the file is an error, never a panic.
+    let good = std::fs::read(&path).unwrap();
+    for i in (0..good.len()).step_by(7) {
+        let mut bad = good.clone();
+        bad[i] ^= 0x55;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(IndexHeader::open(&path).is_err(), "flip at {i}");
+        std::fs::write(&path, &good[..i]).unwrap();
+        assert!(IndexHeader::open(&path).is_err(), "cut at {i}");
+    }
+    // A TOC pointing outside the index is refused.
+    let mut tail = bytes[(size - 52) as usize..].to_vec();
+    tail[0..8].copy_from_slice(&(size * 2).to_be_bytes());
+    let body_crc = crc32c::crc32c(&tail[..48]).to_be_bytes();
+    tail[48..].copy_from_slice(&body_crc);
+    assert!(IndexHeader::index_toc(&tail, size, index).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
     fn index_round_trip_property(series in arb_series(), legacy in any::<bool>()) {
         let bytes = write_index(&series, IndexWriterOptions { legacy_label_indices: legacy }, true);
-        let r = IndexReader::from_bytes(bytes).unwrap();
+        let r = IndexReader::from_bytes(bytes.clone()).unwrap();
         check_index_matches(&r, &series);
+        check_header_matches(&bytes, &r);
     }
 }
 

@@ -139,7 +139,7 @@ fn add_chunks(out: &mut Vec<EncodedChunk>, series: &ListedSeries<'_>) {
 /// Sorts a series' chunks by time and, when XOR chunks overlap (the same samples in the
 /// head and a just-written block, or overlapping blocks), merges them into
 /// non-overlapping chunks without duplicate samples.
-fn dedupe_chunks(mut chunks: Vec<EncodedChunk>) -> Vec<EncodedChunk> {
+pub fn merge_overlapping_chunks(mut chunks: Vec<EncodedChunk>) -> Vec<EncodedChunk> {
     let xor = Encoding::Xor.as_u8();
     chunks.sort_by_key(|c| (c.min_time, c.max_time));
     let overlap = chunks
@@ -253,7 +253,7 @@ impl ChunkSeriesSet for MergedChunkSeriesSet<'_> {
             if !chunks.is_empty() {
                 return Some(ChunkSeries {
                     labels,
-                    chunks: dedupe_chunks(chunks),
+                    chunks: merge_overlapping_chunks(chunks),
                 });
             }
         }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-pub use chunk_querier::DbChunkQuerier;
+pub use chunk_querier::{DbChunkQuerier, merge_overlapping_chunks};
 pub use compact::CompactStats;
 pub use compact::write_head_block;
 pub use metrics::{

@@ -5,13 +5,20 @@
 //! - [`reader`]: [`IndexReader`] maps the file, checks magic, version and checksums, and
 //!   answers symbol, series, postings and label lookups.
 //! - [`postings`]: sorted series-id lists and their set operations.
+//! - [`tables`]: [`IndexTables`], the parsed symbol table and postings offset table.
+//! - [`header`]: [`IndexHeader`], those two sections copied into a small local file, so
+//!   that a store gateway can look labels up without the (remote) index.
 
+pub mod header;
 pub mod postings;
 pub mod reader;
+pub mod tables;
 pub mod writer;
 
 pub use postings::{Postings, intersect, merge, without};
+pub use header::IndexHeader;
 pub use reader::IndexReader;
+pub use tables::{IndexTables, PostingsRange};
 pub use writer::{IndexWriter, IndexWriterOptions};
 
 use super::enc::{Decoder, crc, put_be64};
