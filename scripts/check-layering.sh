@@ -9,7 +9,7 @@ declare -A LAYER=(
     [kiln-model]=0 [kiln-chunkenc]=0 [kiln-exposition]=0
     [kiln-storage]=1 [kiln-config]=1
     [kiln-promql]=2 [kiln-tsdb]=2
-    [kiln-scrape]=3 [kiln-http-client]=3 [kiln-discovery]=3 [kiln-rules]=3 [kiln-remote]=3 [kiln-storeapi]=3 [kiln-compact]=3 [kiln-query]=3 [kiln-objstore]=3 [kiln-exporter]=3
+    [kiln-scrape]=3 [kiln-http-client]=3 [kiln-discovery]=3 [kiln-rules]=3 [kiln-remote]=3 [kiln-storeapi]=3 [kiln-compact]=3 [kiln-bucketstore]=3 [kiln-query]=3 [kiln-objstore]=3 [kiln-exporter]=3
     [kiln-server]=4
     [kiln]=5
 )

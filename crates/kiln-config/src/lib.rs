@@ -28,6 +28,7 @@ mod diff;
 mod global;
 mod http;
 mod relabel;
+pub use relabel::parse_relabel_configs;
 mod remote;
 mod render;
 mod scrape;

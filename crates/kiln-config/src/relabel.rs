@@ -86,3 +86,62 @@ pub(crate) fn resolve_all(
         })
         .collect()
 }
+
+/// Parses a file holding only a list of relabel configs, as Thanos's
+/// `--selector.relabel-config` takes (`- action: keep ...`); `path` names the file in
+/// errors. An empty file is an empty list.
+pub fn parse_relabel_configs(
+    text: &str,
+    path: &str,
+) -> Result<Vec<RelabelConfig>, crate::ConfigError> {
+    if text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#')
+    }) {
+        return Ok(Vec::new());
+    }
+    let raw: Vec<Spanned<RawRelabelConfig>> = crate::yaml::from_str(
+        text,
+        "a relabel configuration is a list of relabel configs (- action: ...)",
+    )
+    .map_err(|source| crate::ConfigError::Syntax {
+        path: path.to_owned(),
+        source,
+    })?;
+    resolve_all(Some(raw), "relabel_configs").map_err(|p| crate::ConfigError::Invalid {
+        path: path.to_owned(),
+        position: p
+            .position
+            .unwrap_or(crate::yaml::Position { line: 1, column: 1 }),
+        message: p.message,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod list_tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_list_and_points_at_a_bad_entry() {
+        let ok = parse_relabel_configs(
+            "- action: keep\n  source_labels: [cluster]\n  regex: eu-.*\n",
+            "sel.yml",
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 1);
+        assert!(
+            parse_relabel_configs("# nothing\n", "sel.yml")
+                .unwrap()
+                .is_empty()
+        );
+        let bad = parse_relabel_configs("- action: keep\n  regex: '('\n", "sel.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("sel.yml"), "{bad}");
+        let not_list = parse_relabel_configs("action: keep\n", "sel.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(not_list.contains("list of relabel configs"), "{not_list}");
+    }
+}

@@ -311,7 +311,11 @@ pub(crate) fn decode_chunk_entry(bytes: &[u8], at: u64) -> Result<(u8, &[u8]), D
 
 /// Decodes a chunk fetched from offset `at` of segment file `segment` (see
 /// [`chunk_entry_len`] for how many bytes it needs): the encoding and the data.
-pub fn decode_fetched_chunk<'b>(bytes: &'b [u8], at: u64, segment: &Path) -> Result<(u8, &'b [u8])> {
+pub fn decode_fetched_chunk<'b>(
+    bytes: &'b [u8],
+    at: u64,
+    segment: &Path,
+) -> Result<(u8, &'b [u8])> {
     decode_chunk_entry(bytes, at).map_err(|e| e.at(segment, "chunk"))
 }
 

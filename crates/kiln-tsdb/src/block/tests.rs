@@ -748,7 +748,6 @@ fn arb_series() -> impl Strategy<Value = Vec<(Labels, Vec<ChunkMeta>)>> {
     })
 }
 
-
 /// Builds an index-header from `bytes` (an index) the way a store gateway does, from the
 /// ranges it names, and checks it answers as the reader over the whole index does.
 fn check_header_matches(bytes: &[u8], r: &IndexReader) {
@@ -771,7 +770,10 @@ fn check_header_matches(bytes: &[u8], r: &IndexReader) {
         range(&src.postings_offset_table),
     )
     .unwrap();
-    assert!(h.size() < size || size < 200, "a header is smaller than its index");
+    assert!(
+        h.size() < size || size < 200,
+        "a header is smaller than its index"
+    );
     let h = IndexHeader::open(&path).unwrap();
     assert_eq!(h.label_names(), r.label_names());
     let postings_of = |range: std::ops::Range<u64>| {
@@ -794,6 +796,16 @@ fn check_header_matches(bytes: &[u8], r: &IndexReader) {
             values
         );
         for p in ranges {
+            assert_eq!(
+                h.postings_range(&name, &p.value).unwrap(),
+                Some(p.range.clone())
+            );
+            assert_eq!(
+                h.postings_range(&name, &format!("{}\u{0}", p.value))
+                    .unwrap()
+                    .is_some(),
+                values.contains(&format!("{}\u{0}", p.value))
+            );
             assert_eq!(
                 postings_of(p.range),
                 r.postings(&name, &p.value).unwrap().into_vec(),
@@ -842,16 +854,24 @@ fn corrupt_index_header_is_an_error() {
     let bytes = write_index(&series, IndexWriterOptions::default(), true);
     let index = Path::new("index");
     let size = bytes.len() as u64;
-    let (toc, src) =
-        IndexHeader::index_toc(&bytes[(size - 52) as usize..], size, index).unwrap();
+    let (toc, src) = IndexHeader::index_toc(&bytes[(size - 52) as usize..], size, index).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index-header");
     let range = |r: &std::ops::Range<u64>| &bytes[r.start as usize..r.end as usize];
-    IndexHeader::write(&path, 2, size, &toc, range(&src.symbols), range(&src.postings_offset_table))
-        .unwrap();
+    IndexHeader::write(
+        &path,
+        2,
+        size,
+        &toc,
+        range(&src.symbols),
+        range(&src.postings_offset_table),
+    )
+    .unwrap();
     // A cut symbol table is refused at write time.
     let cut = &range(&src.symbols)[..10];
-    assert!(IndexHeader::write(&path, 2, size, &toc, cut, range(&src.postings_offset_table)).is_err());
+    assert!(
+        IndexHeader::write(&path, 2, size, &toc, cut, range(&src.postings_offset_table)).is_err()
+    );
     // Every flipped byte and every truncation of the file is an error, never a panic.
     let good = std::fs::read(&path).unwrap();
     for i in (0..good.len()).step_by(7) {

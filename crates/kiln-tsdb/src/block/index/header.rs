@@ -106,7 +106,7 @@ impl IndexHeader {
         let mut buf = vec![0u8; INDEX_HEADER_LEN];
         buf.extend_from_slice(tail);
         let toc = Toc::decode(&buf).map_err(|e| e.at(index, "TOC"))?;
-        let toc_start = index_size.checked_sub(INDEX_TOC_LEN as u64).unwrap_or(0);
+        let toc_start = index_size.saturating_sub(INDEX_TOC_LEN as u64);
         let bad = |what, value| BlockError::Corrupt {
             path: index.to_path_buf(),
             section: "TOC",
@@ -152,15 +152,18 @@ impl IndexHeader {
             let mut d = Decoder::new(bytes, off);
             let len = d.be32().map_err(|e| e.at(path, what))? as usize;
             let whole = 4 + len + 4;
-            bytes.get(..whole).map(<[u8]>::to_vec).ok_or(BlockError::Corrupt {
-                path: path.to_path_buf(),
-                section: what,
-                offset: off,
-                problem: Corruption::Truncated {
-                    need: whole as u64,
-                    available: bytes.len() as u64,
-                },
-            })
+            bytes
+                .get(..whole)
+                .map(<[u8]>::to_vec)
+                .ok_or(BlockError::Corrupt {
+                    path: path.to_path_buf(),
+                    section: what,
+                    offset: off,
+                    problem: Corruption::Truncated {
+                        need: whole as u64,
+                        available: bytes.len() as u64,
+                    },
+                })
         };
         let symbols = section(symbols, toc.symbols, "symbol table")?;
         let pot = section(
@@ -343,6 +346,13 @@ impl IndexHeader {
     {
         self.tables
             .postings_ranges(&self.data, name, self.postings_end, filter)
+            .map_err(self.corrupt("postings offset table"))
+    }
+
+    /// Where the postings list of `name="value"` lies in the index.
+    pub fn postings_range(&self, name: &str, value: &str) -> Result<Option<Range<u64>>> {
+        self.tables
+            .postings_range_of(&self.data, name, value, self.postings_end)
             .map_err(self.corrupt("postings offset table"))
     }
 

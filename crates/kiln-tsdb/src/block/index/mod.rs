@@ -15,8 +15,8 @@ pub mod reader;
 pub mod tables;
 pub mod writer;
 
-pub use postings::{Postings, intersect, merge, without};
 pub use header::IndexHeader;
+pub use postings::{Postings, intersect, merge, without};
 pub use reader::IndexReader;
 pub use tables::{IndexTables, PostingsRange};
 pub use writer::{IndexWriter, IndexWriterOptions};

@@ -332,7 +332,10 @@ pub(crate) fn decode_series_entry(
 }
 
 /// Decodes `#chunks` and the delta-encoded chunk metas of a series into `out`.
-pub(crate) fn decode_chunk_metas(d: &mut Decoder<'_>, out: &mut Vec<ChunkMeta>) -> Result<(), DecodeError> {
+pub(crate) fn decode_chunk_metas(
+    d: &mut Decoder<'_>,
+    out: &mut Vec<ChunkMeta>,
+) -> Result<(), DecodeError> {
     out.clear();
     let at = d.offset();
     let k = d.uvarint()?;
@@ -369,4 +372,3 @@ pub(crate) fn decode_chunk_metas(d: &mut Decoder<'_>, out: &mut Vec<ChunkMeta>) 
     }
     Ok(())
 }
-

@@ -76,8 +76,8 @@ impl IndexTables {
             symbol_offsets.push(d.pos() as u32);
             d.uvarint_str().map_err(in_symbols)?;
         }
-        let (pot_base, pot_len, names, all_postings) =
-            read_postings_offset_table(buf, pot).map_err(|e| Located("postings offset table", e))?;
+        let (pot_base, pot_len, names, all_postings) = read_postings_offset_table(buf, pot)
+            .map_err(|e| Located("postings offset table", e))?;
         Ok(IndexTables {
             symbols_base,
             symbol_offsets,
@@ -99,7 +99,12 @@ impl IndexTables {
     }
 
     /// The symbol with index `id`; `at` is the offset reported if `id` is out of range.
-    pub(crate) fn symbol<'b>(&self, buf: &'b [u8], id: u32, at: u64) -> Result<&'b str, DecodeError> {
+    pub(crate) fn symbol<'b>(
+        &self,
+        buf: &'b [u8],
+        id: u32,
+        at: u64,
+    ) -> Result<&'b str, DecodeError> {
         let Some(&rel) = self.symbol_offsets.get(id as usize) else {
             let limit = self.symbol_offsets.len() as u64;
             return Err(DecodeError::new(
@@ -199,7 +204,7 @@ impl IndexTables {
         buf: &[u8],
         name: &str,
         postings_end: u64,
-        mut filter: F,
+        filter: F,
     ) -> Result<Vec<PostingsRange>, DecodeError>
     where
         F: FnMut(&str) -> bool,
@@ -207,12 +212,58 @@ impl IndexTables {
         let Some(entry) = self.name_entry(name) else {
             return Ok(Vec::new());
         };
-        // Entries are decoded up to the end of the table so that the last value of the
-        // name learns where the next name's first list starts.
+        self.ranges_from(buf, entry, entry.start, postings_end, filter, |_| false)
+    }
+
+    /// The index range of the postings list of `name="value"`: a sampled binary search,
+    /// then a scan of at most 32 entries.
+    pub(crate) fn postings_range_of(
+        &self,
+        buf: &[u8],
+        name: &str,
+        value: &str,
+        postings_end: u64,
+    ) -> Result<Option<Range<u64>>, DecodeError> {
+        let Some(entry) = self.name_entry(name) else {
+            return Ok(None);
+        };
+        let i = entry
+            .samples
+            .partition_point(|s| self.sample_value(buf, s) <= value.as_bytes());
+        let Some(sample) = i.checked_sub(1).and_then(|i| entry.samples.get(i)) else {
+            return Ok(None);
+        };
+        let found = self.ranges_from(
+            buf,
+            entry,
+            sample.entry,
+            postings_end,
+            |v| v == value,
+            |v| v > value,
+        )?;
+        Ok(found.into_iter().next().map(|p| p.range))
+    }
+
+    /// Scans `entry`'s values from entry offset `from` until `stop` says so, collecting
+    /// the ranges of those `filter` accepts. Entries are decoded past the name's end,
+    /// so that its last value learns where the next name's first list starts.
+    fn ranges_from<F, S>(
+        &self,
+        buf: &[u8],
+        entry: &NameEntry,
+        from: u32,
+        postings_end: u64,
+        mut filter: F,
+        mut stop: S,
+    ) -> Result<Vec<PostingsRange>, DecodeError>
+    where
+        F: FnMut(&str) -> bool,
+        S: FnMut(&str) -> bool,
+    {
         let body = self.pot_body(buf);
-        let slice = body.get(entry.start as usize..).unwrap_or_default();
-        let mut d = Decoder::new(slice, (self.pot_base + entry.start as usize) as u64);
-        let name_len = (entry.end - entry.start) as usize;
+        let slice = body.get(from as usize..).unwrap_or_default();
+        let mut d = Decoder::new(slice, (self.pot_base + from as usize) as u64);
+        let name_len = entry.end.saturating_sub(from) as usize;
         let mut out: Vec<PostingsRange> = Vec::new();
         let mut pending: Option<(String, u64)> = None;
         while !d.is_empty() {
@@ -224,7 +275,7 @@ impl IndexTables {
                     range: start..off,
                 });
             }
-            if !in_name {
+            if !in_name || stop(value) {
                 break;
             }
             if filter(value) {
