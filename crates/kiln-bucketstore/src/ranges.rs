@@ -83,7 +83,10 @@ mod tests {
         );
         assert_eq!(reads.iter().map(|r| r.parts.len()).sum::<usize>(), 5);
         // One range larger than the limit is still one read.
-        let one = vec![Range { start: 0, end: MAX_READ * 3 }];
+        let one = vec![Range {
+            start: 0,
+            end: MAX_READ * 3,
+        }];
         let big = coalesce(&one);
         assert_eq!(big.len(), 1);
         assert!(coalesce(&[]).is_empty());

@@ -47,6 +47,9 @@ pub struct StoreOptions {
     pub max_reorder_bytes: usize,
     /// What `Info` says the endpoint is (`sidecar`, `store`, `receive`, ...).
     pub component_type: &'static str,
+    /// `Series` calls answered at once (0: no limit); later ones wait for a slot, as
+    /// with Thanos's `--store.grpc.series-max-concurrency`.
+    pub max_concurrent_series: usize,
 }
 
 impl Default for StoreOptions {
@@ -55,20 +58,29 @@ impl Default for StoreOptions {
             max_bytes_per_frame: 1 << 20,
             max_reorder_bytes: 256 << 20,
             component_type: "sidecar",
+            max_concurrent_series: 0,
         }
     }
 }
 
-/// The time range a store holds data for, `(min, max)` in ms; `None` when it holds none.
+/// The time range a store advertises, `(min, max)` in ms (a store with data yet to come,
+/// a server's head, says `i64::MAX`); `None` when it holds none.
 pub type TimeRange = Arc<dyn Fn() -> Option<(Timestamp, Timestamp)> + Send + Sync>;
+
+/// The external label sets of a source that labels its series itself (a bucket's
+/// blocks, each with its own), for `Info`.
+pub type LabelSets = Arc<dyn Fn() -> Vec<Labels> + Send + Sync>;
 
 /// `thanos.Store` and `thanos.info.Info` over a chunk source. See the module docs.
 #[derive(Clone)]
 pub struct StoreService {
     storage: Arc<dyn ChunkQueryable>,
     external_labels: Labels,
+    /// Set for a source that labels its own series ([`StoreService::self_labelled`]).
+    label_sets: Option<LabelSets>,
     time_range: TimeRange,
     opts: StoreOptions,
+    series_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl StoreService {
@@ -81,10 +93,36 @@ impl StoreService {
         StoreService {
             storage,
             external_labels,
+            label_sets: None,
             time_range,
+            series_slots: slots(&opts),
             opts,
         }
     }
+
+    /// A service over a source whose series already carry their external labels, which
+    /// differ between its parts (a bucket store: each block has its producer's). Its
+    /// matchers on those labels are the source's to decide; `Info` lists `label_sets`.
+    pub fn self_labelled(
+        storage: Arc<dyn ChunkQueryable>,
+        label_sets: LabelSets,
+        time_range: TimeRange,
+        opts: StoreOptions,
+    ) -> StoreService {
+        StoreService {
+            storage,
+            external_labels: Labels::default(),
+            label_sets: Some(label_sets),
+            time_range,
+            series_slots: slots(&opts),
+            opts,
+        }
+    }
+}
+
+fn slots(opts: &StoreOptions) -> Option<Arc<tokio::sync::Semaphore>> {
+    (opts.max_concurrent_series > 0)
+        .then(|| Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_series)))
 }
 
 impl StoreService {
@@ -121,8 +159,19 @@ pub async fn serve(
         .await
 }
 
+/// A storage error as a gRPC status: a request over a limit is `RESOURCE_EXHAUSTED`
+/// (reads refuse no data otherwise), an unreachable backend `UNAVAILABLE`.
 fn internal(e: &StorageError) -> Status {
-    Status::internal(e.to_string())
+    let message = e.to_string();
+    match e.kind() {
+        kiln_storage::ErrorKind::BadData => Status::resource_exhausted(message),
+        kiln_storage::ErrorKind::Unavailable => Status::unavailable(message),
+        kiln_storage::ErrorKind::Timeout => Status::deadline_exceeded(message),
+        kiln_storage::ErrorKind::Canceled => Status::cancelled(message),
+        kiln_storage::ErrorKind::NotFound | kiln_storage::ErrorKind::Internal => {
+            Status::internal(message)
+        }
+    }
 }
 
 /// Runs `f` on a blocking thread (storage reads are synchronous).
@@ -153,10 +202,21 @@ impl Store for StoreService {
                 "no matchers specified (excluding external labels)",
             ));
         }
+        let permit = match &self.series_slots {
+            Some(slots) => Some(
+                slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Status::unavailable("the store is shutting down"))?,
+            ),
+            None => None,
+        };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SeriesResponse, Status>>(4);
         let storage = self.storage.clone();
         let opts = self.opts.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut send = |r: SeriesResponse| tx.blocking_send(Ok(r)).is_ok();
             if let Err(status) = answer_series(&*storage, &req, &plan, &opts, &mut send) {
                 let _ = tx.blocking_send(Err(status));
@@ -247,19 +307,34 @@ impl Store for StoreService {
 #[tonic::async_trait]
 impl Info for StoreService {
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
-        let labels = ZLabelSet {
-            labels: to_wire_labels(&self.external_labels),
+        // An empty store still answers (with nothing) for any range.
+        let (min_time, max_time) = (self.time_range)().unwrap_or((i64::MAX, i64::MAX));
+        let sets: Vec<Labels> = match &self.label_sets {
+            Some(sets) => sets(),
+            None if self.external_labels.is_empty() => Vec::new(),
+            None => vec![self.external_labels.clone()],
         };
-        // A store with data yet to come (a server's head) advertises no upper bound, as
-        // a sidecar does; an empty one still answers (with nothing) for any range.
-        let (min_time, max_time) = match (self.time_range)() {
-            Some((min, _)) => (min, i64::MAX),
-            None => (i64::MAX, i64::MAX),
-        };
-        let label_sets = if self.external_labels.is_empty() {
-            Vec::new()
+        let label_sets: Vec<ZLabelSet> = sets
+            .iter()
+            .map(|l| ZLabelSet {
+                labels: to_wire_labels(l),
+            })
+            .collect();
+        let tsdb_infos = if label_sets.is_empty() {
+            vec![TsdbInfo {
+                labels: Some(ZLabelSet::default()),
+                min_time,
+                max_time,
+            }]
         } else {
-            vec![labels.clone()]
+            label_sets
+                .iter()
+                .map(|l| TsdbInfo {
+                    labels: Some(l.clone()),
+                    min_time,
+                    max_time,
+                })
+                .collect()
         };
         Ok(Response::new(InfoResponse {
             label_sets,
@@ -269,11 +344,7 @@ impl Info for StoreService {
                 max_time,
                 supports_sharding: false,
                 supports_without_replica_labels: true,
-                tsdb_infos: vec![TsdbInfo {
-                    labels: Some(labels),
-                    min_time,
-                    max_time,
-                }],
+                tsdb_infos,
                 supports_projections: false,
             }),
             ..InfoResponse::default()

@@ -35,6 +35,7 @@ mod rule_backfill;
 mod rule_tools;
 mod server;
 mod storage_flags;
+mod store;
 mod tsdb_tools;
 
 #[derive(Parser)]
@@ -66,6 +67,9 @@ enum Command {
     /// Unit tests, in the spirit of `promtool test`.
     #[command(subcommand)]
     Test(TestCommand),
+    /// Run the store gateway: serve a bucket's blocks over Thanos's StoreAPI (gRPC) and
+    /// Prometheus's query API, as `thanos store`.
+    Store(Box<store::StoreArgs>),
     /// Tools for buckets, in the spirit of `thanos tools`.
     #[command(subcommand)]
     Tools(ToolsCommand),
@@ -207,7 +211,7 @@ impl Command {
     /// like promtool.
     fn default_log_level(&self) -> logging::LogLevel {
         match self {
-            Command::Server(_) => logging::LogLevel::Info,
+            Command::Server(_) | Command::Store(_) => logging::LogLevel::Info,
             Command::Tsdb(_)
             | Command::Promqltest(_)
             | Command::Check(_)
@@ -227,7 +231,7 @@ fn main() -> ExitCode {
     malloc_tuning::limit_arenas();
     let cli = Cli::parse();
     logging::init(&cli.log, cli.command.default_log_level());
-    let logs_errors = matches!(cli.command, Command::Server(_));
+    let logs_errors = matches!(cli.command, Command::Server(_) | Command::Store(_));
     match run(cli) {
         Ok(code) => code,
         // The reader went away (`kiln tsdb dump | head`): not an error.
@@ -278,6 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(CheckCommand::Rules { files }) => return rule_tools::check_rules(&files),
         Command::Test(TestCommand::Rules { files }) => return rule_tools::test_rules(&files),
         Command::Server(args) => server::run(*args)?,
+        Command::Store(args) => store::run(*args)?,
         Command::Tools(ToolsCommand::Bucket(args)) => bucket_tools::run(&args, &mut out)?,
         Command::Tsdb(TsdbCommand::CreateBlocksFrom(CreateBlocksFrom::Rules(args))) => {
             return rule_backfill::run(*args, &mut out);

@@ -749,7 +749,7 @@ async fn received(s: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::SignalKind;
     // Listening starts now, when the server is set up, not at the first poll: a signal
     // sent right after the ready line must stop the server cleanly, not by the

@@ -262,13 +262,24 @@ pub(crate) fn listening_port(line: &str) -> Option<u16> {
 pub(crate) fn start_kiln_server_logged(
     args: &[&str],
 ) -> (KilnServer, std::sync::mpsc::Receiver<String>) {
+    start_kiln_mode("server", args, &[])
+}
+
+/// Starts `kiln MODE ARGS` (a long-running mode: `server`, `store`) with extra
+/// environment variables, as [`start_kiln_server_logged`].
+pub(crate) fn start_kiln_mode(
+    mode: &str,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> (KilnServer, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .arg("server")
+        .arg(mode)
         .args(args)
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("start kiln server");
+        .expect("start kiln");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     let mut lines = BufReader::new(stderr).lines();
