@@ -14,8 +14,9 @@ declare -A LAYER=(
     [kiln]=5
 )
 # kiln-model is the base of L0: the other L0 crates may build on its types. The store
-# gateway (kiln-bucketstore) reads the bucket through kiln-objstore, as kiln-query does.
-SIDEWAYS=" kiln-bucketstore->kiln-objstore kiln-remote->kiln-http-client kiln-rules->kiln-http-client kiln-rules->kiln-discovery kiln-scrape->kiln-http-client kiln-scrape->kiln-discovery kiln-discovery->kiln-http-client kiln-query->kiln-remote kiln-query->kiln-objstore kiln-exposition->kiln-model kiln-chunkenc->kiln-model "
+# gateway (kiln-bucketstore) and the compactor (kiln-compact) work on the bucket through
+# kiln-objstore, as kiln-query does.
+SIDEWAYS=" kiln-bucketstore->kiln-objstore kiln-compact->kiln-objstore kiln-remote->kiln-http-client kiln-rules->kiln-http-client kiln-rules->kiln-discovery kiln-scrape->kiln-http-client kiln-scrape->kiln-discovery kiln-discovery->kiln-http-client kiln-query->kiln-remote kiln-query->kiln-objstore kiln-exposition->kiln-model kiln-chunkenc->kiln-model "
 # L0-L2 must not pull in an async runtime or an HTTP stack.
 FORBIDDEN_LOW="tokio hyper axum reqwest"
 

@@ -100,12 +100,25 @@ pub enum Marked {
     AlreadyThere,
 }
 
-/// Sets a `kind` marker on block `id` with `details`.
+/// Sets a `kind` marker on block `id` with `details`, as a person does (`reason`
+/// `manual` on the markers that carry one).
 pub async fn mark(
     bucket: &Bucket,
     id: Ulid,
     kind: MarkerKind,
     details: &str,
+) -> Result<Marked, MarkError> {
+    mark_because(bucket, id, kind, details, "manual").await
+}
+
+/// [`mark`] with the `reason` a program gives (the compactor's are Thanos's kind of
+/// short names, e.g. `compaction-failed`). Deletion marks carry no reason.
+pub async fn mark_because(
+    bucket: &Bucket,
+    id: Ulid,
+    kind: MarkerKind,
+    details: &str,
+    reason: &str,
 ) -> Result<Marked, MarkError> {
     if !bucket.exists(&format!("{id}/meta.json")).await? {
         return Err(MarkError::NoSuchBlock(id));
@@ -117,7 +130,10 @@ pub async fn mark(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let marker = Marker::new(kind, id, details, now);
+    let mut marker = Marker::new(kind, id, details, now);
+    if marker.reason.is_some() {
+        marker.reason = Some(reason.to_owned());
+    }
     // A struct of strings and numbers always serializes.
     let body = serde_json::to_vec(&marker).unwrap_or_default();
     bucket.upload(&key, Bytes::from(body)).await?;

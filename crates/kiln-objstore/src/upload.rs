@@ -216,19 +216,20 @@ pub enum DownloadError {
 }
 
 /// Downloads block `id` (every object under `<id>/` but its markers) into
-/// `<parent>/<id>`, a block directory the TSDB opens; returns it. Each object is held
-/// in memory while it is written.
+/// `<parent>/<id>`, a block directory the TSDB opens; returns it. Objects are read in
+/// ranges of [`DOWNLOAD_PIECE`] bytes, so memory stays bounded whatever their size.
 pub async fn download_block(
     bucket: &Bucket,
     id: Ulid,
     parent: &Path,
 ) -> Result<PathBuf, DownloadError> {
+    use std::io::Write;
     let block_dir = parent.join(id.to_string());
     let local = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DownloadError::Local { path, source }
     };
-    for (name, _) in bucket.list_sizes(&id.to_string()).await? {
+    for (name, size) in bucket.list_sizes(&id.to_string()).await? {
         let Some(rel) = name.strip_prefix(&format!("{id}/")) else {
             continue;
         };
@@ -239,8 +240,18 @@ pub async fn download_block(
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(local(dir))?;
         }
-        let data = bucket.get(&name).await?;
-        std::fs::write(&path, &data).map_err(local(&path))?;
+        let mut file = std::fs::File::create(&path).map_err(local(&path))?;
+        let mut at = 0;
+        while at < size {
+            let end = (at + DOWNLOAD_PIECE).min(size);
+            let data = bucket.get_range(&name, at..end).await?;
+            file.write_all(&data).map_err(local(&path))?;
+            at = end;
+        }
+        file.sync_all().map_err(local(&path))?;
     }
     Ok(block_dir)
 }
+
+/// Bytes of an object read at once by [`download_block`].
+pub const DOWNLOAD_PIECE: u64 = 16 << 20;

@@ -121,6 +121,39 @@ async fn count_request(State(state): State<Arc<ApiState>>, req: Request, next: N
     resp
 }
 
+/// Serves only `/metrics` (from `writer`) and the health endpoints, for components with
+/// no query API (the compactor), until `shutdown` completes.
+pub async fn serve_metrics_only(
+    listener: tokio::net::TcpListener,
+    writer: SelfMetricsWriter,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = move || {
+        let writer = writer.clone();
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                writer(&mut out);
+                out
+            })
+            .await
+            .unwrap_or_default();
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    kiln_exposition::Format::Text004.content_type(),
+                )],
+                out,
+            )
+        }
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .merge(health_routes())
+        .fallback(landing::not_found);
+    connections::serve_connections(listener, app, ConnectionLimits::default(), shutdown).await
+}
+
 /// Serves the API on `listener` within `limits` until `shutdown` completes, then
 /// finishes the requests in flight.
 pub async fn serve(

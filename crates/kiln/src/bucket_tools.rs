@@ -293,17 +293,32 @@ pub(crate) fn run(args: &BucketArgs, out: &mut dyn Write) -> anyhow::Result<()> 
             Ok(())
         }
         BucketCommand::Downsample { tmp_dir } => {
-            let catalog = runtime.block_on(list_blocks(&bucket))?;
-            let mut made = 0;
-            for b in &catalog.blocks {
-                let Some(done) = runtime.block_on(downsample_one(&bucket, &catalog, b, tmp_dir))?
-                else {
-                    continue;
-                };
-                made += 1;
-                writeln!(out, "block {}: downsampled to {done}", b.meta.ulid)?;
+            let compactor = kiln_compact::Compactor::new(
+                bucket,
+                kiln_compact::CompactorOptions {
+                    data_dir: tmp_dir.clone(),
+                    // A tool acts on what the bucket holds now.
+                    consistency_delay: 0,
+                    ..kiln_compact::CompactorOptions::default()
+                },
+            );
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let report = runtime
+                .block_on(compactor.downsample_once(&stop, &|_| {}))
+                .context("downsampling")?;
+            let _ = std::fs::remove_dir_all(tmp_dir.join("compact"));
+            for (from, new, resolution) in &report.downsampled {
+                writeln!(
+                    out,
+                    "block {from}: downsampled to {new} at resolution {}",
+                    go_duration(*resolution)
+                )?;
             }
-            writeln!(out, "{made} downsampled block(s) written")?;
+            writeln!(
+                out,
+                "{} downsampled block(s) written",
+                report.downsampled.len()
+            )?;
             Ok(())
         }
         BucketCommand::UploadBlocks {
@@ -332,70 +347,6 @@ pub(crate) fn run(args: &BucketArgs, out: &mut dyn Write) -> anyhow::Result<()> 
     }
 }
 
-/// Downsamples block `b` when it is due and not done yet (see `Downsample`); returns the
-/// new block's description.
-async fn downsample_one(
-    bucket: &kiln_objstore::Bucket,
-    catalog: &kiln_objstore::Catalog,
-    b: &BucketBlock,
-    tmp_dir: &std::path::Path,
-) -> anyhow::Result<Option<String>> {
-    let from = b.thanos.downsample.resolution;
-    let Some(&(_, needed)) = DOWNSAMPLE_RANGES.iter().find(|(r, _)| *r == from) else {
-        return Ok(None);
-    };
-    let Some(to) = kiln_compact::next_resolution(from) else {
-        return Ok(None);
-    };
-    if b.meta.max_time - b.meta.min_time < needed {
-        return Ok(None);
-    }
-    let mut sources = b.meta.compaction.sources.clone();
-    sources.sort();
-    let done = catalog.blocks.iter().any(|o| {
-        let mut s = o.meta.compaction.sources.clone();
-        s.sort();
-        o.thanos.downsample.resolution == to && o.thanos.labels == b.thanos.labels && s == sources
-    });
-    let id = b.meta.ulid;
-    let marked = bucket
-        .exists(&format!("{id}/{}", MarkerKind::NoDownsample.file_name()))
-        .await?;
-    if done || marked {
-        return Ok(None);
-    }
-    let work = tmp_dir.join(format!("{id}-{}", ulid::Ulid::new()));
-    let result = async {
-        let dir = kiln_objstore::upload::download_block(bucket, id, &work).await?;
-        let reader = kiln_tsdb::block::BlockReader::open(&dir)
-            .with_context(|| format!("opening the downloaded block {id}"))?;
-        let mut thanos = b.thanos.clone();
-        thanos.downsample.resolution = to;
-        thanos.source = source::COMPACTOR.to_owned();
-        thanos.files.clear();
-        thanos.segment_files.clear();
-        let out = work.join("out");
-        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        let made = kiln_compact::downsample_block(&reader, from, &out, thanos.to_value())?;
-        let Some(new) = made.block else {
-            return anyhow::Ok(None);
-        };
-        let opts = kiln_objstore::UploadOptions {
-            labels: b.thanos.labels.clone(),
-            source: source::COMPACTOR.to_owned(),
-            require_labels: false,
-        };
-        kiln_objstore::upload_block(bucket, &out.join(new.to_string()), &opts).await?;
-        Ok(Some(format!("{new} at resolution {}", go_duration(to))))
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&work);
-    result.with_context(|| format!("downsampling block {id}"))
-}
-
-/// Downsampling starts for raw blocks spanning 40 h and for 5m blocks spanning 10 days.
-const DOWNSAMPLE_RANGES: [(i64, i64); 2] = [(0, 40 * 3_600_000), (300_000, 10 * 86_400_000)];
-
 /// The `inspect` table.
 fn inspect_table(blocks: &[&BucketBlock]) -> String {
     let mut rows = vec![
@@ -421,13 +372,10 @@ fn inspect_table(blocks: &[&BucketBlock]) -> String {
         let m = &b.meta;
         let range = m.max_time - m.min_time;
         let resolution = b.thanos.downsample.resolution;
-        let until_down = DOWNSAMPLE_RANGES
-            .iter()
-            .find(|(r, _)| *r == resolution)
-            .map_or_else(
-                || "-".to_owned(),
-                |(_, needed)| go_duration((needed - range).max(0)),
-            );
+        let until_down = kiln_compact::compactor::downsample_span(resolution).map_or_else(
+            || "-".to_owned(),
+            |needed| go_duration((needed - range).max(0)),
+        );
         let labels = b
             .thanos
             .labels

@@ -22,6 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod bucket_tools;
+mod compact;
 mod logging;
 #[cfg(all(
     target_os = "linux",
@@ -70,6 +71,9 @@ enum Command {
     /// Run the store gateway: serve a bucket's blocks over Thanos's StoreAPI (gRPC) and
     /// Prometheus's query API, as `thanos store`.
     Store(Box<store::StoreArgs>),
+    /// Run the bucket compactor: compaction with Thanos's ranges, downsampling,
+    /// retention per resolution and deletion, as `thanos compact`.
+    Compact(Box<compact::CompactArgs>),
     /// Tools for buckets, in the spirit of `thanos tools`.
     #[command(subcommand)]
     Tools(ToolsCommand),
@@ -211,7 +215,7 @@ impl Command {
     /// like promtool.
     fn default_log_level(&self) -> logging::LogLevel {
         match self {
-            Command::Server(_) | Command::Store(_) => logging::LogLevel::Info,
+            Command::Server(_) | Command::Store(_) | Command::Compact(_) => logging::LogLevel::Info,
             Command::Tsdb(_)
             | Command::Promqltest(_)
             | Command::Check(_)
@@ -231,7 +235,10 @@ fn main() -> ExitCode {
     malloc_tuning::limit_arenas();
     let cli = Cli::parse();
     logging::init(&cli.log, cli.command.default_log_level());
-    let logs_errors = matches!(cli.command, Command::Server(_) | Command::Store(_));
+    let logs_errors = matches!(
+        cli.command,
+        Command::Server(_) | Command::Store(_) | Command::Compact(_)
+    );
     match run(cli) {
         Ok(code) => code,
         // The reader went away (`kiln tsdb dump | head`): not an error.
@@ -257,7 +264,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// The error and its causes on one line, skipping a cause whose text the message
 /// already contains (many library errors print their source themselves).
-fn render_error(e: &anyhow::Error) -> String {
+pub(crate) fn render_error(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
@@ -283,6 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(TestCommand::Rules { files }) => return rule_tools::test_rules(&files),
         Command::Server(args) => server::run(*args)?,
         Command::Store(args) => store::run(*args)?,
+        Command::Compact(args) => compact::run(*args)?,
         Command::Tools(ToolsCommand::Bucket(args)) => bucket_tools::run(&args, &mut out)?,
         Command::Tsdb(TsdbCommand::CreateBlocksFrom(CreateBlocksFrom::Rules(args))) => {
             return rule_backfill::run(*args, &mut out);

@@ -544,6 +544,24 @@ pub(super) fn reencode(
     encode_samples(&ts, &vals, out);
 }
 
+/// Merges XOR chunks that may overlap into non-overlapping ones: every sample in time
+/// order, a timestamp held by several chunks written once (the earliest chunk's, in the
+/// order given, wins).
+pub(super) fn merge_xor(chunks: &[(Timestamp, Timestamp, &[u8])], out: &mut Vec<OwnedChunk>) {
+    let mut samples: Vec<(Timestamp, f64)> = Vec::new();
+    for (_, _, data) in chunks {
+        let mut it = kiln_chunkenc::XorIterator::new(data);
+        while it.next() {
+            samples.push(it.at());
+        }
+    }
+    // Stable: among equal timestamps the earlier chunk's sample stays first.
+    samples.sort_by_key(|s| s.0);
+    samples.dedup_by_key(|s| s.0);
+    let (ts, vals): (Vec<Timestamp>, Vec<f64>) = samples.into_iter().unzip();
+    encode_samples(&ts, &vals, out);
+}
+
 /// Encodes samples into XOR chunks of at most 120 samples.
 fn encode_samples(ts: &[Timestamp], vals: &[f64], out: &mut Vec<OwnedChunk>) {
     for (tc, vc) in ts
