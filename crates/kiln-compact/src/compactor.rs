@@ -342,6 +342,12 @@ impl Compactor {
                 }
             })
             .collect();
+        progress(&Progress {
+            phase: "compaction",
+            done: 0,
+            total,
+            detail: String::new(),
+        });
         let mut running =
             futures_util::stream::iter(jobs).buffer_unordered(self.opts.concurrency.max(1));
         let mut done = 0;

@@ -235,7 +235,10 @@ async fn passes(
 fn report_progress(p: &Progress, tty: bool) {
     if tty {
         let width = 30;
-        let filled = (p.done * width).checked_div(p.total).unwrap_or(width).min(width);
+        let filled = (p.done * width)
+            .checked_div(p.total)
+            .unwrap_or(width)
+            .min(width);
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
@@ -248,7 +251,7 @@ fn report_progress(p: &Progress, tty: bool) {
             p.detail
         );
         let _ = err.flush();
-    } else if p.done < p.total || p.total == 0 {
+    } else {
         info!(phase = p.phase, done = p.done, total = p.total, detail = %p.detail, "progress");
     }
 }
