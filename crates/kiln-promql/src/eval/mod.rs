@@ -162,6 +162,9 @@ pub(crate) struct Evaluator<'s> {
     /// The nodes (by address) whose value is the same at every step, literals left
     /// out: worked out once per query (see [`invariant_nodes`]).
     invariant: Arc<std::collections::HashSet<usize, HashKeyed>>,
+    /// The select hints of each selector: worked out once per query (see
+    /// [`selector_hints`]).
+    hints: Arc<SelectorHints>,
     /// Where each selector's windows were at the last evaluation, by selector address.
     cursors: HashMap<usize, Cursor>,
     /// Label sets without `__name__`, by the address of the label set they came from
@@ -306,6 +309,46 @@ fn invariant_nodes(e: &Expr, out: &mut std::collections::HashSet<usize, HashKeye
             out.insert(key(e));
         }
         invariant
+    })
+}
+
+/// What each selector is read with, by the selector node's address: the function or
+/// aggregation directly around it and the range of its matrix selector, as Prometheus
+/// computes its select hints — the nearest enclosing call or aggregation, seen through
+/// parentheses, unary minus and subqueries but not through a binary operator (a
+/// downsampled source picks its aggregate from it: `min` for `min_over_time`, the
+/// counter for `rate`, ...).
+pub(super) type SelectorHints = HashMap<usize, (Option<String>, i64)>;
+
+pub(super) fn selector_hints(e: &Expr, func: Option<&str>, out: &mut SelectorHints) {
+    crate::parser::with_stack(|| match e {
+        Expr::Number(_) | Expr::String(_) => {}
+        Expr::Selector(sel) => {
+            out.insert(key(sel), (func.map(str::to_owned), 0));
+        }
+        Expr::Matrix { sel, range } => {
+            out.insert(key(sel), (func.map(str::to_owned), *range));
+        }
+        Expr::Subquery { expr, .. } | Expr::Paren(expr) | Expr::Neg(expr) => {
+            selector_hints(expr, func, out);
+        }
+        Expr::Aggregate {
+            op, expr, param, ..
+        } => {
+            selector_hints(expr, Some(op.name()), out);
+            if let Some(p) = param {
+                selector_hints(p, Some(op.name()), out);
+            }
+        }
+        Expr::Binary { lhs, rhs, .. } => {
+            selector_hints(lhs, None, out);
+            selector_hints(rhs, None, out);
+        }
+        Expr::Call { func, args, .. } => {
+            for a in args {
+                selector_hints(a, Some(func), out);
+            }
+        }
     })
 }
 
@@ -508,6 +551,7 @@ impl<'s> Evaluator<'s> {
             subquery_cache: HashMap::default(),
             invariant_cache: HashMap::new(),
             invariant: Arc::default(),
+            hints: Arc::default(),
             cursors: HashMap::new(),
             nameless: HashMap::default(),
             nameless_outputs: HashMap::default(),
@@ -538,6 +582,7 @@ impl<'s> Evaluator<'s> {
         );
         ev.data = self.data.clone();
         ev.tables = self.tables.clone();
+        ev.hints = self.hints.clone();
         ev.sample_times_wanted = self.sample_times_wanted.clone();
         ev.invariant = self.invariant.clone();
         ev

@@ -317,7 +317,17 @@ impl Evaluator<'_> {
         ) -> Result<T, QueryError>,
     ) -> Result<T, QueryError> {
         let querier = self.storage.querier(mint, maxt)?;
-        let mut set = querier.select(true, None, &sel.matchers);
+        let hints = self
+            .hints
+            .get(&key(sel))
+            .map(|(func, range)| kiln_storage::SelectHints {
+                start: mint,
+                end: maxt,
+                step: self.step,
+                range: *range,
+                func: func.clone(),
+            });
+        let mut set = querier.select(true, hints.as_ref(), &sel.matchers);
         let mut series = Vec::new();
         while let Some(s) = set.next() {
             series.push(s);

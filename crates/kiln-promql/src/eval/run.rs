@@ -75,6 +75,9 @@ pub(crate) fn run(
     let mut invariant = std::collections::HashSet::default();
     invariant_nodes(&expr, &mut invariant);
     ev.invariant = Arc::new(invariant);
+    let mut hints = super::SelectorHints::new();
+    super::selector_hints(&expr, None, &mut hints);
+    ev.hints = Arc::new(hints);
     let mut slices = 1;
     let value = if step == 0 {
         ev.preload(&expr, start, end, Some(grid))?;
