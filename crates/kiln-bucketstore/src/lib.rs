@@ -29,5 +29,5 @@ pub use block::StoreBlock;
 pub use cache::IndexCache;
 pub use error::StoreError;
 pub use querier::BucketChunkQuerier;
-pub use store::{BucketStore, Limits, StoreConfig};
+pub use store::{AtResolution, BucketStore, Limits, StoreConfig};
 pub use sync::{BlockSyncer, SyncOptions, SyncReport};

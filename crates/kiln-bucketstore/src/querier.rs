@@ -73,6 +73,8 @@ pub struct BucketChunkQuerier<'a> {
     pub(crate) blocks: Vec<Arc<StoreBlock>>,
     pub(crate) mint: Timestamp,
     pub(crate) maxt: Timestamp,
+    /// Said with every answer (coarser data filling in for expired finer data).
+    pub(crate) warnings: Vec<String>,
 }
 
 impl BucketChunkQuerier<'_> {
@@ -135,6 +137,7 @@ impl ChunkQuerier for BucketChunkQuerier<'_> {
             err: None,
             done: false,
             context: self.context(),
+            warnings: self.warnings.clone(),
         })
     }
 
@@ -160,7 +163,7 @@ impl ChunkQuerier for BucketChunkQuerier<'_> {
             all.dedup();
             Ok(all)
         })?;
-        Ok((values, Vec::new()))
+        Ok((values, self.warnings.clone()))
     }
 
     fn label_names(
@@ -184,7 +187,7 @@ impl ChunkQuerier for BucketChunkQuerier<'_> {
             all.dedup();
             Ok(all)
         })?;
-        Ok((names, Vec::new()))
+        Ok((names, self.warnings.clone()))
     }
 }
 
@@ -546,6 +549,7 @@ struct ChannelSeriesSet {
     err: Option<StorageError>,
     done: bool,
     context: String,
+    warnings: Vec<String>,
 }
 
 impl ChunkSeriesSet for ChannelSeriesSet {
@@ -575,6 +579,6 @@ impl ChunkSeriesSet for ChannelSeriesSet {
     }
 
     fn warnings(&self) -> Vec<String> {
-        Vec::new()
+        self.warnings.clone()
     }
 }

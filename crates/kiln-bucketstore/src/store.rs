@@ -145,7 +145,9 @@ impl BucketStore {
 
     /// A chunk querier over `[mint, maxt]` reading blocks of at most `max_resolution`
     /// ms per sample (0: raw data only), choosing per time range the coarsest such
-    /// resolution and filling its gaps with finer ones, as Thanos's store does.
+    /// resolution and filling its gaps with finer ones, as Thanos's store does; where no
+    /// such block covers a part of the range (finer data has expired), a coarser block
+    /// fills it and the answer carries a warning saying so.
     pub fn querier_at_resolution(
         &self,
         mint: Timestamp,
@@ -153,11 +155,25 @@ impl BucketStore {
         max_resolution: i64,
     ) -> BucketChunkQuerier<'_> {
         let blocks = self.blocks();
+        let (blocks, coarser) = blocks_for(&blocks, mint, maxt, max_resolution);
+        let warnings = coarser
+            .into_iter()
+            .map(|(res, lo, hi)| {
+                format!(
+                    "{} to {} is answered from {} downsampled data: data of {} resolution has expired or was never there",
+                    kiln_model::calendar::go_time_string_utc(i128::from(lo) * 1_000_000),
+                    kiln_model::calendar::go_time_string_utc(i128::from(hi) * 1_000_000),
+                    resolution_name(res),
+                    resolution_name(max_resolution),
+                )
+            })
+            .collect();
         BucketChunkQuerier {
             store: self,
-            blocks: blocks_for(&blocks, mint, maxt, max_resolution),
+            blocks,
             mint,
             maxt,
+            warnings,
         }
     }
 
@@ -246,24 +262,104 @@ impl BucketStore {
     }
 }
 
-/// Thanos's block choice: blocks of the coarsest resolution at most `max_resolution`
-/// in time order, with the gaps between them (and around them) filled recursively
-/// from the next finer resolution.
+/// Where coarser data fills in: its resolution and the time range, ms.
+type CoarserFill = (i64, Timestamp, Timestamp);
+
+fn resolution_name(res: i64) -> String {
+    match res {
+        0 => "raw".to_owned(),
+        r => kiln_model::format_duration_ms(r),
+    }
+}
+
+/// Per external label set, Thanos's block choice (blocks of the coarsest resolution at
+/// most `max_resolution` in time order, the gaps between and around them filled
+/// recursively from the next finer resolution), then what is still uncovered in
+/// `[mint, maxt]` filled from coarser resolutions, finest first. Returns the blocks and,
+/// for each coarser fill, `(resolution, from, to)`.
 fn blocks_for(
     blocks: &[Arc<StoreBlock>],
     mint: Timestamp,
     maxt: Timestamp,
     max_resolution: i64,
-) -> Vec<Arc<StoreBlock>> {
-    let mut resolutions: Vec<i64> = blocks
-        .iter()
-        .map(|b| b.resolution())
-        .filter(|&r| r <= max_resolution)
-        .collect();
-    resolutions.sort_unstable_by(|a, b| b.cmp(a));
-    resolutions.dedup();
+) -> (Vec<Arc<StoreBlock>>, Vec<CoarserFill>) {
+    let mut groups: std::collections::BTreeMap<&Labels, Vec<Arc<StoreBlock>>> =
+        std::collections::BTreeMap::new();
+    for b in blocks {
+        groups.entry(&b.labels).or_default().push(b.clone());
+    }
     let mut out = Vec::new();
-    fill(blocks, &resolutions, mint, maxt, &mut out);
+    let mut coarser = Vec::new();
+    for group in groups.values() {
+        let mut resolutions: Vec<i64> = group
+            .iter()
+            .map(|b| b.resolution())
+            .filter(|&r| r <= max_resolution)
+            .collect();
+        resolutions.sort_unstable_by(|a, b| b.cmp(a));
+        resolutions.dedup();
+        let mut chosen = Vec::new();
+        fill(group, &resolutions, mint, maxt, &mut chosen);
+        // Coarser data for what nothing allowed covers.
+        let mut finer_first: Vec<i64> = group
+            .iter()
+            .map(|b| b.resolution())
+            .filter(|&r| r > max_resolution)
+            .collect();
+        finer_first.sort_unstable();
+        finer_first.dedup();
+        for res in finer_first {
+            for (lo, hi) in gaps(&chosen, mint, maxt) {
+                let fill_in: Vec<Arc<StoreBlock>> = group
+                    .iter()
+                    .filter(|b| {
+                        b.resolution() == res && b.meta.max_time > lo && b.meta.min_time <= hi
+                    })
+                    .cloned()
+                    .collect();
+                if let (Some(first), Some(last)) = (
+                    fill_in.iter().map(|b| b.meta.min_time.max(lo)).min(),
+                    fill_in.iter().map(|b| (b.meta.max_time - 1).min(hi)).max(),
+                ) {
+                    coarser.push((res, first, last));
+                    chosen.extend(fill_in);
+                }
+            }
+        }
+        out.extend(chosen);
+    }
+    out.sort_by_key(|b| (b.meta.min_time, b.meta.ulid));
+    out.dedup_by_key(|b| b.meta.ulid);
+    coarser.sort_unstable();
+    (out, coarser)
+}
+
+/// The parts of `[mint, maxt]` no block of `chosen` covers.
+fn gaps(
+    chosen: &[Arc<StoreBlock>],
+    mint: Timestamp,
+    maxt: Timestamp,
+) -> Vec<(Timestamp, Timestamp)> {
+    let mut ranges: Vec<(Timestamp, Timestamp)> = chosen
+        .iter()
+        .map(|b| (b.meta.min_time, b.meta.max_time - 1))
+        .collect();
+    ranges.sort_unstable();
+    let mut out = Vec::new();
+    let mut at = mint;
+    for (lo, hi) in ranges {
+        if lo > at {
+            out.push((at, (lo - 1).min(maxt)));
+        }
+        at = at.max(hi.saturating_add(1));
+        if at > maxt {
+            return out;
+        }
+    }
+    if at <= maxt {
+        out.push((at, maxt));
+    }
+    out.retain(|(lo, hi)| lo <= hi);
     out
 }
 
@@ -295,9 +391,32 @@ fn fill(
     fill(blocks, finer, start, maxt, out);
 }
 
+/// The store seen at one maximum resolution (see
+/// [`BucketStore::querier_at_resolution`]): what a query with `max_source_resolution`
+/// reads.
+#[derive(Clone)]
+pub struct AtResolution {
+    pub store: Arc<BucketStore>,
+    /// Milliseconds per sample at most; 0 for raw data.
+    pub max_resolution: i64,
+}
+
+impl ChunkQueryable for AtResolution {
+    fn chunk_querier(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Box<dyn ChunkQuerier + '_>, StorageError> {
+        Ok(Box::new(self.store.querier_at_resolution(
+            mint,
+            maxt,
+            self.max_resolution,
+        )))
+    }
+}
+
 impl ChunkQueryable for BucketStore {
-    /// Raw data (resolution selection at query time reaches here through the
-    /// StoreAPI's `max_resolution_window` later).
+    /// Raw data, coarser data where raw has expired ([`AtResolution`] for others).
     fn chunk_querier(
         &self,
         mint: Timestamp,

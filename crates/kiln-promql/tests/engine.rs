@@ -589,3 +589,103 @@ fn selectors_in_a_range_query_hold_their_table_not_their_windows() {
         }
     }
 }
+
+/// A select as recorded: metric name, function, range, step.
+type Seen = std::sync::Mutex<Vec<(String, Option<String>, i64, i64)>>;
+
+/// Records the select hints each selector is read with.
+struct HintsRecorder {
+    inner: MemStorage,
+    seen: Seen,
+}
+
+impl kiln_storage::Queryable for HintsRecorder {
+    fn querier(
+        &self,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Box<dyn kiln_storage::Querier + '_>, kiln_storage::StorageError> {
+        Ok(Box::new(RecordingQuerier {
+            inner: self.inner.querier(mint, maxt)?,
+            seen: &self.seen,
+        }))
+    }
+}
+
+struct RecordingQuerier<'a> {
+    inner: Box<dyn kiln_storage::Querier + 'a>,
+    seen: &'a Seen,
+}
+
+impl kiln_storage::Querier for RecordingQuerier<'_> {
+    fn select<'a>(
+        &'a self,
+        sorted: bool,
+        hints: Option<&kiln_storage::SelectHints>,
+        matchers: &[kiln_model::Matcher],
+    ) -> Box<dyn kiln_storage::SeriesSet<'a> + 'a> {
+        let name = matchers
+            .iter()
+            .find(|m| m.name == "__name__")
+            .map(|m| m.value.clone())
+            .unwrap_or_default();
+        let h = hints.cloned().unwrap_or_default();
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push((name, h.func, h.range, h.step));
+        }
+        self.inner.select(sorted, hints, matchers)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[kiln_model::Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), kiln_storage::StorageError> {
+        self.inner.label_values(name, matchers)
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[kiln_model::Matcher],
+    ) -> Result<(Vec<String>, Vec<String>), kiln_storage::StorageError> {
+        self.inner.label_names(matchers)
+    }
+}
+
+#[test]
+fn selectors_are_read_with_the_function_around_them() {
+    let rec = HintsRecorder {
+        inner: storage(),
+        seen: std::sync::Mutex::new(Vec::new()),
+    };
+    Engine::default()
+        .range_query(
+            &rec,
+            "rate(http_requests_total[5m]) + on() group_left max_over_time((gpu_util)[10m:1m]) \
+             / sum(-gpu_util) + http_requests_total",
+            600_000,
+            900_000,
+            60_000,
+        )
+        .expect("query");
+    let mut seen = rec.seen.lock().expect("lock").clone();
+    seen.sort();
+    seen.dedup();
+    let want = vec![
+        (
+            "gpu_util".to_owned(),
+            Some("max_over_time".to_owned()),
+            0,
+            60_000,
+        ),
+        ("gpu_util".to_owned(), Some("sum".to_owned()), 0, 60_000),
+        ("http_requests_total".to_owned(), None, 0, 60_000),
+        (
+            "http_requests_total".to_owned(),
+            Some("rate".to_owned()),
+            300_000,
+            60_000,
+        ),
+    ];
+    assert_eq!(seen, want);
+}

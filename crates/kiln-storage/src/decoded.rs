@@ -6,12 +6,14 @@
 //! its iterator is read, one chunk at a time, and clipped to the querier's range (chunks
 //! come whole from their source). A sample at or before the previous one of the series
 //! is skipped, so that chunks that overlap despite the contract cannot make time go
-//! backwards. Chunks in encodings other than XOR (native histograms) are left out, with a
-//! warning.
+//! backwards. Downsampled (aggregate) chunks read as the aggregate the selector's
+//! enclosing function wants (see [`crate::downsampled`]). Chunks in other encodings
+//! (native histograms) are left out, with a warning.
 
 use kiln_chunkenc::{Encoding, XorIterator};
 use kiln_model::{Labels, Matcher, Timestamp};
 
+use crate::downsampled::{AggregateRead, read_aggregates};
 use crate::{
     ChunkQuerier, ChunkQueryable, ChunkSeriesSet, EncodedChunk, ErrorKind, Querier, Queryable,
     SampleIterator, SelectHints, Series, SeriesSet, StorageError, ValueKind,
@@ -52,6 +54,8 @@ impl Querier for DecodedQuerier<'_> {
             mint: self.mint,
             maxt: self.maxt,
             skipped_chunks: 0,
+            aggregate: AggregateRead::for_function(hints.and_then(|h| h.func.as_deref())),
+            err: None,
         })
     }
 
@@ -76,17 +80,35 @@ struct DecodedSeriesSet<'a> {
     mint: Timestamp,
     maxt: Timestamp,
     skipped_chunks: usize,
+    /// What downsampled chunks read as.
+    aggregate: AggregateRead,
+    /// A downsampled chunk that did not decode.
+    err: Option<StorageError>,
 }
 
 impl<'a> SeriesSet<'a> for DecodedSeriesSet<'a> {
     fn next(&mut self) -> Option<Box<dyn Series + 'a>> {
         loop {
+            if self.err.is_some() {
+                return None;
+            }
             let s = self.inner.next()?;
-            let mut chunks: Vec<EncodedChunk> = s
+            let chunks: Vec<EncodedChunk> = s
                 .chunks
                 .into_iter()
                 .filter(|c| c.max_time >= self.mint && c.min_time <= self.maxt)
                 .collect();
+            let mut chunks = match read_aggregates(chunks, self.aggregate) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.err = Some(StorageError::backend(
+                        ErrorKind::Internal,
+                        format!("decoding a downsampled chunk of {}", s.labels),
+                        e,
+                    ));
+                    return None;
+                }
+            };
             let in_range = chunks.len();
             chunks.retain(|c| c.encoding == Encoding::Xor.as_u8());
             self.skipped_chunks += in_range - chunks.len();
@@ -103,7 +125,7 @@ impl<'a> SeriesSet<'a> for DecodedSeriesSet<'a> {
     }
 
     fn err(&self) -> Option<&StorageError> {
-        self.inner.err()
+        self.err.as_ref().or_else(|| self.inner.err())
     }
 
     fn warnings(&self) -> Vec<String> {

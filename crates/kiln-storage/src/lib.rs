@@ -22,6 +22,7 @@
 pub mod append;
 pub mod chunks;
 pub mod decoded;
+pub mod downsampled;
 pub mod error;
 pub mod mem;
 pub mod merge;

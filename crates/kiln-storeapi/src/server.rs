@@ -71,6 +71,10 @@ pub type TimeRange = Arc<dyn Fn() -> Option<(Timestamp, Timestamp)> + Send + Syn
 /// blocks, each with its own), for `Info`.
 pub type LabelSets = Arc<dyn Fn() -> Vec<Labels> + Send + Sync>;
 
+/// The source seen at a maximum resolution (ms per sample), for a `Series` request's
+/// `max_resolution_window` (a bucket with downsampled blocks).
+pub type AtResolution = Arc<dyn Fn(i64) -> Arc<dyn ChunkQueryable> + Send + Sync>;
+
 /// `thanos.Store` and `thanos.info.Info` over a chunk source. See the module docs.
 #[derive(Clone)]
 pub struct StoreService {
@@ -78,6 +82,8 @@ pub struct StoreService {
     external_labels: Labels,
     /// Set for a source that labels its own series ([`StoreService::self_labelled`]).
     label_sets: Option<LabelSets>,
+    /// Set for a source with downsampled data ([`StoreService::with_resolutions`]).
+    at_resolution: Option<AtResolution>,
     time_range: TimeRange,
     opts: StoreOptions,
     series_slots: Option<Arc<tokio::sync::Semaphore>>,
@@ -94,6 +100,7 @@ impl StoreService {
             storage,
             external_labels,
             label_sets: None,
+            at_resolution: None,
             time_range,
             series_slots: slots(&opts),
             opts,
@@ -113,10 +120,21 @@ impl StoreService {
             storage,
             external_labels: Labels::default(),
             label_sets: Some(label_sets),
+            at_resolution: None,
             time_range,
             series_slots: slots(&opts),
             opts,
         }
+    }
+}
+
+impl StoreService {
+    /// Serves `Series` requests with a `max_resolution_window` from `at_resolution`
+    /// (blocks of at most that many ms per sample, downsampled ones as aggregate
+    /// chunks); without one, or with 0, from the source as given.
+    pub fn with_resolutions(mut self, at_resolution: AtResolution) -> StoreService {
+        self.at_resolution = Some(at_resolution);
+        self
     }
 }
 
@@ -213,7 +231,10 @@ impl Store for StoreService {
             None => None,
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SeriesResponse, Status>>(4);
-        let storage = self.storage.clone();
+        let storage = match (&self.at_resolution, req.max_resolution_window) {
+            (Some(at), window) if window > 0 => at(window),
+            _ => self.storage.clone(),
+        };
         let opts = self.opts.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -399,6 +420,7 @@ fn answer_series(
         send,
         opts,
         skip_chunks: req.skip_chunks,
+        aggregates: req.aggregates.clone(),
         left: usize::try_from(req.limit)
             .ok()
             .filter(|&l| l > 0)
@@ -541,6 +563,8 @@ struct FrameWriter<'a> {
     send: &'a mut dyn FnMut(SeriesResponse) -> bool,
     opts: &'a StoreOptions,
     skip_chunks: bool,
+    /// The aggregates of downsampled chunks the request wants (all when empty).
+    aggregates: Vec<i32>,
     /// Series still allowed by the request's limit.
     left: usize,
     warnings: Vec<String>,
@@ -568,21 +592,32 @@ impl FrameWriter<'_> {
         let mut bytes = 0usize;
         let mut skipped = 0usize;
         for c in &s.chunks {
-            let Some(encoding) = wire_encoding(c.encoding) else {
-                skipped += 1;
-                continue;
+            let chunk = if c.encoding == kiln_chunkenc::aggr::AGGR_ENCODING {
+                match aggregates_on_wire(c, &self.aggregates) {
+                    Some(a) => a,
+                    None => {
+                        skipped += 1;
+                        continue;
+                    }
+                }
+            } else {
+                let Some(encoding) = wire_encoding(c.encoding) else {
+                    skipped += 1;
+                    continue;
+                };
+                AggrChunk {
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    raw: Some(Chunk {
+                        r#type: encoding as i32,
+                        data: c.data.clone(),
+                        hash: 0,
+                    }),
+                    ..AggrChunk::default()
+                }
             };
             bytes += c.data.len();
-            chunks.push(AggrChunk {
-                min_time: c.min_time,
-                max_time: c.max_time,
-                raw: Some(Chunk {
-                    r#type: encoding as i32,
-                    data: c.data.clone(),
-                    hash: 0,
-                }),
-                ..AggrChunk::default()
-            });
+            chunks.push(chunk);
             if bytes >= self.opts.max_bytes_per_frame {
                 if !(self.send)(frame(std::mem::take(&mut chunks))) {
                     return Ok(false);
@@ -599,5 +634,80 @@ impl FrameWriter<'_> {
             return Ok(false);
         }
         Ok(self.left > 0)
+    }
+}
+
+/// A downsampled chunk as the wire carries it: each aggregate its own XOR chunk, only
+/// those `wanted` (all when empty); `None` when the chunk does not decode.
+fn aggregates_on_wire(c: &kiln_storage::EncodedChunk, wanted: &[i32]) -> Option<AggrChunk> {
+    use crate::proto::thanos::Aggr;
+    use kiln_chunkenc::aggr::{AggrType, decode_aggr_chunk};
+    let subs = decode_aggr_chunk(&c.data).ok()?;
+    let pick = |t: AggrType, wire: Aggr| -> Option<Chunk> {
+        if !wanted.is_empty() && !wanted.contains(&(wire as i32)) {
+            return None;
+        }
+        let sub = subs[t as usize]?;
+        Some(Chunk {
+            r#type: wire_encoding(sub.encoding)? as i32,
+            data: sub.data.to_vec(),
+            hash: 0,
+        })
+    };
+    Some(AggrChunk {
+        min_time: c.min_time,
+        max_time: c.max_time,
+        raw: None,
+        count: pick(AggrType::Count, Aggr::Count),
+        sum: pick(AggrType::Sum, Aggr::Sum),
+        min: pick(AggrType::Min, Aggr::Min),
+        max: pick(AggrType::Max, Aggr::Max),
+        counter: pick(AggrType::Counter, Aggr::Counter),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::proto::thanos::Aggr;
+    use kiln_chunkenc::aggr::{AGGR_ENCODING, AggrType, SubChunk, encode_aggr_chunk};
+
+    #[test]
+    fn downsampled_chunks_go_out_as_their_aggregates() {
+        let sub = |d: &'static [u8]| {
+            Some(SubChunk {
+                encoding: 1,
+                data: d,
+            })
+        };
+        let mut subs = [None; 5];
+        subs[AggrType::Count as usize] = sub(b"count");
+        subs[AggrType::Sum as usize] = sub(b"sum");
+        subs[AggrType::Max as usize] = sub(b"max");
+        let c = kiln_storage::EncodedChunk {
+            min_time: 10,
+            max_time: 20,
+            encoding: AGGR_ENCODING,
+            data: encode_aggr_chunk(subs),
+        };
+        let all = aggregates_on_wire(&c, &[]).unwrap();
+        assert_eq!((all.min_time, all.max_time), (10, 20));
+        assert!(all.raw.is_none() && all.min.is_none() && all.counter.is_none());
+        assert_eq!(all.count.unwrap().data, b"count");
+        assert_eq!(all.max.as_ref().unwrap().data, b"max");
+        assert_eq!(all.max.unwrap().r#type, chunk_xor());
+        let some = aggregates_on_wire(&c, &[Aggr::Sum as i32]).unwrap();
+        assert!(some.count.is_none() && some.max.is_none());
+        assert_eq!(some.sum.unwrap().data, b"sum");
+        let bad = kiln_storage::EncodedChunk {
+            data: vec![0xff, 0xff],
+            ..c
+        };
+        assert!(aggregates_on_wire(&bad, &[]).is_none());
+    }
+
+    fn chunk_xor() -> i32 {
+        crate::proto::thanos::chunk::Encoding::Xor as i32
     }
 }

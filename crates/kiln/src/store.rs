@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use kiln_bucketstore::{BucketStore, Limits, StoreConfig, SyncOptions};
+use kiln_bucketstore::{AtResolution, BucketStore, Limits, StoreConfig, SyncOptions};
 use kiln_promql::EngineOptions;
 use kiln_server::ApiState;
 use kiln_storage::DecodedChunks;
@@ -245,7 +245,7 @@ async fn serve(
         .await
         .with_context(|| format!("listening on {} (--http-address)", args.http_address))?;
 
-    let (range_store, sets_store) = (store.clone(), store.clone());
+    let (range_store, sets_store, res_store) = (store.clone(), store.clone(), store.clone());
     let service = StoreService::self_labelled(
         store.clone(),
         Arc::new(move || sets_store.label_sets()),
@@ -255,7 +255,13 @@ async fn serve(
             max_concurrent_series: args.series_max_concurrency,
             ..StoreOptions::default()
         },
-    );
+    )
+    .with_resolutions(Arc::new(move |max_resolution| {
+        Arc::new(AtResolution {
+            store: res_store.clone(),
+            max_resolution,
+        })
+    }));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut grpc_stopped = stopped.clone();
     let grpc_address = grpc.local_addr()?;
@@ -304,10 +310,17 @@ async fn serve(
         timeout: Some(duration(args.query_timeout)),
         ..EngineOptions::default()
     };
+    let api_store = store.clone();
     let state = Arc::new(
         ApiState::new(Arc::new(DecodedChunks(store.clone())), engine)
             .with_self_metrics(self_metrics)
-            .with_flags(args.flag_values()),
+            .with_flags(args.flag_values())
+            .with_resolutions(Arc::new(move |max_resolution| {
+                Arc::new(DecodedChunks(AtResolution {
+                    store: api_store.clone(),
+                    max_resolution,
+                }))
+            })),
     );
     let address = http.local_addr()?;
     info!(component = "web", address = %address, "Listening on");

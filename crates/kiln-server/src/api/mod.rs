@@ -74,7 +74,13 @@ pub struct ApiState {
     pub metrics: crate::server_metrics::ServerMetrics,
     /// Whether `/api/v1/admin/*` works (`--web.enable-admin-api`).
     pub admin_enabled: bool,
+    /// What a query with `max_source_resolution` reads (a store with downsampled data);
+    /// `None`: the parameter is accepted and ignored, as Prometheus ignores it.
+    resolutions: Option<ResolutionStorage>,
 }
+
+/// The storage seen at a maximum resolution, ms per sample (0: raw data).
+pub type ResolutionStorage = Arc<dyn Fn(i64) -> Arc<dyn Queryable> + Send + Sync>;
 
 /// What the API needs of the running configuration.
 #[derive(Default)]
@@ -113,6 +119,7 @@ impl ApiState {
             tsdb: None,
             metrics: crate::server_metrics::ServerMetrics::default(),
             admin_enabled: false,
+            resolutions: None,
         }
     }
 
@@ -185,6 +192,31 @@ impl ApiState {
     pub fn with_flags(mut self, flags: Vec<(String, String)>) -> Self {
         self.flags = flags;
         self
+    }
+
+    /// Serves `max_source_resolution` (`raw`, `5m`, `1h`, any duration, or `auto`: a
+    /// fifth of the step) from `f`.
+    pub fn with_resolutions(mut self, f: ResolutionStorage) -> Self {
+        self.resolutions = Some(f);
+        self
+    }
+
+    /// The storage a query reads: at the request's `max_source_resolution` when the
+    /// server has downsampled data; `step` is 0 for an instant query.
+    fn request_storage(
+        &self,
+        p: &params::Params,
+        step: i64,
+    ) -> Result<Arc<dyn Queryable>, ApiError> {
+        let (Some(f), Some(v)) = (&self.resolutions, p.get("max_source_resolution")) else {
+            return Ok(self.storage.clone());
+        };
+        let res = match v {
+            "" | "raw" => 0,
+            "auto" => step / 5,
+            other => parse_duration(other, "max_source_resolution")?,
+        };
+        Ok(f(res.max(0)))
     }
 
     /// Sets the writer of `/metrics`.
@@ -371,8 +403,9 @@ pub(crate) async fn query(
         None => now_ms(),
     };
     let engine = request_engine(&state, &p)?;
+    let storage = state.request_storage(&p, 0)?;
     let stats = p.get("stats").is_some();
-    evaluate(&state, engine, stats, move |engine, storage| {
+    evaluate(&state, engine, storage, stats, move |engine, storage| {
         engine.instant_query(storage, &query, t)
     })
     .await
@@ -406,8 +439,9 @@ pub(crate) async fn query_range(
         ));
     }
     let engine = request_engine(&state, &p)?;
+    let storage = state.request_storage(&p, step)?;
     let stats = p.get("stats").is_some();
-    evaluate(&state, engine, stats, move |engine, storage| {
+    evaluate(&state, engine, storage, stats, move |engine, storage| {
         engine.range_query(storage, &query, start, end, step)
     })
     .await
@@ -427,6 +461,7 @@ pub(crate) async fn query_range(
 async fn evaluate(
     state: &ApiState,
     mut engine: Engine,
+    storage: Arc<dyn Queryable>,
     with_stats: bool,
     query: impl FnOnce(&Engine, &dyn Queryable) -> Result<kiln_promql::QueryResult, QueryError>
     + Send
@@ -446,7 +481,6 @@ async fn evaluate(
         .opts
         .timeout
         .map(|t| t.saturating_sub(waiting.elapsed()));
-    let storage = state.storage.clone();
     let _running = state.metrics.query_started();
     let (body, took) = blocking(move || {
         let _slot = slot;
