@@ -146,38 +146,41 @@ impl ChunkQuerier for BucketChunkQuerier<'_> {
         name: &str,
         matchers: &[Matcher],
     ) -> Result<(Vec<String>, Vec<String>), StorageError> {
-        let blocks = self.blocks.clone();
         let (name, matchers) = (name.to_owned(), matchers.to_vec());
         let (mint, maxt) = (self.mint, self.maxt);
-        let values = self.wait(async move {
-            let reads: Vec<_> = blocks
-                .iter()
-                .map(|b| block_label_values(b, &name, &matchers, mint, maxt))
-                .collect();
-            let per_block = futures_util::stream::iter(reads)
-                .buffer_unordered(BLOCK_CONCURRENCY)
-                .try_collect::<Vec<Vec<String>>>()
-                .await?;
-            let mut all: Vec<String> = per_block.into_iter().flatten().collect();
-            all.sort_unstable();
-            all.dedup();
-            Ok(all)
-        })?;
-        Ok((values, self.warnings.clone()))
+        self.union_over_blocks(move |b| {
+            let (name, matchers) = (name.clone(), matchers.clone());
+            async move { block_label_values(&b, &name, &matchers, mint, maxt).await }
+        })
     }
 
     fn label_names(
         &self,
         matchers: &[Matcher],
     ) -> Result<(Vec<String>, Vec<String>), StorageError> {
-        let blocks = self.blocks.clone();
         let matchers = matchers.to_vec();
         let (mint, maxt) = (self.mint, self.maxt);
-        let names = self.wait(async move {
-            let reads: Vec<_> = blocks
-                .iter()
-                .map(|b| block_label_names(b, &matchers, mint, maxt))
-                .collect();
+        self.union_over_blocks(move |b| {
+            let matchers = matchers.clone();
+            async move { block_label_names(&b, &matchers, mint, maxt).await }
+        })
+    }
+}
+
+impl BucketChunkQuerier<'_> {
+    /// The sorted, unique union of `per_block`'s answers over every block (a few blocks
+    /// at once), with the querier's warnings.
+    fn union_over_blocks<F, Fut>(
+        &self,
+        per_block: F,
+    ) -> Result<(Vec<String>, Vec<String>), StorageError>
+    where
+        F: Fn(Arc<StoreBlock>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<String>, StoreError>> + Send + 'static,
+    {
+        let blocks = self.blocks.clone();
+        let all = self.wait(async move {
+            let reads: Vec<Fut> = blocks.into_iter().map(per_block).collect();
             let per_block = futures_util::stream::iter(reads)
                 .buffer_unordered(BLOCK_CONCURRENCY)
                 .try_collect::<Vec<Vec<String>>>()
@@ -187,7 +190,7 @@ impl ChunkQuerier for BucketChunkQuerier<'_> {
             all.dedup();
             Ok(all)
         })?;
-        Ok((names, self.warnings.clone()))
+        Ok((all, self.warnings.clone()))
     }
 }
 

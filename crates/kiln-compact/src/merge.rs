@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kiln_storage::ChunkQuerier;
-use kiln_tsdb::block::{BlockDesc, BlockError, BlockReader, BlockWriter, FinishOptions};
+use kiln_tsdb::block::{BlockError, BlockMeta, BlockReader, BlockWriter, FinishOptions};
 use kiln_tsdb::db::DbChunkQuerier;
 use ulid::Ulid;
 
@@ -74,40 +74,11 @@ pub fn compact_blocks(
     if written == 0 {
         return Ok(None);
     }
-    let mut sources: Vec<Ulid> = blocks
-        .iter()
-        .flat_map(|b| {
-            let m = b.meta();
-            if m.compaction.sources.is_empty() {
-                vec![m.ulid]
-            } else {
-                m.compaction.sources.clone()
-            }
-        })
-        .collect();
-    sources.sort();
-    sources.dedup();
-    let level = blocks
-        .iter()
-        .map(|b| b.meta().compaction.level)
-        .max()
-        .unwrap_or(1)
-        + 1;
-    let parents = blocks
-        .iter()
-        .map(|b| BlockDesc {
-            ulid: b.meta().ulid,
-            min_time: b.meta().min_time,
-            max_time: b.meta().max_time,
-        })
-        .collect();
+    let metas: Vec<&BlockMeta> = blocks.iter().map(|b| b.meta()).collect();
     writer
         .finish(FinishOptions {
-            level,
-            sources,
-            parents,
-            hints: Vec::new(),
             thanos: Some(thanos),
+            ..FinishOptions::merged_from(&metas)
         })
         .map(Some)
         .map_err(CompactError::Write)

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{http, ok_stdout, start_kiln_mode, start_kiln_server, url_encode};
+use common::{directory_bucket, http, ok_stdout, start_kiln_mode, start_kiln_server, url_encode};
 
 /// 2023-11-13 00:00 UTC: on a 2-day (and 8h) boundary, so windows fill with data.
 const START: i64 = 1_699_833_600;
@@ -31,36 +31,16 @@ fn setup() -> Setup {
     common::write_openmetrics(&om, START, 50, 60);
     let data = root.join("data");
     common::backfill(&om, &data);
+    let config = directory_bucket(&root);
     let bucket = root.join("bucket");
-    std::fs::create_dir_all(&bucket).expect("bucket");
-    let config = root.join("objstore.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bucket.display()
-        ),
-    )
-    .expect("objstore.yml");
     for replica in ["0", "1"] {
         // A copy per replica, so the blocks get their own ULIDs.
         let copy = root.join(format!("data-{replica}"));
         common::backfill(&om, &copy);
-        ok_stdout(
-            "upload-blocks",
-            kiln(&[
-                "tools",
-                "bucket",
-                "upload-blocks",
-                "--objstore.config-file",
-                config.to_str().expect("path"),
-                "--path",
-                copy.to_str().expect("path"),
-                "--label",
-                "cluster=eu-1",
-                "--label",
-                &format!("replica={replica}"),
-            ]),
+        common::upload_blocks(
+            &config,
+            &copy,
+            &["cluster=eu-1", &format!("replica={replica}")],
         );
     }
     Setup {
@@ -111,20 +91,7 @@ fn assert_store_matches_server(s: &Setup) {
         "127.0.0.1:0",
     ]);
     let store_dir = s.tmp.join(format!("store-{}", ulid::Ulid::new()));
-    let (store, _) = start_kiln_mode(
-        "store",
-        &[
-            "--objstore.config-file",
-            s.config.to_str().expect("path"),
-            "--data-dir",
-            store_dir.to_str().expect("path"),
-            "--http-address",
-            "127.0.0.1:0",
-            "--grpc-address",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let store = common::start_store(&s.config, &store_dir, "127.0.0.1:0");
     for q in [
         "gpu_temperature_celsius",
         "rate(training_steps_total[5m])",

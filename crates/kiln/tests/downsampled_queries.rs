@@ -6,9 +6,13 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{http, ok_stdout, start_kiln_mode, start_kiln_server, url_encode};
+use common::{
+    compact_once, directory_bucket, http, ok_stdout, start_kiln_server, start_store, upload_blocks,
+    url_encode,
+};
 
 /// 2023-10-26 00:00 UTC: on a 14-day boundary (counted from the epoch, as the
 /// compactor's windows are), so the first 14-day window fills.
@@ -90,52 +94,13 @@ fn downsampled_answers_stay_within_the_documented_error() {
     common::write_openmetrics(&om, START, DAYS * 24, 60);
     let data = root.join("data");
     common::backfill(&om, &data);
-    let bucket = root.join("bucket");
-    std::fs::create_dir_all(&bucket).expect("bucket");
-    let config = root.join("objstore.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bucket.display()
-        ),
-    )
-    .expect("objstore.yml");
-    let config = config.to_str().expect("path");
-    ok_stdout(
-        "upload-blocks",
-        kiln(&[
-            "tools",
-            "bucket",
-            "upload-blocks",
-            "--objstore.config-file",
-            config,
-            "--shipper.upload-compacted",
-            "--path",
-            data.to_str().expect("path"),
-            "--label",
-            "cluster=eu-1",
-        ]),
-    );
+    let config = directory_bucket(root);
+    upload_blocks(&config, &data, &["cluster=eu-1"]);
     let work = root.join("work");
     for _ in 0..2 {
-        let out = kiln(&[
-            "compact",
-            "--objstore.config-file",
-            config,
-            "--data-dir",
-            work.to_str().expect("path"),
-            "--consistency-delay",
-            "0s",
-            "--delete-delay",
-            "0s",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        compact_once(&config, &work, &[]);
     }
+    let config = config.to_str().expect("path");
     let wide = ok_stdout(
         "ls",
         kiln(&[
@@ -157,21 +122,7 @@ fn downsampled_answers_stay_within_the_documented_error() {
         "--web.listen-address",
         "127.0.0.1:0",
     ]);
-    let store_dir = root.join("store");
-    let (store, _) = start_kiln_mode(
-        "store",
-        &[
-            "--objstore.config-file",
-            config,
-            "--data-dir",
-            store_dir.to_str().expect("path"),
-            "--http-address",
-            "127.0.0.1:0",
-            "--grpc-address",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let store = start_store(Path::new(config), &root.join("store"), "127.0.0.1:0");
 
     // Twelve days inside the 14-day block, 2h steps between samples.
     let (start, end, step) = (START + 3600 + 17, START + 13 * 86_400 - 17, 7200);
@@ -230,84 +181,13 @@ fn coarser_data_fills_in_for_expired_raw_data_with_a_warning() {
     common::write_openmetrics(&om, START, 3 * 24, 60);
     let data = root.join("data");
     common::backfill(&om, &data);
-    let bucket = root.join("bucket");
-    std::fs::create_dir_all(&bucket).expect("bucket");
-    let config = root.join("objstore.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bucket.display()
-        ),
-    )
-    .expect("objstore.yml");
-    let config = config.to_str().expect("path");
-    ok_stdout(
-        "upload-blocks",
-        kiln(&[
-            "tools",
-            "bucket",
-            "upload-blocks",
-            "--objstore.config-file",
-            config,
-            "--shipper.upload-compacted",
-            "--path",
-            data.to_str().expect("path"),
-            "--label",
-            "cluster=eu-1",
-        ]),
-    );
+    let config = directory_bucket(root);
+    upload_blocks(&config, &data, &["cluster=eu-1"]);
     let work = root.join("work");
-    let out = kiln(&[
-        "compact",
-        "--objstore.config-file",
-        config,
-        "--data-dir",
-        work.to_str().expect("path"),
-        "--consistency-delay",
-        "0s",
-        "--delete-delay",
-        "0s",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compact_once(&config, &work, &[]);
     // Raw retention of one day: the (old) raw blocks go, their 5m version stays.
-    let out = kiln(&[
-        "compact",
-        "--objstore.config-file",
-        config,
-        "--data-dir",
-        work.to_str().expect("path"),
-        "--consistency-delay",
-        "0s",
-        "--delete-delay",
-        "0s",
-        "--retention.resolution-raw",
-        "1d",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let store_dir = root.join("store");
-    let (store, _) = start_kiln_mode(
-        "store",
-        &[
-            "--objstore.config-file",
-            config,
-            "--data-dir",
-            store_dir.to_str().expect("path"),
-            "--http-address",
-            "127.0.0.1:0",
-            "--grpc-address",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    compact_once(&config, &work, &["--retention.resolution-raw", "1d"]);
+    let store = start_store(&config, &root.join("store"), "127.0.0.1:0");
     let path = format!(
         "/api/v1/query_range?query={}&start={}&end={}&step=3600",
         url_encode("max_over_time(gpu_temperature_celsius[1h])"),

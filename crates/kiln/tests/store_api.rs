@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::{
-    data_with_blocks, external_labels_config, free_port, kiln, ok_stdout, require_python_module,
+    data_with_blocks, external_labels_config, free_port, kiln, ok_stdout, python_storeapi_client,
     start_kiln_server,
 };
 
@@ -56,7 +55,6 @@ print(json.dumps({
     ignore = "interop: needs KILN_INTEROP=1 and Python's grpcio-tools (scripts/test installs it)"
 )]
 fn a_python_grpc_client_reads_the_server() {
-    require_python_module("grpc_tools");
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = data_with_blocks(tmp.path());
     let cfg = external_labels_config(tmp.path());
@@ -73,20 +71,7 @@ fn a_python_grpc_client_reads_the_server() {
     ]);
 
     // The client, generated from Kiln's proto files by Python's protoc.
-    let generated = tmp.path().join("py");
-    std::fs::create_dir_all(&generated).expect("mkdir");
-    let protos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-storeapi/proto");
-    ok_stdout(
-        "grpc_tools.protoc",
-        Command::new("python3")
-            .args(["-m", "grpc_tools.protoc"])
-            .arg(format!("-I{}", protos.display()))
-            .arg(format!("--python_out={}", generated.display()))
-            .arg(format!("--grpc_python_out={}", generated.display()))
-            .args(["store.proto", "info.proto"])
-            .output()
-            .expect("run python3 -m grpc_tools.protoc"),
-    );
+    let generated = python_storeapi_client(tmp.path());
     let script = tmp.path().join("client.py");
     std::fs::write(&script, CLIENT).expect("write client");
     let out = ok_stdout(

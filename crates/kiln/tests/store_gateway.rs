@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    data_with_blocks, free_port, http, ok_stdout, require_python_module, start_kiln_mode,
-    start_kiln_server, url_encode,
+    data_with_blocks, directory_bucket, free_port, http, ok_stdout, python_storeapi_client,
+    start_kiln_server, start_store, upload_blocks, url_encode,
 };
 
 const START: i64 = 1_700_000_000;
@@ -18,48 +18,17 @@ const START: i64 = 1_700_000_000;
 /// Uploads `data`'s blocks with `cluster="eu-1", replica="0"` into a directory bucket
 /// and returns the `objstore.yml` naming it.
 fn bucket_with_blocks(tmp: &Path, data: &Path) -> std::path::PathBuf {
-    let bucket = tmp.join("bucket");
-    std::fs::create_dir_all(&bucket).expect("bucket dir");
-    let config = tmp.join("objstore.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bucket.display()
-        ),
-    )
-    .expect("write objstore.yml");
-    ok_stdout(
-        "upload-blocks",
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(["tools", "bucket", "upload-blocks", "--objstore.config-file"])
-            .arg(&config)
-            .arg("--path")
-            .arg(data)
-            .args(["--label", "cluster=eu-1", "--label", "replica=0"])
-            .output()
-            .expect("run kiln"),
-    );
+    let config = directory_bucket(tmp);
+    upload_blocks(&config, data, &["cluster=eu-1", "replica=0"]);
     config
 }
 
-fn start_store(tmp: &Path, config: &Path, grpc_port: u16) -> common::KilnServer {
-    let store_dir = tmp.join("store");
-    start_kiln_mode(
-        "store",
-        &[
-            "--objstore.config-file",
-            config.to_str().expect("path"),
-            "--data-dir",
-            store_dir.to_str().expect("path"),
-            "--http-address",
-            "127.0.0.1:0",
-            "--grpc-address",
-            &format!("127.0.0.1:{grpc_port}"),
-        ],
-        &[],
+fn store_over(tmp: &Path, config: &Path, grpc_port: u16) -> common::KilnServer {
+    start_store(
+        config,
+        &tmp.join("store"),
+        &format!("127.0.0.1:{grpc_port}"),
     )
-    .0
 }
 
 fn get_json(port: u16, path: &str) -> serde_json::Value {
@@ -93,7 +62,7 @@ fn store_answers_as_the_server_over_the_same_blocks() {
         "--web.listen-address",
         "127.0.0.1:0",
     ]);
-    let store = start_store(tmp.path(), &config, free_port());
+    let store = store_over(tmp.path(), &config, free_port());
 
     // Off-grid ranges and steps over the five hours, instant queries between samples.
     let queries = [
@@ -218,27 +187,13 @@ print(json.dumps({
     ignore = "interop: needs KILN_INTEROP=1 and Python's grpcio-tools (scripts/test installs it)"
 )]
 fn a_python_grpc_client_reads_the_store() {
-    require_python_module("grpc_tools");
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = data_with_blocks(tmp.path());
     let config = bucket_with_blocks(tmp.path(), &data);
     let grpc_port = free_port();
-    let _store = start_store(tmp.path(), &config, grpc_port);
+    let _store = store_over(tmp.path(), &config, grpc_port);
 
-    let generated = tmp.path().join("py");
-    std::fs::create_dir_all(&generated).expect("mkdir");
-    let protos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-storeapi/proto");
-    ok_stdout(
-        "grpc_tools.protoc",
-        Command::new("python3")
-            .args(["-m", "grpc_tools.protoc"])
-            .arg(format!("-I{}", protos.display()))
-            .arg(format!("--python_out={}", generated.display()))
-            .arg(format!("--grpc_python_out={}", generated.display()))
-            .args(["store.proto", "info.proto"])
-            .output()
-            .expect("run python3 -m grpc_tools.protoc"),
-    );
+    let generated = python_storeapi_client(tmp.path());
     let script = tmp.path().join("client.py");
     std::fs::write(&script, CLIENT).expect("write client");
     let out = ok_stdout(

@@ -64,6 +64,38 @@ pub const ENCODING_XOR: u8 = 1;
 pub const ENCODING_HISTOGRAM: u8 = 2;
 pub const ENCODING_FLOAT_HISTOGRAM: u8 = 3;
 
+impl FinishOptions {
+    /// The options of a block that merges `blocks`: one level above the highest, their
+    /// level-1 sources (each block itself when it lists none), and them as parents.
+    pub fn merged_from(blocks: &[&BlockMeta]) -> FinishOptions {
+        let mut sources: Vec<Ulid> = blocks
+            .iter()
+            .flat_map(|m| {
+                if m.compaction.sources.is_empty() {
+                    vec![m.ulid]
+                } else {
+                    m.compaction.sources.clone()
+                }
+            })
+            .collect();
+        sources.sort();
+        sources.dedup();
+        FinishOptions {
+            level: blocks.iter().map(|m| m.compaction.level).max().unwrap_or(1) + 1,
+            sources,
+            parents: blocks
+                .iter()
+                .map(|m| BlockDesc {
+                    ulid: m.ulid,
+                    min_time: m.min_time,
+                    max_time: m.max_time,
+                })
+                .collect(),
+            ..FinishOptions::default()
+        }
+    }
+}
+
 /// Fsyncs a directory, so entries created or renamed in it survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     let f = File::open(dir).map_err(BlockError::io("open directory", dir))?;

@@ -13,7 +13,7 @@ use tracing::{error, info};
 
 use super::querier::BlockQuerier;
 use super::{Db, DbError, DbMetrics};
-use crate::block::{BlockDesc, BlockReader, BlockWriter, ChunkData, FinishOptions, Interval};
+use crate::block::{BlockMeta, BlockReader, BlockWriter, ChunkData, FinishOptions, Interval};
 use crate::head::Head;
 use crate::wal::checkpoint;
 
@@ -345,37 +345,8 @@ impl Db {
             }
             return Ok(());
         }
-        let mut sources: Vec<ulid::Ulid> = group
-            .iter()
-            .flat_map(|b| {
-                let m = b.meta();
-                if m.compaction.sources.is_empty() {
-                    vec![m.ulid]
-                } else {
-                    m.compaction.sources.clone()
-                }
-            })
-            .collect();
-        sources.sort();
-        sources.dedup();
-        let opts = FinishOptions {
-            level: group
-                .iter()
-                .map(|b| b.meta().compaction.level)
-                .max()
-                .unwrap_or(1)
-                + 1,
-            sources,
-            parents: group
-                .iter()
-                .map(|b| BlockDesc {
-                    ulid: b.meta().ulid,
-                    min_time: b.meta().min_time,
-                    max_time: b.meta().max_time,
-                })
-                .collect(),
-            ..FinishOptions::default()
-        };
+        let metas: Vec<&BlockMeta> = group.iter().map(|b| b.meta()).collect();
+        let opts = FinishOptions::merged_from(&metas);
         let dir = self.dir.join(writer.finish(opts)?.to_string());
         drop(merged);
         drop(queriers);

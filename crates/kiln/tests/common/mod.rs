@@ -493,3 +493,103 @@ pub(crate) fn snappy_literals(data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A directory bucket `<root>/bucket` and the `<root>/objstore.yml` naming it; returns
+/// the configuration's path.
+pub(crate) fn directory_bucket(root: &Path) -> std::path::PathBuf {
+    let bucket = root.join("bucket");
+    std::fs::create_dir_all(&bucket).expect("bucket dir");
+    let config = root.join("objstore.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        ),
+    )
+    .expect("write objstore.yml");
+    config
+}
+
+/// `kiln tools bucket upload-blocks` of every block of `data` (compacted ones too) with
+/// the external labels `labels` (`name=value` each).
+pub(crate) fn upload_blocks(config: &Path, data: &Path, labels: &[&str]) {
+    let mut args = vec![
+        "tools",
+        "bucket",
+        "upload-blocks",
+        "--objstore.config-file",
+        config.to_str().expect("path"),
+        "--shipper.upload-compacted",
+        "--path",
+        data.to_str().expect("path"),
+    ];
+    for l in labels {
+        args.extend(["--label", l]);
+    }
+    ok_stdout("upload-blocks", kiln(&args));
+}
+
+/// One `kiln compact` pass over `config`'s bucket (scratch in `work`), no delays, with
+/// `extra` flags; returns its log.
+pub(crate) fn compact_once(config: &Path, work: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "compact",
+        "--objstore.config-file",
+        config.to_str().expect("path"),
+        "--data-dir",
+        work.to_str().expect("path"),
+        "--consistency-delay",
+        "0s",
+        "--delete-delay",
+        "0s",
+    ];
+    args.extend_from_slice(extra);
+    let out = kiln(&args);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "kiln compact: {log}");
+    log
+}
+
+/// Starts `kiln store` over `config`'s bucket with its local files in `dir`, the query
+/// API on a free port and the StoreAPI on `grpc` (`127.0.0.1:0` when it does not
+/// matter).
+pub(crate) fn start_store(config: &Path, dir: &Path, grpc: &str) -> KilnServer {
+    start_kiln_mode(
+        "store",
+        &[
+            "--objstore.config-file",
+            config.to_str().expect("path"),
+            "--data-dir",
+            dir.to_str().expect("path"),
+            "--http-address",
+            "127.0.0.1:0",
+            "--grpc-address",
+            grpc,
+        ],
+        &[],
+    )
+    .0
+}
+
+/// Compiles the StoreAPI protos (`crates/kiln-storeapi/proto`) with Python's
+/// `grpcio-tools` into `<tmp>/py` and returns that directory: a client generated
+/// outside Rust.
+pub(crate) fn python_storeapi_client(tmp: &Path) -> std::path::PathBuf {
+    require_python_module("grpc_tools");
+    let generated = tmp.join("py");
+    std::fs::create_dir_all(&generated).expect("mkdir");
+    let protos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-storeapi/proto");
+    ok_stdout(
+        "grpc_tools.protoc",
+        Command::new("python3")
+            .args(["-m", "grpc_tools.protoc"])
+            .arg(format!("-I{}", protos.display()))
+            .arg(format!("--python_out={}", generated.display()))
+            .arg(format!("--grpc_python_out={}", generated.display()))
+            .args(["store.proto", "info.proto"])
+            .output()
+            .expect("run python3 -m grpc_tools.protoc"),
+    );
+    generated
+}
