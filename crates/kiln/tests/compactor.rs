@@ -232,3 +232,53 @@ fn one_compactor_per_bucket_and_kill_9_is_survivable() {
     assert_eq!(blocks_in(&s.bucket), 3);
     assert_store_matches_server(&s);
 }
+
+/// The raw blocks `kiln compact` writes read with the real promtool exactly as the data
+/// they came from (the replicas' samples once).
+#[test]
+#[cfg_attr(
+    not(kiln_interop),
+    ignore = "interop: needs KILN_INTEROP=1 and promtool from Debian's prometheus (scripts/test installs it)"
+)]
+fn compacted_blocks_read_the_same_with_promtool() {
+    common::require_peer("promtool", "prometheus");
+    let s = setup();
+    let work = s.tmp.join("work");
+    common::compact_once(
+        &s.config,
+        &work,
+        &["--deduplication.replica-label", "replica"],
+    );
+    // The raw blocks only: promtool does not decode downsampled (aggregate) chunks.
+    let raw = s.tmp.join("raw");
+    std::fs::create_dir_all(&raw).expect("mkdir");
+    let mut copied = 0;
+    for e in std::fs::read_dir(&s.bucket).expect("list").flatten() {
+        let meta = e.path().join("meta.json");
+        let Ok(text) = std::fs::read_to_string(&meta) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).expect("meta.json");
+        if v["thanos"]["downsample"]["resolution"] != 0 {
+            continue;
+        }
+        let to = raw.join(e.file_name());
+        std::fs::create_dir_all(to.join("chunks")).expect("mkdir");
+        for f in ["index", "meta.json", "tombstones"] {
+            if e.path().join(f).exists() {
+                std::fs::copy(e.path().join(f), to.join(f)).expect("copy");
+            }
+        }
+        for c in std::fs::read_dir(e.path().join("chunks"))
+            .expect("chunks")
+            .flatten()
+        {
+            std::fs::copy(c.path(), to.join("chunks").join(c.file_name())).expect("copy");
+        }
+        copied += 1;
+    }
+    assert_eq!(copied, 2, "the 48h block and the last 2h block");
+    let want = common::promtool_dump(&s.data, &[]);
+    let got = common::promtool_dump(&raw, &[]);
+    common::assert_same_dump("promtool dump of the compacted blocks", &want, &got);
+}

@@ -423,19 +423,6 @@ fn is_subquery(expr: &str) -> bool {
     })
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
 fn get(port: u16, path: &str) -> String {
     let (status, body) = http(port, "GET", path).unwrap_or_else(|| panic!("GET {path}"));
     assert!(
@@ -470,8 +457,8 @@ fn kiln_answers_promql_like_prometheus() {
         String::from_utf8_lossy(&out.stderr)
     );
     let (prom_dir, kiln_dir) = (tmp.path().join("prom"), tmp.path().join("kiln"));
-    copy_dir(&blocks, &prom_dir);
-    copy_dir(&blocks, &kiln_dir);
+    common::copy_dir(&blocks, &prom_dir);
+    common::copy_dir(&blocks, &kiln_dir);
     let config = tmp.path().join("empty.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("config");
     let prom_port = free_port();

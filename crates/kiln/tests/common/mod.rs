@@ -593,3 +593,29 @@ pub(crate) fn python_storeapi_client(tmp: &Path) -> std::path::PathBuf {
     );
     generated
 }
+
+/// Copies directory `from` into `to`, recursively.
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// Waits until `/-/ready` on 127.0.0.1:`port` answers 200, for up to `limit`.
+pub(crate) fn wait_ready(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !matches!(http(port, "GET", "/-/ready"), Some((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "port {port} not ready within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
