@@ -185,13 +185,24 @@ mod tests {
     /// A fake name server on loopback (UDP and TCP on the same port). Names with more
     /// than `udp_limit` records answer truncated over UDP, as real servers do.
     async fn fake_dns(zone: Zone, udp_limit: usize) -> SocketAddr {
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("test step");
-        let addr = udp.local_addr().expect("test step");
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("test step");
+        // The UDP port the system picks may be taken for TCP (by another test's
+        // listener or connection): pick again until both are free.
+        let (udp, tcp, addr) = {
+            let mut tries = 0;
+            loop {
+                let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                    .await
+                    .expect("test step");
+                let addr = udp.local_addr().expect("test step");
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(tcp) => break (udp, tcp, addr),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                        tries += 1;
+                    }
+                    Err(e) => panic!("binding the fake name server's TCP port: {e}"),
+                }
+            }
+        };
         let answer = move |zone: &Zone, query: &[u8], over_udp: bool| {
             let zone = zone.lock().expect("lock");
             match zone.get(&question_name(query)) {
