@@ -294,46 +294,33 @@ fn serves_what_the_tsdb_wrote(bucket: Bucket) {
     );
 
     // Limits: series and samples.
-    let limited = BucketStore::new(
-        bucket.clone(),
-        &data,
-        StoreConfig {
-            limits: Limits {
-                series: 5,
-                samples: 0,
+    // The error a selection of every gpu_util series gets under `limits`.
+    let limited_error = |limits: Limits| {
+        let limited = BucketStore::new(
+            bucket.clone(),
+            &data,
+            StoreConfig {
+                limits,
+                ..store_config()
             },
-            ..store_config()
-        },
-        rt.handle().clone(),
-    );
-    rt.block_on(limited.sync(now_ms())).unwrap();
-    let q = limited.chunk_querier(T0, T0 + 10 * HOUR).unwrap();
-    let mut set = q.select_chunks(true, None, &cases[0]);
-    while set.next().is_some() {}
-    let err = set.err().unwrap().to_string();
+            rt.handle().clone(),
+        );
+        rt.block_on(limited.sync(now_ms())).unwrap();
+        let q = limited.chunk_querier(T0, T0 + 10 * HOUR).unwrap();
+        let mut set = q.select_chunks(true, None, &cases[0]);
+        while set.next().is_some() {}
+        set.err().unwrap().to_string()
+    };
+    let err = limited_error(Limits {
+        series: 5,
+        samples: 0,
+    });
     assert!(err.contains("series limit of 5 exceeded"), "{err}");
-    drop(set);
-    drop(q);
-    let limited = BucketStore::new(
-        bucket.clone(),
-        &data,
-        StoreConfig {
-            limits: Limits {
-                series: 0,
-                samples: 1000,
-            },
-            ..store_config()
-        },
-        rt.handle().clone(),
-    );
-    rt.block_on(limited.sync(now_ms())).unwrap();
-    let q = limited.chunk_querier(T0, T0 + 10 * HOUR).unwrap();
-    let mut set = q.select_chunks(true, None, &cases[0]);
-    while set.next().is_some() {}
-    let err = set.err().unwrap().to_string();
+    let err = limited_error(Limits {
+        series: 0,
+        samples: 1000,
+    });
     assert!(err.contains("samples limit of 1000 exceeded"), "{err}");
-    drop(set);
-    drop(q);
 
     let mut metrics = Vec::new();
     store.write_metrics(&mut metrics);

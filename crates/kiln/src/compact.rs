@@ -18,6 +18,7 @@ use kiln_objstore::lock::BucketLock;
 use tracing::{error, info, warn};
 
 use crate::objstore_flags::ObjstoreFlags;
+use crate::parse_duration_ms;
 
 /// How long the lock holds without renewal; it is renewed every third of it.
 const LOCK_TTL: Duration = Duration::from_secs(5 * 60);
@@ -63,10 +64,6 @@ pub(crate) struct CompactArgs {
     /// Do not downsample.
     #[arg(long = "downsampling.disable")]
     downsampling_disable: bool,
-}
-
-fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
 }
 
 pub(crate) fn run(args: CompactArgs) -> anyhow::Result<()> {

@@ -204,9 +204,15 @@ enum CreateBlocksFrom {
     Rules(Box<rule_backfill::RuleBackfillArgs>),
 }
 
-/// Parses a Prometheus duration such as `2h`, `90m`, `1d12h` into milliseconds.
-fn parse_duration_ms(s: &str) -> Result<i64, String> {
+/// Parses a Prometheus duration such as `2h`, `90m`, `1d12h` into milliseconds (the
+/// flag parser of every mode).
+pub(crate) fn parse_duration_ms(s: &str) -> Result<i64, String> {
     kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
+}
+
+/// Parses a byte size as Prometheus writes one (`512MB`, `1GiB`, a plain number).
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    kiln_config::Size::parse(s).map(|b| b.0)
 }
 
 impl Command {

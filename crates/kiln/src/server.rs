@@ -19,6 +19,8 @@ mod web;
 
 use applied::Applied;
 
+use crate::parse_duration_ms;
+
 /// Flags of `kiln server`, named as Prometheus names them.
 #[derive(clap::Args)]
 pub(crate) struct ServerArgs {
@@ -157,16 +159,12 @@ impl ServerArgs {
     }
 }
 
-fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
-}
-
 /// Seconds between looks for blocks that others wrote into the data directory.
 const BLOCK_SCAN_SECONDS: u32 = 5;
 
 /// A byte size as Prometheus writes one (`512MB`, `1GiB`, a plain number of bytes).
 fn parse_memory_bytes(s: &str) -> Result<usize, String> {
-    let bytes = kiln_config::Size::parse(s).map(|b| b.0)?;
+    let bytes = crate::parse_size(s)?;
     usize::try_from(bytes).map_err(|_| format!("{s:?} is too large"))
 }
 

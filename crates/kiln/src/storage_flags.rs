@@ -27,6 +27,8 @@ use kiln_tsdb::db::{Db, DbOptions};
 use kiln_tsdb::wal::Compression;
 use tracing::warn;
 
+use crate::{parse_duration_ms, parse_size};
+
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 /// Prometheus's default retention time, used when no retention flag is set.
@@ -125,14 +127,6 @@ pub(crate) struct StorageFlags {
     /// added to its data directory every 5 seconds.
     #[arg(long = "storage.tsdb.block-reload-interval", value_parser = parse_duration_ms)]
     block_reload_interval: Option<i64>,
-}
-
-fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    kiln_config::Size::parse(s).map(|b| b.0)
 }
 
 /// A flag Kiln accepts but does not act on: `(flag, value given, what Kiln does)`.

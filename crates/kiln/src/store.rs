@@ -16,6 +16,7 @@ use kiln_storeapi::{StoreOptions, StoreService};
 use tracing::{error, info, warn};
 
 use crate::objstore_flags::ObjstoreFlags;
+use crate::{parse_duration_ms, parse_size};
 
 #[derive(clap::Args)]
 pub(crate) struct StoreArgs {
@@ -105,14 +106,6 @@ fn parse_time_or_duration(s: &str) -> Result<TimeOrDuration, String> {
     let ms = kiln_model::parse_duration_ms(d)
         .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a duration like -2w"))?;
     Ok(TimeOrDuration::Ago(ms))
-}
-
-fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    kiln_model::parse_duration_ms(s).map_err(|e| e.to_string())
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    kiln_config::Size::parse(s).map(|b| b.0)
 }
 
 fn duration(ms: i64) -> Duration {

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{
     data_with_blocks, external_labels_config, free_port, kiln, ok_stdout, python_storeapi_client,
     start_kiln_server,
@@ -71,20 +69,7 @@ fn a_python_grpc_client_reads_the_server() {
     ]);
 
     // The client, generated from Kiln's proto files by Python's protoc.
-    let generated = python_storeapi_client(tmp.path());
-    let script = tmp.path().join("client.py");
-    std::fs::write(&script, CLIENT).expect("write client");
-    let out = ok_stdout(
-        "python StoreAPI client",
-        Command::new("python3")
-            .arg(&script)
-            .arg(&generated)
-            .arg(format!("127.0.0.1:{grpc_port}"))
-            .arg("gpu_temperature_celsius")
-            .output()
-            .expect("run python3"),
-    );
-    let got: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let got = python_storeapi_client(tmp.path(), CLIENT, grpc_port, &["gpu_temperature_celsius"]);
     assert_eq!(got["component"], "sidecar");
     assert_eq!(
         got["label_sets"],

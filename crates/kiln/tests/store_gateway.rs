@@ -6,11 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{
-    data_with_blocks, directory_bucket, free_port, http, ok_stdout, python_storeapi_client,
-    start_kiln_server, start_store, upload_blocks, url_encode,
+    data_with_blocks, directory_bucket, free_port, http, python_storeapi_client, start_kiln_server,
+    start_store, upload_blocks, url_encode,
 };
 
 const START: i64 = 1_700_000_000;
@@ -193,19 +192,7 @@ fn a_python_grpc_client_reads_the_store() {
     let grpc_port = free_port();
     let _store = store_over(tmp.path(), &config, grpc_port);
 
-    let generated = python_storeapi_client(tmp.path());
-    let script = tmp.path().join("client.py");
-    std::fs::write(&script, CLIENT).expect("write client");
-    let out = ok_stdout(
-        "python StoreAPI client",
-        Command::new("python3")
-            .arg(&script)
-            .arg(&generated)
-            .arg(format!("127.0.0.1:{grpc_port}"))
-            .output()
-            .expect("run python3"),
-    );
-    let got: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let got = python_storeapi_client(tmp.path(), CLIENT, grpc_port, &[]);
     assert_eq!(got["component"], "store");
     assert_eq!(
         got["label_sets"],

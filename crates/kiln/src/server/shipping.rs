@@ -27,7 +27,7 @@ pub(crate) struct ShipperFlags {
     #[arg(long = "shipper.upload-compacted")]
     upload_compacted: bool,
     /// Kiln's flag: how often the data directory is checked for blocks to upload.
-    #[arg(long = "shipper.sync-interval", value_parser = super::parse_duration_ms, default_value = "30s")]
+    #[arg(long = "shipper.sync-interval", value_parser = crate::parse_duration_ms, default_value = "30s")]
     sync_interval: i64,
 }
 

@@ -14,7 +14,7 @@ pub(crate) struct WebFlags {
     /// connections: a request's headers must arrive within it (on a new connection and
     /// after each answer on a kept-alive one), and its body within it of the headers
     /// (408 otherwise).
-    #[arg(long = "web.read-timeout", value_parser = super::parse_duration_ms, default_value = "5m")]
+    #[arg(long = "web.read-timeout", value_parser = crate::parse_duration_ms, default_value = "5m")]
     read_timeout: i64,
     /// Maximum number of simultaneous connections. Beyond it, 8 more connections are
     /// accepted that answer only /-/healthy and /-/ready (Kiln's addition); further
@@ -31,7 +31,7 @@ pub(crate) struct WebFlags {
     remote_write_concurrent_limit: usize,
     /// Kiln's flag: how long a remote-write request waits for a decoding slot before it
     /// is answered 503 with Retry-After (senders retry it).
-    #[arg(long = "storage.remote.write-queue-wait", value_parser = super::parse_duration_ms, default_value = "5s")]
+    #[arg(long = "storage.remote.write-queue-wait", value_parser = crate::parse_duration_ms, default_value = "5s")]
     remote_write_queue_wait: i64,
 }
 

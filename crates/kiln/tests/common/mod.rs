@@ -572,10 +572,16 @@ pub(crate) fn start_store(config: &Path, dir: &Path, grpc: &str) -> KilnServer {
     .0
 }
 
-/// Compiles the StoreAPI protos (`crates/kiln-storeapi/proto`) with Python's
-/// `grpcio-tools` into `<tmp>/py` and returns that directory: a client generated
-/// outside Rust.
-pub(crate) fn python_storeapi_client(tmp: &Path) -> std::path::PathBuf {
+/// Runs `script` (Python) as a StoreAPI client generated outside Rust: Python's
+/// `grpcio-tools` compiles `crates/kiln-storeapi/proto` into `<tmp>/py`, and the script
+/// gets that directory, the endpoint `127.0.0.1:<grpc_port>` and `args`; it prints JSON,
+/// returned parsed.
+pub(crate) fn python_storeapi_client(
+    tmp: &Path,
+    script: &str,
+    grpc_port: u16,
+    args: &[&str],
+) -> serde_json::Value {
     require_python_module("grpc_tools");
     let generated = tmp.join("py");
     std::fs::create_dir_all(&generated).expect("mkdir");
@@ -591,7 +597,19 @@ pub(crate) fn python_storeapi_client(tmp: &Path) -> std::path::PathBuf {
             .output()
             .expect("run python3 -m grpc_tools.protoc"),
     );
-    generated
+    let path = tmp.join("client.py");
+    std::fs::write(&path, script).expect("write client");
+    let out = ok_stdout(
+        "python StoreAPI client",
+        Command::new("python3")
+            .arg(&path)
+            .arg(&generated)
+            .arg(format!("127.0.0.1:{grpc_port}"))
+            .args(args)
+            .output()
+            .expect("run python3"),
+    );
+    serde_json::from_str(&out).expect("json")
 }
 
 /// Copies directory `from` into `to`, recursively.
